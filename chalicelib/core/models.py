@@ -1,0 +1,63 @@
+"""Backup records and their state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from chalicelib.core.errors import InvalidStateTransition
+
+
+class BackupState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    PARTIALLY_FAILED = "PartiallyFailed"
+    FAILED = "Failed"
+    EXPIRED = "Expired"  # retention removed the manifest; the record stays for audit
+
+
+TERMINAL = frozenset({BackupState.COMPLETED, BackupState.PARTIALLY_FAILED, BackupState.FAILED, BackupState.EXPIRED})
+
+_ALLOWED: dict[BackupState, frozenset[BackupState]] = {
+    BackupState.PENDING: frozenset({BackupState.RUNNING, BackupState.FAILED}),
+    BackupState.RUNNING: frozenset(
+        {BackupState.RUNNING, BackupState.COMPLETED, BackupState.PARTIALLY_FAILED, BackupState.FAILED}
+    ),
+    BackupState.COMPLETED: frozenset({BackupState.EXPIRED}),
+    BackupState.PARTIALLY_FAILED: frozenset({BackupState.EXPIRED}),
+    BackupState.FAILED: frozenset(),
+    BackupState.EXPIRED: frozenset(),
+}
+
+
+def allowed_sources(target: BackupState) -> frozenset[BackupState]:
+    """States a record may move to ``target`` from (used as a DynamoDB condition)."""
+    return frozenset(s for s, targets in _ALLOWED.items() if target in targets)
+
+
+def check_transition(current: BackupState, target: BackupState) -> None:
+    if target not in _ALLOWED[current]:
+        raise InvalidStateTransition(f"a backup cannot move from {current} to {target}")
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """The catalog's view of one backup (mutable status lives here, never in S3)."""
+
+    cluster: str
+    backup_id: str
+    state: BackupState
+    job_id: str
+    policy: str | None = None
+    parent: str | None = None
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    manifest_key: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)  # bytes_uploaded, bytes_deduplicated, duration_ms, ...
+    errors: list[dict[str, str]] = field(default_factory=list)  # [{"resource": ..., "error": ...}]
+    failure: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,53 @@
+"""Strip what the server sets, so identical objects hash identically across backups and clusters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# metadata fields set by the API server; they change without the object changing.
+_SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+# Annotations written by clients or controllers, not by the object's author. The last-applied
+# configuration is a copy of the object itself: derivable, and it doubles the size of a blob.
+SERVER_ANNOTATIONS = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "deployment.kubernetes.io/revision",
+        "control-plane.alpha.kubernetes.io/leader",
+    }
+)
+
+
+def sanitize(obj: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]:
+    """A copy of ``obj`` without status and server-set fields, with ``kind``/``apiVersion`` filled in.
+
+    List responses omit ``kind`` and ``apiVersion`` on items; they are restored from the resource type.
+    """
+    out = {k: v for k, v in obj.items() if k != "status"}
+    out["kind"] = kind
+    out["apiVersion"] = api_version
+    meta = dict(obj.get("metadata") or {})
+    for key in _SERVER_METADATA:
+        meta.pop(key, None)
+    annotations = meta.get("annotations")
+    if annotations:
+        kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}
+        if kept:
+            meta["annotations"] = kept
+        else:
+            del meta["annotations"]
+    elif "annotations" in meta:
+        del meta["annotations"]
+    if "labels" in meta and not meta["labels"]:
+        del meta["labels"]
+    out["metadata"] = meta
+    return out
