@@ -53,6 +53,7 @@ class _Run:
     bytes_raw: int = 0
     bytes_dedup: int = 0
     listed_types: int = 0
+    progress: Callable[[int, str], None] | None = None  # (objects so far, resource type)
 
 
 class BackupService:
@@ -79,7 +80,7 @@ class BackupService:
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
-    def run(self, job: BackupJob) -> BackupOutcome:
+    def run(self, job: BackupJob, *, progress: Callable[[int, str], None] | None = None) -> BackupOutcome:
         now = self._clock()
         cluster = job.cluster.name
         parent = self._catalog.latest(cluster)
@@ -89,42 +90,46 @@ class BackupService:
             new_backup_id(now),
             policy=job.policy,
             parent=parent.backup_id if parent else None,
-            now=_iso(now),
+            now=now,
         )
         if not created and not self._should_take_over(record):
             return BackupOutcome(record, created=False)
         record = self._catalog.transition(
-            cluster, record.backup_id, BackupState.RUNNING, now=_iso(self._clock()), started_at=_iso(self._clock())
+            cluster, record.backup_id, BackupState.RUNNING, now=self._clock(), started_at=self._clock()
         )
         try:
-            return BackupOutcome(self._execute(job, record), created=created)
+            return BackupOutcome(self._execute(job, record, progress), created=created)
         except Exception as exc:
+            # Whatever broke, the record says so (Failed is terminal, so a redelivery will not retry it; the next
+            # scheduled run takes a fresh backup). Nothing was committed: the manifest is the last write.
             failure = f"{type(exc).__name__}: {exc}"
+            if exc.__cause__ is not None and str(exc.__cause__) not in failure:
+                failure += f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})"
             record = self._catalog.transition(
                 cluster,
                 record.backup_id,
                 BackupState.FAILED,
-                now=_iso(self._clock()),
-                finished_at=_iso(self._clock()),
+                now=self._clock(),
+                finished_at=self._clock(),
                 failure=failure,
             )
-            if isinstance(exc, BackupError):
-                return BackupOutcome(record, created=created)
-            raise
+            return BackupOutcome(record, created=created)
 
     def _should_take_over(self, record: BackupRecord) -> bool:
         """A duplicate delivery re-runs a backup only when its worker died (stale heartbeat)."""
         if record.state in TERMINAL:
             return False
-        beat = record.extra.get("heartbeat_at") or record.started_at or record.created_at
+        beat = record.heartbeat_at or record.started_at or record.created_at
         if not beat:
             return True
-        age = (self._clock() - datetime.strptime(beat, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds()
+        age = (self._clock() - datetime.fromisoformat(beat)).total_seconds()
         return age > HEARTBEAT_STALE_S
 
     # -- the backup itself ---------------------------------------------------------------------------------------
 
-    def _execute(self, job: BackupJob, record: BackupRecord) -> BackupRecord:
+    def _execute(
+        self, job: BackupJob, record: BackupRecord, progress: Callable[[int, str], None] | None
+    ) -> BackupRecord:
         started = time.monotonic()
         started_at = self._clock()
         cluster = job.cluster.name
@@ -142,7 +147,7 @@ class BackupService:
         reader = RepositoryReader(repo)
         known = reader.known_blob_ids()
         writer = RepositoryWriter(repo, known=known, **self._writer_options)
-        run = _Run(scope=job.scope)
+        run = _Run(scope=job.scope, progress=progress)
         for failure in getattr(client, "discovery_errors", []) or []:
             run.errors.append({"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"})
 
@@ -192,8 +197,8 @@ class BackupService:
             cluster,
             backup_id,
             state,
-            now=_iso(self._clock()),
-            finished_at=_iso(finished_at),
+            now=self._clock(),
+            finished_at=finished_at,
             manifest_key=key,
             counts=counts,
             stats=stats,
@@ -316,6 +321,8 @@ class BackupService:
                 )
             )
             run.kinds[kind_key] += 1
+        if run.progress is not None:
+            run.progress(sum(run.kinds.values()), res.group_resource)
 
     def _write_trees(self, run: _Run, writer: Any) -> tuple[BlobId, int]:
         scopes: dict[str, list[TreeEntry]] = {}
@@ -337,4 +344,4 @@ class BackupService:
     def _maybe_heartbeat(self, cluster: str, backup_id: BackupId) -> None:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
             self._heartbeat_at = time.monotonic()
-            self._catalog.heartbeat(cluster, backup_id, now=_iso(self._clock()))
+            self._catalog.heartbeat(cluster, backup_id, now=self._clock())

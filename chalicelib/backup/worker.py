@@ -33,9 +33,22 @@ def handle_job(service: BackupService, payload: str | bytes | dict[str, Any]) ->
     else:
         log.info(
             "backup finished",
-            extra={"backup_id": record.backup_id, "state": str(record.state), "counts": record.counts,
-                   "stats": record.stats, "errors": record.errors, "failure": record.failure},
+            extra={
+                "backup_id": record.backup_id,
+                "state": str(record.state),
+                "counts": record.counts,
+                "stats": record.stats,
+                "errors": record.errors,
+                "failure": record.failure,
+            },
         )
         publish_backup_metrics(record)
-    return {"status": str(record.state), "backup_id": record.backup_id, "duplicate": not outcome.created,
-            "counts": record.counts, "stats": record.stats, "errors": record.errors, "failure": record.failure}
+    return {
+        "status": str(record.state),
+        "backup_id": record.backup_id,
+        "duplicate": not outcome.created,
+        "counts": record.counts,
+        "stats": record.stats,
+        "errors": record.errors,
+        "failure": record.failure,
+    }

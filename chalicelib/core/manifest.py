@@ -44,7 +44,9 @@ class Manifest:
             raise FormatError(f"manifest is not valid JSON: {exc}") from exc
         version = doc.get("format_version")
         if version != FORMAT_VERSION:
-            raise FormatError(f"manifest format version {version!r} is not supported (this reader knows {FORMAT_VERSION})")
+            raise FormatError(
+                f"manifest format version {version!r} is not supported (this reader knows {FORMAT_VERSION})"
+            )
         try:
             return cls(**doc)
         except TypeError as exc:

@@ -55,6 +55,7 @@ class BackupRecord:
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
+    heartbeat_at: str | None = None  # refreshed by a live worker; a stale one lets a redelivered job take over
     manifest_key: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)  # bytes_uploaded, bytes_deduplicated, duration_ms, ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from chalicelib.core.errors import InvalidScope
@@ -108,10 +108,10 @@ class BackupScope:
         """Whether a resource type is in scope by the include/exclude lists (cluster-scoped mode aside)."""
         if resource.group_resource in ALWAYS_SKIPPED or not resource.listable:
             return False
-        if self.include_resources and not any(resource.matches(t) for t in self.include_resources):
-            # Namespaces stay in: a restore needs the namespace of every object it restores.
-            if resource.group_resource != "namespaces":
-                return False
+        # Namespaces stay in even when not listed: a restore needs the namespace of every object it restores.
+        included = not self.include_resources or any(resource.matches(t) for t in self.include_resources)
+        if not included and resource.group_resource != "namespaces":
+            return False
         return not any(resource.matches(t) for t in self.exclude_resources)
 
     def object_selected(self, obj: dict[str, Any]) -> bool:

@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine (Python 3.11): `make sandbox` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: sandbox test lint unit bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## Run the main job on the embedded default: emulated AWS + local Kubernetes API seeded with the sample app.
+sandbox: $(STAMP)
+	$(BIN)/lifeboat sandbox
+
+## Static checks and the whole test suite.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/cfn-lint infra/*.yaml
+
+bench: $(STAMP)
+	$(BIN)/python bench/backup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

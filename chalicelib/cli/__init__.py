@@ -1,0 +1,1 @@
+"""The ``lifeboat`` command: the same core as the Lambda functions, run locally."""

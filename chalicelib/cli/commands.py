@@ -1,0 +1,238 @@
+"""The CLI's commands: each takes parsed arguments and the composition root and returns an exit code."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from chalicelib.cli.output import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    console,
+    emit_json,
+    human_bytes,
+    table,
+)
+from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.scope import BackupScope
+
+_EXIT_BY_STATE = {"Completed": EXIT_OK, "PartiallyFailed": EXIT_PARTIAL}
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    import dataclasses
+
+    data = dataclasses.asdict(record)
+    data["state"] = str(record.state)
+    return data
+
+
+def scope_from_args(args: Any) -> BackupScope:
+    return BackupScope(
+        include_namespaces=tuple(args.include_namespaces),
+        exclude_namespaces=tuple(args.exclude_namespaces),
+        include_resources=tuple(args.include_resources),
+        exclude_resources=tuple(args.exclude_resources),
+        label_selector=args.selector,
+        cluster_scoped=args.cluster_scoped,
+    )
+
+
+def _current_context(kubeconfig: str) -> str | None:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(kubeconfig) or {}
+    except yaml.YAMLError:
+        return None  # the loader reports malformed kubeconfigs with a precise message
+    return doc.get("current-context") if isinstance(doc, dict) else None
+
+
+def run_backup_with_progress(services: Any, job: BackupJob, *, show: bool = True) -> Any:
+    """Run ``job`` with a live counter on the terminal; returns the BackupOutcome."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    service = services.backup_service()
+    if not show:
+        return service.run(job)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(f"backing up {job.cluster.name}", total=None)
+
+        def progress(objects: int, resource: str) -> None:
+            bar.update(task, description=f"backing up {job.cluster.name}: {objects} objects ({resource})")
+
+        return service.run(job, progress=progress)
+
+
+def backup(args: Any, services: Any) -> int:
+    from pathlib import Path
+
+    kubeconfig = Path(args.kubeconfig).read_text()
+    context = args.context or _current_context(kubeconfig)
+    name = args.cluster or context or "default"
+    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig, "context": args.context}
+    job = BackupJob(
+        job_id=f"cli-{uuid.uuid4()}", cluster=ClusterRef(name, auth), scope=scope_from_args(args), policy=args.policy
+    )
+    outcome = run_backup_with_progress(services, job, show=args.output == "table")
+    record = outcome.record
+    if args.output == "json":
+        emit_json(_record_dict(record))
+    else:
+        print_backup_summary(record)
+    return _EXIT_BY_STATE.get(str(record.state), EXIT_ERROR)
+
+
+def print_backup_summary(record: Any) -> None:
+    out = console()
+    counts, stats = record.counts or {}, record.stats or {}
+    rows = [
+        ["backup", record.backup_id],
+        ["cluster", record.cluster],
+        ["state", str(record.state)],
+        ["parent", record.parent],
+        ["objects", counts.get("objects", 0)],
+        ["new blobs", counts.get("blobs_new", 0)],
+        ["bytes uploaded", human_bytes(stats.get("bytes_uploaded", 0))],
+        ["bytes deduplicated", human_bytes(stats.get("bytes_deduplicated", 0))],
+        ["duration", f"{stats.get('duration_ms', 0) / 1000:.2f} s"],
+    ]
+    out.print(table("Backup", ["", "value"], rows))
+    if record.failure:
+        out.print(f"[red]failure:[/red] {record.failure}")
+    for err in record.errors or []:
+        out.print(f"[yellow]error:[/yellow] {err.get('resource')}: {err.get('error')}")
+
+
+def backups_list(args: Any, services: Any) -> int:
+    catalog = services.catalog()
+    clusters = [args.cluster] if args.cluster else catalog.list_clusters()
+    records = []
+    for cluster in clusters:
+        page, _ = catalog.list(cluster, limit=args.limit)
+        records.extend(page)
+    records.sort(key=lambda r: r.backup_id, reverse=True)
+    records = records[: args.limit]
+    if args.output == "json":
+        emit_json([_record_dict(r) for r in records])
+        return EXIT_OK
+    rows = [
+        [
+            r.backup_id,
+            r.cluster,
+            str(r.state),
+            r.parent,
+            (r.counts or {}).get("objects"),
+            human_bytes((r.stats or {}).get("bytes_uploaded", 0)),
+            r.finished_at,
+        ]
+        for r in records
+    ]
+    console().print(table("Backups", ["id", "cluster", "state", "parent", "objects", "uploaded", "finished"], rows))
+    return EXIT_OK
+
+
+def _reader(services: Any) -> Any:
+    from chalicelib.repository import RepositoryReader
+
+    return RepositoryReader(services.repository())
+
+
+def backups_describe(args: Any, services: Any) -> int:
+    record = services.catalog().find(args.backup_id)
+    reader = _reader(services)
+    manifest = reader.load_manifest(record.cluster, record.backup_id)
+    per_namespace: Counter[str] = Counter()
+    per_kind: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    for scope, entry in reader.walk(manifest):
+        key = scope or "(cluster)"
+        per_namespace[key] += 1
+        per_kind[f"{entry.group}/{entry.kind}" if entry.group else entry.kind] += 1
+        size[key] += entry.size
+    data = {
+        "record": _record_dict(record),
+        "manifest": {
+            "parent": manifest.parent,
+            "kubernetes_version": manifest.kubernetes_version,
+            "root_tree": manifest.root_tree,
+            "scope": manifest.scope,
+            "counts": manifest.counts,
+            "stats": manifest.stats,
+            "errors": manifest.errors,
+        },
+        "kinds": dict(sorted(per_kind.items())),
+        "namespaces": {ns: {"objects": n, "bytes": size[ns]} for ns, n in sorted(per_namespace.items())},
+    }
+    if args.output == "json":
+        emit_json(data)
+        return EXIT_OK
+    print_backup_summary(record)
+    out = console()
+    out.print(table("Objects per kind", ["kind", "objects"], [[k, n] for k, n in sorted(per_kind.items())]))
+    out.print(
+        table(
+            "Objects per namespace",
+            ["namespace", "objects", "size"],
+            [[ns, n, human_bytes(size[ns])] for ns, n in sorted(per_namespace.items())],
+        )
+    )
+    return EXIT_OK
+
+
+def export(args: Any, services: Any) -> int:
+    from chalicelib.repository.export import export_backup
+
+    record = services.catalog().find(args.backup_id)
+    reader = _reader(services)
+    manifest = reader.load_manifest(record.cluster, record.backup_id)
+    report = export_backup(reader, manifest, args.to_dir)
+    files = getattr(report, "files", None)
+    if args.output == "json":
+        emit_json({"backup_id": record.backup_id, "to": str(args.to_dir), "files": files})
+    else:
+        console().print(f"exported {files} objects of {record.backup_id} to {args.to_dir}")
+    return EXIT_OK
+
+
+def repo_check(args: Any, services: Any) -> int:
+    from rich.progress import Progress
+
+    from chalicelib.repository.check import check_repository
+
+    reader = _reader(services)
+    if args.output == "json":
+        report = check_repository(reader, read_data=not args.no_read_data)
+    else:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("checking blobs", total=None)
+            report = check_repository(
+                reader,
+                read_data=not args.no_read_data,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    problems = [dict(kind=p.kind, blob_id=p.blob_id, where=p.where, detail=p.detail) for p in report.problems]
+    if args.output == "json":
+        emit_json({"manifests": report.manifests_checked, "blobs": report.blobs_checked, "problems": problems})
+    else:
+        out = console()
+        out.print(f"checked {report.manifests_checked} manifests and {report.blobs_checked} blobs")
+        if problems:
+            out.print(
+                table(
+                    "Problems",
+                    ["kind", "blob", "where", "detail"],
+                    [[p["kind"], p["blob_id"], p["where"], p["detail"]] for p in problems],
+                )
+            )
+        else:
+            out.print("[green]no problems found[/green]")
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def sandbox(args: Any, services: Any) -> int:
+    from sandbox.demo import run_demo
+
+    return run_demo(keep=args.keep, output=args.output)

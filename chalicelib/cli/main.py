@@ -1,0 +1,117 @@
+"""``lifeboat``: back up a cluster, inspect and export backups, check the repository."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, err_console
+
+
+def _add_aws_options(p: argparse.ArgumentParser) -> None:
+    env = os.environ
+    p.add_argument("--table", default=env.get("LIFEBOAT_TABLE"), help="DynamoDB table (env LIFEBOAT_TABLE)")
+    p.add_argument("--bucket", default=env.get("LIFEBOAT_BUCKET"), help="repository bucket (env LIFEBOAT_BUCKET)")
+    p.add_argument("--region", default=env.get("LIFEBOAT_REGION") or env.get("AWS_REGION") or "us-east-1")
+    p.add_argument(
+        "--endpoint-url",
+        default=env.get("LIFEBOAT_AWS_ENDPOINT_URL"),
+        help="emulated AWS endpoint such as a moto server (env LIFEBOAT_AWS_ENDPOINT_URL); omit for real AWS",
+    )
+    p.add_argument("--output", choices=("table", "json"), default="table")
+
+
+def _add_scope_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include-namespaces", nargs="*", default=[], metavar="GLOB")
+    p.add_argument("--exclude-namespaces", nargs="*", default=[], metavar="GLOB")
+    p.add_argument("--include-resources", nargs="*", default=[], metavar="TYPE")
+    p.add_argument("--exclude-resources", nargs="*", default=[], metavar="TYPE")
+    p.add_argument("--selector", "-l", default="", help="label selector, e.g. app=web,tier!=cache")
+    p.add_argument("--cluster-scoped", choices=("on", "off", "auto"), default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lifeboat", description="Backup and disaster recovery for Kubernetes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("backup", help="back up a cluster now")
+    _add_aws_options(p)
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config"))
+    p.add_argument("--context", default=None, help="kubeconfig context (default: current-context)")
+    p.add_argument("--cluster", default=None, help="cluster name in the repository (default: the context name)")
+    p.add_argument("--policy", default=None)
+    _add_scope_options(p)
+
+    backups = sub.add_parser("backups", help="list and describe backups").add_subparsers(dest="action", required=True)
+    p = backups.add_parser("list", help="backups, newest first")
+    _add_aws_options(p)
+    p.add_argument("--cluster", default=None, help="only this cluster (default: every cluster)")
+    p.add_argument("--limit", type=int, default=50)
+    p = backups.add_parser("describe", help="one backup: counts per kind and namespace, parent, sizes")
+    _add_aws_options(p)
+    p.add_argument("backup_id")
+
+    p = sub.add_parser("export", help="write a backup as plain YAML files that kubectl apply accepts")
+    _add_aws_options(p)
+    p.add_argument("backup_id")
+    p.add_argument("--to", required=True, type=Path, dest="to_dir")
+
+    repo = sub.add_parser("repo", help="repository maintenance").add_subparsers(dest="action", required=True)
+    p = repo.add_parser("check", help="every referenced blob exists and re-hashes to its name")
+    _add_aws_options(p)
+    p.add_argument("--no-read-data", action="store_true", help="check the index only, do not download blobs")
+
+    p = sub.add_parser("sandbox", help="run the local sandbox demo (emulated AWS + Kubernetes API, sample app)")
+    p.add_argument("--keep", action="store_true", help="keep the servers running after the demo (Ctrl-C to stop)")
+    p.add_argument("--output", choices=("table", "json"), default="table")
+    return parser
+
+
+def _services(args: argparse.Namespace) -> Any:
+    from chalicelib.services import Services
+    from chalicelib.settings import Settings
+
+    missing = [flag for flag, value in (("--table", args.table), ("--bucket", args.bucket)) if not value]
+    if missing:
+        raise _UsageError(f"missing {' and '.join(missing)} (or LIFEBOAT_TABLE / LIFEBOAT_BUCKET)")
+    return Services(Settings(table=args.table, bucket=args.bucket, region=args.region, endpoint_url=args.endpoint_url))
+
+
+class _UsageError(Exception):
+    """Arguments are missing or contradict each other."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from chalicelib.cli import commands
+
+    handlers = {
+        ("backup", None): commands.backup,
+        ("backups", "list"): commands.backups_list,
+        ("backups", "describe"): commands.backups_describe,
+        ("export", None): commands.export,
+        ("repo", "check"): commands.repo_check,
+        ("sandbox", None): commands.sandbox,
+    }
+    handler = handlers[(args.command, getattr(args, "action", None))]
+    try:
+        services = _services(args) if hasattr(args, "table") else None
+        return int(handler(args, services))
+    except _UsageError as exc:
+        err_console().print(f"[red]error:[/red] {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception as exc:  # every failure reaches the user as one clear line and a trustworthy exit code
+        err_console().print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+
+
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Rendering for the CLI: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+# Exit codes scripts can trust.
+EXIT_OK = 0
+EXIT_ERROR = 1  # failed backup/restore, unknown id, unreachable service, corrupt repository
+EXIT_USAGE = 2  # bad arguments (argparse uses 2 as well)
+EXIT_PARTIAL = 3  # finished, but some objects or resource types failed
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*[str(c) if c is not None else "-" for c in row])
+    return t
+
+
+def human_bytes(n: int | float) -> str:
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
