@@ -189,11 +189,11 @@ def export(args: Any, services: Any) -> int:
     reader = _reader(services)
     manifest = reader.load_manifest(record.cluster, record.backup_id)
     report = export_backup(reader, manifest, args.to_dir)
-    files = getattr(report, "files", None)
     if args.output == "json":
-        emit_json({"backup_id": record.backup_id, "to": str(args.to_dir), "files": files})
+        emit_json({"backup_id": record.backup_id, "to": report.directory, "objects": report.objects,
+                   "files": report.files, "bytes": report.bytes_written})
     else:
-        console().print(f"exported {files} objects of {record.backup_id} to {args.to_dir}")
+        console().print(f"exported {report.objects} objects of {record.backup_id} to {report.directory}")
     return EXIT_OK
 
 

@@ -1,0 +1,320 @@
+"""Reading a repository: the index, verified blobs, trees and manifests, and rebuilding the index from packs."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chalicelib.core.errors import FormatError
+from chalicelib.core.ids import BlobId, PackId
+from chalicelib.core.index_format import IndexEntry, IndexFile, decode_index, index_id
+from chalicelib.core.manifest import FORMAT_VERSION, Manifest
+from chalicelib.core.packs import TailTooShort, decompress_blob, is_hex_id, read_tail
+from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, decode_root, decode_tree
+from chalicelib.repository.errors import (
+    BackupNotFound,
+    BlobCorrupt,
+    BlobMissing,
+    ObjectNotFound,
+    RepositoryCorrupt,
+    RepositoryError,
+    UnsupportedFormat,
+)
+from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
+
+__all__ = ["CLUSTER_SCOPE", "RebuiltIndex", "RepositoryReader"]
+
+# Fetch a pack's whole data area rather than ranges when the wanted blobs cover this share of it...
+_WHOLE_PACK_SHARE = 0.5
+# ...and merge ranges closer than this: one GET's latency is worth far more than a few KiB of transfer.
+_RANGE_GAP = 64 << 10
+_TAIL_GUESS = 64 << 10  # most pack headers fit; a longer one costs a second, exact, read
+
+
+@dataclass(frozen=True)
+class RebuiltIndex:
+    """What the pack headers say, and the packs whose headers could not be read (pack key -> reason)."""
+
+    entries: dict[BlobId, IndexEntry]
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+class RepositoryReader:
+    """Read side of a repository. The index is loaded once per instance (one Lambda invocation)."""
+
+    def __init__(self, repo: Repository, *, threads: int = 4) -> None:
+        self.repo = repo
+        self._store = repo.store
+        self._threads = threads
+        self._index: dict[BlobId, IndexEntry] | None = None
+        self._pack_ends: dict[PackId, int] = {}
+        self._index_files: dict[str, IndexFile] = {}
+        self._lock = threading.Lock()
+
+    # -- index ------------------------------------------------------------------------------------------------
+
+    def load_index(self, *, refresh: bool = False) -> dict[BlobId, IndexEntry]:
+        """Blob id -> where it lives, from every index file not superseded by another one."""
+        with self._lock:
+            if self._index is not None and not refresh:
+                return self._index
+            # Only hex names can be index files; anything else (a folder marker, a stray upload) is not ours.
+            keys = [k for k in self._store.list(INDEX_DIR) if is_hex_id(k[len(INDEX_DIR) :])]
+            with ThreadPoolExecutor(max_workers=self._threads) as pool:
+                files = dict(zip(keys, pool.map(self._read_index_file, keys), strict=True))
+            self._index_files = {k[len(INDEX_DIR) :]: f for k, f in files.items()}
+            superseded = {s for f in files.values() for s in f.supersedes}
+            index: dict[BlobId, IndexEntry] = {}
+            ends: dict[PackId, int] = {}
+            # Sorted so that a blob stored twice (two concurrent backups) resolves the same way every time.
+            for name in sorted(self._index_files):
+                if name in superseded:
+                    continue
+                for pack, blobs in self._index_files[name].packs.items():
+                    for blob, kind, offset, length, raw_length in blobs:
+                        if blob not in index:
+                            index[blob] = IndexEntry(pack, kind, offset, length, raw_length)
+                    ends[pack] = max(ends.get(pack, 0), max(b.offset + b.length for b in blobs))
+            self._index, self._pack_ends = index, ends
+            return index
+
+    def index_files(self) -> dict[str, IndexFile]:
+        """Every index file by id (superseded ones included), as read by ``load_index``."""
+        self.load_index()
+        return dict(self._index_files)
+
+    def has_blob(self, blob_id: BlobId) -> bool:
+        return blob_id in self.load_index()
+
+    def known_blob_ids(self) -> set[BlobId]:
+        return set(self.load_index())
+
+    def _read_index_file(self, key: str) -> IndexFile:
+        data = self._store.get(key)
+        name = key[len(INDEX_DIR) :]
+        if index_id(data) != name:
+            raise RepositoryCorrupt(f"index file {key} does not hash to its name: damaged or altered")
+        try:
+            return decode_index(data)
+        except FormatError as exc:
+            raise RepositoryCorrupt(f"index file {key}: {exc}") from exc
+
+    # -- blobs ------------------------------------------------------------------------------------------------
+
+    def read_blob(self, blob_id: BlobId, *, where: str | None = None) -> bytes:
+        """One blob's bytes, read by range and checked against its id."""
+        entry = self._entry(blob_id, where)
+        try:
+            frame = self._store.get_range(self.repo.pack_key(entry.pack), entry.offset, entry.offset + entry.length - 1)
+        except ObjectNotFound:
+            raise _pack_missing(blob_id, entry.pack, where) from None
+        return _verify(blob_id, entry, frame, where)
+
+    def read_blobs(self, ids: Iterable[BlobId], *, where: str | None = None) -> Iterator[tuple[BlobId, bytes]]:
+        """Each wanted blob once, verified, in no particular order; raises on the first missing or corrupt one."""
+        for blob, result in self.try_read_blobs(ids, where=where):
+            if isinstance(result, RepositoryError):
+                raise result
+            yield blob, result
+
+    def try_read_blobs(
+        self, ids: Iterable[BlobId], *, where: str | None = None
+    ) -> Iterator[tuple[BlobId, bytes | RepositoryError]]:
+        """Like ``read_blobs``, but a missing or corrupt blob is yielded as its error and reading goes on.
+
+        Blobs are grouped by pack: when they cover much of a pack its whole data area is fetched in one GET,
+        otherwise nearby ranges are merged. At most ``threads`` GETs run at once, and as many more are queued.
+        """
+        index = self.load_index()
+        by_pack: dict[PackId, list[tuple[BlobId, IndexEntry]]] = {}
+        for blob in dict.fromkeys(ids):
+            entry = index.get(blob)
+            if entry is None:
+                yield blob, _not_indexed(blob, where)
+            else:
+                by_pack.setdefault(entry.pack, []).append((blob, entry))
+        tasks = [task for pack, wanted in by_pack.items() for task in self._plan(pack, wanted)]
+        with ThreadPoolExecutor(max_workers=self._threads) as pool:
+            pending: set[Future[list[tuple[BlobId, bytes | RepositoryError]]]] = set()
+            queue = iter(tasks)
+            for task in queue:
+                pending.add(pool.submit(self._fetch, *task, where))
+                if len(pending) >= 2 * self._threads:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    for task in queue:
+                        pending.add(pool.submit(self._fetch, *task, where))
+                        break
+                    yield from future.result()
+
+    def _plan(
+        self, pack: PackId, wanted: list[tuple[BlobId, IndexEntry]]
+    ) -> Iterator[tuple[PackId, int, int, list[tuple[BlobId, IndexEntry]]]]:
+        """GETs for ``wanted`` blobs of one pack: (pack, start, end inclusive, blobs in that range)."""
+        wanted.sort(key=lambda item: item[1].offset)
+        end_of_data = self._pack_ends.get(pack, 0)
+        if sum(e.length for _, e in wanted) >= _WHOLE_PACK_SHARE * end_of_data:
+            yield pack, 0, end_of_data - 1, wanted
+            return
+        group = [wanted[0]]
+        for item in wanted[1:]:
+            last = group[-1][1]
+            if item[1].offset - (last.offset + last.length) <= _RANGE_GAP:
+                group.append(item)
+            else:
+                yield pack, group[0][1].offset, last.offset + last.length - 1, group
+                group = [item]
+        last = group[-1][1]
+        yield pack, group[0][1].offset, last.offset + last.length - 1, group
+
+    def _fetch(
+        self, pack: PackId, start: int, end: int, blobs: list[tuple[BlobId, IndexEntry]], where: str | None
+    ) -> list[tuple[BlobId, bytes | RepositoryError]]:
+        try:
+            data = self._store.get_range(self.repo.pack_key(pack), start, end)
+        except ObjectNotFound:
+            return [(blob, _pack_missing(blob, pack, where)) for blob, _ in blobs]
+        out: list[tuple[BlobId, bytes | RepositoryError]] = []
+        for blob, entry in blobs:
+            frame = data[entry.offset - start : entry.offset - start + entry.length]
+            try:
+                out.append((blob, _verify(blob, entry, frame, where)))
+            except BlobCorrupt as exc:
+                out.append((blob, exc))
+        return out
+
+    def _entry(self, blob_id: BlobId, where: str | None) -> IndexEntry:
+        entry = self.load_index().get(blob_id)
+        if entry is None:
+            raise _not_indexed(blob_id, where)
+        return entry
+
+    # -- backups ----------------------------------------------------------------------------------------------
+
+    def list_backups(self, cluster: str | None = None) -> list[tuple[str, str]]:
+        """(cluster, backup id) of every committed backup (one with a manifest), sorted."""
+        found = (Repository.parse_manifest_key(k) for k in self._store.list(Repository.backups_prefix(cluster)))
+        return sorted(item for item in found if item is not None)
+
+    def load_manifest(self, cluster: str, backup_id: str) -> Manifest:
+        key = Repository.manifest_key(cluster, backup_id)
+        try:
+            data = self._store.get(key)
+        except ObjectNotFound:
+            raise BackupNotFound(f"backup {backup_id!r} of cluster {cluster!r} does not exist (no {key})") from None
+        version = _manifest_version(data, key)
+        if version != FORMAT_VERSION:
+            raise UnsupportedFormat(f"manifest {key} has format version {version!r}; this code knows {FORMAT_VERSION}")
+        try:
+            manifest = Manifest.from_json(data)
+        except FormatError as exc:
+            raise RepositoryCorrupt(f"manifest {key}: {exc}") from exc
+        if (manifest.cluster, manifest.backup_id) != (cluster, backup_id):
+            raise RepositoryCorrupt(
+                f"manifest {key} names backup {manifest.cluster}/{manifest.backup_id}: misplaced or altered"
+            )
+        return manifest
+
+    def root(self, manifest: Manifest) -> dict[str, BlobId]:
+        """Scope ("" for cluster-scoped objects, else the namespace) -> tree blob id."""
+        where = f"root tree of backup {manifest.cluster}/{manifest.backup_id}"
+        data = self.read_blob(manifest.root_tree, where=where)
+        try:
+            return decode_root(data)
+        except (FormatError, KeyError, TypeError, AttributeError) as exc:
+            raise RepositoryCorrupt(f"blob {manifest.root_tree} ({where}) is not a root tree: {exc}") from exc
+
+    def tree(self, tree_id: BlobId, *, where: str | None = None) -> list[TreeEntry]:
+        return _decode_tree(tree_id, self.read_blob(tree_id, where=where), where)
+
+    def walk(self, manifest: Manifest) -> Iterator[tuple[str, TreeEntry]]:
+        """Every object entry of a backup as (scope, entry), scopes in sorted order."""
+        scopes = self.root(manifest)
+        where = f"scope trees of backup {manifest.cluster}/{manifest.backup_id}"
+        trees = dict(self.read_blobs(scopes.values(), where=where))
+        for scope, tree_id in sorted(scopes.items()):
+            yield from ((scope, entry) for entry in _decode_tree(tree_id, trees[tree_id], where))
+
+    # -- recovery ---------------------------------------------------------------------------------------------
+
+    def rebuild_index_from_packs(self) -> RebuiltIndex:
+        """The index as the pack headers describe it; reads only each pack's last bytes."""
+        keys = [k for k in self._store.list(PACKS_DIR) if is_hex_id(k.rsplit("/", 1)[-1])]
+        entries: dict[BlobId, IndexEntry] = {}
+        unreadable: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=self._threads) as pool:
+            for key, result in zip(keys, pool.map(self._pack_header, keys), strict=True):
+                if isinstance(result, str):
+                    unreadable[key] = result
+                    continue
+                pack = PackId(key.rsplit("/", 1)[-1])
+                for blob in result:
+                    entries.setdefault(blob.blob_id, IndexEntry.of(pack, blob))
+        return RebuiltIndex(entries=entries, unreadable=unreadable)
+
+    def _pack_header(self, key: str) -> Any:
+        try:
+            tail = self._store.get_tail(key, _TAIL_GUESS)
+            try:
+                return read_tail(tail)
+            except TailTooShort as short:
+                return read_tail(self._store.get_tail(key, short.needed))
+        except FormatError as exc:
+            return str(exc)
+        except ObjectNotFound:
+            return "pack vanished while rebuilding"
+
+
+def _verify(blob_id: BlobId, entry: IndexEntry, frame: bytes, where: str | None) -> bytes:
+    context = f" ({where})" if where else ""
+    if len(frame) != entry.length:
+        raise BlobCorrupt(
+            f"blob {blob_id}{context}: pack {entry.pack} returned {len(frame)} bytes, expected {entry.length}",
+            blob_id=blob_id,
+            where=where,
+        )
+    try:
+        data = decompress_blob(frame, entry.raw_length)
+    except FormatError as exc:
+        raise BlobCorrupt(f"blob {blob_id}{context} in pack {entry.pack}: {exc}", blob_id=blob_id, where=where) from exc
+    if hashlib.sha256(data).hexdigest() != blob_id:
+        raise BlobCorrupt(
+            f"blob {blob_id}{context} in pack {entry.pack} does not hash to its id: damaged or altered",
+            blob_id=blob_id,
+            where=where,
+        )
+    return data
+
+
+def _not_indexed(blob_id: BlobId, where: str | None) -> BlobMissing:
+    context = f" (needed by {where})" if where else ""
+    return BlobMissing(f"blob {blob_id}{context} is in no index file", blob_id=blob_id, where=where)
+
+
+def _pack_missing(blob_id: BlobId, pack: PackId, where: str | None) -> BlobMissing:
+    context = f" (needed by {where})" if where else ""
+    return BlobMissing(f"blob {blob_id}{context}: its pack {pack} is missing", blob_id=blob_id, where=where)
+
+
+def _decode_tree(tree_id: BlobId, data: bytes, where: str | None) -> list[TreeEntry]:
+    try:
+        return decode_tree(data)
+    except (FormatError, KeyError, TypeError, ValueError) as exc:
+        context = f" ({where})" if where else ""
+        raise RepositoryCorrupt(f"blob {tree_id}{context} is not a scope tree: {exc}") from exc
+
+
+def _manifest_version(data: bytes, key: str) -> Any:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise RepositoryCorrupt(f"manifest {key} is not valid JSON: {exc}") from exc
+    return doc.get("format_version") if isinstance(doc, dict) else None

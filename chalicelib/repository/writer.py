@@ -1,0 +1,207 @@
+"""Writing a backup: blobs into packs (uploaded in the background), then one index file, then the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+
+from chalicelib.core.ids import BlobId, PackId
+from chalicelib.core.index_format import encode_index
+from chalicelib.core.manifest import Manifest
+from chalicelib.core.packs import BLOB_DATA, BLOB_TYPES, DEFAULT_LEVEL, PackBuilder, PackedBlob
+from chalicelib.repository.errors import (
+    BlobIdMismatch,
+    ManifestExists,
+    ManifestIncomplete,
+    ObjectExists,
+    StorageError,
+    WriterStateError,
+)
+from chalicelib.repository.repo import Repository
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class WriteStats(Mapping[str, int]):
+    """Counters of one writer; also a read-only mapping, so ``dict(writer.stats)`` merges into backup stats."""
+
+    blobs_new: int = 0  # blobs packed by this writer
+    bytes_raw_new: int = 0  # their uncompressed size
+    bytes_uploaded: int = 0  # pack, index and manifest bytes sent
+    puts: int = 0  # PUT requests: packs, index, manifest
+
+    def __getitem__(self, key: str) -> int:
+        if key not in _STAT_FIELDS:
+            raise KeyError(key)
+        return int(getattr(self, key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_STAT_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_STAT_FIELDS)
+
+
+_STAT_FIELDS = tuple(f.name for f in fields(WriteStats))
+
+
+class RepositoryWriter:
+    """Adds blobs that the repository does not hold yet; ``finish`` then ``write_manifest`` commit the backup.
+
+    Memory stays bounded: at most ``max_pending_packs`` finished packs wait for or are in upload, and ``add``
+    blocks while that many are outstanding. The first failed upload fails every later ``add`` and ``finish``,
+    so a backup whose packs are not all stored never gets an index or a manifest.
+    """
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        known: Collection[BlobId] | Callable[[BlobId], bool] | None = None,
+        pack_target_bytes: int = 4 * MiB,
+        upload_threads: int = 2,
+        max_pending_packs: int = 2,
+        compression_level: int = DEFAULT_LEVEL,
+    ) -> None:
+        if pack_target_bytes <= 0 or upload_threads <= 0 or max_pending_packs <= 0:
+            raise ValueError("pack_target_bytes, upload_threads and max_pending_packs must be positive")
+        self._repo = repo
+        if known is None:
+            self._known: Callable[[BlobId], bool] = _never
+        elif callable(known):
+            self._known = known
+        else:
+            self._known = known.__contains__
+        self._target = pack_target_bytes
+        self._builder = PackBuilder(level=compression_level)
+        self._added: set[BlobId] = set()
+        self._packs: dict[PackId, list[PackedBlob]] = {}  # uploaded packs, for the index
+        self._slots = threading.BoundedSemaphore(max_pending_packs)
+        self._executor = ThreadPoolExecutor(max_workers=upload_threads, thread_name_prefix="lifeboat-pack-upload")
+        self._futures: list[Future[None]] = []
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._stats = WriteStats()
+        self._index_ids: list[str] | None = None  # set by a successful finish()
+        self._closed = False
+
+    @property
+    def stats(self) -> WriteStats:
+        with self._lock:
+            return self._stats
+
+    def add(self, blob_id: BlobId, data: bytes, type: str = BLOB_DATA) -> bool:
+        """Pack ``data`` unless the repository or this run already has it; True when it will be uploaded."""
+        if self._closed:
+            raise WriterStateError("add() after finish()")
+        self._raise_upload_error()
+        if type not in BLOB_TYPES:
+            raise ValueError(f"unknown blob type {type!r}; expected one of {sorted(BLOB_TYPES)}")
+        if blob_id in self._added or self._known(blob_id):
+            return False
+        # A wrong id would store bytes under a name they do not have: every later read would call it corrupt.
+        if hashlib.sha256(data).hexdigest() != blob_id:
+            raise BlobIdMismatch(f"blob given as {blob_id} hashes to {hashlib.sha256(data).hexdigest()}")
+        self._builder.add(blob_id, data, type)
+        self._added.add(blob_id)
+        self._count(blobs_new=1, bytes_raw_new=len(data))
+        if self._builder.size >= self._target:
+            self._flush_pack()
+        return True
+
+    def finish(self) -> list[str]:
+        """Upload the last pack, wait for all uploads, write one index file; returns the index ids written."""
+        if self._closed:
+            raise WriterStateError("finish() called twice")
+        self._closed = True
+        try:
+            if len(self._builder):
+                self._flush_pack()
+            for future in self._futures:
+                future.exception()  # wait; _upload records the first error
+            self._raise_upload_error()
+        finally:
+            self._executor.shutdown(wait=True)
+        if not self._packs:
+            self._index_ids = []
+            return []
+        index, data = encode_index(self._packs)
+        self._put_content_addressed(self._repo.index_key(index), data)
+        self._index_ids = [index]
+        return [index]
+
+    def write_manifest(self, manifest: Manifest) -> str:
+        """The commit point: write the manifest (never overwriting one); returns its key."""
+        if self._index_ids is None:
+            raise WriterStateError("write_manifest() before a successful finish(): packs and index come first")
+        missing = set(self._index_ids) - set(manifest.index_files)
+        if missing:
+            raise ManifestIncomplete(
+                f"manifest of backup {manifest.cluster}/{manifest.backup_id} does not name index files "
+                f"{sorted(missing)} written for it"
+            )
+        key = self._repo.manifest_key(manifest.cluster, manifest.backup_id)
+        data = manifest.to_json()
+        try:
+            self._repo.store.put(key, data, create_only=True)
+        except ObjectExists as exc:
+            raise ManifestExists(
+                f"backup {manifest.cluster}/{manifest.backup_id} already has a manifest at {key}"
+            ) from exc
+        finally:
+            self._count(puts=1, bytes_uploaded=len(data))
+        return key
+
+    def _flush_pack(self) -> None:
+        pack, data, entries = self._builder.finish()
+        # Blocks while max_pending_packs packs are outstanding: the backpressure that bounds memory.
+        self._slots.acquire()
+        try:
+            future = self._executor.submit(self._upload, pack, data, entries)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._futures.append(future)
+
+    def _upload(self, pack: PackId, data: bytes, entries: list[PackedBlob]) -> None:
+        try:
+            self._put_content_addressed(self._repo.pack_key(pack), data)
+            with self._lock:
+                self._packs[pack] = entries
+        except BaseException as exc:
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+            raise
+        finally:
+            self._slots.release()
+
+    def _put_content_addressed(self, key: str, data: bytes) -> None:
+        try:
+            self._repo.store.put(key, data, create_only=True)
+        except ObjectExists:
+            pass  # the name is the SHA-256 of the bytes: whoever wrote it first wrote these very bytes
+        finally:
+            self._count(puts=1, bytes_uploaded=len(data))
+
+    def _raise_upload_error(self) -> None:
+        with self._lock:
+            error = self._error
+        if error is None:
+            return
+        if isinstance(error, StorageError):
+            raise error
+        raise StorageError(f"uploading a pack failed: {error!r}", operation="put") from error
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            s = self._stats
+            self._stats = WriteStats(**{f: s[f] + deltas.get(f, 0) for f in _STAT_FIELDS})
+
+
+def _never(_: BlobId) -> bool:
+    return False
