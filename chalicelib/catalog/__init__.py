@@ -1,0 +1,25 @@
+"""DynamoDB state: backup records today; policies, restore jobs, leases and idempotency records share the table."""
+
+from __future__ import annotations
+
+from chalicelib.catalog.backups import BackupCatalog
+from chalicelib.catalog.errors import (
+    AlreadyExists,
+    CatalogError,
+    InvalidToken,
+    RecordNotFound,
+    StaleState,
+    TableNotFound,
+    Throttled,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "BackupCatalog",
+    "CatalogError",
+    "InvalidToken",
+    "RecordNotFound",
+    "StaleState",
+    "TableNotFound",
+    "Throttled",
+]

@@ -1,0 +1,353 @@
+"""Backup records in DynamoDB: idempotent job claims, forward-only state transitions, listings."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from chalicelib.catalog import keys
+from chalicelib.catalog.dynamo import (
+    UpdateBuilder,
+    cancellation_codes,
+    decode_item,
+    decode_token,
+    encode,
+    encode_token,
+    error_code,
+    iso,
+    translate_error,
+)
+from chalicelib.catalog.errors import AlreadyExists, CatalogError, RecordNotFound, StaleState
+from chalicelib.catalog.schema import GSI1, GSI1_PK, GSI1_SK
+from chalicelib.core.models import TERMINAL, BackupRecord, BackupState, allowed_sources
+
+ITEM_TYPE = "backup"
+TRANSITION_FIELDS = frozenset(
+    {"started_at", "finished_at", "manifest_key", "counts", "stats", "errors", "failure", "extra"}
+)
+# A record must stay far below DynamoDB's 400 KB item limit, or the final write of a partly failed backup fails
+# and leaves it Running; the full error list belongs in the manifest.
+MAX_ERRORS = 100
+MAX_ERROR_TEXT = 1024
+DEFAULT_LATEST_STATES = frozenset({BackupState.COMPLETED, BackupState.PARTIALLY_FAILED})
+_CLAIM_ATTEMPTS = 3
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(BackupRecord))
+
+
+class BackupCatalog:
+    """Backup records of every cluster, in the single catalog table."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+        self._client = dynamodb_client
+        self._table = table_name
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    def claim_job(
+        self,
+        job_id: str,
+        cluster: str,
+        backup_id: str,
+        *,
+        policy: str | None = None,
+        parent: str | None = None,
+        now: datetime,
+    ) -> tuple[BackupRecord, bool]:
+        """Create the Pending record for a job, once: a re-delivered job returns (existing record, False)."""
+        if not job_id:
+            raise ValueError("job_id must be non-empty")
+        keys.check_part("cluster", cluster)
+        keys.check_part("backup id", backup_id)
+        stamp = iso(now)
+        record = BackupRecord(
+            cluster=cluster,
+            backup_id=backup_id,
+            state=BackupState.PENDING,
+            job_id=job_id,
+            policy=policy,
+            parent=parent,
+            created_at=stamp,
+        )
+        not_exists = "attribute_not_exists(pk)"
+        job_item = {**keys.job_key(job_id), "type": {"S": "job"}, "cluster": {"S": cluster}}
+        job_item |= {"backup_id": {"S": backup_id}, "created_at": {"S": stamp}}
+        pointer = {**keys.backup_id_key(backup_id), "type": {"S": "backup-id"}, "cluster": {"S": cluster}}
+        items = [
+            {"Put": {"TableName": self._table, "Item": job_item, "ConditionExpression": not_exists}},
+            {"Put": {"TableName": self._table, "Item": self._new_item(record), "ConditionExpression": not_exists}},
+            {"Put": {"TableName": self._table, "Item": pointer, "ConditionExpression": not_exists}},
+            {
+                # Registers the cluster for list_clusters(); if_not_exists makes it idempotent, never backwards.
+                "Update": {
+                    "TableName": self._table,
+                    "Key": keys.cluster_registry_key(cluster),
+                    "UpdateExpression": "SET #t = :t, #c = :c, first_seen = if_not_exists(first_seen, :now)",
+                    "ExpressionAttributeNames": {"#t": "type", "#c": "cluster"},
+                    "ExpressionAttributeValues": {":t": {"S": "cluster"}, ":c": {"S": cluster}, ":now": {"S": stamp}},
+                }
+            },
+        ]
+        from botocore.exceptions import ClientError
+
+        for _attempt in range(_CLAIM_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return record, True
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise translate_error(exc, self._table) from exc
+                codes = cancellation_codes(exc) + ["None"] * 3
+                if codes[0] == "ConditionalCheckFailed":
+                    return self._claimed(job_id, cluster), False
+                if "ConditionalCheckFailed" in codes[1:3]:
+                    raise AlreadyExists(f"backup id {backup_id} already exists (job {job_id})") from exc
+                if "TransactionConflict" not in codes:
+                    raise translate_error(exc, self._table) from exc
+                # A concurrent delivery of the same job is mid-claim: its claim wins once it lands.
+                existing = self._get_raw(keys.job_key(job_id))
+                if existing is not None:
+                    return self._claimed(job_id, cluster), False
+        raise CatalogError(f"job {job_id}: claim kept conflicting with concurrent transactions")
+
+    def transition(
+        self, cluster: str, backup_id: str, target: BackupState, *, now: datetime, **fields: Any
+    ) -> BackupRecord:
+        """Move a record to ``target`` if its current state allows it (StaleState otherwise).
+
+        ``extra`` is merged key by key, so writers of different keys do not overwrite each other; the other fields
+        replace what was stored, and None removes a field.
+        """
+        unknown = set(fields) - TRANSITION_FIELDS
+        if unknown:
+            raise TypeError(f"unknown backup record fields: {sorted(unknown)}")
+        target = BackupState(target)
+        sources = sorted(allowed_sources(target))
+        if not sources:
+            current = self.get(cluster, backup_id).state
+            raise StaleState(cluster, backup_id, current, target)
+        update = UpdateBuilder()
+        stamp = iso(now)
+        update.set("state", target)
+        update.set("updated_at", stamp)
+        update.set(GSI1_PK, keys.backup_state_gsi1pk(cluster, target))
+        update.add_version()
+        if target == BackupState.RUNNING:
+            update.set("heartbeat_at", stamp)
+            if "started_at" not in fields:
+                update.set_if_absent("started_at", stamp)
+        if target in TERMINAL and "finished_at" not in fields:
+            update.set_if_absent("finished_at", stamp)
+        extra = dict(fields.pop("extra", None) or {})
+        if "errors" in fields and fields["errors"] is not None:
+            fields["errors"], omitted = _cap_errors(fields["errors"])
+            if omitted:
+                extra["errors_omitted"] = omitted
+        for name, value in fields.items():
+            if value is None:
+                update.remove(name)
+            else:
+                update.set(name, iso(value) if isinstance(value, datetime) else value)
+        for key, value in extra.items():
+            update.set_nested("extra", key, value)
+        condition = f"attribute_exists(pk) AND #state IN ({', '.join(update.value(s) for s in sources)})"
+        return self._update(cluster, backup_id, target, update, condition)
+
+    def heartbeat(self, cluster: str, backup_id: str, now: datetime) -> BackupRecord:
+        """Record that the worker of a Running backup is alive (StaleState if it is no longer Running)."""
+        update = UpdateBuilder()
+        stamp = iso(now)
+        update.set("heartbeat_at", stamp)
+        update.set("updated_at", stamp)
+        update.add_version()
+        condition = f"attribute_exists(pk) AND #state = {update.value(BackupState.RUNNING)}"
+        update.names["#state"] = "state"
+        return self._update(cluster, backup_id, BackupState.RUNNING, update, condition)
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    def get(self, cluster: str, backup_id: str) -> BackupRecord:
+        item = self._get_raw(keys.backup_key(cluster, backup_id))
+        if item is None:
+            raise RecordNotFound(f"backup {cluster}/{backup_id} not found")
+        return _to_record(item)
+
+    def find(self, backup_id: str) -> BackupRecord:
+        """The record of a backup id alone (ids are unique across clusters)."""
+        pointer = self._get_raw(keys.backup_id_key(backup_id))
+        if pointer is None:
+            raise RecordNotFound(f"backup {backup_id} not found")
+        return self.get(pointer["cluster"], backup_id)
+
+    def list(
+        self,
+        cluster: str,
+        *,
+        limit: int = 50,
+        next_token: str | None = None,
+        states: Iterable[BackupState] | None = None,
+    ) -> tuple[list[BackupRecord], str | None]:
+        """A page of a cluster's backups, newest first, and the token of the next page (None at the end)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        pk = keys.cluster_pk(cluster)
+        wanted = sorted(BackupState(s) for s in states) if states is not None else None
+        if wanted == []:
+            return [], None
+        start = decode_token(next_token, pk, keys.backup_sk("")) if next_token else None
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": keys.backup_sk("")}},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            # A filter is applied after DynamoDB's Limit, so filtered pages read ahead.
+            "Limit": limit if wanted is None else max(limit, 100),
+        }
+        if wanted is not None:
+            values = {f":s{i}": {"S": str(s)} for i, s in enumerate(wanted)}
+            query["FilterExpression"] = f"#state IN ({', '.join(values)})"
+            query["ExpressionAttributeNames"] = {"#state": "state"}
+            query["ExpressionAttributeValues"] |= values
+        records: list[BackupRecord] = []
+        while True:
+            if start is not None:
+                query["ExclusiveStartKey"] = start
+            page = self._call("query", **query)
+            items = page.get("Items", [])
+            for position, item in enumerate(items, start=1):
+                records.append(_to_record(item))
+                if len(records) == limit:
+                    more = position < len(items) or "LastEvaluatedKey" in page
+                    return records, encode_token(item) if more else None
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                return records, None
+
+    def list_clusters(self) -> builtins.list[str]:
+        """Every cluster that has ever had a backup claimed, sorted."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": keys.CLUSTERS_PK}},
+        }
+        return sorted(str(decode_item(item)["cluster"]) for item in self._query_all(query))
+
+    def latest(self, cluster: str, states: Iterable[BackupState] = DEFAULT_LATEST_STATES) -> BackupRecord | None:
+        """The newest backup of a cluster in one of ``states`` (the parent of an incremental backup), or None."""
+        wanted = frozenset(BackupState(s) for s in states)
+        if not wanted:
+            return None
+        candidates: builtins.list[str] = []
+        for state in wanted:
+            page = self._call(
+                "query",
+                TableName=self._table,
+                IndexName=GSI1,
+                KeyConditionExpression=f"{GSI1_PK} = :pk",
+                ExpressionAttributeValues={":pk": {"S": keys.backup_state_gsi1pk(cluster, state)}},
+                ScanIndexForward=False,
+                Limit=1,
+            )
+            candidates.extend(str(decode_item(i)["backup_id"]) for i in page.get("Items", []))
+        if candidates:
+            # The index is eventually consistent: trust it only if a consistent read agrees.
+            try:
+                record = self.get(cluster, max(candidates))
+            except RecordNotFound:
+                record = None
+            if record is not None and record.state in wanted:
+                return record
+        records, _ = self.list(cluster, limit=1, states=wanted)
+        return records[0] if records else None
+
+    # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def _new_item(self, record: BackupRecord) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **keys.backup_key(record.cluster, record.backup_id),
+            "type": {"S": ITEM_TYPE},
+            GSI1_PK: {"S": keys.backup_state_gsi1pk(record.cluster, record.state)},
+            GSI1_SK: {"S": record.backup_id},
+            "version": {"N": "1"},
+            "updated_at": {"S": record.created_at},
+        }
+        for name in ("cluster", "backup_id", "state", "job_id", "policy", "parent", "created_at"):
+            value = getattr(record, name)
+            if value is not None:
+                item[name] = {"S": str(value)}
+        for name in ("counts", "stats", "errors", "extra"):
+            item[name] = encode(getattr(record, name))
+        return item
+
+    def _claimed(self, job_id: str, cluster: str) -> BackupRecord:
+        job = self._get_raw(keys.job_key(job_id))
+        if job is None:
+            raise CatalogError(f"job {job_id}: claim was refused but the job item is missing")
+        if job["cluster"] != cluster:
+            raise AlreadyExists(f"job id {job_id} was already claimed for cluster {job['cluster']}, not {cluster}")
+        return self.get(str(job["cluster"]), str(job["backup_id"]))
+
+    def _update(
+        self, cluster: str, backup_id: str, target: BackupState, update: UpdateBuilder, condition: str
+    ) -> BackupRecord:
+        from botocore.exceptions import ClientError
+
+        update.names.setdefault("#state", "state")
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": keys.backup_key(cluster, backup_id),
+            "UpdateExpression": update.expression(),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": update.names,
+            "ExpressionAttributeValues": update.values,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        try:
+            response = self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate_error(exc, self._table) from exc
+            old = exc.response.get("Item")
+            if not old:
+                raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
+            current = decode_item(old).get("state")
+            raise StaleState(cluster, backup_id, current, target) from exc
+        return _to_record(response["Attributes"])
+
+    def _get_raw(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)
+        item = response.get("Item")
+        return decode_item(item) if item else None
+
+    def _query_all(self, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            page = self._call("query", **query)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            query = {**query, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        try:
+            return dict(getattr(self._client, operation)(**kwargs))
+        except ClientError as exc:
+            raise translate_error(exc, self._table) from exc
+
+
+def _cap_errors(errors: list[dict[str, str]]) -> tuple[list[dict[str, str]], int]:
+    kept = [{k: str(v)[:MAX_ERROR_TEXT] for k, v in e.items()} for e in errors[:MAX_ERRORS]]
+    return kept, max(0, len(errors) - MAX_ERRORS)
+
+
+def _to_record(item: dict[str, Any]) -> BackupRecord:
+    if "pk" in item and isinstance(item["pk"], dict):  # still in DynamoDB's wire format
+        item = decode_item(item)
+    values = {k: v for k, v in item.items() if k in _RECORD_FIELDS}
+    values["state"] = BackupState(values["state"])
+    return BackupRecord(**values)

@@ -1,0 +1,142 @@
+"""Thin helpers every catalog backend shares: error translation, value encoding, timestamps."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from chalicelib.catalog.errors import CatalogError, InvalidToken, TableNotFound, Throttled
+
+_THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "ThrottlingError"}
+)
+
+
+def error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def cancellation_codes(exc: Exception) -> list[str]:
+    """Per-item reason codes of a cancelled transaction ("None" where that item was fine)."""
+    response = getattr(exc, "response", None) or {}
+    return [str(r.get("Code", "None")) for r in response.get("CancellationReasons", [])]
+
+
+def translate_error(exc: Exception, table: str) -> CatalogError:
+    """The catalog error for a botocore ClientError the caller did not expect; the caller chains it."""
+    code = error_code(exc)
+    if code == "ResourceNotFoundException":
+        return TableNotFound(table)
+    if code in _THROTTLE_CODES or any(c in _THROTTLE_CODES for c in cancellation_codes(exc)):
+        return Throttled(f"DynamoDB throttled a request on {table!r} ({code})")
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
+    return CatalogError(f"DynamoDB request on {table!r} failed: {code or type(exc).__name__}: {message}")
+
+
+def iso(value: datetime | str) -> str:
+    """ISO-8601 UTC with a Z suffix, so stored timestamps compare correctly as strings."""
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _to_dynamo_numbers(value: Any) -> Any:
+    # The boto3 serializer refuses floats (precision); a JSON round trip turns them into Decimals.
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def _from_dynamo_numbers(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo_numbers(v) for v in value]
+    return value
+
+
+def encode(value: Any) -> dict[str, Any]:
+    """One attribute value in DynamoDB's wire format (dicts become maps, numbers N)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    return dict(TypeSerializer().serialize(_to_dynamo_numbers(value)))
+
+
+def decode_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A whole item from DynamoDB's wire format to plain Python values (integral numbers as int)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {k: _from_dynamo_numbers(deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def encode_token(item: dict[str, Any]) -> str:
+    """An opaque pagination token for resuming a query after ``item`` (wire format, base-table keys)."""
+    key = {"pk": item["pk"]["S"], "sk": item["sk"]["S"]}
+    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, pk: str, sk_prefix: str) -> dict[str, Any]:
+    """The ExclusiveStartKey a token stands for; refuses tokens of another partition or item type."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken("malformed next_token") from exc
+    if not isinstance(key, dict) or key.get("pk") != pk or not str(key.get("sk", "")).startswith(sk_prefix):
+        raise InvalidToken("next_token does not belong to this listing")
+    return {"pk": {"S": key["pk"]}, "sk": {"S": key["sk"]}}
+
+
+class UpdateBuilder:
+    """Builds an UpdateExpression with placeholder names and values."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self._set: list[str] = []
+        self._remove: list[str] = []
+        self._keys = 0
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#{attribute}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = encode(str(value) if isinstance(value, StrEnum) else value)
+        return placeholder
+
+    def set(self, attribute: str, value: Any) -> None:
+        self._set.append(f"{self.name(attribute)} = {self.value(value)}")
+
+    def set_if_absent(self, attribute: str, value: Any) -> None:
+        name = self.name(attribute)
+        self._set.append(f"{name} = if_not_exists({name}, {self.value(value)})")
+
+    def set_nested(self, attribute: str, key: str, value: Any) -> None:
+        # Map keys are caller data: numbered placeholders keep them apart from attribute-name placeholders.
+        self._keys += 1
+        key_placeholder = f"#key_{self._keys}"
+        self.names[key_placeholder] = key
+        self._set.append(f"{self.name(attribute)}.{key_placeholder} = {self.value(value)}")
+
+    def add_version(self) -> None:
+        self._set.append(f"{self.name('version')} = {self.name('version')} + {self.value(1)}")
+
+    def remove(self, attribute: str) -> None:
+        self._remove.append(self.name(attribute))
+
+    def expression(self) -> str:
+        parts = [f"SET {', '.join(self._set)}"]
+        if self._remove:
+            parts.append(f"REMOVE {', '.join(self._remove)}")
+        return " ".join(parts)

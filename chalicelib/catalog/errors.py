@@ -1,0 +1,42 @@
+"""Errors raised by the DynamoDB catalog."""
+
+from __future__ import annotations
+
+
+class CatalogError(Exception):
+    """Base class for catalog errors."""
+
+
+class TableNotFound(CatalogError):
+    """The catalog table does not exist (or is not visible to these credentials)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__(f"catalog table {table!r} not found")
+        self.table = table
+
+
+class AlreadyExists(CatalogError):
+    """A record that must be unique already exists."""
+
+
+class RecordNotFound(CatalogError):
+    """The requested record does not exist."""
+
+
+class StaleState(CatalogError):
+    """A state transition was refused because the record is not in a state it may move from."""
+
+    def __init__(self, cluster: str, backup_id: str, current: str | None, target: str) -> None:
+        super().__init__(f"backup {cluster}/{backup_id} is {current or 'unknown'}; it cannot move to {target}")
+        self.cluster = cluster
+        self.backup_id = backup_id
+        self.current = current
+        self.target = target
+
+
+class Throttled(CatalogError):
+    """DynamoDB throttled the request; the caller may retry later."""
+
+
+class InvalidToken(CatalogError):
+    """A pagination token was malformed or belongs to another listing."""

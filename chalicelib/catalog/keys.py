@@ -1,0 +1,42 @@
+"""Key patterns of the catalog's item types (docs/catalog.md lists the reserved ones)."""
+
+from __future__ import annotations
+
+# '#' separates key parts, so it may not appear inside a part: "CLUSTER#a#STATE#x" must parse one way only.
+SEP = "#"
+CLUSTERS_PK = "CLUSTERS"
+
+
+def check_part(kind: str, value: str) -> str:
+    if not value or SEP in value:
+        raise ValueError(f"{kind} must be non-empty and must not contain {SEP!r}: {value!r}")
+    return value
+
+
+def cluster_pk(cluster: str) -> str:
+    return f"CLUSTER#{cluster}"
+
+
+def backup_sk(backup_id: str) -> str:
+    return f"BACKUP#{backup_id}"
+
+
+def backup_key(cluster: str, backup_id: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": cluster_pk(cluster)}, "sk": {"S": backup_sk(backup_id)}}
+
+
+def backup_state_gsi1pk(cluster: str, state: str) -> str:
+    return f"CLUSTER#{cluster}#STATE#{state}"
+
+
+def backup_id_key(backup_id: str) -> dict[str, dict[str, str]]:
+    """The pointer item that maps a bare backup id to its cluster (and keeps ids unique across clusters)."""
+    return {"pk": {"S": f"BACKUPID#{backup_id}"}, "sk": {"S": "BACKUPID"}}
+
+
+def job_key(job_id: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "JOB"}}
+
+
+def cluster_registry_key(cluster: str) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": CLUSTERS_PK}, "sk": {"S": f"CLUSTER#{cluster}"}}
