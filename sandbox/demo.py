@@ -83,7 +83,6 @@ def run_demo(*, keep: bool = False, output: str = "table") -> int:
             rows = [
                 [
                     b["backup"],
-                    b["backup_id"],
                     b["state"],
                     b["objects"],
                     b["new_blobs"],
@@ -96,7 +95,7 @@ def run_demo(*, keep: bool = False, output: str = "table") -> int:
             out.print(
                 table(
                     "Lifeboat sandbox",
-                    ["backup", "id", "state", "objects", "new blobs", "uploaded", "deduplicated", "duration"],
+                    ["backup", "state", "objects", "new blobs", "uploaded", "deduplicated", "duration"],
                     rows,
                 )
             )

@@ -81,12 +81,15 @@ def provision_aws(endpoint: str) -> None:
 @contextmanager
 def running_sandbox(workdir: Path) -> Iterator[Sandbox]:
     """Start moto and the Kubernetes API test server, provision AWS; stop both on exit."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
     from sandbox.kubeapi import KubeAPIServer
 
     for key, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log would drown the demo's output
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()

@@ -21,7 +21,8 @@ def emit_json(data: Any) -> None:
 def console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # Piped output (CI logs, files) gets a readable width instead of rich's 80-column fallback.
+    return Console() if sys.stdout.isatty() else Console(width=120)
 
 
 def err_console() -> Any:

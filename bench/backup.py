@@ -1,0 +1,93 @@
+"""Backup benchmark: 10,000 objects in 20 namespaces on the Kubernetes API test server.
+
+Prints a table and, last, one JSON line:
+  full_vs_raw_list           full backup wall time / raw paged list of the same objects (same run; target <= 1.5)
+  noop_incremental_puts      S3 PUTs of a backup of an unchanged cluster (target <= 2)
+  noop_incremental_bytes_ratio  its bytes uploaded / the full backup's (target <= 0.01)
+  changed_1pct_new_blobs     new blobs after changing 1 % of the ConfigMaps/Secrets ...
+  changed_1pct_expected      ... which must equal the changed objects + their namespace trees + the root tree
+  peak_rss_mb                peak RSS of the full backup process (target <= 300)
+  cold_import_ms             import of app.py in a fresh interpreter (target <= 800)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+
+from bench.harness import bulk_load, cold_import_ms, run_child, servers  # noqa: E402
+
+RUNS = 3
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sandbox.synthetic import mutate_fraction, synthetic_objects
+
+    objects = list(synthetic_objects(namespaces=20, configmaps=4750, secrets=4750, deployments=500, size_bytes=1024))
+    with servers(Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))) as srv:
+        bulk_load(srv, objects)
+        kubeconfig = str(srv.kubeconfig)
+        raw = [run_child("bench.tasks", "rawlist", kubeconfig) for _ in range(RUNS)]
+        fulls = []
+        for i in range(RUNS):
+            prefix = f"bench-full-{i}/lifeboat/v1/"
+            fulls.append(
+                (
+                    prefix,
+                    run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"full-{uuid.uuid4()}"),
+                )
+            )
+        prefix, full = min(fulls, key=lambda pair: pair[1]["wall_s"])
+        assert full["state"] == "Completed", full
+        noop = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"noop-{uuid.uuid4()}")
+        changed = mutate_fraction(objects, 0.01, seed=7)
+        bulk_load(srv, changed)
+        incr = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"incr-{uuid.uuid4()}")
+
+    raw_best = min(r["wall_s"] for r in raw)
+    full_best = full["wall_s"]
+    touched = {o["metadata"]["namespace"] for o in changed}
+    result = {
+        "objects": raw[0]["objects"],
+        "raw_list_s": round(raw_best, 3),
+        "full_backup_s": round(full_best, 3),
+        "full_vs_raw_list": round(full_best / raw_best, 3),
+        "noop_incremental_puts": noop["stats"].get("puts"),
+        "noop_incremental_bytes_ratio": round(noop["stats"]["bytes_uploaded"] / full["stats"]["bytes_uploaded"], 5),
+        "changed_1pct_new_blobs": incr["counts"]["blobs_new"],
+        "changed_1pct_expected": len(changed) + len(touched) + 1,
+        "peak_rss_mb": round(full["peak_rss_mb"], 1),
+        "cold_import_ms": round(cold_import_ms("app"), 1),
+    }
+    table = Table(title="Backup benchmark (10,000 objects, 20 namespaces)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("raw paged list (baseline, best of 3)", f"{raw_best:.3f} s"),
+        ("full backup (best of 3)", f"{full_best:.3f} s"),
+        ("full backup bytes uploaded", f"{full['stats']['bytes_uploaded']:,}"),
+        (
+            "no-op incremental",
+            f"{noop['wall_s']:.3f} s, {noop['stats'].get('puts')} PUTs, {noop['stats']['bytes_uploaded']:,} B",
+        ),
+        ("1 % changed incremental", f"{incr['wall_s']:.3f} s, {incr['counts']['blobs_new']} new blobs"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
