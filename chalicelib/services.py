@@ -87,6 +87,38 @@ class Services:
 
         return BackupService(self.catalog(), lambda: self.repository(create=True), self.connect, **options)
 
+    # -- restores over the webhook -------------------------------------------------------------------------------
+
+    def restore_catalog(self) -> Any:
+        if "restore_catalog" not in self._cache:
+            from chalicelib.catalog.restores import RestoreCatalog
+
+            self._cache["restore_catalog"] = RestoreCatalog(self.client("dynamodb"), self.settings.table)
+        return self._cache["restore_catalog"]
+
+    def restore_queue(self) -> Any:
+        from chalicelib.webhook.messaging import RestoreQueue
+
+        return RestoreQueue(self.client("sqs"), self.settings.restore_queue_url)
+
+    def restore_events(self) -> Any:
+        from chalicelib.webhook.messaging import EventPublisher
+
+        return EventPublisher(self.client("events"))
+
+    def webhook_service(self) -> Any:
+        """Cached: the webhook secret's cache (TTL, refresh rate limit) must outlive one request."""
+        if "webhook_service" not in self._cache:
+            from chalicelib.webhook.service import RestoreRequestService
+            from chalicelib.webhook.signature import NoSecret, SecretsManagerSecret, SignatureVerifier
+
+            secret_id = self.settings.webhook_secret_id
+            source = SecretsManagerSecret(self.client("secretsmanager"), secret_id) if secret_id else NoSecret()
+            self._cache["webhook_service"] = RestoreRequestService(
+                SignatureVerifier(source), self.catalog(), self.restore_catalog(), self.restore_queue()
+            )
+        return self._cache["webhook_service"]
+
 
 _services: Services | None = None
 _services_lock = threading.Lock()

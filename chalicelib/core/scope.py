@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from chalicelib.core.errors import InvalidScope
@@ -91,8 +92,9 @@ class BackupScope:
             return self.cluster_scoped
         return "on" if not self.include_namespaces else "auto"
 
-    @property
+    @cached_property
     def selector(self) -> LabelSelector:
+        """Parsed once: it is checked against every object of a backup."""
         return parse_label_selector(self.label_selector)
 
     def server_selector(self) -> str:

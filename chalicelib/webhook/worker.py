@@ -1,0 +1,390 @@
+"""The restore worker: one SQS message is one restore job, run to the end or checkpointed for a later invocation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.catalog.errors import CatalogError, RecordNotFound, Throttled
+from chalicelib.catalog.restore_records import (
+    MAX_PLAN_ITEMS,
+    TERMINAL,
+    RestoreRecord,
+    RestoreState,
+    RestoreStateConflict,
+)
+from chalicelib.observability import logger
+from chalicelib.webhook.errors import LeaseLost, RetryLater, ServiceUnavailable
+from chalicelib.webhook.messaging import RESTORE_COMPLETED, RESTORE_FAILED
+
+# A Running job whose heartbeat is older than this lost its worker (crash, timeout): a redelivery takes it over.
+HEARTBEAT_STALE = timedelta(minutes=5)
+HEARTBEAT_EVERY_S = 30.0
+FLUSH_EVERY = 200  # results per checkpoint: one transaction each, and a bounded redo after a crash
+FLUSH_AFTER_S = 5.0
+MAX_MARKER_BYTES = 200_000  # keys per done-marker item, well under DynamoDB's 400 KB
+# Transient failures (throttling, an unreachable API server) are retried by redelivery this many times; the queue's
+# maxReceiveCount (5) must be larger, or the message reaches the DLQ while the job still says Running.
+MAX_RETRIES = 2
+# Stop taking new objects this long before the Lambda's deadline, checkpoint, and continue in a new invocation.
+DEADLINE_MARGIN_MS = 60_000
+MAX_WARNINGS = 20
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Checkpointer:
+    """Buffers per-object results and writes them in batches (done markers + counters in one transaction).
+
+    Every outcome -- failures too -- becomes a done marker: a resumed run skips it, so nothing is applied or
+    counted twice, and a failure stays recorded as it happened. A resumed engine reports the keys it was told are
+    done once more (as skipped); those are ignored here.
+    """
+
+    def __init__(
+        self,
+        catalog: Any,
+        record: RestoreRecord,
+        worker: str,
+        *,
+        done: frozenset[str],
+        next_seq: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._catalog = catalog
+        self._restore_id = record.restore_id
+        self._worker = worker
+        self._seen = set(done)
+        self._seq = next_seq
+        self._stored_failures = len(record.failures)
+        self._clock = clock
+        self.total = record.total
+        self._keys: list[str] = []
+        self._bytes = 0
+        self._outcomes: dict[str, int] = {}
+        self._failures: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+
+    def on_result(self, result: Any) -> None:
+        key, outcome, failure = describe_result(result)
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            self._keys.append(key)
+            self._bytes += len(key.encode()) + 8
+            self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+            if failure is not None:
+                self._failures.append(failure)
+            full = len(self._keys) >= FLUSH_EVERY or self._bytes >= MAX_MARKER_BYTES
+            if full or time.monotonic() - self._last_flush >= FLUSH_AFTER_S:
+                self._flush_locked()
+
+    def on_progress(self, done: int, total: int) -> None:
+        self.total = total
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._keys:
+            return
+        try:
+            self._stored_failures += self._catalog.record_results(
+                self._restore_id,
+                self._worker,
+                seq=self._seq,
+                keys=self._keys,
+                outcomes=self._outcomes,
+                failures=self._failures,
+                stored_failures=self._stored_failures,
+                now=self._clock(),
+                total=self.total,
+            )
+        except RestoreStateConflict as exc:
+            raise LeaseLost(str(exc)) from exc
+        self._seq += 1
+        self._keys, self._bytes, self._outcomes, self._failures = [], 0, {}, []
+        self._last_flush = time.monotonic()
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the claim fresh while the engine works on something slow (waiting for a CRD, a big level)."""
+
+    def __init__(self, beat: Callable[[], Any], every_s: float) -> None:
+        super().__init__(daemon=True, name="restore-heartbeat")
+        self._beat = beat
+        self._every = every_s
+        self._stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._every):
+            try:
+                self._beat()
+            except RestoreStateConflict:
+                self.lost = True
+                return
+            except CatalogError:
+                logger().warning("restore heartbeat failed; retrying", exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class RestoreWorker:
+    """Claims a restore job, runs (or plans) it against the target cluster, records the outcome, announces it."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        open_reader: Callable[[], Any],
+        connect: Callable[[Any], Any],
+        make_engine: Callable[[Any, Any], Any],
+        events: Any,
+        queue: Any,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        remaining_ms: Callable[[], int] | None = None,
+        heartbeat_every_s: float = HEARTBEAT_EVERY_S,
+    ) -> None:
+        self._catalog = catalog
+        self._open_reader = open_reader
+        self._connect = connect
+        self._make_engine = make_engine
+        self._events = events
+        self._queue = queue
+        self._clock = clock
+        self._remaining_ms = remaining_ms
+        self._heartbeat_every = heartbeat_every_s
+        self._worker = uuid.uuid4().hex
+        self._margin_ms: int | None = None
+
+    def handle(self, restore_id: str) -> dict[str, Any]:
+        log = logger()
+        log.set_correlation_id(restore_id)
+        record, claimed = self._catalog.claim(restore_id, self._worker, self._clock(), stale_after=HEARTBEAT_STALE)
+        if not claimed:
+            if record.state in TERMINAL and record.event_sent_at is None:
+                self._announce(record)  # the previous worker finished but died before announcing it
+            log.info("restore already handled", extra={"restore_id": restore_id, "state": str(record.state)})
+            return {"status": "duplicate", "restore_id": restore_id, "state": str(record.state)}
+        log.info("restore started", extra={"restore_id": restore_id, "attempt": record.attempts})
+        heartbeat = _Heartbeat(
+            lambda: self._catalog.heartbeat(restore_id, self._worker, self._clock()), self._heartbeat_every
+        )
+        heartbeat.start()
+        try:
+            return self._execute(record, heartbeat)
+        finally:
+            heartbeat.stop()
+
+    # -- the job --------------------------------------------------------------------------------------------------
+
+    def _execute(self, record: RestoreRecord, heartbeat: _Heartbeat) -> dict[str, Any]:
+        try:
+            from chalicelib.core.jobs import ClusterRef
+            from chalicelib.core.restore_options import RestoreOptions
+
+            options = RestoreOptions.from_dict(record.options)
+            reader = self._open_reader()
+            manifest = reader.load_manifest(record.backup_cluster, record.backup_id)
+            engine = self._make_engine(reader, self._connect(ClusterRef.from_dict(record.target_cluster)))
+            if record.dry_run:
+                plan = plan_view(engine.plan(manifest, options))
+                return self._finish(record, RestoreState.COMPLETED, plan=plan)
+            return self._run(record, engine, manifest, options, heartbeat)
+        except (LeaseLost, RestoreStateConflict) as exc:
+            logger().warning("restore taken over by another worker", extra={"error": str(exc)})
+            return {"status": "lease-lost", "restore_id": record.restore_id}
+        except RetryLater:
+            raise
+        except Exception as exc:
+            if _transient(exc) and record.retries < MAX_RETRIES:
+                # Let SQS redeliver; the next worker may claim at once and resumes from the done markers.
+                self._release(record, failed_attempt=True)
+                raise RetryLater(f"restore {record.restore_id}: attempt {record.attempts} failed: {exc}") from exc
+            logger().exception("restore failed", extra={"restore_id": record.restore_id})
+            return self._finish(record, RestoreState.FAILED, failure=_failure_text(exc))
+
+    def _run(
+        self, record: RestoreRecord, engine: Any, manifest: Any, options: Any, heartbeat: _Heartbeat
+    ) -> dict[str, Any]:
+        from chalicelib.restore import RestoreState as RunState
+
+        markers = self._catalog.done_markers(record.restore_id)
+        checkpoint = _Checkpointer(
+            self._catalog, record, self._worker, done=markers.keys, next_seq=markers.next_seq, clock=self._clock
+        )
+        result = engine.run(
+            manifest,
+            options,
+            progress=checkpoint.on_progress,
+            on_result=checkpoint.on_result,
+            completed=set(markers.keys),
+            stop=lambda: heartbeat.lost or self._out_of_time(),
+        )
+        checkpoint.flush()
+        if heartbeat.lost:
+            raise LeaseLost(f"restore {record.restore_id} was taken over by another worker")
+        if result.state == RunState.INTERRUPTED:
+            self._release(record)
+            self._queue.send(record.restore_id)
+            logger().info("restore checkpointed before the deadline; continuing in a new invocation")
+            return {"status": "continued", "restore_id": record.restore_id}
+        if result.state == RunState.FAILED and not result.results and record.retries < MAX_RETRIES:
+            # Nothing was attempted (the cluster did not answer discovery): worth another try later.
+            self._release(record, failed_attempt=True)
+            raise RetryLater(f"restore {record.restore_id}: {result.message}")
+        counts = self._catalog.get(record.restore_id).counts
+        applied = counts.get("created", 0) + counts.get("updated", 0)
+        if result.state == RunState.FAILED and not applied:
+            state = RestoreState.FAILED
+        elif counts.get("failed", 0) or result.state != RunState.COMPLETED:
+            state = RestoreState.PARTIALLY_FAILED
+        else:
+            state = RestoreState.COMPLETED
+        return self._finish(
+            record, state, failure=result.message or None, warnings=list(result.warnings)[:MAX_WARNINGS]
+        )
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+
+    def _finish(self, record: RestoreRecord, state: RestoreState, **fields: Any) -> dict[str, Any]:
+        final = self._catalog.finish(record.restore_id, self._worker, state, self._clock(), **fields)
+        self._announce(final)
+        logger().info("restore finished", extra={"state": str(final.state), "counts": final.counts})
+        return {"status": str(final.state), **event_detail(final)}
+
+    def _announce(self, record: RestoreRecord) -> None:
+        detail_type = RESTORE_COMPLETED if record.state == RestoreState.COMPLETED else RESTORE_FAILED
+        self._events.publish(detail_type, event_detail(record))
+        self._catalog.mark_event_sent(record.restore_id, self._clock())
+
+    def _release(self, record: RestoreRecord, *, failed_attempt: bool = False) -> None:
+        try:
+            self._catalog.release(record.restore_id, self._worker, self._clock(), failed_attempt=failed_attempt)
+        except CatalogError:
+            logger().warning("could not release the restore claim; it frees itself when the heartbeat goes stale")
+
+    def _out_of_time(self) -> bool:
+        if self._remaining_ms is None:
+            return False
+        if self._margin_ms is None:
+            # A short timeout (chalice local, a test) gets a proportionate margin, so every invocation makes progress.
+            self._margin_ms = min(DEADLINE_MARGIN_MS, int(self._remaining_ms()) // 5)
+        return self._remaining_ms() < self._margin_ms
+
+
+def handle_restore_message(
+    services: Any, body: str | bytes | Mapping[str, Any], *, remaining_ms: Callable[[], int] | None = None
+) -> dict[str, Any]:
+    """Run the restore job one queue message names; a malformed message is logged and dropped.
+
+    RetryLater propagates so that SQS redelivers the message (and, after its receive limit, moves it to the DLQ).
+    """
+    try:
+        data = body if isinstance(body, Mapping) else json.loads(body)
+        restore_id = data["restore_id"]
+        if not isinstance(restore_id, str) or not restore_id:
+            raise ValueError("restore_id must be a non-empty string")
+    except (ValueError, KeyError, TypeError) as exc:
+        logger().error("rejected malformed restore message", extra={"error": str(exc)})
+        return {"status": "rejected", "error": str(exc)}
+    from chalicelib.repository import RepositoryReader
+    from chalicelib.restore import RestoreService
+
+    worker = RestoreWorker(
+        services.restore_catalog(),
+        lambda: RepositoryReader(services.repository()),
+        services.connect,
+        RestoreService,
+        services.restore_events(),
+        services.restore_queue(),
+        remaining_ms=remaining_ms,
+    )
+    try:
+        return worker.handle(restore_id)
+    except (RecordNotFound, ValueError) as exc:
+        logger().error("restore message names no restore job", extra={"restore_id": restore_id})
+        return {"status": "rejected", "error": str(exc)}
+
+
+# -- views ------------------------------------------------------------------------------------------------------------
+
+
+def describe_result(result: Any) -> tuple[str, str, dict[str, Any] | None]:
+    """(object key, outcome, failure entry or None) of one ``chalicelib.restore.ObjectResult``."""
+    outcome = str(result.outcome)
+    if outcome != "failed":
+        return result.key, outcome, None
+    failure = {
+        "key": result.key,
+        "kind": result.kind,
+        "namespace": result.namespace or "",
+        "name": result.name,
+        "reason": result.reason,
+        "message": result.message,
+    }
+    return result.key, outcome, failure
+
+
+def plan_view(plan: Any) -> dict[str, Any]:
+    """A dry run's plan for the record: the summary and the first MAX_PLAN_ITEMS items (a record has 400 KB)."""
+    items = [item.to_dict() for item in plan.items]
+    return {
+        "counts": plan.counts(),
+        "skipped": plan.skipped_by_reason(),
+        "total": len(items),
+        "items": items[:MAX_PLAN_ITEMS],
+        "truncated": len(items) > MAX_PLAN_ITEMS,
+    }
+
+
+def event_detail(record: RestoreRecord) -> dict[str, Any]:
+    return {
+        "restore_id": record.restore_id,
+        "state": str(record.state),
+        "dry_run": record.dry_run,
+        "backup": {"cluster": record.backup_cluster, "backup_id": record.backup_id},
+        "target_cluster": record.target_cluster.get("name"),
+        "progress": {"done": record.done, "total": record.total},
+        "counts": dict(record.counts),
+        "failures_total": record.failures_total,
+        "failures": record.failures[:20],  # the event stays small; the record keeps up to MAX_FAILURES
+        "failure": record.failure,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+    }
+
+
+def _transient(exc: Exception) -> bool:
+    """Errors a later attempt may not meet: throttling, a dependency down, an API server that is unreachable."""
+    from chalicelib.kube.errors import ServerError, TooManyRequests, Unreachable
+    from chalicelib.repository.errors import StorageError
+    from chalicelib.restore import ClusterUnavailable
+
+    transient = (Throttled, ServiceUnavailable, ServerError, TooManyRequests, Unreachable, ClusterUnavailable)
+    if isinstance(exc, transient):
+        return True
+    # A storage error other than a missing object (S3 throttling, a network error); a missing manifest is final.
+    from chalicelib.repository.errors import AccessDenied, ObjectNotFound
+
+    return isinstance(exc, StorageError) and not isinstance(exc, ObjectNotFound | AccessDenied)
+
+
+def _failure_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None and str(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text[:2048]

@@ -1,0 +1,199 @@
+"""The webhook over real HTTP: ``chalice local`` in a subprocess against a moto server, requests with urllib."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.webhook.signature import sign
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+TABLE = "lifeboat-local"
+SECRET_ID = "lifeboat/webhook-local"
+SECRET = "local-webhook-secret"
+BACKUP_ID = "20261122T100000Z-0c0ffe"
+TARGET = {"name": "dr", "auth": {"type": "kubeconfig_secret", "secret_id": "lifeboat/dr"}}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws_resources(moto_endpoint: str) -> dict[str, str]:
+    import boto3
+
+    from chalicelib.catalog import BackupCatalog
+    from chalicelib.catalog.schema import create_table
+    from chalicelib.core.models import BackupState
+
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token="testing", region_name=REGION
+    )
+    dynamodb = session.client("dynamodb", endpoint_url=moto_endpoint)
+    create_table(dynamodb, TABLE)
+    session.client("secretsmanager", endpoint_url=moto_endpoint).create_secret(Name=SECRET_ID, SecretString=SECRET)
+    queue_url = session.client("sqs", endpoint_url=moto_endpoint).create_queue(QueueName="lifeboat-restore-jobs")[
+        "QueueUrl"
+    ]
+    catalog = BackupCatalog(dynamodb, TABLE)
+    now = datetime.now(UTC)
+    catalog.claim_job("job-local", "prod", BACKUP_ID, now=now)
+    catalog.transition("prod", BACKUP_ID, BackupState.RUNNING, now=now)
+    catalog.transition("prod", BACKUP_ID, BackupState.COMPLETED, now=now)
+    return {"queue_url": queue_url, "endpoint": moto_endpoint}
+
+
+@pytest.fixture(scope="module")
+def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or shutil.which("chalice")
+    if chalice is None:
+        pytest.skip("the chalice command is not installed")
+    # A project directory of its own: the app and its library, plus a config naming no AWS account.
+    project = tmp_path_factory.mktemp("chalice-project")
+    (project / "app.py").symlink_to(ROOT / "app.py")
+    (project / "chalicelib").symlink_to(ROOT / "chalicelib")
+    (project / ".chalice").mkdir()
+    config = {"version": "2.0", "app_name": "lifeboat", "stages": {"dev": {"api_gateway_stage": "api"}}}
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LIFEBOAT_"))},
+        **FAKE_CREDENTIALS,
+        "LIFEBOAT_TABLE": TABLE,
+        "LIFEBOAT_BUCKET": "lifeboat-local",
+        "LIFEBOAT_REGION": REGION,
+        "LIFEBOAT_AWS_ENDPOINT_URL": aws_resources["endpoint"],
+        "LIFEBOAT_WEBHOOK_SECRET_ID": SECRET_ID,
+        "LIFEBOAT_RESTORE_QUEUE_URL": aws_resources["queue_url"],
+        "PYTHONPATH": str(ROOT),
+    }
+    log = project / "chalice-local.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                chalice,
+                "--project-dir",
+                str(project),
+                "local",
+                "--no-autoreload",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.skip(f"chalice local exited with {process.returncode}: {log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.skip(f"chalice local did not listen within 30 s: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def call(url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """What ``curl -X POST --data-binary @body -H ...`` does."""
+    request = urllib.request.Request(
+        url, data=data, headers=headers or {}, method="POST" if data is not None else "GET"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def queued(aws_resources: dict[str, str]) -> list[dict[str, Any]]:
+    import boto3
+
+    sqs = boto3.client(
+        "sqs",
+        region_name=REGION,
+        endpoint_url=aws_resources["endpoint"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        aws_session_token="testing",
+    )
+    response = sqs.receive_message(QueueUrl=aws_resources["queue_url"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    for message in response.get("Messages", []):
+        sqs.delete_message(QueueUrl=aws_resources["queue_url"], ReceiptHandle=message["ReceiptHandle"])
+    return [json.loads(m["Body"]) for m in response.get("Messages", [])]
+
+
+BODY = json.dumps({"backup_id": BACKUP_ID, "target_cluster": TARGET, "options": {"namespace_mapping": {"a": "b"}}})
+
+
+def test_signed_request_over_http_is_accepted_and_readable(local_api: str, aws_resources: dict[str, str]) -> None:
+    body = BODY.encode()
+    headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign(SECRET, body, time.time())}
+    status, reply = call(f"{local_api}/v1/restores", data=body, headers=headers)
+    assert status == 202, reply
+    assert reply["state"] == "Pending" and reply["status_url"] == f"/v1/restores/{reply['restore_id']}"
+    assert queued(aws_resources) == [{"restore_id": reply["restore_id"]}]
+    read = {"Lifeboat-Signature": sign(SECRET, b"", time.time())}
+    status, current = call(f"{local_api}{reply['status_url']}", headers=read)
+    assert status == 200 and current["state"] == "Pending" and current["backup"]["backup_id"] == BACKUP_ID
+    status, page = call(f"{local_api}/v1/backups?cluster=prod", headers=read)
+    assert status == 200 and [b["backup_id"] for b in page["backups"]] == [BACKUP_ID]
+
+
+def test_bad_signature_over_http_is_401_and_starts_nothing(local_api: str, aws_resources: dict[str, str]) -> None:
+    body = BODY.encode()
+    headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign("not-the-secret", body, time.time())}
+    status, reply = call(f"{local_api}/v1/restores", data=body, headers=headers)
+    assert status == 401 and reply["error"] == "Unauthorized"
+    assert call(f"{local_api}/v1/backups?cluster=prod")[0] == 401
+    assert queued(aws_resources) == []
