@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-app = Chalice(app_name="lifeboat")
+app = Chalice(app_name="lifeboat", configure_logs=False)  # powertools owns the "lifeboat" logger
 
 
 # -- backups -----------------------------------------------------------------------------------------------------

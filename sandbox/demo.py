@@ -56,6 +56,7 @@ def run_flow(sandbox: Sandbox, *, say: Any) -> dict[str, Any]:
     incremental = backup_service.run(_job(sandbox)).record
     say(f"incremental backup {incremental.backup_id}: {incremental.state} (parent {incremental.parent})")
     report = check_repository(RepositoryReader(services.repository()), read_data=True)
+    restores = _webhook_restores(sandbox, incremental.backup_id, seeded.namespaces[0], say=say)
     return {
         "backups": [_row("full", full), _row("incremental", incremental)],
         "changes": changes,
@@ -64,11 +65,39 @@ def run_flow(sandbox: Sandbox, *, say: Any) -> dict[str, Any]:
             "blobs": report.blobs_checked,
             "problems": len(report.problems),
         },
-        "ok": all(r.state == "Completed" for r in (full, incremental)) and not report.problems,
+        "restores": restores,
+        "ok": all(r.state == "Completed" for r in (full, incremental))
+        and not report.problems
+        and all(r["state"] == "Completed" for r in restores.values()),
     }
 
 
+def _webhook_restores(sandbox: Sandbox, backup_id: str, source_ns: str, *, say: Any) -> dict[str, Any]:
+    """A signed dry run, then the real restore of ``source_ns`` into a new namespace, through the webhook."""
+    from chalicelib.services import Services
+    from sandbox.webhook_demo import provision_webhook, serving_app, webhook_restore
+
+    settings, secret = provision_webhook(sandbox)
+    services = Services(settings)
+    target_ns = f"{source_ns}-restored"
+    with serving_app(services) as base_url:
+        say(f"webhook API at {base_url}: signed restore of {source_ns} into {target_ns}")
+        plan = webhook_restore(
+            services, secret, base_url, backup_id, source_ns=source_ns, target_ns=target_ns, dry_run=True
+        )
+        say(f"dry run {plan['restore_id']}: {plan['state']}")
+        result = webhook_restore(
+            services, secret, base_url, backup_id, source_ns=source_ns, target_ns=target_ns, dry_run=False
+        )
+        say(f"restore {result['restore_id']}: {result['state']}")
+    return {"dry_run": plan, "restore": result}
+
+
 def run_demo(*, keep: bool = False, output: str = "table") -> int:
+    import os
+
+    # Structured logs are for CloudWatch; the demo prints its own summary.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     out = console()
     say = (lambda msg: out.print(f"[dim]·[/dim] {msg}")) if output == "table" else (lambda msg: None)
     workdir = Path(tempfile.mkdtemp(prefix="lifeboat-sandbox-"))
@@ -99,6 +128,7 @@ def run_demo(*, keep: bool = False, output: str = "table") -> int:
                     rows,
                 )
             )
+            _print_restores(out, result["restores"])
             check = result["repo_check"]
             out.print(
                 f"repository check: {check['manifests']} manifests, {check['blobs']} blobs, "
@@ -115,3 +145,26 @@ def run_demo(*, keep: bool = False, output: str = "table") -> int:
             except KeyboardInterrupt:
                 pass
     return EXIT_OK if result["ok"] else EXIT_ERROR
+
+
+def _print_restores(out: Any, restores: dict[str, Any]) -> None:
+    plan = restores["dry_run"].get("plan") or {}
+    items = plan.get("items") or []
+    rows = [[i.get("action"), i.get("reason"), i.get("kind"), i.get("namespace"), i.get("name")] for i in items]
+    out.print(
+        table("Webhook dry run: the plan (nothing changed)", ["action", "reason", "kind", "namespace", "name"], rows)
+    )
+    done = restores["restore"]
+    counts = done.get("counts") or {}
+    out.print(
+        table(
+            "Webhook restore: the result",
+            ["", "value"],
+            [
+                ["state", done.get("state")],
+                ["restore id", done.get("restore_id")],
+                *[[k, v] for k, v in counts.items()],
+                ["failures", len(done.get("failures") or [])],
+            ],
+        )
+    )

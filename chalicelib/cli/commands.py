@@ -190,8 +190,15 @@ def export(args: Any, services: Any) -> int:
     manifest = reader.load_manifest(record.cluster, record.backup_id)
     report = export_backup(reader, manifest, args.to_dir)
     if args.output == "json":
-        emit_json({"backup_id": record.backup_id, "to": report.directory, "objects": report.objects,
-                   "files": report.files, "bytes": report.bytes_written})
+        emit_json(
+            {
+                "backup_id": record.backup_id,
+                "to": report.directory,
+                "objects": report.objects,
+                "files": report.files,
+                "bytes": report.bytes_written,
+            }
+        )
     else:
         console().print(f"exported {report.objects} objects of {record.backup_id} to {report.directory}")
     return EXIT_OK

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws_options(p)
     p.add_argument("--no-read-data", action="store_true", help="check the index only, do not download blobs")
 
+    from chalicelib.cli.restore_cmd import add_parser as add_restore_parser
+
+    add_restore_parser(sub, _add_aws_options)
+
     p = sub.add_parser("sandbox", help="run the local sandbox demo (emulated AWS + Kubernetes API, sample app)")
     p.add_argument("--keep", action="store_true", help="keep the servers running after the demo (Ctrl-C to stop)")
     p.add_argument("--output", choices=("table", "json"), default="table")
@@ -75,10 +79,16 @@ def _services(args: argparse.Namespace) -> Any:
     from chalicelib.services import Services
     from chalicelib.settings import Settings
 
-    missing = [flag for flag, value in (("--table", args.table), ("--bucket", args.bucket)) if not value]
+    # restore and export read the repository alone, so they work against a replica bucket when the primary
+    # region (and its table) is gone.
+    needs_table = args.command not in ("restore",)
+    required = [("--bucket", args.bucket)] + ([("--table", args.table)] if needs_table else [])
+    missing = [flag for flag, value in required if not value]
     if missing:
         raise _UsageError(f"missing {' and '.join(missing)} (or LIFEBOAT_TABLE / LIFEBOAT_BUCKET)")
-    return Services(Settings(table=args.table, bucket=args.bucket, region=args.region, endpoint_url=args.endpoint_url))
+    return Services(
+        Settings(table=args.table or "", bucket=args.bucket, region=args.region, endpoint_url=args.endpoint_url)
+    )
 
 
 class _UsageError(Exception):
@@ -87,7 +97,7 @@ class _UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from chalicelib.cli import commands
+    from chalicelib.cli import commands, restore_cmd
 
     handlers = {
         ("backup", None): commands.backup,
@@ -96,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("export", None): commands.export,
         ("repo", "check"): commands.repo_check,
         ("sandbox", None): commands.sandbox,
+        ("restore", None): restore_cmd.restore,
     }
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:

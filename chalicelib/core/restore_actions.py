@@ -1,0 +1,361 @@
+"""Per-object restore rules: which backed-up objects to skip, and small transforms that fit the rest to a new cluster.
+
+Velero-style: every rule names the types it ``applies_to`` and is a small pure function of the object and the
+restore context. ``apply_actions`` gives the transforms a private copy, so each may edit it in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chalicelib.core.resources import Resource
+from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, RestoreOptions
+from chalicelib.core.restore_volumes import (
+    SNAPSHOT_CONTENTS,
+    SNAPSHOTS,
+    bind_snapshot_to_content,
+    collect_snapshot_facts,
+    preprovision_content,
+    rebind_volume,
+    unbind_claim,
+    unrestorable_content,
+    unrestorable_snapshot,
+    volume_of_snapshot_claim,
+)
+from chalicelib.core.sanitize import sanitize
+
+Obj = dict[str, Any]
+ANY = ("*",)
+
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+SA_UID_ANNOTATION = "kubernetes.io/service-account.uid"
+TOKEN_SECRET_TYPE = "kubernetes.io/service-account-token"
+ENDPOINTSLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+# Slices these write are derived from a Service selector or from Endpoints we restore: they reappear by themselves.
+SLICE_CONTROLLERS = frozenset({"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"})
+JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+
+
+@dataclass(frozen=True)
+class RestoreContext:
+    """What the rules need to know beyond the object itself: the options and facts about the whole selection."""
+
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+    backup_id: str = ""
+    # content name -> storage snapshot handle, as the manifest recorded them
+    snapshot_handles: Mapping[str, str] = field(default_factory=dict)
+    # (source namespace, claim) -> the VolumeSnapshot the claim is restored from
+    snapshot_for_claim: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # (source namespace, snapshot) -> its VolumeSnapshotContent in the backup, if that can be recreated
+    content_for_snapshot: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # (source namespace, name) of Services without selector: their Endpoints were written by hand
+    selectorless_services: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def from_objects(
+        cls,
+        objects: Iterable[tuple[Resource, Obj]],
+        options: RestoreOptions,
+        backup_id: str = "",
+        snapshot_handles: Mapping[str, str] | None = None,
+    ) -> RestoreContext:
+        """Collect the cross-object facts from the objects selected for this restore."""
+        objects = list(objects)
+        handles = dict(snapshot_handles or {})
+        for_claim, contents = collect_snapshot_facts(objects, handles, options.restore_pvcs_from_snapshots)
+        selectorless = set()
+        for resource, obj in objects:
+            spec = obj.get("spec") or {}
+            if (
+                resource.group_resource == "services"
+                and not spec.get("selector")
+                and spec.get("type") != "ExternalName"
+            ):
+                meta = obj.get("metadata") or {}
+                selectorless.add((meta.get("namespace") or "", meta.get("name") or ""))
+        return cls(options, backup_id, handles, for_claim, contents, frozenset(selectorless))
+
+
+# -- skips -----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str  # a short code, one of restore_plan.Reason
+    detail: str
+
+
+@dataclass(frozen=True)
+class SkipRule:
+    name: str
+    applies_to: tuple[str, ...]
+    check: Callable[[Obj, RestoreContext], str | None]  # the detail when the object is skipped
+    reason: str
+
+    def applies(self, resource: Resource) -> bool:
+        return self.applies_to == ANY or resource.group_resource in self.applies_to
+
+
+def _meta(obj: Obj) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    return meta
+
+
+def _owners(obj: Obj) -> list[dict[str, Any]]:
+    return [r for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(r, dict)]
+
+
+def _controller_owner(obj: Obj, ctx: RestoreContext) -> str | None:
+    for ref in _owners(obj):
+        if ref.get("controller") is True:
+            return f"its controller {ref.get('kind')}/{ref.get('name')} recreates it"
+    return None
+
+
+def _owned(obj: Obj, ctx: RestoreContext) -> str | None:
+    owners = _owners(obj)
+    return f"owned by {owners[0].get('kind')}/{owners[0].get('name')}, which recreates it" if owners else None
+
+
+def _owned_by_deployment(obj: Obj, ctx: RestoreContext) -> str | None:
+    for ref in _owners(obj):
+        if ref.get("kind") == "Deployment":
+            return f"Deployment {ref.get('name')} recreates its ReplicaSets"
+    return None
+
+
+def _managed_endpoints(obj: Obj, ctx: RestoreContext) -> str | None:
+    meta = obj.get("metadata") or {}
+    if (meta.get("namespace") or "", meta.get("name") or "") in ctx.selectorless_services:
+        return None  # a Service without selector: its Endpoints were written by hand, nothing recreates them
+    return "the endpoints controller recreates them from the Service selector"
+
+
+def _managed_slice(obj: Obj, ctx: RestoreContext) -> str | None:
+    manager = ((obj.get("metadata") or {}).get("labels") or {}).get(ENDPOINTSLICE_MANAGED_BY)
+    return f"{manager} recreates it" if manager in SLICE_CONTROLLERS else None
+
+
+def _generated_token(obj: Obj, ctx: RestoreContext) -> str | None:
+    if obj.get("type") != TOKEN_SECRET_TYPE:
+        return None
+    meta = obj.get("metadata") or {}
+    account = (meta.get("annotations") or {}).get(SA_NAME_ANNOTATION, "")
+    if account and str(meta.get("name", "")).startswith(f"{account}-token-"):
+        return "a generated service account token: the target cluster issues its own"
+    return None
+
+
+def _root_ca(obj: Obj, ctx: RestoreContext) -> str | None:
+    if (obj.get("metadata") or {}).get("name") == "kube-root-ca.crt":
+        return "published into every namespace by the root CA publisher of the target cluster"
+    return None
+
+
+def _system_namespace(obj: Obj, ctx: RestoreContext) -> str | None:
+    target = ctx.options.target_namespace((obj.get("metadata") or {}).get("name") or "")
+    if target in SYSTEM_NAMESPACES:
+        return f"namespace {target} exists in every cluster (its contents are restored)"
+    return None
+
+
+def _labelled(key: str, value: str, why: str) -> Callable[[Obj, RestoreContext], str | None]:
+    def check(obj: Obj, ctx: RestoreContext) -> str | None:
+        return why if ((obj.get("metadata") or {}).get("labels") or {}).get(key) == value else None
+
+    return check
+
+
+def _api_service(obj: Obj, ctx: RestoreContext) -> str | None:
+    meta = obj.get("metadata") or {}
+    if meta.get("namespace") == "default" and meta.get("name") == "kubernetes":
+        return "the API server's own Service, managed by the API server"
+    return None
+
+
+SKIP_RULES: tuple[SkipRule, ...] = (
+    SkipRule("controller-owned", ANY, _controller_owner, "controller-owned"),
+    SkipRule("owned-pods", ("pods",), _owned, "controller-owned"),
+    SkipRule("deployment-replicasets", ("replicasets.apps",), _owned_by_deployment, "controller-owned"),
+    SkipRule("endpoints", ("endpoints",), _managed_endpoints, "controller-managed"),
+    SkipRule("endpointslices", ("endpointslices.discovery.k8s.io",), _managed_slice, "controller-managed"),
+    SkipRule("service-account-tokens", ("secrets",), _generated_token, "controller-managed"),
+    SkipRule("root-ca", ("configmaps",), _root_ca, "controller-managed"),
+    SkipRule("system-namespaces", ("namespaces",), _system_namespace, "system-object"),
+    SkipRule(
+        "bootstrap-rbac",
+        ("clusterroles.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io"),
+        _labelled("kubernetes.io/bootstrapping", "rbac-defaults", "bootstrap policy the API server reconciles"),
+        "system-object",
+    ),
+    SkipRule(
+        "builtin-apiservices",
+        ("apiservices.apiregistration.k8s.io",),
+        _labelled("kube-aggregator.kubernetes.io/automanaged", "true", "registered by the API server itself"),
+        "system-object",
+    ),
+    SkipRule("kubernetes-service", ("services",), _api_service, "system-object"),
+    SkipRule("volumes-of-snapshot-claims", ("persistentvolumes",), volume_of_snapshot_claim, "restored-from-snapshot"),
+    SkipRule("unrestorable-snapshot-contents", (SNAPSHOT_CONTENTS,), unrestorable_content, "not-restorable"),
+    SkipRule("unrestorable-snapshots", (SNAPSHOTS,), unrestorable_snapshot, "not-restorable"),
+)
+
+
+def skip_reason(obj: Obj, resource: Resource, ctx: RestoreContext) -> Skip | None:
+    """The first skip rule that matches ``obj`` (a backed-up object, before any transform), or None."""
+    for rule in SKIP_RULES:
+        if rule.applies(resource):
+            detail = rule.check(obj, ctx)
+            if detail is not None:
+                return Skip(rule.reason, detail)
+    return None
+
+
+# -- transforms ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemAction:
+    name: str
+    applies_to: tuple[str, ...]
+    transform: Callable[[Obj, RestoreContext], Obj]
+
+    def applies(self, resource: Resource) -> bool:
+        return self.applies_to == ANY or resource.group_resource in self.applies_to
+
+
+def reset_metadata(obj: Obj, ctx: RestoreContext) -> Obj:
+    # Blobs are sanitized already; objects read back from a cluster are not. ownerReferences name owners by uid,
+    # and uids change on restore: a stale one makes the garbage collector delete the object (Velero drops them too).
+    out = sanitize(obj, obj.get("kind", ""), obj.get("apiVersion", ""))
+    for key in ("ownerReferences", "generateName"):
+        out["metadata"].pop(key, None)
+    return out
+
+
+def map_namespace(obj: Obj, ctx: RestoreContext) -> Obj:
+    meta = _meta(obj)
+    if meta.get("namespace"):
+        meta["namespace"] = ctx.options.target_namespace(meta["namespace"])
+    return obj
+
+
+def map_namespace_object(obj: Obj, ctx: RestoreContext) -> Obj:
+    meta = _meta(obj)
+    meta["name"] = ctx.options.target_namespace(meta.get("name", ""))
+    if NAMESPACE_NAME_LABEL in (meta.get("labels") or {}):
+        meta["labels"][NAMESPACE_NAME_LABEL] = meta["name"]
+    return obj
+
+
+def map_subjects(obj: Obj, ctx: RestoreContext) -> Obj:
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and subject.get("namespace"):
+            subject["namespace"] = ctx.options.target_namespace(subject["namespace"])
+    return obj
+
+
+def strip_service_addresses(obj: Obj, ctx: RestoreContext) -> Obj:
+    # Cluster IPs come from the target cluster's service CIDR; "None" is not an address but means headless.
+    spec = obj.get("spec") or {}
+    if spec.get("clusterIP") != "None":
+        spec.pop("clusterIP", None)
+        spec.pop("clusterIPs", None)
+    if not ctx.options.preserve_node_ports:
+        # Node ports are allocated per cluster; keeping them collides with whatever owns the port there.
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
+        spec.pop("healthCheckNodePort", None)
+    return obj
+
+
+def unschedule_pod(obj: Obj, ctx: RestoreContext) -> Obj:
+    (obj.get("spec") or {}).pop("nodeName", None)  # nodes differ between clusters; let the scheduler choose
+    return obj
+
+
+def regenerate_job_selector(obj: Obj, ctx: RestoreContext) -> Obj:
+    # The server generated the selector from the old Job's uid and refuses a Job that brings its own without
+    # manualSelector; without it, the server generates one for the new uid.
+    spec = obj.get("spec") or {}
+    if spec.get("manualSelector") is True:
+        return obj
+    spec.pop("selector", None)
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        for key in JOB_UID_LABELS:
+            labels.pop(key, None)
+    return obj
+
+
+def drop_generated_token_refs(obj: Obj, ctx: RestoreContext) -> Obj:
+    # Refers to the generated token secrets skipped above; the target cluster adds its own.
+    account = _meta(obj).get("name", "")
+    refs = obj.get("secrets")
+    if isinstance(refs, list):
+        kept = [r for r in refs if not str((r or {}).get("name", "")).startswith(f"{account}-token-")]
+        if kept:
+            obj["secrets"] = kept
+        else:
+            del obj["secrets"]
+    return obj
+
+
+def reissue_token(obj: Obj, ctx: RestoreContext) -> Obj:
+    # A token secret created by hand is filled by the token controller; the backed-up token is signed by the
+    # source cluster, and the source account's uid would make the controller delete the secret as orphaned.
+    if obj.get("type") == TOKEN_SECRET_TYPE:
+        obj.pop("data", None)
+        annotations = _meta(obj).get("annotations") or {}
+        annotations.pop(SA_UID_ANNOTATION, None)
+    return obj
+
+
+def label_restored(obj: Obj, ctx: RestoreContext) -> Obj:
+    meta = _meta(obj)
+    if ctx.options.restore_id:
+        meta.setdefault("labels", {})[RESTORE_ID_LABEL] = ctx.options.restore_id
+    if ctx.backup_id:
+        meta.setdefault("annotations", {})[BACKUP_ID_ANNOTATION] = ctx.backup_id
+    return obj
+
+
+ACTIONS: tuple[ItemAction, ...] = (
+    ItemAction("reset-metadata", ANY, reset_metadata),
+    ItemAction("map-namespace-object", ("namespaces",), map_namespace_object),
+    ItemAction(
+        "map-binding-subjects",
+        ("rolebindings.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io"),
+        map_subjects,
+    ),
+    ItemAction("strip-service-addresses", ("services",), strip_service_addresses),
+    ItemAction("unbind-claim", ("persistentvolumeclaims",), unbind_claim),
+    ItemAction("rebind-volume", ("persistentvolumes",), rebind_volume),
+    ItemAction("unschedule-pod", ("pods",), unschedule_pod),
+    ItemAction("regenerate-job-selector", ("jobs.batch",), regenerate_job_selector),
+    ItemAction("drop-generated-token-refs", ("serviceaccounts",), drop_generated_token_refs),
+    ItemAction("reissue-token", ("secrets",), reissue_token),
+    ItemAction("bind-snapshot-to-content", (SNAPSHOTS,), bind_snapshot_to_content),
+    ItemAction("preprovision-snapshot-content", (SNAPSHOT_CONTENTS,), preprovision_content),
+    # After the type-specific actions, which look facts up by the object's namespace in the backup.
+    ItemAction("map-namespace", ANY, map_namespace),
+    ItemAction("label-restored", ANY, label_restored),  # last, so no other action can drop the label
+)
+
+
+def apply_actions(obj: Obj, resource: Resource, ctx: RestoreContext) -> Obj:
+    """The object as it should be created on the target cluster; ``obj`` itself is left untouched."""
+    out: Obj = orjson.loads(orjson.dumps(obj))
+    for action in ACTIONS:
+        if action.applies(resource):
+            out = action.transform(out, ctx)
+    return out

@@ -1,0 +1,16 @@
+"""Restore use case: read and verify a backup -> plan (order, skips, transforms) -> apply level by level."""
+
+from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable, RestoreError
+from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, RestoreState
+from chalicelib.restore.service import RestoreService
+
+__all__ = [
+    "BackupUnreadable",
+    "ClusterUnavailable",
+    "ObjectResult",
+    "Outcome",
+    "RestoreError",
+    "RestoreResult",
+    "RestoreService",
+    "RestoreState",
+]

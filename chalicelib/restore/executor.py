@@ -1,0 +1,154 @@
+"""Applying planned objects to the cluster: one level at a time, the objects of a level in parallel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from chalicelib.core.restore_options import ExistingPolicy
+from chalicelib.core.restore_plan import PlanItem, Reason, diff_paths, prepare_update
+from chalicelib.kube.errors import (
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeError,
+    NotFound,
+    ServerError,
+    TooManyRequests,
+    Unauthorized,
+    Unreachable,
+)
+from chalicelib.restore.results import ObjectResult, Outcome
+
+# After this many consecutive unreachable errors the cluster is taken to be gone: the remaining objects fail at once
+# instead of each spending the client's whole retry budget on a dead connection.
+UNREACHABLE_LIMIT = 3
+
+_FAILURE_CODES: tuple[tuple[type[KubeError], str], ...] = (
+    (Unreachable, "unreachable"),
+    (Unauthorized, "unauthorized"),
+    (Forbidden, "forbidden"),
+    (NotFound, "not-found"),
+    (Conflict, "conflict"),
+    (Invalid, "invalid"),
+    (TooManyRequests, "throttled"),
+    (ServerError, "server-error"),
+)
+
+
+def failure_code(exc: KubeError) -> str:
+    for cls, code in _FAILURE_CODES:
+        if isinstance(exc, cls):
+            return code
+    return "error"
+
+
+class _Breaker:
+    """Counts consecutive unreachable errors across threads; any answer from the server resets it."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._count = 0
+        self._lock = threading.Lock()
+        self.last_error = ""
+
+    @property
+    def open(self) -> bool:
+        with self._lock:
+            return self._count >= self._limit
+
+    def record(self, exc: BaseException | None) -> None:
+        with self._lock:
+            if isinstance(exc, Unreachable):
+                self._count += 1
+                self.last_error = str(exc)
+            else:
+                self._count = 0
+
+
+class ObjectApplier:
+    """Writes one planned object: create, fall back to the existing-object policy on AlreadyExists."""
+
+    def __init__(self, client: Any, policy: ExistingPolicy, *, unreachable_limit: int = UNREACHABLE_LIMIT) -> None:
+        self._client = client
+        self._policy = policy
+        self._breaker = _Breaker(unreachable_limit)
+
+    @property
+    def cluster_gone(self) -> bool:
+        return self._breaker.open
+
+    def apply(self, item: PlanItem) -> ObjectResult:
+        if self._breaker.open:
+            message = f"not attempted: the cluster stopped answering ({self._breaker.last_error})"
+            return ObjectResult.of(item, Outcome.FAILED, "unreachable", message)
+        try:
+            result = self._update(item) if item.action == "update" else self._create(item)
+        except KubeError as exc:
+            self._breaker.record(exc)
+            return ObjectResult.of(item, Outcome.FAILED, failure_code(exc), str(exc))
+        self._breaker.record(None)
+        return result
+
+    def _create(self, item: PlanItem) -> ObjectResult:
+        try:
+            self._client.create(item.resource, item.desired, item.namespace)
+        except AlreadyExists:
+            if self._policy == "skip":
+                return ObjectResult.of(item, Outcome.SKIPPED, Reason.EXISTS, "already on the cluster")
+            return self._update(item)
+        return ObjectResult.of(item, Outcome.CREATED, Reason.NEW)
+
+    def _update(self, item: PlanItem) -> ObjectResult:
+        assert item.desired is not None
+        for attempt in range(2):
+            live = self._client.get_object(item.resource, item.name, item.namespace)
+            if live is None:  # deleted since: create it after all
+                self._client.create(item.resource, item.desired, item.namespace)
+                return ObjectResult.of(item, Outcome.CREATED, Reason.NEW)
+            changed = tuple(diff_paths(item.desired, live))
+            if not changed:
+                return ObjectResult.of(item, Outcome.SKIPPED, Reason.UNCHANGED, "already as in the backup")
+            try:
+                self._client.replace(item.resource, prepare_update(item.desired, live, item.resource), item.namespace)
+            except Conflict as exc:
+                # Someone wrote the object between our GET and PUT; one fresh read is worth a try, a second race is
+                # a real contention the user should see.
+                if attempt == 0 and not isinstance(exc, AlreadyExists):
+                    continue
+                raise
+            return ObjectResult.of(item, Outcome.UPDATED, Reason.CHANGED, diff=changed)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def run_parallel(
+    items: Iterable[PlanItem],
+    apply: Callable[[PlanItem], ObjectResult],
+    *,
+    concurrency: int,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[ObjectResult]:
+    """Apply ``items`` with at most ``concurrency`` in flight; results in completion order, on the caller's thread.
+
+    Only a bounded window of work is queued, so ``stop`` takes effect within a few objects.
+    """
+    queue = iter(items)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lifeboat-restore") as pool:
+        pending: set[Future[ObjectResult]] = set()
+
+        def refill() -> None:
+            while len(pending) < concurrency and not (stop and stop()):
+                item = next(queue, None)
+                if item is None:
+                    return
+                pending.add(pool.submit(apply, item))
+
+        refill()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+            refill()

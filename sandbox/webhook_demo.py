@@ -1,0 +1,114 @@
+"""The sandbox's signed webhook restore: the Chalice app served over real HTTP, a worker draining the queue."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+
+WEBHOOK_SECRET_ID = "lifeboat/sandbox/webhook"
+KUBECONFIG_SECRET_ID = "lifeboat/sandbox/kubeconfig"
+RESTORE_QUEUE = "lifeboat-restore-jobs"
+
+
+def provision_webhook(sandbox: Any) -> tuple[Any, str]:
+    """Webhook secret, target-cluster kubeconfig secret and restore queue; returns (settings, webhook secret)."""
+    import dataclasses
+
+    import boto3
+
+    from sandbox.environment import REGION
+
+    endpoint = sandbox.aws_endpoint
+    sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
+    secret = secrets.token_hex(32)
+    for name, value in ((WEBHOOK_SECRET_ID, secret), (KUBECONFIG_SECRET_ID, sandbox.kubeconfig_path.read_text())):
+        try:
+            sm.create_secret(Name=name, SecretString=value)
+        except sm.exceptions.ResourceExistsException:
+            sm.put_secret_value(SecretId=name, SecretString=value)
+    queue_url = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint).create_queue(QueueName=RESTORE_QUEUE)[
+        "QueueUrl"
+    ]
+    settings = dataclasses.replace(sandbox.settings(), webhook_secret_id=WEBHOOK_SECRET_ID, restore_queue_url=queue_url)
+    return settings, secret
+
+
+@contextmanager
+def serving_app(services: Any) -> Iterator[str]:
+    """``app.py`` behind Chalice's local server on a free loopback port; yields its base URL."""
+    from chalice.config import Config
+    from chalice.local import ChaliceRequestHandler, LocalDevServer
+
+    class QuietHandler(ChaliceRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+            """The demo prints its own summary; an access log per request would bury it."""
+
+    import app as app_module
+    from chalicelib import services as services_module
+    from sandbox.environment import free_port
+
+    services_module.set_services(services)
+    port = free_port()
+    config = Config.create(chalice_stage="dev", app_name="lifeboat")
+    server = LocalDevServer(app_module.app, config, "127.0.0.1", port, handler_cls=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="lifeboat-sandbox-api", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.server.shutdown()
+        services_module.set_services(None)
+
+
+def _call(url: str, method: str, secret: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    import urllib3
+
+    from chalicelib.webhook import sign
+
+    headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign(secret, body, time.time())}
+    resp = urllib3.request(method, url, body=body or None, headers=headers, timeout=30)
+    return resp.status, orjson.loads(resp.data) if resp.data else {}
+
+
+def drain_restore_queue(services: Any) -> int:
+    """Run every queued restore job, as the restore_worker Lambda would; returns how many ran."""
+    from chalicelib.webhook.worker import handle_restore_message
+
+    sqs = services.client("sqs")
+    ran = 0
+    while True:
+        msgs = sqs.receive_message(
+            QueueUrl=services.settings.restore_queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not msgs:
+            return ran
+        for msg in msgs:
+            handle_restore_message(services, msg["Body"])
+            sqs.delete_message(QueueUrl=services.settings.restore_queue_url, ReceiptHandle=msg["ReceiptHandle"])
+            ran += 1
+
+
+def webhook_restore(
+    services: Any, secret: str, base_url: str, backup_id: str, *, source_ns: str, target_ns: str, dry_run: bool
+) -> dict[str, Any]:
+    """POST a signed restore of ``source_ns`` into ``target_ns``, run the worker, GET the final status."""
+    request = {
+        "backup_id": backup_id,
+        "target_cluster": {"name": "sandbox", "auth": {"type": "kubeconfig_secret", "secret_id": KUBECONFIG_SECRET_ID}},
+        "options": {"namespace_mapping": [f"{source_ns}:{target_ns}"], "include_namespaces": [source_ns]},
+        "dry_run": dry_run,
+    }
+    status, accepted = _call(f"{base_url}/v1/restores", "POST", secret, orjson.dumps(request))
+    if status != 202:
+        raise RuntimeError(f"webhook refused the restore: HTTP {status}: {accepted}")
+    drain_restore_queue(services)
+    status, body = _call(f"{base_url}{accepted['status_url']}", "GET", secret)
+    if status != 200:
+        raise RuntimeError(f"restore status unavailable: HTTP {status}: {body}")
+    return body

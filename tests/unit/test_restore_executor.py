@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from chalicelib.core.resources import Resource
+from chalicelib.core.restore_options import RestoreOptions
+from chalicelib.core.restore_plan import PlanItem, plan_object
+from chalicelib.kube.errors import AlreadyExists, Invalid, Unreachable
+from chalicelib.restore.executor import ObjectApplier, run_parallel
+from chalicelib.restore.results import ObjectResult, Outcome, RestoreState, final_state
+
+CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"create"}))
+
+
+def item(name: str) -> PlanItem:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop"}}
+    return plan_object(body, CM, RestoreOptions(), None)
+
+
+class Client:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls = 0
+
+    def create(self, resource: Resource, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return obj
+
+
+def test_created_exists_and_failed_outcomes() -> None:
+    assert ObjectApplier(Client(), "skip").apply(item("a")).outcome == Outcome.CREATED
+    exists = ObjectApplier(Client(AlreadyExists("409")), "skip").apply(item("a"))
+    assert (exists.outcome, exists.reason) == (Outcome.SKIPPED, "exists")
+    invalid = ObjectApplier(Client(Invalid("POST /api/v1/...: 422 Invalid: bad")), "skip").apply(item("a"))
+    assert (invalid.outcome, invalid.reason, invalid.name) == (Outcome.FAILED, "invalid", "a")
+    assert "422" in invalid.message
+
+
+def test_unreachable_cluster_stops_being_asked() -> None:
+    client = Client(Unreachable("cannot reach the Kubernetes API"))
+    applier = ObjectApplier(client, "skip", unreachable_limit=3)
+    results = [applier.apply(item(f"cm-{i}")) for i in range(10)]
+    assert client.calls == 3
+    assert all(r.outcome == Outcome.FAILED and r.reason == "unreachable" for r in results)
+    assert "not attempted" in results[-1].message
+    assert applier.cluster_gone
+    assert final_state(results) == RestoreState.FAILED
+
+
+def test_final_state() -> None:
+    created = ObjectResult.of(item("a"), Outcome.CREATED, "new")
+    exists = ObjectResult.of(item("b"), Outcome.SKIPPED, "exists")
+    filtered = ObjectResult.of(item("c"), Outcome.SKIPPED, "filtered")
+    failed = ObjectResult.of(item("d"), Outcome.FAILED, "invalid", "422")
+    assert final_state([created, exists, filtered]) == RestoreState.COMPLETED
+    assert final_state([created, failed]) == RestoreState.PARTIALLY_FAILED
+    assert final_state([exists, failed]) == RestoreState.PARTIALLY_FAILED
+    assert final_state([filtered, failed]) == RestoreState.FAILED
+    assert final_state([created], interrupted=True) == RestoreState.INTERRUPTED
+    assert ObjectResult.from_dict(failed.to_dict()) == failed
+
+
+def test_run_parallel_bounds_concurrency_and_honours_stop() -> None:
+    lock = threading.Lock()
+    running = peak = 0
+
+    def apply(planned: PlanItem) -> ObjectResult:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return ObjectResult.of(planned, Outcome.CREATED, "new")
+
+    items = [item(f"cm-{i}") for i in range(20)]
+    results = list(run_parallel(items, apply, concurrency=4))
+    assert sorted(r.name for r in results) == sorted(i.name for i in items)
+    assert 1 < peak <= 4
+    stopped = list(run_parallel(items, apply, concurrency=4, stop=lambda: True))
+    assert stopped == []
