@@ -1,0 +1,271 @@
+"""Request dispatch, free of HTTP plumbing: authentication, injected faults, authorization, then the API itself."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from sandbox.kubeapi import patch, reviews, routing
+from sandbox.kubeapi.catalog import ResourceType
+from sandbox.kubeapi.errors import (
+    ApiError,
+    bad_request,
+    forbidden,
+    method_not_allowed,
+    resource_not_found,
+)
+from sandbox.kubeapi.faults import Faults, ForbidRule, RequestRecord
+from sandbox.kubeapi.objects import ObjectAPI
+from sandbox.kubeapi.registry import core_versions_doc, group_doc, group_list_doc, resource_list_doc, version_doc
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+BODY_TYPES = ("application/json", "application/yaml")
+_VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+Reply = tuple[int, str, dict[str, str], bytes]
+logger = logging.getLogger(__name__)
+Headers = Mapping[str, str]
+NOT_FOUND_PAGE: Reply = (404, TEXT, {}, b"404 page not found\n")
+
+
+class App:
+    def __init__(
+        self,
+        api: ObjectAPI,
+        token: str,
+        user: str,
+        server_address: str,
+        loader: Callable[[Iterable[dict[str, Any]]], int],
+    ) -> None:
+        self.api = api
+        self.registry = api.registry
+        self.token = token
+        self.user = user
+        self.server_address = server_address
+        self.loader = loader
+        self.faults = Faults()
+        self.forbidden: list[ForbidRule] = []
+        self.requests: list[RequestRecord] = []
+        self.requests_lock = threading.Lock()
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], raw: bytes) -> Reply:
+        reply = self._handle(method, path, query, headers, raw)
+        with self.requests_lock:
+            self.requests.append(RequestRecord(method, path, query, reply[0]))
+        return reply
+
+    def _handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], raw: bytes) -> Reply:
+        auth = headers.get("Authorization") or ""
+        if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
+            return _error(ApiError(401, "Unauthorized"))
+        injected, serve_first = self.faults.check(method, path)
+        if injected is not None and not serve_first:
+            return _error(injected)
+        try:
+            reply = self._dispatch(method, path, query, headers, raw)
+        except ApiError as exc:
+            reply = _error(exc)
+        except Exception as exc:  # a bug here must still answer, as the real server's panic handler does
+            logger.exception("internal error serving %s %s", method, path)
+            reply = _error(ApiError(500, f"Internal error occurred: {type(exc).__name__}", "InternalError"))
+        return _error(injected) if injected is not None else reply
+
+    def _dispatch(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], raw: bytes) -> Reply:
+        route = routing.parse(path)
+        if route.kind == "resource":
+            return self._resource(route, method, path, query, headers, raw)
+        if route.kind == "bulk":
+            if method != "POST":
+                raise method_not_allowed()
+            return _json(200, orjson.dumps({"loaded": self.loader(_parse_body(headers, raw, "list"))}))
+        if method != "GET":
+            raise method_not_allowed()
+        with self.api.store.lock:
+            doc: Any = None
+            if route.kind == "version":
+                doc = version_doc()
+            elif route.kind == "health":
+                return 200, TEXT, {}, b"ok"
+            elif route.kind == "core":
+                doc = core_versions_doc(self.server_address)
+            elif route.kind == "groups":
+                doc = group_list_doc(self.registry)
+            elif route.kind == "group":
+                doc = group_doc(self.registry, route.group)
+            elif route.kind == "resources" and self.registry.has_group_version(route.group, route.version):
+                doc = resource_list_doc(self.registry, route.group, route.version)
+        return NOT_FOUND_PAGE if doc is None else _json(200, orjson.dumps(doc))
+
+    def is_allowed(self, verb: str, group: str, plural: str, namespace: str | None, path: str = "") -> bool:
+        if not path:
+            base = f"/apis/{group}/v1" if group else "/api/v1"
+            path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+        return not any(rule.matches(verb, group, plural, path) for rule in self.forbidden)
+
+    def _resource(
+        self, route: routing.Route, method: str, path: str, query: dict[str, str], headers: Headers, raw: bytes
+    ) -> Reply:
+        with self.api.store.lock:
+            rtype = self.registry.lookup(route.group, route.version, route.plural)
+            known_version = self.registry.has_group_version(route.group, route.version)
+        if rtype is None:
+            if not known_version:
+                return NOT_FOUND_PAGE
+            raise resource_not_found()
+        if route.namespace is not None and not rtype.namespaced:
+            raise resource_not_found()
+        verb = self._verb(rtype, route, method, query)
+        if not self.is_allowed(verb, rtype.group, rtype.plural, route.namespace, path):
+            raise forbidden(rtype.group, rtype.plural, route.name, self.user, verb, route.namespace)
+        if not rtype.storable:
+            body = _parse_body(headers, raw, rtype.kind)
+            return _json(201, reviews.review(rtype, route.version, body, self.user, self.token, self._authorizer))
+        return self._serve(rtype, route, verb, method, query, headers, raw)
+
+    def _serve(
+        self,
+        rtype: ResourceType,
+        route: routing.Route,
+        verb: str,
+        method: str,
+        query: dict[str, str],
+        headers: Headers,
+        raw: bytes,
+    ) -> Reply:
+        dry_run = _dry_run(query, verb)
+        api, version, ns, name = self.api, route.version, route.namespace, route.name
+        if route.subresource == "scale":
+            content_type = _media_type(headers) if method != "GET" else ""
+            if method == "PATCH" and content_type not in patch.PATCH_TYPES:
+                raise _unsupported_patch()
+            return _json(*api.scale(rtype, version, ns, name or "", method, content_type, raw, dry_run=dry_run))
+        if verb == "list":
+            return _json(*api.list(rtype, version, ns, query))
+        if verb == "get":
+            return _json(*api.get(rtype, version, ns, name or ""))
+        if verb == "create":
+            return _json(*api.create(rtype, version, ns, _parse_body(headers, raw, rtype.kind), dry_run=dry_run))
+        if verb == "update":
+            body = _parse_body(headers, raw, rtype.kind)
+            return _json(
+                *api.replace(rtype, version, ns, name or "", body, subresource=route.subresource, dry_run=dry_run)
+            )
+        if verb == "patch":
+            content_type = _media_type(headers)
+            if content_type not in patch.PATCH_TYPES:
+                raise _unsupported_patch()
+            if content_type == patch.APPLY and not query.get("fieldManager"):
+                raise ApiError(
+                    422,
+                    'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                    "Invalid",
+                )
+            return _json(
+                *api.patch(
+                    rtype, version, ns, name or "", content_type, raw, subresource=route.subresource, dry_run=dry_run
+                )
+            )
+        if verb == "delete":
+            options = _parse_body(headers, raw, "DeleteOptions") if raw.strip() else {}
+            return _json(*api.delete(rtype, version, ns, name or "", options, dry_run=dry_run))
+        return _json(*api.delete_collection(rtype, version, ns, query, dry_run=dry_run))
+
+    def _authorizer(self, verb: str, group: str, plural: str, namespace: str | None) -> bool:
+        return self.is_allowed(verb, group, plural, namespace)
+
+    def _verb(self, rtype: ResourceType, route: routing.Route, method: str, query: Mapping[str, str]) -> str:
+        """The RBAC verb of the request; a method the resource does not serve answers 405."""
+        sub = route.subresource
+        if route.name and rtype.namespaced and route.namespace is None:
+            raise resource_not_found()  # a namespaced object has no cluster-wide URL
+        if sub and (
+            sub not in ("status", "scale")
+            or (sub == "status" and not rtype.status)
+            or (sub == "scale" and not rtype.scale)
+        ):
+            raise resource_not_found()
+        if method == "GET":
+            if query.get("watch") in ("true", "1"):
+                raise ApiError(405, "watch is not supported by the Lifeboat test server", details={})
+            verb = "get" if route.name else "list"
+        elif method == "DELETE":
+            verb = "delete" if route.name else "deletecollection"
+        elif method in _VERB_BY_METHOD:
+            verb = _VERB_BY_METHOD[method]
+        else:
+            raise method_not_allowed()
+        if sub:
+            if verb not in ("get", "update", "patch"):
+                raise method_not_allowed()
+            return verb
+        # Creating goes to the collection of one namespace; the rest, except lists, address one object.
+        if verb == "create" and (route.name or (rtype.namespaced and route.namespace is None)):
+            raise method_not_allowed()
+        if verb in ("update", "patch") and not route.name:
+            raise method_not_allowed()
+        if verb == "deletecollection" and rtype.namespaced and route.namespace is None:
+            raise method_not_allowed()
+        if verb not in rtype.verbs:
+            raise method_not_allowed()
+        return verb
+
+
+def _error(exc: ApiError) -> Reply:
+    return exc.code, JSON, exc.headers, exc.body()
+
+
+def _json(code: int, body: bytes) -> Reply:
+    return code, JSON, {}, body
+
+
+def _media_type(headers: Mapping[str, str], default: str = "") -> str:
+    return (headers.get("Content-Type") or default).split(";")[0].strip().lower()
+
+
+def _unsupported_patch() -> ApiError:
+    return ApiError(
+        415,
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(patch.PATCH_TYPES),
+    )
+
+
+def _parse_body(headers: Mapping[str, str], raw: bytes, kind: str) -> Any:
+    # Without a Content-Type the real server decodes with its first serializer, JSON (the Python client relies on it);
+    # a PATCH, in contrast, must name its patch type.
+    media = _media_type(headers, JSON)
+    if media not in BODY_TYPES:
+        raise ApiError(
+            415,
+            "the body of the request was in an unknown format - accepted media types include: application/json, "
+            "application/yaml, application/vnd.kubernetes.protobuf",
+        )
+    try:
+        if media == "application/yaml":
+            import yaml
+
+            return yaml.safe_load(raw)
+        return orjson.loads(raw)
+    except Exception as exc:  # any parser error means a malformed body
+        raise bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
+
+
+def _dry_run(query: Mapping[str, str], verb: str) -> bool:
+    value = query.get("dryRun", "")
+    if not value:
+        return False
+    if value != "All":
+        names = {"create": "CreateOptions", "delete": "DeleteOptions", "patch": "PatchOptions"}
+        options = names.get(verb, "UpdateOptions")
+        raise ApiError(
+            422,
+            f'{options}.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["{value}"]: supported values: "All"',
+            "Invalid",
+        )
+    return True

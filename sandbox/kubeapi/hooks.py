@@ -1,0 +1,206 @@
+"""Per-kind behaviour around writes: what admission plugins, registry strategies and core controllers do.
+
+Namespaces (lifecycle, the default ServiceAccount and kube-root-ca.crt ConfigMap the controllers add), Service IP and
+node port allocation, the default StorageClass of PVCs, Job selectors, Secret data checks and CRD registration.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any
+
+from sandbox.kubeapi import crds
+from sandbox.kubeapi.allocators import Allocators
+from sandbox.kubeapi.catalog import ResourceType
+from sandbox.kubeapi.errors import ApiError, FieldError, invalid, not_found
+from sandbox.kubeapi.store import object_key
+
+if TYPE_CHECKING:
+    from sandbox.kubeapi.objects import ObjectAPI
+
+Obj = dict[str, Any]
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+
+
+class Hooks:
+    """Kind-specific steps the object API calls at fixed points of every write. Callers hold the store lock."""
+
+    def __init__(self, api: ObjectAPI, ca_pem: bytes, controllers: bool) -> None:
+        self.api = api
+        self.controllers = controllers
+        self.store = api.store
+        self.registry = api.registry
+        self.alloc = Allocators()
+        self.ca_pem = ca_pem
+
+    # -- admission: before anything is stored ------------------------------------------------------------------
+
+    def check_namespace(self, rtype: ResourceType, namespace: str, name: str) -> None:
+        phase = self.store.namespaces.get(namespace)
+        if phase is None:
+            raise not_found("", "namespaces", namespace)
+        if phase == "Terminating":
+            raise ApiError(
+                403,
+                f'{_gr(rtype)} "{name}" is forbidden: unable to create new content in namespace {namespace} '
+                "because it is being terminated",
+                details={
+                    "name": name,
+                    **({"group": rtype.group} if rtype.group else {}),
+                    "kind": rtype.plural,
+                    "causes": [
+                        {
+                            "reason": "NamespaceTerminating",
+                            "field": "metadata.namespace",
+                            "message": f"namespace {namespace} is being terminated",
+                        }
+                    ],
+                },
+            )
+
+    def mutate(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
+        """Mutating admission and strategy steps that need no allocation."""
+        kind = (rtype.group, rtype.kind)
+        if kind == ("", "Secret"):
+            _check_base64(obj)
+        elif kind == ("", "PersistentVolumeClaim") and old is None:
+            self._default_storage_class(obj)
+        elif kind == ("batch", "Job"):
+            _job_selector(obj, old)
+        elif kind == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+            errors = crds.validate(obj)
+            if errors:
+                raise invalid(crds.GROUP, "CustomResourceDefinition", obj["metadata"].get("name", ""), errors)
+            crds.apply_defaults(obj)
+            obj["status"] = crds.established_status(obj, (old or {}).get("status"))
+
+    def allocate(self, rtype: ResourceType, obj: Obj, old: Obj | None, dry_run: bool) -> None:
+        if (rtype.group, rtype.kind) == ("", "Service"):
+            errors = self.alloc.assign(obj["spec"], (old or {}).get("spec"), reserve=not dry_run)
+            if errors:
+                raise invalid("", "Service", obj["metadata"]["name"], errors)
+
+    def _default_storage_class(self, obj: Obj) -> None:
+        spec = obj.get("spec") or {}
+        if "storageClassName" in spec:
+            return
+        classes = self.registry.get("storage.k8s.io", "storageclasses")
+        bucket = self.store.buckets.get(classes.key) if classes else None
+        for key, stored in sorted((bucket.objects if bucket else {}).items()):
+            annotations = stored.load()["metadata"].get("annotations") or {}
+            if annotations.get(DEFAULT_CLASS_ANNOTATION) == "true":
+                spec["storageClassName"] = key
+                return
+
+    # -- after a write -----------------------------------------------------------------------------------------
+
+    def created(self, rtype: ResourceType, obj: Obj) -> None:
+        kind = (rtype.group, rtype.kind)
+        if kind == ("", "Namespace"):
+            name = obj["metadata"]["name"]
+            self.store.namespaces[name] = "Active"
+            if self.controllers:
+                self._namespace_controllers(name)
+        elif kind == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+            self.registry.put(crds.resource_type(obj))
+
+    def updated(self, rtype: ResourceType, obj: Obj) -> None:
+        if (rtype.group, rtype.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+            self.registry.put(crds.resource_type(obj))
+
+    def deleted(self, rtype: ResourceType, obj: Obj) -> None:
+        kind = (rtype.group, rtype.kind)
+        if kind == ("", "Service"):
+            self.alloc.release(obj.get("spec") or {})
+        elif kind == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+            key = (obj["spec"]["group"], obj["spec"]["names"]["plural"])
+            self.store.buckets.pop(key, None)  # the custom resources go with their definition
+            self.registry.remove(key)
+        elif kind == ("", "Namespace"):
+            self.store.namespaces.pop(obj["metadata"]["name"], None)
+
+    def _namespace_controllers(self, namespace: str) -> None:
+        """What the service-account and root-CA publisher controllers add to every new namespace."""
+        sa = self.registry.get("", "serviceaccounts")
+        cm = self.registry.get("", "configmaps")
+        assert sa is not None and cm is not None
+        if self.store.bucket(sa).get(object_key(namespace, "default")) is None:
+            self.api.create(sa, "v1", namespace, {"metadata": {"name": "default"}}, internal=True)
+        if self.store.bucket(cm).get(object_key(namespace, "kube-root-ca.crt")) is None:
+            body = {
+                "metadata": {
+                    "name": "kube-root-ca.crt",
+                    "annotations": {"kubernetes.io/description": _ROOT_CA_DESCRIPTION},
+                },
+                "data": {"ca.crt": self.ca_pem.decode()},
+            }
+            self.api.create(cm, "v1", namespace, body, internal=True)
+
+    # -- namespace deletion ------------------------------------------------------------------------------------
+
+    def purge_namespace(self, namespace: str) -> None:
+        """Remove a namespace and everything in it, as the namespace controller does (finalizers not awaited)."""
+        prefix = f"{namespace}/"
+        for rtype in self.registry.types():
+            bucket = self.store.buckets.get(rtype.key)
+            if not rtype.namespaced or bucket is None:
+                continue
+            keys, lo, hi = bucket.key_range(prefix)
+            for key in list(keys[lo:hi]):
+                stored = bucket.pop(key)
+                if stored is not None and rtype.kind == "Service":
+                    self.alloc.release(stored.load().get("spec") or {})
+        ns_type = self.registry.get("", "namespaces")
+        assert ns_type is not None
+        if self.store.bucket(ns_type).pop(namespace) is not None:
+            self.store.next_rv()
+        self.store.namespaces.pop(namespace, None)
+
+
+_ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the "
+    "internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes "
+    "clusters."
+)
+
+
+def _gr(rtype: ResourceType) -> str:
+    return f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
+
+
+def _check_base64(obj: Obj) -> None:
+    for key, value in (obj.get("data") or {}).items():
+        try:
+            if not isinstance(value, str):
+                raise ValueError("not a string")
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError(
+                400, f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data in data[{key}]'
+            ) from exc
+
+
+def _job_selector(obj: Obj, old: Obj | None) -> None:
+    """Jobs get a selector on the uid the server generated, unless spec.manualSelector says otherwise."""
+    spec = obj.get("spec") or {}
+    if spec.get("manualSelector") or old is not None:
+        return
+    if spec.get("selector"):
+        raise invalid(
+            "batch",
+            "Job",
+            obj["metadata"].get("name", ""),
+            [FieldError("spec.selector", "Invalid", None, "`selector` will be auto-generated")],
+        )
+    uid, name = obj["metadata"]["uid"], obj["metadata"]["name"]
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    template = spec.setdefault("template", {})
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+        **(meta.get("labels") or {}),
+    }
