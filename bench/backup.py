@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from bench.harness import bulk_load, cold_import_ms, run_child, servers  # noqa: E402
+from bench.harness import bulk_load, cold_import_ms, replace_objects, run_child, servers  # noqa: E402
 
 RUNS = 3
 
@@ -50,7 +50,7 @@ def main() -> None:
         assert full["state"] == "Completed", full
         noop = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"noop-{uuid.uuid4()}")
         changed = mutate_fraction(objects, 0.01, seed=7)
-        bulk_load(srv, changed)
+        replace_objects(srv, changed)
         incr = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"incr-{uuid.uuid4()}")
 
     raw_best = min(r["wall_s"] for r in raw)

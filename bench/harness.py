@@ -156,3 +156,19 @@ def cold_import_ms(module: str = "app", runs: int = 5) -> float:
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
         times.append(float(out.stdout.strip()))
     return min(times)
+
+
+def replace_objects(srv: Servers, objects: Iterable[dict[str, Any]]) -> int:
+    """PUT changed ConfigMaps/Secrets back, as a user's edit would."""
+    pool = kube_pool(srv)
+    plural = {"ConfigMap": "configmaps", "Secret": "secrets"}
+    headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/json"}
+    count = 0
+    for obj in objects:
+        meta = obj["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/{plural[obj['kind']]}/{meta['name']}"
+        resp = pool.request("PUT", srv.kube_url + path, body=orjson.dumps(obj), headers=headers)
+        if resp.status >= 300:
+            raise RuntimeError(f"PUT {path} failed: HTTP {resp.status}")
+        count += 1
+    return count
