@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice.app import Chalice, Request, Response
 
 app = Chalice(app_name="lifeboat", configure_logs=False)  # powertools owns the "lifeboat" logger
 
@@ -34,6 +34,13 @@ def run_backup(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # -- restores (signed webhook) -----------------------------------------------------------------------------------
 
 
+def _request() -> Request:
+    """The request being handled (Chalice sets it before a route runs)."""
+    request = app.current_request
+    assert request is not None, "route called outside a request"
+    return request
+
+
 def _respond(reply: Any) -> Response:
     return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
 
@@ -43,7 +50,7 @@ def create_restore() -> Response:
     """Start a restore; the HMAC signature covers the raw body bytes, so they are passed on untouched."""
     from chalicelib.services import get_services
 
-    request = app.current_request
+    request = _request()
     return _respond(get_services().webhook_service().submit(request.raw_body, request.headers))
 
 
@@ -52,7 +59,7 @@ def get_restore(restore_id: str) -> Response:
     """A restore's state, progress, failures, timings (and plan, for a dry run)."""
     from chalicelib.services import get_services
 
-    request = app.current_request
+    request = _request()
     service = get_services().webhook_service()
     return _respond(service.status(restore_id, request.headers, request.context.get("identity")))
 
@@ -62,7 +69,7 @@ def list_backups() -> Response:
     """A page of a cluster's backups, newest first (?cluster=&limit=&next_token=)."""
     from chalicelib.services import get_services
 
-    request = app.current_request
+    request = _request()
     service = get_services().webhook_service()
     return _respond(service.backups(request.query_params, request.headers, request.context.get("identity")))
 

@@ -32,7 +32,8 @@ class ListFailure:
 
 def select_resources(resources: list[Resource], scope: BackupScope) -> tuple[list[Resource], list[Resource]]:
     """The namespaced and cluster-scoped types a backup lists (Namespaces apart: they are listed first)."""
-    namespaced, cluster = [], []
+    namespaced: list[Resource] = []
+    cluster: list[Resource] = []
     for res in resources:
         if res.group_resource == "namespaces" or not scope.resource_selected(res):
             continue

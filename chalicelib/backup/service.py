@@ -193,7 +193,7 @@ class BackupService:
         stats["bytes_uploaded"] = int(writer.stats.get("bytes_uploaded", stats.get("bytes_uploaded", 0)))
         stats["puts"] = int(writer.stats.get("puts", stats.get("puts", 0)))
         state = BackupState.PARTIALLY_FAILED if run.errors else BackupState.COMPLETED
-        return self._catalog.transition(
+        final: BackupRecord = self._catalog.transition(
             cluster,
             backup_id,
             state,
@@ -204,6 +204,7 @@ class BackupService:
             stats=stats,
             errors=run.errors,
         )
+        return final
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -330,8 +331,8 @@ class BackupService:
             for scope_key, entry in entries:
                 scopes.setdefault(scope_key, []).append(entry)
         root: dict[str, BlobId] = {}
-        for scope_key, entries in scopes.items():
-            tid, data = encode_tree(entries)
+        for scope_key, scope_entries in scopes.items():
+            tid, data = encode_tree(scope_entries)
             if not writer.add(tid, data, type="tree"):
                 run.bytes_dedup += len(data)
             run.bytes_raw += len(data)
