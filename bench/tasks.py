@@ -76,6 +76,8 @@ def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str
     wall = time.perf_counter() - started
     return {
         "wall_s": wall,
+        "backup_id": record.backup_id,
+        "cluster": record.cluster,
         "state": str(record.state),
         "counts": record.counts,
         "stats": record.stats,
@@ -85,7 +87,98 @@ def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str
     }
 
 
+def _pool(kubeconfig: str) -> tuple[object, str, dict[str, str]]:
+    import base64
+    import tempfile
+
+    import urllib3
+    import yaml
+
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    with tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as ca:
+        ca.write(base64.b64decode(cluster["certificate-authority-data"]))
+    pool = urllib3.PoolManager(maxsize=16, ca_certs=ca.name, cert_reqs="CERT_REQUIRED")
+    headers = {"Authorization": f"Bearer {user['token']}", "Content-Type": "application/json"}
+    return pool, cluster["server"], headers
+
+
+def raw_create(kubeconfig: str, prefix: str) -> dict[str, object]:
+    """The baseline: the same objects POSTed by 16 threads into fresh namespaces (namespaces first)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sandbox.synthetic import synthetic_objects
+
+    pool, server, headers = _pool(kubeconfig)
+    objects = [dict(o) for o in synthetic_objects(namespaces=20, configmaps=4750, secrets=4750, deployments=500)]
+    plural = {"ConfigMap": "configmaps", "Secret": "secrets"}
+
+    def path(obj: dict) -> str:
+        meta = obj["metadata"]
+        if obj["kind"] == "Namespace":
+            return "/api/v1/namespaces"
+        ns = prefix + meta["namespace"]
+        if obj["kind"] == "Deployment":
+            return f"/apis/apps/v1/namespaces/{ns}/deployments"
+        return f"/api/v1/namespaces/{ns}/{plural[obj['kind']]}"
+
+    def body(obj: dict) -> bytes:
+        meta = dict(obj["metadata"])
+        if obj["kind"] == "Namespace":
+            meta["name"] = prefix + meta["name"]
+        else:
+            meta["namespace"] = prefix + meta["namespace"]
+        return orjson.dumps({**obj, "metadata": meta})
+
+    def create(obj: dict) -> int:
+        resp = pool.request("POST", server + path(obj), body=body(obj), headers=headers)  # type: ignore[attr-defined]
+        if resp.status != 201:
+            raise RuntimeError(f"POST {path(obj)}: HTTP {resp.status}")
+        return 1
+
+    namespaces = [o for o in objects if o["kind"] == "Namespace"]
+    rest = [o for o in objects if o["kind"] != "Namespace"]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as ex:
+        created = sum(ex.map(create, namespaces)) + sum(ex.map(create, rest))
+    return {"wall_s": time.perf_counter() - started, "objects": created, "peak_rss_mb": peak_rss_mb()}
+
+
+def restore(
+    kubeconfig: str, endpoint: str, prefix: str, cluster: str, backup_id: str, target_prefix: str, dry_run: str
+) -> dict[str, object]:
+    from chalicelib.core.restore_options import RestoreOptions
+    from chalicelib.kube import KubeClient
+    from chalicelib.repository import RepositoryReader
+    from chalicelib.restore import RestoreService
+    from chalicelib.services import Services
+    from chalicelib.settings import Settings
+    from sandbox.environment import BUCKET, REGION, TABLE
+
+    services = Services(
+        Settings(table=TABLE, bucket=BUCKET, region=REGION, endpoint_url=endpoint, repository_prefix=prefix)
+    )
+    reader = RepositoryReader(services.repository())
+    client = KubeClient.from_kubeconfig(Path(kubeconfig).read_text())
+    mapping = [f"bench-{i:03d}:{target_prefix}bench-{i:03d}" for i in range(20)]
+    options = RestoreOptions.from_dict(
+        {"namespace_mapping": mapping, "include_namespaces": ["bench-*"], "dry_run": dry_run == "dry"}
+    )
+    service = RestoreService(reader, client, concurrency=16)
+    started = time.perf_counter()
+    manifest = reader.load_manifest(cluster, backup_id)
+    result = service.run(manifest, options)
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": wall,
+        "state": str(result.state),
+        "counts": result.counts(),
+        "failures": len(result.failures),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    result = {"rawlist": raw_list, "backup": backup}[command](*args)
+    result = {"rawlist": raw_list, "backup": backup, "rawcreate": raw_create, "restore": restore}[command](*args)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -25,6 +25,8 @@ from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable
 from chalicelib.restore.executor import ObjectApplier, run_parallel
 from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, RestoreState, final_state
 
+# Above this many objects of one collection, a dry run lists the collection instead of GETting each.
+LIST_INSTEAD_OF_GET = 20
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 16
@@ -129,6 +131,30 @@ class RestoreService:
         return out
 
     def _get_all(self, wanted: set[tuple[Resource, str | None, str]]) -> dict[tuple[str, str | None, str], Any]:
+        """The live objects among ``wanted``: one paged list per busy collection, single GETs for the rest.
+
+        A dry run of a large namespace would otherwise cost one GET per object.
+        """
+        groups: dict[tuple[Resource, str | None], set[str]] = {}
+        for resource, namespace, name in wanted:
+            groups.setdefault((resource, namespace), set()).add(name)
+        singles: list[tuple[Resource, str | None, str]] = []
+        found: dict[tuple[str, str | None, str], Any] = {}
+        for (resource, namespace), names in sorted(groups.items(), key=lambda g: _sort_key((g[0][0], g[0][1], ""))):
+            if len(names) < LIST_INSTEAD_OF_GET or "list" not in resource.verbs:
+                singles.extend((resource, namespace, name) for name in names)
+                continue
+            try:
+                for page in self._client.list_pages(resource.collection_path(namespace)):
+                    if page.restarted:
+                        found = {k: v for k, v in found.items() if k[:2] != (resource.group_resource, namespace)}
+                    for obj in page.items:
+                        name = (obj.get("metadata") or {}).get("name")
+                        if name in names:
+                            found[(resource.group_resource, namespace, name)] = obj
+            except KubeError:
+                singles.extend((resource, namespace, name) for name in names)  # e.g. list forbidden, get allowed
+
         def get(key: tuple[Resource, str | None, str]) -> tuple[tuple[str, str | None, str], Any]:
             resource, namespace, name = key
             try:
@@ -139,7 +165,8 @@ class RestoreService:
                 ) from exc
 
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            return {k: v for k, v in pool.map(get, sorted(wanted, key=_sort_key)) if v is not None}
+            found.update({k: v for k, v in pool.map(get, sorted(singles, key=_sort_key)) if v is not None})
+        return found
 
     # -- running -------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""Restore benchmark: 10,000 objects (ConfigMaps, Secrets, Deployments in 20 namespaces) into empty namespaces.
+
+Prints a table and, last, one JSON line:
+  restore_vs_raw_create   restore wall time / the same objects POSTed by 16 threads (same run; target <= 1.3)
+  restore_objects_per_s   objects restored per second
+  dry_run_s               time to plan the same restore without touching the cluster
+  peak_rss_mb             peak RSS of the restore process (target <= 300)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+
+from bench.harness import bulk_load, run_child, servers  # noqa: E402
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sandbox.synthetic import synthetic_objects
+
+    objects = list(synthetic_objects(namespaces=20, configmaps=4750, secrets=4750, deployments=500))
+    with servers(Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))) as srv:
+        bulk_load(srv, objects)
+        kubeconfig = str(srv.kubeconfig)
+        prefix = "bench-restore/lifeboat/v1/"
+        backup = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"b-{uuid.uuid4()}")
+        assert backup["state"] == "Completed", backup
+        raw = run_child("bench.tasks", "rawcreate", kubeconfig, "raw-")
+        dry = run_child(
+            "bench.tasks",
+            "restore",
+            kubeconfig,
+            srv.aws_endpoint,
+            prefix,
+            backup["cluster"],
+            backup["backup_id"],
+            "dry-",
+            "dry",
+        )
+        real = run_child(
+            "bench.tasks",
+            "restore",
+            kubeconfig,
+            srv.aws_endpoint,
+            prefix,
+            backup["cluster"],
+            backup["backup_id"],
+            "rst-",
+            "real",
+        )
+    assert real["state"] == "Completed" and real["failures"] == 0, real
+    restored = real["counts"].get("created", 0)
+    result = {
+        "objects": restored,
+        "raw_create_s": round(raw["wall_s"], 3),
+        "restore_s": round(real["wall_s"], 3),
+        "restore_vs_raw_create": round(real["wall_s"] / raw["wall_s"], 3),
+        "restore_objects_per_s": round(restored / real["wall_s"], 1),
+        "dry_run_s": round(dry["wall_s"], 3),
+        "peak_rss_mb": round(real["peak_rss_mb"], 1),
+    }
+    table = Table(title="Restore benchmark (10,000 objects, 20 namespaces)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("raw concurrent creates (baseline, 16 threads)", f"{raw['wall_s']:.3f} s ({raw['objects']} objects)")
+    table.add_row("restore", f"{real['wall_s']:.3f} s, counts {real['counts']}")
+    table.add_row("dry run", f"{dry['wall_s']:.3f} s")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    Console().print(table)
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
