@@ -2,10 +2,13 @@
 
 An index file is one zstd frame of JSON::
 
-    {"version": 1, "packs": [{"id": <pack id>, "blobs": [[blob id, type, offset, length, raw_length], ...]}],
+    {"version": 1,
+     "packs": [{"id": <pack id>,
+                "blobs": [[blob id, type, frame offset, frame length, frame raw length, offset, raw length], ...]}],
      "supersedes": [<index id>, ...]}
 
-and is named by the SHA-256 of those (compressed) bytes, so a reader can tell a damaged file from a good one.
+with blob rows exactly as in pack headers (``core/packs.py``), and is named by the SHA-256 of those (compressed)
+bytes, so a reader can tell a damaged file from a good one.
 """
 
 from __future__ import annotations
@@ -20,25 +23,31 @@ import zstandard
 
 from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BlobId, PackId
-from chalicelib.core.packs import DEFAULT_LEVEL, PackedBlob, is_hex_id
+from chalicelib.core.packs import METADATA_LEVEL, PackedBlob, is_hex_id
 
 INDEX_FORMAT_VERSION = 1
 # An index names at most a few hundred thousand blobs (~100 bytes each); anything far larger is damage.
 MAX_INDEX_BYTES = 1 << 30
+_new_tuple = tuple.__new__
 
 
 class IndexEntry(NamedTuple):
-    """Where a blob lives: the pack and the byte range of its compressed frame (a NamedTuple, as ``PackedBlob``)."""
+    """Where a blob lives: its pack, its frame's byte range there, and its range in the decompressed frame.
+
+    A NamedTuple, as ``PackedBlob``: the same fields with the pack in place of the blob id.
+    """
 
     pack: PackId
     type: str
+    frame_offset: int
+    frame_length: int
+    frame_raw_length: int
     offset: int
-    length: int
     raw_length: int
 
     @classmethod
     def of(cls, pack: PackId, blob: PackedBlob) -> IndexEntry:
-        return cls(pack, blob[1], blob[2], blob[3], blob[4])
+        return _new_tuple(cls, (pack, *blob[1:]))
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,10 @@ class IndexFile:
         """Blob id -> entry. A blob stored in two packs (concurrent writers) keeps the first one listed."""
         out: dict[BlobId, IndexEntry] = {}
         for pack, blobs in self.packs.items():
-            for blob_id, kind, offset, length, raw_length in blobs:
-                if blob_id not in out:
-                    out[blob_id] = IndexEntry(pack, kind, offset, length, raw_length)
+            for blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length in blobs:
+                if blob not in out:
+                    row = (pack, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length)
+                    out[blob] = _new_tuple(IndexEntry, row)
         return out
 
 
@@ -66,10 +76,11 @@ def encode_index(packs: Mapping[PackId, Iterable[PackedBlob]], supersedes: Itera
     """The id and bytes of an index file naming ``packs``; packs are sorted so equal content gives equal bytes."""
     doc = {
         "version": INDEX_FORMAT_VERSION,
-        "packs": [{"id": pack, "blobs": [b.to_row() for b in blobs]} for pack, blobs in sorted(packs.items())],
+        "packs": [{"id": pack, "blobs": list(blobs)} for pack, blobs in sorted(packs.items())],
         "supersedes": sorted(set(supersedes)),
     }
-    data = zstandard.ZstdCompressor(level=DEFAULT_LEVEL).compress(orjson.dumps(doc))
+    # ``default=list`` writes each PackedBlob row from C, as ``encode_header`` does.
+    data = zstandard.ZstdCompressor(level=METADATA_LEVEL).compress(orjson.dumps(doc, default=list))
     return index_id(data), data
 
 

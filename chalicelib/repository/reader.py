@@ -15,7 +15,7 @@ from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BlobId, PackId
 from chalicelib.core.index_format import IndexEntry, IndexFile, decode_index, index_id
 from chalicelib.core.manifest import FORMAT_VERSION, Manifest
-from chalicelib.core.packs import TailTooShort, decompress_blob, is_hex_id, read_tail
+from chalicelib.core.packs import TailTooShort, decompress_frame, is_hex_id, read_tail
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, decode_root, decode_tree
 from chalicelib.repository.errors import (
     BackupNotFound,
@@ -26,15 +26,20 @@ from chalicelib.repository.errors import (
     RepositoryError,
     UnsupportedFormat,
 )
+from chalicelib.repository.frame_cache import FrameCache
 from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
 
 __all__ = ["CLUSTER_SCOPE", "RebuiltIndex", "RepositoryReader"]
 
-# Fetch a pack's whole data area rather than ranges when the wanted blobs cover this share of it...
+# Fetch a pack's whole data area rather than ranges when the wanted frames cover this share of it...
 _WHOLE_PACK_SHARE = 0.5
 # ...and merge ranges closer than this: one GET's latency is worth far more than a few KiB of transfer.
 _RANGE_GAP = 64 << 10
 _TAIL_GUESS = 64 << 10  # most pack headers fit; a longer one costs a second, exact, read
+FRAME_CACHE_BYTES = 16 << 20  # decompressed frames kept per reader: 256 frames of 64 KiB
+
+_Frame = list[tuple[BlobId, IndexEntry]]  # the wanted blobs of one frame
+_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,11 @@ class RebuiltIndex:
 class RepositoryReader:
     """Read side of a repository. The index is loaded once per instance (one Lambda invocation)."""
 
-    def __init__(self, repo: Repository, *, threads: int = 4) -> None:
+    def __init__(self, repo: Repository, *, threads: int = 4, frame_cache_bytes: int = FRAME_CACHE_BYTES) -> None:
         self.repo = repo
         self._store = repo.store
         self._threads = threads
+        self._frames = FrameCache(frame_cache_bytes)
         self._index: dict[BlobId, IndexEntry] | None = None
         self._pack_ends: dict[PackId, int] = {}
         self._index_files: dict[str, IndexFile] = {}
@@ -77,10 +83,12 @@ class RepositoryReader:
                 if name in superseded:
                     continue
                 for pack, blobs in self._index_files[name].packs.items():
-                    for blob, kind, offset, length, raw_length in blobs:
+                    # tuple.__new__ rather than IndexEntry(...): half the cost, and this runs once per blob.
+                    for blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length in blobs:
                         if blob not in index:
-                            index[blob] = IndexEntry(pack, kind, offset, length, raw_length)
-                    ends[pack] = max(ends.get(pack, 0), max(b.offset + b.length for b in blobs))
+                            row = (pack, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length)
+                            index[blob] = _new_tuple(IndexEntry, row)
+                    ends[pack] = max(ends.get(pack, 0), max(b.frame_offset + b.frame_length for b in blobs))
             self._index, self._pack_ends = index, ends
             return index
 
@@ -108,12 +116,19 @@ class RepositoryReader:
     # -- blobs ------------------------------------------------------------------------------------------------
 
     def read_blob(self, blob_id: BlobId, *, where: str | None = None) -> bytes:
-        """One blob's bytes, read by range and checked against its id."""
+        """One blob's bytes, checked against its id: one range GET of its frame, unless the frame is cached."""
         entry = self._entry(blob_id, where)
-        try:
-            frame = self._store.get_range(self.repo.pack_key(entry.pack), entry.offset, entry.offset + entry.length - 1)
-        except ObjectNotFound:
-            raise _pack_missing(blob_id, entry.pack, where) from None
+        frame = self._frames.get((entry.pack, entry.frame_offset))
+        if frame is None:
+            start = entry.frame_offset
+            try:
+                data = self._store.get_range(self.repo.pack_key(entry.pack), start, start + entry.frame_length - 1)
+            except ObjectNotFound:
+                raise _pack_missing(blob_id, entry.pack, where) from None
+            try:
+                frame = self._decompress(entry, data)
+            except FormatError as exc:
+                raise _frame_corrupt(blob_id, entry, exc, where) from exc
         return _verify(blob_id, entry, frame, where)
 
     def read_blobs(self, ids: Iterable[BlobId], *, where: str | None = None) -> Iterator[tuple[BlobId, bytes]]:
@@ -128,18 +143,29 @@ class RepositoryReader:
     ) -> Iterator[tuple[BlobId, bytes | RepositoryError]]:
         """Like ``read_blobs``, but a missing or corrupt blob is yielded as its error and reading goes on.
 
-        Blobs are grouped by pack: when they cover much of a pack its whole data area is fetched in one GET,
-        otherwise nearby ranges are merged. At most ``threads`` GETs run at once, and as many more are queued.
+        Blobs are grouped by pack and frame, and each frame is decompressed once. When the wanted frames cover
+        much of a pack its whole data area is fetched in one GET, otherwise nearby frames are fetched together.
+        At most ``threads`` GETs run at once, and as many more are queued.
         """
         index = self.load_index()
-        by_pack: dict[PackId, list[tuple[BlobId, IndexEntry]]] = {}
+        by_pack: dict[PackId, dict[int, _Frame]] = {}
         for blob in dict.fromkeys(ids):
             entry = index.get(blob)
             if entry is None:
                 yield blob, _not_indexed(blob, where)
             else:
-                by_pack.setdefault(entry.pack, []).append((blob, entry))
-        tasks = [task for pack, wanted in by_pack.items() for task in self._plan(pack, wanted)]
+                by_pack.setdefault(entry.pack, {}).setdefault(entry.frame_offset, []).append((blob, entry))
+        tasks: list[tuple[PackId, int, int, list[_Frame]]] = []
+        for pack, frames in by_pack.items():
+            to_fetch: list[_Frame] = []
+            for wanted in frames.values():
+                cached = self._frames.get((pack, wanted[0][1].frame_offset))
+                if cached is None:
+                    to_fetch.append(wanted)
+                else:
+                    yield from _verify_all(wanted, cached, where)
+            if to_fetch:
+                tasks.extend(self._plan(pack, to_fetch))
         with ThreadPoolExecutor(max_workers=self._threads) as pool:
             pending: set[Future[list[tuple[BlobId, bytes | RepositoryError]]]] = set()
             queue = iter(tasks)
@@ -155,41 +181,52 @@ class RepositoryReader:
                         break
                     yield from future.result()
 
-    def _plan(
-        self, pack: PackId, wanted: list[tuple[BlobId, IndexEntry]]
-    ) -> Iterator[tuple[PackId, int, int, list[tuple[BlobId, IndexEntry]]]]:
-        """GETs for ``wanted`` blobs of one pack: (pack, start, end inclusive, blobs in that range)."""
-        wanted.sort(key=lambda item: item[1].offset)
+    def _plan(self, pack: PackId, frames: list[_Frame]) -> Iterator[tuple[PackId, int, int, list[_Frame]]]:
+        """GETs for the wanted ``frames`` of one pack: (pack, start, end inclusive, frames in that range)."""
+        frames.sort(key=lambda wanted: wanted[0][1].frame_offset)
         end_of_data = self._pack_ends.get(pack, 0)
-        if sum(e.length for _, e in wanted) >= _WHOLE_PACK_SHARE * end_of_data:
-            yield pack, 0, end_of_data - 1, wanted
+        if sum(wanted[0][1].frame_length for wanted in frames) >= _WHOLE_PACK_SHARE * end_of_data:
+            yield pack, 0, end_of_data - 1, frames
             return
-        group = [wanted[0]]
-        for item in wanted[1:]:
-            last = group[-1][1]
-            if item[1].offset - (last.offset + last.length) <= _RANGE_GAP:
-                group.append(item)
+        group = [frames[0]]
+        for wanted in frames[1:]:
+            last = group[-1][0][1]
+            if wanted[0][1].frame_offset - (last.frame_offset + last.frame_length) <= _RANGE_GAP:
+                group.append(wanted)
             else:
-                yield pack, group[0][1].offset, last.offset + last.length - 1, group
-                group = [item]
-        last = group[-1][1]
-        yield pack, group[0][1].offset, last.offset + last.length - 1, group
+                yield pack, group[0][0][1].frame_offset, last.frame_offset + last.frame_length - 1, group
+                group = [wanted]
+        last = group[-1][0][1]
+        yield pack, group[0][0][1].frame_offset, last.frame_offset + last.frame_length - 1, group
 
     def _fetch(
-        self, pack: PackId, start: int, end: int, blobs: list[tuple[BlobId, IndexEntry]], where: str | None
+        self, pack: PackId, start: int, end: int, frames: list[_Frame], where: str | None
     ) -> list[tuple[BlobId, bytes | RepositoryError]]:
+        out: list[tuple[BlobId, bytes | RepositoryError]] = []
         try:
             data = self._store.get_range(self.repo.pack_key(pack), start, end)
         except ObjectNotFound:
-            return [(blob, _pack_missing(blob, pack, where)) for blob, _ in blobs]
-        out: list[tuple[BlobId, bytes | RepositoryError]] = []
-        for blob, entry in blobs:
-            frame = data[entry.offset - start : entry.offset - start + entry.length]
+            for wanted in frames:
+                out.extend((blob, _pack_missing(blob, pack, where)) for blob, _ in wanted)
+            return out
+        for wanted in frames:
+            entry = wanted[0][1]
+            at = entry.frame_offset - start
             try:
-                out.append((blob, _verify(blob, entry, frame, where)))
-            except BlobCorrupt as exc:
-                out.append((blob, exc))
+                frame = self._decompress(entry, data[at : at + entry.frame_length])
+            except FormatError as exc:
+                out.extend((blob, _frame_corrupt(blob, e, exc, where)) for blob, e in wanted)
+                continue
+            out.extend(_verify_all(wanted, frame, where))
         return out
+
+    def _decompress(self, entry: IndexEntry, data: bytes) -> bytes:
+        """The frame ``entry`` names, from its compressed bytes, kept in the frame cache; raises ``FormatError``."""
+        if len(data) != entry.frame_length:
+            raise FormatError(f"the store returned {len(data)} bytes of the frame, expected {entry.frame_length}")
+        frame = decompress_frame(data, entry.frame_raw_length)
+        self._frames.put((entry.pack, entry.frame_offset), frame)
+        return frame
 
     def _entry(self, blob_id: BlobId, where: str | None) -> IndexEntry:
         entry = self.load_index().get(blob_id)
@@ -274,24 +311,35 @@ class RepositoryReader:
 
 
 def _verify(blob_id: BlobId, entry: IndexEntry, frame: bytes, where: str | None) -> bytes:
-    context = f" ({where})" if where else ""
-    if len(frame) != entry.length:
-        raise BlobCorrupt(
-            f"blob {blob_id}{context}: pack {entry.pack} returned {len(frame)} bytes, expected {entry.length}",
-            blob_id=blob_id,
-            where=where,
-        )
-    try:
-        data = decompress_blob(frame, entry.raw_length)
-    except FormatError as exc:
-        raise BlobCorrupt(f"blob {blob_id}{context} in pack {entry.pack}: {exc}", blob_id=blob_id, where=where) from exc
+    data = frame[entry.offset : entry.offset + entry.raw_length]
     if hashlib.sha256(data).hexdigest() != blob_id:
+        context = f" ({where})" if where else ""
         raise BlobCorrupt(
-            f"blob {blob_id}{context} in pack {entry.pack} does not hash to its id: damaged or altered",
+            f"blob {blob_id}{context} in pack {entry.pack} (frame at {entry.frame_offset}) does not hash to its id:"
+            " damaged or altered",
             blob_id=blob_id,
             where=where,
         )
     return data
+
+
+def _verify_all(wanted: _Frame, frame: bytes, where: str | None) -> list[tuple[BlobId, bytes | RepositoryError]]:
+    out: list[tuple[BlobId, bytes | RepositoryError]] = []
+    for blob, entry in wanted:
+        try:
+            out.append((blob, _verify(blob, entry, frame, where)))
+        except BlobCorrupt as exc:
+            out.append((blob, exc))
+    return out
+
+
+def _frame_corrupt(blob_id: BlobId, entry: IndexEntry, exc: FormatError, where: str | None) -> BlobCorrupt:
+    context = f" ({where})" if where else ""
+    return BlobCorrupt(
+        f"blob {blob_id}{context} in pack {entry.pack}: its frame at {entry.frame_offset} is damaged: {exc}",
+        blob_id=blob_id,
+        where=where,
+    )
 
 
 def _not_indexed(blob_id: BlobId, where: str | None) -> BlobMissing:

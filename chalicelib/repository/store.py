@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
 
 from chalicelib.repository.errors import (
     AccessDenied,
@@ -20,6 +21,14 @@ _NOT_FOUND_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "KMS.AccessDeniedException"})
 # S3 answers 409 when two conditional writes of one key race; the loser may retry and then sees 412.
 _CONFLICT_RETRIES = 3
+
+
+class ObjectInfo(NamedTuple):
+    """A listed key with its size and last-modified time (garbage collection's safety margin needs the age)."""
+
+    key: str
+    size: int
+    last_modified: datetime
 
 
 class ObjectStore(Protocol):
@@ -40,6 +49,8 @@ class ObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -133,6 +144,17 @@ class S3ObjectStore:
             for item in page.get("Contents", []):
                 yield item["Key"][cut:]
 
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        iterator = iter(paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix))
+        cut = len(self.prefix)
+        while True:
+            page = self._call("list", prefix, next, iterator, None)
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"][cut:], int(item["Size"]), item["LastModified"])
+
     def delete(self, key: str) -> None:
         self._call("delete", key, self._s3.delete_object, Bucket=self.bucket, Key=self.prefix + key)
 
@@ -185,8 +207,10 @@ class _ConditionalConflict(Exception):
 class MemoryObjectStore:
     """An ``ObjectStore`` in a dict, safe across threads; for unit tests and dry runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.objects: dict[str, bytes] = {}
+        self.modified: dict[str, datetime] = {}  # tests may age objects by editing this
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
 
     def put(self, key: str, data: bytes, *, create_only: bool = True) -> None:
@@ -194,6 +218,7 @@ class MemoryObjectStore:
             if create_only and key in self.objects:
                 raise ObjectExists(f"put {key}: key already exists", operation="put", key=key)
             self.objects[key] = bytes(data)
+            self.modified[key] = self._clock()
 
     def get(self, key: str) -> bytes:
         with self._lock:
@@ -221,6 +246,15 @@ class MemoryObjectStore:
             keys = sorted(k for k in self.objects if k.startswith(prefix))
         yield from keys
 
+    def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        with self._lock:
+            # A key written straight into ``objects`` (tests) has no time: it counts as new, which GC never deletes.
+            now = self._clock()
+            infos = [ObjectInfo(k, len(v), self.modified.get(k, now)) for k, v in self.objects.items()]
+        infos = [info for info in infos if info.key.startswith(prefix)]
+        yield from sorted(infos)
+
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(key, None)
+            self.modified.pop(key, None)

@@ -60,7 +60,8 @@ class BuiltBackup:
         entry = self.reader().load_index()[self.blobs[key]]
         pack_key = self.repo.pack_key(entry.pack)
         data = bytearray(self.store.objects[pack_key])
-        for i in range(entry.offset + entry.length // 2, entry.offset + entry.length // 2 + 4):
+        mid = entry.frame_offset + entry.frame_length // 2
+        for i in range(mid, mid + 4):
             data[i] ^= 0xFF
         self.store.objects[pack_key] = bytes(data)
 
@@ -74,7 +75,7 @@ def make_backup(
     """A committed backup of ``objects`` (sanitized as the backup service does), written in the v1 format."""
     store = MemoryObjectStore()
     repo = Repository.open(store, create=True)
-    writer = RepositoryWriter(repo)
+    writer = RepositoryWriter(repo, frame_target_bytes=1)  # one blob per frame: damage hits exactly one object
     scopes: dict[str, list[TreeEntry]] = {}
     blobs: dict[str, BlobId] = {}
     kinds: dict[str, int] = {}

@@ -13,7 +13,7 @@ import yaml
 
 from chalicelib.core.canonical import canonical_blob
 from chalicelib.core.ids import BackupId, BlobId
-from chalicelib.core.index_format import decode_index
+from chalicelib.core.index_format import IndexEntry, decode_index
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import BLOB_TREE, read_pack
 from chalicelib.core.sanitize import sanitize
@@ -140,8 +140,8 @@ def repo(store: S3ObjectStore) -> Repository:
 
 @pytest.fixture
 def written(repo: Repository) -> tuple[Manifest, dict[str, Any]]:
-    """One committed backup, spread over several small packs."""
-    return _backup(RepositoryWriter(repo, pack_target_bytes=2048))
+    """One committed backup, spread over several small packs of several frames (trees are frames of their own)."""
+    return _backup(RepositoryWriter(repo, pack_target_bytes=1200, frame_target_bytes=512))
 
 
 def _keys(s3: Any, bucket: str, under: str = "") -> list[str]:
@@ -174,6 +174,14 @@ class FailingStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _frames(index: dict[BlobId, IndexEntry]) -> dict[tuple[str, int], list[BlobId]]:
+    """(pack, frame offset) -> the blobs of that frame, frames in pack order."""
+    frames: dict[tuple[str, int], list[BlobId]] = {}
+    for blob, entry in sorted(index.items(), key=lambda item: (item[1].pack, item[1].frame_offset, item[1].offset)):
+        frames.setdefault((entry.pack, entry.frame_offset), []).append(blob)
+    return frames
 
 
 # -- opening --------------------------------------------------------------------------------------------------
@@ -240,12 +248,15 @@ def test_backup_spans_several_content_addressed_packs_and_one_index(
     index_keys = _keys(s3, bucket, "index/")
 
     assert len(packs) >= 3
+    frame_counts = []
     for key in packs:
         body = s3.get_object(Bucket=bucket, Key=PREFIX + key)["Body"].read()
         name = key.rsplit("/", 1)[-1]
         assert key == f"packs/{name[:2]}/{name}"
         assert hashlib.sha256(body).hexdigest() == name
-        read_pack(body)
+        frame_counts.append(len({e.frame_offset for e in read_pack(body)}))
+    assert max(frame_counts) >= 3  # packs of several frames...
+    assert max(len(blobs) for blobs in _frames(RepositoryReader(repo).load_index()).values()) >= 2  # ...of many blobs
     assert index_keys == [f"index/{manifest.index_files[0]}"] and len(manifest.index_files) == 1
     index = decode_index(s3.get_object(Bucket=bucket, Key=PREFIX + index_keys[0])["Body"].read())
     assert {f"packs/{p[:2]}/{p}" for p in index.packs} == set(packs)
@@ -288,24 +299,121 @@ def test_reader_reads_and_verifies_every_object_and_walks_scopes_in_order(repo: 
     assert reader.load_manifest(CLUSTER, manifest.backup_id) == manifest
 
 
-def test_read_blobs_takes_a_whole_pack_when_most_is_wanted_and_a_range_otherwise(
+def test_read_blobs_takes_a_whole_pack_when_most_is_wanted_and_one_frame_otherwise(
     store: S3ObjectStore, written: Any
 ) -> None:
     counting = FailingStore(store, fail_under="\0")
-    reader = RepositoryReader(Repository.open(counting))
+    reader = RepositoryReader(Repository.open(counting), frame_cache_bytes=0)
     index = reader.load_index()
-    pack = next(iter({e.pack for e in index.values()}))
-    in_pack = sorted((e.offset, b) for b, e in index.items() if e.pack == pack)
-    assert len(in_pack) >= 2
+    frames = _frames(index)
+    pack = max({p for p, _ in frames}, key=lambda p: sum(1 for q, _ in frames if q == p))
+    in_pack = [blob for (p, _), blobs in frames.items() if p == pack for blob in blobs]
+    assert sum(1 for p, _ in frames if p == pack) >= 3
 
-    assert len(dict(reader.read_blobs([b for _, b in in_pack]))) == len(in_pack)
+    assert len(dict(reader.read_blobs(in_pack))) == len(in_pack)
     assert len(counting.gets) == 1 and counting.gets[0][1] == 0
 
     counting.gets.clear()
-    one = in_pack[-1][1]
+    one = in_pack[-1]
     assert dict(reader.read_blobs([one])) == {one: reader.read_blob(one)}
-    start, end = counting.gets[0][1:]
-    assert (start, end - start + 1) == (index[one].offset, index[one].length)
+    frame = index[one].frame_offset, index[one].frame_offset + index[one].frame_length - 1
+    assert [get[1:] for get in counting.gets] == [frame, frame]  # the cache is off: each read fetches it
+
+
+def test_nearby_frames_are_fetched_in_one_range_and_each_decompressed_once(
+    monkeypatch: pytest.MonkeyPatch, store: S3ObjectStore, written: Any
+) -> None:
+    counting = FailingStore(store, fail_under="\0")
+    reader = RepositoryReader(Repository.open(counting), frame_cache_bytes=0)
+    frames = _frames(reader.load_index())
+    pack = max({p for p, _ in frames}, key=lambda p: sum(1 for q, _ in frames if q == p))
+    first, *_, last = [(offset, blobs) for (p, offset), blobs in frames.items() if p == pack]
+    wanted = [*first[1], *last[1]]
+    decompressed: list[int] = []
+    real = reader_module.decompress_frame
+    monkeypatch.setattr(
+        reader_module,
+        "decompress_frame",
+        lambda data, n: decompressed.append(n) or real(data, n),  # type: ignore[func-returns-value]
+    )
+
+    assert dict(reader.read_blobs(wanted)).keys() == set(wanted)
+    assert len(counting.gets) == 1 and counting.gets[0][1] == first[0]  # one range, not the whole pack
+    assert len(decompressed) == 2
+
+    counting.gets.clear()
+    monkeypatch.setattr(reader_module, "_RANGE_GAP", 0)
+    assert dict(reader.read_blobs(wanted)).keys() == set(wanted)
+    assert sorted(get[1] for get in counting.gets) == [first[0], last[0]]
+
+
+def test_blobs_of_one_frame_cost_one_get_while_the_frame_is_cached(store: S3ObjectStore, written: Any) -> None:
+    counting = FailingStore(store, fail_under="\0")
+    reader = RepositoryReader(Repository.open(counting))
+    frames = _frames(reader.load_index())
+    shared = next(blobs for blobs in frames.values() if len(blobs) >= 2)
+    other = next(blobs for blobs in frames.values() if blobs is not shared)
+
+    for blob in shared:
+        reader.read_blob(blob)
+    assert len(counting.gets) == 1
+    assert dict(reader.read_blobs(shared)).keys() == set(shared)
+    assert len(counting.gets) == 1
+    reader.read_blob(other[0])
+    assert len(counting.gets) == 2
+
+
+def test_reading_a_backup_tree_by_tree_fetches_each_frame_once(store: S3ObjectStore, repo: Repository) -> None:
+    manifest, _ = _backup(RepositoryWriter(repo))  # default frames: the trees share them
+    counting = FailingStore(store, fail_under="\0")
+    reader = RepositoryReader(Repository.open(counting))
+    index = reader.load_index()
+
+    scopes = reader.root(manifest)
+    for tree_id in scopes.values():
+        reader.tree(tree_id)
+
+    frames = {(index[b].pack, index[b].frame_offset) for b in [manifest.root_tree, *scopes.values()]}
+    assert len(counting.gets) == len(frames) < len(scopes) + 1
+
+
+def test_frame_cache_stays_within_its_bound(store: S3ObjectStore, written: Any) -> None:
+    counting = FailingStore(store, fail_under="\0")
+    probe = RepositoryReader(Repository.open(counting))
+    index = probe.load_index()
+    frames = _frames(index)
+    sizes = [index[blobs[0]].frame_raw_length for blobs in frames.values()]
+    bound = 4 * max(sizes)  # every frame may be kept (a quarter of the bound at most)...
+    assert sum(sizes[1:]) > bound  # ...but not all of them at once
+    reader = RepositoryReader(Repository.open(counting), frame_cache_bytes=bound)
+
+    for blobs in frames.values():
+        reader.read_blob(blobs[0])
+    assert len(counting.gets) == len(frames)
+    first, *_, last = frames.values()
+    reader.read_blob(last[-1])
+    assert len(counting.gets) == len(frames)  # the latest frame is still held
+    reader.read_blob(first[-1])
+    assert len(counting.gets) == len(frames) + 1  # the first one was dropped to stay within the bound
+
+
+def test_a_blob_larger_than_the_frame_target_is_a_frame_of_its_own(store: S3ObjectStore, repo: Repository) -> None:
+    small = [canonical_blob({"kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}}) for i in range(3)]
+    big = canonical_blob({"kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"k": "v" * (100 << 10)}})
+    writer = RepositoryWriter(repo)
+    for bid, data in [small[0], big, small[1], small[2]]:
+        writer.add(bid, data)
+    writer.finish()
+    counting = FailingStore(store, fail_under="\0")
+    reader = RepositoryReader(Repository.open(counting))
+    index = reader.load_index()
+
+    entry = index[big[0]]
+    assert (entry.offset, entry.raw_length, entry.frame_raw_length) == (0, len(big[1]), len(big[1]))
+    assert index[small[1][0]].frame_offset == index[small[2][0]].frame_offset == entry.frame_offset + entry.frame_length
+    assert index[small[0][0]].frame_raw_length == len(small[0][1])  # closed early, before the big one
+    assert reader.read_blob(big[0]) == big[1]
+    assert counting.gets[0][1:] == (entry.frame_offset, entry.frame_offset + entry.frame_length - 1)
 
 
 def test_dedup_second_backup_of_an_unchanged_cluster_uploads_only_its_manifest(
@@ -470,21 +578,29 @@ def _a_data_blob(reader: RepositoryReader, manifest: Manifest) -> TreeEntry:
     return next(e for scope, e in reader.walk(manifest) if scope == "shop")
 
 
-def test_flipped_byte_in_a_pack_is_blob_corrupt_naming_the_blob(s3: Any, bucket: str, repo: Repository, written: Any):
+def test_damaged_frame_is_blob_corrupt_naming_each_of_its_blobs(
+    s3: Any, bucket: str, repo: Repository, written: Any
+) -> None:
     manifest, _ = written
     reader = RepositoryReader(repo)
     target = _a_data_blob(reader, manifest)
     entry = reader.load_index()[target.blob]
-    _damage(s3, bucket, repo.pack_key(entry.pack), entry.offset + entry.length - 2)
+    in_frame = _frames(reader.load_index())[(entry.pack, entry.frame_offset)]
+    assert len(in_frame) >= 2
+    _damage(s3, bucket, repo.pack_key(entry.pack), entry.frame_offset)  # the frame's zstd magic
 
     with pytest.raises(BlobCorrupt, match=target.blob) as info:
         RepositoryReader(repo).read_blob(target.blob, where="restore of shop")
     assert info.value.blob_id == target.blob and "restore of shop" in str(info.value)
+    assert f"frame at {entry.frame_offset}" in str(info.value)
+    results = dict(RepositoryReader(repo).try_read_blobs(in_frame))
+    assert {blob: type(result) for blob, result in results.items()} == dict.fromkeys(in_frame, BlobCorrupt)
+    assert all(blob in str(result) for blob, result in results.items())
 
     report = check_repository(RepositoryReader(repo))
     assert not report.ok
-    assert [(p.kind, p.blob_id) for p in report.problems] == [("blob_corrupt", target.blob)]
-    assert "shop" in report.problems[0].where
+    assert sorted((p.kind, p.blob_id) for p in report.problems) == sorted(("blob_corrupt", b) for b in in_frame)
+    assert "shop" in next(p.where for p in report.problems if p.blob_id == target.blob)
 
 
 def test_deleted_pack_is_blob_missing_and_check_names_what_breaks(
@@ -757,13 +873,19 @@ def test_a_well_formed_blob_under_the_wrong_name_is_caught_by_its_hash() -> None
     store = MemoryObjectStore()
     repo = Repository.open(store, create=True)
     claimed, _ = canonical_blob({"kind": "Secret", "data": {"password": "b3JpZ2luYWw="}})
+    neighbour, neighbour_data = canonical_blob({"kind": "ConfigMap", "data": {"a": "b"}})
     builder = PackBuilder()
     builder.add(claimed, b'{"kind":"Secret","data":{"password":"Zm9yZ2VkIQ=="}}')  # a forgery, decompresses fine
+    builder.add(neighbour, neighbour_data)  # same frame, intact
     pack, data, entries = builder.finish()
+    assert entries[0].frame_offset == entries[1].frame_offset
     store.put(repo.pack_key(pack), data)
     index, index_data = encode_index({pack: entries})
     store.put(repo.index_key(index), index_data)
 
     with pytest.raises(BlobCorrupt, match="does not hash to its id"):
         RepositoryReader(repo).read_blob(claimed)
-    assert [p.kind for p in check_repository(RepositoryReader(repo)).problems] == ["blob_corrupt"]
+    assert RepositoryReader(repo).read_blob(neighbour) == neighbour_data
+    assert [(p.kind, p.blob_id) for p in check_repository(RepositoryReader(repo)).problems] == [
+        ("blob_corrupt", claimed)
+    ]

@@ -16,12 +16,12 @@ PACK_A = "a" * 64
 PACK_B = "b" * 64
 
 
-def _blob(n: int, offset: int, kind: str = "data") -> PackedBlob:
-    return PackedBlob(f"{n:064x}", kind, offset, 10 + n, 40 + n)  # type: ignore[arg-type]
+def _blob(n: int, frame_offset: int, offset: int = 0, kind: str = "data") -> PackedBlob:
+    return PackedBlob(f"{n:064x}", kind, frame_offset, 30, 100, offset, 10 + n)  # type: ignore[arg-type]
 
 
 def test_round_trip_keeps_packs_blobs_and_supersedes() -> None:
-    packs = {PACK_B: [_blob(1, 0), _blob(2, 11, "tree")], PACK_A: [_blob(3, 0)]}
+    packs = {PACK_B: [_blob(1, 0), _blob(2, 0, 11, "tree")], PACK_A: [_blob(3, 0)]}
 
     name, data = encode_index(packs, supersedes=["c" * 64])
     decoded = decode_index(data)
@@ -32,13 +32,22 @@ def test_round_trip_keeps_packs_blobs_and_supersedes() -> None:
     assert decoded.supersedes == ["c" * 64]
 
 
-def test_entries_map_each_blob_to_its_pack_and_range() -> None:
-    _, data = encode_index({PACK_A: [_blob(1, 0), _blob(2, 11, "tree")]})
+def test_entries_map_each_blob_to_its_pack_frame_and_range() -> None:
+    _, data = encode_index({PACK_A: [_blob(1, 0), _blob(2, 0, 11, "tree"), _blob(3, 30)]})
 
     entries = decode_index(data).entries()
 
-    assert entries[f"{2:064x}"] == IndexEntry(pack=PACK_A, type="tree", offset=11, length=12, raw_length=42)  # type: ignore[index,arg-type]
-    assert len(entries) == 2
+    assert entries[f"{2:064x}"] == IndexEntry(  # type: ignore[index]
+        pack=PACK_A,  # type: ignore[arg-type]
+        type="tree",
+        frame_offset=0,
+        frame_length=30,
+        frame_raw_length=100,
+        offset=11,
+        raw_length=12,
+    )
+    assert entries[f"{3:064x}"][2:5] == (30, 30, 100)  # type: ignore[index]
+    assert len(entries) == 3
 
 
 def test_a_blob_in_two_packs_resolves_to_the_first_listed() -> None:
@@ -54,13 +63,17 @@ def test_the_document_has_the_documented_shape() -> None:
 
     assert doc == {
         "version": 1,
-        "packs": [{"id": PACK_A, "blobs": [[f"{1:064x}", "data", 0, 11, 41]]}],
+        "packs": [{"id": PACK_A, "blobs": [[f"{1:064x}", "data", 0, 30, 100, 0, 11]]}],
         "supersedes": [],
     }
 
 
 def _raw(doc: object) -> bytes:
     return zstandard.ZstdCompressor().compress(orjson.dumps(doc))
+
+
+def _one_row(row: list[object]) -> bytes:
+    return _raw({"version": 1, "packs": [{"id": PACK_A, "blobs": [row]}], "supersedes": []})
 
 
 @pytest.mark.parametrize(
@@ -74,10 +87,10 @@ def _raw(doc: object) -> bytes:
         pytest.param(_raw({"version": 1, "packs": [{"id": "xyz", "blobs": []}], "supersedes": []}), id="bad-pack-id"),
         pytest.param(_raw({"version": 1, "packs": [], "supersedes": ["../x"]}), id="bad-supersedes"),
         pytest.param(_raw({"version": 1, "packs": [{"id": PACK_A, "blobs": []}], "supersedes": []}), id="empty-pack"),
-        pytest.param(
-            _raw({"version": 1, "packs": [{"id": PACK_A, "blobs": [["x", "data", 0, 1, 1]]}], "supersedes": []}),
-            id="bad-blob-id",
-        ),
+        pytest.param(_one_row(["x", "data", 0, 1, 1, 0, 1]), id="bad-blob-id"),
+        pytest.param(_one_row(["a" * 64, "data", 0, 1, 1]), id="per-blob-row"),
+        pytest.param(_one_row(["a" * 64, "data", 0, 9, 8, 4, 5]), id="blob-beyond-its-frame"),
+        pytest.param(_one_row(["a" * 64, "data", 0, 1 << 30, 8, 0, 8]), id="frame-longer-than-zstd-can-emit"),
     ],
 )
 def test_malformed_index_files_are_format_errors(data: bytes) -> None:

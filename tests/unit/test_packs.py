@@ -1,4 +1,4 @@
-"""Pack files: round trip, trailer and header parsing, and refusal of damaged packs."""
+"""Pack files: round trip, frames of many blobs, trailer and header parsing, and refusal of damaged packs."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from chalicelib.core.packs import (
     TailTooShort,
     data_length,
     decode_header,
-    decompress_blob,
+    decompress_frame,
     encode_header,
     iter_blobs,
     parse_trailer,
@@ -40,9 +40,9 @@ def _objects(n: int) -> list[tuple[str, bytes]]:
     return blobs
 
 
-def _pack(n: int = 5) -> tuple[str, bytes, list[PackedBlob], list[tuple[str, bytes]]]:
+def _pack(n: int = 5, frame_target: int = 64 << 10) -> tuple[str, bytes, list[PackedBlob], list[tuple[str, bytes]]]:
     blobs = _objects(n)
-    builder = PackBuilder()
+    builder = PackBuilder(frame_target=frame_target)
     for i, (bid, data) in enumerate(blobs):
         builder.add(bid, data, BLOB_TREE if i == 0 else BLOB_DATA)
     pid, data, entries = builder.finish()
@@ -59,13 +59,55 @@ def test_round_trip_returns_every_blob_with_its_type_and_the_pack_is_named_by_it
     assert [e.raw_length for e in entries] == [len(raw) for _, raw in blobs]
 
 
-def test_single_blob_is_readable_from_its_byte_range_alone() -> None:
-    _, data, entries, blobs = _pack(4)
-    entry = entries[2]
+def test_small_blobs_share_one_frame_at_the_default_target() -> None:
+    _, data, entries, blobs = _pack(5)
 
-    frame = data[entry.offset : entry.offset + entry.length]
+    assert {(e.frame_offset, e.frame_length) for e in entries} == {(0, data_length(entries))}
+    assert [e.offset for e in entries] == [sum(len(raw) for _, raw in blobs[:i]) for i in range(5)]
+    assert entries[0].frame_raw_length == sum(len(raw) for _, raw in blobs)
 
-    assert decompress_blob(frame, entry.raw_length) == blobs[2][1]
+
+def test_single_blob_is_readable_from_its_frame_alone() -> None:
+    _, data, entries, blobs = _pack(12, frame_target=300)
+    entry = entries[7]
+
+    frame = decompress_frame(data[entry.frame_offset : entry.frame_offset + entry.frame_length], entry.frame_raw_length)
+
+    assert frame[entry.offset : entry.offset + entry.raw_length] == blobs[7][1]
+
+
+def test_frames_close_at_the_target_and_tile_the_pack() -> None:
+    _, data, entries, blobs = _pack(40, frame_target=1024)
+    frames: dict[int, list[PackedBlob]] = {}
+    for entry in entries:
+        frames.setdefault(entry.frame_offset, []).append(entry)
+
+    assert len(frames) >= 5
+    assert all(len(members) > 1 for members in frames.values())
+    *full, last = frames.values()
+    assert all(f[0].frame_raw_length >= 1024 and f[0].frame_raw_length - f[-1].raw_length < 1024 for f in full)
+    assert last[0].frame_raw_length == sum(e.raw_length for e in last)
+    ends = [0] + [f[0].frame_offset + f[0].frame_length for f in frames.values()]
+    assert list(frames) == ends[:-1]  # each frame starts where the one before ends
+    assert read_pack(data) == entries
+    assert [(e.blob_id, raw) for e, raw in iter_blobs(data, entries)] == blobs
+
+
+def test_a_blob_larger_than_the_frame_target_gets_a_frame_of_its_own() -> None:
+    small = _objects(3)
+    big = canonical_blob({"kind": "ConfigMap", "data": {"blob": "x" * 5000}})
+    builder = PackBuilder(frame_target=1024)
+    for bid, raw in [small[0], big, small[1], small[2]]:
+        builder.add(bid, raw)
+
+    _, data, entries = builder.finish()
+
+    first, alone, *rest = entries
+    assert first.frame_raw_length == first.raw_length  # closed early to make room, not padded
+    assert (alone.blob_id, alone.offset, alone.frame_raw_length) == (big[0], 0, len(big[1]))
+    assert alone.frame_offset == first.frame_offset + first.frame_length
+    assert {e.frame_offset for e in rest} == {alone.frame_offset + alone.frame_length}
+    assert dict((e.blob_id, raw) for e, raw in iter_blobs(data, read_pack(data)))[big[0]] == big[1]
 
 
 def test_trailer_names_header_length_and_tail_alone_gives_the_entries() -> None:
@@ -131,17 +173,29 @@ def _header(rows: list[list[object]], version: int = 1) -> bytes:
     return zstandard.ZstdCompressor().compress(orjson.dumps({"version": version, "blobs": rows}))
 
 
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+
+
 @pytest.mark.parametrize(
     "rows",
     [
-        pytest.param([["a" * 64, "data", 5, 10, 10]], id="does-not-start-at-zero"),
-        pytest.param([["a" * 64, "data", 0, 10, 10], ["b" * 64, "data", 11, 10, 10]], id="gap"),
-        pytest.param([["A" * 64, "data", 0, 10, 10]], id="uppercase-id"),
-        pytest.param([["a" * 63, "data", 0, 10, 10]], id="short-id"),
-        pytest.param([["a" * 64, "blob", 0, 10, 10]], id="unknown-type"),
-        pytest.param([["a" * 64, "data", 0, True, 10]], id="bool-length"),
-        pytest.param([["a" * 64, "data", 0, -1, 10]], id="negative"),
-        pytest.param([["a" * 64, "data", 0, 10]], id="four-fields"),
+        pytest.param([[A, "data", 5, 10, 10, 0, 10]], id="frame-does-not-start-at-zero"),
+        pytest.param([[A, "data", 0, 10, 10, 0, 10], [B, "data", 11, 10, 10, 0, 10]], id="gap-between-frames"),
+        pytest.param([[A, "data", 0, 10, 20, 0, 10], [B, "data", 0, 10, 20, 11, 9]], id="gap-inside-a-frame"),
+        pytest.param([[A, "data", 0, 10, 20, 0, 10]], id="frame-not-filled"),
+        pytest.param([[A, "data", 0, 10, 10, 0, 10], [B, "data", 5, 10, 10, 0, 10]], id="overlapping-frames"),
+        pytest.param([[A, "data", 0, 10, 20, 0, 10], [B, "data", 0, 11, 20, 10, 10]], id="frame-sizes-disagree"),
+        pytest.param([[A, "data", 0, 10, 20, 5, 10], [B, "data", 0, 10, 20, 0, 5]], id="out-of-order"),
+        pytest.param([[A, "data", 0, 10, 10, 0, 11]], id="blob-beyond-its-frame"),
+        pytest.param([[A, "data", 0, 5000, 10, 0, 10]], id="frame-longer-than-zstd-can-emit"),
+        pytest.param([[A, "data", 0, 10, (512 << 20) + 1, 0, 10]], id="frame-over-the-cap"),
+        pytest.param([["A" * 64, "data", 0, 10, 10, 0, 10]], id="uppercase-id"),
+        pytest.param([["a" * 63, "data", 0, 10, 10, 0, 10]], id="short-id"),
+        pytest.param([[A, "blob", 0, 10, 10, 0, 10]], id="unknown-type"),
+        pytest.param([[A, "data", 0, True, 10, 0, 10]], id="bool-length"),
+        pytest.param([[A, "data", 0, -1, 10, 0, 10]], id="negative"),
+        pytest.param([[A, "data", 0, 0, 10, 0, 10]], id="empty-frame"),
+        pytest.param([[A, "data", 0, 10, 10, 10]], id="six-fields"),
         pytest.param([], id="empty"),
     ],
 )
@@ -150,32 +204,58 @@ def test_malformed_header_entries_are_format_errors(rows: list[list[object]]) ->
         decode_header(_header(rows))
 
 
+def test_well_formed_frames_decode() -> None:
+    rows: list[list[object]] = [
+        [A, "data", 0, 10, 30, 0, 20],
+        [B, "tree", 0, 10, 30, 20, 10],
+        [C, "data", 10, 4, 0, 0, 0],  # an empty blob alone in its frame
+    ]
+
+    assert [list(e) for e in decode_header(_header(rows))] == rows
+
+
 def test_header_of_unknown_version_is_refused() -> None:
     with pytest.raises(FormatError, match="version"):
-        decode_header(_header([["a" * 64, "data", 0, 10, 10]], version=2))
+        decode_header(_header([[A, "data", 0, 10, 10, 0, 10]], version=2))
 
 
-def test_header_encoding_round_trips() -> None:
-    entries = [PackedBlob("a" * 64, "data", 0, 10, 30), PackedBlob("b" * 64, "tree", 10, 4, 4)]  # type: ignore[arg-type]
+def test_header_encoding_round_trips_and_has_the_documented_rows() -> None:
+    entries = [
+        PackedBlob(A, "data", 0, 10, 30, 0, 26),  # type: ignore[arg-type]
+        PackedBlob(B, "tree", 0, 10, 30, 26, 4),  # type: ignore[arg-type]
+        PackedBlob(C, "data", 10, 4, 4, 0, 4),  # type: ignore[arg-type]
+    ]
+    header = encode_header(entries)
 
-    assert decode_header(encode_header(entries)) == entries
+    assert decode_header(header) == entries
+    assert orjson.loads(zstandard.ZstdDecompressor().decompress(header)) == {
+        "version": 1,
+        "blobs": [[A, "data", 0, 10, 30, 0, 26], [B, "tree", 0, 10, 30, 26, 4], [C, "data", 10, 4, 4, 0, 4]],
+    }
 
 
-def test_damaged_blob_frame_is_a_format_error_not_garbage() -> None:
+def test_damaged_frame_is_a_format_error_not_garbage() -> None:
     _, data, entries, _ = _pack(2)
     entry = entries[1]
-    frame = bytearray(data[entry.offset : entry.offset + entry.length])
+    frame = bytearray(data[entry.frame_offset : entry.frame_offset + entry.frame_length])
     frame[0] ^= 0xFF  # the zstd magic number
 
     with pytest.raises(FormatError):
-        decompress_blob(bytes(frame), entry.raw_length)
+        decompress_frame(bytes(frame), entry.frame_raw_length)
 
 
 def test_frame_claiming_more_than_its_raw_length_is_refused_before_decompressing() -> None:
     frame = zstandard.ZstdCompressor().compress(b"x" * 1000)
 
     with pytest.raises(FormatError, match="claims 1000 bytes"):
-        decompress_blob(frame, 10)
+        decompress_frame(frame, 10)
+
+
+def test_frame_shorter_than_its_raw_length_is_refused() -> None:
+    frame = zstandard.ZstdCompressor().compress(b"x" * 1000)
+
+    with pytest.raises(FormatError, match="expected 2000"):
+        decompress_frame(frame, 2000)
 
 
 def test_builder_refuses_unknown_types_and_empty_packs_and_resets_after_finish() -> None:
@@ -187,6 +267,8 @@ def test_builder_refuses_unknown_types_and_empty_packs_and_resets_after_finish()
 
     (bid, raw), *_ = _objects(1)
     builder.add(bid, raw)
-    assert len(builder) == 1 and builder.size > 0
+    assert len(builder) == 1 and builder.size == len(raw)  # the open frame counts raw
     builder.finish()
     assert len(builder) == 0 and builder.size == 0
+    with pytest.raises(ValueError):
+        PackBuilder(frame_target=0)
