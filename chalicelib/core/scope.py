@@ -118,7 +118,13 @@ class BackupScope:
 
     def object_selected(self, obj: dict[str, Any]) -> bool:
         """Client-side check of the exclusion label and the label selector (the server applies them too)."""
-        labels = (obj.get("metadata") or {}).get("labels") or {}
+        labels = (obj.get("metadata") or {}).get("labels")
+        if not labels:
+            return self._matches_unlabelled  # most objects: answer without walking the selector
         if labels.get(EXCLUDE_LABEL) == "true":
             return False
         return self.selector.matches(labels)
+
+    @cached_property
+    def _matches_unlabelled(self) -> bool:
+        return self.selector.matches({})
