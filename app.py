@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, Cron, Rate, Request, Response
 
 app = Chalice(app_name="lifeboat", configure_logs=False)  # powertools owns the "lifeboat" logger
 
@@ -14,12 +14,14 @@ app = Chalice(app_name="lifeboat", configure_logs=False)  # powertools owns the 
 
 @app.on_sqs_message(queue="lifeboat-backup-jobs", batch_size=1)
 def backup_worker(event: Any) -> None:
-    """One message is one backup job; an exception returns the message to the queue (and, in the end, the DLQ)."""
-    from chalicelib.backup.worker import handle_job
+    """One message is a backup job, a shard of a sharded backup or its commit; an exception returns the message to
+    the queue (and, in the end, the DLQ). A shard checkpoints and continues before the Lambda deadline."""
+    from chalicelib.backup.worker import handle_message
     from chalicelib.services import get_services
 
+    remaining_ms = getattr(event.context, "get_remaining_time_in_millis", None)
     for record in event:
-        handle_job(get_services().backup_service(), record.body)
+        handle_message(get_services().backup_service(), record.body, remaining_ms=remaining_ms)
 
 
 @app.lambda_function(name="run_backup")
@@ -83,3 +85,94 @@ def restore_worker(event: Any) -> None:
     remaining_ms = getattr(event.context, "get_remaining_time_in_millis", None)
     for record in event:
         handle_restore_message(get_services(), record.body, remaining_ms=remaining_ms)
+
+
+# -- cross-region replication ------------------------------------------------------------------------------------
+
+
+@app.on_sqs_message(queue="lifeboat-replication", batch_size=10)
+def replicator(event: Any) -> None:
+    """S3 object-created events: verified copies into the replica region, each manifest after its closure."""
+    from chalicelib.replication.worker import handle_messages
+    from chalicelib.services import get_services
+
+    handle_messages(get_services().replicator(), [record.body for record in event])
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def replication_reconciler(event: Any) -> dict[str, Any]:
+    """Replicates manifests whose events were lost (outages, DLQ) and publishes the backlog."""
+    from chalicelib.replication.worker import run_reconciler
+    from chalicelib.services import get_services
+
+    time_left = getattr(event.context, "get_remaining_time_in_millis", None)
+    return run_reconciler(get_services().replication_reconciler(), time_left)
+
+
+# -- policies, scheduling, maintenance ---------------------------------------------------------------------------
+
+_POLICY_CONTENT_TYPES = ["application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/plain"]
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def dispatcher(event: Any) -> dict[str, Any]:
+    """Starts the backups of due policies; racing dispatchers dispatch each scheduled run once."""
+    from chalicelib.services import get_services
+
+    return dict(get_services().dispatcher().dispatch_due().summary())
+
+
+@app.schedule(Cron(0, 3, "*", "*", "?", "*"))
+def maintenance(event: Any) -> dict[str, Any]:
+    """Daily: retention per policy, then garbage collection, under the repository's exclusive lease."""
+    from chalicelib.maintenance.service import publish_maintenance_metrics
+    from chalicelib.services import get_services
+
+    report = get_services().maintenance_service().run()
+    publish_maintenance_metrics(report)
+    return dict(report.to_dict())
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def rpo_monitor(event: Any) -> dict[str, Any]:
+    """Publishes every policy's RPO (age of its newest Completed backup) against its target."""
+    from chalicelib.services import get_services
+
+    statuses = get_services().status_service().publish_rpo_metrics()
+    return {"policies": len(statuses), "over_target": [s.name for s in statuses if s.rpo_exceeded]}
+
+
+@app.route("/v1/policies", methods=["GET"])
+def list_policies() -> Response:
+    from chalicelib.services import get_services
+
+    request = _request()
+    return _respond(get_services().policy_api().list(request.headers, request.context.get("identity")))
+
+
+@app.route("/v1/policies", methods=["PUT", "POST"], content_types=_POLICY_CONTENT_TYPES)
+def apply_policies() -> Response:
+    """Create or update the policies of a policy file (YAML or JSON); the signature covers the raw body."""
+    from chalicelib.services import get_services
+
+    request = _request()
+    api = get_services().policy_api()
+    return _respond(api.apply(request.raw_body, request.headers, request.context.get("identity")))
+
+
+@app.route("/v1/policies/{name}", methods=["GET"])
+def get_policy(name: str) -> Response:
+    from chalicelib.services import get_services
+
+    request = _request()
+    return _respond(get_services().policy_api().get(name, request.headers, request.context.get("identity")))
+
+
+@app.route("/v1/policies/{name}", methods=["DELETE"])
+def delete_policy(name: str) -> Response:
+    """Stop scheduling a policy; a signed request names it in its body ({"name": ...})."""
+    from chalicelib.services import get_services
+
+    request = _request()
+    api = get_services().policy_api()
+    return _respond(api.delete(name, request.raw_body, request.headers, request.context.get("identity")))

@@ -47,8 +47,10 @@ class Servers:
 
 
 @contextmanager
-def servers(workdir: Path) -> Iterator[Servers]:
-    """The Kubernetes API test server and a moto server, each in its own process (no shared GIL with the client)."""
+def servers(workdir: Path, *, moto_module: str = "moto.server") -> Iterator[Servers]:
+    """The Kubernetes API test server and a moto server, each in its own process (no shared GIL with the client).
+
+    ``moto_module`` runs another moto entry point (``bench.moto_serial``: one request at a time)."""
     import yaml
 
     from sandbox.environment import FAKE_CREDENTIALS, free_port, provision_aws
@@ -64,7 +66,7 @@ def servers(workdir: Path) -> Iterator[Servers]:
     )
     port = free_port()
     moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", moto_module, "-H", "127.0.0.1", "-p", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

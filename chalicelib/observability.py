@@ -30,7 +30,8 @@ def publish_backup_metrics(record: Any) -> None:
     from aws_lambda_powertools.metrics import MetricUnit
 
     m = metrics()
-    m.add_dimension(name="cluster", value=record.cluster)
+    # Only the default "service" dimension: the alarms in infra/ match on exactly that dimension set.
+    m.add_metadata(key="cluster", value=record.cluster)
     counts, stats = record.counts or {}, record.stats or {}
     m.add_metric(name="BackupObjects", unit=MetricUnit.Count, value=counts.get("objects", 0))
     m.add_metric(name="BackupNewBlobs", unit=MetricUnit.Count, value=counts.get("blobs_new", 0))

@@ -49,6 +49,7 @@ class Services:
                 self.client("s3", self.settings.replica_region),
                 self.settings.replica_bucket,
                 prefix=self.settings.repository_prefix,
+                kms_key_id=self.settings.replica_kms_key_id,
             )
         return S3ObjectStore(
             self.client("s3"),
@@ -61,6 +62,42 @@ class Services:
         from chalicelib.repository import Repository
 
         return Repository.open(self.store(replica=replica), create=create)
+
+    # -- cross-region replication ---------------------------------------------------------------------------------
+
+    def replica_buckets(self) -> Any:
+        from chalicelib.replication import NotConfigured, ReplicaBuckets
+
+        s = self.settings
+        if not (s.replica_bucket and s.replica_region):
+            raise NotConfigured("no replica bucket/region configured (LIFEBOAT_REPLICA_BUCKET/REGION)")
+        return ReplicaBuckets(
+            self.client("s3"),
+            s.bucket,
+            self.client("s3", s.replica_region),
+            s.replica_bucket,
+            prefix=s.repository_prefix,
+            kms_key_id=s.replica_kms_key_id,
+        )
+
+    def replicator(self) -> Any:
+        """A fresh replicator per invocation: it caches the primary index, which later backups extend."""
+        from chalicelib.replication import Replicator
+        from chalicelib.repository import RepositoryReader
+
+        return Replicator(
+            self.replica_buckets(),
+            region=str(self.settings.replica_region),
+            open_reader=lambda: RepositoryReader(self.repository()),
+            catalog=self.catalog(),
+        )
+
+    def replication_reconciler(self) -> Any:
+        from datetime import UTC, datetime
+
+        from chalicelib.replication import Reconciler
+
+        return Reconciler(self.replicator(), self.catalog(), clock=lambda: datetime.now(UTC))
 
     def connect(self, ref: ClusterRef) -> Any:
         """A Kubernetes client for ``ref``, authenticated as its auth block says."""
@@ -82,10 +119,44 @@ class Services:
             raise InvalidJob(f"cluster {ref.name!r}: unsupported auth type {kind!r}")
         return KubeClient(creds)
 
-    def backup_service(self, **options: Any) -> Any:
+    def backup_service(self, *, queue: Any = None, sharding_options: Any = None, **options: Any) -> Any:
+        """``queue`` (anything with ``send``/``send_many``) replaces the backup-jobs queue, e.g. in tests."""
         from chalicelib.backup import BackupService
+        from chalicelib.maintenance.leased_backup import LeasedBackupService
 
-        return BackupService(self.catalog(), lambda: self.repository(create=True), self.connect, **options)
+        if queue is not None or sharding_options is not None or options:
+            sharding = self.sharding(queue=queue, options=sharding_options, **options)
+        else:
+            sharding = self._cached("sharding", self.sharding)
+        service = BackupService(
+            self.catalog(), lambda: self.repository(create=True), self.connect, sharding=sharding, **options
+        )
+        # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
+        return LeasedBackupService(service, self.repository_lock())
+
+    def sharding(self, *, queue: Any = None, options: Any = None, **service_options: Any) -> Any:
+        """What sharded backups need, or None without a backup queue. Keep one per process: it caches each backup's
+        plan, index and cluster client between that backup's shards (a warm Lambda handles many)."""
+        if queue is None and not self.settings.backup_queue_url:
+            return None
+        from datetime import UTC, datetime
+
+        from chalicelib.backup.queue import BackupWorkQueue
+        from chalicelib.backup.sharding import Sharding
+        from chalicelib.catalog.shards import ShardCatalog
+
+        return Sharding(
+            self.catalog(),
+            ShardCatalog(self.client("dynamodb"), self.settings.table),
+            queue if queue is not None else BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url),
+            lambda: self.repository(create=True),
+            self.connect,
+            clock=service_options.get("clock", lambda: datetime.now(UTC)),
+            list_workers=service_options.get("list_workers", 4),
+            page_size=service_options.get("page_size", 500),
+            writer_options=service_options.get("writer_options"),
+            options=options,
+        )
 
     # -- restores over the webhook -------------------------------------------------------------------------------
 
@@ -118,6 +189,87 @@ class Services:
                 SignatureVerifier(source), self.catalog(), self.restore_catalog(), self.restore_queue()
             )
         return self._cache["webhook_service"]
+
+    # -- policies, scheduling, maintenance -----------------------------------------------------------------------
+
+    def _cached(self, name: str, build: Any) -> Any:
+        # Built outside the lock: building asks for clients, which take the same (non-reentrant) lock.
+        if name not in self._cache:
+            value = build()
+            with self._lock:
+                self._cache.setdefault(name, value)
+        return self._cache[name]
+
+    def policy_catalog(self) -> Any:
+        from chalicelib.catalog.policies import PolicyCatalog
+
+        return PolicyCatalog(self.client("dynamodb"), self.settings.table)
+
+    def cluster_catalog(self) -> Any:
+        from chalicelib.catalog.clusters import ClusterCatalog
+
+        return ClusterCatalog(self.client("dynamodb"), self.settings.table)
+
+    def repository_lock(self) -> Any:
+        """Leases on the primary repository; the scope names bucket and prefix, as the repository is shared."""
+        from chalicelib.catalog.leases import LeaseCatalog
+        from chalicelib.maintenance.lock import RepositoryLock
+
+        scope = f"s3://{self.settings.bucket}/{self.settings.repository_prefix}"
+        return RepositoryLock(LeaseCatalog(self.client("dynamodb"), self.settings.table), scope)
+
+    def dispatcher(self) -> Any:
+        from chalicelib.scheduling.dispatcher import Dispatcher
+        from chalicelib.scheduling.queue import BackupQueue
+
+        queue = BackupQueue(self.client("sqs"), self.settings.backup_queue_url)
+        return Dispatcher(
+            self.policy_catalog(), self.catalog(), self.cluster_catalog(), queue, lock=self.repository_lock()
+        )
+
+    def policy_service(self) -> Any:
+        from chalicelib.scheduling.policies import PolicyService
+
+        return PolicyService(self.policy_catalog(), self.cluster_catalog())
+
+    def cluster_service(self) -> Any:
+        from chalicelib.scheduling.clusters import ClusterService
+
+        return ClusterService(self.cluster_catalog(), self.connect)
+
+    def status_service(self) -> Any:
+        from chalicelib.scheduling.status import StatusService
+
+        return StatusService(self.policy_catalog(), self.catalog())
+
+    def retention_service(self) -> Any:
+        from chalicelib.maintenance.retention import RetentionService
+
+        return RetentionService(self.policy_catalog(), self.catalog())
+
+    def maintenance_service(self, **options: Any) -> Any:
+        from chalicelib.maintenance.service import MaintenanceService
+
+        return MaintenanceService(
+            self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
+        )
+
+    def signature_verifier(self) -> Any:
+        """Cached: the secret's cache (TTL, refresh rate limit) must outlive one request."""
+
+        def build() -> Any:
+            from chalicelib.webhook.signature import NoSecret, SecretsManagerSecret, SignatureVerifier
+
+            secret_id = self.settings.webhook_secret_id
+            source = SecretsManagerSecret(self.client("secretsmanager"), secret_id) if secret_id else NoSecret()
+            return SignatureVerifier(source)
+
+        return self._cached("signature_verifier", build)
+
+    def policy_api(self) -> Any:
+        from chalicelib.scheduling.api import PolicyApi
+
+        return PolicyApi(self.signature_verifier(), self.policy_service())
 
 
 _services: Services | None = None

@@ -15,6 +15,7 @@ class Settings:
     replica_bucket: str | None = None
     replica_region: str | None = None
     kms_key_id: str | None = None
+    replica_kms_key_id: str | None = None  # the replica region's key: KMS keys never leave their region
     backup_queue_url: str | None = None
     restore_queue_url: str | None = None
     webhook_secret_id: str | None = None
@@ -34,6 +35,7 @@ class Settings:
             replica_bucket=env.get("LIFEBOAT_REPLICA_BUCKET") or None,
             replica_region=env.get("LIFEBOAT_REPLICA_REGION") or None,
             kms_key_id=env.get("LIFEBOAT_KMS_KEY_ID") or None,
+            replica_kms_key_id=env.get("LIFEBOAT_REPLICA_KMS_KEY_ID") or None,
             backup_queue_url=env.get("LIFEBOAT_BACKUP_QUEUE_URL") or None,
             restore_queue_url=env.get("LIFEBOAT_RESTORE_QUEUE_URL") or None,
             webhook_secret_id=env.get("LIFEBOAT_WEBHOOK_SECRET_ID") or None,

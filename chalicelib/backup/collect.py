@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +17,15 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class Page:
-    """One page of raw objects of one type; ``restarted`` means discard what this type gave before."""
+    """One page of raw objects of one type; ``restarted`` means discard what this type gave before.
+
+    ``continue_token`` resumes the type's list after this page; None means this page was its last.
+    """
 
     resource: Resource
     items: list[dict[str, Any]]
     restarted: bool = False
+    continue_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,20 @@ def select_resources(resources: list[Resource], scope: BackupScope) -> tuple[lis
 
 
 def stream_pages(
-    client: Any, resources: list[Resource], selector: str, *, workers: int = 4, page_size: int = 500
-) -> Iterator[Page | ListFailure]:
+    client: Any,
+    resources: list[Resource],
+    selector: str,
+    *,
+    workers: int = 4,
+    page_size: int = 500,
+    namespace: str | None = None,
+    start: Mapping[str, str] | None = None,
+) -> Generator[Page | ListFailure, None, None]:
     """Pages of every type in ``resources``, listed by ``workers`` threads; a failed type yields a ListFailure.
+
+    Namespaced types are listed in ``namespace`` only when it is given, cluster-wide otherwise. ``start`` maps a
+    type (``group_resource``) to the continue token it resumes from. The pages of one type arrive in order, so a
+    consumer that stops early resumes each type from the token of the last page it took.
 
     The queue is bounded so listing never runs far ahead of the consumer: memory stays at a few pages.
     """
@@ -63,12 +78,20 @@ def stream_pages(
             except queue.Full:
                 continue
 
+    tokens = start or {}
+
     def list_one(res: Resource) -> None:
         try:
-            for page in client.list_pages(res.collection_path(), limit=page_size, label_selector=selector or None):
+            pages = client.list_pages(
+                res.collection_path(namespace),
+                limit=page_size,
+                label_selector=selector or None,
+                continue_token=tokens.get(res.group_resource),
+            )
+            for page in pages:
                 if stop.is_set():
                     return
-                put(Page(res, page.items, page.restarted))
+                put(Page(res, page.items, page.restarted, page.continue_token))
         except Exception as exc:  # recorded per type; the backup goes on with the others
             put(ListFailure(res, exc))
 
@@ -90,3 +113,28 @@ def stream_pages(
     finally:
         stop.set()
         feeder.join(timeout=30)
+
+
+def count_objects(client: Any, resources: list[Resource], *, workers: int = 4) -> dict[str, int | None]:
+    """Objects of each type cluster-wide (``group_resource`` -> count), one ``limit=1`` list each.
+
+    No label selector is sent, so the server reports ``remainingItemCount``; a type it cannot count (an error, or
+    no count offered) maps to None.
+    """
+
+    def count(res: Resource) -> tuple[str, int | None]:
+        try:
+            body = client.get(res.collection_path(), {"limit": 1})
+        except Exception:  # unknown, not fatal: the shards list the type and record what goes wrong
+            return res.group_resource, None
+        items = body.get("items") or []
+        meta = body.get("metadata") or {}
+        if not meta.get("continue"):
+            return res.group_resource, len(items)
+        remaining = meta.get("remainingItemCount")
+        return res.group_resource, len(items) + remaining if isinstance(remaining, int) else None
+
+    if not resources:
+        return {}
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lifeboat-count") as pool:
+        return dict(pool.map(count, resources))

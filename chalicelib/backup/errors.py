@@ -9,3 +9,15 @@ class BackupError(Exception):
 
 class ClusterUnavailable(BackupError):
     """The cluster could not be reached or refused our credentials."""
+
+
+class RetryLater(BackupError):
+    """The message cannot be handled now (its shard is owned by a live worker): let the queue deliver it again."""
+
+
+class QueueUnavailable(BackupError):
+    """The backup-jobs queue could not take a message (not configured, or SQS refused it)."""
+
+
+class CheckpointError(BackupError):
+    """A checkpoint could not be stored or read back."""

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.backup.collect import ListFailure, Page, select_resources, stream_pages
+from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
-from chalicelib.core.canonical import blob_id, canonical_json
-from chalicelib.core.ids import BackupId, BlobId, new_backup_id
-from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.ids import BackupId, new_backup_id
+from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
-from chalicelib.core.sanitize import sanitize
 from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
-from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, encode_root, encode_tree
 
 # A Running record whose heartbeat is younger than this belongs to a live worker: a duplicate delivery leaves it be.
 HEARTBEAT_STALE_S = 300
@@ -41,21 +38,6 @@ class BackupOutcome:
     created: bool  # False when the job had been claimed before (a duplicate delivery)
 
 
-@dataclass
-class _Run:
-    """Mutable state of one backup run."""
-
-    scope: BackupScope
-    namespaces: frozenset[str] = frozenset()
-    by_resource: dict[Resource, list[tuple[str, TreeEntry]]] = field(default_factory=dict)
-    errors: list[dict[str, str]] = field(default_factory=list)
-    kinds: Counter[str] = field(default_factory=Counter)
-    bytes_raw: int = 0
-    bytes_dedup: int = 0
-    listed_types: int = 0
-    progress: Callable[[int, str], None] | None = None  # (objects so far, resource type)
-
-
 class BackupService:
     """Takes one backup of one cluster into the repository and records it in the catalog."""
 
@@ -69,7 +51,10 @@ class BackupService:
         list_workers: int = 4,
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
+        sharding: Any = None,
     ) -> None:
+        """With ``sharding`` (a ``backup.sharding.Sharding``: shard catalog, queue, per-process cache) a large
+        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
         self._catalog = catalog
         self._open_repository = open_repository
         self._connect = connect
@@ -77,6 +62,7 @@ class BackupService:
         self._list_workers = list_workers
         self._page_size = page_size
         self._writer_options = writer_options or {}
+        self._sharding = sharding
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -98,7 +84,7 @@ class BackupService:
             cluster, record.backup_id, BackupState.RUNNING, now=self._clock(), started_at=self._clock()
         )
         try:
-            return BackupOutcome(self._execute(job, record, progress), created=created)
+            return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
         except Exception as exc:
             # Whatever broke, the record says so (Failed is terminal, so a redelivery will not retry it; the next
             # scheduled run takes a fresh backup). Nothing was committed: the manifest is the last write.
@@ -115,6 +101,26 @@ class BackupService:
             )
             return BackupOutcome(record, created=created)
 
+    def run_shard(self, msg: ShardMessage, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+        """Back up one shard of a sharded backup, or as much of it as the time left allows (then it continues)."""
+        from chalicelib.backup.shard_worker import ShardWorker
+
+        return ShardWorker(self._require_sharding()).run(msg, remaining_ms)
+
+    def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
+        """The last step of a sharded backup: root tree and manifest. Returns (record, what happened)."""
+        from chalicelib.backup.committer import Committer
+
+        return Committer(self._require_sharding()).commit(msg)
+
+    def record(self, cluster: str, backup_id: str) -> BackupRecord:
+        return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
+
+    def _require_sharding(self) -> Any:
+        if self._sharding is None:
+            raise BackupError("sharded backups need the shard catalog and the backup queue")
+        return self._sharding
+
     def _should_take_over(self, record: BackupRecord) -> bool:
         """A duplicate delivery re-runs a backup only when its worker died (stale heartbeat)."""
         if record.state in TERMINAL:
@@ -128,18 +134,54 @@ class BackupService:
     # -- the backup itself ---------------------------------------------------------------------------------------
 
     def _execute(
-        self, job: BackupJob, record: BackupRecord, progress: Callable[[int, str], None] | None
+        self, job: BackupJob, record: BackupRecord, progress: Callable[[int, str], None] | None, *, created: bool
     ) -> BackupRecord:
         started = time.monotonic()
         started_at = self._clock()
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
+        if not created and self._sharding is not None:
+            from chalicelib.backup.planner import ShardPlanner
+
+            # A duplicate job taking over from a dead coordinator: a stored shard plan is the backup.
+            adopted = ShardPlanner(self._sharding).adopt(job, record)
+            if adopted is not None:
+                return adopted
         client = self._connect_cluster(job.cluster)
         try:
             version = client.version().get("gitVersion", "unknown")
             resources = client.discover()
         except Exception as exc:
             raise ClusterUnavailable(f"cluster {cluster!r}: discovery failed: {exc}") from exc
+        scope = job.scope
+        namespaces_res = next((r for r in resources if r.group_resource == "namespaces"), None)
+        if namespaces_res is None:
+            raise BackupError(f"cluster {cluster!r}: discovery did not offer namespaces")
+        ns_objects = self._list_namespaces(client, namespaces_res, scope)
+        namespaced, cluster_types = select_resources(resources, scope)
+        discovery_errors = [
+            {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
+            for failure in getattr(client, "discovery_errors", []) or []
+        ]
+        if self._sharding is not None:
+            from chalicelib.backup.planner import ShardPlanner
+
+            planner = ShardPlanner(self._sharding)
+            shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
+            if shard:
+                return planner.plan(
+                    job,
+                    record,
+                    client,
+                    version=version,
+                    started_at=started_at,
+                    namespaces_res=namespaces_res,
+                    ns_objects=ns_objects,
+                    namespaced=namespaced,
+                    cluster_types=cluster_types,
+                    errors=discovery_errors,
+                    counts=type_counts,
+                )
 
         repo = self._open_repository()
         from chalicelib.repository import RepositoryReader, RepositoryWriter
@@ -147,31 +189,34 @@ class BackupService:
         reader = RepositoryReader(repo)
         known = reader.known_blob_ids()
         writer = RepositoryWriter(repo, known=known, **self._writer_options)
-        run = _Run(scope=job.scope, progress=progress)
-        for failure in getattr(client, "discovery_errors", []) or []:
-            run.errors.append({"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"})
+        collector = ItemCollector(scope, ns_objects, writer, progress=progress)
+        collector.errors.extend(discovery_errors)
 
         self._heartbeat_at = time.monotonic()
-        self._collect(client, resources, run, writer, cluster, backup_id)
-        if run.listed_types == 0 and run.errors:
-            raise BackupError(f"cluster {cluster!r}: every resource type failed to list: {run.errors[0]['error']}")
+        listed = self._collect(
+            client, collector, namespaces_res, ns_objects, namespaced, cluster_types, cluster, backup_id
+        )
+        if listed == 0 and collector.errors:
+            raise BackupError(
+                f"cluster {cluster!r}: every resource type failed to list: {collector.errors[0]['error']}"
+            )
 
-        root_id, tree_count = self._write_trees(run, writer)
+        trees = collector.write_trees()
+        root_id = collector.write_root(trees)
         index_files = writer.finish()
         finished_at = self._clock()
-        objects = sum(run.kinds.values())
         stats = dict(writer.stats)
         stats.update(
-            bytes_raw=run.bytes_raw,
-            bytes_deduplicated=run.bytes_dedup,
+            bytes_raw=collector.bytes_raw,
+            bytes_deduplicated=collector.bytes_dedup,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         counts = {
-            "objects": objects,
+            "objects": collector.objects,
             "blobs_new": int(stats.get("blobs_new", 0)),
-            "trees": tree_count,
-            "namespaces": len(run.namespaces),
-            "errors": len(run.errors),
+            "trees": len(trees) + 1,
+            "namespaces": len(ns_objects),
+            "errors": len(collector.errors),
         }
         manifest = Manifest(
             backup_id=backup_id,
@@ -184,16 +229,16 @@ class BackupService:
             scope=job.scope.to_dict(),
             root_tree=root_id,
             counts=counts,
-            kinds=dict(sorted(run.kinds.items())),
+            kinds=collector.kinds(),
             index_files=list(index_files),
             stats=stats,
-            errors=run.errors,
+            errors=collector.errors,
         )
         key = writer.write_manifest(manifest)  # the commit point
         stats["bytes_uploaded"] = int(writer.stats.get("bytes_uploaded", stats.get("bytes_uploaded", 0)))
         stats["puts"] = int(writer.stats.get("puts", stats.get("puts", 0)))
-        state = BackupState.PARTIALLY_FAILED if run.errors else BackupState.COMPLETED
-        final: BackupRecord = self._catalog.transition(
+        state = BackupState.PARTIALLY_FAILED if collector.errors else BackupState.COMPLETED
+        return self._catalog.transition(  # type: ignore[no-any-return]
             cluster,
             backup_id,
             state,
@@ -202,9 +247,8 @@ class BackupService:
             manifest_key=key,
             counts=counts,
             stats=stats,
-            errors=run.errors,
+            errors=collector.errors,
         )
-        return final
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -213,30 +257,26 @@ class BackupService:
             raise ClusterUnavailable(f"cluster {ref.name!r}: cannot build credentials: {exc}") from exc
 
     def _collect(
-        self, client: Any, resources: list[Resource], run: _Run, writer: Any, cluster: str, backup_id: BackupId
-    ) -> None:
-        scope = run.scope
-        namespaces_res = next((r for r in resources if r.group_resource == "namespaces"), None)
-        if namespaces_res is None:
-            raise BackupError(f"cluster {cluster!r}: discovery did not offer namespaces")
-        ns_objects = self._list_namespaces(client, namespaces_res, scope)
-        run.namespaces = frozenset(ns_objects)
-        namespaced, cluster_types = select_resources(resources, scope)
-        refs = ReferenceCollector(run.namespaces)
+        self,
+        client: Any,
+        collector: ItemCollector,
+        namespaces_res: Resource,
+        ns_objects: dict[str, dict[str, Any]],
+        namespaced: list[Resource],
+        cluster_types: list[Resource],
+        cluster: str,
+        backup_id: BackupId,
+    ) -> int:
+        """List and store everything in scope; returns how many types were listed (Namespaces included)."""
+        scope = collector.scope
+        refs = ReferenceCollector(collector.namespaces)
         selector = scope.server_selector()
 
         # Namespaces themselves: the containers of everything else, kept in every mode.
-        self._handle_page(Page(namespaces_res, list(ns_objects.values())), run, writer, refs, cluster_scope=True)
-        run.listed_types += 1
-        self._consume(
-            stream_pages(client, namespaced, selector, workers=self._list_workers, page_size=self._page_size),
-            namespaced,
-            run,
-            writer,
-            refs,
-            cluster,
-            backup_id,
-        )
+        collector.handle_page(Page(namespaces_res, list(ns_objects.values())), refs)
+        listed = 1
+        pages = stream_pages(client, namespaced, selector, workers=self._list_workers, page_size=self._page_size)
+        listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id)
         mode = scope.effective_cluster_scoped
         if cluster_types:
             # In auto mode the referring types must be read before the types they name, so list in order.
@@ -244,7 +284,9 @@ class BackupService:
             workers = 1 if mode == "auto" else self._list_workers
             cluster_selector = scope.server_selector() if mode == "on" else f"{EXCLUDE_LABEL}!=true"
             pages = stream_pages(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
-            self._consume(pages, ordered, run, writer, refs if mode == "auto" else None, cluster, backup_id)
+            cluster_refs = refs if mode == "auto" else None
+            listed += self._consume(pages, ordered, collector, cluster_refs, cluster, backup_id)
+        return listed
 
     def _list_namespaces(self, client: Any, res: Resource, scope: BackupScope) -> dict[str, dict[str, Any]]:
         """Selected namespaces by name; a namespace labelled with the exclusion label is left out whole."""
@@ -265,82 +307,21 @@ class BackupService:
         self,
         pages: Any,
         resources: list[Resource],
-        run: _Run,
-        writer: Any,
+        collector: ItemCollector,
         refs: ReferenceCollector | None,
         cluster: str,
         backup_id: BackupId,
-    ) -> None:
+    ) -> int:
         failed = 0
         for item in pages:
             if isinstance(item, ListFailure):
                 failed += 1
-                run.errors.append({"resource": item.resource.group_resource, "error": str(item.error)})
-                run.by_resource.pop(item.resource, None)
+                collector.fail(item.resource, item.error)
                 continue
-            self._handle_page(item, run, writer, refs, cluster_scope=not item.resource.namespaced)
+            collector.handle_page(item, refs)
             self._maybe_heartbeat(cluster, backup_id)
         # Used to tell "nothing could be listed" (Failed) from "some types failed" (PartiallyFailed).
-        run.listed_types += len(resources) - failed
-
-    def _handle_page(
-        self, page: Page, run: _Run, writer: Any, refs: ReferenceCollector | None, cluster_scope: bool
-    ) -> None:
-        res = page.resource
-        entries = run.by_resource.setdefault(res, [])
-        if page.restarted:
-            entries.clear()
-        kind_key = f"{res.group}/{res.kind}" if res.group else res.kind
-        api_version = res.api_version
-        for obj in page.items:
-            meta = obj.get("metadata") or {}
-            if cluster_scope:
-                # Referenced cluster objects (auto mode) are kept whatever their labels: the backup needs them.
-                if res.group_resource != "namespaces":
-                    if refs is not None:
-                        if not refs.wants(res, obj):
-                            continue
-                    elif not run.scope.object_selected(obj):
-                        continue
-                scope_key = CLUSTER_SCOPE
-            else:
-                ns = meta.get("namespace", "")
-                if ns not in run.namespaces or not run.scope.object_selected(obj):
-                    continue
-                if refs is not None:
-                    refs.observe(res, obj)
-                scope_key = ns
-            data = canonical_json(sanitize(obj, res.kind, api_version))
-            bid: BlobId = blob_id(data)
-            if not writer.add(bid, data):
-                run.bytes_dedup += len(data)
-            run.bytes_raw += len(data)
-            entries.append(
-                (
-                    scope_key,
-                    TreeEntry(res.group, res.plural, meta.get("name", ""), res.version, res.kind, bid, len(data)),
-                )
-            )
-            run.kinds[kind_key] += 1
-        if run.progress is not None:
-            run.progress(sum(run.kinds.values()), res.group_resource)
-
-    def _write_trees(self, run: _Run, writer: Any) -> tuple[BlobId, int]:
-        scopes: dict[str, list[TreeEntry]] = {}
-        for entries in run.by_resource.values():
-            for scope_key, entry in entries:
-                scopes.setdefault(scope_key, []).append(entry)
-        root: dict[str, BlobId] = {}
-        for scope_key, scope_entries in scopes.items():
-            tid, data = encode_tree(scope_entries)
-            if not writer.add(tid, data, type="tree"):
-                run.bytes_dedup += len(data)
-            run.bytes_raw += len(data)
-            root[scope_key] = tid
-        rid, rdata = encode_root(root)
-        if not writer.add(rid, rdata, type="tree"):
-            run.bytes_dedup += len(rdata)
-        return rid, len(root) + 1
+        return len(resources) - failed
 
     def _maybe_heartbeat(self, cluster: str, backup_id: BackupId) -> None:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:

@@ -1,14 +1,69 @@
-"""Entry point for one backup job message: parse, run, log and publish metrics."""
+"""Entry points for backup-jobs messages (jobs, shards, commits): parse, run, log and publish metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from chalicelib.backup.service import BackupService
-from chalicelib.core.jobs import BackupJob, InvalidJob
+from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
 from chalicelib.observability import logger, publish_backup_metrics
+
+
+def handle_message(
+    service: BackupService,
+    payload: str | bytes | dict[str, Any],
+    *,
+    remaining_ms: Callable[[], int] | None = None,
+) -> dict[str, Any]:
+    """Handle one message of the backup-jobs queue, whatever its type; ``remaining_ms`` is the invocation's time.
+
+    A malformed message is logged and dropped. ``RetryLater`` (a shard owned by a live worker) and unexpected
+    errors propagate, so the queue delivers the message again; every step is idempotent.
+    """
+    log = logger()
+    try:
+        message = parse_message(payload if isinstance(payload, dict) else orjson.loads(payload))
+    except (InvalidJob, orjson.JSONDecodeError) as exc:
+        log.error("rejected malformed backup message", extra={"error": str(exc)})
+        return {"status": "rejected", "error": str(exc)}
+    if isinstance(message, BackupJob):
+        return _run_job(service, message)
+    log.append_keys(cluster=message.cluster.name)
+    log.set_correlation_id(message.backup_id)
+    if isinstance(message, ShardMessage):
+        result = service.run_shard(message, remaining_ms=remaining_ms)
+        log.info("backup shard handled", extra=result)
+        if result.get("status") == "Failed":
+            publish_backup_metrics(service.record(message.cluster.name, message.backup_id))
+        return result
+    return _commit(service, message)
+
+
+def _commit(service: BackupService, message: CommitMessage) -> dict[str, Any]:
+    record, what = service.commit(message)
+    if what != "committed" or record is None:
+        logger().info("backup commit skipped", extra={"backup_id": message.backup_id, "reason": what})
+        return {"status": what, "backup_id": message.backup_id}
+    _log_finished(record)
+    publish_backup_metrics(record)
+    return {"status": str(record.state), "backup_id": record.backup_id, "counts": record.counts, "stats": record.stats}
+
+
+def _log_finished(record: Any) -> None:
+    logger().info(
+        "backup finished",
+        extra={
+            "backup_id": record.backup_id,
+            "state": str(record.state),
+            "counts": record.counts,
+            "stats": record.stats,
+            "errors": record.errors,
+            "failure": record.failure,
+        },
+    )
 
 
 def handle_job(service: BackupService, payload: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -24,24 +79,22 @@ def handle_job(service: BackupService, payload: str | bytes | dict[str, Any]) ->
     except (InvalidJob, orjson.JSONDecodeError) as exc:
         log.error("rejected malformed backup job", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
+    return _run_job(service, job)
+
+
+def _run_job(service: BackupService, job: BackupJob) -> dict[str, Any]:
+    log = logger()
     log.append_keys(job_id=job.job_id, cluster=job.cluster.name)
     outcome = service.run(job)
     record = outcome.record
     log.set_correlation_id(record.backup_id)
     if not outcome.created and record.state in ("Completed", "PartiallyFailed", "Failed"):
         log.info("duplicate delivery of a finished job", extra={"backup_id": record.backup_id, "state": record.state})
+    elif record.state == "Running":
+        what = "backup sharded; shards continue in other invocations" if outcome.created else "backup still running"
+        log.info(what, extra={"backup_id": record.backup_id})
     else:
-        log.info(
-            "backup finished",
-            extra={
-                "backup_id": record.backup_id,
-                "state": str(record.state),
-                "counts": record.counts,
-                "stats": record.stats,
-                "errors": record.errors,
-                "failure": record.failure,
-            },
-        )
+        _log_finished(record)
         publish_backup_metrics(record)
     return {
         "status": str(record.state),

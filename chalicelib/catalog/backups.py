@@ -22,7 +22,7 @@ from chalicelib.catalog.dynamo import (
 )
 from chalicelib.catalog.errors import AlreadyExists, CatalogError, RecordNotFound, StaleState
 from chalicelib.catalog.schema import GSI1, GSI1_PK, GSI1_SK
-from chalicelib.core.models import TERMINAL, BackupRecord, BackupState, allowed_sources
+from chalicelib.core.models import TERMINAL, BackupRecord, BackupState, ReplicaState, allowed_sources
 
 ITEM_TYPE = "backup"
 TRANSITION_FIELDS = frozenset(
@@ -166,6 +166,25 @@ class BackupCatalog:
         update.names["#state"] = "state"
         return self._update(cluster, backup_id, BackupState.RUNNING, update, condition)
 
+    def set_replica_state(
+        self,
+        cluster: str,
+        backup_id: str,
+        region: str,
+        state: ReplicaState,
+        *,
+        lag_s: float | None,
+        now: datetime,
+        error: str | None = None,
+    ) -> BackupRecord:
+        """Record the backup's copy in ``region``; never touches ``state``. Replicated is final (see replicas.py)."""
+        from chalicelib.catalog.replicas import set_replica_state
+
+        item = set_replica_state(
+            self._client, self._table, cluster, backup_id, region, state, lag_s=lag_s, now=now, error=error
+        )
+        return _to_record(item)
+
     # -- reads ----------------------------------------------------------------------------------------------------
 
     def get(self, cluster: str, backup_id: str) -> BackupRecord:
@@ -278,7 +297,7 @@ class BackupCatalog:
             value = getattr(record, name)
             if value is not None:
                 item[name] = {"S": str(value)}
-        for name in ("counts", "stats", "errors", "extra"):
+        for name in ("counts", "stats", "errors", "extra", "replicas"):
             item[name] = encode(getattr(record, name))
         return item
 

@@ -129,6 +129,11 @@ class UpdateBuilder:
         self.names[key_placeholder] = key
         self._set.append(f"{self.name(attribute)}.{key_placeholder} = {self.value(value)}")
 
+    def increment(self, attribute: str, delta: int) -> None:
+        """``attribute += delta``, counting from 0 when the attribute is absent."""
+        name = self.name(attribute)
+        self._set.append(f"{name} = if_not_exists({name}, {self.value(0)}) + {self.value(delta)}")
+
     def add_version(self) -> None:
         self._set.append(f"{self.name('version')} = {self.name('version')} + {self.value(1)}")
 

@@ -40,3 +40,24 @@ class Throttled(CatalogError):
 
 class InvalidToken(CatalogError):
     """A pagination token was malformed or belongs to another listing."""
+
+
+class LeaseHeld(CatalogError):
+    """A lease could not be taken because another holder's live lease excludes it."""
+
+    def __init__(self, message: str, *, holder: str | None = None, expires_at: int | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class LeaseLost(CatalogError):
+    """A lease expired or was taken over before its holder renewed or released it."""
+
+
+class VersionConflict(CatalogError):
+    """An item changed between our read and our conditional write; read it again and retry."""
+
+
+class ShardConflict(CatalogError):
+    """A shard of a sharded backup is no longer ours (finished, failed, or taken over by another worker)."""

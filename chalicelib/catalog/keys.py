@@ -40,3 +40,17 @@ def job_key(job_id: str) -> dict[str, dict[str, str]]:
 
 def cluster_registry_key(cluster: str) -> dict[str, dict[str, str]]:
     return {"pk": {"S": CLUSTERS_PK}, "sk": {"S": f"CLUSTER#{cluster}"}}
+
+
+def shard_plan_key(cluster: str, backup_id: str) -> dict[str, dict[str, str]]:
+    """The plan of a sharded backup (``SHARDPLAN#``, so it never shows in the ``BACKUP#`` listing of a cluster)."""
+    return {"pk": {"S": cluster_pk(cluster)}, "sk": {"S": f"SHARDPLAN#{check_part('backup id', backup_id)}"}}
+
+
+def shard_sk_prefix(backup_id: str) -> str:
+    return f"SHARD#{check_part('backup id', backup_id)}#"
+
+
+def shard_key(cluster: str, backup_id: str, segment: str) -> dict[str, dict[str, str]]:
+    """One shard: ``segment`` is its namespace, or ``_cluster`` for the cluster-scoped objects."""
+    return {"pk": {"S": cluster_pk(cluster)}, "sk": {"S": shard_sk_prefix(backup_id) + check_part("shard", segment)}}

@@ -73,8 +73,13 @@ def backup(args: Any, services: Any) -> int:
     context = args.context or _current_context(kubeconfig)
     name = args.cluster or context or "default"
     auth = {"type": "kubeconfig", "kubeconfig": kubeconfig, "context": args.context}
+    # A local run does the whole backup in this process: there are no workers to hand shards to.
     job = BackupJob(
-        job_id=f"cli-{uuid.uuid4()}", cluster=ClusterRef(name, auth), scope=scope_from_args(args), policy=args.policy
+        job_id=f"cli-{uuid.uuid4()}",
+        cluster=ClusterRef(name, auth),
+        scope=scope_from_args(args),
+        policy=args.policy,
+        shard=False,
     )
     outcome = run_backup_with_progress(services, job, show=args.output == "table")
     record = outcome.record

@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_restore_parser(sub, _add_aws_options)
 
+    from chalicelib.cli.replication_cmd import add_parser as add_replication_parser
+
+    add_replication_parser(sub, _add_aws_options)
+
+    from chalicelib.cli.policies import add_parsers as add_policy_parsers
+
+    add_policy_parsers(sub, _add_aws_options)
+
     p = sub.add_parser("sandbox", help="run the local sandbox demo (emulated AWS + Kubernetes API, sample app)")
     p.add_argument("--keep", action="store_true", help="keep the servers running after the demo (Ctrl-C to stop)")
     p.add_argument("--output", choices=("table", "json"), default="table")
@@ -87,7 +95,15 @@ def _services(args: argparse.Namespace) -> Any:
     if missing:
         raise _UsageError(f"missing {' and '.join(missing)} (or LIFEBOAT_TABLE / LIFEBOAT_BUCKET)")
     return Services(
-        Settings(table=args.table or "", bucket=args.bucket, region=args.region, endpoint_url=args.endpoint_url)
+        Settings(
+            table=args.table or "",
+            bucket=args.bucket,
+            region=args.region,
+            endpoint_url=args.endpoint_url,
+            replica_bucket=getattr(args, "replica_bucket", None),
+            replica_region=getattr(args, "replica_region", None),
+            replica_kms_key_id=getattr(args, "replica_kms_key_id", None),
+        )
     )
 
 
@@ -97,7 +113,7 @@ class _UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from chalicelib.cli import commands, restore_cmd
+    from chalicelib.cli import commands, replication_cmd, restore_cmd
 
     handlers = {
         ("backup", None): commands.backup,
@@ -107,7 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("repo", "check"): commands.repo_check,
         ("sandbox", None): commands.sandbox,
         ("restore", None): restore_cmd.restore,
+        ("replication", "status"): replication_cmd.status,
+        ("replication", "copies"): replication_cmd.copies,
+        ("replication", "reconcile"): replication_cmd.reconcile,
     }
+    from chalicelib.cli.policies import HANDLERS as policy_handlers
+
+    handlers.update(policy_handlers)
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None

@@ -21,3 +21,15 @@ class InvalidStateTransition(CoreError):
 
 class FormatError(CoreError):
     """Stored repository data does not follow the format it claims."""
+
+
+class InvalidPolicy(CoreError):
+    """A backup policy or policy file does not validate; ``problems`` lists every field that is wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            message = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)

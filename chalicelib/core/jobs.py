@@ -48,6 +48,8 @@ class BackupJob:
     cluster: ClusterRef
     scope: BackupScope = field(default_factory=BackupScope)
     policy: str | None = None
+    # True: shard the backup over many invocations; False: one invocation; None: decide by the cluster's size.
+    shard: bool | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -63,12 +65,85 @@ class BackupJob:
         policy = data.get("policy")
         if policy is not None and not isinstance(policy, str):
             raise InvalidJob(f"job {job_id}: policy must be a string")
-        return cls(job_id=job_id, cluster=ClusterRef.from_dict(data.get("cluster")), scope=scope, policy=policy)
+        shard = data.get("shard")
+        if shard is not None and not isinstance(shard, bool):
+            raise InvalidJob(f"job {job_id}: shard must be true, false or absent")
+        cluster = ClusterRef.from_dict(data.get("cluster"))
+        return cls(job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "job_id": self.job_id,
             "cluster": self.cluster.to_dict(),
             "scope": self.scope.to_dict(),
             "policy": self.policy,
         }
+        if self.shard is not None:
+            data["shard"] = self.shard
+        return data
+
+
+# -- the work items of a sharded backup (same queue as jobs, told apart by "type") -----------------------------------
+
+SHARD = "shard"
+COMMIT = "commit"
+
+
+def _backup_of(data: dict[str, Any], what: str) -> tuple[ClusterRef, str]:
+    backup = data.get("backup")
+    if not isinstance(backup, str) or not backup or "/" in backup:
+        raise InvalidJob(f"{what} message: backup must be a backup id, not {backup!r}")
+    return ClusterRef.from_dict(data.get("cluster")), backup
+
+
+@dataclass(frozen=True)
+class ShardMessage:
+    """Back up one namespace of a sharded backup ("" = the cluster-scoped objects), or continue doing so."""
+
+    cluster: ClusterRef
+    backup_id: str
+    namespace: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShardMessage:
+        cluster, backup = _backup_of(data, SHARD)
+        namespace = data.get("namespace")
+        if not isinstance(namespace, str) or "/" in namespace or "#" in namespace:
+            raise InvalidJob(f'shard message of backup {backup}: namespace must be a name or "", not {namespace!r}')
+        return cls(cluster=cluster, backup_id=backup, namespace=namespace)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": SHARD, "cluster": self.cluster.to_dict(), "backup": self.backup_id, "namespace": self.namespace}
+
+
+@dataclass(frozen=True)
+class CommitMessage:
+    """Every shard of a backup is done: write the root tree and the manifest, record the outcome."""
+
+    cluster: ClusterRef
+    backup_id: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CommitMessage:
+        cluster, backup = _backup_of(data, COMMIT)
+        return cls(cluster=cluster, backup_id=backup)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": COMMIT, "cluster": self.cluster.to_dict(), "backup": self.backup_id}
+
+
+BackupMessage = BackupJob | ShardMessage | CommitMessage
+
+
+def parse_message(data: Any) -> BackupMessage:
+    """A message of the backup-jobs queue: a job (no "type", or "job"), a shard or a commit."""
+    if not isinstance(data, dict):
+        raise InvalidJob("a backup queue message must be a JSON object")
+    kind = data.get("type", "job")
+    if kind == "job":
+        return BackupJob.from_dict({k: v for k, v in data.items() if k != "type"})
+    if kind == SHARD:
+        return ShardMessage.from_dict(data)
+    if kind == COMMIT:
+        return CommitMessage.from_dict(data)
+    raise InvalidJob(f"unknown backup message type {kind!r}")

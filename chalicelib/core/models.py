@@ -32,6 +32,22 @@ _ALLOWED: dict[BackupState, frozenset[BackupState]] = {
 }
 
 
+class ReplicaState(StrEnum):
+    """A backup's copy in one replica region; independent of the backup's own state machine."""
+
+    PENDING = "Pending"
+    REPLICATED = "Replicated"  # the whole closure, manifest last, is in the replica and verified
+    FAILED = "Failed"
+
+
+# Replicated is final: a later duplicate event or reconciler run can never make a restorable replica look unfinished.
+REPLICA_SOURCES: dict[ReplicaState, frozenset[ReplicaState]] = {
+    ReplicaState.PENDING: frozenset({ReplicaState.PENDING, ReplicaState.FAILED}),
+    ReplicaState.REPLICATED: frozenset({ReplicaState.PENDING, ReplicaState.FAILED}),
+    ReplicaState.FAILED: frozenset({ReplicaState.PENDING, ReplicaState.FAILED}),
+}
+
+
 def allowed_sources(target: BackupState) -> frozenset[BackupState]:
     """States a record may move to ``target`` from (used as a DynamoDB condition)."""
     return frozenset(s for s, targets in _ALLOWED.items() if target in targets)
@@ -62,3 +78,5 @@ class BackupRecord:
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"resource": ..., "error": ...}]
     failure: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # region -> {"state": ReplicaState, "updated_at", "lag_s" (when Replicated), "error" (when Failed)}
+    replicas: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -237,14 +237,17 @@ class KubeClient:
         limit: int = 500,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        continue_token: str | None = None,
     ) -> Iterator[ListPage]:
-        """Pages of a collection; see ``ListPage.restarted`` for what a 410 on a continue token means to a consumer."""
+        """Pages of a collection, from ``continue_token`` when given; see ``ListPage.restarted`` for what a 410 on a
+        continue token means to a consumer."""
         return iter_pages(
             lambda p, params: self.request("GET", p, params=params),
             path,
             limit=limit,
             label_selector=label_selector,
             field_selector=field_selector,
+            continue_token=continue_token,
         )
 
     # -- cluster ----------------------------------------------------------------------------------------------------

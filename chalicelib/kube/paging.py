@@ -18,11 +18,16 @@ MAX_LIST_RESTARTS = 3
 
 @dataclass(frozen=True, slots=True)
 class ListPage:
-    """One page of a list; ``restarted`` says discard every earlier page of this list, it began again."""
+    """One page of a list; ``restarted`` says discard every earlier page of this list, it began again.
+
+    ``continue_token`` fetches the page after this one (None on the last page): a consumer that stops between pages
+    keeps it to resume the list later, from another process.
+    """
 
     items: list[dict[str, Any]]
     resource_version: str
     restarted: bool = False
+    continue_token: str | None = None
 
 
 def iter_pages(
@@ -33,8 +38,13 @@ def iter_pages(
     label_selector: str | None = None,
     field_selector: str | None = None,
     max_restarts: int = MAX_LIST_RESTARTS,
+    continue_token: str | None = None,
 ) -> Iterator[ListPage]:
-    """Pages of the collection at ``path``; items get ``apiVersion``/``kind``, which list responses leave out."""
+    """Pages of the collection at ``path``; items get ``apiVersion``/``kind``, which list responses leave out.
+
+    With ``continue_token`` the list resumes where an earlier one stopped; if the server has forgotten that token
+    (410), it starts again from scratch and the first page says ``restarted``.
+    """
     if limit <= 0:
         raise ValueError("limit must be positive")
     base: dict[str, Any] = {"limit": limit}
@@ -42,7 +52,7 @@ def iter_pages(
         base["labelSelector"] = label_selector
     if field_selector:
         base["fieldSelector"] = field_selector
-    token: str | None = None
+    token: str | None = continue_token or None
     restarts = 0
     restarted = False
     while True:
@@ -59,9 +69,14 @@ def iter_pages(
         items = body.get("items") or []
         _fill_type(items, body)
         metadata = body.get("metadata") or {}
-        yield ListPage(items=items, resource_version=str(metadata.get("resourceVersion") or ""), restarted=restarted)
-        restarted = False
         token = metadata.get("continue") or None
+        yield ListPage(
+            items=items,
+            resource_version=str(metadata.get("resourceVersion") or ""),
+            restarted=restarted,
+            continue_token=token,
+        )
+        restarted = False
         if token is None:
             return
 

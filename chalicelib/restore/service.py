@@ -149,9 +149,9 @@ class RestoreService:
                     if page.restarted:
                         found = {k: v for k, v in found.items() if k[:2] != (resource.group_resource, namespace)}
                     for obj in page.items:
-                        name = (obj.get("metadata") or {}).get("name")
-                        if name in names:
-                            found[(resource.group_resource, namespace, name)] = obj
+                        listed = (obj.get("metadata") or {}).get("name")
+                        if listed in names:
+                            found[(resource.group_resource, namespace, listed)] = obj
             except KubeError:
                 singles.extend((resource, namespace, name) for name in names)  # e.g. list forbidden, get allowed
 

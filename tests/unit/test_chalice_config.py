@@ -33,6 +33,9 @@ FUNCTIONS = {
     "run_backup": (1024, 900, None),
     "api_handler": (256, 30, None),
     "restore_worker": (1024, 900, None),
+    "dispatcher": (256, 60, None),
+    "maintenance": (1024, 900, None),
+    "rpo_monitor": (256, 60, None),
 }
 REQUIRED_ACTIONS = {
     "s3:GetObject",
@@ -44,6 +47,7 @@ REQUIRED_ACTIONS = {
     "kms:GenerateDataKey",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
+    "dynamodb:BatchWriteItem",  # the shard items of a sharded backup
     "dynamodb:UpdateItem",
     "dynamodb:Query",
     "dynamodb:ConditionCheckItem",  # TransactWriteItems' condition checks

@@ -1,0 +1,132 @@
+"""Per-item handling shared by one-shot backups and shards: select, sanitize, hash, pack, remember tree entries."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from chalicelib.backup.collect import Page
+from chalicelib.core.canonical import blob_id, canonical_json
+from chalicelib.core.ids import BlobId
+from chalicelib.core.references import ReferenceCollector
+from chalicelib.core.resources import Resource
+from chalicelib.core.sanitize import sanitize
+from chalicelib.core.scope import BackupScope
+from chalicelib.core.shards import Checkpoint, EntryRows, kind_key
+from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, encode_root, encode_tree
+
+
+class ItemCollector:
+    """Turns pages of raw objects into stored blobs and tree entries, for any set of scopes.
+
+    Entries are kept per resource type, so a type whose list restarted (410) or failed is dropped whole; counts
+    (``kinds``, ``objects``) are derived from the entries, so dropped objects are never counted.
+    """
+
+    def __init__(
+        self,
+        scope: BackupScope,
+        namespaces: Iterable[str],
+        writer: Any,
+        *,
+        progress: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.scope = scope
+        self.namespaces = frozenset(namespaces)
+        self.writer = writer
+        self.entries: EntryRows = {}
+        self.errors: list[dict[str, str]] = []
+        self.bytes_raw = 0
+        self.bytes_dedup = 0
+        self.objects = 0
+        self._progress = progress
+
+    # -- pages --------------------------------------------------------------------------------------------------
+
+    def handle_page(self, page: Page, refs: ReferenceCollector | None) -> None:
+        """Store what ``page`` holds; ``refs`` observes namespaced objects and, for cluster types, decides (auto)."""
+        res = page.resource
+        if page.restarted:
+            self.drop(res)
+        entries = self.entries.setdefault(res.group_resource, [])
+        cluster_scope = not res.namespaced
+        api_version = res.api_version
+        for obj in page.items:
+            meta = obj.get("metadata") or {}
+            if cluster_scope:
+                # Referenced cluster objects (auto mode) are kept whatever their labels: the backup needs them.
+                if res.group_resource != "namespaces":
+                    if refs is not None:
+                        if not refs.wants(res, obj):
+                            continue
+                    elif not self.scope.object_selected(obj):
+                        continue
+                scope_key = CLUSTER_SCOPE
+            else:
+                ns = meta.get("namespace", "")
+                if ns not in self.namespaces or not self.scope.object_selected(obj):
+                    continue
+                if refs is not None:
+                    refs.observe(res, obj)
+                scope_key = ns
+            data = canonical_json(sanitize(obj, res.kind, api_version))
+            bid: BlobId = blob_id(data)
+            if not self.writer.add(bid, data):
+                self.bytes_dedup += len(data)
+            self.bytes_raw += len(data)
+            entry = TreeEntry(res.group, res.plural, meta.get("name", ""), res.version, res.kind, bid, len(data))
+            entries.append((scope_key, entry))
+        self.objects = sum(len(rows) for rows in self.entries.values())
+        if self._progress is not None:
+            self._progress(self.objects, res.group_resource)
+
+    def drop(self, res: Resource) -> None:
+        """Forget a type's entries (its list restarted, or failed); their blobs stay packed, as harmless garbage."""
+        self.entries.pop(res.group_resource, None)
+
+    def fail(self, res: Resource, error: Exception | str) -> None:
+        self.drop(res)
+        self.errors.append({"resource": res.group_resource, "error": str(error)})
+
+    # -- results ------------------------------------------------------------------------------------------------
+
+    def scope_entries(self) -> dict[str, list[TreeEntry]]:
+        scopes: dict[str, list[TreeEntry]] = {}
+        for rows in self.entries.values():
+            for scope_key, entry in rows:
+                scopes.setdefault(scope_key, []).append(entry)
+        return scopes
+
+    def kinds(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for rows in self.entries.values():
+            for _, entry in rows:
+                counts[kind_key(entry.group, entry.kind)] += 1
+        return dict(sorted(counts.items()))
+
+    def write_trees(self) -> dict[str, BlobId]:
+        """One tree blob per scope that holds objects (an empty scope has no tree); scope -> tree id."""
+        trees: dict[str, BlobId] = {}
+        for scope_key, entries in self.scope_entries().items():
+            trees[scope_key] = self.add_tree(*encode_tree(entries))
+        return trees
+
+    def write_root(self, trees: Mapping[str, BlobId]) -> BlobId:
+        return self.add_tree(*encode_root(dict(trees)))
+
+    def add_tree(self, tree_id: BlobId, data: bytes) -> BlobId:
+        if not self.writer.add(tree_id, data, type="tree"):
+            self.bytes_dedup += len(data)
+        self.bytes_raw += len(data)
+        return tree_id
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from a checkpoint: its entries, errors and byte counts become this collector's."""
+        self.entries = {gr: list(rows) for gr, rows in checkpoint.entries.items()}
+        self.errors = [dict(e) for e in checkpoint.errors]
+        self.bytes_raw = int(checkpoint.stats.get("bytes_raw", 0))
+        self.bytes_dedup = int(checkpoint.stats.get("bytes_deduplicated", 0))
+        self.objects = checkpoint.objects

@@ -1,0 +1,148 @@
+"""The coordinator of a sharded backup: decide to shard, store the plan and the shards, send the work out."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from chalicelib.backup.checkpoints import CheckpointStore
+from chalicelib.backup.collect import Page, count_objects
+from chalicelib.backup.collector import ItemCollector
+from chalicelib.backup.sharding import BackupContext, Sharding
+from chalicelib.core.jobs import BackupJob
+from chalicelib.core.models import BackupRecord, BackupState
+from chalicelib.core.references import cluster_listing_order
+from chalicelib.core.resources import Resource
+from chalicelib.core.shards import SHARD_TERMINAL, Checkpoint, ShardPlan, ShardState
+from chalicelib.core.trees import CLUSTER_SCOPE
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ShardPlanner:
+    """Turns a claimed, Running backup job into shards on the queue (or adopts the plan a dead coordinator left)."""
+
+    def __init__(self, sharding: Sharding) -> None:
+        self._s = sharding
+
+    def wants_shards(
+        self, job: BackupJob, client: Any, namespaced: list[Resource], namespaces: int
+    ) -> tuple[bool, dict[str, int | None]]:
+        """(shard it?, objects per namespaced type cluster-wide). The job's ``shard`` wins; else size decides."""
+        if job.shard is False:
+            return False, {}
+        counts = count_objects(client, namespaced, workers=self._s.list_workers)
+        if job.shard:
+            return True, counts
+        estimate = sum(c for c in counts.values() if c)
+        options = self._s.options
+        return namespaces >= options.min_namespaces or estimate >= options.min_objects, counts
+
+    def plan(
+        self,
+        job: BackupJob,
+        record: BackupRecord,
+        client: Any,
+        *,
+        version: str,
+        started_at: datetime,
+        namespaces_res: Resource,
+        ns_objects: dict[str, dict[str, Any]],
+        namespaced: list[Resource],
+        cluster_types: list[Resource],
+        errors: list[dict[str, str]],
+        counts: dict[str, int | None],
+    ) -> BackupRecord:
+        """Store the Namespace objects (the cluster shard's starting point), the plan and one shard per namespace,
+        then send the shards. A type with no object anywhere in the cluster at this moment is left out of them."""
+        from chalicelib.repository import RepositoryReader, RepositoryWriter
+
+        s = self._s
+        cluster, backup_id = job.cluster.name, record.backup_id
+        repo = s.open_repository()
+        known = RepositoryReader(repo).known_blob_ids()
+        store = CheckpointStore(repo.store)
+        writer = RepositoryWriter(repo, known=known, **s.writer_options)
+        collector = ItemCollector(job.scope, ns_objects, writer)
+        collector.handle_page(Page(namespaces_res, list(ns_objects.values())), None)
+        index_files = tuple(writer.finish())
+        names = sorted(ns_objects)
+        stats = {**dict(writer.stats), "bytes_raw": collector.bytes_raw, "bytes_deduplicated": collector.bytes_dedup}
+        seed = Checkpoint(
+            scope=CLUSTER_SCOPE,
+            seq=0,
+            done=frozenset({namespaces_res.group_resource}),
+            entries=collector.entries,
+            namespaces=tuple(names),
+            index_files=index_files,
+            stats=stats,
+        )
+        seed_key = store.put(cluster, backup_id, seed, secrets.token_hex(4))
+        plan = ShardPlan(
+            mode=job.scope.effective_cluster_scoped,
+            scope=job.scope.to_dict(),
+            namespaced=tuple(r for r in namespaced if counts.get(r.group_resource) != 0),
+            cluster_types=tuple(cluster_listing_order(cluster_types)),
+            kubernetes_version=version,
+            started_at=_iso(started_at),
+            seed_key=seed_key,
+            namespaces=len(names),
+            index_files=index_files,
+            errors=tuple(errors),
+            estimate=sum(c for c in counts.values() if c) if counts else None,
+            page_size=s.page_size,
+        )
+        _, created = s.shards.create_plan(cluster, backup_id, plan.to_dict(), now=s.clock())
+        if not created:
+            # Another coordinator of this job got there first; what it planned is the backup.
+            return self.adopt(job, record) or record
+        pointer = {"key": seed_key, "seq": 0, "objects": seed.objects, "index_files": list(index_files)}
+        s.shards.add_shards(cluster, backup_id, names, seed=pointer, now=s.clock(), fresh=True)
+        s.shards.seal(cluster, backup_id, total=len(names), now=s.clock())
+        s.remember(cluster, backup_id, BackupContext(plan, job.scope, repo, known, store, client=client))
+        # With no namespace in scope, the cluster-scoped objects are all there is.
+        s.send_shards(job.cluster, backup_id, names or [CLUSTER_SCOPE])
+        s.log(
+            "backup sharded",
+            backup_id=backup_id,
+            namespaces=len(names),
+            types=len(plan.namespaced),
+            skipped_types=len(namespaced) - len(plan.namespaced),
+            estimate=plan.estimate,
+        )
+        return record
+
+    def adopt(self, job: BackupJob, record: BackupRecord) -> BackupRecord | None:
+        """Finish the plan a previous coordinator of this backup stored, and send what is not done; None if none."""
+        s = self._s
+        cluster, backup_id = job.cluster.name, record.backup_id
+        item = s.shards.get_plan(cluster, backup_id)
+        if item is None:
+            return None
+        if item.get("state") != "Planned":
+            plan = ShardPlan.from_dict(item["plan"])
+            repo = s.open_repository()
+            seed = CheckpointStore(repo.store).get(plan.seed_key)
+            pointer = {"key": plan.seed_key, "seq": 0, "objects": seed.objects, "index_files": list(seed.index_files)}
+            s.shards.add_shards(cluster, backup_id, seed.namespaces, seed=pointer, now=s.clock(), fresh=False)
+            s.shards.seal(cluster, backup_id, total=len(seed.namespaces), now=s.clock())
+        shards = s.shards.list_shards(cluster, backup_id)
+        failed = [shard for shard in shards if shard.state == ShardState.FAILED]
+        if failed:
+            return s.catalog.transition(  # type: ignore[no-any-return]
+                cluster,
+                backup_id,
+                BackupState.FAILED,
+                now=s.clock(),
+                failure=f"shard {failed[0].namespace or '(cluster-scoped)'} failed: {failed[0].error}",
+            )
+        waiting = [shard.namespace for shard in shards if shard.namespace and shard.state not in SHARD_TERMINAL]
+        if waiting:
+            s.send_shards(job.cluster, backup_id, waiting)
+        else:
+            s.advance(job.cluster, backup_id)
+        s.log("sharded backup adopted", backup_id=backup_id, waiting=len(waiting))
+        return record

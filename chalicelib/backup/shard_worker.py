@@ -1,0 +1,328 @@
+"""One shard of a sharded backup: claim it, list its scope page by page, and finish, checkpoint or retry."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from chalicelib.backup.collect import ListFailure, stream_pages
+from chalicelib.backup.collector import ItemCollector
+from chalicelib.backup.errors import RetryLater
+from chalicelib.backup.sharding import BackupContext, Sharding
+from chalicelib.catalog.errors import ShardConflict, StaleState
+from chalicelib.core.jobs import ShardMessage
+from chalicelib.core.models import BackupState
+from chalicelib.core.references import ReferenceCollector
+from chalicelib.core.resources import Resource
+from chalicelib.core.scope import EXCLUDE_LABEL
+from chalicelib.core.shards import Checkpoint, ShardRecord, ShardResult, ShardState, add_stats
+from chalicelib.core.trees import CLUSTER_SCOPE
+
+_COLLECTOR_STATS = ("bytes_raw", "bytes_deduplicated")
+
+
+class ShardAttemptFailed(Exception):
+    """A type could not be listed for a reason that may pass (5xx, 429, connection): try the shard again."""
+
+
+def deadline(remaining_ms: Callable[[], int] | None, margin_ms: int) -> Callable[[], bool]:
+    """Whether an invocation is out of time: less than ``margin_ms`` left (a fifth of the time at start when that
+    is shorter, so a short timeout still makes progress). Without ``remaining_ms`` time never runs out."""
+    if remaining_ms is None:
+        return lambda: False
+    margin = min(margin_ms, int(remaining_ms()) // 5)
+    return lambda: int(remaining_ms()) <= margin
+
+
+def time_budget(seconds: float, clock: Callable[[], float] = time.monotonic) -> Callable[[], int]:
+    """A ``remaining_ms`` for ``seconds`` from now (the CLI, tests and benchmarks; Lambda passes its context's)."""
+    end = clock() + seconds
+    return lambda: int((end - clock()) * 1000)
+
+
+@dataclass
+class _Scope:
+    """What one shard lists and how."""
+
+    types: list[Resource]
+    namespaces: tuple[str, ...]
+    selector: str
+    workers: int
+    refs: ReferenceCollector | None  # observes namespaced objects; decides cluster objects in auto mode
+    keep_refs: bool  # auto mode: a namespace shard hands its references to the cluster shard
+
+
+class ShardWorker:
+    def __init__(self, sharding: Sharding) -> None:
+        self._s = sharding
+
+    def run(self, msg: ShardMessage, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+        s, opts = self._s, self._s.options
+        out_of_time = deadline(remaining_ms, opts.deadline_margin_ms)
+        cluster, backup_id, namespace = msg.cluster.name, msg.backup_id, msg.namespace
+        base = {"backup_id": backup_id, "namespace": namespace}
+        context = s.context(cluster, backup_id)
+        if context is None:
+            return {"status": "rejected", "error": f"backup {cluster}/{backup_id} has no shard plan", **base}
+        if not s.still_running(context, cluster, backup_id):
+            return {"status": "stopped", **base}  # the backup failed (another shard): its other shards are moot
+        if namespace == CLUSTER_SCOPE and (s.shards.remaining(cluster, backup_id) or 0) > 0:
+            return {"status": "waiting", **base}  # the last namespace shard sends it again
+        run_id = uuid.uuid4().hex
+        now = s.clock()
+        shard, claimed = s.shards.claim(
+            cluster, backup_id, namespace, run_id, now=now, stale_before=now - timedelta(seconds=opts.stale_after_s)
+        )
+        if not claimed:
+            return self._not_claimed(msg, shard, base)
+        try:
+            outcome = self._collect(context, msg, shard, run_id, out_of_time)
+            if isinstance(outcome, Checkpoint):
+                self._store_checkpoint(context, msg, run_id, outcome)
+            else:
+                s.shards.complete(cluster, backup_id, namespace, run_id, outcome, now=s.clock())
+        except (ShardConflict, StaleState) as exc:
+            s.log("shard no longer ours", error=str(exc), **base)
+            return {"status": "lost", **base}
+        except Exception as exc:
+            return self._attempt_failed(msg, shard, run_id, exc, base)
+        # The shard's progress is stored. If sending what follows fails, the error returns this message to the
+        # queue: its redelivery continues from the checkpoint, or finds the shard Done and sends the next step.
+        if isinstance(outcome, Checkpoint):
+            s.queue.send(msg.to_dict())
+            s.log("shard checkpointed", seq=outcome.seq, objects=outcome.objects, **base)
+            return {"status": "continued", "seq": outcome.seq, "objects": outcome.objects, **base}
+        try:
+            self._next_step(msg, shard)
+        except StaleState as exc:
+            s.log("backup no longer running", error=str(exc), **base)
+            return {"status": "lost", **base}
+        return {"status": "Done", "objects": outcome.objects, **base}
+
+    # -- outcomes -------------------------------------------------------------------------------------------------
+
+    def _not_claimed(self, msg: ShardMessage, shard: ShardRecord, base: dict[str, Any]) -> dict[str, Any]:
+        s = self._s
+        if shard.state == ShardState.DONE:
+            # A duplicate, or a redelivery of a worker that died between "Done" and what follows: counting is
+            # idempotent and sending the next step again is harmless.
+            try:
+                if shard.index is not None:
+                    s.shards.count_done(msg.cluster.name, msg.backup_id, shard.index, now=s.clock())
+            except StaleState:
+                return {"status": "duplicate", **base}
+            return {"status": "duplicate", "next": s.advance(msg.cluster, msg.backup_id), **base}
+        if shard.state == ShardState.FAILED:
+            return {"status": "failed", **base}
+        raise RetryLater(f"shard {msg.namespace or '(cluster-scoped)'} of {msg.backup_id} is being worked on")
+
+    def _store_checkpoint(self, context: BackupContext, msg: ShardMessage, run_id: str, cp: Checkpoint) -> None:
+        s = self._s
+        key = context.checkpoints.put(msg.cluster.name, msg.backup_id, cp, run_id)
+        pointer = {"key": key, "seq": cp.seq, "objects": cp.objects, "index_files": list(cp.index_files)}
+        s.shards.release(msg.cluster.name, msg.backup_id, msg.namespace, run_id, now=s.clock(), checkpoint=pointer)
+
+    def _next_step(self, msg: ShardMessage, shard: ShardRecord) -> None:
+        s = self._s
+        if msg.namespace == CLUSTER_SCOPE:
+            s.send_commit(msg.cluster, msg.backup_id)
+        elif (
+            shard.index is not None
+            and s.shards.count_done(msg.cluster.name, msg.backup_id, shard.index, now=s.clock()) == 0
+        ):
+            # The last namespace: the cluster-scoped objects can be chosen now (auto mode needs every reference).
+            s.send_shards(msg.cluster, msg.backup_id, [CLUSTER_SCOPE])
+
+    def _attempt_failed(
+        self, msg: ShardMessage, shard: ShardRecord, run_id: str, exc: Exception, base: dict[str, Any]
+    ) -> dict[str, Any]:
+        s, opts = self._s, self._s.options
+        cluster, backup_id = msg.cluster.name, msg.backup_id
+        text = _failure_text(exc)
+        attempt = shard.failures + 1
+        try:
+            if attempt < opts.max_attempts:
+                # The shard goes on from its last checkpoint; what this attempt packed is garbage for GC.
+                s.shards.release(cluster, backup_id, msg.namespace, run_id, now=s.clock(), error=text)
+                s.queue.send(msg.to_dict(), delay_s=opts.retry_delay_s * attempt)
+                s.log("shard attempt failed; retrying", attempt=attempt, error=text, **base)
+                return {"status": "retrying", "attempt": attempt, "error": text, **base}
+            s.shards.fail(cluster, backup_id, msg.namespace, run_id, now=s.clock(), error=text)
+            where = msg.namespace or "(cluster-scoped)"
+            failure = f"shard {where} failed after {attempt} attempts: {text}"
+            s.catalog.transition(cluster, backup_id, BackupState.FAILED, now=s.clock(), failure=failure[:2048])
+        except (ShardConflict, StaleState) as lost:
+            s.log("shard no longer ours", error=str(lost), **base)
+            return {"status": "lost", **base}
+        s.log("shard failed; the backup failed", attempt=attempt, error=text, **base)
+        return {"status": "Failed", "error": text, **base}
+
+    # -- the work -------------------------------------------------------------------------------------------------
+
+    def _collect(
+        self,
+        context: BackupContext,
+        msg: ShardMessage,
+        shard: ShardRecord,
+        run_id: str,
+        out_of_time: Callable[[], bool],
+    ) -> Checkpoint | ShardResult:
+        s, opts = self._s, self._s.options
+        previous = context.checkpoints.get(shard.checkpoint["key"]) if shard.checkpoint else None
+        work = self._scope(context, msg, previous)
+        writer = s.writer(context)
+        collector = ItemCollector(context.scope, work.namespaces, writer)
+        if previous is not None:
+            collector.restore(previous)
+        done = set(previous.done) if previous else set()
+        tokens = dict(previous.tokens) if previous else {}
+        todo = [r for r in work.types if r.group_resource not in done]
+        client = s.client(context, msg.cluster)
+        beat = time.monotonic()
+        stopped = False
+        pages = stream_pages(
+            client,
+            todo,
+            work.selector,
+            workers=work.workers,
+            page_size=context.plan.page_size,
+            namespace=msg.namespace or None,
+            start=tokens,
+        )
+        try:
+            for item in pages:
+                gr = item.resource.group_resource
+                if isinstance(item, ListFailure):
+                    if _transient(item.error) and shard.failures + 1 < opts.max_attempts:
+                        raise ShardAttemptFailed(f"listing {gr} failed: {_failure_text(item.error)}") from item.error
+                    collector.fail(item.resource, item.error)
+                    done.add(gr)
+                    tokens.pop(gr, None)
+                    continue
+                collector.handle_page(item, work.refs)
+                if item.continue_token:
+                    tokens[gr] = item.continue_token
+                else:
+                    done.add(gr)
+                    tokens.pop(gr, None)
+                if time.monotonic() - beat >= opts.heartbeat_every_s:
+                    beat = time.monotonic()
+                    self._heartbeat(msg, run_id)
+                if len(done) < len(work.types) and out_of_time():
+                    stopped = True
+                    break
+        finally:
+            pages.close()
+        refs = _refs_of(work.refs) if work.keep_refs else {}
+        if previous is not None and work.keep_refs:
+            refs = _union(previous.refs, refs)
+        if stopped:
+            index_files = (previous.index_files if previous else ()) + tuple(writer.finish())
+            return Checkpoint(
+                scope=msg.namespace,
+                seq=(previous.seq if previous else 0) + 1,
+                done=frozenset(done),
+                tokens=tokens,
+                entries=collector.entries,
+                refs=refs,
+                namespaces=previous.namespaces if previous else (),
+                errors=tuple(collector.errors),
+                index_files=index_files,
+                stats=_stats(previous, writer, collector),
+            )
+        tree = collector.write_trees().get(msg.namespace)
+        index_files = (previous.index_files if previous else ()) + tuple(writer.finish())
+        refs_key = None
+        if refs and msg.namespace and _size(refs) > opts.refs_inline_bytes:
+            refs_key = context.checkpoints.put_refs(msg.cluster.name, msg.backup_id, msg.namespace, refs, run_id)
+            refs = {}
+        return ShardResult(
+            tree=tree,
+            objects=collector.objects,
+            kinds=collector.kinds(),
+            index_files=index_files,
+            errors=tuple(collector.errors),
+            stats=_stats(previous, writer, collector),
+            refs=refs if msg.namespace else {},
+            refs_key=refs_key,
+        )
+
+    def _scope(self, context: BackupContext, msg: ShardMessage, previous: Checkpoint | None) -> _Scope:
+        plan, scope = context.plan, context.scope
+        auto = plan.mode == "auto"
+        if msg.namespace != CLUSTER_SCOPE:
+            observer = ReferenceCollector(frozenset({msg.namespace}))
+            workers = self._s.list_workers
+            selector = scope.server_selector()
+            return _Scope(list(plan.namespaced), (msg.namespace,), selector, workers, observer, keep_refs=auto)
+        if previous is None:
+            raise ShardConflict(f"the cluster shard of {msg.backup_id} has no starting checkpoint")
+        namespaces = previous.namespaces
+        refs: ReferenceCollector | None = None
+        if auto:
+            # Cluster objects in auto mode are those the namespaces refer to: every namespace shard is done by now.
+            refs = ReferenceCollector(frozenset(namespaces))
+            merged = _union(previous.refs, self._namespace_refs(context, msg))
+            refs.wanted = {gr: set(names) for gr, names in merged.items()}
+        selector = scope.server_selector() if plan.mode == "on" else f"{EXCLUDE_LABEL}!=true"
+        # In auto mode the referring types must be read before the types they name, so list in order.
+        workers = 1 if auto else self._s.list_workers
+        return _Scope(list(plan.cluster_types), namespaces, selector, workers, refs, keep_refs=auto)
+
+    def _namespace_refs(self, context: BackupContext, msg: ShardMessage) -> dict[str, tuple[str, ...]]:
+        merged: dict[str, tuple[str, ...]] = {}
+        for shard in self._s.shards.list_shards(msg.cluster.name, msg.backup_id):
+            result = shard.result
+            if not shard.namespace or result is None:
+                continue
+            refs = context.checkpoints.get_refs(result.refs_key) if result.refs_key else result.refs
+            merged = _union(merged, refs)
+        return merged
+
+    def _heartbeat(self, msg: ShardMessage, run_id: str) -> None:
+        s = self._s
+        s.shards.heartbeat(msg.cluster.name, msg.backup_id, msg.namespace, run_id, now=s.clock())
+        s.catalog.heartbeat(msg.cluster.name, msg.backup_id, now=s.clock())
+
+
+def _refs_of(refs: ReferenceCollector | None) -> dict[str, tuple[str, ...]]:
+    if refs is None:
+        return {}
+    return {gr: tuple(sorted(names)) for gr, names in refs.wanted.items() if names}
+
+
+def _union(*maps: Any) -> dict[str, tuple[str, ...]]:
+    out: dict[str, set[str]] = {}
+    for refs in maps:
+        for gr, names in refs.items():
+            out.setdefault(gr, set()).update(names)
+    return {gr: tuple(sorted(names)) for gr, names in sorted(out.items())}
+
+
+def _size(refs: dict[str, tuple[str, ...]]) -> int:
+    return sum(len(gr) + sum(len(n) + 3 for n in names) for gr, names in refs.items())
+
+
+def _stats(previous: Checkpoint | None, writer: Any, collector: ItemCollector) -> dict[str, int]:
+    totals = {k: v for k, v in (previous.stats if previous else {}).items() if k not in _COLLECTOR_STATS}
+    stats = add_stats(totals, dict(writer.stats))
+    stats.update(bytes_raw=collector.bytes_raw, bytes_deduplicated=collector.bytes_dedup)
+    return stats
+
+
+def _transient(exc: Exception) -> bool:
+    from chalicelib.kube.errors import ServerError, TooManyRequests, Unreachable
+
+    return isinstance(exc, ServerError | TooManyRequests | Unreachable)
+
+
+def _failure_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None and str(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text[:2048]

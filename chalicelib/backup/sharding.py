@@ -1,0 +1,173 @@
+"""What the coordinator, the shard workers and the commit step of a sharded backup share.
+
+One process (a warm Lambda) keeps, per backup it recently worked on, the plan, the opened repository, the index it
+loaded and its Kubernetes client, so consecutive shards of one backup pay for them once. The index is loaded when
+the process first meets the backup: blobs that other shards of the same backup add later are in other namespaces,
+so they are never needed here (at worst a blob is packed twice: harmless garbage).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chalicelib.backup.checkpoints import CheckpointStore
+from chalicelib.core.ids import BlobId
+from chalicelib.core.jobs import ClusterRef, CommitMessage, ShardMessage
+from chalicelib.core.models import BackupState
+from chalicelib.core.scope import BackupScope
+from chalicelib.core.shards import ShardPlan, ShardState
+from chalicelib.core.trees import CLUSTER_SCOPE
+from chalicelib.observability import logger
+
+CONTEXTS_KEPT = 2
+RUNNING_CHECK_S = 30.0
+
+
+@dataclass(frozen=True)
+class ShardingOptions:
+    # A job without "shard" is sharded when it has at least this many namespaces or objects.
+    min_namespaces: int = 200
+    min_objects: int = 250_000
+    max_attempts: int = 3  # failed attempts of one shard before the backup fails
+    retry_delay_s: int = 10  # times the attempt number
+    deadline_margin_ms: int = 60_000  # checkpoint this long before the invocation's deadline
+    heartbeat_every_s: float = 30.0
+    stale_after_s: float = 300.0  # a Running shard whose heartbeat is older lost its worker
+    refs_inline_bytes: int = 100_000  # larger references go to S3 instead of the shard's record
+
+
+@dataclass
+class BackupContext:
+    """One backup as this process knows it."""
+
+    plan: ShardPlan
+    scope: BackupScope
+    repo: Any
+    known: Collection[BlobId]
+    checkpoints: CheckpointStore
+    client: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: bool = True
+    running_checked: float | None = None  # time.monotonic() of the last look at the backup record
+
+    def close(self) -> None:
+        if self.client is not None and hasattr(self.client, "close"):
+            self.client.close()
+
+
+class Sharding:
+    """The collaborators of sharded backups and the per-process cache of backup contexts."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        shards: Any,
+        queue: Any,
+        open_repository: Callable[[], Any],
+        connect: Callable[[ClusterRef], Any],
+        *,
+        clock: Callable[[], datetime],
+        list_workers: int = 4,
+        page_size: int = 500,
+        writer_options: dict[str, Any] | None = None,
+        options: ShardingOptions | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.shards = shards
+        self.queue = queue
+        self.open_repository = open_repository
+        self.connect = connect
+        self.clock = clock
+        self.list_workers = list_workers
+        self.page_size = page_size
+        self.writer_options = writer_options or {}
+        self.options = options or ShardingOptions()
+        self._contexts: OrderedDict[tuple[str, str], BackupContext] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- per-process context --------------------------------------------------------------------------------------
+
+    def context(self, cluster: str, backup_id: str) -> BackupContext | None:
+        """The backup's context, loaded on first use; None when the backup has no shard plan."""
+        key = (cluster, backup_id)
+        with self._lock:
+            if key in self._contexts:
+                self._contexts.move_to_end(key)
+                return self._contexts[key]
+        item = self.shards.get_plan(cluster, backup_id)
+        if item is None:
+            return None
+        plan = ShardPlan.from_dict(item["plan"])
+        from chalicelib.repository import RepositoryReader
+
+        repo = self.open_repository()
+        known = RepositoryReader(repo).known_blob_ids()
+        context = BackupContext(plan, BackupScope.from_dict(plan.scope), repo, known, CheckpointStore(repo.store))
+        with self._lock:
+            context = self._contexts.setdefault(key, context)
+            while len(self._contexts) > CONTEXTS_KEPT:
+                _, old = self._contexts.popitem(last=False)
+                old.close()
+        return context
+
+    def remember(self, cluster: str, backup_id: str, context: BackupContext) -> None:
+        """Keep the coordinator's context: a worker that handles a shard next needs the same things."""
+        with self._lock:
+            self._contexts[(cluster, backup_id)] = context
+            while len(self._contexts) > CONTEXTS_KEPT:
+                _, old = self._contexts.popitem(last=False)
+                old.close()
+
+    def still_running(self, context: BackupContext, cluster: str, backup_id: str) -> bool:
+        """Whether the backup is still Running, looked up at most every ``RUNNING_CHECK_S`` per process: once a
+        shard has failed the backup, the shards still queued stop without working for nothing."""
+        now = time.monotonic()
+        if context.running_checked is None or now - context.running_checked >= RUNNING_CHECK_S:
+            context.running = self.catalog.get(cluster, backup_id).state == BackupState.RUNNING
+            context.running_checked = now
+        return context.running
+
+    def client(self, context: BackupContext, ref: ClusterRef) -> Any:
+        with context.lock:
+            if context.client is None:
+                context.client = self.connect(ref)
+            return context.client
+
+    def writer(self, context: BackupContext) -> Any:
+        from chalicelib.repository import RepositoryWriter
+
+        return RepositoryWriter(context.repo, known=context.known, **self.writer_options)
+
+    # -- what comes next ------------------------------------------------------------------------------------------
+
+    def send_shards(self, ref: ClusterRef, backup_id: str, namespaces: list[str]) -> None:
+        self.queue.send_many(ShardMessage(ref, backup_id, ns).to_dict() for ns in namespaces)
+
+    def send_commit(self, ref: ClusterRef, backup_id: str) -> None:
+        self.queue.send(CommitMessage(ref, backup_id).to_dict())
+
+    def advance(self, ref: ClusterRef, backup_id: str) -> str:
+        """Send whatever the backup waits for now (idempotent: a duplicate message is harmless); returns what."""
+        cluster = ref.name
+        remaining = self.shards.remaining(cluster, backup_id)
+        if remaining is None or remaining > 0:
+            return "waiting"
+        shard = self.shards.get(cluster, backup_id, CLUSTER_SCOPE)
+        if shard is None:
+            return "no-plan"
+        if shard.state == ShardState.DONE:
+            self.send_commit(ref, backup_id)
+            return "commit"
+        if shard.state == ShardState.FAILED:
+            return "failed"
+        self.send_shards(ref, backup_id, [CLUSTER_SCOPE])
+        return "cluster"
+
+    def log(self, message: str, **fields: Any) -> None:
+        logger().info(message, extra=fields)

@@ -1,0 +1,215 @@
+"""Garbage collection of a repository (restic ``prune``): mark what manifests reach, then delete old dead packs.
+
+Runs under the repository's exclusive lease (``maintenance/lock.py``), after retention has deleted the manifests it
+drops. Blobs are shared by every cluster, so every manifest under ``clusters/`` is marked. The order of writes keeps
+the repository valid if the collection stops at any point:
+
+1. mark: every blob reachable from every remaining manifest (root tree, scope trees, objects). A manifest or tree
+   that cannot be read stops the collection before anything is deleted (we could not know what it reaches);
+2. decide per pack: keep it if it holds a live blob or is younger than the safety margin (a running backup's pack
+   is unreferenced until its manifest lands); otherwise it is garbage, and so is a pack no index names that is
+   older than the margin (a crashed backup's leftovers);
+3. write one consolidated index naming every kept pack, superseding every index file read (and carrying the names
+   manifests still list, so ``check`` can account for them). Readers switch to it atomically: they ignore
+   superseded files;
+4. delete the garbage packs (no index names them any more), then the superseded index files.
+
+A crash after 3 leaves unindexed dead packs (collected next time); after 4 began, the remaining superseded files
+are ignored by readers and deleted next time. Nothing an index names is ever deleted first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from chalicelib.core.errors import FormatError
+from chalicelib.core.ids import BlobId, PackId
+from chalicelib.core.index_format import encode_index
+from chalicelib.core.packs import PackedBlob, is_hex_id
+from chalicelib.core.trees import decode_root, decode_tree
+from chalicelib.maintenance.errors import CollectionAborted
+from chalicelib.repository.errors import AccessDenied, ObjectExists, RepositoryError
+from chalicelib.repository.reader import RepositoryReader
+from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
+from chalicelib.repository.store import ObjectStore
+
+DEFAULT_SAFETY_MARGIN = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class CollectionReport:
+    dry_run: bool
+    manifests: int
+    blobs_indexed: int
+    blobs_live: int
+    packs: int  # in the store
+    packs_live: int
+    packs_young: int  # no live blob, but inside the safety margin: kept
+    packs_deleted: tuple[str, ...]
+    bytes_deleted: int
+    index_written: str | None
+    index_files_deleted: tuple[str, ...]
+    skipped: tuple[str, ...]  # deletes the store refused (Object Lock): retried next time
+    seconds: float
+
+
+def collect_garbage(
+    repo: Repository,
+    *,
+    now: datetime,
+    safety_margin: timedelta = DEFAULT_SAFETY_MARGIN,
+    dry_run: bool = False,
+    exclude_manifests: Collection[tuple[str, str]] = (),
+    check_lease: Callable[[], None] | None = None,
+    threads: int = 8,
+) -> CollectionReport:
+    """Mark and sweep ``repo``; ``exclude_manifests`` (cluster, backup id) count as deleted (a dry run's retention).
+
+    ``check_lease`` is called before every destructive step and must raise if the exclusive lease was lost.
+    """
+    started = time.monotonic()
+    check = check_lease or (lambda: None)
+    store = repo.store
+    reader = RepositoryReader(repo, threads=threads)
+    try:
+        index_files = reader.index_files()
+    except RepositoryError as exc:
+        raise CollectionAborted(f"the index cannot be read, nothing was deleted: {exc}") from exc
+    manifests = [m for m in reader.list_backups() if m not in set(exclude_manifests)]
+    live, referenced_index_files = _mark(reader, manifests)
+
+    superseded = {name for f in index_files.values() for name in f.supersedes}
+    rows: dict[PackId, dict[BlobId, PackedBlob]] = {}
+    for name in sorted(index_files):
+        if name in superseded:
+            continue
+        for pack, blobs in index_files[name].packs.items():
+            kept = rows.setdefault(pack, {})
+            for blob in blobs:
+                kept.setdefault(BlobId(blob[0]), blob)
+    stored = {
+        PackId(info.key.rsplit("/", 1)[-1]): info
+        for info in store.list_info(PACKS_DIR)
+        if is_hex_id(info.key.rsplit("/", 1)[-1])
+    }
+
+    keep: dict[PackId, list[PackedBlob]] = {}
+    garbage: list[PackId] = []
+    packs_live = packs_young = 0
+    for pack in sorted(set(stored) | set(rows)):
+        pack_rows = rows.get(pack, {})
+        has_live = any(blob in live for blob in pack_rows)
+        info = stored.get(pack)
+        if info is None:
+            if has_live:
+                keep[pack] = list(pack_rows.values())  # already broken; keep the entries so `check` keeps saying so
+            continue
+        if has_live:
+            packs_live += 1
+        elif now - info.last_modified < safety_margin:
+            packs_young += 1
+        else:
+            garbage.append(pack)
+            continue
+        if pack_rows:
+            keep[pack] = list(pack_rows.values())
+
+    rewrite = bool(garbage) or len(index_files) > 1
+    index_written: str | None = None
+    deleted_packs: list[str] = []
+    deleted_index: list[str] = []
+    skipped: list[str] = []
+    if rewrite and not dry_run:
+        carried = {name for f in index_files.values() for name in f.supersedes} & referenced_index_files
+        index_written, data = encode_index(keep, supersedes=set(index_files) | carried)
+        check()
+        # Content-addressed: if the key exists, an identical consolidated index is already there.
+        with contextlib.suppress(ObjectExists):
+            store.put(repo.index_key(index_written), data, create_only=True)
+        check()
+        deleted_packs, refused = _delete(store, [repo.pack_key(p) for p in garbage], threads)
+        skipped += refused
+        check()
+        deleted_index, refused = _delete(store, [repo.index_key(n) for n in sorted(index_files)], threads)
+        skipped += refused
+    elif dry_run:
+        deleted_packs = [repo.pack_key(p) for p in garbage]
+    sizes = {repo.pack_key(p): stored[p].size for p in garbage}
+    return CollectionReport(
+        dry_run=dry_run,
+        manifests=len(manifests),
+        blobs_indexed=sum(len(b) for b in rows.values()),
+        blobs_live=len(live),
+        packs=len(stored),
+        packs_live=packs_live,
+        packs_young=packs_young,
+        packs_deleted=tuple(deleted_packs),
+        bytes_deleted=sum(sizes.get(k, 0) for k in deleted_packs),
+        index_written=index_written,
+        index_files_deleted=tuple(k[len(INDEX_DIR) :] for k in deleted_index),
+        skipped=tuple(skipped),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _mark(reader: RepositoryReader, manifests: Iterable[tuple[str, str]]) -> tuple[set[BlobId], set[str]]:
+    """Every blob the manifests reach, and every index file name they list."""
+    live: set[BlobId] = set()
+    index_names: set[str] = set()
+    roots: dict[BlobId, str] = {}  # root tree -> the first backup that needs it (for error messages)
+    for cluster, backup_id in manifests:
+        try:
+            manifest = reader.load_manifest(cluster, backup_id)
+        except RepositoryError as exc:
+            where = f"backup {cluster}/{backup_id}"
+            raise CollectionAborted(f"{where}: manifest unreadable, nothing deleted: {exc}") from exc
+        index_names.update(manifest.index_files)
+        roots.setdefault(manifest.root_tree, f"backup {cluster}/{backup_id}")
+    live.update(roots)
+    trees: dict[BlobId, str] = {}
+    for root, data in _read_all(reader, roots, "root tree"):
+        try:
+            scopes = decode_root(data)
+        except (FormatError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise CollectionAborted(f"root tree {root} of {roots[root]} is not a root tree: {exc}") from exc
+        for tree in scopes.values():
+            if tree not in live:
+                live.add(tree)
+                trees.setdefault(tree, roots[root])
+    for tree, data in _read_all(reader, trees, "scope tree"):
+        try:
+            live.update(entry.blob for entry in decode_tree(data))
+        except (FormatError, KeyError, TypeError, ValueError) as exc:
+            raise CollectionAborted(f"scope tree {tree} of {trees[tree]} is not a tree: {exc}") from exc
+    return live, index_names
+
+
+def _read_all(reader: RepositoryReader, wanted: dict[BlobId, str], what: str) -> Iterable[tuple[BlobId, bytes]]:
+    for blob, result in reader.try_read_blobs(list(wanted)):
+        if isinstance(result, RepositoryError):
+            raise CollectionAborted(f"{what} {blob} of {wanted[blob]} cannot be read, nothing deleted: {result}")
+        yield blob, result
+
+
+def _delete(store: ObjectStore, keys: list[str], threads: int) -> tuple[list[str], list[str]]:
+    """Delete ``keys`` in parallel; (deleted, refused by Object Lock or policy)."""
+
+    def one(key: str) -> str | None:
+        try:
+            store.delete(key)
+        except AccessDenied:
+            return None
+        return key
+
+    if not keys:
+        return [], []
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(one, keys))
+    deleted = [k for k in results if k is not None]
+    refused = [k for k, r in zip(keys, results, strict=True) if r is None]
+    return deleted, refused

@@ -1,0 +1,118 @@
+"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.maintenance.errors import RepositoryBusy
+from chalicelib.maintenance.gc import DEFAULT_SAFETY_MARGIN, CollectionReport, collect_garbage
+from chalicelib.maintenance.lock import RepositoryLock
+from chalicelib.maintenance.retention import Expired, RetentionService
+from chalicelib.observability import logger
+from chalicelib.repository.errors import RepositoryNotFound
+
+# Long enough for the backups running at 03:00 to finish (new ones cannot start while we wait), short enough to
+# leave most of the 15-minute Lambda for the collection itself.
+DEFAULT_WAIT_S = 300
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    status: str  # done | busy
+    message: str = ""
+    expired: list[Expired] = field(default_factory=list)
+    collection: CollectionReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.collection is not None:
+            # Key lists can be long; the log and the API answer carry counts, the CLI prints the details.
+            data["collection"]["packs_deleted"] = len(self.collection.packs_deleted)
+            data["collection"]["index_files_deleted"] = len(self.collection.index_files_deleted)
+        return data
+
+
+class MaintenanceService:
+    def __init__(
+        self,
+        lock: RepositoryLock,
+        retention: RetentionService,
+        open_repository: Callable[[], Any],
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        safety_margin: timedelta = DEFAULT_SAFETY_MARGIN,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> None:
+        self._lock = lock
+        self._retention = retention
+        self._open_repository = open_repository
+        self._clock = clock
+        self._margin = safety_margin
+        self._wait_s = wait_s
+
+    def run(self, *, dry_run: bool = False) -> MaintenanceReport:
+        """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
+
+        A dry run deletes nothing, so it takes no lease and never delays a backup.
+        """
+        if dry_run:
+            return self._pass(dry_run=True, check_lease=None)
+        holder = f"maintenance-{uuid.uuid4().hex[:12]}"
+        try:
+            held = self._lock.acquire_exclusive(holder, wait_s=self._wait_s)
+        except RepositoryBusy as exc:
+            logger().warning("maintenance skipped: repository busy", extra={"reason": str(exc)})
+            return MaintenanceReport(status="busy", message=str(exc))
+        try:
+            return self._pass(dry_run=False, check_lease=held.check)
+        finally:
+            held.release()
+
+    def _pass(self, *, dry_run: bool, check_lease: Callable[[], None] | None) -> MaintenanceReport:
+        try:
+            repo = self._open_repository()
+        except RepositoryNotFound:
+            return MaintenanceReport(status="done", message="no repository yet")
+        plans = self._retention.plans()
+        excluded: set[tuple[str, str]] = set()
+        if dry_run:
+            expired = [Expired(p.policy, p.cluster, d.backup_id, "would_expire") for p in plans for d in p.dropped]
+            excluded = {(e.cluster, e.backup_id) for e in expired}
+        else:
+            expired = self._retention.expire(repo, plans, check_lease=check_lease)
+        collection = collect_garbage(
+            repo,
+            now=self._clock(),
+            safety_margin=self._margin,
+            dry_run=dry_run,
+            exclude_manifests=excluded,
+            check_lease=check_lease,
+        )
+        report = MaintenanceReport(status="done", expired=expired, collection=collection)
+        logger().info("maintenance finished", extra={"dry_run": dry_run, "report": report.to_dict()})
+        return report
+
+
+def publish_maintenance_metrics(report: MaintenanceReport) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from chalicelib.observability import metrics
+
+    m = metrics()
+    m.add_metric(name="MaintenanceSkipped", unit=MetricUnit.Count, value=1 if report.status == "busy" else 0)
+    m.add_metric(
+        name="BackupsExpired", unit=MetricUnit.Count, value=sum(1 for e in report.expired if e.outcome == "expired")
+    )
+    if report.collection is not None:
+        m.add_metric(name="PacksDeleted", unit=MetricUnit.Count, value=len(report.collection.packs_deleted))
+        m.add_metric(name="BytesFreed", unit=MetricUnit.Bytes, value=report.collection.bytes_deleted)
+        m.add_metric(name="GarbageCollectionDuration", unit=MetricUnit.Seconds, value=report.collection.seconds)
+    m.flush_metrics()

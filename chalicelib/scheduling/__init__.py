@@ -1,0 +1,1 @@
+"""Scheduling: backup policies, registered clusters, the dispatcher, and per-policy status (RPO)."""

@@ -1,0 +1,159 @@
+"""``/v1/policies`` and the scheduled handlers through chalice.test.Client, against moto."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import services as services_module
+from chalicelib.services import Services
+from chalicelib.settings import Settings
+from chalicelib.webhook.signature import sign
+from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
+from tests.integration.scheduling_helpers import utc
+
+SECRET_ID = "lifeboat/webhook"
+SECRET = "policy-secret"
+EKS = {"type": "eks", "cluster_name": "prod", "region": "eu-central-1"}
+YAML = b"""policies:
+  - name: shop-nightly
+    cluster: prod
+    schedule: {cron: "0 2 * * *", timezone: Europe/Berlin, starting_deadline_seconds: 3600}
+    scope: {include_namespaces: ["shop*"]}
+    retention: {keep_last: 3, keep_daily: 7}
+    rpo_target_minutes: 1500
+"""
+
+
+@pytest.fixture
+def services(aws: None, bucket: str, table: str) -> Iterator[Services]:
+    import boto3
+
+    boto3.client("secretsmanager", region_name=TEST_REGION).create_secret(Name=SECRET_ID, SecretString=SECRET)
+    queue = boto3.client("sqs", region_name=TEST_REGION).create_queue(QueueName="lifeboat-backup-jobs")["QueueUrl"]
+    settings = Settings(
+        table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION, webhook_secret_id=SECRET_ID, backup_queue_url=queue
+    )
+    services = Services(settings)
+    services.cluster_catalog().register("prod", EKS, kubernetes_version="v1.31.0", now=utc(2026, 1, 1))
+    services_module.set_services(services)
+    try:
+        yield services
+    finally:
+        services_module.set_services(None)
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[Client]:
+    import app as app_module
+
+    with Client(app_module.app) as c:
+        yield c
+
+
+def signed(body: bytes, content_type: str = "application/json") -> dict[str, str]:
+    return {"Content-Type": content_type, "Lifeboat-Signature": sign(SECRET, body, time.time())}
+
+
+def put(client: Client, body: bytes = YAML) -> Any:
+    return client.http.put("/v1/policies", headers=signed(body, "application/x-yaml"), body=body)
+
+
+def test_apply_list_get_delete(client: Client) -> None:
+    response = put(client)
+    assert response.status_code == 200, response.body
+    assert response.json_body["applied"][0] == {
+        "name": "shop-nightly",
+        "cluster": "prod",
+        "change": "created",
+        "next_run_at": response.json_body["applied"][0]["next_run_at"],
+    }
+    listed = client.http.get("/v1/policies", headers=signed(b"")).json_body["policies"]
+    assert [p["name"] for p in listed] == ["shop-nightly"] and listed[0]["retention"]["keep_daily"] == 7
+    one = client.http.get("/v1/policies/shop-nightly", headers=signed(b""))
+    assert one.status_code == 200 and one.json_body["recent_runs"] == [] and one.json_body["next_run_at"]
+    assert put(client).json_body["applied"][0]["change"] == "unchanged"
+    body = json.dumps({"name": "shop-nightly"}).encode()
+    deleted = client.http.delete("/v1/policies/shop-nightly", headers=signed(body), body=body)
+    assert deleted.status_code == 200 and deleted.json_body == {"deleted": "shop-nightly", "cluster": "prod"}
+    assert client.http.get("/v1/policies/shop-nightly", headers=signed(b"")).status_code == 404
+
+
+def test_json_bodies_are_accepted_too(client: Client) -> None:
+    import yaml
+
+    body = json.dumps(yaml.safe_load(YAML)).encode()
+    response = client.http.post("/v1/policies", headers=signed(body), body=body)
+    assert response.status_code == 200 and response.json_body["applied"][0]["change"] == "created"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/x-yaml"},
+        {"Content-Type": "application/x-yaml", "Lifeboat-Signature": sign("wrong", YAML, time.time())},
+        {"Content-Type": "application/x-yaml", "Lifeboat-Signature": sign(SECRET, b"other body", time.time())},
+        {"Content-Type": "application/x-yaml", "Lifeboat-Signature": sign(SECRET, YAML, time.time() - 3600)},
+    ],
+    ids=["unsigned", "wrong-secret", "other-body", "replayed"],
+)
+def test_writes_need_a_valid_signature_over_the_body(client: Client, headers: dict[str, str]) -> None:
+    response = client.http.put("/v1/policies", headers=headers, body=YAML)
+    assert response.status_code == 401
+    assert response.json_body == {"error": "Unauthorized", "message": "invalid or missing signature"}
+    assert client.http.get("/v1/policies", headers=signed(b"")).json_body["policies"] == []
+
+
+def test_reads_need_a_signature_too(client: Client) -> None:
+    assert client.http.get("/v1/policies").status_code == 401
+    assert client.http.get("/v1/policies/shop-nightly").status_code == 401
+
+
+def test_a_signed_delete_must_name_the_policy_it_deletes(client: Client) -> None:
+    put(client)
+    other = json.dumps({"name": "some-other-policy"}).encode()
+    response = client.http.delete("/v1/policies/shop-nightly", headers=signed(other), body=other)
+    assert response.status_code == 400 and "must name the policy" in response.json_body["message"]
+    empty = client.http.delete("/v1/policies/shop-nightly", headers=signed(b""), body=b"")
+    assert empty.status_code == 400
+    assert client.http.get("/v1/policies/shop-nightly", headers=signed(b"")).status_code == 200
+
+
+def test_an_invalid_file_lists_every_problem(client: Client) -> None:
+    body = YAML.replace(b'cron: "0 2 * * *"', b'cron: "0 2 * *"').replace(b"Europe/Berlin", b"Europe/Berln")
+    response = put(client, body)
+    assert response.status_code == 422
+    assert response.json_body["error"] == "InvalidPolicy"
+    problems = response.json_body["problems"]
+    assert len(problems) == 2 and "schedule.cron" in problems[0] and "unknown timezone" in problems[1]
+
+
+def test_a_name_owned_by_another_cluster_is_a_conflict(client: Client, services: Services) -> None:
+    services.cluster_catalog().register("staging", EKS, kubernetes_version=None, now=utc(2026, 1, 1))
+    put(client)
+    response = put(client, YAML.replace(b"cluster: prod", b"cluster: staging"))
+    assert response.status_code == 409 and "already belongs to cluster 'prod'" in response.json_body["message"]
+
+
+def test_scheduled_handlers(client: Client, services: Services, capsys: Any) -> None:
+    put(client)
+    dispatched = client.lambda_.invoke("dispatcher", client.events.generate_cw_event("", "", {}, []))
+    assert dispatched.payload["counts"] == {} and dispatched.payload["deferred"] is None
+    rpo = client.lambda_.invoke("rpo_monitor", client.events.generate_cw_event("", "", {}, []))
+    # Created a moment ago: its RPO counts from its creation, far below the 1500-minute target.
+    assert rpo.payload == {"policies": 1, "over_target": []}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    per_policy = next(doc for doc in emf if doc.get("policy") == "shop-nightly")
+    assert per_policy["PolicyRpoTargetMinutes"] in (1500, [1500]) and "PolicyRpoMinutes" in per_policy
+    assert per_policy["cluster"] == "prod"
+    total = next(doc for doc in emf if "PoliciesOverRpoTarget" in doc)
+    assert "policy" not in total, "the alarm's metric carries the service dimension only"
+    assert total["PoliciesMonitored"] in (1, [1]) and total["PoliciesOverRpoTarget"] in (0, [0])
+    maintenance = client.lambda_.invoke("maintenance", client.events.generate_cw_event("", "", {}, []))
+    # No backup has created the repository yet: nothing to collect.
+    assert maintenance.payload["status"] == "done" and maintenance.payload["message"] == "no repository yet"
