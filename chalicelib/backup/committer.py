@@ -91,9 +91,8 @@ class Committer:
         trees: dict[str, BlobId] = {ns: r.tree for ns, r in sorted(results.items()) if r.tree is not None}
         root_id = roots.write_root(trees)
         own_index = writer.finish()
-        index_files: list[str] = []
-        for ids in [plan.index_files, *(r.index_files for _, r in sorted(results.items())), own_index]:
-            index_files.extend(i for i in ids if i not in index_files)
+        shard_index = (i for _, r in sorted(results.items()) for i in r.index_files)
+        index_files = list(dict.fromkeys([*plan.index_files, *shard_index, *own_index]))
         kinds: dict[str, int] = {}
         stats: dict[str, int] = {}
         for result in results.values():

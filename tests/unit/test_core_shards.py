@@ -137,8 +137,12 @@ def test_a_list_resumes_from_a_token_and_restarts_when_it_expired():
         start = int(params.get("continue") or 0)
         items = [{"metadata": {"name": str(i)}} for i in range(start, min(start + 2, 5))]
         more = start + 2 < 5
-        return {"kind": "ConfigMapList", "apiVersion": "v1", "items": items,
-                "metadata": {"continue": str(start + 2) if more else None}}
+        return {
+            "kind": "ConfigMapList",
+            "apiVersion": "v1",
+            "items": items,
+            "metadata": {"continue": str(start + 2) if more else None},
+        }
 
     pages = list(iter_pages(get, "/api/v1/configmaps", limit=2, continue_token="2"))
     assert [[i["metadata"]["name"] for i in p.items] for p in pages] == [["2", "3"], ["4"]]
