@@ -62,6 +62,14 @@ class Committer:
         manifest, writer = self._manifest(context, record, {ns: r for ns, r in results.items() if r is not None})
         from chalicelib.repository.errors import ManifestExists
 
+        vanished = missing_from_repository(context.repo, manifest)
+        if vanished:
+            # Shards hand the repository lease over between invocations; if garbage collection ran in a gap and
+            # removed a blob a shard deduplicated against, committing would publish a broken backup.
+            failure = f"blobs this backup reaches are no longer in the repository ({vanished}); nothing was committed"
+            failed = s.catalog.transition(cluster, backup_id, BackupState.FAILED, now=s.clock(), failure=failure)
+            return failed, "rejected"
+
         key = context.repo.manifest_key(cluster, backup_id)
         stats = None
         try:
@@ -130,6 +138,34 @@ class Committer:
             errors=errors,
         )
         return manifest, writer
+
+
+def missing_from_repository(repo: Any, manifest: Manifest) -> str:
+    """A description of the blobs ``manifest`` reaches that the repository no longer holds ("" when none).
+
+    Reads the index afresh and checks that every reached blob is indexed and that every pack holding one exists.
+    """
+    from chalicelib.repository import RepositoryReader
+    from chalicelib.repository.errors import RepositoryError
+
+    reader = RepositoryReader(repo)
+    index = reader.load_index()
+    try:
+        reached = [manifest.root_tree, *reader.root(manifest).values()]
+        reached.extend(entry.blob for _, entry in reader.walk(manifest))
+    except RepositoryError as exc:
+        return f"some: {exc};"
+    unindexed = [blob for blob in reached if blob not in index]
+    packs = {index[blob].pack for blob in reached if blob in index}
+    gone = [pack for pack in sorted(packs) if not repo.store.exists(repo.pack_key(pack))]
+    if not unindexed and not gone:
+        return ""
+    parts = []
+    if unindexed:
+        parts.append(f"{len(unindexed)} unindexed (first {unindexed[0]})")
+    if gone:
+        parts.append(f"packs missing: {', '.join(gone[:3])}")
+    return "; ".join(parts)
 
 
 def _parse(stamp: str) -> datetime | None:

@@ -465,3 +465,28 @@ def test_a_next_step_that_could_not_be_sent_is_sent_by_the_redelivery(repos, kub
     assert queue.failed, "the cluster shard's message failed to send once"
     assert statuses.count("raised") == 1 and "duplicate" in statuses
     assert sharded.catalog().get("sharded", backup_id).state == "Completed"
+
+
+def test_a_pack_deleted_between_shards_and_commit_fails_the_backup_instead_of_committing(
+    repos: Any, kubeconfig_path: Any, app_ns: Any
+) -> None:
+    _, sharded = repos
+    queue = ListQueue()
+    service = sharded.backup_service(queue=queue)
+    job = _job(kubeconfig_path, "sharded", app_ns.namespaces, shard=True)
+    backup_id = handle_message(service, job.to_dict())["backup_id"]
+    drain(service, queue, stop=lambda message: message.get("type") == "commit")
+    assert [m.get("type") for m in queue.messages] == ["commit"]
+
+    # What a garbage collection running in the hand-over gap would do to a pack the backup relies on.
+    repo = sharded.repository()
+    packs = sorted(repo.store.list("packs/"))
+    assert packs
+    repo.store.delete(packs[0])
+
+    drain(service, queue)
+    record = sharded.catalog().get("sharded", backup_id)
+    assert record.state == "Failed"
+    assert "no longer in the repository" in (record.failure or "")
+    assert record.manifest_key is None
+    assert not list(repo.store.list(f"clusters/sharded/backups/{backup_id}/"))
