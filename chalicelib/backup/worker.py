@@ -46,6 +46,8 @@ def _commit(service: BackupService, message: CommitMessage) -> dict[str, Any]:
     record, what = service.commit(message)
     if what != "committed" or record is None:
         logger().info("backup commit skipped", extra={"backup_id": message.backup_id, "reason": what})
+        if record is not None and what == "rejected" and record.state == "Failed":
+            publish_backup_metrics(record)  # the commit itself failed the backup: that alarms like any failure
         return {"status": what, "backup_id": message.backup_id}
     _log_finished(record)
     publish_backup_metrics(record)
