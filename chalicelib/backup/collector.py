@@ -44,11 +44,12 @@ class ItemCollector:
 
     # -- pages --------------------------------------------------------------------------------------------------
 
-    def handle_page(self, page: Page, refs: ReferenceCollector | None) -> None:
-        """Store what ``page`` holds; ``refs`` observes namespaced objects and, for cluster types, decides (auto)."""
+    def handle_page(self, page: Page, refs: ReferenceCollector | None, namespace: str | None = None) -> None:
+        """Store what ``page`` holds; ``refs`` observes namespaced objects and, for cluster types, decides (auto).
+        ``namespace``: the page lists only that namespace, so a restarted list drops only its entries."""
         res = page.resource
         if page.restarted:
-            self.drop(res)
+            self.drop(res, namespace)
         entries = self.entries.setdefault(res.group_resource, [])
         cluster_scope = not res.namespaced
         api_version = res.api_version
@@ -81,13 +82,20 @@ class ItemCollector:
         if self._progress is not None:
             self._progress(self.objects, res.group_resource)
 
-    def drop(self, res: Resource) -> None:
-        """Forget a type's entries (its list restarted, or failed); their blobs stay packed, as harmless garbage."""
-        self.entries.pop(res.group_resource, None)
+    def drop(self, res: Resource, namespace: str | None = None) -> None:
+        """Forget a type's entries (its list restarted, or failed), in ``namespace`` only when given; their blobs
+        stay packed, as harmless garbage."""
+        if namespace is None:
+            self.entries.pop(res.group_resource, None)
+        elif res.group_resource in self.entries:
+            self.entries[res.group_resource] = [row for row in self.entries[res.group_resource] if row[0] != namespace]
 
-    def fail(self, res: Resource, error: Exception | str) -> None:
-        self.drop(res)
-        self.errors.append({"resource": res.group_resource, "error": str(error)})
+    def fail(self, res: Resource, error: Exception | str, namespace: str | None = None) -> None:
+        self.drop(res, namespace)
+        failure = {"resource": res.group_resource, "error": str(error)}
+        if namespace is not None:
+            failure["namespace"] = namespace
+        self.errors.append(failure)
 
     # -- results ------------------------------------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ class Committer:
         plan = context.plan
         writer = s.writer(context)
         roots = ItemCollector(context.scope, (), writer)
-        trees: dict[str, BlobId] = {ns: r.tree for ns, r in sorted(results.items()) if r.tree is not None}
+        trees: dict[str, BlobId] = dict(sorted((ns, t) for r in results.values() for ns, t in r.trees.items()))
         root_id = roots.write_root(trees)
         own_index = writer.finish()
         shard_index = (i for _, r in sorted(results.items()) for i in r.index_files)

@@ -14,7 +14,14 @@ from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupRecord, BackupState
 from chalicelib.core.references import cluster_listing_order
 from chalicelib.core.resources import Resource
-from chalicelib.core.shards import SHARD_TERMINAL, Checkpoint, ShardPlan, ShardState
+from chalicelib.core.shards import (
+    SHARD_TERMINAL,
+    Checkpoint,
+    ShardPlan,
+    ShardState,
+    group_namespaces,
+    namespaces_per_item,
+)
 from chalicelib.core.trees import CLUSTER_SCOPE
 
 
@@ -56,8 +63,9 @@ class ShardPlanner:
         errors: list[dict[str, str]],
         counts: dict[str, int | None],
     ) -> BackupRecord:
-        """Store the Namespace objects (the cluster shard's starting point), the plan and one shard per namespace,
-        then send the shards. A type with no object anywhere in the cluster at this moment is left out of them."""
+        """Store the Namespace objects (the cluster shard's starting point), the plan and one shard per work item
+        (whole namespaces, about ``item_objects`` objects each), then send the shards. A type with no object
+        anywhere in the cluster at this moment is left out of them."""
         from chalicelib.repository import RepositoryReader, RepositoryWriter
 
         s = self._s
@@ -81,6 +89,12 @@ class ShardPlanner:
             stats=stats,
         )
         seed_key = store.put(cluster, backup_id, seed, secrets.token_hex(4))
+        estimate = sum(c for c in counts.values() if c) if counts else None
+        options = s.options
+        per_item = namespaces_per_item(
+            len(names), estimate, target_objects=options.item_objects, share=options.item_share
+        )
+        items = group_namespaces(names, per_item)
         plan = ShardPlan(
             mode=job.scope.effective_cluster_scoped,
             scope=job.scope.to_dict(),
@@ -92,23 +106,25 @@ class ShardPlanner:
             namespaces=len(names),
             index_files=index_files,
             errors=tuple(errors),
-            estimate=sum(c for c in counts.values() if c) if counts else None,
+            estimate=estimate,
             page_size=s.page_size,
+            per_item=per_item,
         )
         _, created = s.shards.create_plan(cluster, backup_id, plan.to_dict(), now=s.clock())
         if not created:
             # Another coordinator of this job got there first; what it planned is the backup.
             return self.adopt(job, record) or record
         pointer = {"key": seed_key, "seq": 0, "objects": seed.objects, "index_files": list(index_files)}
-        s.shards.add_shards(cluster, backup_id, names, seed=pointer, now=s.clock(), fresh=True)
-        s.shards.seal(cluster, backup_id, total=len(names), now=s.clock())
+        s.shards.add_shards(cluster, backup_id, names, seed=pointer, now=s.clock(), fresh=True, per_item=per_item)
+        s.shards.seal(cluster, backup_id, total=len(items), now=s.clock())
         s.remember(cluster, backup_id, BackupContext(plan, job.scope, repo, known, store, client=client))
         # With no namespace in scope, the cluster-scoped objects are all there is.
-        s.send_shards(job.cluster, backup_id, names or [CLUSTER_SCOPE])
+        s.send_shards(job.cluster, backup_id, [item[0] for item in items] or [CLUSTER_SCOPE])
         s.log(
             "backup sharded",
             backup_id=backup_id,
             namespaces=len(names),
+            items=len(items),
             types=len(plan.namespaced),
             skipped_types=len(namespaced) - len(plan.namespaced),
             estimate=plan.estimate,
@@ -127,8 +143,12 @@ class ShardPlanner:
             repo = s.open_repository()
             seed = CheckpointStore(repo.store).get(plan.seed_key)
             pointer = {"key": plan.seed_key, "seq": 0, "objects": seed.objects, "index_files": list(seed.index_files)}
-            s.shards.add_shards(cluster, backup_id, seed.namespaces, seed=pointer, now=s.clock(), fresh=False)
-            s.shards.seal(cluster, backup_id, total=len(seed.namespaces), now=s.clock())
+            s.shards.add_shards(
+                cluster, backup_id, seed.namespaces, seed=pointer, now=s.clock(), fresh=False, per_item=plan.per_item
+            )
+            s.shards.seal(
+                cluster, backup_id, total=len(group_namespaces(seed.namespaces, plan.per_item)), now=s.clock()
+            )
         shards = s.shards.list_shards(cluster, backup_id)
         failed = [shard for shard in shards if shard.state == ShardState.FAILED]
         if failed:

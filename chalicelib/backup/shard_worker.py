@@ -53,7 +53,17 @@ class _Scope:
     selector: str
     workers: int
     refs: ReferenceCollector | None  # observes namespaced objects; decides cluster objects in auto mode
-    keep_refs: bool  # auto mode: a namespace shard hands its references to the cluster shard
+    keep_refs: bool  # auto mode: a work item hands its references to the cluster shard
+
+
+@dataclass
+class _Progress:
+    """Where the listing of the current namespace of a shard stands."""
+
+    done: set[str]
+    tokens: dict[str, str]
+    beat: float  # time.monotonic() of the last heartbeat
+    worked: bool = False  # a page (or failure) was handled in this invocation
 
 
 class ShardWorker:
@@ -173,54 +183,35 @@ class ShardWorker:
     ) -> Checkpoint | ShardResult:
         s, opts = self._s, self._s.options
         previous = context.checkpoints.get(shard.checkpoint["key"]) if shard.checkpoint else None
-        work = self._scope(context, msg, previous)
+        work = self._scope(context, msg, shard, previous)
         writer = s.writer(context)
         collector = ItemCollector(context.scope, work.namespaces, writer)
         if previous is not None:
             collector.restore(previous)
+        # A work item lists its namespaces one after the other; the cluster shard lists cluster-wide once.
+        listed: tuple[str | None, ...] = work.namespaces if msg.namespace != CLUSTER_SCOPE else (None,)
+        start = previous.position if previous else 0
         done = set(previous.done) if previous else set()
         tokens = dict(previous.tokens) if previous else {}
-        todo = [r for r in work.types if r.group_resource not in done]
         client = s.client(context, msg.cluster)
-        beat = time.monotonic()
-        stopped = False
-        pages = stream_pages(
-            client,
-            todo,
-            work.selector,
-            workers=work.workers,
-            page_size=context.plan.page_size,
-            namespace=msg.namespace or None,
-            start=tokens,
-        )
-        try:
-            for item in pages:
-                gr = item.resource.group_resource
-                if isinstance(item, ListFailure):
-                    if _transient(item.error) and shard.failures + 1 < opts.max_attempts:
-                        raise ShardAttemptFailed(f"listing {gr} failed: {_failure_text(item.error)}") from item.error
-                    collector.fail(item.resource, item.error)
-                    done.add(gr)
-                    tokens.pop(gr, None)
-                    continue
-                collector.handle_page(item, work.refs)
-                if item.continue_token:
-                    tokens[gr] = item.continue_token
-                else:
-                    done.add(gr)
-                    tokens.pop(gr, None)
-                if time.monotonic() - beat >= opts.heartbeat_every_s:
-                    beat = time.monotonic()
-                    self._heartbeat(msg, run_id)
-                if len(done) < len(work.types) and out_of_time():
-                    stopped = True
+        progress = _Progress(done, tokens, time.monotonic())
+        stopped: int | None = None  # the position to go on from
+        for position in range(start, len(listed)):
+            if position > start:
+                progress.done, progress.tokens = set(), {}
+                if progress.worked and out_of_time():
+                    stopped = position
                     break
-        finally:
-            pages.close()
+            if self._list(
+                context, msg, shard, run_id, work, collector, client, listed[position], progress, out_of_time
+            ):
+                stopped = position
+                break
+        done, tokens = progress.done, progress.tokens
         refs = _refs_of(work.refs) if work.keep_refs else {}
         if previous is not None and work.keep_refs:
             refs = _union(previous.refs, refs)
-        if stopped:
+        if stopped is not None:
             index_files = (previous.index_files if previous else ()) + tuple(writer.finish())
             return Checkpoint(
                 scope=msg.namespace,
@@ -233,15 +224,20 @@ class ShardWorker:
                 errors=tuple(collector.errors),
                 index_files=index_files,
                 stats=_stats(previous, writer, collector),
+                position=stopped,
             )
-        tree = collector.write_trees().get(msg.namespace)
+        trees = collector.write_trees()
+        if msg.namespace != CLUSTER_SCOPE:
+            trees.pop(CLUSTER_SCOPE, None)
+        else:
+            trees = {CLUSTER_SCOPE: trees[CLUSTER_SCOPE]} if CLUSTER_SCOPE in trees else {}
         index_files = (previous.index_files if previous else ()) + tuple(writer.finish())
         refs_key = None
         if refs and msg.namespace and _size(refs) > opts.refs_inline_bytes:
             refs_key = context.checkpoints.put_refs(msg.cluster.name, msg.backup_id, msg.namespace, refs, run_id)
             refs = {}
         return ShardResult(
-            tree=tree,
+            trees=trees,
             objects=collector.objects,
             kinds=collector.kinds(),
             index_files=index_files,
@@ -251,14 +247,69 @@ class ShardWorker:
             refs_key=refs_key,
         )
 
-    def _scope(self, context: BackupContext, msg: ShardMessage, previous: Checkpoint | None) -> _Scope:
+    def _list(
+        self,
+        context: BackupContext,
+        msg: ShardMessage,
+        shard: ShardRecord,
+        run_id: str,
+        work: _Scope,
+        collector: ItemCollector,
+        client: Any,
+        namespace: str | None,
+        progress: _Progress,
+        out_of_time: Callable[[], bool],
+    ) -> bool:
+        """List one namespace (None: cluster-wide) from ``progress``; True when it stopped for lack of time."""
+        opts = self._s.options
+        done, tokens = progress.done, progress.tokens
+        todo = [r for r in work.types if r.group_resource not in done]
+        pages = stream_pages(
+            client,
+            todo,
+            work.selector,
+            workers=work.workers,
+            page_size=context.plan.page_size,
+            namespace=namespace,
+            start=tokens,
+        )
+        try:
+            for item in pages:
+                gr = item.resource.group_resource
+                progress.worked = True
+                if isinstance(item, ListFailure):
+                    if _transient(item.error) and shard.failures + 1 < opts.max_attempts:
+                        raise ShardAttemptFailed(f"listing {gr} failed: {_failure_text(item.error)}") from item.error
+                    collector.fail(item.resource, item.error, namespace)
+                    done.add(gr)
+                    tokens.pop(gr, None)
+                    continue
+                collector.handle_page(item, work.refs, namespace)
+                if item.continue_token:
+                    tokens[gr] = item.continue_token
+                else:
+                    done.add(gr)
+                    tokens.pop(gr, None)
+                if time.monotonic() - progress.beat >= opts.heartbeat_every_s:
+                    progress.beat = time.monotonic()
+                    self._heartbeat(msg, run_id)
+                if len(done) < len(work.types) and out_of_time():
+                    return True
+        finally:
+            pages.close()
+        return False
+
+    def _scope(
+        self, context: BackupContext, msg: ShardMessage, shard: ShardRecord, previous: Checkpoint | None
+    ) -> _Scope:
         plan, scope = context.plan, context.scope
         auto = plan.mode == "auto"
         if msg.namespace != CLUSTER_SCOPE:
-            observer = ReferenceCollector(frozenset({msg.namespace}))
+            namespaces = shard.namespaces or (msg.namespace,)
+            observer = ReferenceCollector(frozenset(namespaces))
             workers = self._s.list_workers
             selector = scope.server_selector()
-            return _Scope(list(plan.namespaced), (msg.namespace,), selector, workers, observer, keep_refs=auto)
+            return _Scope(list(plan.namespaced), namespaces, selector, workers, observer, keep_refs=auto)
         if previous is None:
             raise ShardConflict(f"the cluster shard of {msg.backup_id} has no starting checkpoint")
         namespaces = previous.namespaces

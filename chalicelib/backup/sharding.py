@@ -34,6 +34,10 @@ class ShardingOptions:
     # A job without "shard" is sharded when it has at least this many namespaces or objects.
     min_namespaces: int = 200
     min_objects: int = 250_000
+    # A work item (one shard message) gets whole namespaces worth about this many objects, or this share of the
+    # cluster's objects when that is fewer (so a cluster still spreads over ~1/share workers); at least one namespace.
+    item_objects: int = 25_000
+    item_share: float = 0.05
     max_attempts: int = 3  # failed attempts of one shard before the backup fails
     retry_delay_s: int = 10  # times the attempt number
     deadline_margin_ms: int = 60_000  # checkpoint this long before the invocation's deadline
@@ -146,8 +150,9 @@ class Sharding:
 
     # -- what comes next ------------------------------------------------------------------------------------------
 
-    def send_shards(self, ref: ClusterRef, backup_id: str, namespaces: list[str]) -> None:
-        self.queue.send_many(ShardMessage(ref, backup_id, ns).to_dict() for ns in namespaces)
+    def send_shards(self, ref: ClusterRef, backup_id: str, keys: list[str]) -> None:
+        """One message per shard: a work item's key (its first namespace), or "" for the cluster-scoped objects."""
+        self.queue.send_many(ShardMessage(ref, backup_id, key).to_dict() for key in keys)
 
     def send_commit(self, ref: ClusterRef, backup_id: str) -> None:
         self.queue.send(CommitMessage(ref, backup_id).to_dict())

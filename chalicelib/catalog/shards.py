@@ -3,9 +3,10 @@
 Items live in the cluster's partition next to the backup record (``docs/catalog.md``):
 
 - plan: ``sk = SHARDPLAN#<backup>``, ``state`` Planning -> Planned, ``plan`` (``core.shards.ShardPlan``);
-- shard: ``sk = SHARD#<backup>#<namespace | _cluster>``, ``state`` Pending -> Running -> Done | Failed (Running ->
-  Pending when it checkpoints or an attempt fails), ``run_id``, ``heartbeat_at``, ``checkpoint``, ``result``;
-- the backup record carries ``shards_total``, ``shards_remaining`` (namespace shards not counted Done yet) and
+- shard: ``sk = SHARD#<backup>#<first namespace of the item | _cluster>``, ``namespaces`` (the work item's),
+  ``state`` Pending -> Running -> Done | Failed (Running -> Pending when it checkpoints or an attempt fails),
+  ``run_id``, ``heartbeat_at``, ``checkpoint``, ``result``;
+- the backup record carries ``shards_total``, ``shards_remaining`` (work items not counted Done yet) and
   ``shards_done`` (the indexes of those counted, so each is counted once).
 """
 
@@ -20,7 +21,7 @@ from chalicelib.catalog.dynamo import UpdateBuilder, cancellation_codes, decode_
 from chalicelib.catalog.dynamo import translate_error as _translate
 from chalicelib.catalog.errors import CatalogError, ShardConflict, StaleState
 from chalicelib.core.models import BackupState
-from chalicelib.core.shards import ShardRecord, ShardResult, ShardState, scope_segment
+from chalicelib.core.shards import ShardRecord, ShardResult, ShardState, group_namespaces, scope_segment
 
 PLANNING = "Planning"
 PLANNED = "Planned"
@@ -74,14 +75,19 @@ class ShardCatalog:
         seed: dict[str, Any],
         now: datetime,
         fresh: bool,
+        per_item: int = 1,
     ) -> None:
-        """Pending items for every namespace and for the cluster-scoped objects (which start from ``seed``).
+        """Pending items for every work item (``per_item`` namespaces, named by the first) and for the
+        cluster-scoped objects (which start from ``seed``).
 
         ``fresh`` (this caller created the plan, so no shard can exist or run yet) writes in batches; otherwise
         each put is conditional, so a shard that already exists is left as it is.
         """
-        items = [self._new_shard(cluster, backup_id, ns, now, index) for index, ns in enumerate(sorted(namespaces))]
-        cluster_item = self._new_shard(cluster, backup_id, "", now, None)
+        items = [
+            self._new_shard(cluster, backup_id, group[0], now, index, group)
+            for index, group in enumerate(group_namespaces(namespaces, per_item))
+        ]
+        cluster_item = self._new_shard(cluster, backup_id, "", now, None, ())
         cluster_item["checkpoint"] = encode(seed)
         items.append(cluster_item)
         if fresh:
@@ -274,7 +280,7 @@ class ShardCatalog:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def remaining(self, cluster: str, backup_id: str) -> int | None:
-        """Namespace shards of the backup not Done yet (None before the plan is sealed)."""
+        """Work items of the backup not Done yet (None before the plan is sealed)."""
         item = self._get(keys.backup_key(cluster, backup_id))
         if item is None or "shards_remaining" not in item:
             return None
@@ -283,12 +289,15 @@ class ShardCatalog:
     # -- plumbing -------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _new_shard(cluster: str, backup_id: str, namespace: str, now: datetime, index: int | None) -> dict[str, Any]:
+    def _new_shard(
+        cluster: str, backup_id: str, namespace: str, now: datetime, index: int | None, namespaces: tuple[str, ...]
+    ) -> dict[str, Any]:
         item = {
             **keys.shard_key(cluster, backup_id, scope_segment(namespace)),
             "type": {"S": "shard"},
             "backup_id": {"S": backup_id},
             "namespace": {"S": namespace},
+            "namespaces": {"L": [{"S": ns} for ns in namespaces]},
             "state": {"S": str(ShardState.PENDING)},
             "runs": {"N": "0"},
             "failures": {"N": "0"},
@@ -394,8 +403,9 @@ class ShardCatalog:
 
 def to_shard(item: dict[str, Any]) -> ShardRecord:
     result = item.get("result")
+    namespace = str(item.get("namespace", ""))
     return ShardRecord(
-        namespace=str(item.get("namespace", "")),
+        namespace=namespace,
         state=ShardState(item["state"]),
         index=int(item["index"]) if "index" in item else None,
         run_id=item.get("run_id"),
@@ -405,4 +415,5 @@ def to_shard(item: dict[str, Any]) -> ShardRecord:
         checkpoint=item.get("checkpoint"),
         result=ShardResult.from_dict(result) if result else None,
         error=item.get("error"),
+        namespaces=tuple(item.get("namespaces") or ((namespace,) if namespace else ())),
     )

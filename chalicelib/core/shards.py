@@ -1,7 +1,9 @@
 """Sharded backups as values: the plan, shard states, a scope's checkpoint, a shard's result.
 
-A backup too large for one invocation is split into one shard per namespace plus one for cluster-scoped objects
-(scope ""). Shards run in any order and any number of invocations; the commit step joins their trees.
+A backup too large for one invocation is split into work items of whole namespaces (sized by the objects they are
+estimated to hold) plus one shard for cluster-scoped objects (scope ""). An item is named by its first namespace and
+still gives one tree per namespace. Shards run in any order and any number of invocations; the commit step joins
+their trees.
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ def scope_segment(namespace: str) -> str:
     return CLUSTER_SEGMENT if namespace == CLUSTER_SCOPE else namespace
 
 
+def group_namespaces(namespaces: Iterable[str], per_item: int) -> list[tuple[str, ...]]:
+    """The work items of a plan: the sorted namespaces in runs of ``per_item`` (a namespace is never split)."""
+    names = sorted(namespaces)
+    size = max(1, per_item)
+    return [tuple(names[i : i + size]) for i in range(0, len(names), size)]
+
+
+def namespaces_per_item(namespaces: int, estimate: int | None, *, target_objects: int, share: float) -> int:
+    """How many namespaces one work item gets: about ``target_objects`` objects, or ``share`` of the estimate when
+    that is smaller, taking every namespace to hold the average (per-namespace counts would cost a list each)."""
+    if namespaces <= 0 or estimate is None:
+        return 1
+    if estimate <= 0:
+        return namespaces  # nothing to list: one item does it
+    target = min(float(target_objects), share * estimate)
+    return max(1, min(namespaces, int(target * namespaces // estimate)))
+
+
 def kind_key(group: str, kind: str) -> str:
     """How manifests count objects: ``group/Kind``, or ``Kind`` for the core group."""
     return f"{group}/{kind}" if group else kind
@@ -77,11 +97,12 @@ class ShardPlan:
     kubernetes_version: str
     started_at: str
     seed_key: str  # checkpoint the cluster shard starts from: the Namespace objects, already stored
-    namespaces: int  # namespace shards
+    namespaces: int  # namespaces in the backup
     index_files: tuple[str, ...] = ()  # written by the coordinator (the Namespace objects)
     errors: tuple[dict[str, str], ...] = ()  # discovery failures
     estimate: int | None = None  # objects in the selected types, cluster-wide, at plan time
     page_size: int = 500
+    per_item: int = 1  # namespaces per work item (``group_namespaces``)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +118,7 @@ class ShardPlan:
             "errors": [dict(e) for e in self.errors],
             "estimate": self.estimate,
             "page_size": self.page_size,
+            "per_item": self.per_item,
         }
 
     @classmethod
@@ -115,6 +137,7 @@ class ShardPlan:
                 errors=tuple(dict(e) for e in data.get("errors") or ()),
                 estimate=data.get("estimate"),
                 page_size=int(data.get("page_size") or 500),
+                per_item=int(data.get("per_item") or 1),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"shard plan is malformed: {exc}") from exc
@@ -125,9 +148,11 @@ EntryRows = dict[str, list[tuple[str, TreeEntry]]]  # group_resource -> (scope, 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A scope's collection stopped between pages: enough to go on in another invocation.
+    """A shard's collection stopped between pages: enough to go on in another invocation.
 
-    ``done`` types are complete; ``tokens`` continue the types in progress; any other type starts from scratch.
+    ``position`` is the namespace of the work item being listed (its index in the item; earlier ones are complete),
+    and ``done``, ``tokens`` are about that namespace (or the cluster-scoped objects): ``done`` types are complete;
+    ``tokens`` continue the types in progress; any other type starts from scratch.
     ``entries`` and ``refs`` are what the finished pages gave; ``index_files`` hold every blob they name.
     """
 
@@ -141,6 +166,7 @@ class Checkpoint:
     errors: tuple[dict[str, str], ...] = ()
     index_files: tuple[str, ...] = ()
     stats: Mapping[str, int] = field(default_factory=dict)
+    position: int = 0
 
     @property
     def objects(self) -> int:
@@ -159,6 +185,7 @@ class Checkpoint:
             "errors": [dict(e) for e in self.errors],
             "index_files": list(self.index_files),
             "stats": dict(self.stats),
+            "position": self.position,
         }
         return bytes(zstandard.ZstdCompressor(level=3).compress(orjson.dumps(doc)))
 
@@ -186,6 +213,7 @@ class Checkpoint:
                 errors=tuple(dict(e) for e in doc["errors"]),
                 index_files=tuple(doc["index_files"]),
                 stats={k: int(v) for k, v in doc["stats"].items()},
+                position=int(doc.get("position") or 0),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"checkpoint is malformed: {exc}") from exc
@@ -195,18 +223,18 @@ class Checkpoint:
 class ShardResult:
     """What a finished shard hands to the commit step."""
 
-    tree: BlobId | None  # None when the scope holds no object (it then has no tree, as in a one-shot backup)
+    trees: Mapping[str, BlobId]  # scope -> tree; a scope with no object has none, as in a one-shot backup
     objects: int
     kinds: Mapping[str, int]
     index_files: tuple[str, ...]
     errors: tuple[dict[str, str], ...] = ()
     stats: Mapping[str, int] = field(default_factory=dict)
-    refs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # auto mode: what the namespace refers to
+    refs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # auto mode: what the item refers to
     refs_key: str | None = None  # where ``refs`` are stored instead, when they are too large for the record
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tree": self.tree,
+            "trees": [[scope, tree] for scope, tree in sorted(self.trees.items())],  # "" is no key for a map
             "objects": self.objects,
             "kinds": dict(self.kinds),
             "index_files": list(self.index_files),
@@ -220,7 +248,7 @@ class ShardResult:
     def from_dict(cls, data: Mapping[str, Any]) -> ShardResult:
         try:
             return cls(
-                tree=BlobId(data["tree"]) if data.get("tree") else None,
+                trees={str(scope): BlobId(tree) for scope, tree in data.get("trees") or ()},
                 objects=int(data["objects"]),
                 kinds={str(k): int(v) for k, v in (data.get("kinds") or {}).items()},
                 index_files=tuple(data.get("index_files") or ()),
@@ -237,9 +265,9 @@ class ShardResult:
 class ShardRecord:
     """The catalog's view of one shard."""
 
-    namespace: str  # "" for the cluster-scoped objects
+    namespace: str  # the item's key, its first namespace; "" for the cluster-scoped objects
     state: ShardState
-    index: int | None = None  # namespace shards: position in the plan, counted once in the backup's shards_done
+    index: int | None = None  # work items: position in the plan, counted once in the backup's shards_done
     run_id: str | None = None  # the invocation that owns it while Running
     runs: int = 0  # invocations that claimed it (one more per checkpoint)
     failures: int = 0  # attempts that failed
@@ -247,14 +275,16 @@ class ShardRecord:
     checkpoint: Mapping[str, Any] | None = None  # the latest checkpoint: key, seq, objects, index_files
     result: ShardResult | None = None
     error: str | None = None  # the last failure
+    namespaces: tuple[str, ...] = ()  # the item's namespaces, in listing order (none for the cluster shard)
 
 
 def merge_errors(by_scope: Iterable[tuple[str, Iterable[Mapping[str, str]]]]) -> list[dict[str, str]]:
     """One entry per failed resource type, as a one-shot backup reports it, naming the namespaces it failed in."""
     merged: dict[str, dict[str, str]] = {}
     scopes: dict[str, list[str]] = {}
-    for scope, errors in by_scope:
+    for shard_scope, errors in by_scope:
         for error in errors:
+            scope = str(error.get("namespace", shard_scope))  # a work item names the namespace of each failure
             resource = str(error.get("resource", ""))
             if resource not in merged:
                 merged[resource] = {"resource": resource, "error": str(error.get("error", ""))}

@@ -281,10 +281,27 @@ def test_shards_and_commits_of_a_sharded_backup_are_leased(services: Services, t
     message = type("Message", (), {"backup_id": "20260101T020000Z-abcdef"})()
     service = LeasedBackupService(Sharded(), lock, wait_s=0)
     assert service.run_shard(message, remaining_ms=None) == {"status": "done", "remaining_ms": None}
-    assert [h.split(".")[0] for h in seen["shard"]] == ["20260101T020000Z-abcdef"]
+    assert seen["shard"] == ["20260101T020000Z-abcdef.shards"]
+    # The next shard, here or in another process, takes the same lease: one lease item per backup, not per shard.
+    service.run_shard(message, remaining_ms=None)
+    LeasedBackupService(Sharded(), lock, wait_s=0).run_shard(message, remaining_ms=None)
+    assert seen["shard"] == ["20260101T020000Z-abcdef.shards"]
     service.commit(message)
-    # The commit ran under its own lease, next to the shard's, which is left to lapse (hand-over)...
-    assert len(seen["commit"]) == 2
-    # ...and the commit released its own.
-    assert lock.leases.live_shared(lock.scope, now=lock.clock())[0].holder == seen["shard"][0]
+    # The commit ran under the backup's lease, left by the shards for the hand-over...
+    assert seen["commit"] == ["20260101T020000Z-abcdef.shards"]
+    # ...and released it: the backup relies on nothing it has not written.
+    assert lock.leases.live_shared(lock.scope, now=lock.clock()) == []
     assert service.record("prod", "b") == "prod/b"  # everything else passes through
+
+
+def test_the_shard_that_fails_a_sharded_backup_releases_its_lease(services: Services, table: str) -> None:
+    lock = services.repository_lock()
+
+    class Failing:
+        def run_shard(self, message: Any, **kwargs: Any) -> dict[str, Any]:
+            return {"status": "Failed", "error": "out of attempts"}
+
+    message = type("Message", (), {"backup_id": "20260101T020000Z-abcdef"})()
+    service = LeasedBackupService(Failing(), lock, wait_s=0)
+    assert service.run_shard(message)["status"] == "Failed"
+    assert lock.leases.live_shared(lock.scope, now=lock.clock()) == []

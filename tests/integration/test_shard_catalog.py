@@ -19,7 +19,7 @@ NAMESPACES = ["a", "b", "c"]
 
 
 def result(objects: int = 1) -> ShardResult:
-    return ShardResult(tree=None, objects=objects, kinds={"ConfigMap": objects}, index_files=())
+    return ShardResult(trees={}, objects=objects, kinds={"ConfigMap": objects}, index_files=())
 
 
 @pytest.fixture

@@ -199,6 +199,53 @@ def test_checkpointing_every_page_gives_the_same_tree(repos, kubeconfig_path, bi
     _assert_self_contained(sharded, manifest)
 
 
+def test_a_work_item_of_several_namespaces_gives_the_same_backup(repos, kubeconfig_path, app_ns):
+    one, sharded = repos
+    expected = _one_shot(one, kubeconfig_path, app_ns.namespaces)
+    queue = ListQueue()
+    job = _job(kubeconfig_path, "sharded", app_ns.namespaces, shard=True)
+    options = ShardingOptions(item_share=1.0)  # every namespace fits one item
+    record, results = _sharded(sharded, job, queue, sharding_options=options)
+
+    assert record.state == "Completed", record.failure or record.errors
+    manifest = _manifest(sharded, record)
+    _same_backup(manifest, expected)
+    first = sorted(app_ns.namespaces)[0]
+    kinds = [(m.get("type"), m.get("namespace")) for m, _ in queue.sent]
+    assert sorted(kinds) == sorted([("shard", first), ("shard", ""), ("commit", None)])
+    shards = {s.namespace: s for s in _shards(sharded).list_shards("sharded", record.backup_id)}
+    assert set(shards) == {"", first} and shards[first].namespaces == tuple(sorted(app_ns.namespaces))
+    result = shards[first].result
+    assert result is not None and set(result.trees) == set(app_ns.namespaces)
+    assert record.stats["shards"] == 2
+    _assert_self_contained(sharded, manifest)
+
+
+@pytest.mark.fakeonly
+def test_checkpoints_inside_a_work_item_give_the_same_tree(repos, kubeconfig_path, app_ns, fake_kube):
+    one, sharded = repos
+    expected = _one_shot(one, kubeconfig_path, app_ns.namespaces)
+    queue = ListQueue()
+    job = _job(kubeconfig_path, "sharded", app_ns.namespaces, shard=True)
+    options = ShardingOptions(item_share=1.0)
+    # No time at all: every invocation handles one page, checkpoints and sends itself again, across namespaces.
+    record, results = _sharded(sharded, job, queue, sharding_options=options, page_size=2, remaining_ms=lambda: 0)
+
+    assert record.state == "Completed", record.failure or record.errors
+    _same_backup(_manifest(sharded, record), expected)
+    first = sorted(app_ns.namespaces)[0]
+    continued = [r for r in results if r["status"] == "continued" and r["namespace"] == first]
+    assert [r["seq"] for r in continued] == list(range(1, len(continued) + 1))
+    from chalicelib.backup.checkpoints import CheckpointStore
+
+    store = CheckpointStore(sharded.repository().store)
+    prefix = f"sharded/lifeboat/v1/checkpoints/sharded/{record.backup_id}/{first}/"
+    listed = sharded.client("s3").list_objects_v2(Bucket=TEST_BUCKET, Prefix=prefix)
+    keys = [o["Key"].removeprefix("sharded/lifeboat/v1/") for o in listed.get("Contents", [])]
+    positions = {store.get(key).position for key in keys}
+    assert positions == set(range(len(app_ns.namespaces))), "checkpoints in every namespace of the item"
+
+
 @pytest.mark.fakeonly
 def test_an_expired_continue_token_on_resume_restarts_that_type(repos, kubeconfig_path, big_namespace, fake_kube):
     one, sharded = repos
@@ -260,11 +307,11 @@ def test_a_shard_that_raises_is_retried_and_one_that_keeps_failing_fails_the_bac
     real = ItemCollector.handle_page
     failures = {"left": 1}
 
-    def flaky(self, page, refs):
+    def flaky(self, page, refs, namespace=None):
         if shop in self.namespaces and page.resource.plural == "secrets" and failures["left"] > 0:
             failures["left"] -= 1
             raise RuntimeError("disk on fire")
-        return real(self, page, refs)
+        return real(self, page, refs, namespace)
 
     monkeypatch.setattr(ItemCollector, "handle_page", flaky)
     record, results = _sharded(sharded, _job(kubeconfig_path, "sharded", app_ns.namespaces, shard=True), ListQueue())

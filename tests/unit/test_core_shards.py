@@ -8,7 +8,15 @@ from chalicelib.backup.shard_worker import deadline, time_budget
 from chalicelib.core.errors import FormatError
 from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
 from chalicelib.core.resources import Resource
-from chalicelib.core.shards import Checkpoint, ShardPlan, ShardResult, merge_errors, scope_segment
+from chalicelib.core.shards import (
+    Checkpoint,
+    ShardPlan,
+    ShardResult,
+    group_namespaces,
+    merge_errors,
+    namespaces_per_item,
+    scope_segment,
+)
 from chalicelib.core.trees import TreeEntry
 from chalicelib.kube.errors import Gone
 from chalicelib.kube.paging import iter_pages
@@ -33,6 +41,7 @@ def test_checkpoint_round_trip_keeps_entries_in_order_and_tokens():
         errors=({"resource": "roles.rbac.authorization.k8s.io", "error": "403"},),
         index_files=("1" * 64,),
         stats={"blobs_new": 2, "bytes_raw": 24},
+        position=1,
     )
     back = Checkpoint.decode(cp.encode())
     assert back == cp
@@ -60,13 +69,30 @@ def test_plan_and_result_round_trip():
         namespaces=2,
         index_files=("2" * 64,),
         estimate=42,
+        per_item=3,
     )
     assert ShardPlan.from_dict(orjson.loads(orjson.dumps(plan.to_dict()))) == plan
     refs = {"storageclasses.storage.k8s.io": ("gp3",)}
-    result = ShardResult(tree=None, objects=0, kinds={}, index_files=(), refs=refs)
+    result = ShardResult(trees={"shop": "3" * 64}, objects=0, kinds={}, index_files=(), refs=refs)
     assert ShardResult.from_dict(orjson.loads(orjson.dumps(result.to_dict()))) == result
     with pytest.raises(FormatError):
         ShardPlan.from_dict({"mode": "auto"})
+
+
+def test_work_items_hold_whole_namespaces_sized_by_the_estimate():
+    # 200 namespaces of ~500 objects: 5 % of 100,000 objects (fewer than 25,000) is 10 namespaces per item.
+    assert namespaces_per_item(200, 100_000, target_objects=25_000, share=0.05) == 10
+    assert namespaces_per_item(200, 10_000_000, target_objects=25_000, share=0.05) == 1  # never less than one
+    assert namespaces_per_item(3, 30, target_objects=25_000, share=0.05) == 1
+    assert namespaces_per_item(3, 0, target_objects=25_000, share=0.05) == 3  # nothing to list: one item
+    assert namespaces_per_item(3, None, target_objects=25_000, share=0.05) == 1
+    assert group_namespaces(["c", "a", "e", "b", "d"], 2) == [("a", "b"), ("c", "d"), ("e",)]
+    assert group_namespaces([], 2) == []
+
+
+def test_errors_of_a_work_item_name_their_own_namespace():
+    merged = merge_errors([("a", [{"resource": "secrets", "error": "forbidden", "namespace": "b"}])])
+    assert merged == [{"resource": "secrets", "error": "forbidden", "namespaces": "b"}]
 
 
 def test_errors_merge_to_one_entry_per_type_naming_the_namespaces():
