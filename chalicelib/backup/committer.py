@@ -8,6 +8,7 @@ from typing import Any
 from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.sharding import Sharding
 from chalicelib.catalog.errors import StaleState
+from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BackupId, BlobId
 from chalicelib.core.jobs import CommitMessage
 from chalicelib.core.manifest import Manifest
@@ -143,26 +144,28 @@ class Committer:
 def missing_from_repository(repo: Any, manifest: Manifest) -> str:
     """A description of the blobs ``manifest`` reaches that the repository no longer holds ("" when none).
 
-    Reads the index afresh and checks that every reached blob is indexed and that every pack holding one exists.
+    Reads the index afresh, every scope tree in one batch, and the pack listing once: a blob reached must be indexed
+    and its pack must exist.
     """
+    from chalicelib.core.trees import tree_blob_ids
     from chalicelib.repository import RepositoryReader
     from chalicelib.repository.errors import RepositoryError
 
     reader = RepositoryReader(repo)
     index = reader.load_index()
     try:
-        reached = [manifest.root_tree, *reader.root(manifest).values()]
-        reached.extend(entry.blob for _, entry in reader.walk(manifest))
-    except RepositoryError as exc:
-        return f"some: {exc};"
+        trees = list(reader.root(manifest).values())
+        reached: list[BlobId] = [manifest.root_tree, *trees]
+        for _tree, data in reader.read_blobs(trees, where=f"backup {manifest.cluster}/{manifest.backup_id}"):
+            reached.extend(tree_blob_ids(data))
+    except (RepositoryError, FormatError) as exc:
+        return f"a tree cannot be read: {exc}"
     unindexed = [blob for blob in reached if blob not in index]
-    packs = {index[blob].pack for blob in reached if blob in index}
-    gone = [pack for pack in sorted(packs) if not repo.store.exists(repo.pack_key(pack))]
-    if not unindexed and not gone:
-        return ""
+    stored = {key.rsplit("/", 1)[-1] for key in repo.store.list("packs/")}
+    gone = sorted({index[blob].pack for blob in reached if blob in index} - stored)
     parts = []
     if unindexed:
-        parts.append(f"{len(unindexed)} unindexed (first {unindexed[0]})")
+        parts.append(f"{len(unindexed)} unindexed, first {unindexed[0]}")
     if gone:
         parts.append(f"packs missing: {', '.join(gone[:3])}")
     return "; ".join(parts)

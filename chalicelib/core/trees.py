@@ -48,6 +48,14 @@ def decode_tree(data: bytes) -> list[TreeEntry]:
     return [TreeEntry.from_list(row) for row in doc["entries"]]
 
 
+def tree_blob_ids(data: bytes) -> list[BlobId]:
+    """Just the object blob ids of a scope tree: what a reachability check needs, without building entries."""
+    doc = orjson.loads(data)
+    if not isinstance(doc, dict) or doc.get("type") != "tree":
+        raise FormatError("blob is not a scope tree")
+    return [BlobId(row[5]) for row in doc["entries"]]
+
+
 def encode_root(scopes: dict[str, BlobId]) -> tuple[BlobId, bytes]:
     """Root tree: scope ("" for cluster-scoped, else the namespace) -> tree blob id."""
     return canonical_blob({"type": "root", "v": 1, "scopes": dict(sorted(scopes.items()))})

@@ -86,3 +86,13 @@ def test_cluster_role_binding_of_a_selected_service_account_pulls_its_role():
     order = [r.plural for r in cluster_listing_order([CR, SC, PV, CRB])]
     assert order.index("clusterrolebindings") < order.index("clusterroles")
     assert order.index("persistentvolumes") < order.index("storageclasses")
+
+
+def test_tree_blob_ids_match_the_decoded_entries():
+    from chalicelib.core.trees import tree_blob_ids
+
+    entries = [TreeEntry("", "configmaps", f"c{i}", "v1", "ConfigMap", f"{i:064x}", 1) for i in range(5)]
+    _, data = encode_tree(entries)
+    assert tree_blob_ids(data) == [e.blob for e in decode_tree(data)]
+    with pytest.raises(FormatError):
+        tree_blob_ids(encode_root({"": "1" * 64})[1])
