@@ -197,3 +197,47 @@ def test_bad_signature_over_http_is_401_and_starts_nothing(local_api: str, aws_r
     assert status == 401 and reply["error"] == "Unauthorized"
     assert call(f"{local_api}/v1/backups?cluster=prod")[0] == 401
     assert queued(aws_resources) == []
+
+
+def _signed(body: bytes, *, t: float | None = None, key: str | None = None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Lifeboat-Signature": sign(SECRET, body, time.time() if t is None else t),
+    }
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "when", "status"),
+    [
+        ("replayed timestamp", BODY.encode(), -600, 401),
+        ("oversized body", b"{" + b" " * (64 * 1024) + b"}", 0, 413),
+        ("malformed JSON", b"{not json", 0, 400),
+        ("unknown field", json.dumps({"backup_id": BACKUP_ID, "target_cluster": TARGET, "x": 1}).encode(), 0, 422),
+        (
+            "unknown backup id",
+            json.dumps({"backup_id": "20200101T000000Z-000000", "target_cluster": TARGET}).encode(),
+            0,
+            404,
+        ),
+    ],
+)
+def test_refused_requests_over_http_start_nothing(
+    local_api: str, aws_resources: dict[str, str], case: str, body: bytes, when: int, status: int
+) -> None:
+    got, reply = call(f"{local_api}/v1/restores", data=body, headers=_signed(body, t=time.time() + when))
+    assert got == status, (case, reply)
+    assert queued(aws_resources) == [], case
+
+
+def test_duplicate_idempotency_key_over_http_returns_the_same_restore(
+    local_api: str, aws_resources: dict[str, str]
+) -> None:
+    body = BODY.encode()
+    first = call(f"{local_api}/v1/restores", data=body, headers=_signed(body, key="deploy-42"))
+    again = call(f"{local_api}/v1/restores", data=body, headers=_signed(body, key="deploy-42"))
+    assert first[0] == again[0] == 202
+    assert again[1]["restore_id"] == first[1]["restore_id"]
+    assert queued(aws_resources) == [{"restore_id": first[1]["restore_id"]}], "one restore, one message"
