@@ -11,6 +11,7 @@ Prints a table and, last, one JSON line:
   gc_seconds_per_10k_blobs   gc_seconds per 10,000 indexed blobs
   packs_deleted / packs      dead packs deleted / packs before
   live_blobs                 blobs reachable from the kept manifests
+  gc_vs_reading_index_and_packs  gc_seconds / the time to load the index and list the packs (same run)
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def measure(blobs: int = 50_000) -> dict[str, Any]:
         packs_before = sum(1 for _ in repo.store.list("packs/"))
         for backup_id in ids[:-KEEP]:  # what retention (keep_last: 20) deletes before the collection
             repo.store.delete(Repository.manifest_key("bench", backup_id))
+        # Baseline, same run: what any collection must read at least (the index and the pack listing).
+        started = time.perf_counter()
+        RepositoryReader(repo).load_index()
+        sum(1 for _ in repo.store.list_info("packs/"))
+        baseline_s = time.perf_counter() - started
         started = time.perf_counter()
         report = collect_garbage(repo, now=datetime.now(UTC) + timedelta(hours=25))
         gc_s = time.perf_counter() - started
@@ -140,6 +146,8 @@ def measure(blobs: int = 50_000) -> dict[str, Any]:
         "build_s": round(build_s, 2),
         "gc_seconds": round(gc_s, 3),
         "gc_seconds_per_10k_blobs": round(gc_s / (indexed / 10_000), 3),
+        "baseline_read_s": round(baseline_s, 3),
+        "gc_vs_reading_index_and_packs": round(gc_s / baseline_s, 2),
     }
 
 
