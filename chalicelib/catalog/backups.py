@@ -12,6 +12,7 @@ from chalicelib.catalog import keys
 from chalicelib.catalog.dynamo import (
     UpdateBuilder,
     cancellation_codes,
+    conditional_update,
     decode_item,
     decode_token,
     encode,
@@ -20,7 +21,7 @@ from chalicelib.catalog.dynamo import (
     iso,
     translate_error,
 )
-from chalicelib.catalog.errors import AlreadyExists, CatalogError, RecordNotFound, StaleState
+from chalicelib.catalog.errors import AlreadyExists, CatalogError, ConditionFailed, RecordNotFound, StaleState
 from chalicelib.catalog.schema import GSI1, GSI1_PK, GSI1_SK
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState, ReplicaState, allowed_sources
 
@@ -312,30 +313,22 @@ class BackupCatalog:
     def _update(
         self, cluster: str, backup_id: str, target: BackupState, update: UpdateBuilder, condition: str
     ) -> BackupRecord:
-        from botocore.exceptions import ClientError
-
         update.names.setdefault("#state", "state")
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": keys.backup_key(cluster, backup_id),
-            "UpdateExpression": update.expression(),
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": update.names,
-            "ExpressionAttributeValues": update.values,
-            "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
         try:
-            response = self._client.update_item(**kwargs)
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate_error(exc, self._table) from exc
-            old = exc.response.get("Item")
-            if not old:
+            new = conditional_update(
+                self._client,
+                self._table,
+                Key=keys.backup_key(cluster, backup_id),
+                UpdateExpression=update.expression(),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+            )
+        except ConditionFailed as exc:
+            if not exc.old:
                 raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
-            current = decode_item(old).get("state")
-            raise StaleState(cluster, backup_id, current, target) from exc
-        return _to_record(response["Attributes"])
+            raise StaleState(cluster, backup_id, exc.old.get("state"), target) from exc
+        return _to_record(new)
 
     def _get_raw(self, key: dict[str, Any]) -> dict[str, Any] | None:
         response = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from chalicelib.catalog.errors import CatalogError, InvalidToken, TableNotFound, Throttled
+from chalicelib.catalog.errors import CatalogError, ConditionFailed, InvalidToken, TableNotFound, Throttled
 
 _THROTTLE_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "ThrottlingError"}
@@ -37,6 +37,25 @@ def translate_error(exc: Exception, table: str) -> CatalogError:
         return Throttled(f"DynamoDB throttled a request on {table!r} ({code})")
     message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
     return CatalogError(f"DynamoDB request on {table!r} failed: {code or type(exc).__name__}: {message}")
+
+
+def conditional_update(client: Any, table: str, **request: Any) -> dict[str, Any]:
+    """A conditional ``update_item`` returning the new attributes (decoded).
+
+    Raises ``ConditionFailed`` carrying the stored item (``{}`` when there is none) if the condition did not hold,
+    and the translated error for any other failure; both are chained to the ClientError.
+    """
+    from botocore.exceptions import ClientError
+
+    request.setdefault("ReturnValues", "ALL_NEW")
+    try:
+        response = client.update_item(TableName=table, ReturnValuesOnConditionCheckFailure="ALL_OLD", **request)
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise translate_error(exc, table) from exc
+        old = exc.response.get("Item")
+        raise ConditionFailed(decode_item(old) if old else {}) from exc
+    return decode_item(response["Attributes"])
 
 
 def iso(value: datetime | str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CatalogError(Exception):
     """Base class for catalog errors."""
@@ -32,6 +34,14 @@ class StaleState(CatalogError):
         self.backup_id = backup_id
         self.current = current
         self.target = target
+
+
+class ConditionFailed(CatalogError):
+    """A conditional write's condition did not hold; ``old`` is the stored item ({} when there is none)."""
+
+    def __init__(self, old: dict[str, Any]) -> None:
+        super().__init__("the write's condition did not hold")
+        self.old = old
 
 
 class Throttled(CatalogError):

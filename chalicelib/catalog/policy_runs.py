@@ -41,7 +41,6 @@ def run_key(cluster: str, name: str, scheduled_for: str) -> dict[str, dict[str, 
     return {"pk": {"S": cluster_pk(cluster)}, "sk": {"S": f"{RUN_PREFIX}{name}#{scheduled_for}"}}
 
 
-
 def to_run(item: dict[str, Any]) -> RunRecord:
     return RunRecord(
         policy=str(item.get("policy", "")),
@@ -54,7 +53,6 @@ def to_run(item: dict[str, Any]) -> RunRecord:
         late_seconds=float(item.get("late_seconds", 0.0)),
         at=str(item.get("at", "")),
     )
-
 
 
 def backups_of_policy(

@@ -157,7 +157,13 @@ def new_item(record: RestoreRecord) -> dict[str, Any]:
 
 
 def to_record(item: dict[str, Any]) -> RestoreRecord:
-    values = {k: v for k, v in decode_item(item).items() if k in _RECORD_FIELDS}
+    """A record from an item in DynamoDB's wire format."""
+    return record_from(decode_item(item))
+
+
+def record_from(item: dict[str, Any]) -> RestoreRecord:
+    """A record from a decoded item."""
+    values = {k: v for k, v in item.items() if k in _RECORD_FIELDS}
     values["state"] = RestoreState(values["state"])
     return RestoreRecord(**values)
 

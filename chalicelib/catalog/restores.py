@@ -6,8 +6,16 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.catalog.dynamo import cancellation_codes, decode_item, encode, error_code, iso, translate_error
-from chalicelib.catalog.errors import CatalogError, RecordNotFound
+from chalicelib.catalog.dynamo import (
+    cancellation_codes,
+    conditional_update,
+    decode_item,
+    encode,
+    error_code,
+    iso,
+    translate_error,
+)
+from chalicelib.catalog.errors import CatalogError, ConditionFailed, RecordNotFound
 from chalicelib.catalog.restore_records import (
     DONE_PREFIX,
     MAX_ERROR_TEXT,
@@ -22,6 +30,7 @@ from chalicelib.catalog.restore_records import (
     done_key,
     idempotency_key,
     new_item,
+    record_from,
     record_key,
     restore_pk,
     state_gsi1pk,
@@ -308,34 +317,26 @@ class RestoreCatalog:
     def _update(
         self, restore_id: str, expression: str, condition: str, values: dict[str, Any], *, wanted: str
     ) -> RestoreRecord:
-        from botocore.exceptions import ClientError
-
         # Placeholders for every attribute that is (or may become) a DynamoDB reserved word.
         names = {f"#{a}": a for a in _NAMED if f"#{a}" in expression or f"#{a}" in condition}
         if "version" not in expression:
             expression = expression.replace("SET ", "SET version = version + :inc, ", 1)
             values = {**values, ":inc": {"N": "1"}}
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
+        request: dict[str, Any] = {
             "Key": record_key(restore_id),
             "UpdateExpression": expression,
             "ConditionExpression": f"attribute_exists(pk) AND ({condition})",
             "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         if names:
-            kwargs["ExpressionAttributeNames"] = names
+            request["ExpressionAttributeNames"] = names
         try:
-            response = self._client.update_item(**kwargs)
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise translate_error(exc, self._table) from exc
-            old = exc.response.get("Item")
-            if not old:
+            new = conditional_update(self._client, self._table, **request)
+        except ConditionFailed as exc:
+            if not exc.old:
                 raise RecordNotFound(f"restore {restore_id} not found") from exc
-            raise RestoreStateConflict(restore_id, decode_item(old).get("state"), wanted) from exc
-        return to_record(response["Attributes"])
+            raise RestoreStateConflict(restore_id, exc.old.get("state"), wanted) from exc
+        return record_from(new)
 
     def _transact(self, restore_id: str, items: list[dict[str, Any]], *, wanted: str) -> None:
         from botocore.exceptions import ClientError

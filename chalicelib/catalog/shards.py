@@ -17,9 +17,17 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.catalog import keys
-from chalicelib.catalog.dynamo import UpdateBuilder, cancellation_codes, decode_item, encode, error_code, iso
+from chalicelib.catalog.dynamo import (
+    UpdateBuilder,
+    cancellation_codes,
+    conditional_update,
+    decode_item,
+    encode,
+    error_code,
+    iso,
+)
 from chalicelib.catalog.dynamo import translate_error as _translate
-from chalicelib.catalog.errors import CatalogError, ShardConflict, StaleState
+from chalicelib.catalog.errors import CatalogError, ConditionFailed, ShardConflict, StaleState
 from chalicelib.core.models import BackupState
 from chalicelib.core.shards import ShardRecord, ShardResult, ShardState, group_namespaces, scope_segment
 
@@ -361,27 +369,21 @@ class ShardCatalog:
     def _conditional_update(
         self, key: dict[str, Any], update: UpdateBuilder, condition: str
     ) -> tuple[dict[str, Any] | None, bool]:
-        from botocore.exceptions import ClientError
-
         if "#state" in condition:
             update.names.setdefault("#state", "state")
         try:
-            response = self._client.update_item(
-                TableName=self._table,
+            new = conditional_update(
+                self._client,
+                self._table,
                 Key=key,
                 UpdateExpression=update.expression(),
                 ConditionExpression=condition,
                 ExpressionAttributeNames=update.names,
                 ExpressionAttributeValues=update.values,
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise _translate(exc, self._table) from exc
-            old = exc.response.get("Item")
-            return (decode_item(old) if old else None), False
-        return decode_item(response["Attributes"]), True
+        except ConditionFailed as exc:
+            return exc.old or None, False
+        return new, True
 
     def _backup_state(self, cluster: str, backup_id: str) -> str | None:
         item = self._get(keys.backup_key(cluster, backup_id))
