@@ -219,10 +219,10 @@ class Services:
         return RepositoryLock(LeaseCatalog(self.client("dynamodb"), self.settings.table), scope)
 
     def dispatcher(self) -> Any:
+        from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
-        from chalicelib.scheduling.queue import BackupQueue
 
-        queue = BackupQueue(self.client("sqs"), self.settings.backup_queue_url)
+        queue = BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url)
         return Dispatcher(
             self.policy_catalog(), self.catalog(), self.cluster_catalog(), queue, lock=self.repository_lock()
         )

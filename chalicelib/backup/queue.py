@@ -1,4 +1,4 @@
-"""The backup-jobs queue (SQS) as the workers use it: shard and commit messages, sent one by one or in batches."""
+"""The backup-jobs queue (SQS): jobs from the dispatcher, shard and commit messages from the workers."""
 
 from __future__ import annotations
 

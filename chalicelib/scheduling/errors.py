@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The dispatcher sends through the backup worker's queue adapter, so it meets that adapter's error.
+from chalicelib.backup.errors import QueueUnavailable as QueueUnavailable
+
 
 class SchedulingError(Exception):
     """Base class for errors of policies, cluster registration and dispatching."""
@@ -25,7 +28,3 @@ class InvalidClusterAuth(SchedulingError):
 
 class ClusterCheckFailed(SchedulingError):
     """Registering a cluster failed because Lifeboat could not authenticate to it or discover its API."""
-
-
-class QueueUnavailable(SchedulingError):
-    """The backup job could not be sent to the queue; the claim was released so the next run retries."""

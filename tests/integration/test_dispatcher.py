@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.backup.queue import BackupWorkQueue
 from chalicelib.catalog import BackupCatalog
 from chalicelib.catalog.clusters import ClusterCatalog
 from chalicelib.catalog.leases import LeaseCatalog
@@ -19,7 +20,6 @@ from chalicelib.maintenance.lock import RepositoryLock
 from chalicelib.scheduling.dispatcher import Dispatcher, job_id_for
 from chalicelib.scheduling.errors import QueueUnavailable
 from chalicelib.scheduling.policies import PolicyService
-from chalicelib.scheduling.queue import BackupQueue
 from tests.conftest import TEST_REGION
 from tests.integration.scheduling_helpers import Clock, SerializedClient, utc
 
@@ -47,7 +47,7 @@ class Env:
 
     def dispatcher(self, queue: Any = None) -> Dispatcher:
         lock = RepositoryLock(self.leases, SCOPE, clock=self.clock)
-        queue = queue or BackupQueue(SerializedClient(self.sqs), self.queue_url)
+        queue = queue or BackupWorkQueue(SerializedClient(self.sqs), self.queue_url)
         return Dispatcher(self.policies, self.backups, self.clusters, queue, lock=lock, clock=self.clock)
 
     def messages(self) -> list[dict[str, Any]]:
@@ -276,7 +276,7 @@ def test_one_failing_policy_does_not_hold_up_the_others(env: Env) -> None:
             return clusters.get(name)
 
     env.clock.now = utc(2026, 1, 10, 2, 0, 5)
-    queue = BackupQueue(env.sqs, env.queue_url)
+    queue = BackupWorkQueue(env.sqs, env.queue_url)
     report = Dispatcher(env.policies, env.backups, Flaky(), queue, clock=env.clock).dispatch_due()
     assert report.counts() == {"dispatched": 1, "failed": 1}
     failed = next(o for o in report.outcomes if o.result == "failed")
