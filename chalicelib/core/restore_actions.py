@@ -6,19 +6,17 @@ restore context. ``apply_actions`` gives the transforms a private copy, so each 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from chalicelib.core.resources import Resource
-from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, RestoreOptions
+from chalicelib.core.restore_context import RestoreContext
+from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL
 from chalicelib.core.restore_volumes import (
-    SNAPSHOT_CONTENTS,
-    SNAPSHOTS,
     bind_snapshot_to_content,
-    collect_snapshot_facts,
     preprovision_content,
     rebind_volume,
     unbind_claim,
@@ -27,6 +25,7 @@ from chalicelib.core.restore_volumes import (
     volume_of_snapshot_claim,
 )
 from chalicelib.core.sanitize import sanitize
+from chalicelib.core.volume_facts import SNAPSHOT_CONTENTS, SNAPSHOTS
 
 Obj = dict[str, Any]
 ANY = ("*",)
@@ -40,46 +39,6 @@ ENDPOINTSLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 # Slices these write are derived from a Service selector or from Endpoints we restore: they reappear by themselves.
 SLICE_CONTROLLERS = frozenset({"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"})
 JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
-
-
-@dataclass(frozen=True)
-class RestoreContext:
-    """What the rules need to know beyond the object itself: the options and facts about the whole selection."""
-
-    options: RestoreOptions = field(default_factory=RestoreOptions)
-    backup_id: str = ""
-    # content name -> storage snapshot handle, as the manifest recorded them
-    snapshot_handles: Mapping[str, str] = field(default_factory=dict)
-    # (source namespace, claim) -> the VolumeSnapshot the claim is restored from
-    snapshot_for_claim: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    # (source namespace, snapshot) -> its VolumeSnapshotContent in the backup, if that can be recreated
-    content_for_snapshot: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    # (source namespace, name) of Services without selector: their Endpoints were written by hand
-    selectorless_services: frozenset[tuple[str, str]] = frozenset()
-
-    @classmethod
-    def from_objects(
-        cls,
-        objects: Iterable[tuple[Resource, Obj]],
-        options: RestoreOptions,
-        backup_id: str = "",
-        snapshot_handles: Mapping[str, str] | None = None,
-    ) -> RestoreContext:
-        """Collect the cross-object facts from the objects selected for this restore."""
-        objects = list(objects)
-        handles = dict(snapshot_handles or {})
-        for_claim, contents = collect_snapshot_facts(objects, handles, options.restore_pvcs_from_snapshots)
-        selectorless = set()
-        for resource, obj in objects:
-            spec = obj.get("spec") or {}
-            if (
-                resource.group_resource == "services"
-                and not spec.get("selector")
-                and spec.get("type") != "ExternalName"
-            ):
-                meta = obj.get("metadata") or {}
-                selectorless.add((meta.get("namespace") or "", meta.get("name") or ""))
-        return cls(options, backup_id, handles, for_claim, contents, frozenset(selectorless))
 
 
 # -- skips -----------------------------------------------------------------------------------------------------------

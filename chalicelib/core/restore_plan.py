@@ -11,11 +11,11 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.restore_actions import (
     NAMESPACE_NAME_LABEL,
     SYSTEM_NAMESPACES,
-    RestoreContext,
     apply_actions,
     label_restored,
     skip_reason,
 )
+from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, RestoreOptions
 from chalicelib.core.restore_order import level_of
 from chalicelib.core.sanitize import sanitize

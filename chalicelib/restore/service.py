@@ -17,8 +17,8 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_order import CRD_RESOURCE
 from chalicelib.core.restore_plan import NAMESPACES, PlanItem, Reason, RestorePlan, build_plan
-from chalicelib.core.restore_volumes import snapshot_handles
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry
+from chalicelib.core.volume_facts import snapshot_handles
 from chalicelib.kube.errors import KubeError, WaitTimeout
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable

@@ -9,10 +9,10 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.restore_actions import (
     ACTIONS,
     SKIP_RULES,
-    RestoreContext,
     apply_actions,
     skip_reason,
 )
+from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_plan import Reason
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.core.resources import Resource
-from chalicelib.core.restore_actions import RestoreContext, apply_actions, skip_reason
+from chalicelib.core.restore_actions import apply_actions, skip_reason
+from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import RestoreOptions
-from chalicelib.core.restore_volumes import PVC_BIND_ANNOTATIONS, snapshot_handles
+from chalicelib.core.restore_volumes import PVC_BIND_ANNOTATIONS
+from chalicelib.core.volume_facts import snapshot_handles
 
 VERBS = frozenset({"create", "get", "list"})
 PVC = Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, VERBS)
