@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from chalicelib.kube.auth import (
-    ClusterCredentials,
-    EksTokenProvider,
-    FileToken,
-    StaticToken,
-    TokenProvider,
-    credentials_from_secret,
-    eks_credentials,
-    load_kubeconfig,
-)
+from chalicelib.kube.auth import credentials_from_secret, eks_credentials, load_kubeconfig
 from chalicelib.kube.client import KubeClient
+from chalicelib.kube.credentials import ClusterCredentials, EksTokenProvider, FileToken, StaticToken, TokenProvider
 from chalicelib.kube.errors import (
     AlreadyExists,
     Conflict,

@@ -17,7 +17,8 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from chalicelib.core.resources import Resource
-from chalicelib.kube.auth import ClusterCredentials, load_kubeconfig
+from chalicelib.kube.auth import load_kubeconfig
+from chalicelib.kube.credentials import ClusterCredentials
 from chalicelib.kube.discovery import discover
 from chalicelib.kube.errors import (
     InvalidResponse,

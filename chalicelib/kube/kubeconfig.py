@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib.kube.auth import (
+from chalicelib.kube.credentials import (
     ClusterCredentials,
     EksTokenProvider,
     FileToken,
