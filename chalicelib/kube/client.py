@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import shutil
 import tempfile
@@ -28,8 +27,7 @@ from chalicelib.kube.errors import (
     error_for_status,
 )
 from chalicelib.kube.paging import ListPage, iter_pages
-
-logger = logging.getLogger(__name__)
+from chalicelib.observability import logger
 
 JSON = "application/json"
 PATCH_TYPES = {
@@ -173,7 +171,7 @@ class KubeClient:
             ceiling = min(self._backoff_max, self._backoff_base * (2**attempt))
             # Half fixed, half random: spreads 16 restore threads apart without ever retrying immediately.
             delay = ceiling / 2 + self._random.uniform(0, ceiling / 2)
-        logger.warning(
+        logger().warning(
             "retrying Kubernetes API call",
             extra={"method": method, "path": path, "cause": why, "attempt": attempt + 1, "delay": round(delay, 3)},
         )

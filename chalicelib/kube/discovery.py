@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib.core.resources import Resource
 from chalicelib.kube.errors import KubeError
-
-logger = logging.getLogger(__name__)
+from chalicelib.observability import logger
 
 # Enough to overlap the round trips of a few dozen groups without stampeding a small API server.
 DISCOVERY_WORKERS = 8
@@ -45,7 +43,7 @@ def discover(get: Callable[[str], dict[str, Any]]) -> tuple[list[Resource], list
         for (_, group_name, version), outcome in zip(paths, pool.map(fetch, paths), strict=True):
             if isinstance(outcome, KubeError):
                 group_version = f"{group_name}/{version}" if group_name else version
-                logger.warning("skipping API group whose discovery failed", extra={"group_version": group_version})
+                logger().warning("skipping API group whose discovery failed", extra={"group_version": group_version})
                 errors.append((group_version, str(outcome)))
             else:
                 resources.extend(outcome)

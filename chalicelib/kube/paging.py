@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.kube.errors import Gone
-
-logger = logging.getLogger(__name__)
+from chalicelib.observability import logger
 
 # An expired token means the server compacted past our snapshot; a few fresh starts are fine, endless ones mean the
 # list is too slow for the compaction window and retrying will not help.
@@ -63,7 +61,7 @@ def iter_pages(
             if token is None or restarts >= max_restarts:
                 raise
             restarts += 1
-            logger.warning("continue token expired, listing again from the start", extra={"path": path})
+            logger().warning("continue token expired, listing again from the start", extra={"path": path})
             token, restarted = None, True
             continue
         items = body.get("items") or []
