@@ -1,4 +1,6 @@
-"""Restore job records: their state machine, key patterns and item encoding (docs/catalog.md lists the keys).
+"""Restore job records: key patterns and item encoding (docs/catalog.md lists the keys).
+
+The job's state machine is ``core.restore_jobs``; ``RestoreCatalog`` enforces it with conditional writes.
 
 Items of one restore share the partition ``RESTORE#<restore id>``:
 
@@ -15,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from chalicelib.catalog.dynamo import decode_item, encode
 from chalicelib.catalog.errors import AlreadyExists, CatalogError
 from chalicelib.catalog.keys import check_part
 from chalicelib.catalog.schema import GSI1_PK, GSI1_SK
+from chalicelib.core.restore_jobs import RestoreState
 
 ITEM_TYPE = "restore"
 RECORD_SK = "RESTORE"
@@ -32,33 +34,6 @@ IDEMPOTENCY_SK = "IDEMPOTENCY"
 MAX_FAILURES = 500
 MAX_ERROR_TEXT = 256
 MAX_PLAN_ITEMS = 200
-
-
-class RestoreState(StrEnum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    COMPLETED = "Completed"
-    PARTIALLY_FAILED = "PartiallyFailed"
-    FAILED = "Failed"
-
-
-TERMINAL = frozenset({RestoreState.COMPLETED, RestoreState.PARTIALLY_FAILED, RestoreState.FAILED})
-
-_ALLOWED: dict[RestoreState, frozenset[RestoreState]] = {
-    RestoreState.PENDING: frozenset({RestoreState.RUNNING, RestoreState.FAILED}),
-    # Running -> Running is a takeover of a job whose worker stopped heartbeating.
-    RestoreState.RUNNING: frozenset(
-        {RestoreState.RUNNING, RestoreState.COMPLETED, RestoreState.PARTIALLY_FAILED, RestoreState.FAILED}
-    ),
-    RestoreState.COMPLETED: frozenset(),
-    RestoreState.PARTIALLY_FAILED: frozenset(),
-    RestoreState.FAILED: frozenset(),
-}
-
-
-def allowed_sources(target: RestoreState) -> frozenset[RestoreState]:
-    """States a restore may move to ``target`` from (a DynamoDB condition)."""
-    return frozenset(s for s, targets in _ALLOWED.items() if target in targets)
 
 
 class RestoreStateConflict(CatalogError):

@@ -20,11 +20,9 @@ from chalicelib.catalog.restore_records import (
     DONE_PREFIX,
     MAX_ERROR_TEXT,
     MAX_FAILURES,
-    TERMINAL,
     DoneMarkers,
     IdempotencyKeyReused,
     RestoreRecord,
-    RestoreState,
     RestoreStateConflict,
     cap_failures,
     done_key,
@@ -37,6 +35,7 @@ from chalicelib.catalog.restore_records import (
     to_record,
 )
 from chalicelib.catalog.schema import GSI1_PK, TTL_ATTRIBUTE
+from chalicelib.core.restore_jobs import TERMINAL, RestoreState
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _CREATE_ATTEMPTS = 3

@@ -1,7 +1,8 @@
 """Restore use case: read and verify a backup -> plan (order, skips, transforms) -> apply level by level."""
 
+from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable, RestoreError
-from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, RestoreState
+from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult
 from chalicelib.restore.service import RestoreService
 
 __all__ = [

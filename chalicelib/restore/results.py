@@ -1,4 +1,4 @@
-"""What a restore did: one outcome per object, and the overall state."""
+"""What a restore did: one outcome per object, and the overall state (one of ``core.restore_jobs.RUN_STATES``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.core.restore_plan import SATISFIED_SKIPS, PlanItem
 
 
@@ -15,13 +16,6 @@ class Outcome(StrEnum):
     UPDATED = "updated"
     SKIPPED = "skipped"
     FAILED = "failed"
-
-
-class RestoreState(StrEnum):
-    COMPLETED = "Completed"  # every object is where the plan put it (created, updated or skipped on purpose)
-    PARTIALLY_FAILED = "PartiallyFailed"  # some objects failed; ``failures`` names each one and why
-    FAILED = "Failed"  # nothing could be restored (cluster unreachable, every write refused)
-    INTERRUPTED = "Interrupted"  # stopped on request before the end; resume with ``completed``
 
 
 @dataclass(frozen=True)

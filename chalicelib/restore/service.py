@@ -14,6 +14,7 @@ import orjson
 from chalicelib.core.ids import BlobId
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.resources import Resource
+from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_order import CRD_RESOURCE
 from chalicelib.core.restore_plan import NAMESPACES, PlanItem, Reason, RestorePlan, build_plan
@@ -23,7 +24,7 @@ from chalicelib.kube.errors import KubeError, WaitTimeout
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable
 from chalicelib.restore.executor import ObjectApplier, run_parallel
-from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, RestoreState, final_state
+from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, final_state
 
 # Above this many objects of one collection, a dry run lists the collection instead of GETting each.
 LIST_INSTEAD_OF_GET = 20

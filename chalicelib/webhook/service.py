@@ -11,9 +11,10 @@ from typing import Any
 from chalicelib.catalog.backups import BackupCatalog
 from chalicelib.catalog.dynamo import iso
 from chalicelib.catalog.errors import CatalogError, InvalidToken, RecordNotFound
-from chalicelib.catalog.restore_records import IdempotencyKeyReused, RestoreRecord, RestoreState
+from chalicelib.catalog.restore_records import IdempotencyKeyReused, RestoreRecord
 from chalicelib.catalog.restores import RestoreCatalog
 from chalicelib.core.models import BackupRecord, BackupState
+from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.observability import logger
 from chalicelib.webhook.errors import (
     BackupNotFound,

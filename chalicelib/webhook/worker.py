@@ -11,13 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.catalog.errors import CatalogError, RecordNotFound, Throttled
-from chalicelib.catalog.restore_records import (
-    MAX_PLAN_ITEMS,
-    TERMINAL,
-    RestoreRecord,
-    RestoreState,
-    RestoreStateConflict,
-)
+from chalicelib.catalog.restore_records import MAX_PLAN_ITEMS, RestoreRecord, RestoreStateConflict
+from chalicelib.core.restore_jobs import TERMINAL, RestoreState, job_outcome
 from chalicelib.observability import logger
 from chalicelib.webhook.errors import LeaseLost, RetryLater, ServiceUnavailable
 from chalicelib.webhook.messaging import RESTORE_COMPLETED, RESTORE_FAILED
@@ -219,8 +214,6 @@ class RestoreWorker:
     def _run(
         self, record: RestoreRecord, engine: Any, manifest: Any, options: Any, heartbeat: _Heartbeat
     ) -> dict[str, Any]:
-        from chalicelib.restore import RestoreState as RunState
-
         markers = self._catalog.done_markers(record.restore_id)
         checkpoint = _Checkpointer(
             self._catalog, record, self._worker, done=markers.keys, next_seq=markers.next_seq, clock=self._clock
@@ -236,23 +229,18 @@ class RestoreWorker:
         checkpoint.flush()
         if heartbeat.lost:
             raise LeaseLost(f"restore {record.restore_id} was taken over by another worker")
-        if result.state == RunState.INTERRUPTED:
+        if result.state == RestoreState.INTERRUPTED:
             self._release(record)
             self._queue.send(record.restore_id)
             logger().info("restore checkpointed before the deadline; continuing in a new invocation")
             return {"status": "continued", "restore_id": record.restore_id}
-        if result.state == RunState.FAILED and not result.results and record.retries < MAX_RETRIES:
+        if result.state == RestoreState.FAILED and not result.results and record.retries < MAX_RETRIES:
             # Nothing was attempted (the cluster did not answer discovery): worth another try later.
             self._release(record, failed_attempt=True)
             raise RetryLater(f"restore {record.restore_id}: {result.message}")
         counts = self._catalog.get(record.restore_id).counts
         applied = counts.get("created", 0) + counts.get("updated", 0)
-        if result.state == RunState.FAILED and not applied:
-            state = RestoreState.FAILED
-        elif counts.get("failed", 0) or result.state != RunState.COMPLETED:
-            state = RestoreState.PARTIALLY_FAILED
-        else:
-            state = RestoreState.COMPLETED
+        state = job_outcome(result.state, applied=applied, failed=counts.get("failed", 0))
         return self._finish(
             record, state, failure=result.message or None, warnings=list(result.warnings)[:MAX_WARNINGS]
         )

@@ -12,11 +12,10 @@ from chalicelib.catalog.restore_records import (
     MAX_FAILURES,
     IdempotencyKeyReused,
     RestoreRecord,
-    RestoreState,
     RestoreStateConflict,
-    allowed_sources,
 )
 from chalicelib.catalog.restores import IDEMPOTENCY_TTL, RestoreCatalog
+from chalicelib.core.restore_jobs import RestoreState
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 STALE = timedelta(minutes=5)
@@ -198,13 +197,6 @@ def test_a_pending_restore_cannot_finish_without_a_claim(catalog: RestoreCatalog
     record = created(catalog)
     with pytest.raises(RestoreStateConflict):
         catalog.finish(record.restore_id, "w1", RestoreState.COMPLETED, T0)
-
-
-def test_state_machine_has_no_way_back() -> None:
-    assert allowed_sources(RestoreState.PENDING) == frozenset()
-    assert allowed_sources(RestoreState.RUNNING) == {RestoreState.PENDING, RestoreState.RUNNING}
-    for terminal in (RestoreState.COMPLETED, RestoreState.PARTIALLY_FAILED):
-        assert allowed_sources(terminal) == {RestoreState.RUNNING}
 
 
 def test_a_dry_run_plan_is_stored(catalog: RestoreCatalog) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.catalog.restore_records import RestoreRecord, RestoreState
+from chalicelib.catalog.restore_records import RestoreRecord
 from chalicelib.catalog.restores import RestoreCatalog
+from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.kube import KubeClient
 from chalicelib.restore import RestoreService

@@ -5,11 +5,12 @@ import time
 from typing import Any
 
 from chalicelib.core.resources import Resource
+from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_plan import PlanItem, plan_object
 from chalicelib.kube.errors import AlreadyExists, Invalid, Unreachable
 from chalicelib.restore.executor import ObjectApplier, run_parallel
-from chalicelib.restore.results import ObjectResult, Outcome, RestoreState, final_state
+from chalicelib.restore.results import ObjectResult, Outcome, final_state
 
 CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"create"}))
 
