@@ -79,8 +79,8 @@ def list_backups() -> Response:
 @app.on_sqs_message(queue="lifeboat-restore-jobs", batch_size=1)
 def restore_worker(event: Any) -> None:
     """One message is one restore job; it checkpoints and re-enqueues itself before the Lambda deadline."""
+    from chalicelib.restore.worker import handle_restore_message
     from chalicelib.services import get_services
-    from chalicelib.webhook.worker import handle_restore_message
 
     remaining_ms = getattr(event.context, "get_remaining_time_in_millis", None)
     for record in event:

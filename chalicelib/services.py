@@ -168,12 +168,12 @@ class Services:
         return self._cache["restore_catalog"]
 
     def restore_queue(self) -> Any:
-        from chalicelib.webhook.messaging import RestoreQueue
+        from chalicelib.restore.queue import RestoreQueue
 
         return RestoreQueue(self.client("sqs"), self.settings.restore_queue_url)
 
     def restore_events(self) -> Any:
-        from chalicelib.webhook.messaging import EventPublisher
+        from chalicelib.restore.events import EventPublisher
 
         return EventPublisher(self.client("events"))
 

@@ -78,7 +78,7 @@ def _call(url: str, method: str, secret: str, body: bytes = b"") -> tuple[int, d
 
 def drain_restore_queue(services: Any) -> int:
     """Run every queued restore job, as the restore_worker Lambda would; returns how many ran."""
-    from chalicelib.webhook.worker import handle_restore_message
+    from chalicelib.restore.worker import handle_restore_message
 
     sqs = services.client("sqs")
     ran = 0

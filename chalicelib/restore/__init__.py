@@ -1,4 +1,4 @@
-"""Restore use case: read and verify a backup -> plan (order, skips, transforms) -> apply level by level."""
+"""Restore: the engine (read and verify a backup -> plan -> apply level by level) and the worker running its jobs."""
 
 from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable, RestoreError

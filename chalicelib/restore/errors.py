@@ -13,3 +13,15 @@ class BackupUnreadable(RestoreError):
 
 class ClusterUnavailable(RestoreError):
     """The target cluster could not be reached, or refused our credentials, before anything was applied."""
+
+
+class MessagingUnavailable(RestoreError):
+    """The restore-jobs queue (SQS) or the event bus (EventBridge) failed or is not configured; a retry may pass."""
+
+
+class LeaseLost(Exception):
+    """Another worker took over a restore job (its heartbeat looked stale); this worker must stop."""
+
+
+class RetryLater(Exception):
+    """A restore job hit a transient failure and was released; raised so the queue redelivers the message."""

@@ -85,11 +85,3 @@ class ServiceUnavailable(WebhookError):
 
 class SecretUnavailable(ServiceUnavailable):
     """The webhook secret could not be read from Secrets Manager."""
-
-
-class LeaseLost(Exception):
-    """Another worker took over a restore job (its heartbeat looked stale); this worker must stop."""
-
-
-class RetryLater(Exception):
-    """A restore job hit a transient failure and was released; raised so the queue redelivers the message."""

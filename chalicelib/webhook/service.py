@@ -16,6 +16,8 @@ from chalicelib.catalog.restores import RestoreCatalog
 from chalicelib.core.models import BackupRecord, BackupState
 from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.observability import logger
+from chalicelib.restore.errors import MessagingUnavailable
+from chalicelib.restore.queue import RestoreQueue
 from chalicelib.webhook.errors import (
     BackupNotFound,
     BackupNotRestorable,
@@ -26,7 +28,6 @@ from chalicelib.webhook.errors import (
     Unauthorized,
     WebhookError,
 )
-from chalicelib.webhook.messaging import RestoreQueue
 from chalicelib.webhook.models import RESTORE_ID_PATTERN, RestoreRequest, new_restore_id, parse_request
 from chalicelib.webhook.signature import HEADER, SignatureVerifier
 
@@ -113,7 +114,10 @@ class RestoreRequestService:
         log = logger()
         if record.enqueued_at is None:
             # First delivery, or a retry of a request whose queue send failed: (re)send; the worker claims once.
-            self._queue.send(record.restore_id)
+            try:
+                self._queue.send(record.restore_id)
+            except MessagingUnavailable as exc:
+                raise ServiceUnavailable(str(exc)) from exc
             self._restores.mark_enqueued(record.restore_id, self._clock())
         log.info(
             "restore requested" if created else "restore request replayed (idempotency key)",

@@ -15,9 +15,10 @@ from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.kube import KubeClient
 from chalicelib.restore import RestoreService
-from chalicelib.webhook import worker as worker_module
-from chalicelib.webhook.errors import RetryLater
-from chalicelib.webhook.worker import RestoreWorker
+from chalicelib.restore import checkpointer as checkpointer_module
+from chalicelib.restore import worker as worker_module
+from chalicelib.restore.errors import RetryLater
+from chalicelib.restore.worker import RestoreWorker
 from tests.integration.restore_helpers import BuiltBackup, make_backup, resource_of
 
 CLUSTER = "prod"
@@ -167,7 +168,7 @@ def test_a_crashed_worker_is_taken_over_and_done_objects_are_skipped(
 def test_near_the_deadline_the_job_checkpoints_and_continues(
     catalog: RestoreCatalog, kube_client: KubeClient, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "FLUSH_EVERY", 1)
+    monkeypatch.setattr(checkpointer_module, "FLUSH_EVERY", 1)
     backup = backup_of(objects(namespace, count=6))
     record, recorder = job(catalog), Recorder()
     budget = iter([600_000] * 3)  # a few objects' worth of time, then the deadline is near

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -14,15 +12,13 @@ from chalicelib.catalog.errors import CatalogError, RecordNotFound, Throttled
 from chalicelib.catalog.restore_records import MAX_PLAN_ITEMS, RestoreRecord, RestoreStateConflict
 from chalicelib.core.restore_jobs import TERMINAL, RestoreState, job_outcome
 from chalicelib.observability import logger
-from chalicelib.webhook.errors import LeaseLost, RetryLater, ServiceUnavailable
-from chalicelib.webhook.messaging import RESTORE_COMPLETED, RESTORE_FAILED
+from chalicelib.restore.checkpointer import Checkpointer, Heartbeat
+from chalicelib.restore.errors import LeaseLost, MessagingUnavailable, RetryLater
+from chalicelib.restore.events import RESTORE_COMPLETED, RESTORE_FAILED
 
 # A Running job whose heartbeat is older than this lost its worker (crash, timeout): a redelivery takes it over.
 HEARTBEAT_STALE = timedelta(minutes=5)
 HEARTBEAT_EVERY_S = 30.0
-FLUSH_EVERY = 200  # results per checkpoint: one transaction each, and a bounded redo after a crash
-FLUSH_AFTER_S = 5.0
-MAX_MARKER_BYTES = 200_000  # keys per done-marker item, well under DynamoDB's 400 KB
 # Transient failures (throttling, an unreachable API server) are retried by redelivery this many times; the queue's
 # maxReceiveCount (5) must be larger, or the message reaches the DLQ while the job still says Running.
 MAX_RETRIES = 2
@@ -33,107 +29,6 @@ MAX_WARNINGS = 20
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _Checkpointer:
-    """Buffers per-object results and writes them in batches (done markers + counters in one transaction).
-
-    Every outcome -- failures too -- becomes a done marker: a resumed run skips it, so nothing is applied or
-    counted twice, and a failure stays recorded as it happened. A resumed engine reports the keys it was told are
-    done once more (as skipped); those are ignored here.
-    """
-
-    def __init__(
-        self,
-        catalog: Any,
-        record: RestoreRecord,
-        worker: str,
-        *,
-        done: frozenset[str],
-        next_seq: int,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._catalog = catalog
-        self._restore_id = record.restore_id
-        self._worker = worker
-        self._seen = set(done)
-        self._seq = next_seq
-        self._stored_failures = len(record.failures)
-        self._clock = clock
-        self.total = record.total
-        self._keys: list[str] = []
-        self._bytes = 0
-        self._outcomes: dict[str, int] = {}
-        self._failures: list[dict[str, Any]] = []
-        self._last_flush = time.monotonic()
-        self._lock = threading.Lock()
-
-    def on_result(self, result: Any) -> None:
-        key, outcome, failure = describe_result(result)
-        with self._lock:
-            if key in self._seen:
-                return
-            self._seen.add(key)
-            self._keys.append(key)
-            self._bytes += len(key.encode()) + 8
-            self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
-            if failure is not None:
-                self._failures.append(failure)
-            full = len(self._keys) >= FLUSH_EVERY or self._bytes >= MAX_MARKER_BYTES
-            if full or time.monotonic() - self._last_flush >= FLUSH_AFTER_S:
-                self._flush_locked()
-
-    def on_progress(self, done: int, total: int) -> None:
-        self.total = total
-
-    def flush(self) -> None:
-        with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if not self._keys:
-            return
-        try:
-            self._stored_failures += self._catalog.record_results(
-                self._restore_id,
-                self._worker,
-                seq=self._seq,
-                keys=self._keys,
-                outcomes=self._outcomes,
-                failures=self._failures,
-                stored_failures=self._stored_failures,
-                now=self._clock(),
-                total=self.total,
-            )
-        except RestoreStateConflict as exc:
-            raise LeaseLost(str(exc)) from exc
-        self._seq += 1
-        self._keys, self._bytes, self._outcomes, self._failures = [], 0, {}, []
-        self._last_flush = time.monotonic()
-
-
-class _Heartbeat(threading.Thread):
-    """Keeps the claim fresh while the engine works on something slow (waiting for a CRD, a big level)."""
-
-    def __init__(self, beat: Callable[[], Any], every_s: float) -> None:
-        super().__init__(daemon=True, name="restore-heartbeat")
-        self._beat = beat
-        self._every = every_s
-        self._stopped = threading.Event()
-        self.lost = False
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._every):
-            try:
-                self._beat()
-            except RestoreStateConflict:
-                self.lost = True
-                return
-            except CatalogError:
-                logger().warning("restore heartbeat failed; retrying", exc_info=True)
-
-    def stop(self) -> None:
-        self._stopped.set()
 
 
 class RestoreWorker:
@@ -174,7 +69,7 @@ class RestoreWorker:
             log.info("restore already handled", extra={"restore_id": restore_id, "state": str(record.state)})
             return {"status": "duplicate", "restore_id": restore_id, "state": str(record.state)}
         log.info("restore started", extra={"restore_id": restore_id, "attempt": record.attempts})
-        heartbeat = _Heartbeat(
+        heartbeat = Heartbeat(
             lambda: self._catalog.heartbeat(restore_id, self._worker, self._clock()), self._heartbeat_every
         )
         heartbeat.start()
@@ -185,7 +80,7 @@ class RestoreWorker:
 
     # -- the job --------------------------------------------------------------------------------------------------
 
-    def _execute(self, record: RestoreRecord, heartbeat: _Heartbeat) -> dict[str, Any]:
+    def _execute(self, record: RestoreRecord, heartbeat: Heartbeat) -> dict[str, Any]:
         try:
             from chalicelib.core.jobs import ClusterRef
             from chalicelib.core.restore_options import RestoreOptions
@@ -212,10 +107,10 @@ class RestoreWorker:
             return self._finish(record, RestoreState.FAILED, failure=_failure_text(exc))
 
     def _run(
-        self, record: RestoreRecord, engine: Any, manifest: Any, options: Any, heartbeat: _Heartbeat
+        self, record: RestoreRecord, engine: Any, manifest: Any, options: Any, heartbeat: Heartbeat
     ) -> dict[str, Any]:
         markers = self._catalog.done_markers(record.restore_id)
-        checkpoint = _Checkpointer(
+        checkpoint = Checkpointer(
             self._catalog, record, self._worker, done=markers.keys, next_seq=markers.next_seq, clock=self._clock
         )
         result = engine.run(
@@ -289,7 +184,7 @@ def handle_restore_message(
         logger().error("rejected malformed restore message", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
     from chalicelib.repository import RepositoryReader
-    from chalicelib.restore import RestoreService
+    from chalicelib.restore.service import RestoreService
 
     worker = RestoreWorker(
         services.restore_catalog(),
@@ -308,22 +203,6 @@ def handle_restore_message(
 
 
 # -- views ------------------------------------------------------------------------------------------------------------
-
-
-def describe_result(result: Any) -> tuple[str, str, dict[str, Any] | None]:
-    """(object key, outcome, failure entry or None) of one ``chalicelib.restore.ObjectResult``."""
-    outcome = str(result.outcome)
-    if outcome != "failed":
-        return result.key, outcome, None
-    failure = {
-        "key": result.key,
-        "kind": result.kind,
-        "namespace": result.namespace or "",
-        "name": result.name,
-        "reason": result.reason,
-        "message": result.message,
-    }
-    return result.key, outcome, failure
 
 
 def plan_view(plan: Any) -> dict[str, Any]:
@@ -361,7 +240,7 @@ def _transient(exc: Exception) -> bool:
     from chalicelib.repository.errors import StorageError
     from chalicelib.restore import ClusterUnavailable
 
-    transient = (Throttled, ServiceUnavailable, ServerError, TooManyRequests, Unreachable, ClusterUnavailable)
+    transient = (Throttled, MessagingUnavailable, ServerError, TooManyRequests, Unreachable, ClusterUnavailable)
     if isinstance(exc, transient):
         return True
     # A storage error other than a missing object (S3 throttling, a network error); a missing manifest is final.
