@@ -33,7 +33,7 @@ def run_backup(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_job(get_services().backup_service(), event)
 
 
-# -- restores (signed webhook) -----------------------------------------------------------------------------------
+# -- restores and backups: the signed HTTP API, and the restore worker -------------------------------------------
 
 
 def _request() -> Request:
@@ -53,7 +53,7 @@ def create_restore() -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    return _respond(get_services().webhook_service().submit(request.raw_body, request.headers))
+    return _respond(get_services().restore_api().submit(request.raw_body, request.headers))
 
 
 @app.route("/v1/restores/{restore_id}", methods=["GET"])
@@ -62,8 +62,8 @@ def get_restore(restore_id: str) -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    service = get_services().webhook_service()
-    return _respond(service.status(restore_id, request.headers, request.context.get("identity")))
+    api = get_services().restore_api()
+    return _respond(api.status(restore_id, request.headers, request.context.get("identity")))
 
 
 @app.route("/v1/backups", methods=["GET"])
@@ -72,8 +72,8 @@ def list_backups() -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    service = get_services().webhook_service()
-    return _respond(service.backups(request.query_params, request.headers, request.context.get("identity")))
+    api = get_services().backup_api()
+    return _respond(api.list(request.query_params, request.headers, request.context.get("identity")))
 
 
 @app.on_sqs_message(queue="lifeboat-restore-jobs", batch_size=1)

@@ -158,7 +158,7 @@ class Services:
             options=options,
         )
 
-    # -- restores over the webhook -------------------------------------------------------------------------------
+    # -- restores: the job catalog, its queue and events ---------------------------------------------------------
 
     def restore_catalog(self) -> Any:
         if "restore_catalog" not in self._cache:
@@ -176,19 +176,6 @@ class Services:
         from chalicelib.restore.events import EventPublisher
 
         return EventPublisher(self.client("events"))
-
-    def webhook_service(self) -> Any:
-        """Cached: the webhook secret's cache (TTL, refresh rate limit) must outlive one request."""
-        if "webhook_service" not in self._cache:
-            from chalicelib.webhook.service import RestoreRequestService
-            from chalicelib.webhook.signature import NoSecret, SecretsManagerSecret, SignatureVerifier
-
-            secret_id = self.settings.webhook_secret_id
-            source = SecretsManagerSecret(self.client("secretsmanager"), secret_id) if secret_id else NoSecret()
-            self._cache["webhook_service"] = RestoreRequestService(
-                SignatureVerifier(source), self.catalog(), self.restore_catalog(), self.restore_queue()
-            )
-        return self._cache["webhook_service"]
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
 
@@ -254,11 +241,13 @@ class Services:
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )
 
+    # -- the signed HTTP API -------------------------------------------------------------------------------------
+
     def signature_verifier(self) -> Any:
-        """Cached: the secret's cache (TTL, refresh rate limit) must outlive one request."""
+        """Cached, and shared by every route: the secret's cache (TTL, refresh rate limit) must outlive one request."""
 
         def build() -> Any:
-            from chalicelib.webhook.signature import NoSecret, SecretsManagerSecret, SignatureVerifier
+            from chalicelib.api.signature import NoSecret, SecretsManagerSecret, SignatureVerifier
 
             secret_id = self.settings.webhook_secret_id
             source = SecretsManagerSecret(self.client("secretsmanager"), secret_id) if secret_id else NoSecret()
@@ -266,8 +255,23 @@ class Services:
 
         return self._cached("signature_verifier", build)
 
+    def restore_api(self) -> Any:
+        """Cached, like the verifier it holds."""
+
+        def build() -> Any:
+            from chalicelib.api.restores import RestoreApi
+
+            return RestoreApi(self.signature_verifier(), self.catalog(), self.restore_catalog(), self.restore_queue())
+
+        return self._cached("restore_api", build)
+
+    def backup_api(self) -> Any:
+        from chalicelib.api.backups import BackupApi
+
+        return BackupApi(self.signature_verifier(), self.catalog())
+
     def policy_api(self) -> Any:
-        from chalicelib.scheduling.api import PolicyApi
+        from chalicelib.api.policies import PolicyApi
 
         return PolicyApi(self.signature_verifier(), self.policy_service())
 

@@ -69,7 +69,7 @@ def serving_app(services: Any) -> Iterator[str]:
 def _call(url: str, method: str, secret: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
     import urllib3
 
-    from chalicelib.webhook import sign
+    from chalicelib.api.signature import sign
 
     headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign(secret, body, time.time())}
     resp = urllib3.request(method, url, body=body or None, headers=headers, timeout=30)

@@ -1,4 +1,4 @@
-"""The webhook's HMAC signature scheme and its rotating, cached secret."""
+"""The API's HMAC signature scheme and its rotating, cached secret."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.webhook import signature
-from chalicelib.webhook.errors import PayloadTooLarge, SecretUnavailable, Unauthorized
-from chalicelib.webhook.signature import (
+from chalicelib.api import signature
+from chalicelib.api.errors import PayloadTooLarge, SecretUnavailable, Unauthorized
+from chalicelib.api.signature import (
     MAX_BODY_BYTES,
     SecretsManagerSecret,
     SignatureVerifier,

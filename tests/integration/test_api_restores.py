@@ -1,4 +1,4 @@
-"""The restore webhook's routes through chalice.test.Client, against moto (Secrets Manager, DynamoDB, SQS)."""
+"""The restore and backup routes (api/restores.py, api/backups.py) through chalice.test.Client, against moto."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import services as services_module
+from chalicelib.api.signature import MAX_BODY_BYTES, sign
 from chalicelib.catalog import BackupCatalog
 from chalicelib.core.models import BackupState
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.webhook.signature import MAX_BODY_BYTES, sign
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 
 SECRET_ID = "lifeboat/webhook"
@@ -281,13 +281,13 @@ def test_without_a_key_an_exact_resend_of_the_signed_request_is_deduplicated(
 
 
 def test_a_failed_enqueue_is_resent_by_the_retry(client: Client, env: dict[str, Any], monkeypatch: Any) -> None:
-    service = services_module.get_services().webhook_service()
+    service = services_module.get_services().restore_api()
     body = body_for(env["backups"]["Completed0"])
     queue = service._queue
     real_send = queue.send
 
     def broken(restore_id: str) -> str:
-        from chalicelib.webhook.errors import ServiceUnavailable
+        from chalicelib.api.errors import ServiceUnavailable
 
         raise ServiceUnavailable("SQS is down")
 

@@ -1,16 +1,27 @@
-"""The restore webhook's use cases: submit a signed restore request, read a restore's status, page backups."""
+"""``/v1/restores``: submit a signed restore request (an idempotent job on the restore queue), read its status."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.api.auth import authorize
+from chalicelib.api.backups import MAX_PAGE
+from chalicelib.api.errors import (
+    BackupNotFound,
+    BackupNotRestorable,
+    IdempotencyConflict,
+    MalformedRequest,
+    RestoreNotFound,
+    ServiceUnavailable,
+)
+from chalicelib.api.models import RESTORE_ID_PATTERN, RestoreRequest, new_restore_id, parse_request
+from chalicelib.api.responses import Reply, answer, lower_headers
+from chalicelib.api.signature import HEADER, SignatureVerifier
 from chalicelib.catalog.backups import BackupCatalog
 from chalicelib.catalog.dynamo import iso
-from chalicelib.catalog.errors import CatalogError, InvalidToken, RecordNotFound
+from chalicelib.catalog.errors import RecordNotFound
 from chalicelib.catalog.restore_records import IdempotencyKeyReused, RestoreRecord
 from chalicelib.catalog.restores import RestoreCatalog
 from chalicelib.core.models import BackupRecord, BackupState
@@ -18,42 +29,20 @@ from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.observability import logger
 from chalicelib.restore.errors import MessagingUnavailable
 from chalicelib.restore.queue import RestoreQueue
-from chalicelib.webhook.errors import (
-    BackupNotFound,
-    BackupNotRestorable,
-    IdempotencyConflict,
-    MalformedRequest,
-    RestoreNotFound,
-    ServiceUnavailable,
-    Unauthorized,
-    WebhookError,
-)
-from chalicelib.webhook.models import RESTORE_ID_PATTERN, RestoreRequest, new_restore_id, parse_request
-from chalicelib.webhook.signature import HEADER, SignatureVerifier
 
 RESTORABLE = frozenset({BackupState.COMPLETED, BackupState.PARTIALLY_FAILED})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
-MAX_PAGE = 100
-DEFAULT_PAGE = 20
 # How far back "latest of a policy" looks: policies share a cluster's backups, so their newest may be pages away.
 POLICY_SCAN_PAGES = 10
+REFUSED = "webhook request refused"  # logged, with the reason, when a signature is refused
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP answer without any web framework in it: app.py turns it into a Chalice Response."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class RestoreRequestService:
+class RestoreApi:
     """verify -> parse -> resolve the backup -> idempotent job record -> queue message -> 202."""
 
     def __init__(
@@ -74,15 +63,10 @@ class RestoreRequestService:
     # -- routes ---------------------------------------------------------------------------------------------------
 
     def submit(self, body: bytes, headers: Mapping[str, str]) -> Reply:
-        return _answer(lambda: self._submit(body or b"", _lower(headers)))
+        return answer(lambda: self._submit(body or b"", lower_headers(headers)), refused=REFUSED)
 
     def status(self, restore_id: str, headers: Mapping[str, str], identity: Mapping[str, Any] | None = None) -> Reply:
-        return _answer(lambda: self._status(restore_id, _lower(headers), identity))
-
-    def backups(
-        self, params: Mapping[str, str] | None, headers: Mapping[str, str], identity: Mapping[str, Any] | None = None
-    ) -> Reply:
-        return _answer(lambda: self._list_backups(dict(params or {}), _lower(headers), identity))
+        return answer(lambda: self._status(restore_id, headers, identity), refused=REFUSED)
 
     # -- use cases ------------------------------------------------------------------------------------------------
 
@@ -130,8 +114,8 @@ class RestoreRequestService:
         body_out = {"restore_id": record.restore_id, "status_url": status_url, "state": RestoreState.PENDING.value}
         return Reply(202, body_out, headers_out)
 
-    def _status(self, restore_id: str, headers: dict[str, str], identity: Mapping[str, Any] | None) -> Reply:
-        self._authorize_read(headers, identity)
+    def _status(self, restore_id: str, headers: Mapping[str, str], identity: Mapping[str, Any] | None) -> Reply:
+        authorize(self._verifier, headers, b"", identity)  # a read is signed over the empty body
         if not RESTORE_ID_PATTERN.match(restore_id):
             raise RestoreNotFound(f"restore {restore_id!r} not found")
         try:
@@ -140,33 +124,7 @@ class RestoreRequestService:
             raise RestoreNotFound(f"restore {restore_id} not found") from exc
         return Reply(200, status_view(record))
 
-    def _list_backups(
-        self, params: dict[str, str], headers: dict[str, str], identity: Mapping[str, Any] | None
-    ) -> Reply:
-        self._authorize_read(headers, identity)
-        cluster = params.get("cluster")
-        if not cluster:
-            raise MalformedRequest("query parameter 'cluster' is required")
-        try:
-            limit = int(params.get("limit") or DEFAULT_PAGE)
-        except ValueError as exc:
-            raise MalformedRequest("limit must be an integer") from exc
-        if not 1 <= limit <= MAX_PAGE:
-            raise MalformedRequest(f"limit must be between 1 and {MAX_PAGE}")
-        try:
-            records, next_token = self._backups.list(cluster, limit=limit, next_token=params.get("next_token") or None)
-        except InvalidToken as exc:
-            raise MalformedRequest(str(exc)) from exc
-        return Reply(200, {"cluster": cluster, "backups": [backup_view(r) for r in records], "next_token": next_token})
-
     # -- helpers --------------------------------------------------------------------------------------------------
-
-    def _authorize_read(self, headers: dict[str, str], identity: Mapping[str, Any] | None) -> None:
-        # API Gateway fills identity.userArn only after it verified a SigV4 (IAM) signature; without an IAM
-        # authorizer on the route it is null, so it cannot be supplied by a client.
-        if identity and identity.get("userArn"):
-            return
-        self._verifier.verify(headers.get(HEADER.lower()), b"")
 
     def _resolve(self, request: RestoreRequest) -> BackupRecord:
         backup: BackupRecord
@@ -210,25 +168,6 @@ class RestoreRequestService:
         return found
 
 
-def _answer(action: Callable[[], Reply]) -> Reply:
-    try:
-        return action()
-    except WebhookError as exc:
-        if isinstance(exc, Unauthorized):
-            # The reason helps whoever debugs a client; it goes to the log, never the header values.
-            logger().warning("webhook request refused", extra={"reason": exc.message})
-            return Reply(exc.status, {"error": exc.code, "message": "invalid or missing signature"})
-        return Reply(exc.status, exc.body())
-    except CatalogError as exc:
-        logger().exception("catalog unavailable")
-        error = ServiceUnavailable(f"catalog unavailable: {type(exc).__name__}")
-        return Reply(error.status, error.body(), {"Retry-After": "5"})
-
-
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in headers.items()}
-
-
 def status_view(record: RestoreRecord) -> dict[str, Any]:
     """What GET /v1/restores/{id} shows; the target's auth block (secret ids, role names) stays private."""
     options = {k: v for k, v in record.options.items() if k not in ("restore_id", "dry_run")}
@@ -264,9 +203,3 @@ def timings(record: RestoreRecord) -> dict[str, Any]:
         "finished_at": record.finished_at,
         "duration_ms": duration_ms,
     }
-
-
-def backup_view(record: BackupRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
-    view = {k: data[k] for k in ("cluster", "backup_id", "policy", "parent", "created_at", "started_at", "finished_at")}
-    return {**view, "state": str(record.state), "counts": data["counts"], "stats": data["stats"]}

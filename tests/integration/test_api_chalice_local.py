@@ -1,4 +1,4 @@
-"""The webhook over real HTTP: ``chalice local`` in a subprocess against a moto server, requests with urllib."""
+"""The signed API over real HTTP: ``chalice local`` in a subprocess against a moto server, requests with urllib."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.webhook.signature import sign
+from chalicelib.api.signature import sign
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

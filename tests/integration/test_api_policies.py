@@ -11,9 +11,9 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import services as services_module
+from chalicelib.api.signature import sign
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.webhook.signature import sign
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 from tests.integration.scheduling_helpers import utc
 

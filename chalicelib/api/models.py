@@ -1,4 +1,4 @@
-"""The restore request as it arrives over the webhook (pydantic, strict, unknown fields refused)."""
+"""The restore request as it arrives over the signed API (pydantic, strict, unknown fields refused)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chalicelib.api.errors import InvalidRequest, MalformedRequest
 from chalicelib.core.errors import CoreError
 from chalicelib.core.ids import RestoreId
 from chalicelib.core.jobs import ClusterRef
 from chalicelib.core.restore_options import RestoreOptions
-from chalicelib.webhook.errors import InvalidRequest, MalformedRequest
 
 RESTORE_ID_PATTERN = re.compile(r"^r-\d{8}T\d{6}Z-[0-9a-f]{8}$")
-# Inline credentials would be copied into the job record and logs; the webhook only accepts references to them.
+# Inline credentials would be copied into the job record and logs; the API only accepts references to them.
 INLINE_AUTH_TYPES = frozenset({"kubeconfig"})
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -65,7 +65,7 @@ class Source(BaseModel):
 
 
 class Options(BaseModel):
-    """What to restore and how; validated again by ``RestoreOptions`` so the webhook and the CLI agree."""
+    """What to restore and how; validated again by ``RestoreOptions`` so the API and the CLI agree."""
 
     model_config = _STRICT
 

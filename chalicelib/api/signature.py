@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chalicelib.webhook.errors import PayloadTooLarge, SecretUnavailable, Unauthorized
+from chalicelib.api.errors import PayloadTooLarge, SecretUnavailable, Unauthorized
 
 HEADER = "Lifeboat-Signature"
 SCHEME = "v1"
@@ -93,7 +93,7 @@ class SecretSource(Protocol):
 
 
 class SecretsManagerSecret:
-    """The webhook secret from Secrets Manager: AWSCURRENT and, during a rotation, AWSPREVIOUS.
+    """The signing secret from Secrets Manager: AWSCURRENT and, during a rotation, AWSPREVIOUS.
 
     Values are cached for ``ttl`` seconds; a signature that matches neither may mean the secret was just rotated,
     so the verifier asks for a refresh, which is granted at most once per ``min_refresh_interval`` so forged

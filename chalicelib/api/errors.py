@@ -1,12 +1,12 @@
-"""Errors of the restore webhook; each carries the HTTP status it answers with."""
+"""Errors of the signed HTTP API; each carries the HTTP status it answers with."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class WebhookError(Exception):
-    """Base class: a request the webhook refuses, with its HTTP status and a JSON-safe body."""
+class ApiError(Exception):
+    """Base class: a request the API refuses, with its HTTP status and a JSON-safe body."""
 
     status = 500
     code = "InternalError"
@@ -20,63 +20,63 @@ class WebhookError(Exception):
         return {"error": self.code, "message": self.message, **self.details}
 
 
-class MalformedRequest(WebhookError):
+class MalformedRequest(ApiError):
     """The body is not JSON, or a query parameter is unusable."""
 
     status = 400
     code = "BadRequest"
 
 
-class Unauthorized(WebhookError):
+class Unauthorized(ApiError):
     """The signature header is missing, malformed, stale, or matches no current secret."""
 
     status = 401
     code = "Unauthorized"
 
 
-class RestoreNotFound(WebhookError):
+class RestoreNotFound(ApiError):
     """No restore job has that id."""
 
     status = 404
     code = "NotFound"
 
 
-class BackupNotFound(WebhookError):
+class BackupNotFound(ApiError):
     """The backup a request names (or "latest" of a cluster) does not exist."""
 
     status = 404
     code = "BackupNotFound"
 
 
-class BackupNotRestorable(WebhookError):
+class BackupNotRestorable(ApiError):
     """The backup exists but is not Completed or PartiallyFailed."""
 
     status = 409
     code = "BackupNotRestorable"
 
 
-class PayloadTooLarge(WebhookError):
-    """The body exceeds the webhook's size limit."""
+class PayloadTooLarge(ApiError):
+    """The body exceeds the API's size limit."""
 
     status = 413
     code = "PayloadTooLarge"
 
 
-class InvalidRequest(WebhookError):
+class InvalidRequest(ApiError):
     """The body is JSON but not a valid restore request (details name the fields)."""
 
     status = 422
     code = "InvalidRequest"
 
 
-class IdempotencyConflict(WebhookError):
+class IdempotencyConflict(ApiError):
     """An idempotency key was reused with a different request."""
 
     status = 422
     code = "IdempotencyKeyReused"
 
 
-class ServiceUnavailable(WebhookError):
+class ServiceUnavailable(ApiError):
     """A dependency (Secrets Manager, DynamoDB, SQS) failed; the client may retry with the same idempotency key."""
 
     status = 503
@@ -84,4 +84,4 @@ class ServiceUnavailable(WebhookError):
 
 
 class SecretUnavailable(ServiceUnavailable):
-    """The webhook secret could not be read from Secrets Manager."""
+    """The signing secret could not be read from Secrets Manager."""

@@ -1,7 +1,7 @@
-"""``/v1/policies``: the policy routes, authenticated like the restore webhook.
+"""``/v1/policies``: the policy routes, authenticated like the restore routes.
 
 A caller is authorized by IAM (API Gateway verified a SigV4 signature and set ``identity.userArn``) or by the
-webhook's HMAC signature (``chalicelib/webhook/signature.py``) over the raw body. The signature covers the body
+API's HMAC signature (``chalicelib/api/signature.py``) over the raw body. The signature covers the body
 only, so a DELETE must carry ``{"name": "<policy>"}`` as its signed body: a signature captured from another request
 cannot delete a policy it does not name. Reads are signed over the empty body, as ``GET /v1/restores/{id}`` is.
 """
@@ -13,19 +13,20 @@ from typing import Any
 
 import orjson
 
-from chalicelib.catalog.errors import CatalogError
+from chalicelib.api.auth import authorize
+from chalicelib.api.errors import MalformedRequest
+from chalicelib.api.responses import Reply, answer
+from chalicelib.api.signature import SignatureVerifier
 from chalicelib.core.errors import InvalidPolicy
-from chalicelib.observability import logger
 from chalicelib.scheduling.errors import PolicyConflict, PolicyNotFound, SchedulingError
 from chalicelib.scheduling.policies import PolicyService, policy_view
-from chalicelib.webhook.errors import MalformedRequest, Unauthorized, WebhookError
-from chalicelib.webhook.service import Reply
-from chalicelib.webhook.signature import HEADER, SignatureVerifier
 
 _STATUS = {PolicyNotFound: (404, "NotFound"), PolicyConflict: (409, "Conflict")}
 
 
 class PolicyApi:
+    """Apply, list, read and delete backup policies."""
+
     def __init__(self, verifier: SignatureVerifier, policies: PolicyService) -> None:
         self._verifier = verifier
         self._policies = policies
@@ -75,29 +76,20 @@ class PolicyApi:
 
     def _authorize(self, headers: Mapping[str, str], body: bytes, identity: Mapping[str, Any] | None) -> bool:
         """True when the request was authorized by its HMAC signature, False when by IAM."""
-        # identity.userArn is set by API Gateway only after it verified a SigV4 signature (IAM authorizer).
-        if identity and identity.get("userArn"):
-            return False
-        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-        self._verifier.verify(lowered.get(HEADER.lower()), body)
-        return True
+        return authorize(self._verifier, headers, body, identity)
 
 
 def _answer(action: Callable[[], Reply]) -> Reply:
-    try:
-        return action()
-    except Unauthorized as exc:
-        logger().warning("policy request refused", extra={"reason": exc.message})
-        return Reply(exc.status, {"error": exc.code, "message": "invalid or missing signature"})
-    except WebhookError as exc:
-        return Reply(exc.status, exc.body())
-    except InvalidPolicy as exc:
-        return Reply(422, {"error": "InvalidPolicy", "message": "the policy file does not validate",
-                           "problems": exc.problems})
-    except SchedulingError as exc:
-        status, code = _STATUS.get(type(exc), (422, type(exc).__name__))
-        return Reply(status, {"error": code, "message": str(exc)})
-    except CatalogError as exc:
-        logger().exception("catalog unavailable")
-        return Reply(503, {"error": "ServiceUnavailable", "message": f"catalog unavailable: {type(exc).__name__}"},
-                     {"Retry-After": "5"})
+    def policy_action() -> Reply:
+        try:
+            return action()
+        except InvalidPolicy as exc:
+            return Reply(
+                422,
+                {"error": "InvalidPolicy", "message": "the policy file does not validate", "problems": exc.problems},
+            )
+        except SchedulingError as exc:
+            status, code = _STATUS.get(type(exc), (422, type(exc).__name__))
+            return Reply(status, {"error": code, "message": str(exc)})
+
+    return answer(policy_action, refused="policy request refused")
