@@ -49,7 +49,7 @@ class RestoreCatalog:
         self._client = dynamodb_client
         self._table = table_name
 
-    # -- the webhook's writes -------------------------------------------------------------------------------------
+    # -- the API's writes -----------------------------------------------------------------------------------------
 
     def create(
         self, record: RestoreRecord, *, idem_key: str, request_hash: str, now: datetime

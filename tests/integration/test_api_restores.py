@@ -299,6 +299,24 @@ def test_a_failed_enqueue_is_resent_by_the_retry(client: Client, env: dict[str, 
     assert messages(env) == [{"restore_id": retry.json_body["restore_id"]}]
 
 
+def test_an_unconfigured_restore_queue_is_503_and_the_retry_enqueues(
+    client: Client, env: dict[str, Any], monkeypatch: Any
+) -> None:
+    queue = services_module.get_services().restore_api()._queue
+    body = body_for(env["backups"]["Completed0"])
+    monkeypatch.setattr(queue, "_url", None)
+    refused = post(client, body, signed(body, **{"Idempotency-Key": "no-queue"}))
+    assert refused.status_code == 503
+    assert refused.json_body == {
+        "error": "ServiceUnavailable",
+        "message": "no restore queue configured (LIFEBOAT_RESTORE_QUEUE_URL)",
+    }
+    monkeypatch.setattr(queue, "_url", env["queue_url"])
+    retry = post(client, body, signed(body, **{"Idempotency-Key": "no-queue"}))
+    assert retry.status_code == 202
+    assert messages(env) == [{"restore_id": retry.json_body["restore_id"]}]
+
+
 # -- GET /v1/restores/{id} ----------------------------------------------------------------------------------------
 
 
