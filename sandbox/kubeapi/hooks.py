@@ -8,29 +8,32 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from sandbox.kubeapi import crds
 from sandbox.kubeapi.allocators import Allocators
 from sandbox.kubeapi.catalog import ResourceType
 from sandbox.kubeapi.errors import ApiError, FieldError, invalid, not_found
-from sandbox.kubeapi.store import object_key
-
-if TYPE_CHECKING:
-    from sandbox.kubeapi.objects import ObjectAPI
+from sandbox.kubeapi.registry import Registry
+from sandbox.kubeapi.store import Store, object_key
 
 Obj = dict[str, Any]
+# A controller's own create (type, namespace, body), passed in by the object API so this module does not import it.
+ControllerCreate = Callable[[ResourceType, str, Obj], object]
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
 
 class Hooks:
     """Kind-specific steps the object API calls at fixed points of every write. Callers hold the store lock."""
 
-    def __init__(self, api: ObjectAPI, ca_pem: bytes, controllers: bool) -> None:
-        self.api = api
+    def __init__(
+        self, store: Store, registry: Registry, create: ControllerCreate, ca_pem: bytes, controllers: bool
+    ) -> None:
         self.controllers = controllers
-        self.store = api.store
-        self.registry = api.registry
+        self.store = store
+        self.registry = registry
+        self._create = create
         self.alloc = Allocators()
         self.ca_pem = ca_pem
 
@@ -126,7 +129,7 @@ class Hooks:
         cm = self.registry.get("", "configmaps")
         assert sa is not None and cm is not None
         if self.store.bucket(sa).get(object_key(namespace, "default")) is None:
-            self.api.create(sa, "v1", namespace, {"metadata": {"name": "default"}}, internal=True)
+            self._create(sa, namespace, {"metadata": {"name": "default"}})
         if self.store.bucket(cm).get(object_key(namespace, "kube-root-ca.crt")) is None:
             body = {
                 "metadata": {
@@ -135,7 +138,7 @@ class Hooks:
                 },
                 "data": {"ca.crt": self.ca_pem.decode()},
             }
-            self.api.create(cm, "v1", namespace, body, internal=True)
+            self._create(cm, namespace, body)
 
     # -- namespace deletion ------------------------------------------------------------------------------------
 

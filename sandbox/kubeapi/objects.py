@@ -63,8 +63,12 @@ class ObjectAPI:
     ) -> None:
         self.store = store
         self.registry = registry
-        self.hooks = Hooks(self, ca_pem, controllers)
+        self.hooks = Hooks(store, registry, self._controller_create, ca_pem, controllers)
         self.namespace_delete_delay = namespace_delete_delay
+
+    def _controller_create(self, rtype: ResourceType, namespace: str, body: Obj) -> Response:
+        # Core controllers write through the same create as clients, minus namespace admission.
+        return self.create(rtype, rtype.versions[0], namespace, body, internal=True)
 
     # -- create ------------------------------------------------------------------------------------------------
 
