@@ -15,7 +15,12 @@ _FALLBACK_NODES = ("ip-10-0-1-17.ec2.internal", "ip-10-0-2-33.ec2.internal")
 
 
 def seed_controller_objects(seeder: Seeder, web_ns: str, data_ns: str) -> None:
-    """What the Deployment, ReplicaSet, StatefulSet and EndpointSlice controllers would create."""
+    """What the ServiceAccount, Deployment, ReplicaSet, StatefulSet and EndpointSlice controllers would create."""
+    for namespace in (web_ns, data_ns):
+        # The serviceaccount controller's `default`: without it kube-apiserver refuses every pod naming no account.
+        seeder.ensure(
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
+        )
     nodes, real_nodes = node_names(seeder)
 
     def record(pod: Manifest | None, into: list[Manifest]) -> None:

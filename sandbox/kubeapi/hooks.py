@@ -1,7 +1,8 @@
 """Per-kind behaviour around writes: what admission plugins, registry strategies and core controllers do.
 
-Namespaces (lifecycle, the default ServiceAccount and kube-root-ca.crt ConfigMap the controllers add), Service IP and
-node port allocation, the default StorageClass of PVCs, Job selectors, Secret data checks and CRD registration.
+Namespaces (lifecycle, the default ServiceAccount and kube-root-ca.crt ConfigMap the controllers add), a Pod's
+ServiceAccount (admission), Service IP and node port allocation, the default StorageClass of PVCs, Job selectors,
+Secret data checks and CRD registration.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ Obj = dict[str, Any]
 # A controller's own create (type, namespace, body), passed in by the object API so this module does not import it.
 ControllerCreate = Callable[[ResourceType, str, Obj], object]
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 class Hooks:
@@ -61,6 +63,31 @@ class Hooks:
                     ],
                 },
             )
+
+    def check_service_account(self, rtype: ResourceType, namespace: str, name: str, obj: Obj) -> None:
+        """The ServiceAccount admission plugin on a Pod create: the pod's account (``default`` when it names none)
+        must exist in its namespace. Nothing creates ``default`` unless the serviceaccount controller runs, so on a
+        server without controllers a pod naming no account is refused, as kube-apiserver alone refuses it.
+
+        ``name`` is the requested name (``generateName`` when the server is to generate it: admission runs first)."""
+        if (rtype.group, rtype.kind) != ("", "Pod"):
+            return
+        if ((obj.get("metadata") or {}).get("annotations") or {}).get(MIRROR_POD_ANNOTATION) is not None:
+            return  # a kubelet's mirror of a static pod has no service account
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            spec = {}
+        account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        accounts = self.registry.get("", "serviceaccounts")
+        assert accounts is not None
+        if self.store.bucket(accounts).get(object_key(namespace, account)) is not None:
+            return
+        raise ApiError(
+            403,
+            f'pods "{name or "Unknown"}" is forbidden: error looking up service account {namespace}/{account}: '
+            f'serviceaccount "{account}" not found',
+            details={"name": name or "Unknown", "kind": "pods"},
+        )
 
     def mutate(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
         """Mutating admission and strategy steps that need no allocation."""
