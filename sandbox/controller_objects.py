@@ -1,10 +1,13 @@
-"""The objects the sample app's controllers would create: ReplicaSets, Pods, ControllerRevisions, claims, slices."""
+"""The sample app's controller-owned objects (ReplicaSets, Pods, revisions, claims, slices): adopted or created."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.seeder import Manifest, Seeder
@@ -12,43 +15,179 @@ from sandbox.seeder import Manifest, Seeder
 # The alphabet Kubernetes uses for generated name parts (no vowels, so no accidental words).
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _FALLBACK_NODES = ("ip-10-0-1-17.ec2.internal", "ip-10-0-2-33.ec2.internal")
+# How long a running controller-manager gets to create what it owns before seeding creates it instead; it usually
+# reacts within a second.
+ADOPT_WAIT = 10.0
+_POLL_SECONDS = 0.2
+# kube-controller-manager renews its lease every 2 s; an older lease means it has stopped.
+_LEASE_FRESH_SECONDS = 60
 
 
-def seed_controller_objects(seeder: Seeder, web_ns: str, data_ns: str) -> None:
-    """What the ServiceAccount, Deployment, ReplicaSet, StatefulSet and EndpointSlice controllers would create."""
+@dataclass(frozen=True)
+class Controllers:
+    """Whether a kube-controller-manager runs, and how long to wait for one to create what it owns."""
+
+    running: bool
+    wait: float = 0.0
+
+
+def seed_controller_objects(seeder: Seeder, web_ns: str, data_ns: str, *, wait: float = ADOPT_WAIT) -> Controllers:
+    """What the ServiceAccount, Deployment, ReplicaSet, StatefulSet and EndpointSlice controllers would create.
+
+    An object some controller already made (found by its owner's uid, after up to ``wait`` seconds when a
+    controller-manager runs) is adopted as it is; only what no controller made is created, with real owner uids.
+    Status is reported only where no controller-manager and no real node exist, so nothing fakes a real kubelet."""
     for namespace in (web_ns, data_ns):
         # The serviceaccount controller's `default`: without it kube-apiserver refuses every pod naming no account.
         seeder.ensure(
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
         )
+    controllers = Controllers(True, wait) if controller_manager_running(seeder) else Controllers(False)
     nodes, real_nodes = node_names(seeder)
+    # With controllers running, placing pods is the scheduler's job: a pod bound to an invented node is deleted.
+    placement = None if controllers.running else nodes
+    fake_kubelet = not (controllers.running or real_nodes)
 
-    def record(pod: Manifest | None, into: list[Manifest]) -> None:
-        if pod is not None:
-            into.append(pod if real_nodes else play_kubelet(seeder, pod))
+    def record(pods: list[Manifest]) -> list[Manifest]:
+        return [play_kubelet(seeder, pod) for pod in pods] if fake_kubelet else pods
 
     deployment = seeder.get("apps/v1", "Deployment", "web", web_ns)
     web_pods: list[Manifest] = []
     if deployment is not None:
-        replica_set = seeder.ensure(_replica_set(deployment))
+        replica_set = _replica_set_of(seeder, deployment, controllers)
         if replica_set is not None:
-            for index in range(replica_set["spec"]["replicas"]):
-                record(
-                    seeder.ensure(_owned_pod(replica_set, _generated_name(replica_set, index), nodes, index)), web_pods
-                )
+            web_pods = record(_replica_set_pods(seeder, replica_set, placement, controllers))
     statefulset = seeder.get("apps/v1", "StatefulSet", "db", data_ns)
     db_pods: list[Manifest] = []
     if statefulset is not None:
-        revision = seeder.ensure(_controller_revision(statefulset))
-        revision_name = revision["metadata"]["name"] if revision else f"db-{_template_hash(statefulset)}"
-        for index in range(statefulset["spec"]["replicas"]):
-            for claim in _statefulset_claims(statefulset, index):
-                seeder.ensure(claim)
-            record(seeder.ensure(_statefulset_pod(statefulset, revision_name, index, nodes)), db_pods)
+        db_pods = record(_statefulset_pods(seeder, statefulset, placement, controllers))
     for service_name, namespace, pods in (("web", web_ns, web_pods), ("db", data_ns, db_pods)):
         service = seeder.get("v1", "Service", service_name, namespace)
         if service is not None:
-            seeder.ensure(_endpoint_slice(service, pods))
+            slices = _adopted(seeder, "discovery.k8s.io/v1", "EndpointSlice", service, controllers)
+            if not slices:
+                seeder.ensure(_endpoint_slice(service, pods))
+    return controllers
+
+
+def controller_manager_running(seeder: Seeder) -> bool:
+    """True when kube-controller-manager holds its leader-election lease (kube-system/kube-controller-manager)
+    renewed within the last minute; the test server and kube-apiserver alone (envtest) have none."""
+    from chalicelib.kube.errors import KubeError
+
+    resource = seeder.resource("coordination.k8s.io/v1", "Lease")
+    if resource is None:
+        return False
+    try:
+        lease = seeder.client.get_object(resource, "kube-controller-manager", namespace="kube-system")
+    except KubeError:  # e.g. no permission to read leases: assume one may run, so wait before creating its objects
+        return True
+    if lease is None:
+        return False
+    renewed = (lease.get("spec") or {}).get("renewTime")
+    if not renewed:
+        return bool((lease.get("spec") or {}).get("holderIdentity"))
+    age = datetime.now(UTC) - datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
+    return age.total_seconds() < _LEASE_FRESH_SECONDS
+
+
+def _adopted(
+    seeder: Seeder, api_version: str, kind: str, owner: Manifest, controllers: Controllers, want: int = 1
+) -> list[Manifest]:
+    """What ``owner``'s controller made: waits (when controllers run) until ``want`` exist, then adopts them all."""
+    deadline = time.monotonic() + controllers.wait
+    while True:
+        found = seeder.owned(api_version, kind, owner)
+        if len(found) >= want or time.monotonic() >= deadline:
+            return [seeder.adopt(item) for item in found]
+        time.sleep(_POLL_SECONDS)
+
+
+def _replica_set_of(seeder: Seeder, deployment: Manifest, controllers: Controllers) -> Manifest | None:
+    """The Deployment's current ReplicaSet: the highest revision its controller made, or ours."""
+    found = _adopted(seeder, "apps/v1", "ReplicaSet", deployment, controllers)
+    if found:
+        return max(found, key=_revision_number)
+    return seeder.ensure(_replica_set(deployment))
+
+
+def _revision_number(replica_set: Manifest) -> int:
+    value = ((replica_set["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")) or "0"
+    return int(value) if value.isdigit() else 0
+
+
+def _replica_set_pods(
+    seeder: Seeder, replica_set: Manifest, nodes: list[str] | None, controllers: Controllers
+) -> list[Manifest]:
+    """The ReplicaSet's pods its controller made, topped up with ours (stable names) to ``spec.replicas``."""
+    want = int((replica_set.get("spec") or {}).get("replicas", 1))
+    pods = _adopted(seeder, "v1", "Pod", replica_set, controllers, want)
+    names = {pod["metadata"]["name"] for pod in pods}
+    index = 0
+    while len(pods) < want:
+        name = _generated_name(replica_set, index)
+        if name not in names:
+            created = seeder.ensure(_owned_pod(replica_set, name, _node(nodes, index)))
+            if created is None:
+                break
+            pods.append(created)
+        index += 1
+    return pods
+
+
+def _statefulset_pods(
+    seeder: Seeder, statefulset: Manifest, nodes: list[str] | None, controllers: Controllers
+) -> list[Manifest]:
+    """Pods ``<set>-0..n-1`` and their claims: those the controller made, and ours for the ordinals it has not."""
+    revisions = _adopted(seeder, "apps/v1", "ControllerRevision", statefulset, controllers)
+    if revisions:
+        revision_name = max(revisions, key=lambda r: int(r.get("revision") or 0))["metadata"]["name"]
+    else:
+        revision = seeder.ensure(_controller_revision(statefulset))
+        revision_name = revision["metadata"]["name"] if revision else f"db-{_template_hash(statefulset)}"
+    meta, spec = statefulset["metadata"], statefulset.get("spec") or {}
+    replicas = int(spec.get("replicas", 1))
+    existing = _statefulset_wait(seeder, statefulset, replicas, controllers)
+    pods = []
+    for index in range(replicas):
+        name = f"{meta['name']}-{index}"
+        for claim in _statefulset_claims(statefulset, index):
+            seeder.ensure(claim)  # the controller makes a pod's claims first; ensuring them again is harmless
+        pod = existing.get(name)
+        if pod is not None:
+            pods.append(seeder.adopt(pod))
+            continue
+        created = seeder.ensure(_statefulset_pod(statefulset, revision_name, index, _node(nodes, index)))
+        if created is not None:
+            pods.append(created)
+    return pods
+
+
+def _statefulset_wait(
+    seeder: Seeder, statefulset: Manifest, replicas: int, controllers: Controllers
+) -> dict[str, Manifest]:
+    """The set's pods by name once its controller has made all it will: with ``OrderedReady`` it makes ordinal n+1
+    only when n is Running and Ready, which never happens without a kubelet, so waiting for more is pointless."""
+    ordered = (statefulset.get("spec") or {}).get("podManagementPolicy", "OrderedReady") == "OrderedReady"
+    name = statefulset["metadata"]["name"]
+    deadline = time.monotonic() + controllers.wait
+    while True:
+        pods = {pod["metadata"]["name"]: pod for pod in seeder.owned("v1", "Pod", statefulset)}
+        expected = replicas
+        if ordered:
+            expected = next((i + 1 for i in range(replicas) if not _ready(pods.get(f"{name}-{i}"))), replicas)
+        if all(f"{name}-{i}" in pods for i in range(expected)) or time.monotonic() >= deadline:
+            return pods
+        time.sleep(_POLL_SECONDS)
+
+
+def _ready(pod: Manifest | None) -> bool:
+    conditions = ((pod or {}).get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _node(nodes: list[str] | None, index: int) -> str | None:
+    return nodes[index % len(nodes)] if nodes else None
 
 
 def _owner(owner: Manifest) -> dict[str, Any]:
@@ -109,7 +248,7 @@ def _pod_ip(namespace: str, name: str) -> str:
     return f"10.244.{digest[0]}.{digest[1] % 253 + 2}"
 
 
-def _pod(owner: Manifest, name: str, labels: dict[str, str], spec: dict[str, Any], node: str) -> Manifest:
+def _pod(owner: Manifest, name: str, labels: dict[str, str], spec: dict[str, Any], node: str | None) -> Manifest:
     namespace = owner["metadata"]["namespace"]
     return {
         "apiVersion": "v1",
@@ -120,14 +259,14 @@ def _pod(owner: Manifest, name: str, labels: dict[str, str], spec: dict[str, Any
             "labels": labels,
             "ownerReferences": [_owner(owner)],
         },
-        "spec": {**spec, "nodeName": node},
+        "spec": {**spec, "nodeName": node} if node else spec,
     }
 
 
-def _owned_pod(replica_set: Manifest, name: str, nodes: list[str], index: int) -> Manifest:
+def _owned_pod(replica_set: Manifest, name: str, node: str | None) -> Manifest:
     template = replica_set["spec"]["template"]
     labels = dict(template["metadata"]["labels"])
-    pod = _pod(replica_set, name, labels, copy.deepcopy(template["spec"]), nodes[index % len(nodes)])
+    pod = _pod(replica_set, name, labels, copy.deepcopy(template["spec"]), node)
     pod["metadata"]["generateName"] = f"{replica_set['metadata']['name']}-"
     return pod
 
@@ -166,7 +305,7 @@ def _statefulset_claims(statefulset: Manifest, index: int) -> list[Manifest]:
     return claims
 
 
-def _statefulset_pod(statefulset: Manifest, revision: str, index: int, nodes: list[str]) -> Manifest:
+def _statefulset_pod(statefulset: Manifest, revision: str, index: int, node: str | None) -> Manifest:
     meta, spec = statefulset["metadata"], statefulset["spec"]
     name = f"{meta['name']}-{index}"
     labels = {
@@ -183,7 +322,7 @@ def _statefulset_pod(statefulset: Manifest, revision: str, index: int, nodes: li
         for t in spec.get("volumeClaimTemplates") or ()
     ]
     pod_spec["volumes"] = claim_volumes + (pod_spec.get("volumes") or [])
-    return _pod(statefulset, name, labels, pod_spec, nodes[index % len(nodes)])
+    return _pod(statefulset, name, labels, pod_spec, node)
 
 
 def _endpoint_slice(service: Manifest, pods: list[Manifest]) -> Manifest:
@@ -266,10 +405,11 @@ def play_kubelet(seeder: Seeder, pod: Manifest) -> Manifest:
 
     resource = seeder.resource("v1", "Pod")
     meta = pod["metadata"]
-    if resource is None or (pod.get("status") or {}).get("podIP"):
-        return pod
+    node = (pod.get("spec") or {}).get("nodeName")
+    if resource is None or not node or (pod.get("status") or {}).get("podIP"):
+        return pod  # no kubelet runs a pod no node was assigned, and a reported IP never changes
     ip = _pod_ip(meta["namespace"], meta["name"])
-    node_ip = _pod_ip("node", pod["spec"]["nodeName"])
+    node_ip = _pod_ip("node", node)
     conditions = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
     status = {
         "phase": "Running",
@@ -291,7 +431,7 @@ def play_kubelet(seeder: Seeder, pod: Manifest) -> Manifest:
                 "restartCount": 0,
                 "state": {"running": {"startedAt": meta.get("creationTimestamp")}},
             }
-            for c in pod["spec"]["containers"]
+            for c in pod["spec"].get("containers") or ()
         ],
     }
     path = resource.object_path(meta["name"], meta["namespace"]) + "/status"

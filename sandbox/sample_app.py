@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from chalicelib.core.resources import Resource
-from sandbox.controller_objects import seed_controller_objects
+from sandbox.controller_objects import ADOPT_WAIT, seed_controller_objects
 from sandbox.seeder import Manifest, Seeder
 
 if TYPE_CHECKING:
@@ -42,6 +42,11 @@ class SeedReport:
     by_kind: dict[str, int]
     # "<Kind> <namespace/name>" of objects whose type the cluster does not serve (e.g. no snapshot CRDs installed).
     skipped: list[str] = field(default_factory=list)
+    # "<Kind> <namespace/name>" of controller-owned objects found rather than created (a controller or an earlier
+    # seeding made them).
+    adopted: list[str] = field(default_factory=list)
+    # A kube-controller-manager runs: its pods are left to the scheduler and kubelets (no nodeName, no status).
+    controllers: bool = False
 
 
 def load_manifests(suffix: str = "") -> list[Manifest]:
@@ -127,20 +132,23 @@ class _Rewriter:
 # --- seeding -------------------------------------------------------------------------------------------------------
 
 
-def seed_sample_app(client: KubeClient, suffix: str = "") -> SeedReport:
+def seed_sample_app(client: KubeClient, suffix: str = "", *, wait: float = ADOPT_WAIT) -> SeedReport:
     """Create the app through ``client`` (a ``chalicelib.kube.KubeClient``), plus the objects its controllers would
-    create. Objects that already exist are left as they are, so seeding twice is harmless."""
+    create: those a running controller made (within ``wait`` seconds) are adopted, the rest created. Objects that
+    already exist are left as they are, so seeding twice is harmless."""
     seeder = Seeder(client)
     manifests = load_manifests(suffix)
     for manifest in manifests:
         seeder.ensure(manifest)
     namespaces = [m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"]
-    seed_controller_objects(seeder, WEB_NAMESPACE + suffix, DATA_NAMESPACE + suffix)
+    controllers = seed_controller_objects(seeder, WEB_NAMESPACE + suffix, DATA_NAMESPACE + suffix, wait=wait)
     return SeedReport(
         objects=sum(seeder.by_kind.values()),
         namespaces=namespaces,
         by_kind=dict(seeder.by_kind),
         skipped=list(seeder.skipped),
+        adopted=list(seeder.adopted),
+        controllers=controllers.running,
     )
 
 

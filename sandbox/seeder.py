@@ -20,6 +20,8 @@ class Seeder:
         self.client = client
         self.by_kind: Counter[str] = Counter()
         self.skipped: list[str] = []
+        # "<Kind> <namespace/name>" of objects found owned by their controller's object rather than created.
+        self.adopted: list[str] = []
         self._types: dict[tuple[str, str], Resource] = {}
         self._stale = True  # discover lazily, and again once a CRD has added a type
 
@@ -55,6 +57,32 @@ class Seeder:
     def get(self, api_version: str, kind: str, name: str, namespace: str) -> Manifest | None:
         resource = self.resource(api_version, kind)
         return None if resource is None else self.client.get_object(resource, name, namespace=namespace)
+
+    def owned(self, api_version: str, kind: str, owner: Manifest) -> list[Manifest]:
+        """The objects of this kind in ``owner``'s namespace whose controller reference is ``owner`` (by uid, as the
+        garbage collector matches them: a name can be reused, a uid cannot), sorted by name."""
+        resource = self.resource(api_version, kind)
+        if resource is None:
+            return []
+        listing = self.client.request("GET", resource.collection_path(owner["metadata"]["namespace"])) or {}
+        uid = owner["metadata"]["uid"]
+        found = [
+            item
+            for item in listing.get("items") or ()
+            if any(
+                ref.get("controller") and ref.get("uid") == uid for ref in item["metadata"].get("ownerReferences") or ()
+            )
+        ]
+        for item in found:  # a list's items carry no kind or apiVersion
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return sorted(found, key=lambda item: str(item["metadata"]["name"]))
+
+    def adopt(self, obj: Manifest) -> Manifest:
+        """Count ``obj`` (made by a controller, or by an earlier seeding) as seeded, leaving it as it is."""
+        self.by_kind[obj["kind"]] += 1
+        self.adopted.append(f"{obj['kind']} {display(obj['metadata'])}")
+        return obj
 
 
 def display(meta: dict[str, Any]) -> str:
