@@ -87,7 +87,10 @@ def controller_manager_running(seeder: Seeder) -> bool:
     renewed = (lease.get("spec") or {}).get("renewTime")
     if not renewed:
         return bool((lease.get("spec") or {}).get("holderIdentity"))
-    age = datetime.now(UTC) - datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
+    try:
+        age = datetime.now(UTC) - datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
+    except ValueError:  # a time we cannot read still says some holder renewed it
+        return True
     return age.total_seconds() < _LEASE_FRESH_SECONDS
 
 
@@ -139,12 +142,7 @@ def _statefulset_pods(
     seeder: Seeder, statefulset: Manifest, nodes: list[str] | None, controllers: Controllers
 ) -> list[Manifest]:
     """Pods ``<set>-0..n-1`` and their claims: those the controller made, and ours for the ordinals it has not."""
-    revisions = _adopted(seeder, "apps/v1", "ControllerRevision", statefulset, controllers)
-    if revisions:
-        revision_name = max(revisions, key=lambda r: int(r.get("revision") or 0))["metadata"]["name"]
-    else:
-        revision = seeder.ensure(_controller_revision(statefulset))
-        revision_name = revision["metadata"]["name"] if revision else f"db-{_template_hash(statefulset)}"
+    revision_name = _revision_of(seeder, statefulset, controllers)
     meta, spec = statefulset["metadata"], statefulset.get("spec") or {}
     replicas = int(spec.get("replicas", 1))
     existing = _statefulset_wait(seeder, statefulset, replicas, controllers)
@@ -161,6 +159,20 @@ def _statefulset_pods(
         if created is not None:
             pods.append(created)
     return pods
+
+
+def _revision_of(seeder: Seeder, statefulset: Manifest, controllers: Controllers) -> str:
+    """The name of the set's current ControllerRevision (its pods' ``controller-revision-hash``): the newest its
+    controller made, or ours."""
+    revisions = _adopted(seeder, "apps/v1", "ControllerRevision", statefulset, controllers)
+    if revisions:
+        return str(max(revisions, key=lambda r: int(r.get("revision") or 0))["metadata"]["name"])
+    revision = seeder.ensure(_controller_revision(statefulset))
+    return (
+        str(revision["metadata"]["name"])
+        if revision
+        else f"{statefulset['metadata']['name']}-{_template_hash(statefulset)}"
+    )
 
 
 def _statefulset_wait(
