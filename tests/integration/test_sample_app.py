@@ -760,3 +760,24 @@ def test_seeding_waits_for_a_running_controller_manager(bare_server: Any) -> Non
     pods = cluster.items("v1", "Pod", "shop")
     assert report.by_kind["Pod"] == 5 and len(pods) == 3
     assert all("nodeName" not in p["spec"] for p in pods)
+
+
+def test_a_stale_controller_manager_lease_means_no_controllers_run(bare_server: Any) -> None:
+    from sandbox.controller_objects import controller_manager_running
+    from sandbox.seeder import Seeder
+
+    client = _client_of(bare_server)
+    seeder = Seeder(client)
+    assert not controller_manager_running(seeder)
+    leases = Cluster(client).types[("coordination.k8s.io/v1", "Lease")]
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "kube-controller-manager", "namespace": "kube-system"},
+        "spec": {"holderIdentity": "control-plane_1", "renewTime": "2020-01-01T00:00:00.000000Z"},
+    }
+    client.create(leases, lease, namespace="kube-system")
+    assert not controller_manager_running(seeder)
+    fresh = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    client.patch(leases, "kube-controller-manager", {"spec": {"renewTime": fresh}}, namespace="kube-system")
+    assert controller_manager_running(seeder)
