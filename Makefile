@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 ## Run the main job on the embedded default: emulated AWS + local Kubernetes API seeded with the sample app.
 sandbox: $(STAMP)
-	$(BIN)/lifeboat sandbox
+	$(BIN)/python -m sandbox
 
 ## Static checks and the whole test suite.
 test: $(STAMP) lint

@@ -57,7 +57,8 @@ def serving_app(services: Any) -> Iterator[str]:
     port = free_port()
     config = Config.create(chalice_stage="dev", app_name="lifeboat")
     server = LocalDevServer(app_module.app, config, "127.0.0.1", port, handler_cls=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="lifeboat-sandbox-api", daemon=True)
+    # The HTTP server itself: LocalDevServer.serve_forever prints a banner to stdout, which would break --output json.
+    thread = threading.Thread(target=server.server.serve_forever, name="lifeboat-sandbox-api", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{port}"

@@ -242,9 +242,3 @@ def repo_check(args: Any, services: Any) -> int:
         else:
             out.print("[green]no problems found[/green]")
     return EXIT_ERROR if problems else EXIT_OK
-
-
-def sandbox(args: Any, services: Any) -> int:
-    from sandbox.demo import run_demo
-
-    return run_demo(keep=args.keep, output=args.output)

@@ -77,9 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_parsers(sub, _add_aws_options)
 
-    p = sub.add_parser("sandbox", help="run the local sandbox demo (emulated AWS + Kubernetes API, sample app)")
-    p.add_argument("--keep", action="store_true", help="keep the servers running after the demo (Ctrl-C to stop)")
-    p.add_argument("--output", choices=("table", "json"), default="table")
     return parser
 
 
@@ -121,7 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("backups", "describe"): commands.backups_describe,
         ("export", None): commands.export,
         ("repo", "check"): commands.repo_check,
-        ("sandbox", None): commands.sandbox,
         ("restore", None): restore_cmd.restore,
         ("replication", "status"): replication_cmd.status,
         ("replication", "copies"): replication_cmd.copies,

@@ -3,8 +3,9 @@
 It speaks the kube-apiserver REST API over HTTPS on 127.0.0.1 for everything Lifeboat uses: discovery, CRUD with
 the real status codes and `Status` bodies, list paging with `limit`/`continue` (etcd's token format, 410 Expired
 after a simulated compaction), label and field selectors, resourceVersion conflicts, status/scale subresources,
-server-side defaults, namespace lifecycle and CustomResourceDefinitions. The same integration tests run against a
-real cluster, so where behaviour is implemented it follows the real server.
+server-side defaults, namespace lifecycle, a Pod's ServiceAccount admission (refused when the account is missing) and
+CustomResourceDefinitions. The same integration tests run against a real cluster, so where behaviour is implemented
+it follows the real server.
 
 Why not kmock (installed, and a fine mock for operators): it keeps objects as plain dicts and serves lists without
 `limit`/`continue`, without a real resourceVersion and without selectors or kube-apiserver's Status reasons and
@@ -15,8 +16,10 @@ hundred lines per concern.
 
 Not implemented (documented gaps): watch, protobuf, version conversion (an object reads the same at every served
 version, only apiVersion changes), OpenAPI schemas and pruning of custom resources, garbage collection through
-ownerReferences, controllers other than namespace lifecycle (no ReplicaSets or Pods appear for a Deployment), and
-strategic merge patch list merging (served as a JSON merge patch).
+ownerReferences, controllers other than namespace lifecycle (no ReplicaSets or Pods appear for a Deployment; the
+serviceaccount controller's `default` account only with `namespace_controllers=True`), the token volume and image
+pull secrets ServiceAccount admission adds to a Pod, and strategic merge patch list merging (served as a JSON merge
+patch).
 """
 
 from __future__ import annotations

@@ -1,36 +1,41 @@
 """Per-kind behaviour around writes: what admission plugins, registry strategies and core controllers do.
 
-Namespaces (lifecycle, the default ServiceAccount and kube-root-ca.crt ConfigMap the controllers add), Service IP and
-node port allocation, the default StorageClass of PVCs, Job selectors, Secret data checks and CRD registration.
+Namespaces (lifecycle, the default ServiceAccount and kube-root-ca.crt ConfigMap the controllers add), a Pod's
+ServiceAccount (admission), Service IP and node port allocation, the default StorageClass of PVCs, Job selectors,
+Secret data checks and CRD registration.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from sandbox.kubeapi import crds
 from sandbox.kubeapi.allocators import Allocators
 from sandbox.kubeapi.catalog import ResourceType
 from sandbox.kubeapi.errors import ApiError, FieldError, invalid, not_found
-from sandbox.kubeapi.store import object_key
-
-if TYPE_CHECKING:
-    from sandbox.kubeapi.objects import ObjectAPI
+from sandbox.kubeapi.registry import Registry
+from sandbox.kubeapi.store import Store, object_key
 
 Obj = dict[str, Any]
+# A controller's own create (type, namespace, body), passed in by the object API so this module does not import it.
+ControllerCreate = Callable[[ResourceType, str, Obj], object]
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
 
 class Hooks:
     """Kind-specific steps the object API calls at fixed points of every write. Callers hold the store lock."""
 
-    def __init__(self, api: ObjectAPI, ca_pem: bytes, controllers: bool) -> None:
-        self.api = api
+    def __init__(
+        self, store: Store, registry: Registry, create: ControllerCreate, ca_pem: bytes, controllers: bool
+    ) -> None:
         self.controllers = controllers
-        self.store = api.store
-        self.registry = api.registry
+        self.store = store
+        self.registry = registry
+        self._create = create
         self.alloc = Allocators()
         self.ca_pem = ca_pem
 
@@ -58,6 +63,31 @@ class Hooks:
                     ],
                 },
             )
+
+    def check_service_account(self, rtype: ResourceType, namespace: str, name: str, obj: Obj) -> None:
+        """The ServiceAccount admission plugin on a Pod create: the pod's account (``default`` when it names none)
+        must exist in its namespace. Nothing creates ``default`` unless the serviceaccount controller runs, so on a
+        server without controllers a pod naming no account is refused, as kube-apiserver alone refuses it.
+
+        ``name`` is the requested name (``generateName`` when the server is to generate it: admission runs first)."""
+        if (rtype.group, rtype.kind) != ("", "Pod"):
+            return
+        if ((obj.get("metadata") or {}).get("annotations") or {}).get(MIRROR_POD_ANNOTATION) is not None:
+            return  # a kubelet's mirror of a static pod has no service account
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            spec = {}
+        account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        accounts = self.registry.get("", "serviceaccounts")
+        assert accounts is not None
+        if self.store.bucket(accounts).get(object_key(namespace, account)) is not None:
+            return
+        raise ApiError(
+            403,
+            f'pods "{name or "Unknown"}" is forbidden: error looking up service account {namespace}/{account}: '
+            f'serviceaccount "{account}" not found',
+            details={"name": name or "Unknown", "kind": "pods"},
+        )
 
     def mutate(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
         """Mutating admission and strategy steps that need no allocation."""
@@ -126,7 +156,7 @@ class Hooks:
         cm = self.registry.get("", "configmaps")
         assert sa is not None and cm is not None
         if self.store.bucket(sa).get(object_key(namespace, "default")) is None:
-            self.api.create(sa, "v1", namespace, {"metadata": {"name": "default"}}, internal=True)
+            self._create(sa, namespace, {"metadata": {"name": "default"}})
         if self.store.bucket(cm).get(object_key(namespace, "kube-root-ca.crt")) is None:
             body = {
                 "metadata": {
@@ -135,7 +165,7 @@ class Hooks:
                 },
                 "data": {"ca.crt": self.ca_pem.decode()},
             }
-            self.api.create(cm, "v1", namespace, body, internal=True)
+            self._create(cm, namespace, body)
 
     # -- namespace deletion ------------------------------------------------------------------------------------
 

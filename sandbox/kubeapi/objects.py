@@ -63,8 +63,12 @@ class ObjectAPI:
     ) -> None:
         self.store = store
         self.registry = registry
-        self.hooks = Hooks(self, ca_pem, controllers)
+        self.hooks = Hooks(store, registry, self._controller_create, ca_pem, controllers)
         self.namespace_delete_delay = namespace_delete_delay
+
+    def _controller_create(self, rtype: ResourceType, namespace: str, body: Obj) -> Response:
+        # Core controllers write through the same create as clients, minus namespace admission.
+        return self.create(rtype, rtype.versions[0], namespace, body, internal=True)
 
     # -- create ------------------------------------------------------------------------------------------------
 
@@ -87,11 +91,13 @@ class ObjectAPI:
             raise bad_request("resourceVersion should not be set on objects to be created")
         with self.store.lock:
             bucket = self.store.bucket(rtype)
+            requested = str(meta.get("name") or meta.get("generateName") or "")
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = self._unused_name(bucket, namespace, str(meta["generateName"]))
             name = str(meta.get("name") or "")
             if rtype.namespaced and not internal:
                 self.hooks.check_namespace(rtype, namespace or "", name)
+                self.hooks.check_service_account(rtype, namespace or "", requested, obj)
             errors = validate_metadata(rtype, meta)
             if errors:
                 raise invalid(rtype.group, rtype.kind, name, errors)

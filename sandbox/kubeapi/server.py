@@ -45,7 +45,8 @@ class KubeAPIServer:
 
         namespace_controllers: add the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap to every
         namespace, as a real cluster's controllers do. Off by default so a new namespace holds exactly what a test
-        put there."""
+        put there, like kube-apiserver without kube-controller-manager (envtest): a Pod is then refused until its
+        ServiceAccount (`default` when it names none) has been created."""
         self.tls = tls
         self.token = token or secrets.token_urlsafe(32)
         self.user = user

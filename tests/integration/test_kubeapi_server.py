@@ -569,6 +569,45 @@ def test_namespace_secret_and_pvc_defaults(api: Client, ns: str) -> None:
     assert api.call("GET", f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt")[0] == 200
 
 
+def pod(name: str = "", *, generate_name: str = "", service_account: str | None = None) -> dict[str, Any]:
+    meta = {"name": name} if name else {"generateName": generate_name}
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}
+    if service_account is not None:
+        spec["serviceAccountName"] = service_account
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def test_pods_need_their_service_account(api: Client, ns: str) -> None:
+    created = api.call("POST", f"/api/v1/namespaces/{ns}/pods", pod("p"))
+    assert created[0] == 201 and created[1]["spec"]["serviceAccountName"] == "default"
+    status, body, _ = api.call("POST", f"/api/v1/namespaces/{ns}/pods", pod("q", service_account="builder"))
+    message = f'pods "q" is forbidden: error looking up service account {ns}/builder: serviceaccount "builder" '
+    message += "not found"
+    assert_status(body, 403, "Forbidden", message)
+    assert body["details"] == {"name": "q", "kind": "pods"}
+    # Admission runs before the server generates a name, so the message names the prefix.
+    status, body, _ = api.call("POST", f"/api/v1/namespaces/{ns}/pods", pod(generate_name="q-", service_account="b"))
+    assert status == 403 and body["message"].startswith('pods "q-" is forbidden: error looking up service account')
+    assert api.call("POST", f"/api/v1/namespaces/{ns}/pods?dryRun=All", pod("q", service_account="builder"))[0] == 403
+    api.call("POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "builder"}})
+    assert api.call("POST", f"/api/v1/namespaces/{ns}/pods", pod("q", service_account="builder"))[0] == 201
+
+
+def test_without_controllers_no_default_service_account_so_pods_naming_none_are_refused() -> None:
+    with KubeAPIServer(namespace_delete_delay=0) as srv:
+        api = Client(srv)
+        assert api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "bare"}})[0] == 201
+        assert api.call("GET", "/api/v1/namespaces/bare/serviceaccounts/default")[0] == 404
+        status, body, _ = api.call("POST", "/api/v1/namespaces/bare/pods", pod("p"))
+        message = 'pods "p" is forbidden: error looking up service account bare/default: serviceaccount "default" '
+        message += "not found"
+        assert_status(body, 403, "Forbidden", message)
+        assert api.call("GET", "/api/v1/namespaces/bare/pods/p")[0] == 404
+        # What kube-controller-manager's serviceaccount controller would have done.
+        api.call("POST", "/api/v1/namespaces/bare/serviceaccounts", {"metadata": {"name": "default"}})
+        assert api.call("POST", "/api/v1/namespaces/bare/pods", pod("p"))[0] == 201
+
+
 def test_default_namespaces_exist(api: Client) -> None:
     names = {i["metadata"]["name"] for i in api.call("GET", "/api/v1/namespaces")[1]["items"]}
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
