@@ -8,7 +8,6 @@ from typing import Any
 from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.sharding import Sharding
 from chalicelib.catalog.errors import StaleState
-from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BackupId, BlobId
 from chalicelib.core.jobs import CommitMessage
 from chalicelib.core.manifest import Manifest
@@ -144,25 +143,17 @@ class Committer:
 def missing_from_repository(repo: Any, manifest: Manifest) -> str:
     """A description of the blobs ``manifest`` reaches that the repository no longer holds ("" when none).
 
-    Reads the index afresh, every scope tree in one batch, and the pack listing once: a blob reached must be indexed
-    and its pack must exist.
+    Reads the index afresh, every scope tree in one batch, and the pack listing once (``repository/reach.py``): a
+    blob reached must be indexed and its pack must exist.
     """
-    from chalicelib.core.trees import tree_blob_ids
     from chalicelib.repository import RepositoryReader
-    from chalicelib.repository.errors import RepositoryError
+    from chalicelib.repository.reach import list_packs, reachable
 
-    reader = RepositoryReader(repo)
-    index = reader.load_index()
-    try:
-        trees = list(reader.root(manifest).values())
-        reached: list[BlobId] = [manifest.root_tree, *trees]
-        for _tree, data in reader.read_blobs(trees, where=f"backup {manifest.cluster}/{manifest.backup_id}"):
-            reached.extend(tree_blob_ids(data))
-    except (RepositoryError, FormatError) as exc:
-        return f"a tree cannot be read: {exc}"
-    unindexed = [blob for blob in reached if blob not in index]
-    stored = {key.rsplit("/", 1)[-1] for key in repo.store.list("packs/")}
-    gone = sorted({index[blob].pack for blob in reached if blob in index} - stored)
+    reach = reachable(RepositoryReader(repo), [manifest], stored_packs=list_packs(repo.store))
+    if reach.unreadable:
+        return f"a tree cannot be read: {reach.unreadable[0].error}"
+    unindexed = reach.unindexed
+    gone = sorted(set(reach.missing_packs.values()))
     parts = []
     if unindexed:
         parts.append(f"{len(unindexed)} unindexed, first {unindexed[0]}")
