@@ -1,4 +1,4 @@
-"""The backup orchestrator: claim the job, collect, write blobs and trees, commit the manifest, record the outcome."""
+"""The backup orchestrator: claim the job, list, handle each item, then commit (``commit.py``) and record it."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 from chalicelib.backup.collect import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.collector import ItemCollector
+from chalicelib.backup.commit import build_manifest, commit_manifest, iso
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.core.ids import BackupId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
-from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
@@ -26,10 +26,6 @@ HEARTBEAT_EVERY_S = 30
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -211,44 +207,23 @@ class BackupService:
             bytes_deduplicated=collector.bytes_dedup,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        counts = {
-            "objects": collector.objects,
-            "blobs_new": int(stats.get("blobs_new", 0)),
-            "trees": len(trees) + 1,
-            "namespaces": len(ns_objects),
-            "errors": len(collector.errors),
-        }
-        manifest = Manifest(
-            backup_id=backup_id,
-            cluster=cluster,
+        manifest = build_manifest(
+            record,
             policy=job.policy,
-            parent=BackupId(record.parent) if record.parent else None,
-            started_at=_iso(started_at),
-            finished_at=_iso(finished_at),
+            started_at=iso(started_at),
+            finished_at=finished_at,
             kubernetes_version=version,
             scope=job.scope.to_dict(),
             root_tree=root_id,
-            counts=counts,
+            trees=len(trees),
+            objects=collector.objects,
+            namespaces=len(ns_objects),
             kinds=collector.kinds(),
-            index_files=list(index_files),
+            index_files=index_files,
             stats=stats,
             errors=collector.errors,
         )
-        key = writer.write_manifest(manifest)  # the commit point
-        stats["bytes_uploaded"] = int(writer.stats.get("bytes_uploaded", stats.get("bytes_uploaded", 0)))
-        stats["puts"] = int(writer.stats.get("puts", stats.get("puts", 0)))
-        state = BackupState.PARTIALLY_FAILED if collector.errors else BackupState.COMPLETED
-        return self._catalog.transition(  # type: ignore[no-any-return]
-            cluster,
-            backup_id,
-            state,
-            now=self._clock(),
-            finished_at=finished_at,
-            manifest_key=key,
-            counts=counts,
-            stats=stats,
-            errors=collector.errors,
-        )
+        return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from chalicelib.backup.committer import missing_from_repository
+from chalicelib.backup.commit import missing_from_repository
 from chalicelib.core.ids import BlobId
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.trees import encode_root
