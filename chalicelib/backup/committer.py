@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.commit import REJECTED, build_manifest, commit_manifest
+from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharding import Sharding
 from chalicelib.catalog.errors import StaleState
 from chalicelib.core.ids import BlobId

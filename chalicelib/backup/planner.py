@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.backup.checkpoints import CheckpointStore
-from chalicelib.backup.collect import Page, count_objects
-from chalicelib.backup.collector import ItemCollector
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.listing import Page, count_objects
 from chalicelib.backup.sharding import BackupContext, Sharding
 from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupRecord, BackupState

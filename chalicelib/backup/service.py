@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.backup.collect import ListFailure, Page, select_resources, stream_pages
-from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.commit import build_manifest, commit_manifest, iso
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.core.ids import BackupId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from chalicelib.backup.collect import ListFailure, stream_pages
-from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.errors import RetryLater
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.listing import ListFailure, stream_pages
 from chalicelib.backup.sharding import BackupContext, Sharding
 from chalicelib.catalog.errors import ShardConflict, StaleState
 from chalicelib.core.jobs import ShardMessage

@@ -300,7 +300,7 @@ def test_a_shard_whose_list_fails_beyond_retries_is_retried_and_the_backup_compl
 def test_a_shard_that_raises_is_retried_and_one_that_keeps_failing_fails_the_backup(
     repos, kubeconfig_path, app_ns, monkeypatch
 ):
-    from chalicelib.backup.collector import ItemCollector
+    from chalicelib.backup.items import ItemCollector
 
     _, sharded = repos
     shop = app_ns.namespaces[0]
