@@ -1,6 +1,6 @@
 """Backup use case, a pipeline: ``listing`` (discovery + paged lists) -> ``items`` (per-item handling) -> ``commit``.
 
-``service`` runs it in one invocation; the planner, shard workers and committer spread a large backup over many.
+``service`` runs it in one invocation; ``sharded/`` spreads a large backup over many (plan, shards, join).
 """
 
 from chalicelib.backup.errors import BackupError, ClusterUnavailable

@@ -49,7 +49,7 @@ class BackupService:
         writer_options: dict[str, Any] | None = None,
         sharding: Any = None,
     ) -> None:
-        """With ``sharding`` (a ``backup.sharding.Sharding``: shard catalog, queue, per-process cache) a large
+        """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
         self._catalog = catalog
         self._open_repository = open_repository
@@ -99,15 +99,15 @@ class BackupService:
 
     def run_shard(self, msg: ShardMessage, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
         """Back up one shard of a sharded backup, or as much of it as the time left allows (then it continues)."""
-        from chalicelib.backup.shard_worker import ShardWorker
+        from chalicelib.backup.sharded.shard import ShardWorker
 
         return ShardWorker(self._require_sharding()).run(msg, remaining_ms)
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """The last step of a sharded backup: root tree and manifest. Returns (record, what happened)."""
-        from chalicelib.backup.committer import Committer
+        from chalicelib.backup.sharded.join import ShardJoin
 
-        return Committer(self._require_sharding()).commit(msg)
+        return ShardJoin(self._require_sharding()).commit(msg)
 
     def record(self, cluster: str, backup_id: str) -> BackupRecord:
         return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
@@ -137,7 +137,7 @@ class BackupService:
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
         if not created and self._sharding is not None:
-            from chalicelib.backup.planner import ShardPlanner
+            from chalicelib.backup.sharded.planner import ShardPlanner
 
             # A duplicate job taking over from a dead coordinator: a stored shard plan is the backup.
             adopted = ShardPlanner(self._sharding).adopt(job, record)
@@ -160,7 +160,7 @@ class BackupService:
             for failure in getattr(client, "discovery_errors", []) or []
         ]
         if self._sharding is not None:
-            from chalicelib.backup.planner import ShardPlanner
+            from chalicelib.backup.sharded.planner import ShardPlanner
 
             planner = ShardPlanner(self._sharding)
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))

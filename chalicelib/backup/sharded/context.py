@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from chalicelib.backup.checkpoints import CheckpointStore
+from chalicelib.backup.sharded.checkpoints import CheckpointStore
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import BackupState

@@ -7,7 +7,7 @@ from typing import Any
 
 from chalicelib.backup.commit import REJECTED, build_manifest, commit_manifest
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.sharding import Sharding
+from chalicelib.backup.sharded.context import Sharding
 from chalicelib.catalog.errors import StaleState
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import CommitMessage
@@ -17,7 +17,9 @@ from chalicelib.core.shards import ShardResult, ShardState, add_stats, merge_err
 from chalicelib.core.trees import CLUSTER_SCOPE
 
 
-class Committer:
+class ShardJoin:
+    """Commits a sharded backup once every shard is done: one root tree over the shards' trees, then the manifest."""
+
     def __init__(self, sharding: Sharding) -> None:
         self._s = sharding
 

@@ -12,7 +12,7 @@ from typing import Any
 from chalicelib.backup.errors import RetryLater
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, stream_pages
-from chalicelib.backup.sharding import BackupContext, Sharding
+from chalicelib.backup.sharded.context import BackupContext, Sharding
 from chalicelib.catalog.errors import ShardConflict, StaleState
 from chalicelib.core.jobs import ShardMessage
 from chalicelib.core.models import BackupState

@@ -6,10 +6,10 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from chalicelib.backup.checkpoints import CheckpointStore
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page, count_objects
-from chalicelib.backup.sharding import BackupContext, Sharding
+from chalicelib.backup.sharded.checkpoints import CheckpointStore
+from chalicelib.backup.sharded.context import BackupContext, Sharding
 from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupRecord, BackupState
 from chalicelib.core.references import cluster_listing_order
