@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.backup.commit import build_manifest, commit_manifest, iso
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
@@ -18,6 +18,9 @@ from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
+
+if TYPE_CHECKING:
+    from chalicelib.backup.sharded.context import Sharding
 
 # A Running record whose heartbeat is younger than this belongs to a live worker: a duplicate delivery leaves it be.
 HEARTBEAT_STALE_S = 300
@@ -47,7 +50,7 @@ class BackupService:
         list_workers: int = 4,
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
-        sharding: Any = None,
+        sharding: Sharding | None = None,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
@@ -99,20 +102,16 @@ class BackupService:
 
     def run_shard(self, msg: ShardMessage, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
         """Back up one shard of a sharded backup, or as much of it as the time left allows (then it continues)."""
-        from chalicelib.backup.sharded.shard import ShardWorker
-
-        return ShardWorker(self._require_sharding()).run(msg, remaining_ms)
+        return self._require_sharding().worker().run(msg, remaining_ms)
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """The last step of a sharded backup: root tree and manifest. Returns (record, what happened)."""
-        from chalicelib.backup.sharded.join import ShardJoin
-
-        return ShardJoin(self._require_sharding()).commit(msg)
+        return self._require_sharding().join().commit(msg)
 
     def record(self, cluster: str, backup_id: str) -> BackupRecord:
         return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
 
-    def _require_sharding(self) -> Any:
+    def _require_sharding(self) -> Sharding:
         if self._sharding is None:
             raise BackupError("sharded backups need the shard catalog and the backup queue")
         return self._sharding
@@ -137,10 +136,8 @@ class BackupService:
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
         if not created and self._sharding is not None:
-            from chalicelib.backup.sharded.planner import ShardPlanner
-
             # A duplicate job taking over from a dead coordinator: a stored shard plan is the backup.
-            adopted = ShardPlanner(self._sharding).adopt(job, record)
+            adopted = self._sharding.planner().adopt(job, record)
             if adopted is not None:
                 return adopted
         client = self._connect_cluster(job.cluster)
@@ -160,9 +157,7 @@ class BackupService:
             for failure in getattr(client, "discovery_errors", []) or []
         ]
         if self._sharding is not None:
-            from chalicelib.backup.sharded.planner import ShardPlanner
-
-            planner = ShardPlanner(self._sharding)
+            planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
             if shard:
                 return planner.plan(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.backup.commit import REJECTED, build_manifest, commit_manifest
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.sharded.context import Sharding
+from chalicelib.backup.sharded.context import BackupContexts
 from chalicelib.catalog.errors import StaleState
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import CommitMessage
@@ -20,20 +21,22 @@ from chalicelib.core.trees import CLUSTER_SCOPE
 class ShardJoin:
     """Commits a sharded backup once every shard is done: one root tree over the shards' trees, then the manifest."""
 
-    def __init__(self, sharding: Sharding) -> None:
-        self._s = sharding
+    def __init__(self, catalog: Any, shards: Any, contexts: BackupContexts, *, clock: Callable[[], datetime]) -> None:
+        self._catalog = catalog
+        self._shards = shards
+        self._contexts = contexts
+        self._clock = clock
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """(the backup's record, what happened): committed, duplicate, waiting or rejected."""
-        s = self._s
         cluster, backup_id = msg.cluster.name, msg.backup_id
-        record = s.catalog.get(cluster, backup_id)
+        record = self._catalog.get(cluster, backup_id)
         if record.state in TERMINAL:
             return record, "duplicate"
-        context = s.context(cluster, backup_id)
+        context = self._contexts.context(cluster, backup_id)
         if context is None:
             return record, "rejected"
-        shards = s.shards.list_shards(cluster, backup_id)
+        shards = self._shards.list_shards(cluster, backup_id)
         failed = [shard for shard in shards if shard.state == ShardState.FAILED]
         if failed:
             return record, "waiting"  # the failing shard fails the backup itself
@@ -43,18 +46,17 @@ class ShardJoin:
         manifest, writer = self._manifest(context, record, {ns: r for ns, r in results.items() if r is not None})
         try:
             # This writer refuses a manifest without its own index file; the manifest names the shards' too.
-            done = commit_manifest(s.catalog, context.repo, writer, manifest, clock=s.clock, check_reach=True)
+            done = commit_manifest(self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True)
         except StaleState:
-            return s.catalog.get(cluster, backup_id), "duplicate"
+            return self._catalog.get(cluster, backup_id), "duplicate"
         if done.outcome == REJECTED:
             return done.record, "rejected"
-        s.shards.forget_done(cluster, backup_id, now=s.clock())
+        self._shards.forget_done(cluster, backup_id, now=self._clock())
         return done.record, "committed"
 
     def _manifest(self, context: Any, record: BackupRecord, results: dict[str, ShardResult]) -> tuple[Manifest, Any]:
-        s = self._s
         plan = context.plan
-        writer = s.writer(context)
+        writer = self._contexts.writer(context)
         roots = ItemCollector(context.scope, (), writer)
         trees: dict[str, BlobId] = dict(sorted((ns, t) for r in results.values() for ns, t in r.trees.items()))
         root_id = roots.write_root(trees)
@@ -70,7 +72,7 @@ class ShardJoin:
         stats["bytes_raw"] = stats.get("bytes_raw", 0) + roots.bytes_raw
         stats["bytes_deduplicated"] = stats.get("bytes_deduplicated", 0) + roots.bytes_dedup
         started = _parse(plan.started_at)
-        finished = s.clock()
+        finished = self._clock()
         stats["duration_ms"] = int(max(0.0, (finished - started).total_seconds()) * 1000) if started else 0
         stats["shards"] = len(results)
         errors = merge_errors([(CLUSTER_SCOPE, plan.errors), *((ns, r.errors) for ns, r in sorted(results.items()))])
