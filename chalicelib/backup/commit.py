@@ -24,6 +24,7 @@ class Commit:
 
 
 def iso(ts: datetime) -> str:
+    """A UTC time as manifests and plans write it."""
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from chalicelib.backup.commit import iso
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page, count_objects
 from chalicelib.backup.sharded.checkpoints import CheckpointStore
@@ -24,10 +25,6 @@ from chalicelib.core.shards import (
     namespaces_per_item,
 )
 from chalicelib.core.trees import CLUSTER_SCOPE
-
-
-def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ShardPlanner:
@@ -123,7 +120,7 @@ class ShardPlanner:
             namespaced=tuple(r for r in namespaced if counts.get(r.group_resource) != 0),
             cluster_types=tuple(cluster_listing_order(cluster_types)),
             kubernetes_version=version,
-            started_at=_iso(started_at),
+            started_at=iso(started_at),
             seed_key=seed_key,
             namespaces=len(names),
             index_files=index_files,
