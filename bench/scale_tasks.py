@@ -110,14 +110,14 @@ def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[st
 
 def worker(kubeconfig: str, endpoint: str, prefix: str, address: str, authkey: str, *, ready: Any) -> dict[str, Any]:
     from chalicelib.backup.errors import RetryLater
-    from chalicelib.backup.shard_worker import time_budget
+    from chalicelib.backup.sharded.shard import time_budget
     from chalicelib.backup.worker import handle_message
 
     jobs, events = connect_queues(address, bytes.fromhex(authkey))
     services = _services(endpoint, prefix, kubeconfig)
     service = services.backup_service(queue=SharedQueue(jobs))
-    import chalicelib.backup.committer  # noqa: F401  (warm, as a Lambda that handled one of each)
-    import chalicelib.backup.planner  # noqa: F401
+    import chalicelib.backup.sharded.join  # noqa: F401  (warm, as a Lambda that handled one of each)
+    import chalicelib.backup.sharded.planner  # noqa: F401
     import chalicelib.repository  # noqa: F401
 
     ready.write("READY\n")

@@ -142,7 +142,7 @@ class Services:
         from datetime import UTC, datetime
 
         from chalicelib.backup.queue import BackupWorkQueue
-        from chalicelib.backup.sharding import Sharding
+        from chalicelib.backup.sharded.context import Sharding
         from chalicelib.catalog.shards import ShardCatalog
 
         return Sharding(

@@ -1,4 +1,4 @@
-"""The backup orchestrator: claim the job, collect, write blobs and trees, commit the manifest, record the outcome."""
+"""The backup orchestrator: claim the job, list, handle each item, then commit (``commit.py``) and record it."""
 
 from __future__ import annotations
 
@@ -6,18 +6,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.backup.collect import ListFailure, Page, select_resources, stream_pages
-from chalicelib.backup.collector import ItemCollector
+from chalicelib.backup.commit import build_manifest, commit_manifest, iso
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.core.ids import BackupId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
-from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
+
+if TYPE_CHECKING:
+    from chalicelib.backup.sharded.context import Sharding
 
 # A Running record whose heartbeat is younger than this belongs to a live worker: a duplicate delivery leaves it be.
 HEARTBEAT_STALE_S = 300
@@ -26,10 +29,6 @@ HEARTBEAT_EVERY_S = 30
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,9 @@ class BackupService:
         list_workers: int = 4,
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
-        sharding: Any = None,
+        sharding: Sharding | None = None,
     ) -> None:
-        """With ``sharding`` (a ``backup.sharding.Sharding``: shard catalog, queue, per-process cache) a large
+        """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
         self._catalog = catalog
         self._open_repository = open_repository
@@ -103,20 +102,16 @@ class BackupService:
 
     def run_shard(self, msg: ShardMessage, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
         """Back up one shard of a sharded backup, or as much of it as the time left allows (then it continues)."""
-        from chalicelib.backup.shard_worker import ShardWorker
-
-        return ShardWorker(self._require_sharding()).run(msg, remaining_ms)
+        return self._require_sharding().worker().run(msg, remaining_ms)
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """The last step of a sharded backup: root tree and manifest. Returns (record, what happened)."""
-        from chalicelib.backup.committer import Committer
-
-        return Committer(self._require_sharding()).commit(msg)
+        return self._require_sharding().join().commit(msg)
 
     def record(self, cluster: str, backup_id: str) -> BackupRecord:
         return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
 
-    def _require_sharding(self) -> Any:
+    def _require_sharding(self) -> Sharding:
         if self._sharding is None:
             raise BackupError("sharded backups need the shard catalog and the backup queue")
         return self._sharding
@@ -141,10 +136,8 @@ class BackupService:
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
         if not created and self._sharding is not None:
-            from chalicelib.backup.planner import ShardPlanner
-
             # A duplicate job taking over from a dead coordinator: a stored shard plan is the backup.
-            adopted = ShardPlanner(self._sharding).adopt(job, record)
+            adopted = self._sharding.planner().adopt(job, record)
             if adopted is not None:
                 return adopted
         client = self._connect_cluster(job.cluster)
@@ -164,9 +157,7 @@ class BackupService:
             for failure in getattr(client, "discovery_errors", []) or []
         ]
         if self._sharding is not None:
-            from chalicelib.backup.planner import ShardPlanner
-
-            planner = ShardPlanner(self._sharding)
+            planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
             if shard:
                 return planner.plan(
@@ -211,44 +202,23 @@ class BackupService:
             bytes_deduplicated=collector.bytes_dedup,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
-        counts = {
-            "objects": collector.objects,
-            "blobs_new": int(stats.get("blobs_new", 0)),
-            "trees": len(trees) + 1,
-            "namespaces": len(ns_objects),
-            "errors": len(collector.errors),
-        }
-        manifest = Manifest(
-            backup_id=backup_id,
-            cluster=cluster,
+        manifest = build_manifest(
+            record,
             policy=job.policy,
-            parent=BackupId(record.parent) if record.parent else None,
-            started_at=_iso(started_at),
-            finished_at=_iso(finished_at),
+            started_at=iso(started_at),
+            finished_at=finished_at,
             kubernetes_version=version,
             scope=job.scope.to_dict(),
             root_tree=root_id,
-            counts=counts,
+            trees=len(trees),
+            objects=collector.objects,
+            namespaces=len(ns_objects),
             kinds=collector.kinds(),
-            index_files=list(index_files),
+            index_files=index_files,
             stats=stats,
             errors=collector.errors,
         )
-        key = writer.write_manifest(manifest)  # the commit point
-        stats["bytes_uploaded"] = int(writer.stats.get("bytes_uploaded", stats.get("bytes_uploaded", 0)))
-        stats["puts"] = int(writer.stats.get("puts", stats.get("puts", 0)))
-        state = BackupState.PARTIALLY_FAILED if collector.errors else BackupState.COMPLETED
-        return self._catalog.transition(  # type: ignore[no-any-return]
-            cluster,
-            backup_id,
-            state,
-            now=self._clock(),
-            finished_at=finished_at,
-            manifest_key=key,
-            counts=counts,
-            stats=stats,
-            errors=collector.errors,
-        )
+        return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:

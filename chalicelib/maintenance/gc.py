@@ -4,8 +4,9 @@ Runs under the repository's exclusive lease (``maintenance/lock.py``), after ret
 drops. Blobs are shared by every cluster, so every manifest under ``clusters/`` is marked. The order of writes keeps
 the repository valid if the collection stops at any point:
 
-1. mark: every blob reachable from every remaining manifest (root tree, scope trees, objects). A manifest or tree
-   that cannot be read stops the collection before anything is deleted (we could not know what it reaches);
+1. mark: every blob reachable from every remaining manifest (``repository/reach.py``: root tree, scope trees,
+   objects). A manifest or tree that cannot be read stops the collection before anything is deleted (we could not
+   know what it reaches);
 2. decide per pack: keep it if it holds a live blob or is younger than the safety margin (a running backup's pack
    is unreferenced until its manifest lands); otherwise it is garbage, and so is a pack no index names that is
    older than the margin (a crashed backup's leftovers);
@@ -27,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BlobId, PackId
 from chalicelib.core.index_format import encode_index
+from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import PackedBlob, is_hex_id
-from chalicelib.core.trees import decode_root, decode_tree
 from chalicelib.maintenance.errors import CollectionAborted
 from chalicelib.repository.errors import AccessDenied, ObjectExists, RepositoryError
+from chalicelib.repository.reach import ROOT_TREE, Reach, reachable
 from chalicelib.repository.reader import RepositoryReader
 from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
 from chalicelib.repository.store import ObjectStore
@@ -81,7 +82,8 @@ def collect_garbage(
     except RepositoryError as exc:
         raise CollectionAborted(f"the index cannot be read, nothing was deleted: {exc}") from exc
     manifests = [m for m in reader.list_backups() if m not in set(exclude_manifests)]
-    live, referenced_index_files = _mark(reader, manifests)
+    reach = _mark(reader, manifests)
+    live, referenced_index_files = reach.blobs, reach.index_files
 
     superseded = {name for f in index_files.values() for name in f.supersedes}
     rows: dict[PackId, dict[BlobId, PackedBlob]] = {}
@@ -157,43 +159,26 @@ def collect_garbage(
     )
 
 
-def _mark(reader: RepositoryReader, manifests: Iterable[tuple[str, str]]) -> tuple[set[BlobId], set[str]]:
-    """Every blob the manifests reach, and every index file name they list."""
-    live: set[BlobId] = set()
-    index_names: set[str] = set()
-    roots: dict[BlobId, str] = {}  # root tree -> the first backup that needs it (for error messages)
+def _mark(reader: RepositoryReader, manifests: Iterable[tuple[str, str]]) -> Reach:
+    """Every blob the manifests reach; any manifest or tree that cannot be read aborts, since then we cannot know."""
+    loaded: list[Manifest] = []
     for cluster, backup_id in manifests:
         try:
-            manifest = reader.load_manifest(cluster, backup_id)
+            loaded.append(reader.load_manifest(cluster, backup_id))
         except RepositoryError as exc:
             where = f"backup {cluster}/{backup_id}"
             raise CollectionAborted(f"{where}: manifest unreadable, nothing deleted: {exc}") from exc
-        index_names.update(manifest.index_files)
-        roots.setdefault(manifest.root_tree, f"backup {cluster}/{backup_id}")
-    live.update(roots)
-    trees: dict[BlobId, str] = {}
-    for root, data in _read_all(reader, roots, "root tree"):
-        try:
-            scopes = decode_root(data)
-        except (FormatError, KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise CollectionAborted(f"root tree {root} of {roots[root]} is not a root tree: {exc}") from exc
-        for tree in scopes.values():
-            if tree not in live:
-                live.add(tree)
-                trees.setdefault(tree, roots[root])
-    for tree, data in _read_all(reader, trees, "scope tree"):
-        try:
-            live.update(entry.blob for entry in decode_tree(data))
-        except (FormatError, KeyError, TypeError, ValueError) as exc:
-            raise CollectionAborted(f"scope tree {tree} of {trees[tree]} is not a tree: {exc}") from exc
-    return live, index_names
-
-
-def _read_all(reader: RepositoryReader, wanted: dict[BlobId, str], what: str) -> Iterable[tuple[BlobId, bytes]]:
-    for blob, result in reader.try_read_blobs(list(wanted)):
-        if isinstance(result, RepositoryError):
-            raise CollectionAborted(f"{what} {blob} of {wanted[blob]} cannot be read, nothing deleted: {result}")
-        yield blob, result
+    reach = reachable(reader, loaded)
+    for problem in reach.unreadable:
+        if problem.malformed:
+            what = "a root tree" if problem.what == ROOT_TREE else "a tree"
+            raise CollectionAborted(
+                f"{problem.what} {problem.blob} of {problem.backup} is not {what}: {problem.error.__cause__}"
+            ) from problem.error
+        raise CollectionAborted(
+            f"{problem.what} {problem.blob} of {problem.backup} cannot be read, nothing deleted: {problem.error}"
+        ) from problem.error
+    return reach
 
 
 def _delete(store: ObjectStore, keys: list[str], threads: int) -> tuple[list[str], list[str]]:

@@ -16,7 +16,7 @@ from chalicelib.core.errors import FormatError
 from chalicelib.core.index_format import decode_index, index_id
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import ReplicaState
-from chalicelib.replication.closure import Closure, artifact_keys, backup_closure
+from chalicelib.replication.closure import Closure, backup_closure
 from chalicelib.replication.errors import (
     ChecksumMismatch,
     ClosureIncomplete,
@@ -163,7 +163,7 @@ class Replicator:
             manifest = _parse_manifest(data, cluster, backup_id, key)
             self.ensure_config()
             listing = (k for k, _ in self.buckets.list_source(key[: -len(MANIFEST_NAME)]))
-            closure = backup_closure(self.reader(), manifest, artifact_keys(listing, cluster, backup_id))
+            closure = backup_closure(self.reader(), manifest, listing)
             copies = self._ensure_closure(closure)
             # The commit point in the replica: only now can a reader of the replica see this backup.
             copies.append(self.ensure(key, hashlib.sha256(data).hexdigest()))

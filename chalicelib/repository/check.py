@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chalicelib.core.ids import BlobId, PackId
+from chalicelib.core.ids import BlobId
 from chalicelib.core.manifest import Manifest
-from chalicelib.repository.errors import BlobCorrupt, BlobMissing, RepositoryCorrupt, RepositoryError
+from chalicelib.repository.errors import BlobCorrupt, BlobMissing, RepositoryError
+from chalicelib.repository.reach import Reach, list_packs, reachable
 from chalicelib.repository.reader import RepositoryReader
-from chalicelib.repository.repo import PACKS_DIR
 
 Progress = Callable[[int, int], None]
 
@@ -47,8 +47,8 @@ def check_repository(
 ) -> CheckReport:
     """Walk every backup's root, trees and objects; with ``read_data``, read and re-hash every indexed blob.
 
-    Trees are always read (they must be, to know which objects a backup reaches). Problems are collected, not
-    raised, so one run reports everything that is wrong; only a storage failure stops it.
+    Trees are always read (they must be, to know which objects a backup reaches: ``reach.py``). Problems are
+    collected, not raised, so one run reports everything that is wrong; only a storage failure stops it.
     """
     problems: list[Problem] = []
     try:
@@ -56,99 +56,58 @@ def check_repository(
         index_files = reader.index_files()
     except RepositoryError as exc:
         return CheckReport(0, 0, [Problem(INDEX_UNREADABLE, None, "index/", str(exc))])
-    packs = {PackId(key.rsplit("/", 1)[-1]) for key in reader.repo.store.list(PACKS_DIR)}
+    packs = list_packs(reader.repo.store)
     superseded = {s for f in index_files.values() for s in f.supersedes}
 
-    # blob -> first place that needs it, so a problem says which backup and tree it breaks.
-    needed: dict[BlobId, str] = {}
-    manifests = 0
+    manifests: list[Manifest] = []
     for cluster, backup_id in reader.list_backups():
         try:
             manifest = reader.load_manifest(cluster, backup_id)
         except RepositoryError as exc:
             problems.append(Problem(MANIFEST_UNREADABLE, None, f"backup {cluster}/{backup_id}", str(exc)))
             continue
-        manifests += 1
+        manifests.append(manifest)
         for name in manifest.index_files:
             # A consolidated index may replace a backup's own index file; only a name nothing accounts for is lost.
             if name not in index_files and name not in superseded:
                 where = f"backup {cluster}/{backup_id}"
                 problems.append(Problem(INDEX_FILE_MISSING, None, where, f"index file {name} is gone"))
-        _walk_backup(reader, manifest, packs, needed, problems)
+    reach = reachable(reader, manifests, stored_packs=packs)
+    problems.extend(_walk_problems(reach))
 
     reported = {index[BlobId(p.blob_id)].pack for p in problems if p.kind == PACK_MISSING and p.blob_id in index}
     for pack in sorted({e.pack for e in index.values()} - packs - reported):
         problems.append(Problem(PACK_MISSING, None, f"pack {pack}", "named by the index, not in the store"))
 
-    checked = set(needed)
+    checked = set(reach.blobs)
     if read_data:
         wanted = [b for b, e in index.items() if e.pack in packs]
         checked.update(wanted)
         for done, (blob, result) in enumerate(reader.try_read_blobs(wanted), start=1):
             if isinstance(result, BlobCorrupt | BlobMissing):
                 kind = BLOB_CORRUPT if isinstance(result, BlobCorrupt) else PACK_MISSING
-                problems.append(Problem(kind, blob, needed.get(blob) or f"pack {index[blob].pack}", str(result)))
+                where = reach.where(blob) if blob in reach.first else f"pack {index[blob].pack}"
+                problems.append(Problem(kind, blob, where, str(result)))
             if progress is not None:
                 progress(done, len(wanted))
-    return CheckReport(manifests_checked=manifests, blobs_checked=len(checked), problems=_dedupe(problems))
+    return CheckReport(manifests_checked=len(manifests), blobs_checked=len(checked), problems=_dedupe(problems))
 
 
-def _walk_backup(
-    reader: RepositoryReader,
-    manifest: Manifest,
-    packs: set[PackId],
-    needed: dict[BlobId, str],
-    problems: list[Problem],
-) -> None:
-    backup = f"backup {manifest.cluster}/{manifest.backup_id}"
-    if not _present(reader, manifest.root_tree, f"root tree of {backup}", packs, needed, problems):
-        return
-    try:
-        scopes = reader.root(manifest)
-    except (BlobCorrupt, BlobMissing) as exc:
-        problems.append(Problem(BLOB_CORRUPT, manifest.root_tree, f"root tree of {backup}", str(exc)))
-        return
-    except RepositoryCorrupt as exc:
-        problems.append(Problem(TREE_CORRUPT, manifest.root_tree, f"root tree of {backup}", str(exc)))
-        return
-    for scope, tree_id in sorted(scopes.items()):
-        where = f"{backup}, scope {scope or '(cluster)'}"
-        if not _present(reader, tree_id, f"tree of {where}", packs, needed, problems):
-            continue
-        try:
-            entries = reader.tree(tree_id, where=where)
-        except (BlobCorrupt, BlobMissing) as exc:
-            problems.append(Problem(BLOB_CORRUPT, tree_id, f"tree of {where}", str(exc)))
-            continue
-        except RepositoryCorrupt as exc:
-            problems.append(Problem(TREE_CORRUPT, tree_id, f"tree of {where}", str(exc)))
-            continue
-        for entry in entries:
-            obj = f"{where}, {entry.resource}{'.' + entry.group if entry.group else ''} {entry.name}"
-            _present(reader, entry.blob, obj, packs, needed, problems)
-
-
-def _present(
-    reader: RepositoryReader,
-    blob: BlobId,
-    where: str,
-    packs: set[PackId],
-    needed: dict[BlobId, str],
-    problems: list[Problem],
-) -> bool:
-    """Whether ``blob`` is indexed and its pack exists; records a problem (once per blob) when not."""
-    first = blob not in needed
-    needed.setdefault(blob, where)
-    entry = reader.load_index().get(blob)
-    if entry is None:
-        if first:
-            problems.append(Problem(BLOB_MISSING, blob, where, "blob is in no index file"))
-        return False
-    if entry.pack not in packs:
-        if first:
-            problems.append(Problem(PACK_MISSING, blob, where, f"pack {entry.pack} does not exist"))
-        return False
-    return True
+def _walk_problems(reach: Reach) -> list[Problem]:
+    """Reached blobs that are in no index file or whose pack is gone, then trees that would not read or decode."""
+    problems: list[Problem] = []
+    for blob in reach.unindexed:
+        problems.append(Problem(BLOB_MISSING, blob, reach.where(blob), "blob is in no index file"))
+    missing = reach.missing_packs
+    for blob, pack in missing.items():
+        problems.append(Problem(PACK_MISSING, blob, reach.where(blob), f"pack {pack} does not exist"))
+    for tree in reach.unreadable:
+        if tree.blob in missing or tree.blob not in reach.index:
+            continue  # reported above: a tree that is not there is missing, not corrupt
+        problems.append(
+            Problem(TREE_CORRUPT if tree.malformed else BLOB_CORRUPT, tree.blob, tree.where, str(tree.error))
+        )
+    return problems
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

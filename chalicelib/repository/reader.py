@@ -27,6 +27,7 @@ from chalicelib.repository.errors import (
     UnsupportedFormat,
 )
 from chalicelib.repository.frame_cache import FrameCache
+from chalicelib.repository.reach import reachable
 from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
 
 __all__ = ["CLUSTER_SCOPE", "RebuiltIndex", "RepositoryReader"]
@@ -273,12 +274,15 @@ class RepositoryReader:
         return _decode_tree(tree_id, self.read_blob(tree_id, where=where), where)
 
     def walk(self, manifest: Manifest) -> Iterator[tuple[str, TreeEntry]]:
-        """Every object entry of a backup as (scope, entry), scopes in sorted order."""
-        scopes = self.root(manifest)
-        where = f"scope trees of backup {manifest.cluster}/{manifest.backup_id}"
-        trees = dict(self.read_blobs(scopes.values(), where=where))
-        for scope, tree_id in sorted(scopes.items()):
-            yield from ((scope, entry) for entry in _decode_tree(tree_id, trees[tree_id], where))
+        """Every object entry of a backup as (scope, entry), scopes in sorted order; raises on a tree it cannot read.
+
+        The same walk as garbage collection, check and replication (``reach.py``), keeping the trees' entries.
+        """
+        reach = reachable(self, [manifest], keep_entries=True)
+        if reach.unreadable:
+            raise reach.unreadable[0].error
+        for scope, tree_id in sorted(reach.roots[manifest.root_tree].items()):
+            yield from ((scope, entry) for entry in reach.entries[tree_id])
 
     # -- recovery ---------------------------------------------------------------------------------------------
 

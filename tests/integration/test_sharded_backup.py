@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chalicelib.backup.errors import RetryLater
-from chalicelib.backup.sharding import ShardingOptions
+from chalicelib.backup.sharded.context import ShardingOptions
 from chalicelib.backup.worker import handle_message
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.resources import Resource
@@ -236,7 +236,7 @@ def test_checkpoints_inside_a_work_item_give_the_same_tree(repos, kubeconfig_pat
     first = sorted(app_ns.namespaces)[0]
     continued = [r for r in results if r["status"] == "continued" and r["namespace"] == first]
     assert [r["seq"] for r in continued] == list(range(1, len(continued) + 1))
-    from chalicelib.backup.checkpoints import CheckpointStore
+    from chalicelib.backup.sharded.checkpoints import CheckpointStore
 
     store = CheckpointStore(sharded.repository().store)
     prefix = f"sharded/lifeboat/v1/checkpoints/sharded/{record.backup_id}/{first}/"
@@ -300,7 +300,7 @@ def test_a_shard_whose_list_fails_beyond_retries_is_retried_and_the_backup_compl
 def test_a_shard_that_raises_is_retried_and_one_that_keeps_failing_fails_the_backup(
     repos, kubeconfig_path, app_ns, monkeypatch
 ):
-    from chalicelib.backup.collector import ItemCollector
+    from chalicelib.backup.items import ItemCollector
 
     _, sharded = repos
     shop = app_ns.namespaces[0]

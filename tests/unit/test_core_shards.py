@@ -4,7 +4,7 @@ import orjson
 import pytest
 import zstandard
 
-from chalicelib.backup.shard_worker import deadline, time_budget
+from chalicelib.backup.sharded.shard import deadline, time_budget
 from chalicelib.core.errors import FormatError
 from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
 from chalicelib.core.resources import Resource

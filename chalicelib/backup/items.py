@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from chalicelib.backup.collect import Page
+from chalicelib.backup.listing import Page
 from chalicelib.core.canonical import blob_id, canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector

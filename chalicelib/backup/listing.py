@@ -1,4 +1,4 @@
-"""Collect: choose resource types from discovery, then list them page by page, several types at once."""
+"""Listing: choose resource types from discovery, then list them page by page, several types at once."""
 
 from __future__ import annotations
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from chalicelib.backup.checkpoints import CheckpointStore
-from chalicelib.backup.collect import Page, count_objects
-from chalicelib.backup.collector import ItemCollector
-from chalicelib.backup.sharding import BackupContext, Sharding
+from chalicelib.backup.commit import iso
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.listing import Page, count_objects
+from chalicelib.backup.sharded.checkpoints import CheckpointStore
+from chalicelib.backup.sharded.context import BackupContext, BackupContexts, NextStep, ShardingOptions, log
 from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupRecord, BackupState
 from chalicelib.core.references import cluster_listing_order
@@ -25,15 +27,33 @@ from chalicelib.core.shards import (
 from chalicelib.core.trees import CLUSTER_SCOPE
 
 
-def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class ShardPlanner:
     """Turns a claimed, Running backup job into shards on the queue (or adopts the plan a dead coordinator left)."""
 
-    def __init__(self, sharding: Sharding) -> None:
-        self._s = sharding
+    def __init__(
+        self,
+        catalog: Any,
+        shards: Any,
+        contexts: BackupContexts,
+        next_step: NextStep,
+        open_repository: Callable[[], Any],
+        *,
+        clock: Callable[[], datetime],
+        options: ShardingOptions,
+        list_workers: int,
+        page_size: int,
+        writer_options: dict[str, Any],
+    ) -> None:
+        self._catalog = catalog
+        self._shards = shards
+        self._contexts = contexts
+        self._next = next_step
+        self._open_repository = open_repository
+        self._clock = clock
+        self._options = options
+        self._list_workers = list_workers
+        self._page_size = page_size
+        self._writer_options = writer_options
 
     def wants_shards(
         self, job: BackupJob, client: Any, namespaced: list[Resource], namespaces: int
@@ -41,11 +61,11 @@ class ShardPlanner:
         """(shard it?, objects per namespaced type cluster-wide). The job's ``shard`` wins; else size decides."""
         if job.shard is False:
             return False, {}
-        counts = count_objects(client, namespaced, workers=self._s.list_workers)
+        counts = count_objects(client, namespaced, workers=self._list_workers)
         if job.shard:
             return True, counts
         estimate = sum(c for c in counts.values() if c)
-        options = self._s.options
+        options = self._options
         return namespaces >= options.min_namespaces or estimate >= options.min_objects, counts
 
     def plan(
@@ -68,12 +88,11 @@ class ShardPlanner:
         anywhere in the cluster at this moment is left out of them."""
         from chalicelib.repository import RepositoryReader, RepositoryWriter
 
-        s = self._s
         cluster, backup_id = job.cluster.name, record.backup_id
-        repo = s.open_repository()
+        repo = self._open_repository()
         known = RepositoryReader(repo).known_blob_ids()
         store = CheckpointStore(repo.store)
-        writer = RepositoryWriter(repo, known=known, **s.writer_options)
+        writer = RepositoryWriter(repo, known=known, **self._writer_options)
         collector = ItemCollector(job.scope, ns_objects, writer)
         collector.handle_page(Page(namespaces_res, list(ns_objects.values())), None)
         index_files = tuple(writer.finish())
@@ -90,7 +109,7 @@ class ShardPlanner:
         )
         seed_key = store.put(cluster, backup_id, seed, secrets.token_hex(4))
         estimate = sum(c for c in counts.values() if c) if counts else None
-        options = s.options
+        options = self._options
         per_item = namespaces_per_item(
             len(names), estimate, target_objects=options.item_objects, share=options.item_share
         )
@@ -101,26 +120,28 @@ class ShardPlanner:
             namespaced=tuple(r for r in namespaced if counts.get(r.group_resource) != 0),
             cluster_types=tuple(cluster_listing_order(cluster_types)),
             kubernetes_version=version,
-            started_at=_iso(started_at),
+            started_at=iso(started_at),
             seed_key=seed_key,
             namespaces=len(names),
             index_files=index_files,
             errors=tuple(errors),
             estimate=estimate,
-            page_size=s.page_size,
+            page_size=self._page_size,
             per_item=per_item,
         )
-        _, created = s.shards.create_plan(cluster, backup_id, plan.to_dict(), now=s.clock())
+        _, created = self._shards.create_plan(cluster, backup_id, plan.to_dict(), now=self._clock())
         if not created:
             # Another coordinator of this job got there first; what it planned is the backup.
             return self.adopt(job, record) or record
         pointer = {"key": seed_key, "seq": 0, "objects": seed.objects, "index_files": list(index_files)}
-        s.shards.add_shards(cluster, backup_id, names, seed=pointer, now=s.clock(), fresh=True, per_item=per_item)
-        s.shards.seal(cluster, backup_id, total=len(items), now=s.clock())
-        s.remember(cluster, backup_id, BackupContext(plan, job.scope, repo, known, store, client=client))
+        self._shards.add_shards(
+            cluster, backup_id, names, seed=pointer, now=self._clock(), fresh=True, per_item=per_item
+        )
+        self._shards.seal(cluster, backup_id, total=len(items), now=self._clock())
+        self._contexts.remember(cluster, backup_id, BackupContext(plan, job.scope, repo, known, store, client=client))
         # With no namespace in scope, the cluster-scoped objects are all there is.
-        s.send_shards(job.cluster, backup_id, [item[0] for item in items] or [CLUSTER_SCOPE])
-        s.log(
+        self._next.send_shards(job.cluster, backup_id, [item[0] for item in items] or [CLUSTER_SCOPE])
+        log(
             "backup sharded",
             backup_id=backup_id,
             namespaces=len(names),
@@ -133,36 +154,41 @@ class ShardPlanner:
 
     def adopt(self, job: BackupJob, record: BackupRecord) -> BackupRecord | None:
         """Finish the plan a previous coordinator of this backup stored, and send what is not done; None if none."""
-        s = self._s
         cluster, backup_id = job.cluster.name, record.backup_id
-        item = s.shards.get_plan(cluster, backup_id)
+        item = self._shards.get_plan(cluster, backup_id)
         if item is None:
             return None
         if item.get("state") != "Planned":
             plan = ShardPlan.from_dict(item["plan"])
-            repo = s.open_repository()
+            repo = self._open_repository()
             seed = CheckpointStore(repo.store).get(plan.seed_key)
             pointer = {"key": plan.seed_key, "seq": 0, "objects": seed.objects, "index_files": list(seed.index_files)}
-            s.shards.add_shards(
-                cluster, backup_id, seed.namespaces, seed=pointer, now=s.clock(), fresh=False, per_item=plan.per_item
+            self._shards.add_shards(
+                cluster,
+                backup_id,
+                seed.namespaces,
+                seed=pointer,
+                now=self._clock(),
+                fresh=False,
+                per_item=plan.per_item,
             )
-            s.shards.seal(
-                cluster, backup_id, total=len(group_namespaces(seed.namespaces, plan.per_item)), now=s.clock()
+            self._shards.seal(
+                cluster, backup_id, total=len(group_namespaces(seed.namespaces, plan.per_item)), now=self._clock()
             )
-        shards = s.shards.list_shards(cluster, backup_id)
+        shards = self._shards.list_shards(cluster, backup_id)
         failed = [shard for shard in shards if shard.state == ShardState.FAILED]
         if failed:
-            return s.catalog.transition(  # type: ignore[no-any-return]
+            return self._catalog.transition(  # type: ignore[no-any-return]
                 cluster,
                 backup_id,
                 BackupState.FAILED,
-                now=s.clock(),
+                now=self._clock(),
                 failure=f"shard {failed[0].namespace or '(cluster-scoped)'} failed: {failed[0].error}",
             )
         waiting = [shard.namespace for shard in shards if shard.namespace and shard.state not in SHARD_TERMINAL]
         if waiting:
-            s.send_shards(job.cluster, backup_id, waiting)
+            self._next.send_shards(job.cluster, backup_id, waiting)
         else:
-            s.advance(job.cluster, backup_id)
-        s.log("sharded backup adopted", backup_id=backup_id, waiting=len(waiting))
+            self._next.advance(job.cluster, backup_id)
+        log("sharded backup adopted", backup_id=backup_id, waiting=len(waiting))
         return record

@@ -6,13 +6,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.backup.collect import ListFailure, stream_pages
-from chalicelib.backup.collector import ItemCollector
 from chalicelib.backup.errors import RetryLater
-from chalicelib.backup.sharding import BackupContext, Sharding
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.listing import ListFailure, stream_pages
+from chalicelib.backup.sharded.context import BackupContext, BackupContexts, NextStep, ShardingOptions, log
 from chalicelib.catalog.errors import ShardConflict, StaleState
 from chalicelib.core.jobs import ShardMessage
 from chalicelib.core.models import BackupState
@@ -67,24 +67,44 @@ class _Progress:
 
 
 class ShardWorker:
-    def __init__(self, sharding: Sharding) -> None:
-        self._s = sharding
+    """Backs up one shard per message: as much of its scope as the invocation's time allows, then what comes next."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        shards: Any,
+        queue: Any,
+        contexts: BackupContexts,
+        next_step: NextStep,
+        *,
+        clock: Callable[[], datetime],
+        options: ShardingOptions,
+        list_workers: int,
+    ) -> None:
+        self._catalog = catalog
+        self._shards = shards
+        self._queue = queue
+        self._contexts = contexts
+        self._next = next_step
+        self._clock = clock
+        self._options = options
+        self._list_workers = list_workers
 
     def run(self, msg: ShardMessage, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
-        s, opts = self._s, self._s.options
+        opts = self._options
         out_of_time = deadline(remaining_ms, opts.deadline_margin_ms)
         cluster, backup_id, namespace = msg.cluster.name, msg.backup_id, msg.namespace
         base = {"backup_id": backup_id, "namespace": namespace}
-        context = s.context(cluster, backup_id)
+        context = self._contexts.context(cluster, backup_id)
         if context is None:
             return {"status": "rejected", "error": f"backup {cluster}/{backup_id} has no shard plan", **base}
-        if not s.still_running(context, cluster, backup_id):
+        if not self._contexts.still_running(context, cluster, backup_id):
             return {"status": "stopped", **base}  # the backup failed (another shard): its other shards are moot
-        if namespace == CLUSTER_SCOPE and (s.shards.remaining(cluster, backup_id) or 0) > 0:
+        if namespace == CLUSTER_SCOPE and (self._shards.remaining(cluster, backup_id) or 0) > 0:
             return {"status": "waiting", **base}  # the last namespace shard sends it again
         run_id = uuid.uuid4().hex
-        now = s.clock()
-        shard, claimed = s.shards.claim(
+        now = self._clock()
+        shard, claimed = self._shards.claim(
             cluster, backup_id, namespace, run_id, now=now, stale_before=now - timedelta(seconds=opts.stale_after_s)
         )
         if not claimed:
@@ -94,81 +114,69 @@ class ShardWorker:
             if isinstance(outcome, Checkpoint):
                 self._store_checkpoint(context, msg, run_id, outcome)
             else:
-                s.shards.complete(cluster, backup_id, namespace, run_id, outcome, now=s.clock())
+                self._shards.complete(cluster, backup_id, namespace, run_id, outcome, now=self._clock())
         except (ShardConflict, StaleState) as exc:
-            s.log("shard no longer ours", error=str(exc), **base)
+            log("shard no longer ours", error=str(exc), **base)
             return {"status": "lost", **base}
         except Exception as exc:
             return self._attempt_failed(msg, shard, run_id, exc, base)
         # The shard's progress is stored. If sending what follows fails, the error returns this message to the
         # queue: its redelivery continues from the checkpoint, or finds the shard Done and sends the next step.
         if isinstance(outcome, Checkpoint):
-            s.queue.send(msg.to_dict())
-            s.log("shard checkpointed", seq=outcome.seq, objects=outcome.objects, **base)
+            self._queue.send(msg.to_dict())
+            log("shard checkpointed", seq=outcome.seq, objects=outcome.objects, **base)
             return {"status": "continued", "seq": outcome.seq, "objects": outcome.objects, **base}
         try:
-            self._next_step(msg, shard)
+            self._next.advance(msg.cluster, msg.backup_id, shard)
         except StaleState as exc:
-            s.log("backup no longer running", error=str(exc), **base)
+            log("backup no longer running", error=str(exc), **base)
             return {"status": "lost", **base}
         return {"status": "Done", "objects": outcome.objects, **base}
 
     # -- outcomes -------------------------------------------------------------------------------------------------
 
     def _not_claimed(self, msg: ShardMessage, shard: ShardRecord, base: dict[str, Any]) -> dict[str, Any]:
-        s = self._s
         if shard.state == ShardState.DONE:
             # A duplicate, or a redelivery of a worker that died between "Done" and what follows: counting is
             # idempotent and sending the next step again is harmless.
             try:
-                if shard.index is not None:
-                    s.shards.count_done(msg.cluster.name, msg.backup_id, shard.index, now=s.clock())
+                step = self._next.advance(msg.cluster, msg.backup_id, shard)
             except StaleState:
                 return {"status": "duplicate", **base}
-            return {"status": "duplicate", "next": s.advance(msg.cluster, msg.backup_id), **base}
+            return {"status": "duplicate", "next": step, **base}
         if shard.state == ShardState.FAILED:
             return {"status": "failed", **base}
         raise RetryLater(f"shard {msg.namespace or '(cluster-scoped)'} of {msg.backup_id} is being worked on")
 
     def _store_checkpoint(self, context: BackupContext, msg: ShardMessage, run_id: str, cp: Checkpoint) -> None:
-        s = self._s
         key = context.checkpoints.put(msg.cluster.name, msg.backup_id, cp, run_id)
         pointer = {"key": key, "seq": cp.seq, "objects": cp.objects, "index_files": list(cp.index_files)}
-        s.shards.release(msg.cluster.name, msg.backup_id, msg.namespace, run_id, now=s.clock(), checkpoint=pointer)
-
-    def _next_step(self, msg: ShardMessage, shard: ShardRecord) -> None:
-        s = self._s
-        if msg.namespace == CLUSTER_SCOPE:
-            s.send_commit(msg.cluster, msg.backup_id)
-        elif (
-            shard.index is not None
-            and s.shards.count_done(msg.cluster.name, msg.backup_id, shard.index, now=s.clock()) == 0
-        ):
-            # The last namespace: the cluster-scoped objects can be chosen now (auto mode needs every reference).
-            s.send_shards(msg.cluster, msg.backup_id, [CLUSTER_SCOPE])
+        self._shards.release(
+            msg.cluster.name, msg.backup_id, msg.namespace, run_id, now=self._clock(), checkpoint=pointer
+        )
 
     def _attempt_failed(
         self, msg: ShardMessage, shard: ShardRecord, run_id: str, exc: Exception, base: dict[str, Any]
     ) -> dict[str, Any]:
-        s, opts = self._s, self._s.options
+        opts = self._options
         cluster, backup_id = msg.cluster.name, msg.backup_id
         text = _failure_text(exc)
         attempt = shard.failures + 1
         try:
             if attempt < opts.max_attempts:
                 # The shard goes on from its last checkpoint; what this attempt packed is garbage for GC.
-                s.shards.release(cluster, backup_id, msg.namespace, run_id, now=s.clock(), error=text)
-                s.queue.send(msg.to_dict(), delay_s=opts.retry_delay_s * attempt)
-                s.log("shard attempt failed; retrying", attempt=attempt, error=text, **base)
+                self._shards.release(cluster, backup_id, msg.namespace, run_id, now=self._clock(), error=text)
+                self._queue.send(msg.to_dict(), delay_s=opts.retry_delay_s * attempt)
+                log("shard attempt failed; retrying", attempt=attempt, error=text, **base)
                 return {"status": "retrying", "attempt": attempt, "error": text, **base}
-            s.shards.fail(cluster, backup_id, msg.namespace, run_id, now=s.clock(), error=text)
+            self._shards.fail(cluster, backup_id, msg.namespace, run_id, now=self._clock(), error=text)
             where = msg.namespace or "(cluster-scoped)"
             failure = f"shard {where} failed after {attempt} attempts: {text}"
-            s.catalog.transition(cluster, backup_id, BackupState.FAILED, now=s.clock(), failure=failure[:2048])
+            self._catalog.transition(cluster, backup_id, BackupState.FAILED, now=self._clock(), failure=failure[:2048])
         except (ShardConflict, StaleState) as lost:
-            s.log("shard no longer ours", error=str(lost), **base)
+            log("shard no longer ours", error=str(lost), **base)
             return {"status": "lost", **base}
-        s.log("shard failed; the backup failed", attempt=attempt, error=text, **base)
+        log("shard failed; the backup failed", attempt=attempt, error=text, **base)
         return {"status": "Failed", "error": text, **base}
 
     # -- the work -------------------------------------------------------------------------------------------------
@@ -181,10 +189,10 @@ class ShardWorker:
         run_id: str,
         out_of_time: Callable[[], bool],
     ) -> Checkpoint | ShardResult:
-        s, opts = self._s, self._s.options
+        opts = self._options
         previous = context.checkpoints.get(shard.checkpoint["key"]) if shard.checkpoint else None
         work = self._scope(context, msg, shard, previous)
-        writer = s.writer(context)
+        writer = self._contexts.writer(context)
         collector = ItemCollector(context.scope, work.namespaces, writer)
         if previous is not None:
             collector.restore(previous)
@@ -193,7 +201,7 @@ class ShardWorker:
         start = previous.position if previous else 0
         done = set(previous.done) if previous else set()
         tokens = dict(previous.tokens) if previous else {}
-        client = s.client(context, msg.cluster)
+        client = self._contexts.client(context, msg.cluster)
         progress = _Progress(done, tokens, time.monotonic())
         stopped: int | None = None  # the position to go on from
         for position in range(start, len(listed)):
@@ -261,7 +269,7 @@ class ShardWorker:
         out_of_time: Callable[[], bool],
     ) -> bool:
         """List one namespace (None: cluster-wide) from ``progress``; True when it stopped for lack of time."""
-        opts = self._s.options
+        opts = self._options
         done, tokens = progress.done, progress.tokens
         todo = [r for r in work.types if r.group_resource not in done]
         pages = stream_pages(
@@ -307,7 +315,7 @@ class ShardWorker:
         if msg.namespace != CLUSTER_SCOPE:
             namespaces = shard.namespaces or (msg.namespace,)
             observer = ReferenceCollector(frozenset(namespaces))
-            workers = self._s.list_workers
+            workers = self._list_workers
             selector = scope.server_selector()
             return _Scope(list(plan.namespaced), namespaces, selector, workers, observer, keep_refs=auto)
         if previous is None:
@@ -321,12 +329,12 @@ class ShardWorker:
             refs.wanted = {gr: set(names) for gr, names in merged.items()}
         selector = scope.server_selector() if plan.mode == "on" else f"{EXCLUDE_LABEL}!=true"
         # In auto mode the referring types must be read before the types they name, so list in order.
-        workers = 1 if auto else self._s.list_workers
+        workers = 1 if auto else self._list_workers
         return _Scope(list(plan.cluster_types), namespaces, selector, workers, refs, keep_refs=auto)
 
     def _namespace_refs(self, context: BackupContext, msg: ShardMessage) -> dict[str, tuple[str, ...]]:
         merged: dict[str, tuple[str, ...]] = {}
-        for shard in self._s.shards.list_shards(msg.cluster.name, msg.backup_id):
+        for shard in self._shards.list_shards(msg.cluster.name, msg.backup_id):
             result = shard.result
             if not shard.namespace or result is None:
                 continue
@@ -335,9 +343,8 @@ class ShardWorker:
         return merged
 
     def _heartbeat(self, msg: ShardMessage, run_id: str) -> None:
-        s = self._s
-        s.shards.heartbeat(msg.cluster.name, msg.backup_id, msg.namespace, run_id, now=s.clock())
-        s.catalog.heartbeat(msg.cluster.name, msg.backup_id, now=s.clock())
+        self._shards.heartbeat(msg.cluster.name, msg.backup_id, msg.namespace, run_id, now=self._clock())
+        self._catalog.heartbeat(msg.cluster.name, msg.backup_id, now=self._clock())
 
 
 def _refs_of(refs: ReferenceCollector | None) -> dict[str, tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""What the coordinator, the shard workers and the commit step of a sharded backup share.
+"""What the coordinator, the shard workers and the join of a sharded backup share, and what comes next.
 
 One process (a warm Lambda) keeps, per backup it recently worked on, the plan, the opened repository, the index it
 loaded and its Kubernetes client, so consecutive shards of one backup pay for them once. The index is loaded when
@@ -14,16 +14,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.backup.checkpoints import CheckpointStore
+from chalicelib.backup.sharded.checkpoints import CheckpointStore
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import BackupState
 from chalicelib.core.scope import BackupScope
-from chalicelib.core.shards import ShardPlan, ShardState
+from chalicelib.core.shards import ShardPlan, ShardRecord, ShardState
 from chalicelib.core.trees import CLUSTER_SCOPE
 from chalicelib.observability import logger
+
+if TYPE_CHECKING:
+    from chalicelib.backup.sharded.join import ShardJoin
+    from chalicelib.backup.sharded.planner import ShardPlanner
+    from chalicelib.backup.sharded.shard import ShardWorker
 
 CONTEXTS_KEPT = 2
 RUNNING_CHECK_S = 30.0
@@ -65,37 +70,25 @@ class BackupContext:
             self.client.close()
 
 
-class Sharding:
-    """The collaborators of sharded backups and the per-process cache of backup contexts."""
+class BackupContexts:
+    """The per-process cache of backup contexts, and what a shard needs from it: client, writer, still running?"""
 
     def __init__(
         self,
         catalog: Any,
         shards: Any,
-        queue: Any,
         open_repository: Callable[[], Any],
         connect: Callable[[ClusterRef], Any],
         *,
-        clock: Callable[[], datetime],
-        list_workers: int = 4,
-        page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
-        options: ShardingOptions | None = None,
     ) -> None:
-        self.catalog = catalog
-        self.shards = shards
-        self.queue = queue
-        self.open_repository = open_repository
-        self.connect = connect
-        self.clock = clock
-        self.list_workers = list_workers
-        self.page_size = page_size
-        self.writer_options = writer_options or {}
-        self.options = options or ShardingOptions()
+        self._catalog = catalog
+        self._shards = shards
+        self._open_repository = open_repository
+        self._connect = connect
+        self._writer_options = writer_options or {}
         self._contexts: OrderedDict[tuple[str, str], BackupContext] = OrderedDict()
         self._lock = threading.Lock()
-
-    # -- per-process context --------------------------------------------------------------------------------------
 
     def context(self, cluster: str, backup_id: str) -> BackupContext | None:
         """The backup's context, loaded on first use; None when the backup has no shard plan."""
@@ -104,13 +97,13 @@ class Sharding:
             if key in self._contexts:
                 self._contexts.move_to_end(key)
                 return self._contexts[key]
-        item = self.shards.get_plan(cluster, backup_id)
+        item = self._shards.get_plan(cluster, backup_id)
         if item is None:
             return None
         plan = ShardPlan.from_dict(item["plan"])
         from chalicelib.repository import RepositoryReader
 
-        repo = self.open_repository()
+        repo = self._open_repository()
         known = RepositoryReader(repo).known_blob_ids()
         context = BackupContext(plan, BackupScope.from_dict(plan.scope), repo, known, CheckpointStore(repo.store))
         with self._lock:
@@ -133,46 +126,131 @@ class Sharding:
         shard has failed the backup, the shards still queued stop without working for nothing."""
         now = time.monotonic()
         if context.running_checked is None or now - context.running_checked >= RUNNING_CHECK_S:
-            context.running = self.catalog.get(cluster, backup_id).state == BackupState.RUNNING
+            context.running = self._catalog.get(cluster, backup_id).state == BackupState.RUNNING
             context.running_checked = now
         return context.running
 
     def client(self, context: BackupContext, ref: ClusterRef) -> Any:
         with context.lock:
             if context.client is None:
-                context.client = self.connect(ref)
+                context.client = self._connect(ref)
             return context.client
 
     def writer(self, context: BackupContext) -> Any:
         from chalicelib.repository import RepositoryWriter
 
-        return RepositoryWriter(context.repo, known=context.known, **self.writer_options)
+        return RepositoryWriter(context.repo, known=context.known, **self._writer_options)
 
-    # -- what comes next ------------------------------------------------------------------------------------------
+
+class NextStep:
+    """What a sharded backup waits for after a shard is done (or a coordinator adopts it), and sending it."""
+
+    def __init__(self, shards: Any, queue: Any, clock: Callable[[], datetime]) -> None:
+        self._shards = shards
+        self._queue = queue
+        self._clock = clock
 
     def send_shards(self, ref: ClusterRef, backup_id: str, keys: list[str]) -> None:
         """One message per shard: a work item's key (its first namespace), or "" for the cluster-scoped objects."""
-        self.queue.send_many(ShardMessage(ref, backup_id, key).to_dict() for key in keys)
+        self._queue.send_many(ShardMessage(ref, backup_id, key).to_dict() for key in keys)
 
-    def send_commit(self, ref: ClusterRef, backup_id: str) -> None:
-        self.queue.send(CommitMessage(ref, backup_id).to_dict())
+    def advance(self, ref: ClusterRef, backup_id: str, finished: ShardRecord | None = None) -> str:
+        """Send whatever the backup waits for now, after ``finished`` (a Done shard) if given; returns what.
 
-    def advance(self, ref: ClusterRef, backup_id: str) -> str:
-        """Send whatever the backup waits for now (idempotent: a duplicate message is harmless); returns what."""
+        Idempotent: a duplicate message is harmless, and a Done work item is counted once however often this runs.
+        The cluster shard comes after the last work item (auto mode needs every reference), the commit after it.
+        Raises ``StaleState`` when the backup is no longer Running.
+        """
         cluster = ref.name
-        remaining = self.shards.remaining(cluster, backup_id)
+        if finished is not None and finished.namespace == CLUSTER_SCOPE:
+            self._send_commit(ref, backup_id)
+            return "commit"
+        remaining = None
+        if finished is not None and finished.index is not None:
+            remaining = self._shards.count_done(cluster, backup_id, finished.index, now=self._clock())
+        if remaining is None:  # nothing counted now (or counted before): the backup record says
+            remaining = self._shards.remaining(cluster, backup_id)
         if remaining is None or remaining > 0:
             return "waiting"
-        shard = self.shards.get(cluster, backup_id, CLUSTER_SCOPE)
+        shard = self._shards.get(cluster, backup_id, CLUSTER_SCOPE)
         if shard is None:
             return "no-plan"
         if shard.state == ShardState.DONE:
-            self.send_commit(ref, backup_id)
+            self._send_commit(ref, backup_id)
             return "commit"
         if shard.state == ShardState.FAILED:
             return "failed"
         self.send_shards(ref, backup_id, [CLUSTER_SCOPE])
         return "cluster"
 
-    def log(self, message: str, **fields: Any) -> None:
-        logger().info(message, extra=fields)
+    def _send_commit(self, ref: ClusterRef, backup_id: str) -> None:
+        self._queue.send(CommitMessage(ref, backup_id).to_dict())
+
+
+class Sharding:
+    """The collaborators of sharded backups, wired once per process: builds the planner, shard worker and join."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        shards: Any,
+        queue: Any,
+        open_repository: Callable[[], Any],
+        connect: Callable[[ClusterRef], Any],
+        *,
+        clock: Callable[[], datetime],
+        list_workers: int = 4,
+        page_size: int = 500,
+        writer_options: dict[str, Any] | None = None,
+        options: ShardingOptions | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.shards = shards
+        self.queue = queue
+        self.open_repository = open_repository
+        self.clock = clock
+        self.list_workers = list_workers
+        self.page_size = page_size
+        self.writer_options = writer_options or {}
+        self.options = options or ShardingOptions()
+        self.contexts = BackupContexts(catalog, shards, open_repository, connect, writer_options=self.writer_options)
+        self.next_step = NextStep(shards, queue, clock)
+
+    def planner(self) -> ShardPlanner:
+        from chalicelib.backup.sharded.planner import ShardPlanner
+
+        return ShardPlanner(
+            self.catalog,
+            self.shards,
+            self.contexts,
+            self.next_step,
+            self.open_repository,
+            clock=self.clock,
+            options=self.options,
+            list_workers=self.list_workers,
+            page_size=self.page_size,
+            writer_options=self.writer_options,
+        )
+
+    def worker(self) -> ShardWorker:
+        from chalicelib.backup.sharded.shard import ShardWorker
+
+        return ShardWorker(
+            self.catalog,
+            self.shards,
+            self.queue,
+            self.contexts,
+            self.next_step,
+            clock=self.clock,
+            options=self.options,
+            list_workers=self.list_workers,
+        )
+
+    def join(self) -> ShardJoin:
+        from chalicelib.backup.sharded.join import ShardJoin
+
+        return ShardJoin(self.catalog, self.shards, self.contexts, clock=self.clock)
+
+
+def log(message: str, **fields: Any) -> None:
+    logger().info(message, extra=fields)

@@ -1,0 +1,102 @@
+"""The last step of a sharded backup: join the shards' trees under a root tree, then commit (``commit.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.backup.commit import REJECTED, build_manifest, commit_manifest
+from chalicelib.backup.items import ItemCollector
+from chalicelib.backup.sharded.context import BackupContexts
+from chalicelib.catalog.errors import StaleState
+from chalicelib.core.ids import BlobId
+from chalicelib.core.jobs import CommitMessage
+from chalicelib.core.manifest import Manifest
+from chalicelib.core.models import TERMINAL, BackupRecord
+from chalicelib.core.shards import ShardResult, ShardState, add_stats, merge_errors
+from chalicelib.core.trees import CLUSTER_SCOPE
+
+
+class ShardJoin:
+    """Commits a sharded backup once every shard is done: one root tree over the shards' trees, then the manifest."""
+
+    def __init__(self, catalog: Any, shards: Any, contexts: BackupContexts, *, clock: Callable[[], datetime]) -> None:
+        self._catalog = catalog
+        self._shards = shards
+        self._contexts = contexts
+        self._clock = clock
+
+    def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
+        """(the backup's record, what happened): committed, duplicate, waiting or rejected."""
+        cluster, backup_id = msg.cluster.name, msg.backup_id
+        record = self._catalog.get(cluster, backup_id)
+        if record.state in TERMINAL:
+            return record, "duplicate"
+        context = self._contexts.context(cluster, backup_id)
+        if context is None:
+            return record, "rejected"
+        shards = self._shards.list_shards(cluster, backup_id)
+        failed = [shard for shard in shards if shard.state == ShardState.FAILED]
+        if failed:
+            return record, "waiting"  # the failing shard fails the backup itself
+        results = {shard.namespace: shard.result for shard in shards if shard.state == ShardState.DONE}
+        if len(results) < len(shards) or CLUSTER_SCOPE not in results:
+            return record, "waiting"  # a commit sent twice and early: the cluster shard sends it again when done
+        manifest, writer = self._manifest(context, record, {ns: r for ns, r in results.items() if r is not None})
+        try:
+            # This writer refuses a manifest without its own index file; the manifest names the shards' too.
+            done = commit_manifest(self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True)
+        except StaleState:
+            return self._catalog.get(cluster, backup_id), "duplicate"
+        if done.outcome == REJECTED:
+            return done.record, "rejected"
+        self._shards.forget_done(cluster, backup_id, now=self._clock())
+        return done.record, "committed"
+
+    def _manifest(self, context: Any, record: BackupRecord, results: dict[str, ShardResult]) -> tuple[Manifest, Any]:
+        plan = context.plan
+        writer = self._contexts.writer(context)
+        roots = ItemCollector(context.scope, (), writer)
+        trees: dict[str, BlobId] = dict(sorted((ns, t) for r in results.values() for ns, t in r.trees.items()))
+        root_id = roots.write_root(trees)
+        own_index = writer.finish()
+        shard_index = (i for _, r in sorted(results.items()) for i in r.index_files)
+        index_files = list(dict.fromkeys([*plan.index_files, *shard_index, *own_index]))
+        kinds: dict[str, int] = {}
+        stats: dict[str, int] = {}
+        for result in results.values():
+            add_stats(kinds, result.kinds)
+            add_stats(stats, result.stats)
+        add_stats(stats, dict(writer.stats))
+        stats["bytes_raw"] = stats.get("bytes_raw", 0) + roots.bytes_raw
+        stats["bytes_deduplicated"] = stats.get("bytes_deduplicated", 0) + roots.bytes_dedup
+        started = _parse(plan.started_at)
+        finished = self._clock()
+        stats["duration_ms"] = int(max(0.0, (finished - started).total_seconds()) * 1000) if started else 0
+        stats["shards"] = len(results)
+        errors = merge_errors([(CLUSTER_SCOPE, plan.errors), *((ns, r.errors) for ns, r in sorted(results.items()))])
+        manifest = build_manifest(
+            record,
+            policy=record.policy,
+            started_at=plan.started_at,
+            finished_at=finished,
+            kubernetes_version=plan.kubernetes_version,
+            scope=plan.scope,
+            root_tree=root_id,
+            trees=len(trees),
+            objects=sum(r.objects for r in results.values()),
+            namespaces=plan.namespaces,
+            kinds=kinds,
+            index_files=index_files,
+            stats=stats,
+            errors=errors,
+        )
+        return manifest, writer
+
+
+def _parse(stamp: str) -> datetime | None:
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
