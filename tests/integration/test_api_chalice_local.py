@@ -82,8 +82,8 @@ def aws_resources(moto_endpoint: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or shutil.which("chalice")
-    if chalice is None:
-        pytest.skip("the chalice command is not installed")
+    # chalice is a pinned dev dependency: a missing executable is a broken environment, not a reason to skip.
+    assert chalice is not None, "the chalice command is not installed (it is a pinned dev dependency)"
     # A project directory of its own: the app and its library, plus a config naming no AWS account.
     project = tmp_path_factory.mktemp("chalice-project")
     (project / "app.py").symlink_to(ROOT / "app.py")
@@ -126,13 +126,14 @@ def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFa
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                pytest.skip(f"chalice local exited with {process.returncode}: {log.read_text()[-2000:]}")
+                # An import error in app.py ends the process here; it must fail the run, never look like a skip.
+                pytest.fail(f"chalice local exited with {process.returncode}: {log.read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.skip(f"chalice local did not listen within 30 s: {log.read_text()[-2000:]}")
+                    pytest.fail(f"chalice local did not listen within 30 s: {log.read_text()[-2000:]}")
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
