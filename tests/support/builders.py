@@ -201,3 +201,21 @@ def record_backup(
 
 def backup_id_at(when: datetime, suffix: str = "aaaaaa") -> str:
     return f"{when:%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def backup_reaching(
+    repo: Repository,
+    cluster: str,
+    backup_id: str,
+    items: Iterable[Item],
+    *,
+    commit: bool = True,
+    pack_target_bytes: int = 1,
+) -> tuple[Manifest | None, set[BlobId]]:
+    """``write_backup`` for garbage collection and reach tests: the manifest (None without ``commit``) and every blob
+    the backup reaches. ``pack_target_bytes=1`` gives every new blob a pack of its own, so tests can tell exactly
+    which packs die."""
+    written = write_backup(
+        repo, items, cluster=cluster, backup_id=backup_id, commit=commit, pack_target_bytes=pack_target_bytes
+    )
+    return written.manifest, written.reached

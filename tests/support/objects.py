@@ -1,0 +1,18 @@
+"""Kubernetes objects for tests, as a list response would give them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def configmaps(prefix: str, count: int, namespace: str = "shop") -> list[dict[str, Any]]:
+    """``count`` small ConfigMaps named ``<prefix>-<i>``."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{prefix}-{i}", "namespace": namespace},
+            "data": {"value": f"{prefix}-{i}" * 8},
+        }
+        for i in range(count)
+    ]
