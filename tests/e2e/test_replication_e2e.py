@@ -12,7 +12,7 @@ from chalice.test import Client
 
 from chalicelib import services as services_module
 from chalicelib.repository import RepositoryReader, check_repository
-from tests.integration.replication_helpers import (
+from tests.support.replication import (
     PREFIX,
     PRIMARY_BUCKET,
     REPLICA_REGION,

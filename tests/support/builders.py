@@ -71,6 +71,7 @@ def write_backup(
     kubernetes_version: str = KUBERNETES_VERSION,
     manifest_fields: dict[str, Any] | None = None,
     clock: Callable[[], datetime] | None = None,
+    before_manifest: Callable[[], None] | None = None,
     **writer_options: Any,
 ) -> Written:
     """A backup of ``items`` (objects, or (Resource, object) pairs) written by the production write stage.
@@ -81,7 +82,8 @@ def write_backup(
     without it only the manifest is written; ``clock`` gives the catalog's times (default: ``started_at``, then
     ``finished_at``). ``writer`` (else one deduplicating against the repository, built with
     ``writer_options``) lets a test look at its stats. ``manifest_fields`` sets what a plain backup does not write
-    (volume snapshots, an etcd snapshot).
+    (volume snapshots, an etcd snapshot); ``before_manifest`` runs once the index is written (to upload artifacts the
+    manifest names, as the backup worker does).
     """
     pages = _pages(items)
     if writer is None:
@@ -106,6 +108,8 @@ def write_backup(
     reached = {*blobs.values(), *trees.values(), root}
     if not commit:
         return Written(None, blobs, stored, reached, index_files)
+    if before_manifest is not None:
+        before_manifest()
 
     now = clock() if clock is not None else datetime.fromisoformat(started_at.replace("Z", "+00:00"))
     if catalog is not None:
