@@ -16,8 +16,8 @@ from chalicelib.core.ids import BackupId, BlobId
 from chalicelib.core.index_format import IndexEntry, decode_index
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import BLOB_TREE, read_pack
-from chalicelib.core.sanitize import sanitize
-from chalicelib.core.trees import TreeEntry, encode_root, encode_tree
+from chalicelib.core.resources import Resource
+from chalicelib.core.trees import TreeEntry, encode_root
 from chalicelib.repository import (
     MemoryObjectStore,
     Repository,
@@ -48,6 +48,7 @@ from chalicelib.repository.errors import (
     WriterStateError,
 )
 from chalicelib.repository.export import safe_name
+from tests.support.builders import write_backup
 
 PREFIX = "lifeboat/v1/"
 CLUSTER = "prod-eu"
@@ -83,29 +84,17 @@ def _objects() -> list[tuple[str, str, str, str, dict[str, Any]]]:
     return out
 
 
-def _backup(writer: RepositoryWriter, backup_id: str = "20260101T000000Z-aaaaaa") -> tuple[Manifest, dict[str, Any]]:
-    """Write a whole backup the way the backup worker will: objects, scope trees, root, index, manifest."""
-    trees: dict[str, list[TreeEntry]] = {}
-    stored: dict[str, Any] = {}
-    for scope, group, resource, api_version, obj in _objects():
-        clean = sanitize(obj, obj["kind"], api_version)
-        bid, data = canonical_blob(clean)
-        writer.add(bid, data)
-        stored[bid] = clean
-        version = api_version.rsplit("/", 1)[-1]
-        entry = TreeEntry(group, resource, clean["metadata"]["name"], version, obj["kind"], bid, len(data))
-        trees.setdefault(scope, []).append(entry)
-    scopes = {}
-    for scope, entries in trees.items():
-        tid, data = encode_tree(entries)
-        writer.add(tid, data, BLOB_TREE)
-        scopes[scope] = tid
-    root, data = encode_root(scopes)
-    writer.add(root, data, BLOB_TREE)
-    index_files = writer.finish()
-    manifest = _manifest(backup_id, root, index_files)
-    writer.write_manifest(manifest)
-    return manifest, stored
+def _backup(
+    repo: Repository, writer: RepositoryWriter, backup_id: str = "20260101T000000Z-aaaaaa"
+) -> tuple[Manifest, dict[str, Any]]:
+    """Write a whole backup the way the backup worker does: objects, scope trees, root, index, manifest."""
+    items = [
+        (Resource(group, api_version.rsplit("/", 1)[-1], obj["kind"], resource, bool(scope)), obj)
+        for scope, group, resource, api_version, obj in _objects()
+    ]
+    written = write_backup(repo, items, cluster=CLUSTER, backup_id=backup_id, policy="nightly", writer=writer)
+    assert written.manifest is not None
+    return written.manifest, written.objects
 
 
 def _manifest(backup_id: str, root: str, index_files: list[str], cluster: str = CLUSTER) -> Manifest:
@@ -141,7 +130,7 @@ def repo(store: S3ObjectStore) -> Repository:
 @pytest.fixture
 def written(repo: Repository) -> tuple[Manifest, dict[str, Any]]:
     """One committed backup, spread over several small packs of several frames (trees are frames of their own)."""
-    return _backup(RepositoryWriter(repo, pack_target_bytes=1200, frame_target_bytes=512))
+    return _backup(repo, RepositoryWriter(repo, pack_target_bytes=1200, frame_target_bytes=512))
 
 
 def _keys(s3: Any, bucket: str, under: str = "") -> list[str]:
@@ -364,7 +353,7 @@ def test_blobs_of_one_frame_cost_one_get_while_the_frame_is_cached(store: S3Obje
 
 
 def test_reading_a_backup_tree_by_tree_fetches_each_frame_once(store: S3ObjectStore, repo: Repository) -> None:
-    manifest, _ = _backup(RepositoryWriter(repo))  # default frames: the trees share them
+    manifest, _ = _backup(repo, RepositoryWriter(repo))  # default frames: the trees share them
     counting = FailingStore(store, fail_under="\0")
     reader = RepositoryReader(Repository.open(counting))
     index = reader.load_index()
@@ -423,7 +412,7 @@ def test_dedup_second_backup_of_an_unchanged_cluster_uploads_only_its_manifest(
     reader = RepositoryReader(repo)
     writer = RepositoryWriter(repo, known=reader.known_blob_ids(), pack_target_bytes=2048)
 
-    manifest, _ = _backup(writer, backup_id="20260102T000000Z-bbbbbb")
+    manifest, _ = _backup(repo, writer, backup_id="20260102T000000Z-bbbbbb")
 
     assert writer.stats.blobs_new == 0
     assert writer.stats.bytes_uploaded == len(manifest.to_json())  # the manifest, nothing else
@@ -514,7 +503,7 @@ def test_a_failed_pack_upload_fails_finish_and_commits_nothing(s3: Any, bucket: 
     writer = RepositoryWriter(repo, pack_target_bytes=2048)
 
     with pytest.raises(StorageError, match="connection reset"):
-        _backup(writer)
+        _backup(repo, writer)
 
     assert _keys(s3, bucket, "index/") == [] and _keys(s3, bucket, "clusters/") == []
     assert len(_pack_keys(s3, bucket)) <= 1  # the one allowed: garbage, never reachable
@@ -856,7 +845,7 @@ def test_memory_store_behaves_like_the_s3_one() -> None:
     repo = Repository.open(store, create=True)
     writer = RepositoryWriter(repo, pack_target_bytes=2048)
 
-    manifest, stored = _backup(writer)
+    manifest, stored = _backup(repo, writer)
 
     reader = RepositoryReader(Repository.open(store))
     assert {e.blob for _, e in reader.walk(manifest)} == set(stored)
