@@ -16,3 +16,12 @@ def configmaps(prefix: str, count: int, namespace: str = "shop") -> list[dict[st
         }
         for i in range(count)
     ]
+
+
+def obj(kind: str, name: str, namespace: str | None = "shop", **fields: Any) -> dict[str, Any]:
+    """An object of ``kind``; ``metadata`` and ``apiVersion`` in ``fields`` are merged in, the rest are top-level."""
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    meta.update(fields.pop("metadata", {}))
+    return {"apiVersion": fields.pop("apiVersion", "v1"), "kind": kind, "metadata": meta, **fields}
