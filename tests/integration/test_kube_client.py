@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
-import socket
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +29,8 @@ from chalicelib.kube import (
     WaitTimeout,
     load_kubeconfig,
 )
+from tests.support.certs import self_signed_pem
+from tests.support.ports import free_port
 
 CONFIGMAPS = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"create", "get", "list", "delete"}))
 SECRETS = Resource("", "v1", "Secret", "secrets", True, frozenset({"create", "get", "list", "delete"}))
@@ -439,9 +439,7 @@ def test_insecure_skip_tls_verify_connects_without_a_ca(fake: Any, credentials: 
 
 
 def test_unreachable_port_names_the_url(sleeps: Sleeps) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = f"https://127.0.0.1:{port}"
     credentials = ClusterCredentials(server=server, token_provider=StaticToken("t"), name="nowhere")
     with KubeClient(credentials, max_retries=3, sleep=sleeps) as kube, pytest.raises(Unreachable) as err:
@@ -485,23 +483,4 @@ def crd(group: str) -> dict[str, Any]:
 
 def other_ca() -> bytes:
     """A CA that signed nothing the server presents."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "somebody-else")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return self_signed_pem("somebody-else", ca=True)

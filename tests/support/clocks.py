@@ -1,4 +1,4 @@
-"""Clocks for tests: UTC datetimes by their fields, and a settable clock a test advances."""
+"""Clocks for tests: UTC datetimes by their fields, and settable clocks (datetimes, or seconds) a test advances."""
 
 from __future__ import annotations
 
@@ -21,3 +21,13 @@ class Clock:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+class SecondsClock:
+    """A settable clock of plain seconds (``time.monotonic``-style), starting at 1000."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
