@@ -8,10 +8,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.sample_app import (
-    load_manifests,
-    seed_sample_app,
-)
+from sandbox.sample_app import load_manifests, seed_sample_app
 from tests.support.sample_app import Cluster, _owner_uids
 
 
