@@ -33,70 +33,45 @@ KEEP = 20
 BUCKET = "lifeboat-bench-gc"
 
 
-def _objects(namespace: str, version: int, count: int) -> list[tuple[Any, bytes]]:
-    from chalicelib.core.canonical import canonical_blob
-    from chalicelib.core.trees import TreeEntry
-
-    out = []
-    for i in range(count):
-        obj = {
+def _objects(namespace: str, version: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": f"cm-{i}", "namespace": namespace, "labels": {"app": "bench", "rev": str(version)}},
             "data": {"config.yaml": f"revision: {version}\nkey: {namespace}-{i}\n" + "x" * 200},
         }
-        blob, data = canonical_blob(obj)
-        out.append((TreeEntry("", "configmaps", f"cm-{i}", "v1", "ConfigMap", blob, len(data)), data))
-    return out
+        for i in range(count)
+    ]
 
 
 def build(repo: Any, backups: int, per_namespace: int) -> list[str]:
-    """Write the history; returns the backup ids, oldest first."""
-    from chalicelib.core.ids import BackupId
-    from chalicelib.core.manifest import Manifest
-    from chalicelib.core.trees import encode_root, encode_tree
+    """Write the history by the production write stage (tests/support/builders.py); returns the backup ids, oldest
+    first."""
     from chalicelib.repository import RepositoryWriter
+    from tests.support.builders import write_backup
 
     known: set[Any] = set()
-    trees: dict[str, Any] = {}
+    revisions: dict[str, int] = {}
     ids = []
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for step in range(backups):
         changed = [f"ns-{n}" for n in range(NAMESPACES)] if step == 0 else [f"ns-{step % NAMESPACES}"]
-        writer = RepositoryWriter(repo, known=known)
-        added: set[Any] = set()
-        for namespace in changed:
-            entries = []
-            for entry, data in _objects(namespace, step, per_namespace):
-                writer.add(entry.blob, data)
-                added.add(entry.blob)
-                entries.append(entry)
-            tree, data = encode_tree(entries)
-            writer.add(tree, data, type="tree")
-            added.add(tree)
-            trees[namespace] = tree
-        root, data = encode_root(trees)
-        writer.add(root, data, type="tree")
-        added.add(root)
-        index_files = writer.finish()
-        known |= added  # the next backup deduplicates against this one's blobs
-        backup_id = f"{start + timedelta(hours=step):%Y%m%dT%H%M%SZ}-{step:06x}"
-        writer.write_manifest(
-            Manifest(
-                backup_id=BackupId(backup_id),
-                cluster="bench",
-                policy="hourly",
-                parent=None,
-                started_at=f"{start + timedelta(hours=step):%Y-%m-%dT%H:%M:%SZ}",
-                finished_at=f"{start + timedelta(hours=step):%Y-%m-%dT%H:%M:%SZ}",
-                kubernetes_version="v1.31.0",
-                scope={},
-                root_tree=root,
-                counts={"objects": NAMESPACES * per_namespace},
-                kinds={"ConfigMap": NAMESPACES * per_namespace},
-                index_files=index_files,
-            )
+        revisions.update({namespace: step for namespace in changed})
+        objects = [obj for ns, rev in sorted(revisions.items()) for obj in _objects(ns, rev, per_namespace)]
+        at = start + timedelta(hours=step)
+        backup_id = f"{at:%Y%m%dT%H%M%SZ}-{step:06x}"
+        written = write_backup(
+            repo,
+            objects,
+            cluster="bench",
+            backup_id=backup_id,
+            policy="hourly",
+            writer=RepositoryWriter(repo, known=known),
+            started_at=f"{at:%Y-%m-%dT%H:%M:%SZ}",
+            finished_at=at,
         )
+        known |= written.reached  # the next backup deduplicates against this one's blobs
         ids.append(backup_id)
     return ids
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,54 +74,25 @@ def drain(services: Any, url: str) -> list[str]:
 
 
 def write_backup(services: Any, backup_id: str, objects: list[dict[str, Any]], parent: str | None) -> Any:
-    """What the backup worker writes for these objects (sanitized blobs, scope trees, root, index, manifest)."""
-    from chalicelib.core.canonical import canonical_blob
-    from chalicelib.core.ids import BackupId
-    from chalicelib.core.manifest import Manifest
-    from chalicelib.core.models import BackupState
-    from chalicelib.core.sanitize import sanitize
-    from chalicelib.core.trees import TreeEntry, encode_root, encode_tree
-    from chalicelib.repository import RepositoryReader, RepositoryWriter
+    """What the backup worker writes for these objects, by the production write stage (tests/support/builders.py)."""
+    from chalicelib.core.resources import Resource
+    from tests.support.builders import write_backup as write_backup_in
 
-    catalog = services.catalog()
-    now = datetime.now(UTC)
-    catalog.claim_job(f"job-{uuid.uuid4()}", CLUSTER, backup_id, policy="nightly", parent=parent, now=now)
-    catalog.transition(CLUSTER, backup_id, BackupState.RUNNING, now=now)
-    repo = services.repository(create=True)
-    writer = RepositoryWriter(repo, known=RepositoryReader(repo).known_blob_ids())
-    trees: dict[str, list[Any]] = {}
-    for obj in objects:
+    def resource(obj: dict[str, Any]) -> Resource:
         group, _, version = obj["apiVersion"].rpartition("/")
-        clean = sanitize(obj, obj["kind"], obj["apiVersion"])
-        blob, data = canonical_blob(clean)
-        writer.add(blob, data)
-        meta = clean["metadata"]
-        entry = TreeEntry(group, PLURALS[obj["kind"]], meta["name"], version, obj["kind"], blob, len(data))
-        trees.setdefault(meta.get("namespace", ""), []).append(entry)
-    scopes = {}
-    for scope, entries in trees.items():
-        tree, data = encode_tree(entries)
-        writer.add(tree, data, "tree")
-        scopes[scope] = tree
-    root, data = encode_root(scopes)
-    writer.add(root, data, "tree")
-    manifest = Manifest(
-        backup_id=BackupId(backup_id),
+        return Resource(group, version, obj["kind"], PLURALS[obj["kind"]], obj["kind"] != "Namespace")
+
+    written = write_backup_in(
+        services.repository(create=True),
+        [(resource(obj), obj) for obj in objects],
         cluster=CLUSTER,
+        backup_id=backup_id,
         policy="nightly",
-        parent=BackupId(parent) if parent else None,
-        started_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        finished_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        kubernetes_version="v1.31.0",
-        scope={},
-        root_tree=root,
-        counts={"objects": len(objects)},
-        kinds={},
-        index_files=writer.finish(),
+        parent=parent,
+        catalog=services.catalog(),
+        clock=lambda: datetime.now(UTC),
     )
-    key = writer.write_manifest(manifest)
-    catalog.transition(CLUSTER, backup_id, BackupState.COMPLETED, now=datetime.now(UTC), manifest_key=key)
-    return manifest
+    return written.manifest
 
 
 def replicate(services: Any, bodies: list[str]) -> float:

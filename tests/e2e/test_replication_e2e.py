@@ -12,7 +12,7 @@ from chalice.test import Client
 
 from chalicelib import services as services_module
 from chalicelib.repository import RepositoryReader, check_repository
-from tests.integration.replication_helpers import (
+from tests.support.replication import (
     PREFIX,
     PRIMARY_BUCKET,
     REPLICA_REGION,
@@ -30,7 +30,8 @@ FULL, INCR = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    from sandbox.environment import FAKE_CREDENTIALS, free_port
+    from sandbox.environment import FAKE_CREDENTIALS
+    from tests.support.ports import free_port
 
     for key, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)

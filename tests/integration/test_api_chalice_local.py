@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from chalicelib.api.signature import sign
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -33,12 +35,6 @@ FAKE_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -79,35 +75,34 @@ def aws_resources(moto_endpoint: str) -> dict[str, str]:
     return {"queue_url": queue_url, "endpoint": moto_endpoint}
 
 
-@pytest.fixture(scope="module")
-def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def chalice_command() -> str:
+    """The chalice executable next to this interpreter (or on PATH)."""
     chalice = shutil.which("chalice", path=str(Path(sys.executable).parent)) or shutil.which("chalice")
-    if chalice is None:
-        pytest.skip("the chalice command is not installed")
-    # A project directory of its own: the app and its library, plus a config naming no AWS account.
-    project = tmp_path_factory.mktemp("chalice-project")
-    (project / "app.py").symlink_to(ROOT / "app.py")
+    # chalice is a pinned dev dependency: a missing executable is a broken environment, not a reason to skip.
+    assert chalice is not None, "the chalice command is not installed (it is a pinned dev dependency)"
+    return chalice
+
+
+def chalice_project(project: Path, app: Path) -> Path:
+    """A project directory of its own: ``app`` and the library, plus a config naming no AWS account."""
+    (project / "app.py").symlink_to(app)
     (project / "chalicelib").symlink_to(ROOT / "chalicelib")
     (project / ".chalice").mkdir()
     config = {"version": "2.0", "app_name": "lifeboat", "stages": {"dev": {"api_gateway_stage": "api"}}}
     (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    return project
+
+
+@contextmanager
+def chalice_local(project: Path, env: dict[str, str]) -> Iterator[str]:
+    """``chalice local`` serving ``project``; its URL once it listens. A process that exits or never listens fails
+    the test (an import error in app.py ends the process here, and must never look like a skip)."""
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LIFEBOAT_"))},
-        **FAKE_CREDENTIALS,
-        "LIFEBOAT_TABLE": TABLE,
-        "LIFEBOAT_BUCKET": "lifeboat-local",
-        "LIFEBOAT_REGION": REGION,
-        "LIFEBOAT_AWS_ENDPOINT_URL": aws_resources["endpoint"],
-        "LIFEBOAT_WEBHOOK_SECRET_ID": SECRET_ID,
-        "LIFEBOAT_RESTORE_QUEUE_URL": aws_resources["queue_url"],
-        "PYTHONPATH": str(ROOT),
-    }
     log = project / "chalice-local.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
-                chalice,
+                chalice_command(),
                 "--project-dir",
                 str(project),
                 "local",
@@ -126,13 +121,13 @@ def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFa
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                pytest.skip(f"chalice local exited with {process.returncode}: {log.read_text()[-2000:]}")
+                pytest.fail(f"chalice local exited with {process.returncode}: {log.read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.skip(f"chalice local did not listen within 30 s: {log.read_text()[-2000:]}")
+                    pytest.fail(f"chalice local did not listen within 30 s: {log.read_text()[-2000:]}")
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -142,6 +137,41 @@ def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFa
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def local_env(aws_resources: dict[str, str]) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LIFEBOAT_"))},
+        **FAKE_CREDENTIALS,
+        "LIFEBOAT_TABLE": TABLE,
+        "LIFEBOAT_BUCKET": "lifeboat-local",
+        "LIFEBOAT_REGION": REGION,
+        "LIFEBOAT_AWS_ENDPOINT_URL": aws_resources["endpoint"],
+        "LIFEBOAT_WEBHOOK_SECRET_ID": SECRET_ID,
+        "LIFEBOAT_RESTORE_QUEUE_URL": aws_resources["queue_url"],
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+@pytest.fixture(scope="module")
+def local_api(aws_resources: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    project = chalice_project(tmp_path_factory.mktemp("chalice-project"), ROOT / "app.py")
+    with chalice_local(project, local_env(aws_resources)) as url:
+        yield url
+
+
+def test_an_app_that_cannot_be_imported_fails_the_run_instead_of_skipping(
+    aws_resources: dict[str, str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken_app.py"
+    broken.write_text('raise ImportError("app.py cannot be imported")\n')
+    (tmp_path / "project").mkdir()
+    project = chalice_project(tmp_path / "project", broken)
+    # Any outcome is caught, so a skip would be seen here as the wrong outcome rather than skip this test too.
+    with pytest.raises(BaseException) as outcome, chalice_local(project, local_env(aws_resources)):
+        pass
+    assert outcome.type is pytest.fail.Exception, outcome.type
+    assert "chalice local exited" in str(outcome.value) and "app.py cannot be imported" in str(outcome.value)
 
 
 def call(url: str, *, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:

@@ -15,7 +15,7 @@ from chalicelib.api.signature import sign
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
-from tests.integration.scheduling_helpers import utc
+from tests.support.clocks import utc
 
 SECRET_ID = "lifeboat/webhook"
 SECRET = "policy-secret"

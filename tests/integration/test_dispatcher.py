@@ -21,7 +21,8 @@ from chalicelib.scheduling.dispatcher import Dispatcher, job_id_for
 from chalicelib.scheduling.errors import QueueUnavailable
 from chalicelib.scheduling.policies import PolicyService
 from tests.conftest import TEST_REGION
-from tests.integration.scheduling_helpers import Clock, SerializedClient, utc
+from tests.support.aws import SerializedClient
+from tests.support.clocks import Clock, utc
 
 EKS = {"type": "eks", "cluster_name": "prod-eks", "region": "eu-central-1"}
 SCOPE = "s3://lifeboat-test-primary/lifeboat/v1/"

@@ -13,7 +13,9 @@ from chalicelib.maintenance.gc import collect_garbage
 from chalicelib.repository import MemoryObjectStore, Repository, RepositoryReader, check_repository
 from chalicelib.repository.errors import AccessDenied, StorageError
 from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR
-from tests.integration.scheduling_helpers import Clock, objects, utc, write_backup
+from tests.support.builders import backup_reaching
+from tests.support.clocks import Clock, utc
+from tests.support.objects import configmaps
 
 T0 = utc(2026, 3, 1, 3, 0)
 DAY = timedelta(hours=24)
@@ -51,12 +53,12 @@ def readable(repo: Repository, cluster: str, backup_id: str) -> int:
 
 
 def test_keeps_everything_reachable_and_deletes_only_old_unreachable_packs(repo: Repository, clock: Clock) -> None:
-    shared = objects("shared", 5)
-    _, reach_a = write_backup(repo, "prod", "20260301T030000Z-aaaaaa", shared + objects("only-a", 4))
-    _, reach_b = write_backup(repo, "prod", "20260301T040000Z-bbbbbb", shared + objects("only-b", 3))
-    _, crashed = write_backup(repo, "prod", "20260301T050000Z-cccccc", objects("crashed", 2), commit=False)
+    shared = configmaps("shared", 5)
+    _, reach_a = backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", shared + configmaps("only-a", 4))
+    _, reach_b = backup_reaching(repo, "prod", "20260301T040000Z-bbbbbb", shared + configmaps("only-b", 3))
+    _, crashed = backup_reaching(repo, "prod", "20260301T050000Z-cccccc", configmaps("crashed", 2), commit=False)
     clock.advance(hours=23)
-    _, running = write_backup(repo, "prod", "20260302T020000Z-dddddd", objects("running", 2), commit=False)
+    _, running = backup_reaching(repo, "prod", "20260302T020000Z-dddddd", configmaps("running", 2), commit=False)
     # Retention dropped backup A: its manifest is gone.
     repo.store.delete(Repository.manifest_key("prod", "20260301T030000Z-aaaaaa"))
     only_a = reach_a - reach_b
@@ -85,8 +87,8 @@ def test_keeps_everything_reachable_and_deletes_only_old_unreachable_packs(repo:
 
 
 def test_a_second_collection_finds_nothing_to_do(repo: Repository, clock: Clock) -> None:
-    write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 3))
-    write_backup(repo, "prod", "20260301T040000Z-bbbbbb", objects("b", 3))
+    backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 3))
+    backup_reaching(repo, "prod", "20260301T040000Z-bbbbbb", configmaps("b", 3))
     clock.advance(hours=48)
     first = collect_garbage(repo, now=clock())
     assert first.index_written is not None and not first.packs_deleted
@@ -96,10 +98,10 @@ def test_a_second_collection_finds_nothing_to_do(repo: Repository, clock: Clock)
 
 
 def test_considers_the_manifests_of_every_cluster(repo: Repository, clock: Clock) -> None:
-    common = objects("common", 6, namespace="kube-system")
+    common = configmaps("common", 6, namespace="kube-system")
     # Cluster "eu" stored the common blobs first; "us" deduplicated against them and stored none of its own.
-    _, reach_eu = write_backup(repo, "eu", "20260301T030000Z-eueueu", common + objects("eu", 2))
-    _, reach_us = write_backup(repo, "us", "20260301T030000Z-ususus", common)
+    _, reach_eu = backup_reaching(repo, "eu", "20260301T030000Z-eueueu", common + configmaps("eu", 2))
+    _, reach_us = backup_reaching(repo, "us", "20260301T030000Z-ususus", common)
     repo.store.delete(Repository.manifest_key("eu", "20260301T030000Z-eueueu"))
     only_eu = pack_of(repo, reach_eu - reach_us)
     assert len(only_eu) == 2 + 2  # two objects, their scope tree and the root (the kube-system tree is shared)
@@ -113,7 +115,7 @@ def test_considers_the_manifests_of_every_cluster(repo: Repository, clock: Clock
 
 
 def test_dry_run_changes_nothing(repo: Repository, clock: Clock) -> None:
-    write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 3))
+    backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 3))
     snapshot = dict(repo.store.objects)  # type: ignore[attr-defined]
     clock.advance(hours=30)
     report = collect_garbage(
@@ -159,9 +161,9 @@ class CrashingStore(MemoryObjectStore):
 def test_a_crash_at_any_step_leaves_the_repository_valid(
     repo: Repository, clock: Clock, crash: dict[str, Any]
 ) -> None:
-    write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("old", 3))
-    write_backup(repo, "prod", "20260301T040000Z-bbbbbb", objects("kept", 3) + objects("old", 1))
-    write_backup(repo, "prod", "20260301T050000Z-cccccc", objects("kept", 3))
+    backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("old", 3))
+    backup_reaching(repo, "prod", "20260301T040000Z-bbbbbb", configmaps("kept", 3) + configmaps("old", 1))
+    backup_reaching(repo, "prod", "20260301T050000Z-cccccc", configmaps("kept", 3))
     repo.store.delete(Repository.manifest_key("prod", "20260301T030000Z-aaaaaa"))
     clock.advance(hours=30)
     store = repo.store
@@ -183,8 +185,8 @@ def test_a_crash_at_any_step_leaves_the_repository_valid(
 
 
 def test_an_unreadable_manifest_stops_the_collection_before_any_delete(repo: Repository, clock: Clock) -> None:
-    write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 3))
-    write_backup(repo, "prod", "20260301T040000Z-bbbbbb", objects("b", 3), commit=False)
+    backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 3))
+    backup_reaching(repo, "prod", "20260301T040000Z-bbbbbb", configmaps("b", 3), commit=False)
     repo.store.put(Repository.manifest_key("prod", "20260301T050000Z-broken"), b"{not json", create_only=True)
     clock.advance(hours=30)
     before = dict(repo.store.objects)  # type: ignore[attr-defined]
@@ -194,7 +196,7 @@ def test_an_unreadable_manifest_stops_the_collection_before_any_delete(repo: Rep
 
 
 def test_a_missing_tree_stops_the_collection(repo: Repository, clock: Clock) -> None:
-    manifest, _ = write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 3))
+    manifest, _ = backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 3))
     assert manifest is not None
     index = RepositoryReader(repo).load_index()
     repo.store.delete(repo.pack_key(index[manifest.root_tree].pack))
@@ -204,7 +206,7 @@ def test_a_missing_tree_stops_the_collection(repo: Repository, clock: Clock) -> 
 
 
 def test_a_lost_lease_stops_before_deleting(repo: Repository, clock: Clock) -> None:
-    write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 3))
+    backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 3))
     repo.store.delete(Repository.manifest_key("prod", "20260301T030000Z-aaaaaa"))
     clock.advance(hours=30)
     before = packs(repo)
@@ -218,7 +220,7 @@ def test_a_lost_lease_stops_before_deleting(repo: Repository, clock: Clock) -> N
 
 
 def test_locked_objects_are_skipped_and_reported(repo: Repository, clock: Clock) -> None:
-    write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 2))
+    backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 2))
     repo.store.delete(Repository.manifest_key("prod", "20260301T030000Z-aaaaaa"))
     clock.advance(hours=30)
 

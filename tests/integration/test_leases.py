@@ -13,7 +13,8 @@ from chalicelib.catalog.errors import LeaseHeld, LeaseLost
 from chalicelib.catalog.leases import LeaseCatalog
 from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.lock import RepositoryLock
-from tests.integration.scheduling_helpers import Clock, SerializedClient, utc
+from tests.support.aws import SerializedClient
+from tests.support.clocks import Clock, utc
 
 SCOPE = "s3://lifeboat-test-primary/lifeboat/v1/"
 

@@ -19,7 +19,9 @@ from chalicelib.repository import RepositoryReader, check_repository
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
-from tests.integration.scheduling_helpers import backup_id_at, objects, record_backup, utc, write_backup
+from tests.support.builders import backup_id_at, backup_reaching, record_backup
+from tests.support.clocks import utc
+from tests.support.objects import configmaps
 
 EKS = {"type": "eks", "cluster_name": "prod", "region": "eu-central-1"}
 POLICY = {
@@ -51,17 +53,17 @@ def world(services: Services) -> dict[str, Any]:
     services.policy_service().apply_document(POLICY)
     repo = services.repository(create=True)
     catalog: BackupCatalog = services.catalog()
-    shared = objects("shared", 3)
+    shared = configmaps("shared", 3)
     reach: dict[str, set[Any]] = {}
     for i, day in enumerate(DAYS):
         bid = backup_id_at(day)
-        _, reach[bid] = write_backup(repo, "prod", bid, shared + objects(f"night{i}", 2))
+        _, reach[bid] = backup_reaching(repo, "prod", bid, shared + configmaps(f"night{i}", 2))
         record_backup(catalog, "prod", bid, policy="nightly", started=day)
     manual = backup_id_at(utc(2025, 12, 1), "manual")
-    _, reach[manual] = write_backup(repo, "prod", manual, objects("manual", 2))
+    _, reach[manual] = backup_reaching(repo, "prod", manual, configmaps("manual", 2))
     record_backup(catalog, "prod", manual, policy=None, started=utc(2025, 12, 1))
     other = backup_id_at(utc(2026, 1, 1, 5), "others")
-    _, reach[other] = write_backup(repo, "eu", other, objects("night0", 2, namespace="shop"))
+    _, reach[other] = backup_reaching(repo, "eu", other, configmaps("night0", 2, namespace="shop"))
     record_backup(catalog, "eu", other, policy=None, started=utc(2026, 1, 1, 5))
     return {"repo": repo, "catalog": catalog, "reach": reach, "manual": manual, "other": other}
 

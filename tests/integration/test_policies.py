@@ -13,7 +13,7 @@ from chalicelib.catalog.policy_runs import DISPATCHED, RunRecord
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.scheduling.errors import PolicyConflict, PolicyNotFound
 from chalicelib.scheduling.policies import PolicyService
-from tests.integration.scheduling_helpers import Clock, utc
+from tests.support.clocks import Clock, utc
 
 EKS = {"type": "eks", "cluster_name": "prod", "region": "eu-central-1"}
 FILE = """

@@ -18,13 +18,15 @@ from chalicelib.replication.errors import ClosureIncomplete
 from chalicelib.repository import MemoryObjectStore, Repository, RepositoryReader, RepositoryWriter, check_repository
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.repository.reach import SCOPE_TREE, Artifact, list_packs, reachable
-from tests.integration.scheduling_helpers import Clock, objects, utc, write_backup
+from tests.support.builders import backup_reaching, blob_of
+from tests.support.clocks import Clock, utc
+from tests.support.objects import configmaps
 
 T0 = utc(2026, 3, 1, 3, 0)
 BACKUPS = [
-    ("prod", "20260301T030000Z-aaaaaa", objects("shared", 4) + objects("only-a", 3) + objects("a", 2, "web")),
-    ("prod", "20260301T040000Z-bbbbbb", objects("shared", 4) + objects("only-b", 2)),
-    ("staging", "20260301T050000Z-cccccc", objects("shared", 4) + objects("s", 3, "web")),
+    ("prod", "20260301T030000Z-aaaaaa", configmaps("shared", 4) + configmaps("only-a", 3) + configmaps("a", 2, "web")),
+    ("prod", "20260301T040000Z-bbbbbb", configmaps("shared", 4) + configmaps("only-b", 2)),
+    ("staging", "20260301T050000Z-cccccc", configmaps("shared", 4) + configmaps("s", 3, "web")),
 ]
 
 
@@ -43,10 +45,10 @@ def written(repo: Repository) -> dict[tuple[str, str], tuple[Manifest, set[BlobI
     """Three backups sharing objects, plus a crashed one that nothing reaches; every new blob in a pack of its own."""
     out = {}
     for cluster, backup_id, items in BACKUPS:
-        manifest, reached = write_backup(repo, cluster, backup_id, items)
+        manifest, reached = backup_reaching(repo, cluster, backup_id, items)
         assert manifest is not None
         out[(cluster, backup_id)] = (manifest, reached)
-    write_backup(repo, "prod", "20260301T060000Z-dddddd", objects("crashed", 3), commit=False)
+    backup_reaching(repo, "prod", "20260301T060000Z-dddddd", configmaps("crashed", 3), commit=False)
     return out
 
 
@@ -92,7 +94,7 @@ def test_a_lost_pack_is_seen_by_check_and_the_commit_check_alike(
     manifest, reached = written[("prod", "20260301T040000Z-bbbbbb")]
     reader = RepositoryReader(repo)
     index = reader.load_index()
-    only_b = objects("only-b", 1)[0][1].blob
+    only_b = blob_of(configmaps("only-b", 1)[0])
     lost = index[only_b].pack
     repo.store.delete(repo.pack_key(lost))
 
@@ -108,7 +110,7 @@ def test_a_lost_pack_is_seen_by_check_and_the_commit_check_alike(
 
 
 def test_an_unreadable_tree_is_reported_once_and_each_caller_applies_its_policy(repo: Repository, clock: Clock) -> None:
-    manifest, _ = write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("a", 2))
+    manifest, _ = backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("a", 2))
     assert manifest is not None
     writer = RepositoryWriter(repo)
     missing_tree = BlobId("d" * 64)
@@ -155,6 +157,6 @@ def test_artifacts_join_the_walk_with_their_recorded_checksums(
 def test_a_closure_of_a_backup_newer_than_the_readers_index_refreshes_it(repo: Repository) -> None:
     reader = RepositoryReader(repo)
     reader.load_index()
-    manifest, reached = write_backup(repo, "prod", "20260301T030000Z-aaaaaa", objects("late", 2))
+    manifest, reached = backup_reaching(repo, "prod", "20260301T030000Z-aaaaaa", configmaps("late", 2))
     assert manifest is not None
     assert backup_closure(reader, manifest).blobs == len(reached)

@@ -24,7 +24,7 @@ from chalicelib.replication import (
 from chalicelib.replication.worker import handle_messages
 from chalicelib.repository import RepositoryReader, check_repository
 from chalicelib.repository.repo import Repository
-from tests.integration.replication_helpers import (
+from tests.support.replication import (
     CLUSTER,
     PREFIX,
     PRIMARY_BUCKET,

@@ -16,7 +16,7 @@ from chalicelib import services as services_module
 from chalicelib.cli.main import main
 from chalicelib.core.models import ReplicaState
 from chalicelib.replication import BatchFailed, parse_message
-from tests.integration.replication_helpers import (
+from tests.support.replication import (
     CLUSTER,
     PREFIX,
     PRIMARY_BUCKET,

@@ -12,7 +12,8 @@ from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_plan import diff_paths
 from chalicelib.kube import KubeClient
 from chalicelib.restore import BackupUnreadable, Outcome, RestoreService, RestoreState
-from tests.integration.restore_helpers import make_backup, resource_of
+from tests.support.builders import make_backup
+from tests.support.resources import resource_of
 
 RESTORE_LABEL = "lifeboat.io/restore-id"
 

@@ -19,7 +19,8 @@ from chalicelib.restore import checkpointer as checkpointer_module
 from chalicelib.restore import worker as worker_module
 from chalicelib.restore.errors import RetryLater
 from chalicelib.restore.worker import RestoreWorker
-from tests.integration.restore_helpers import BuiltBackup, make_backup, resource_of
+from tests.support.builders import BuiltBackup, make_backup
+from tests.support.resources import resource_of
 
 CLUSTER = "prod"
 BACKUP_ID = "20261122T090000Z-abcdef"

@@ -18,6 +18,7 @@ from chalicelib.api.signature import (
     parse_header,
     sign,
 )
+from tests.support.clocks import SecondsClock
 
 NOW = 1_800_000_000
 BODY = b'{"backup_id": "20261122T101500Z-3fa9c2", "target_cluster": {}}'
@@ -156,14 +157,6 @@ class FakeSecretsManager:
         return {"SecretString": self.stages[VersionStage]}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_secrets_manager_source_reads_current_and_previous() -> None:
     client = FakeSecretsManager({"AWSCURRENT": "new", "AWSPREVIOUS": "old"})
     assert SecretsManagerSecret(client, "lifeboat/webhook").secrets() == (b"new", b"old")
@@ -180,7 +173,7 @@ def test_missing_current_secret_is_unavailable_not_unauthorized() -> None:
 
 
 def test_secrets_are_cached_for_the_ttl() -> None:
-    client, clock = FakeSecretsManager({"AWSCURRENT": "a"}), Clock()
+    client, clock = FakeSecretsManager({"AWSCURRENT": "a"}), SecondsClock()
     source = SecretsManagerSecret(client, "id", ttl=300, clock=clock)
     source.secrets()
     calls = client.calls
@@ -194,7 +187,7 @@ def test_secrets_are_cached_for_the_ttl() -> None:
 
 
 def test_a_miss_refreshes_at_most_once_a_minute() -> None:
-    client, clock = FakeSecretsManager({"AWSCURRENT": "old"}), Clock()
+    client, clock = FakeSecretsManager({"AWSCURRENT": "old"}), SecondsClock()
     source = SecretsManagerSecret(client, "id", ttl=300, min_refresh_interval=60, clock=clock)
     v = SignatureVerifier(source, clock=lambda: NOW)
     assert v.verify(sign("old", BODY, NOW), BODY)

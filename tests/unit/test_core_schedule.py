@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -15,12 +15,9 @@ from chalicelib.core.schedule import (
     plan_run,
     schedule_problems,
 )
+from tests.support.clocks import utc
 
 BERLIN = "Europe/Berlin"
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
 def test_next_run_is_strictly_after_and_in_utc() -> None:

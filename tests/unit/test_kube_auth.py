@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import sys
 import threading
@@ -26,6 +25,7 @@ from chalicelib.kube import (
     eks_credentials,
     load_kubeconfig,
 )
+from tests.support.certs import self_signed_pem
 
 REGION = "us-east-1"
 TOKEN = "sa-token-abc123"
@@ -34,25 +34,7 @@ TOKEN = "sa-token-abc123"
 @pytest.fixture(scope="module")
 def pem() -> bytes:
     """A real self-signed certificate, so CA handling sees what a cluster would hand out."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return self_signed_pem("kubernetes")
 
 
 def b64(data: bytes) -> str:

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.core.resources import Resource
 from chalicelib.core.restore_actions import (
     ACTIONS,
     SKIP_RULES,
@@ -15,34 +14,23 @@ from chalicelib.core.restore_actions import (
 from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_plan import Reason
-
-VERBS = frozenset({"create", "get", "list"})
-SVC = Resource("", "v1", "Service", "services", True, VERBS)
-PVC = Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, VERBS)
-PV = Resource("", "v1", "PersistentVolume", "persistentvolumes", False, VERBS)
-POD = Resource("", "v1", "Pod", "pods", True, VERBS)
-NS = Resource("", "v1", "Namespace", "namespaces", False, VERBS)
-CM = Resource("", "v1", "ConfigMap", "configmaps", True, VERBS)
-SECRET = Resource("", "v1", "Secret", "secrets", True, VERBS)
-SA = Resource("", "v1", "ServiceAccount", "serviceaccounts", True, VERBS)
-EP = Resource("", "v1", "Endpoints", "endpoints", True, VERBS)
-SLICE = Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, VERBS)
-RS = Resource("apps", "v1", "ReplicaSet", "replicasets", True, VERBS)
-DEPLOY = Resource("apps", "v1", "Deployment", "deployments", True, VERBS)
-JOB = Resource("batch", "v1", "Job", "jobs", True, VERBS)
-RB = Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True, VERBS)
-CRB = Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False, VERBS)
-CR = Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False, VERBS)
-VS = Resource("snapshot.storage.k8s.io", "v1", "VolumeSnapshot", "volumesnapshots", True, VERBS)
-VSC = Resource("snapshot.storage.k8s.io", "v1", "VolumeSnapshotContent", "volumesnapshotcontents", False, VERBS)
-
-
-def obj(kind: str, name: str, namespace: str | None = "shop", **fields: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    meta.update(fields.pop("metadata", {}))
-    return {"apiVersion": fields.pop("apiVersion", "v1"), "kind": kind, "metadata": meta, **fields}
+from tests.support.objects import obj
+from tests.support.resources import (
+    CM,
+    CR,
+    CRB,
+    DEPLOY,
+    EP,
+    JOB,
+    NS,
+    POD,
+    RB,
+    RS,
+    SA,
+    SECRET,
+    SLICE,
+    SVC,
+)
 
 
 def ctx(**options: Any) -> RestoreContext:

@@ -12,8 +12,7 @@ from chalicelib.core.restore_order import (
     priority_levels,
     restore_order,
 )
-
-VERBS = frozenset({"create", "get", "list"})
+from tests.support.resources import VERBS
 
 
 def res(plural: str, group: str = "", kind: str | None = None, namespaced: bool = True) -> Resource:

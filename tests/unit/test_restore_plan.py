@@ -16,26 +16,8 @@ from chalicelib.core.restore_plan import (
     plan_object,
     prepare_update,
 )
-
-VERBS = frozenset({"create", "get", "list"})
-NS = Resource("", "v1", "Namespace", "namespaces", False, VERBS)
-CM = Resource("", "v1", "ConfigMap", "configmaps", True, VERBS)
-SVC = Resource("", "v1", "Service", "services", True, VERBS)
-PVC = Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, VERBS)
-PV = Resource("", "v1", "PersistentVolume", "persistentvolumes", False, VERBS)
-EVENTS = Resource("", "v1", "Event", "events", True, VERBS)
-DEPLOY = Resource("apps", "v1", "Deployment", "deployments", True, VERBS)
-RS = Resource("apps", "v1", "ReplicaSet", "replicasets", True, VERBS)
-CRD = Resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False, VERBS)
-WIDGET = Resource("example.com", "v1", "Widget", "widgets", True, VERBS)
-
-
-def obj(kind: str, name: str, namespace: str | None = "shop", **fields: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    meta.update(fields.pop("metadata", {}))
-    return {"apiVersion": fields.pop("apiVersion", "v1"), "kind": kind, "metadata": meta, **fields}
+from tests.support.objects import obj
+from tests.support.resources import CM, CRD, DEPLOY, EVENTS, NS, PV, PVC, RS, SVC, VERBS, WIDGET
 
 
 def deployment(replicas: int = 2, image: str = "nginx:1.27", **meta: Any) -> dict[str, Any]:

@@ -8,21 +8,10 @@ from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.core.restore_volumes import PVC_BIND_ANNOTATIONS
 from chalicelib.core.volume_facts import snapshot_handles
+from tests.support.objects import obj
+from tests.support.resources import PV, PVC, VS, VSC
 
-VERBS = frozenset({"create", "get", "list"})
-PVC = Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, VERBS)
-PV = Resource("", "v1", "PersistentVolume", "persistentvolumes", False, VERBS)
-VS = Resource("snapshot.storage.k8s.io", "v1", "VolumeSnapshot", "volumesnapshots", True, VERBS)
-VSC = Resource("snapshot.storage.k8s.io", "v1", "VolumeSnapshotContent", "volumesnapshotcontents", False, VERBS)
 SNAP_API = "snapshot.storage.k8s.io/v1"
-
-
-def obj(kind: str, name: str, namespace: str | None = "shop", **fields: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    meta.update(fields.pop("metadata", {}))
-    return {"apiVersion": fields.pop("apiVersion", "v1"), "kind": kind, "metadata": meta, **fields}
 
 
 def snapshot(name: str, claim: str = "data", namespace: str = "shop") -> dict[str, Any]:

@@ -1,24 +1,19 @@
-"""A primary and a replica region in moto with S3 -> SQS notifications, and backups written straight into it."""
+"""A primary and a replica region in moto with S3 -> SQS notifications, and backups written into the primary."""
 
 from __future__ import annotations
 
 import hashlib
 import random
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.core.canonical import canonical_blob
-from chalicelib.core.ids import BackupId
 from chalicelib.core.manifest import Manifest
-from chalicelib.core.models import BackupState
-from chalicelib.core.sanitize import sanitize
-from chalicelib.core.trees import TreeEntry, encode_root, encode_tree
-from chalicelib.repository import RepositoryReader, RepositoryWriter
+from chalicelib.repository import RepositoryReader
 from chalicelib.services import Services
 from chalicelib.settings import Settings
+from tests.support.builders import write_backup as write_backup_in
 
 REGION = "us-east-1"
 REPLICA_REGION = "us-west-2"
@@ -153,56 +148,35 @@ def write_backup(
     etcd_sha256: str | None = None,
     volume_snapshots: list[dict[str, Any]] | None = None,
 ) -> Manifest:
-    """A committed backup the way the backup worker writes one, recorded Completed in the catalog."""
-    catalog = env.services.catalog()
-    now = datetime.now(UTC)
-    catalog.claim_job(f"job-{uuid.uuid4()}", cluster, backup_id, policy=policy, parent=parent, now=now)
-    catalog.transition(cluster, backup_id, BackupState.RUNNING, now=now)
-    repo = env.services.repository(create=True)
-    known = RepositoryReader(repo).known_blob_ids()
-    writer = RepositoryWriter(repo, known=known, pack_target_bytes=PACK_TARGET)
-    trees: dict[str, list[TreeEntry]] = {}
-    for obj in objs:
-        resource = "namespaces" if obj["kind"] == "Namespace" else "configmaps"
-        clean = sanitize(obj, obj["kind"], obj["apiVersion"])
-        bid, data = canonical_blob(clean)
-        writer.add(bid, data)
-        scope = clean["metadata"].get("namespace", "")
-        trees.setdefault(scope, []).append(
-            TreeEntry("", resource, clean["metadata"]["name"], "v1", obj["kind"], bid, len(data))
-        )
-    scopes = {}
-    for scope, entries in trees.items():
-        tid, data = encode_tree(entries)
-        writer.add(tid, data, "tree")
-        scopes[scope] = tid
-    root, data = encode_root(scopes)
-    writer.add(root, data, "tree")
-    index_files = writer.finish()
-    etcd_ref = None
+    """A committed backup in the primary bucket, written by the production write stage and recorded in the catalog."""
+    fields: dict[str, Any] = {"volume_snapshots": volume_snapshots or []}
+    upload = None
     if etcd is not None:
         key = f"clusters/{cluster}/backups/{backup_id}/etcd.db"
-        env.s3.upload_fileobj(_Reader(etcd), PRIMARY_BUCKET, PREFIX + key)
-        etcd_ref = {"key": "etcd.db", "sha256": etcd_sha256 or hashlib.sha256(etcd).hexdigest(), "size": len(etcd)}
-    manifest = Manifest(
-        backup_id=BackupId(backup_id),
+        fields["etcd_snapshot"] = {
+            "key": "etcd.db",
+            "sha256": etcd_sha256 or hashlib.sha256(etcd).hexdigest(),
+            "size": len(etcd),
+        }
+
+        def upload() -> None:
+            env.s3.upload_fileobj(_Reader(etcd), PRIMARY_BUCKET, PREFIX + key)
+
+    written = write_backup_in(
+        env.services.repository(create=True),
+        objs,
         cluster=cluster,
+        backup_id=backup_id,
         policy=policy,
-        parent=BackupId(parent) if parent else None,
-        started_at="2026-01-01T00:00:00Z",
-        finished_at="2026-01-01T00:01:00Z",
-        kubernetes_version="v1.31.0",
-        scope={},
-        root_tree=root,
-        counts={"objects": len(objs)},
-        kinds={},
-        index_files=index_files,
-        volume_snapshots=volume_snapshots or [],
-        etcd_snapshot=etcd_ref,
+        parent=parent,
+        catalog=env.services.catalog(),
+        clock=lambda: datetime.now(UTC),
+        manifest_fields=fields,
+        before_manifest=upload,
+        pack_target_bytes=PACK_TARGET,
     )
-    key = writer.write_manifest(manifest)
-    catalog.transition(cluster, backup_id, BackupState.COMPLETED, now=datetime.now(UTC), manifest_key=key)
-    return manifest
+    assert written.manifest is not None
+    return written.manifest
 
 
 class _Reader:

@@ -1,0 +1,1 @@
+"""Shared test code: repositories built by the product's writer, objects, resources, clocks, certificates, ports."""
