@@ -252,3 +252,9 @@ def test_policy_actions_exist(config: dict[str, Any], stage: str) -> None:
         "Resources": {"Policy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": document}}},
     }
     assert [str(m) for m in lint(json.dumps(wrapper), config=ManualArgs(regions=["us-east-1"]))] == []
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_logs_at_debug(config: dict[str, Any], stage: str) -> None:
+    # DEBUG logs request details (boto3 and powertools log bodies at that level); no deployed stage runs with it.
+    assert config["stages"][stage]["environment_variables"]["LOG_LEVEL"] in ("INFO", "WARNING", "ERROR")
