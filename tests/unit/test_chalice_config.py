@@ -235,8 +235,11 @@ def test_policy_covers_the_stage_resources(config: dict[str, Any], stage: str) -
 
     (keys,) = [s for s in statements(config, stage) if "kms:GenerateDataKey" in as_list(s["Action"])]
     assert keys["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"] == [env["LIFEBOAT_KMS_KEY_ID"]]
+    # Every API client's key is a secret of its own under the API client prefix (chalicelib/api/client_secrets.py).
+    from chalicelib.api.client_secrets import secret_id_for
+
     assert any(
-        fnmatchcase(f"arn:aws:secretsmanager:{region}:{account}:secret:{env['LIFEBOAT_WEBHOOK_SECRET_ID']}-AbCdEf", r)
+        fnmatchcase(f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id_for('ci')}-AbCdEf", r)
         for r in resources_for(config, stage, "secretsmanager:GetSecretValue")
     )
 
