@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_parsers(sub, _add_aws_options)
 
+    from chalicelib.cli.api_clients import add_parsers as add_api_client_parsers
+
+    add_api_client_parsers(sub, _add_aws_options)
+
     p = sub.add_parser("sandbox", help="run the local sandbox demo (emulated AWS + Kubernetes API, sample app)")
     p.add_argument("--keep", action="store_true", help="keep the servers running after the demo (Ctrl-C to stop)")
     p.add_argument("--output", choices=("table", "json"), default="table")
@@ -113,6 +117,8 @@ class _UsageError(Exception):
 
 def _usage_errors() -> tuple[type[Exception], ...]:
     """Errors that mean the arguments are wrong (exit 2, as the README says), not that the work failed."""
+    from chalicelib.api.clients import InvalidClient
+    from chalicelib.api.grants import InvalidGrant
     from chalicelib.core.errors import InvalidPolicy, InvalidScope, InvalidSelector
     from chalicelib.core.jobs import InvalidJob
     from chalicelib.core.restore_options import InvalidRestoreOptions
@@ -120,6 +126,8 @@ def _usage_errors() -> tuple[type[Exception], ...]:
 
     return (
         _UsageError,
+        InvalidGrant,
+        InvalidClient,
         InvalidSelector,
         InvalidScope,
         InvalidPolicy,
@@ -133,6 +141,9 @@ def _sentence(exc: Exception) -> str:
     """One line naming what failed and where: our own errors already say it; anything else keeps its type."""
     from rich.markup import escape
 
+    from chalicelib.api.clients import InvalidClient
+    from chalicelib.api.errors import ApiError
+    from chalicelib.api.grants import InvalidGrant
     from chalicelib.catalog.errors import CatalogError
     from chalicelib.cli.output import CliError
     from chalicelib.core.errors import CoreError
@@ -140,7 +151,18 @@ def _sentence(exc: Exception) -> str:
     from chalicelib.repository.errors import RepositoryError
     from chalicelib.scheduling.errors import SchedulingError
 
-    ours = (CliError, _UsageError, CoreError, CatalogError, KubeError, RepositoryError, SchedulingError)
+    ours = (
+        CliError,
+        _UsageError,
+        ApiError,
+        InvalidGrant,
+        InvalidClient,
+        CoreError,
+        CatalogError,
+        KubeError,
+        RepositoryError,
+        SchedulingError,
+    )
     text = str(exc) if isinstance(exc, ours) else f"{type(exc).__name__}: {exc}"
     return escape(" ".join(text.split()))
 
@@ -164,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.policies import HANDLERS as policy_handlers
 
     handlers.update(policy_handlers)
+    from chalicelib.cli.api_clients import HANDLERS as api_client_handlers
+
+    handlers.update(api_client_handlers)
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None
