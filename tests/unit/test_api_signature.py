@@ -446,3 +446,16 @@ def test_grace_defaults_to_one_hour() -> None:
     from chalicelib.api.clients import DEFAULT_GRACE
 
     assert timedelta(hours=1) == DEFAULT_GRACE
+
+
+def test_the_worked_example_of_docs_api_md() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    body = b'{"backup_id":"20261122T101500Z-3fa9c2","target_cluster":"dr"}'
+    key = "0f3c9a6e5b7d41e2a8c4f1b0d9e6a3c7"
+    post = SignedRequest.of("POST", "/v1/restores", None, {"Idempotency-Key": "deploy-42"}, body)
+    read = SignedRequest.of("GET", "/v1/backups", {"limit": "20", "cluster": "prod"})
+    assert sign("deploy-bot", key, post, 1795000000) in docs
+    assert sign("deploy-bot", key, read, 1795000005) in docs
+    assert hashlib.sha256(body).hexdigest() in docs
