@@ -47,9 +47,14 @@ class SignedRequest:
 
     @classmethod
     def of(
-        cls, method: str, path: str, query: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+        cls,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         body: bytes = b"",
-    ) -> SignedRequest:  # fmt: skip
+    ) -> SignedRequest:
+        """The signed parts of a request as a route sees it (header names are case-insensitive)."""
         lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
         items = tuple((str(k), str(v)) for k, v in (query or {}).items())
         return cls(method.upper(), path, items, lowered.get(IDEMPOTENCY_HEADER.lower(), ""), body or b"")

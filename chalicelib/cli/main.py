@@ -116,10 +116,13 @@ class _UsageError(Exception):
 
 
 def _usage_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean the arguments are wrong (exit 2, as the README says), not that the work failed."""
+    """Errors that mean the command-line arguments are wrong (exit 2, as the README says), not that the work failed.
+
+    A policy file that does not validate is its content, not the command line: it stays an error (exit 1).
+    """
     from chalicelib.api.clients import InvalidClient
     from chalicelib.api.grants import InvalidGrant
-    from chalicelib.core.errors import InvalidPolicy, InvalidScope, InvalidSelector
+    from chalicelib.core.errors import InvalidScope, InvalidSelector
     from chalicelib.core.jobs import InvalidJob
     from chalicelib.core.restore_options import InvalidRestoreOptions
     from chalicelib.scheduling.errors import InvalidClusterAuth
@@ -130,7 +133,6 @@ def _usage_errors() -> tuple[type[Exception], ...]:
         InvalidClient,
         InvalidSelector,
         InvalidScope,
-        InvalidPolicy,
         InvalidJob,
         InvalidRestoreOptions,
         InvalidClusterAuth,
