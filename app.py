@@ -49,7 +49,7 @@ def _respond(reply: Any) -> Response:
 
 @app.route("/v1/restores", methods=["POST"])
 def create_restore() -> Response:
-    """Start a restore; the HMAC signature covers the raw body bytes, so they are passed on untouched."""
+    """Start a restore; the signature covers the raw body bytes, so they are passed on untouched."""
     from chalicelib.services import get_services
 
     request = _request()
@@ -61,9 +61,7 @@ def get_restore(restore_id: str) -> Response:
     """A restore's state, progress, failures, timings (and plan, for a dry run)."""
     from chalicelib.services import get_services
 
-    request = _request()
-    api = get_services().restore_api()
-    return _respond(api.status(restore_id, request.headers, request.context.get("identity")))
+    return _respond(get_services().restore_api().status(restore_id, _request().headers))
 
 
 @app.route("/v1/backups", methods=["GET"])
@@ -72,8 +70,7 @@ def list_backups() -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    api = get_services().backup_api()
-    return _respond(api.list(request.query_params, request.headers, request.context.get("identity")))
+    return _respond(get_services().backup_api().list(request.query_params, request.headers))
 
 
 @app.on_sqs_message(queue="lifeboat-restore-jobs", batch_size=1)
@@ -146,8 +143,7 @@ def rpo_monitor(event: Any) -> dict[str, Any]:
 def list_policies() -> Response:
     from chalicelib.services import get_services
 
-    request = _request()
-    return _respond(get_services().policy_api().list(request.headers, request.context.get("identity")))
+    return _respond(get_services().policy_api().list(_request().headers))
 
 
 @app.route("/v1/policies", methods=["PUT", "POST"], content_types=_POLICY_CONTENT_TYPES)
@@ -156,16 +152,14 @@ def apply_policies() -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    api = get_services().policy_api()
-    return _respond(api.apply(request.raw_body, request.headers, request.context.get("identity")))
+    return _respond(get_services().policy_api().apply(request.raw_body, request.headers, request.method))
 
 
 @app.route("/v1/policies/{name}", methods=["GET"])
 def get_policy(name: str) -> Response:
     from chalicelib.services import get_services
 
-    request = _request()
-    return _respond(get_services().policy_api().get(name, request.headers, request.context.get("identity")))
+    return _respond(get_services().policy_api().get(name, _request().headers))
 
 
 @app.route("/v1/policies/{name}", methods=["DELETE"])
@@ -174,5 +168,4 @@ def delete_policy(name: str) -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    api = get_services().policy_api()
-    return _respond(api.delete(name, request.raw_body, request.headers, request.context.get("identity")))
+    return _respond(get_services().policy_api().delete(name, request.raw_body, request.headers))

@@ -119,6 +119,12 @@ class Services:
             raise InvalidJob(f"cluster {ref.name!r}: unsupported auth type {kind!r}")
         return KubeClient(creds)
 
+    def connect_registered(self, name: str) -> Any:
+        """A Kubernetes client for the registered cluster ``name``, with the credentials its registration names
+        (RecordNotFound when it is not registered): what the API's restores use, never auth from a request."""
+        record = self.cluster_catalog().get(name)
+        return self.connect(ClusterRef(name, dict(record.auth or {})))
+
     def backup_service(self, *, queue: Any = None, sharding_options: Any = None, **options: Any) -> Any:
         """``queue`` (anything with ``send``/``send_many``) replaces the backup-jobs queue, e.g. in tests."""
         from chalicelib.backup import BackupService
@@ -244,16 +250,29 @@ class Services:
     # -- the signed HTTP API -------------------------------------------------------------------------------------
 
     def signature_verifier(self) -> Any:
-        """Cached, and shared by every route: the secret's cache (TTL, refresh rate limit) must outlive one request."""
+        """Cached, and shared by every route: the client key cache must outlive one request."""
 
         def build() -> Any:
-            from chalicelib.api.signature import NoSecret, SecretsManagerSecret, SignatureVerifier
+            from chalicelib.api.client_secrets import ClientSecretStore
+            from chalicelib.api.clients import CatalogKeySource
+            from chalicelib.api.signature import SignatureVerifier
+            from chalicelib.catalog.api_clients import ApiClientCatalog, SignatureLedger
 
-            secret_id = self.settings.webhook_secret_id
-            source = SecretsManagerSecret(self.client("secretsmanager"), secret_id) if secret_id else NoSecret()
-            return SignatureVerifier(source)
+            dynamodb = self.client("dynamodb")
+            keys = CatalogKeySource(
+                ApiClientCatalog(dynamodb, self.settings.table), ClientSecretStore(self.client("secretsmanager"))
+            )
+            return SignatureVerifier(keys, SignatureLedger(dynamodb, self.settings.table))
 
         return self._cached("signature_verifier", build)
+
+    def api_client_service(self) -> Any:
+        from chalicelib.api.client_secrets import ClientSecretStore
+        from chalicelib.api.clients import ApiClientService
+        from chalicelib.catalog.api_clients import ApiClientCatalog
+
+        catalog = ApiClientCatalog(self.client("dynamodb"), self.settings.table)
+        return ApiClientService(catalog, ClientSecretStore(self.client("secretsmanager")))
 
     def restore_api(self) -> Any:
         """Cached, like the verifier it holds."""
@@ -261,7 +280,13 @@ class Services:
         def build() -> Any:
             from chalicelib.api.restores import RestoreApi
 
-            return RestoreApi(self.signature_verifier(), self.catalog(), self.restore_catalog(), self.restore_queue())
+            return RestoreApi(
+                self.signature_verifier(),
+                self.catalog(),
+                self.restore_catalog(),
+                self.restore_queue(),
+                self.cluster_catalog(),
+            )
 
         return self._cached("restore_api", build)
 

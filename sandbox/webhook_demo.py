@@ -1,42 +1,57 @@
-"""The sandbox's signed webhook restore: the Chalice app served over real HTTP, a worker draining the queue."""
+"""The sandbox's signed API restore: the Chalice app served over real HTTP, a worker draining the queue."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-WEBHOOK_SECRET_ID = "lifeboat/sandbox/webhook"
 KUBECONFIG_SECRET_ID = "lifeboat/sandbox/kubeconfig"
 RESTORE_QUEUE = "lifeboat-restore-jobs"
+CLUSTER = "sandbox"
 
 
-def provision_webhook(sandbox: Any) -> tuple[Any, str]:
-    """Webhook secret, target-cluster kubeconfig secret and restore queue; returns (settings, webhook secret)."""
+@dataclass(frozen=True)
+class ApiKey:
+    client_id: str
+    key: str
+
+
+def provision_webhook(sandbox: Any) -> tuple[Any, ApiKey]:
+    """The target cluster registered (its kubeconfig in Secrets Manager), an API client allowed to restore from and
+    into it, and the restore queue; returns (settings, the client's key)."""
     import dataclasses
 
     import boto3
 
+    from chalicelib.api.grants import Grant
+    from chalicelib.services import Services
     from sandbox.environment import REGION
 
     endpoint = sandbox.aws_endpoint
     sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
-    secret = secrets.token_hex(32)
-    for name, value in ((WEBHOOK_SECRET_ID, secret), (KUBECONFIG_SECRET_ID, sandbox.kubeconfig_path.read_text())):
-        try:
-            sm.create_secret(Name=name, SecretString=value)
-        except sm.exceptions.ResourceExistsException:
-            sm.put_secret_value(SecretId=name, SecretString=value)
+    try:
+        sm.create_secret(Name=KUBECONFIG_SECRET_ID, SecretString=sandbox.kubeconfig_path.read_text())
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=KUBECONFIG_SECRET_ID, SecretString=sandbox.kubeconfig_path.read_text())
     queue_url = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint).create_queue(QueueName=RESTORE_QUEUE)[
         "QueueUrl"
     ]
-    settings = dataclasses.replace(sandbox.settings(), webhook_secret_id=WEBHOOK_SECRET_ID, restore_queue_url=queue_url)
-    return settings, secret
+    settings = dataclasses.replace(sandbox.settings(), restore_queue_url=queue_url)
+    services = Services(settings)
+    auth = {"type": "kubeconfig_secret", "secret_id": KUBECONFIG_SECRET_ID}
+    services.cluster_catalog().register(CLUSTER, auth, kubernetes_version=None, now=datetime.now(UTC))
+    grant = Grant.parse([f"read={CLUSTER}", f"restore_from={CLUSTER}", f"restore_into={CLUSTER}"])
+    client_id = f"sandbox-{uuid.uuid4().hex[:8]}"
+    _, key = services.api_client_service().add(client_id, grant, description="the sandbox demo")
+    return settings, ApiKey(client_id, key)
 
 
 @contextmanager
@@ -67,12 +82,17 @@ def serving_app(services: Any) -> Iterator[str]:
         services_module.set_services(None)
 
 
-def _call(url: str, method: str, secret: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+def _call(url: str, method: str, api_key: ApiKey, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    from urllib.parse import parse_qsl, urlsplit
+
     import urllib3
 
-    from chalicelib.api.signature import sign
+    from chalicelib.api.signature import SignedRequest, sign
 
-    headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign(secret, body, time.time())}
+    parts = urlsplit(url)
+    headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
+    request = SignedRequest.of(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
+    headers["Lifeboat-Signature"] = sign(api_key.client_id, api_key.key, request, time.time())
     resp = urllib3.request(method, url, body=body or None, headers=headers, timeout=30)
     return resp.status, orjson.loads(resp.data) if resp.data else {}
 
@@ -96,12 +116,12 @@ def drain_restore_queue(services: Any) -> int:
 
 
 def webhook_restore(
-    services: Any, secret: str, base_url: str, backup_id: str, *, source_ns: str, target_ns: str, dry_run: bool
+    services: Any, secret: ApiKey, base_url: str, backup_id: str, *, source_ns: str, target_ns: str, dry_run: bool
 ) -> dict[str, Any]:
     """POST a signed restore of ``source_ns`` into ``target_ns``, run the worker, GET the final status."""
     request = {
         "backup_id": backup_id,
-        "target_cluster": {"name": "sandbox", "auth": {"type": "kubeconfig_secret", "secret_id": KUBECONFIG_SECRET_ID}},
+        "target_cluster": CLUSTER,
         "options": {"namespace_mapping": [f"{source_ns}:{target_ns}"], "include_namespaces": [source_ns]},
         "dry_run": dry_run,
     }

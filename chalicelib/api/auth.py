@@ -1,24 +1,27 @@
-"""Who may call the API: a caller API Gateway authenticated with IAM (SigV4), or one whose HMAC signature matches."""
+"""Who is calling (an API client whose signature matches, once) and whether its grant covers a cluster."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from chalicelib.api.errors import Forbidden
+from chalicelib.api.grants import Action, Caller
 from chalicelib.api.responses import lower_headers
-from chalicelib.api.signature import HEADER, SignatureVerifier
+from chalicelib.api.signature import HEADER, SignatureVerifier, SignedRequest, Verified
+from chalicelib.observability import logger
 
 
-def authorize(
-    verifier: SignatureVerifier, headers: Mapping[str, str], body: bytes, identity: Mapping[str, Any] | None
-) -> bool:
-    """True when the request was authorized by its HMAC signature over ``body``, False when by IAM.
+def authenticate(
+    verifier: SignatureVerifier, headers: Mapping[str, str], request: SignedRequest, *, resend_ok: bool = False
+) -> Verified:
+    """The verified caller; raises Unauthorized (or PayloadTooLarge, SecretUnavailable) from the verifier."""
+    return verifier.verify(lower_headers(headers).get(HEADER.lower()), request, resend_ok=resend_ok)
 
-    Raises Unauthorized (or PayloadTooLarge, SecretUnavailable) from the verifier otherwise.
-    """
-    # API Gateway fills identity.userArn only after it verified a SigV4 (IAM) signature; without an IAM
-    # authorizer on the route it is null, so it cannot be supplied by a client.
-    if identity and identity.get("userArn"):
-        return False
-    verifier.verify(lower_headers(headers).get(HEADER.lower()), body)
-    return True
+
+def require(caller: Caller, action: Action, cluster: str) -> None:
+    """Forbidden (403) unless the caller's grant covers ``action`` on ``cluster``; a denial is logged by client id."""
+    if not caller.may(action, cluster):
+        logger().warning(
+            "request denied by grant", extra={"client_id": caller.client_id, "action": str(action), "cluster": cluster}
+        )
+        raise Forbidden(f"API client {caller.client_id!r} may not {action.value} cluster {cluster!r}")

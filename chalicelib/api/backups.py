@@ -1,4 +1,4 @@
-"""``/v1/backups``: a page of a cluster's backups, newest first, for a signed (or IAM) caller."""
+"""``/v1/backups``: a page of a cluster's backups, newest first, for a client whose grant may read that cluster."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.api.auth import authorize
+from chalicelib.api.auth import authenticate, require
 from chalicelib.api.errors import MalformedRequest
+from chalicelib.api.grants import Action
 from chalicelib.api.responses import Reply, answer
-from chalicelib.api.signature import SignatureVerifier
+from chalicelib.api.signature import SignatureVerifier, SignedRequest
 from chalicelib.catalog.backups import BackupCatalog
 from chalicelib.catalog.errors import InvalidToken
 from chalicelib.core.models import BackupRecord
@@ -19,22 +20,21 @@ DEFAULT_PAGE = 20
 
 
 class BackupApi:
-    """Lists backups from the catalog; reads are signed over the empty body."""
+    """Lists backups from the catalog."""
 
     def __init__(self, verifier: SignatureVerifier, backups: BackupCatalog) -> None:
         self._verifier = verifier
         self._backups = backups
 
-    def list(
-        self, params: Mapping[str, str] | None, headers: Mapping[str, str], identity: Mapping[str, Any] | None = None
-    ) -> Reply:
-        return answer(lambda: self._list(dict(params or {}), headers, identity), refused="webhook request refused")
+    def list(self, params: Mapping[str, str] | None, headers: Mapping[str, str]) -> Reply:
+        return answer(lambda: self._list(dict(params or {}), headers), refused="API request refused")
 
-    def _list(self, params: dict[str, str], headers: Mapping[str, str], identity: Mapping[str, Any] | None) -> Reply:
-        authorize(self._verifier, headers, b"", identity)
+    def _list(self, params: dict[str, str], headers: Mapping[str, str]) -> Reply:
+        caller = authenticate(self._verifier, headers, SignedRequest.of("GET", "/v1/backups", params, headers)).caller
         cluster = params.get("cluster")
         if not cluster:
             raise MalformedRequest("query parameter 'cluster' is required")
+        require(caller, Action.READ, cluster)
         try:
             limit = int(params.get("limit") or DEFAULT_PAGE)
         except ValueError as exc:

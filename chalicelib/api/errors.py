@@ -28,10 +28,17 @@ class MalformedRequest(ApiError):
 
 
 class Unauthorized(ApiError):
-    """The signature header is missing, malformed, stale, or matches no current secret."""
+    """The signature header is missing, malformed, stale, reused, or matches no valid key of the client."""
 
     status = 401
     code = "Unauthorized"
+
+
+class Forbidden(ApiError):
+    """The caller is authenticated but its grant does not cover a cluster the request names."""
+
+    status = 403
+    code = "Forbidden"
 
 
 class RestoreNotFound(ApiError):
@@ -84,4 +91,4 @@ class ServiceUnavailable(ApiError):
 
 
 class SecretUnavailable(ServiceUnavailable):
-    """The signing secret could not be read from Secrets Manager."""
+    """An API client's key could not be read from (or written to) Secrets Manager."""

@@ -7,19 +7,19 @@ import json
 import re
 import secrets
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chalicelib.api.errors import InvalidRequest, MalformedRequest
 from chalicelib.core.errors import CoreError
 from chalicelib.core.ids import RestoreId
-from chalicelib.core.jobs import ClusterRef
+from chalicelib.core.policies import CLUSTER_NAME
 from chalicelib.core.restore_options import RestoreOptions
 
 RESTORE_ID_PATTERN = re.compile(r"^r-\d{8}T\d{6}Z-[0-9a-f]{8}$")
-# Inline credentials would be copied into the job record and logs; the API only accepts references to them.
-INLINE_AUTH_TYPES = frozenset({"kubeconfig"})
+# A cluster is named by its registration (``lifeboat clusters add``); its credentials never travel in a request.
+ClusterName = Annotated[str, Field(min_length=1, max_length=253, pattern=f"^{CLUSTER_NAME.pattern}$")]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -29,37 +29,12 @@ def new_restore_id(now: datetime, entropy: str | None = None) -> RestoreId:
     return RestoreId(f"r-{now.strftime('%Y%m%dT%H%M%SZ')}-{entropy if entropy is not None else secrets.token_hex(4)}")
 
 
-class TargetCluster(BaseModel):
-    """Where to restore: a cluster name plus how to authenticate (the shape of ``core.jobs.ClusterRef``)."""
-
-    model_config = _STRICT
-
-    name: str
-    auth: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _valid_ref(self) -> TargetCluster:
-        ref = self.to_ref()
-        if ref.auth.get("type") in INLINE_AUTH_TYPES:
-            raise ValueError(
-                "inline kubeconfig credentials are not accepted over the webhook; store the kubeconfig in "
-                "Secrets Manager and send {'type': 'kubeconfig_secret', 'secret_id': ...}"
-            )
-        return self
-
-    def to_ref(self) -> ClusterRef:
-        try:
-            return ClusterRef.from_dict({"name": self.name, "auth": self.auth})
-        except CoreError as exc:
-            raise ValueError(str(exc)) from exc
-
-
 class Source(BaseModel):
     """The newest restorable backup of a cluster (optionally of one policy)."""
 
     model_config = _STRICT
 
-    cluster: str = Field(min_length=1)
+    cluster: ClusterName
     policy: str | None = None
     backup: Literal["latest"] = "latest"
 
@@ -94,14 +69,15 @@ class Options(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    """``backup_id`` (+ optional ``cluster``) or ``source`` names the backup; ``target_cluster`` is required."""
+    """``backup_id`` (+ optional ``cluster``) or ``source`` names the backup; ``target_cluster`` is a registered
+    cluster's name (an object, such as one carrying credentials, is refused)."""
 
     model_config = _STRICT
 
     backup_id: str | None = Field(default=None, min_length=1)
-    cluster: str | None = Field(default=None, min_length=1)
+    cluster: ClusterName | None = None
     source: Source | None = None
-    target_cluster: TargetCluster
+    target_cluster: ClusterName
     options: Options = Field(default_factory=Options)
     dry_run: bool = False
 

@@ -30,7 +30,7 @@ def answer(action: Callable[[], Reply], *, refused: str) -> Reply:
     except ApiError as exc:
         if isinstance(exc, Unauthorized):
             # The reason helps whoever debugs a client; it goes to the log, never the header values.
-            logger().warning(refused, extra={"reason": exc.message})
+            logger().warning(refused, extra={"reason": exc.message, "client_id": exc.details.get("client_id")})
             return Reply(exc.status, {"error": exc.code, "message": "invalid or missing signature"})
         return Reply(exc.status, exc.body())
     except CatalogError as exc:

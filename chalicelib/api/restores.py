@@ -1,4 +1,8 @@
-"""``/v1/restores``: submit a signed restore request (an idempotent job on the restore queue), read its status."""
+"""``/v1/restores``: submit a signed restore request (an idempotent job on the restore queue), read its status.
+
+A client restores only from clusters its grant lets it ``restore_from`` and only into registered clusters it may
+``restore_into``; the job names the target by its registration, and the worker resolves its credentials.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,23 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.api.auth import authorize
+from chalicelib.api.auth import authenticate, require
 from chalicelib.api.backups import MAX_PAGE
 from chalicelib.api.errors import (
     BackupNotFound,
     BackupNotRestorable,
     IdempotencyConflict,
+    InvalidRequest,
     MalformedRequest,
     RestoreNotFound,
     ServiceUnavailable,
 )
+from chalicelib.api.grants import Action, Caller
 from chalicelib.api.models import RESTORE_ID_PATTERN, RestoreRequest, new_restore_id, parse_request
-from chalicelib.api.responses import Reply, answer, lower_headers
-from chalicelib.api.signature import HEADER, SignatureVerifier
+from chalicelib.api.responses import Reply, answer
+from chalicelib.api.signature import IDEMPOTENCY_HEADER, SignatureVerifier, SignedRequest
 from chalicelib.catalog.backups import BackupCatalog
+from chalicelib.catalog.clusters import ClusterCatalog
 from chalicelib.catalog.dynamo import iso
 from chalicelib.catalog.errors import RecordNotFound
 from chalicelib.catalog.restore_records import IdempotencyKeyReused, RestoreRecord
@@ -31,7 +38,6 @@ from chalicelib.restore.errors import MessagingUnavailable
 from chalicelib.restore.queue import RestoreQueue
 
 RESTORABLE = frozenset({BackupState.COMPLETED, BackupState.PARTIALLY_FAILED})
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY = 255
 # How far back "latest of a policy" looks: policies share a cluster's backups, so their newest may be pages away.
 POLICY_SCAN_PAGES = 10
@@ -43,7 +49,7 @@ def _utcnow() -> datetime:
 
 
 class RestoreApi:
-    """verify -> parse -> resolve the backup -> idempotent job record -> queue message -> 202."""
+    """verify -> parse -> grant and registration -> resolve the backup -> idempotent job record -> queue -> 202."""
 
     def __init__(
         self,
@@ -51,11 +57,13 @@ class RestoreApi:
         backups: BackupCatalog,
         restores: RestoreCatalog,
         queue: RestoreQueue,
+        clusters: ClusterCatalog,
         *,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._verifier = verifier
         self._backups = backups
+        self._clusters = clusters
         self._restores = restores
         self._queue = queue
         self._clock = clock
@@ -63,20 +71,28 @@ class RestoreApi:
     # -- routes ---------------------------------------------------------------------------------------------------
 
     def submit(self, body: bytes, headers: Mapping[str, str]) -> Reply:
-        return answer(lambda: self._submit(body or b"", lower_headers(headers)), refused=REFUSED)
+        return answer(lambda: self._submit(body or b"", headers), refused=REFUSED)
 
-    def status(self, restore_id: str, headers: Mapping[str, str], identity: Mapping[str, Any] | None = None) -> Reply:
-        return answer(lambda: self._status(restore_id, headers, identity), refused=REFUSED)
+    def status(self, restore_id: str, headers: Mapping[str, str]) -> Reply:
+        return answer(lambda: self._status(restore_id, headers), refused=REFUSED)
 
     # -- use cases ------------------------------------------------------------------------------------------------
 
-    def _submit(self, body: bytes, headers: dict[str, str]) -> Reply:
-        signature = self._verifier.verify(headers.get(HEADER.lower()), body)
-        request = parse_request(body)
-        idem_key = headers.get(IDEMPOTENCY_HEADER.lower()) or signature
-        if len(idem_key) > MAX_IDEMPOTENCY_KEY:
+    def _submit(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        signed = SignedRequest.of("POST", "/v1/restores", None, headers, body)
+        if len(signed.idempotency_key) > MAX_IDEMPOTENCY_KEY:
             raise MalformedRequest(f"{IDEMPOTENCY_HEADER} is longer than {MAX_IDEMPOTENCY_KEY} characters")
-        backup = self._resolve(request)
+        # The idempotency key is signed, and the job it names is created once: an exact resend may pass.
+        verified = authenticate(self._verifier, headers, signed, resend_ok=True)
+        caller = verified.caller
+        request = parse_request(body)
+        idem_key = signed.idempotency_key or verified.signature
+        require(caller, Action.RESTORE_INTO, request.target_cluster)
+        source_cluster = request.source.cluster if request.source is not None else request.cluster
+        if source_cluster is not None:
+            require(caller, Action.RESTORE_FROM, source_cluster)
+        self._registered(request.target_cluster)
+        backup = self._resolve(request, caller)
         now = self._clock()
         restore_id = new_restore_id(now)
         record = RestoreRecord(
@@ -84,7 +100,7 @@ class RestoreApi:
             state=RestoreState.PENDING,
             backup_cluster=backup.cluster,
             backup_id=backup.backup_id,
-            target_cluster=request.target_cluster.to_ref().to_dict(),
+            target_cluster={"name": request.target_cluster},
             options=request.options.to_options(restore_id=restore_id, dry_run=request.dry_run).to_dict(),
             dry_run=request.dry_run,
             created_at=iso(now),
@@ -114,19 +130,30 @@ class RestoreApi:
         body_out = {"restore_id": record.restore_id, "status_url": status_url, "state": RestoreState.PENDING.value}
         return Reply(202, body_out, headers_out)
 
-    def _status(self, restore_id: str, headers: Mapping[str, str], identity: Mapping[str, Any] | None) -> Reply:
-        authorize(self._verifier, headers, b"", identity)  # a read is signed over the empty body
+    def _status(self, restore_id: str, headers: Mapping[str, str]) -> Reply:
+        signed = SignedRequest.of("GET", f"/v1/restores/{restore_id}", None, headers)
+        caller = authenticate(self._verifier, headers, signed).caller
         if not RESTORE_ID_PATTERN.match(restore_id):
             raise RestoreNotFound(f"restore {restore_id!r} not found")
         try:
             record = self._restores.get(restore_id)
         except RecordNotFound as exc:
             raise RestoreNotFound(f"restore {restore_id} not found") from exc
+        if not visible(caller, record):
+            # Not 403: whether a restore of clusters outside the grant exists is not the caller's business.
+            raise RestoreNotFound(f"restore {restore_id} not found")
         return Reply(200, status_view(record))
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def _resolve(self, request: RestoreRequest) -> BackupRecord:
+    def _registered(self, cluster: str) -> None:
+        try:
+            self._clusters.get(cluster)
+        except RecordNotFound as exc:
+            errors = [{"loc": ["target_cluster"], "msg": f"cluster {cluster!r} is not registered", "type": "unknown"}]
+            raise InvalidRequest("invalid restore request", errors=errors) from exc
+
+    def _resolve(self, request: RestoreRequest, caller: Caller) -> BackupRecord:
         backup: BackupRecord
         if request.backup_id is not None:
             try:
@@ -139,6 +166,9 @@ class RestoreApi:
                 raise BackupNotFound(
                     f"backup {where}{request.backup_id} not found", backup_id=request.backup_id
                 ) from exc
+            if request.cluster is None:
+                # A bare id names its cluster only once resolved; the grant is checked before anything is recorded.
+                require(caller, Action.RESTORE_FROM, backup.cluster)
         else:
             assert request.source is not None  # the model requires one of the two
             backup = self._latest(request.source.cluster, request.source.policy)
@@ -166,6 +196,12 @@ class RestoreApi:
             of_policy = f" (policy {policy})" if policy else ""
             raise BackupNotFound(f"no restorable backup of cluster {cluster}{of_policy}", cluster=cluster)
         return found
+
+
+def visible(caller: Caller, record: RestoreRecord) -> bool:
+    """A restore the caller could have started: from a cluster it may restore from, into one it may restore into."""
+    target = str(record.target_cluster.get("name") or "")
+    return caller.may(Action.RESTORE_FROM, record.backup_cluster) and caller.may(Action.RESTORE_INTO, target)
 
 
 def status_view(record: RestoreRecord) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""HMAC request signatures (``Lifeboat-Signature: t=<unix>,v1=<hex>``) and the rotating secret they are keyed by.
+"""Request signatures: ``Lifeboat-Signature: keyId=<client id>,t=<unix>,v1=<hex>`` over a canonical request.
 
-The scheme is Stripe's: the signed payload is ``f"{t}."`` followed by the raw body bytes, so a signature covers
-exactly the bytes received and cannot be moved to another timestamp. Several ``v1`` values may be sent (a client
-signing with both secrets during a rotation); any one that matches any valid secret is enough.
+``v1 = HMAC-SHA256(client key, canonical)`` where ``canonical`` is the newline-joined timestamp, method, path,
+sorted query string, ``Idempotency-Key`` header and the SHA-256 of the body (docs/api.md has a worked example).
+Newlines separate the parts because none of them can contain one (a path or query is URL-encoded, a header value
+cannot hold a newline), so no two requests share a canonical form. Each signature is accepted once.
 """
 
 from __future__ import annotations
@@ -10,205 +11,201 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+from urllib.parse import quote
 
-from chalicelib.api.errors import PayloadTooLarge, SecretUnavailable, Unauthorized
+from chalicelib.api.errors import PayloadTooLarge, Unauthorized
+from chalicelib.api.grants import Caller
 
 HEADER = "Lifeboat-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 SCHEME = "v1"
-TOLERANCE_S = 300
+TOLERANCE_S = 300  # how old a signature may be
+FUTURE_S = 30  # how far ahead of the server's clock a client's may be
 MAX_BODY_BYTES = 64 * 1024
-# Bounds the work a forged header can cause: every (secret, signature) pair costs one comparison.
+# Bounds the work a forged header can cause: every (key, signature) pair costs one comparison.
 MAX_SIGNATURES = 4
+MAX_HEADER = 1024
 
-_HEX_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() accepts '²', which int() refuses
+CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """The parts of a request a signature covers."""
+
+    method: str
+    path: str  # as routed, without the API Gateway stage: /v1/restores/r-...
+    query: tuple[tuple[str, str], ...] = ()
+    idempotency_key: str = ""
+    body: bytes = b""
+
+    @classmethod
+    def of(
+        cls,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> SignedRequest:
+        """The signed parts of a request as a route sees it (header names are case-insensitive)."""
+        lowered = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+        items = tuple((str(k), str(v)) for k, v in (query or {}).items())
+        return cls(method.upper(), path, items, lowered.get(IDEMPOTENCY_HEADER.lower(), ""), body or b"")
+
+    def canonical(self, t: int) -> bytes:
+        parts = (str(t), self.method, self.path, canonical_query(self.query), self.idempotency_key)
+        return "\n".join((*parts, hashlib.sha256(self.body).hexdigest())).encode()
+
+
+def canonical_query(items: Sequence[tuple[str, str]]) -> str:
+    """``k=v`` pairs, each side percent-encoded (RFC 3986 unreserved characters kept), sorted, joined by ``&``."""
+    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in items)
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def compute(secret: str | bytes, request: SignedRequest, t: int) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, request.canonical(t), hashlib.sha256).hexdigest()
+
+
+def sign(client_id: str, secret: str | bytes, request: SignedRequest, t: int | float) -> str:
+    """The header value a client sends for ``request`` at unix time ``t``."""
+    return f"keyId={client_id},t={int(t)},{SCHEME}={compute(secret, request, int(t))}"
 
 
 @dataclass(frozen=True)
 class SignatureHeader:
+    key_id: str
     timestamp: int
     signatures: tuple[str, ...]
 
 
-def sign(secret: str | bytes, body: bytes, t: int | float) -> str:
-    """The header value a client sends for ``body`` at unix time ``t``."""
-    return f"t={int(t)},{SCHEME}={compute(secret, body, int(t))}"
-
-
-def compute(secret: str | bytes, body: bytes, t: int) -> str:
-    key = secret.encode() if isinstance(secret, str) else secret
-    return hmac.new(key, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-
-
 def parse_header(value: str | None) -> SignatureHeader:
-    """``t=..,v1=..[,v1=..]`` -> its parts; unknown schemes are ignored (a later v2 can be sent alongside v1)."""
+    """``keyId=..,t=..,v1=..[,v1=..]`` -> its parts; unknown schemes are ignored (a later v2 can be sent alongside)."""
     if not value:
         raise Unauthorized(f"missing {HEADER} header")
+    if len(value) > MAX_HEADER:
+        raise Unauthorized(f"malformed {HEADER} header: longer than {MAX_HEADER} characters")
+    key_id: str | None = None
     timestamp: int | None = None
     signatures: list[str] = []
     for part in value.split(","):
         key, sep, item = part.strip().partition("=")
         if not sep:
             raise Unauthorized(f"malformed {HEADER} header")
-        if key == "t":
-            if timestamp is not None or not item.isdigit() or len(item) > 12:
+        if key == "keyId":
+            if key_id is not None or not CLIENT_ID.fullmatch(item):
+                raise Unauthorized(f"malformed {HEADER} header: bad keyId")
+            key_id = item
+        elif key == "t":
+            if timestamp is not None or not _DIGITS.fullmatch(item):
                 raise Unauthorized(f"malformed {HEADER} header: bad timestamp")
             timestamp = int(item)
         elif key == SCHEME:
-            if not _HEX_SHA256.match(item):
+            if not _HEX_SHA256.fullmatch(item):
                 raise Unauthorized(f"malformed {HEADER} header: {SCHEME} must be 64 lowercase hex digits")
             signatures.append(item)
-    if timestamp is None or not signatures:
-        raise Unauthorized(f"malformed {HEADER} header: needs t= and at least one {SCHEME}=")
+    if key_id is None or timestamp is None or not signatures:
+        raise Unauthorized(f"malformed {HEADER} header: needs keyId=, t= and at least one {SCHEME}=")
     if len(signatures) > MAX_SIGNATURES:
         raise Unauthorized(f"malformed {HEADER} header: more than {MAX_SIGNATURES} signatures")
-    return SignatureHeader(timestamp, tuple(signatures))
+    return SignatureHeader(key_id, timestamp, tuple(signatures))
 
 
-def match(header: SignatureHeader, body: bytes, secrets: Sequence[bytes]) -> str | None:
-    """The first ``v1`` value that a secret produces for ``body``, or None.
+def match(header: SignatureHeader, request: SignedRequest, secrets: Sequence[bytes]) -> str | None:
+    """The first ``v1`` value that a key produces for ``request``, or None.
 
     Every pair is compared, match or not, with ``hmac.compare_digest``: timing then says nothing about which
-    secret or how many leading characters matched.
+    key or how many leading characters matched.
     """
     found: str | None = None
     for secret in secrets:
-        expected = compute(secret, body, header.timestamp)
+        expected = compute(secret, request, header.timestamp)
         for candidate in header.signatures:
             if hmac.compare_digest(expected, candidate) and found is None:
                 found = candidate
     return found
 
 
-class SecretSource(Protocol):
-    def secrets(self) -> tuple[bytes, ...]:
-        """The secrets a signature may be made with (current first)."""
+@dataclass(frozen=True)
+class ClientKeys:
+    """A client that may sign now, with the keys valid now (current first)."""
 
-    def refresh(self) -> bool:
-        """Re-read the secrets if allowed now; True when they were re-read."""
-
-
-class SecretsManagerSecret:
-    """The signing secret from Secrets Manager: AWSCURRENT and, during a rotation, AWSPREVIOUS.
-
-    Values are cached for ``ttl`` seconds; a signature that matches neither may mean the secret was just rotated,
-    so the verifier asks for a refresh, which is granted at most once per ``min_refresh_interval`` so forged
-    requests cannot turn into a flood of Secrets Manager calls.
-    """
-
-    STAGES = ("AWSCURRENT", "AWSPREVIOUS")
-
-    def __init__(
-        self,
-        client: Any,
-        secret_id: str,
-        *,
-        ttl: float = 300.0,
-        min_refresh_interval: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._secret_id = secret_id
-        self._ttl = ttl
-        self._min_refresh = min_refresh_interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._values: tuple[bytes, ...] = ()
-        self._loaded_at: float | None = None
-
-    def secrets(self) -> tuple[bytes, ...]:
-        with self._lock:
-            if self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl:
-                self._load()
-            return self._values
-
-    def refresh(self) -> bool:
-        with self._lock:
-            if self._loaded_at is not None and self._clock() - self._loaded_at < self._min_refresh:
-                return False
-            self._load()
-            return True
-
-    def _load(self) -> None:
-        values = [v for v in (self._fetch(stage) for stage in self.STAGES) if v]
-        if not values:
-            raise SecretUnavailable(f"webhook secret {self._secret_id!r} has no AWSCURRENT value")
-        self._values = tuple(dict.fromkeys(values))
-        self._loaded_at = self._clock()
-
-    def _fetch(self, stage: str) -> bytes | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self._client.get_secret_value(SecretId=self._secret_id, VersionStage=stage)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if stage != "AWSCURRENT" and code == "ResourceNotFoundException":
-                return None  # never rotated: there is no previous version
-            raise SecretUnavailable(f"cannot read webhook secret {self._secret_id!r} ({stage}): {code}") from exc
-        except BotoCoreError as exc:
-            raise SecretUnavailable(f"cannot read webhook secret {self._secret_id!r} ({stage}): {exc}") from exc
-        if response.get("SecretString") is not None:
-            return str(response["SecretString"]).encode()
-        binary = response.get("SecretBinary")
-        return bytes(binary) if binary else None
+    caller: Caller
+    secrets: tuple[bytes, ...]
 
 
-class StaticSecrets:
-    """Fixed secrets (the CLI, the sandbox, tests)."""
-
-    def __init__(self, *secrets: str | bytes) -> None:
-        self._values = tuple(s.encode() if isinstance(s, str) else s for s in secrets)
-
-    def secrets(self) -> tuple[bytes, ...]:
-        return self._values
-
-    def refresh(self) -> bool:
-        return False
+class KeySource(Protocol):
+    def keys(self, client_id: str, now: float) -> ClientKeys | None:
+        """The client's valid keys, or None for an unknown or revoked client."""
 
 
-class NoSecret:
-    """No secret configured: every signed request is refused (503), nothing is readable or startable."""
+class UsedSignatures(Protocol):
+    def claim(self, digest: str, *, client_id: str, expires_at: int) -> bool:
+        """True for the first use of ``digest``."""
 
-    def secrets(self) -> tuple[bytes, ...]:
-        raise SecretUnavailable("no webhook secret configured (LIFEBOAT_WEBHOOK_SECRET_ID)")
 
-    def refresh(self) -> bool:
-        return False
+@dataclass(frozen=True)
+class Verified:
+    caller: Caller
+    signature: str  # the matching v1 value
+    resent: bool = False  # the same signed request (and idempotency key) was accepted before
 
 
 class SignatureVerifier:
-    """Checks a request's size, signature header, timestamp window and HMAC, in that order."""
+    """Checks size, header, timestamp window, client, HMAC and single use, in that order."""
 
     def __init__(
         self,
-        source: SecretSource,
+        keys: KeySource,
+        used: UsedSignatures,
         *,
         tolerance_s: int = TOLERANCE_S,
+        future_s: int = FUTURE_S,
         max_body_bytes: int = MAX_BODY_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._source = source
+        self._keys = keys
+        self._used = used
         self._tolerance = tolerance_s
+        self._future = future_s
         self._max_body = max_body_bytes
         self._clock = clock
 
-    def verify(self, header_value: str | None, body: bytes) -> str:
-        """The matching ``v1`` value (an idempotency key of last resort); raises Unauthorized or PayloadTooLarge."""
-        if len(body) > self._max_body:
-            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {self._max_body}")
+    def verify(self, header_value: str | None, request: SignedRequest, *, resend_ok: bool = False) -> Verified:
+        """The caller; Unauthorized or PayloadTooLarge otherwise.
+
+        ``resend_ok``: a route whose effect is deduplicated by the idempotency key accepts an exact resend of a
+        request that carries one (a client retrying after a timeout gets the original answer); anything else is
+        refused the second time.
+        """
+        if len(request.body) > self._max_body:
+            raise PayloadTooLarge(f"request body is {len(request.body)} bytes; the limit is {self._max_body}")
         header = parse_header(header_value)
-        skew = header.timestamp - self._clock()
-        if abs(skew) > self._tolerance:
+        now = self._clock()
+        if header.timestamp < now - self._tolerance:
             # Replays of an old request (and requests from a badly wrong clock) stop here.
-            raise Unauthorized(f"signature timestamp is outside the {self._tolerance} s tolerance")
-        found = match(header, body, self._source.secrets())
-        if found is None and self._source.refresh():
-            found = match(header, body, self._source.secrets())
+            raise Unauthorized(f"signature timestamp is older than {self._tolerance} s")
+        if header.timestamp > now + self._future:
+            # A future timestamp would stretch the window a captured request can be replayed in.
+            raise Unauthorized(f"signature timestamp is more than {self._future} s ahead of the server's clock")
+        keys = self._keys.keys(header.key_id, now)
+        if keys is None:
+            raise Unauthorized(f"unknown or revoked API client {header.key_id!r}")
+        found = match(header, request, keys.secrets)
         if found is None:
-            raise Unauthorized("signature does not match")
-        return found
+            raise Unauthorized("signature does not match", client_id=header.key_id)
+        digest = hashlib.sha256(f"{header.key_id}.{found}".encode()).hexdigest()
+        expires_at = header.timestamp + self._tolerance + 60
+        if not self._used.claim(digest, client_id=header.key_id, expires_at=expires_at):
+            if not (resend_ok and request.idempotency_key):
+                raise Unauthorized("signature already used", client_id=header.key_id)
+            return Verified(keys.caller, found, resent=True)
+        return Verified(keys.caller, found)

@@ -54,3 +54,16 @@ def shard_sk_prefix(backup_id: str) -> str:
 def shard_key(cluster: str, backup_id: str, segment: str) -> dict[str, dict[str, str]]:
     """One shard: ``segment`` is its namespace, or ``_cluster`` for the cluster-scoped objects."""
     return {"pk": {"S": cluster_pk(cluster)}, "sk": {"S": shard_sk_prefix(backup_id) + check_part("shard", segment)}}
+
+
+API_CLIENTS_PK = "API_CLIENTS"
+
+
+def api_client_key(client_id: str) -> dict[str, dict[str, str]]:
+    """An API client (its grant and where its secret is) under one partition, so listing them is one query."""
+    return {"pk": {"S": API_CLIENTS_PK}, "sk": {"S": f"CLIENT#{check_part('api client id', client_id)}"}}
+
+
+def signature_key(digest: str) -> dict[str, dict[str, str]]:
+    """A used request signature (``digest`` is a SHA-256 hex), kept until its timestamp leaves the window."""
+    return {"pk": {"S": f"SIGNATURE#{check_part('signature digest', digest)}"}, "sk": {"S": "SIGNATURE"}}

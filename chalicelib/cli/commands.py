@@ -13,6 +13,7 @@ from chalicelib.cli.output import (
     console,
     emit_json,
     human_bytes,
+    read_kubeconfig,
     table,
 )
 from chalicelib.core.jobs import BackupJob, ClusterRef
@@ -67,9 +68,7 @@ def run_backup_with_progress(services: Any, job: BackupJob, *, show: bool = True
 
 
 def backup(args: Any, services: Any) -> int:
-    from pathlib import Path
-
-    kubeconfig = Path(args.kubeconfig).read_text()
+    kubeconfig = read_kubeconfig(args.kubeconfig)
     context = args.context or _current_context(kubeconfig)
     name = args.cluster or context or "default"
     auth = {"type": "kubeconfig", "kubeconfig": kubeconfig, "context": args.context}
@@ -112,6 +111,8 @@ def print_backup_summary(record: Any) -> None:
 
 
 def backups_list(args: Any, services: Any) -> int:
+    # The catalog alone would list backups of a bucket that does not exist (a typo in --bucket): open it first.
+    services.repository()
     catalog = services.catalog()
     clusters = [args.cluster] if args.cluster else catalog.list_clusters()
     records = []

@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_parsers(sub, _add_aws_options)
 
+    from chalicelib.cli.api_clients import add_parsers as add_api_client_parsers
+
+    add_api_client_parsers(sub, _add_aws_options)
+
     return parser
 
 
@@ -108,6 +112,60 @@ class _UsageError(Exception):
     """Arguments are missing or contradict each other."""
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the command-line arguments are wrong (exit 2, as the README says), not that the work failed.
+
+    A policy file that does not validate is its content, not the command line: it stays an error (exit 1).
+    """
+    from chalicelib.api.clients import InvalidClient
+    from chalicelib.api.grants import InvalidGrant
+    from chalicelib.core.errors import InvalidScope, InvalidSelector
+    from chalicelib.core.jobs import InvalidJob
+    from chalicelib.core.restore_options import InvalidRestoreOptions
+    from chalicelib.scheduling.errors import InvalidClusterAuth
+
+    return (
+        _UsageError,
+        InvalidGrant,
+        InvalidClient,
+        InvalidSelector,
+        InvalidScope,
+        InvalidJob,
+        InvalidRestoreOptions,
+        InvalidClusterAuth,
+    )
+
+
+def _sentence(exc: Exception) -> str:
+    """One line naming what failed and where: our own errors already say it; anything else keeps its type."""
+    from rich.markup import escape
+
+    from chalicelib.api.clients import InvalidClient
+    from chalicelib.api.errors import ApiError
+    from chalicelib.api.grants import InvalidGrant
+    from chalicelib.catalog.errors import CatalogError
+    from chalicelib.cli.output import CliError
+    from chalicelib.core.errors import CoreError
+    from chalicelib.kube.errors import KubeError
+    from chalicelib.repository.errors import RepositoryError
+    from chalicelib.scheduling.errors import SchedulingError
+
+    ours = (
+        CliError,
+        _UsageError,
+        ApiError,
+        InvalidGrant,
+        InvalidClient,
+        CoreError,
+        CatalogError,
+        KubeError,
+        RepositoryError,
+        SchedulingError,
+    )
+    text = str(exc) if isinstance(exc, ours) else f"{type(exc).__name__}: {exc}"
+    return escape(" ".join(text.split()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from chalicelib.cli import commands, replication_cmd, restore_cmd
@@ -126,18 +184,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.policies import HANDLERS as policy_handlers
 
     handlers.update(policy_handlers)
+    from chalicelib.cli.api_clients import HANDLERS as api_client_handlers
+
+    handlers.update(api_client_handlers)
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None
         return int(handler(args, services))
-    except _UsageError as exc:
-        err_console().print(f"[red]error:[/red] {exc}")
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_ERROR
     except Exception as exc:  # every failure reaches the user as one clear line and a trustworthy exit code
-        err_console().print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
-        return EXIT_ERROR
+        err_console().print(f"[red]error:[/red] {_sentence(exc)}", markup=True, highlight=False)
+        return EXIT_USAGE if isinstance(exc, _usage_errors()) else EXIT_ERROR
 
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]

@@ -28,7 +28,29 @@ def console() -> Any:
 def err_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True)
+    # An error is one sentence: soft wrapping keeps it on one line, so a script's log shows it whole.
+    return Console(stderr=True, soft_wrap=True)
+
+
+def location(store: Any) -> str:
+    """Where a repository is, for messages: ``s3://bucket/prefix`` (not an object's repr)."""
+    bucket = getattr(store, "bucket", None)
+    return f"s3://{bucket}/{getattr(store, 'prefix', '')}" if bucket else str(store)
+
+
+def read_kubeconfig(path: str) -> str:
+    """The kubeconfig file's text, or CliError naming the file and why it cannot be read."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        hint = "set --kubeconfig or KUBECONFIG"
+        raise CliError(f"cannot read the kubeconfig {path}: {exc.strerror or exc} ({hint})") from exc
+
+
+class CliError(Exception):
+    """A failure the CLI explains in one sentence (what and where); exit 1."""
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:

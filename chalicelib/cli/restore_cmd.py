@@ -8,7 +8,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, console, emit_json, table
+from chalicelib.cli.output import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    console,
+    emit_json,
+    location,
+    read_kubeconfig,
+    table,
+)
 
 _EXIT_BY_STATE = {"Completed": EXIT_OK, "PartiallyFailed": EXIT_PARTIAL}
 
@@ -59,7 +68,7 @@ def locate_backup(reader: Any, backup_id: str) -> Any:
     for cluster, found in reader.list_backups():
         if found == backup_id:
             return reader.load_manifest(cluster, found)
-    raise BackupNotFound(f"backup {backup_id} not found in the repository {reader!r}")
+    raise BackupNotFound(f"backup {backup_id} not found in the repository {location(reader.repo.store)}")
 
 
 def restore(args: argparse.Namespace, services: Any) -> int:
@@ -67,11 +76,12 @@ def restore(args: argparse.Namespace, services: Any) -> int:
     from chalicelib.repository import RepositoryReader
     from chalicelib.restore import RestoreService
 
-    reader = RepositoryReader(services.repository())
-    manifest = locate_backup(reader, args.backup_id)
+    # Arguments first: a typo in an option is a usage error whether or not the backup exists.
     restore_id = f"r-cli-{uuid.uuid4().hex[:12]}"
     options = options_from_args(args, restore_id)
-    client = KubeClient.from_kubeconfig(Path(args.kubeconfig).read_text(), context=args.context)
+    reader = RepositoryReader(services.repository())
+    manifest = locate_backup(reader, args.backup_id)
+    client = KubeClient.from_kubeconfig(read_kubeconfig(args.kubeconfig), context=args.context)
     service = RestoreService(reader, client, concurrency=args.concurrency)
     if args.output == "json":
         result = service.run(manifest, options)
@@ -93,7 +103,8 @@ def print_restore(result: Any) -> None:
     out = console()
     if result.dry_run and result.plan is not None:
         plan = result.plan
-        items = plan.get("items", [])
+        # The plan groups its items by restore level; the table shows them in the order they would be applied.
+        items = [item for level in plan.get("levels", []) for item in level]
         rows = [
             [
                 i.get("action"),
@@ -103,7 +114,7 @@ def print_restore(result: Any) -> None:
                 i.get("name"),
                 ", ".join(i.get("diff") or []),
             ]
-            for i in items[:200]
+            for i in items
         ]
         out.print(
             table(
@@ -112,8 +123,6 @@ def print_restore(result: Any) -> None:
                 rows,
             )
         )
-        if len(items) > 200:
-            out.print(f"... and {len(items) - 200} more items (use --output json for all)")
         out.print(f"counts: {plan.get('counts')}")
         return
     counts = result.counts()

@@ -38,7 +38,7 @@ class RestoreWorker:
         self,
         catalog: Any,
         open_reader: Callable[[], Any],
-        connect: Callable[[Any], Any],
+        connect: Callable[[str], Any],  # a registered cluster's name -> a Kubernetes client
         make_engine: Callable[[Any, Any], Any],
         events: Any,
         queue: Any,
@@ -82,13 +82,14 @@ class RestoreWorker:
 
     def _execute(self, record: RestoreRecord, heartbeat: Heartbeat) -> dict[str, Any]:
         try:
-            from chalicelib.core.jobs import ClusterRef
             from chalicelib.core.restore_options import RestoreOptions
 
             options = RestoreOptions.from_dict(record.options)
             reader = self._open_reader()
             manifest = reader.load_manifest(record.backup_cluster, record.backup_id)
-            engine = self._make_engine(reader, self._connect(ClusterRef.from_dict(record.target_cluster)))
+            # The job names its target by registration only; ``connect`` resolves the registered credentials now, so
+            # neither a request nor an old job record can point the worker at other credentials.
+            engine = self._make_engine(reader, self._connect(str(record.target_cluster["name"])))
             if record.dry_run:
                 plan = plan_view(engine.plan(manifest, options))
                 return self._finish(record, RestoreState.COMPLETED, plan=plan)
@@ -189,7 +190,7 @@ def handle_restore_message(
     worker = RestoreWorker(
         services.restore_catalog(),
         lambda: RepositoryReader(services.repository()),
-        services.connect,
+        lambda name: services.connect_registered(name),
         RestoreService,
         services.restore_events(),
         services.restore_queue(),

@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from chalicelib.api.signature import sign
+from tests.integration.api_helpers import add_client, register_clusters, signed_headers
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 TABLE = "lifeboat-local"
-SECRET_ID = "lifeboat/webhook-local"
-SECRET = "local-webhook-secret"
+CLIENT_ID = "local-ci"
+SECRET = "local-api-key"
 BACKUP_ID = "20261122T100000Z-0c0ffe"
-TARGET = {"name": "dr", "auth": {"type": "kubeconfig_secret", "secret_id": "lifeboat/dr"}}
+TARGET = "dr"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -63,7 +63,9 @@ def aws_resources(moto_endpoint: str) -> dict[str, str]:
     )
     dynamodb = session.client("dynamodb", endpoint_url=moto_endpoint)
     create_table(dynamodb, TABLE)
-    session.client("secretsmanager", endpoint_url=moto_endpoint).create_secret(Name=SECRET_ID, SecretString=SECRET)
+    register_clusters(dynamodb, TABLE, "prod", TARGET)
+    grant = {"read": ["prod"], "restore_from": ["prod"], "restore_into": [TARGET]}
+    add_client(dynamodb, session.client("secretsmanager", endpoint_url=moto_endpoint), TABLE, CLIENT_ID, grant, SECRET)
     queue_url = session.client("sqs", endpoint_url=moto_endpoint).create_queue(QueueName="lifeboat-restore-jobs")[
         "QueueUrl"
     ]
@@ -147,7 +149,6 @@ def local_env(aws_resources: dict[str, str]) -> dict[str, str]:
         "LIFEBOAT_BUCKET": "lifeboat-local",
         "LIFEBOAT_REGION": REGION,
         "LIFEBOAT_AWS_ENDPOINT_URL": aws_resources["endpoint"],
-        "LIFEBOAT_WEBHOOK_SECRET_ID": SECRET_ID,
         "LIFEBOAT_RESTORE_QUEUE_URL": aws_resources["queue_url"],
         "PYTHONPATH": str(ROOT),
     }
@@ -208,35 +209,33 @@ BODY = json.dumps({"backup_id": BACKUP_ID, "target_cluster": TARGET, "options": 
 
 def test_signed_request_over_http_is_accepted_and_readable(local_api: str, aws_resources: dict[str, str]) -> None:
     body = BODY.encode()
-    headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign(SECRET, body, time.time())}
-    status, reply = call(f"{local_api}/v1/restores", data=body, headers=headers)
+    status, reply = call(f"{local_api}/v1/restores", data=body, headers=_signed(body))
     assert status == 202, reply
     assert reply["state"] == "Pending" and reply["status_url"] == f"/v1/restores/{reply['restore_id']}"
     assert queued(aws_resources) == [{"restore_id": reply["restore_id"]}]
-    read = {"Lifeboat-Signature": sign(SECRET, b"", time.time())}
+    read = signed_headers(CLIENT_ID, SECRET, "GET", reply["status_url"])
     status, current = call(f"{local_api}{reply['status_url']}", headers=read)
     assert status == 200 and current["state"] == "Pending" and current["backup"]["backup_id"] == BACKUP_ID
-    status, page = call(f"{local_api}/v1/backups?cluster=prod", headers=read)
+    assert call(f"{local_api}{reply['status_url']}", headers=read)[0] == 401, "a signature works once"
+    listing = signed_headers(CLIENT_ID, SECRET, "GET", "/v1/backups", query={"cluster": "prod"})
+    status, page = call(f"{local_api}/v1/backups?cluster=prod", headers=listing)
     assert status == 200 and [b["backup_id"] for b in page["backups"]] == [BACKUP_ID]
 
 
 def test_bad_signature_over_http_is_401_and_starts_nothing(local_api: str, aws_resources: dict[str, str]) -> None:
     body = BODY.encode()
-    headers = {"Content-Type": "application/json", "Lifeboat-Signature": sign("not-the-secret", body, time.time())}
+    headers = _signed(body, secret="not-the-secret")
     status, reply = call(f"{local_api}/v1/restores", data=body, headers=headers)
     assert status == 401 and reply["error"] == "Unauthorized"
     assert call(f"{local_api}/v1/backups?cluster=prod")[0] == 401
     assert queued(aws_resources) == []
 
 
-def _signed(body: bytes, *, t: float | None = None, key: str | None = None) -> dict[str, str]:
-    headers = {
-        "Content-Type": "application/json",
-        "Lifeboat-Signature": sign(SECRET, body, time.time() if t is None else t),
-    }
+def _signed(body: bytes, *, t: float | None = None, key: str | None = None, secret: str = SECRET) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
     if key is not None:
         headers["Idempotency-Key"] = key
-    return headers
+    return signed_headers(CLIENT_ID, secret, "POST", "/v1/restores", body, t=t, **headers)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,13 +12,13 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import services as services_module
-from chalicelib.api.signature import sign
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
+from tests.integration.api_helpers import add_client, signed_headers
 from tests.support.clocks import utc
 
-SECRET_ID = "lifeboat/webhook"
+CLIENT_ID = "policy-admin"
 SECRET = "policy-secret"
 EKS = {"type": "eks", "cluster_name": "prod", "region": "eu-central-1"}
 YAML = b"""policies:
@@ -34,11 +35,12 @@ YAML = b"""policies:
 def services(aws: None, bucket: str, table: str) -> Iterator[Services]:
     import boto3
 
-    boto3.client("secretsmanager", region_name=TEST_REGION).create_secret(Name=SECRET_ID, SecretString=SECRET)
+    sm = boto3.client("secretsmanager", region_name=TEST_REGION)
+    dynamodb = boto3.client("dynamodb", region_name=TEST_REGION)
+    add_client(dynamodb, sm, table, CLIENT_ID, {"policies": ["prod", "staging"]}, SECRET)
+    add_client(dynamodb, sm, table, "staging-only", {"policies": ["staging"]}, "staging-key")
     queue = boto3.client("sqs", region_name=TEST_REGION).create_queue(QueueName="lifeboat-backup-jobs")["QueueUrl"]
-    settings = Settings(
-        table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION, webhook_secret_id=SECRET_ID, backup_queue_url=queue
-    )
+    settings = Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION, backup_queue_url=queue)
     services = Services(settings)
     services.cluster_catalog().register("prod", EKS, kubernetes_version="v1.31.0", now=utc(2026, 1, 1))
     services_module.set_services(services)
@@ -56,12 +58,32 @@ def client(services: Services) -> Iterator[Client]:
         yield c
 
 
-def signed(body: bytes, content_type: str = "application/json") -> dict[str, str]:
-    return {"Content-Type": content_type, "Lifeboat-Signature": sign(SECRET, body, time.time())}
+def signed(
+    body: bytes,
+    content_type: str = "application/json",
+    method: str = "PUT",
+    path: str = "/v1/policies",
+    *,
+    secret: str = SECRET,
+    client_id: str = CLIENT_ID,
+    t: float | None = None,
+) -> dict[str, str]:
+    # A distinct (signed) Idempotency-Key per request: the same request signed twice in one second would be a replay.
+    headers = {"Content-Type": content_type, "Idempotency-Key": uuid.uuid4().hex}
+    return signed_headers(client_id, secret, method, path, body, t=t, **headers)
 
 
-def put(client: Client, body: bytes = YAML) -> Any:
-    return client.http.put("/v1/policies", headers=signed(body, "application/x-yaml"), body=body)
+def put(client: Client, body: bytes = YAML, **kwargs: Any) -> Any:
+    return client.http.put("/v1/policies", headers=signed(body, "application/x-yaml", **kwargs), body=body)
+
+
+def get(client: Client, path: str, **kwargs: Any) -> Any:
+    return client.http.get(path, headers=signed(b"", method="GET", path=path, **kwargs))
+
+
+def delete(client: Client, name: str, body: bytes, **kwargs: Any) -> Any:
+    path = f"/v1/policies/{name}"
+    return client.http.delete(path, headers=signed(body, method="DELETE", path=path, **kwargs), body=body)
 
 
 def test_apply_list_get_delete(client: Client) -> None:
@@ -73,40 +95,41 @@ def test_apply_list_get_delete(client: Client) -> None:
         "change": "created",
         "next_run_at": response.json_body["applied"][0]["next_run_at"],
     }
-    listed = client.http.get("/v1/policies", headers=signed(b"")).json_body["policies"]
+    listed = get(client, "/v1/policies").json_body["policies"]
     assert [p["name"] for p in listed] == ["shop-nightly"] and listed[0]["retention"]["keep_daily"] == 7
-    one = client.http.get("/v1/policies/shop-nightly", headers=signed(b""))
+    one = get(client, "/v1/policies/shop-nightly")
     assert one.status_code == 200 and one.json_body["recent_runs"] == [] and one.json_body["next_run_at"]
     assert put(client).json_body["applied"][0]["change"] == "unchanged"
     body = json.dumps({"name": "shop-nightly"}).encode()
-    deleted = client.http.delete("/v1/policies/shop-nightly", headers=signed(body), body=body)
+    deleted = delete(client, "shop-nightly", body)
     assert deleted.status_code == 200 and deleted.json_body == {"deleted": "shop-nightly", "cluster": "prod"}
-    assert client.http.get("/v1/policies/shop-nightly", headers=signed(b"")).status_code == 404
+    assert get(client, "/v1/policies/shop-nightly").status_code == 404
 
 
 def test_json_bodies_are_accepted_too(client: Client) -> None:
     import yaml
 
     body = json.dumps(yaml.safe_load(YAML)).encode()
-    response = client.http.post("/v1/policies", headers=signed(body), body=body)
+    response = client.http.post("/v1/policies", headers=signed(body, method="POST"), body=body)
     assert response.status_code == 200 and response.json_body["applied"][0]["change"] == "created"
 
 
 @pytest.mark.parametrize(
     "headers",
     [
-        {"Content-Type": "application/x-yaml"},
-        {"Content-Type": "application/x-yaml", "Lifeboat-Signature": sign("wrong", YAML, time.time())},
-        {"Content-Type": "application/x-yaml", "Lifeboat-Signature": sign(SECRET, b"other body", time.time())},
-        {"Content-Type": "application/x-yaml", "Lifeboat-Signature": sign(SECRET, YAML, time.time() - 3600)},
+        lambda: {"Content-Type": "application/x-yaml"},
+        lambda: signed(YAML, "application/x-yaml", secret="wrong"),
+        lambda: signed(b"other body", "application/x-yaml"),
+        lambda: signed(YAML, "application/x-yaml", t=time.time() - 3600),
+        lambda: signed(YAML, "application/x-yaml", method="POST"),
     ],
-    ids=["unsigned", "wrong-secret", "other-body", "replayed"],
+    ids=["unsigned", "wrong-secret", "other-body", "replayed", "other-method"],
 )
-def test_writes_need_a_valid_signature_over_the_body(client: Client, headers: dict[str, str]) -> None:
-    response = client.http.put("/v1/policies", headers=headers, body=YAML)
+def test_writes_need_a_valid_signature_over_the_body(client: Client, headers: Any) -> None:
+    response = client.http.put("/v1/policies", headers=headers(), body=YAML)
     assert response.status_code == 401
     assert response.json_body == {"error": "Unauthorized", "message": "invalid or missing signature"}
-    assert client.http.get("/v1/policies", headers=signed(b"")).json_body["policies"] == []
+    assert get(client, "/v1/policies").json_body["policies"] == []
 
 
 def test_reads_need_a_signature_too(client: Client) -> None:
@@ -117,11 +140,11 @@ def test_reads_need_a_signature_too(client: Client) -> None:
 def test_a_signed_delete_must_name_the_policy_it_deletes(client: Client) -> None:
     put(client)
     other = json.dumps({"name": "some-other-policy"}).encode()
-    response = client.http.delete("/v1/policies/shop-nightly", headers=signed(other), body=other)
+    response = delete(client, "shop-nightly", other)
     assert response.status_code == 400 and "must name the policy" in response.json_body["message"]
-    empty = client.http.delete("/v1/policies/shop-nightly", headers=signed(b""), body=b"")
+    empty = delete(client, "shop-nightly", b"")
     assert empty.status_code == 400
-    assert client.http.get("/v1/policies/shop-nightly", headers=signed(b"")).status_code == 200
+    assert get(client, "/v1/policies/shop-nightly").status_code == 200
 
 
 def test_an_invalid_file_lists_every_problem(client: Client) -> None:
@@ -157,3 +180,25 @@ def test_scheduled_handlers(client: Client, services: Services, capsys: Any) -> 
     maintenance = client.lambda_.invoke("maintenance", client.events.generate_cw_event("", "", {}, []))
     # No backup has created the repository yet: nothing to collect.
     assert maintenance.payload["status"] == "done" and maintenance.payload["message"] == "no repository yet"
+
+
+# -- grants ---------------------------------------------------------------------------------------------------------
+
+
+def test_policies_of_clusters_outside_the_grant_are_invisible_and_untouchable(
+    client: Client, services: Services
+) -> None:
+    services.cluster_catalog().register("staging", EKS, kubernetes_version=None, now=utc(2026, 1, 1))
+    assert put(client).status_code == 200  # shop-nightly on prod
+    staging = YAML.replace(b"cluster: prod", b"cluster: staging").replace(b"shop-nightly", b"staging-nightly")
+    assert put(client, staging, secret="staging-key", client_id="staging-only").status_code == 200
+    mine = {"secret": "staging-key", "client_id": "staging-only"}
+    assert [p["name"] for p in get(client, "/v1/policies", **mine).json_body["policies"]] == ["staging-nightly"]
+    assert get(client, "/v1/policies/shop-nightly", **mine).status_code == 404
+    body = json.dumps({"name": "shop-nightly"}).encode()
+    assert delete(client, "shop-nightly", body, **mine).status_code == 404
+    refused = put(client, YAML.replace(b"keep_last: 3", b"keep_last: 1"), **mine)
+    assert refused.status_code == 403 and refused.json_body["error"] == "Forbidden"
+    both = staging + YAML.split(b"policies:\n", 1)[1]
+    assert put(client, both, **mine).status_code == 403  # one cluster outside the grant refuses the whole file
+    assert get(client, "/v1/policies/shop-nightly").json_body["retention"]["keep_last"] == 3

@@ -141,7 +141,7 @@ def test_new_objects_notify_the_replication_queue(template: dict[str, Any]) -> N
     assert target["Queue"] == {"Fn::GetAtt": ["ReplicationQueue", "Arn"]}
     policy = template["Resources"]["ReplicationQueuePolicy"]
     assert policy["Properties"]["Queues"] == [{"Ref": "ReplicationQueue"}]
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    (statement,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
     # The queue policy names the bucket by ARN built from the same name formula the bucket uses.
     bucket_name = template["Resources"]["Bucket"]["Properties"]["BucketName"]["Fn::Sub"]
@@ -286,3 +286,18 @@ def test_both_roles_deploy(aws: None, primary_region: str, replica_region: str) 
     assert set(replica) == {"BucketName", "BucketArn", "KeyArn", "KeyAlias"}
     assert boto3.client("dynamodb", region_name=replica_region).list_tables()["TableNames"] == []
     assert boto3.client("sqs", region_name=replica_region).list_queues().get("QueueUrls", []) == []
+
+
+def test_every_queue_denies_plain_http(template: dict[str, Any]) -> None:
+    denied: set[str] = set()
+    for policy in resources(template, "AWS::SQS::QueuePolicy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] != "Deny":
+                continue
+            assert statement["Principal"] == "*" and statement["Action"] == "sqs:*"
+            assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            resources_ = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            arns = {r["Fn::GetAtt"][0] for r in resources_}
+            assert {q["Ref"] for q in policy["Properties"]["Queues"]} == arns
+            denied |= arns
+    assert denied == set(resources(template, "AWS::SQS::Queue"))

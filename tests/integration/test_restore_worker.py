@@ -301,3 +301,40 @@ def test_malformed_messages_are_dropped(catalog: RestoreCatalog, body: str) -> N
             return Recorder()
 
     assert worker_module.handle_restore_message(NoServices(), body)["status"] == "rejected"
+
+
+def test_the_worker_connects_to_the_target_by_its_registered_name_only(
+    catalog: RestoreCatalog, kube_client: KubeClient, namespace: str
+) -> None:
+    # A record carrying an auth block (as jobs did before) cannot choose the credentials: the worker passes the
+    # name, and the API's worker resolves it in the cluster registry (Services.connect_registered).
+    backup = backup_of(objects(namespace))
+    record, recorder = job(catalog, dry_run=True), Recorder()
+    seen: list[Any] = []
+
+    def connect(target: Any) -> KubeClient:
+        seen.append(target)
+        return kube_client
+
+    worker = RestoreWorker(catalog, backup.reader, connect, RestoreService, recorder, recorder)
+    assert worker.handle(record.restore_id)["status"] == "Completed"
+    assert seen == ["dr"]
+
+
+def test_a_target_unregistered_since_the_request_fails_the_job_saying_so(
+    catalog: RestoreCatalog, namespace: str
+) -> None:
+    from chalicelib.catalog.errors import RecordNotFound
+
+    backup = backup_of(objects(namespace))
+    record, recorder = job(catalog), Recorder()
+
+    def connect(target: str) -> Any:
+        raise RecordNotFound(f"cluster {target!r} is not registered (lifeboat clusters add {target} ...)")
+
+    outcome = RestoreWorker(catalog, backup.reader, connect, RestoreService, recorder, recorder).handle(
+        record.restore_id
+    )
+    final = catalog.get(record.restore_id)
+    assert outcome["status"] == "Failed" and final.state == RestoreState.FAILED
+    assert "'dr' is not registered" in (final.failure or "")

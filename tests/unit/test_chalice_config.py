@@ -235,8 +235,11 @@ def test_policy_covers_the_stage_resources(config: dict[str, Any], stage: str) -
 
     (keys,) = [s for s in statements(config, stage) if "kms:GenerateDataKey" in as_list(s["Action"])]
     assert keys["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"] == [env["LIFEBOAT_KMS_KEY_ID"]]
+    # Every API client's key is a secret of its own under the API client prefix (chalicelib/api/client_secrets.py).
+    from chalicelib.api.client_secrets import secret_id_for
+
     assert any(
-        fnmatchcase(f"arn:aws:secretsmanager:{region}:{account}:secret:{env['LIFEBOAT_WEBHOOK_SECRET_ID']}-AbCdEf", r)
+        fnmatchcase(f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id_for('ci')}-AbCdEf", r)
         for r in resources_for(config, stage, "secretsmanager:GetSecretValue")
     )
 
@@ -252,3 +255,28 @@ def test_policy_actions_exist(config: dict[str, Any], stage: str) -> None:
         "Resources": {"Policy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": document}}},
     }
     assert [str(m) for m in lint(json.dumps(wrapper), config=ManualArgs(regions=["us-east-1"]))] == []
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_logs_at_debug(config: dict[str, Any], stage: str) -> None:
+    # DEBUG logs request details (boto3 and powertools log bodies at that level); no deployed stage runs with it.
+    assert config["stages"][stage]["environment_variables"]["LOG_LEVEL"] in ("INFO", "WARNING", "ERROR")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_names_a_secret_nothing_creates(config: dict[str, Any], stage: str) -> None:
+    # A secret id in the environment must name a secret the template creates; API client keys are made by
+    # `lifeboat api-clients add` under their own prefix and are never configured per stage.
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load((ROOT / "infra" / "lifeboat.yaml").read_text(), Loader=Loader)
+    created = {
+        (r.get("Properties") or {}).get("Name")
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::SecretsManager::Secret"
+    }
+    env = config["stages"][stage]["environment_variables"]
+    named = {k: v for k, v in env.items() if k.endswith("_SECRET_ID")}
+    assert all(v in created for v in named.values()), named
