@@ -8,13 +8,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.catalog.errors import CatalogError, RecordNotFound, Throttled
+from chalicelib.catalog.errors import CatalogError, RecordNotFound
 from chalicelib.catalog.restore_records import MAX_PLAN_ITEMS, RestoreRecord, RestoreStateConflict
 from chalicelib.core.restore_jobs import TERMINAL, RestoreState, job_outcome
 from chalicelib.observability import logger
 from chalicelib.restore.checkpointer import Checkpointer, Heartbeat
-from chalicelib.restore.errors import LeaseLost, MessagingUnavailable, RetryLater
+from chalicelib.restore.errors import LeaseLost, RetryLater
 from chalicelib.restore.events import RESTORE_COMPLETED, RESTORE_FAILED
+from chalicelib.retry import describe, is_transient
 
 # A Running job whose heartbeat is older than this lost its worker (crash, timeout): a redelivery takes it over.
 HEARTBEAT_STALE = timedelta(minutes=5)
@@ -99,12 +100,12 @@ class RestoreWorker:
         except RetryLater:
             raise
         except Exception as exc:
-            if _transient(exc) and record.retries < MAX_RETRIES:
+            if is_transient(exc) and record.retries < MAX_RETRIES:
                 # Let SQS redeliver; the next worker may claim at once and resumes from the done markers.
                 self._release(record, failed_attempt=True)
                 raise RetryLater(f"restore {record.restore_id}: attempt {record.attempts} failed: {exc}") from exc
             logger().exception("restore failed", extra={"restore_id": record.restore_id})
-            return self._finish(record, RestoreState.FAILED, failure=_failure_text(exc))
+            return self._finish(record, RestoreState.FAILED, failure=describe(exc))
 
     def _run(
         self, record: RestoreRecord, engine: Any, manifest: Any, options: Any, heartbeat: Heartbeat
@@ -232,26 +233,3 @@ def event_detail(record: RestoreRecord) -> dict[str, Any]:
         "started_at": record.started_at,
         "finished_at": record.finished_at,
     }
-
-
-def _transient(exc: Exception) -> bool:
-    """Errors a later attempt may not meet: throttling, a dependency down, an API server that is unreachable."""
-    from chalicelib.kube.errors import ServerError, TooManyRequests, Unreachable
-    from chalicelib.repository.errors import StorageError
-    from chalicelib.restore import ClusterUnavailable
-
-    transient = (Throttled, MessagingUnavailable, ServerError, TooManyRequests, Unreachable, ClusterUnavailable)
-    if isinstance(exc, transient):
-        return True
-    # A storage error other than a missing object (S3 throttling, a network error); a missing manifest is final.
-    from chalicelib.repository.errors import AccessDenied, ObjectNotFound
-
-    return isinstance(exc, StorageError) and not isinstance(exc, ObjectNotFound | AccessDenied)
-
-
-def _failure_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    cause = exc.__cause__
-    if cause is not None and str(cause) not in text:
-        text += f" (caused by {type(cause).__name__}: {cause})"
-    return text[:2048]
