@@ -92,6 +92,10 @@ def _run_job(service: BackupService, job: BackupJob) -> dict[str, Any]:
     log.set_correlation_id(record.backup_id)
     if not outcome.created and record.state in ("Completed", "PartiallyFailed", "Failed"):
         log.info("duplicate delivery of a finished job", extra={"backup_id": record.backup_id, "state": record.state})
+    elif record.state == "Running" and (record.extra.get("retry") or {}).get("pending"):
+        retry = record.extra["retry"]
+        log.warning("backup attempt failed; retrying", extra={"backup_id": record.backup_id, **retry})
+        return {"status": "retrying", "backup_id": record.backup_id, "attempt": retry["attempt"]}
     elif record.state == "Running":
         what = "backup sharded; shards continue in other invocations" if outcome.created else "backup still running"
         log.info(what, extra={"backup_id": record.backup_id})
