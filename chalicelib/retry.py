@@ -7,7 +7,15 @@ RETRY_DELAY_S = 10  # times the attempt number: the delay of the message that re
 
 
 class RetryLater(Exception):
-    """The work cannot be done now (a transient failure, or another worker owns it): the queue delivers it again."""
+    """The work cannot be done now (a transient failure, or another worker owns it): the queue delivers it again.
+
+    With ``delay_s`` the work was released and the message handler sends it again after that delay (acknowledging
+    the message it handles); without, the message goes back to the queue for its visibility timeout.
+    """
+
+    def __init__(self, message: str, *, delay_s: int | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
 
 
 class Transient(Exception):

@@ -15,7 +15,7 @@ from chalicelib.observability import logger
 from chalicelib.restore.checkpointer import Checkpointer, Heartbeat
 from chalicelib.restore.errors import LeaseLost, RetryLater
 from chalicelib.restore.events import RESTORE_COMPLETED, RESTORE_FAILED
-from chalicelib.retry import describe, is_transient
+from chalicelib.retry import describe, is_transient, retry_delay_s
 
 # A Running job whose heartbeat is older than this lost its worker (crash, timeout): a redelivery takes it over.
 HEARTBEAT_STALE = timedelta(minutes=5)
@@ -103,7 +103,10 @@ class RestoreWorker:
             if is_transient(exc) and record.retries < MAX_RETRIES:
                 # Let SQS redeliver; the next worker may claim at once and resumes from the done markers.
                 self._release(record, failed_attempt=True)
-                raise RetryLater(f"restore {record.restore_id}: attempt {record.attempts} failed: {exc}") from exc
+                raise RetryLater(
+                    f"restore {record.restore_id}: attempt {record.attempts} failed: {exc}",
+                    delay_s=retry_delay_s(record.retries + 1),
+                ) from exc
             logger().exception("restore failed", extra={"restore_id": record.restore_id})
             return self._finish(record, RestoreState.FAILED, failure=describe(exc))
 
@@ -133,7 +136,8 @@ class RestoreWorker:
         if result.state == RestoreState.FAILED and not result.results and record.retries < MAX_RETRIES:
             # Nothing was attempted (the cluster did not answer discovery): worth another try later.
             self._release(record, failed_attempt=True)
-            raise RetryLater(f"restore {record.restore_id}: {result.message}")
+            delay = retry_delay_s(record.retries + 1)
+            raise RetryLater(f"restore {record.restore_id}: {result.message}", delay_s=delay)
         counts = self._catalog.get(record.restore_id).counts
         applied = counts.get("created", 0) + counts.get("updated", 0)
         state = job_outcome(result.state, applied=applied, failed=counts.get("failed", 0))
@@ -174,7 +178,8 @@ def handle_restore_message(
 ) -> dict[str, Any]:
     """Run the restore job one queue message names; a malformed message is logged and dropped.
 
-    RetryLater propagates so that SQS redelivers the message (and, after its receive limit, moves it to the DLQ).
+    A job released after a transient failure is sent again with a delay, and this message is acknowledged: the
+    retry does not wait for the queue's visibility timeout. If that send fails, the error returns the message.
     """
     try:
         data = body if isinstance(body, Mapping) else json.loads(body)
@@ -198,6 +203,12 @@ def handle_restore_message(
     )
     try:
         return worker.handle(restore_id)
+    except RetryLater as exc:
+        if exc.delay_s is None:
+            raise
+        services.restore_queue().send(restore_id, delay_s=exc.delay_s)
+        logger().warning("restore attempt failed; retrying", extra={"error": str(exc), "delay_s": exc.delay_s})
+        return {"status": "retrying", "restore_id": restore_id, "delay_s": exc.delay_s}
     except (RecordNotFound, ValueError) as exc:
         logger().error("restore message names no restore job", extra={"restore_id": restore_id})
         return {"status": "rejected", "error": str(exc)}
