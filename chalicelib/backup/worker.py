@@ -23,6 +23,19 @@ def handle_message(
     A malformed message is logged and dropped. ``RetryLater`` (a shard owned by a live worker) and unexpected
     errors propagate, so the queue delivers the message again; every step is idempotent.
     """
+    try:
+        return _handle(service, payload, remaining_ms)
+    finally:
+        # A warm Lambda handles the next message with the same logger: this one's keys must not leak into it.
+        logger().remove_keys(list(_KEYS))
+
+
+_KEYS = ("job_id", "cluster", "backup_id")
+
+
+def _handle(
+    service: BackupService, payload: str | bytes | dict[str, Any], remaining_ms: Callable[[], int] | None
+) -> dict[str, Any]:
     log = logger()
     try:
         message = parse_message(payload if isinstance(payload, dict) else orjson.loads(payload))
@@ -31,7 +44,7 @@ def handle_message(
         return {"status": "rejected", "error": str(exc)}
     if isinstance(message, BackupJob):
         return _run_job(service, message)
-    log.append_keys(cluster=message.cluster.name)
+    log.append_keys(cluster=message.cluster.name, backup_id=message.backup_id)
     log.set_correlation_id(message.backup_id)
     if isinstance(message, ShardMessage):
         result = service.run_shard(message, remaining_ms=remaining_ms)
@@ -81,7 +94,10 @@ def handle_job(service: BackupService, payload: str | bytes | dict[str, Any]) ->
     except (InvalidJob, orjson.JSONDecodeError) as exc:
         log.error("rejected malformed backup job", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
-    return _run_job(service, job)
+    try:
+        return _run_job(service, job)
+    finally:
+        log.remove_keys(list(_KEYS))
 
 
 def _run_job(service: BackupService, job: BackupJob) -> dict[str, Any]:
@@ -89,6 +105,7 @@ def _run_job(service: BackupService, job: BackupJob) -> dict[str, Any]:
     log.append_keys(job_id=job.job_id, cluster=job.cluster.name)
     outcome = service.run(job)
     record = outcome.record
+    log.append_keys(backup_id=record.backup_id)
     log.set_correlation_id(record.backup_id)
     if not outcome.created and record.state in ("Completed", "PartiallyFailed", "Failed"):
         log.info("duplicate delivery of a finished job", extra={"backup_id": record.backup_id, "state": record.state})

@@ -63,6 +63,15 @@ class RestoreWorker:
     def handle(self, restore_id: str) -> dict[str, Any]:
         log = logger()
         log.set_correlation_id(restore_id)
+        log.append_keys(restore_id=restore_id)
+        try:
+            return self._handle(restore_id)
+        finally:
+            # A warm Lambda handles the next message with the same logger: this job's key must not leak into it.
+            log.remove_keys(["restore_id"])
+
+    def _handle(self, restore_id: str) -> dict[str, Any]:
+        log = logger()
         record, claimed = self._catalog.claim(restore_id, self._worker, self._clock(), stale_after=HEARTBEAT_STALE)
         if not claimed:
             if record.state in TERMINAL and record.event_sent_at is None:
