@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from chalicelib.backup.service import BackupService
+from chalicelib.backup.service import BackupOutcome
 from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
+from chalicelib.core.models import BackupRecord
 from chalicelib.observability import logger, publish_backup_metrics
+
+
+class BackupService(Protocol):
+    """What the entry points need of ``backup.service.BackupService`` (or of the lease-holding wrapper around it)."""
+
+    def run(self, job: BackupJob, /) -> BackupOutcome: ...
+
+    def run_shard(self, msg: ShardMessage, /, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]: ...
+
+    def commit(self, msg: CommitMessage, /) -> tuple[BackupRecord | None, str]: ...
+
+    def record(self, cluster: str, backup_id: str, /) -> BackupRecord: ...
 
 
 def handle_message(
