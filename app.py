@@ -43,6 +43,12 @@ def _request() -> Request:
     return request
 
 
+def _body(request: Request) -> bytes:
+    """The raw body bytes, which the signature covers."""
+    body = request.raw_body
+    return body if isinstance(body, bytes) else body.encode()
+
+
 def _respond(reply: Any) -> Response:
     return Response(body=reply.body, status_code=reply.status, headers=reply.headers)
 
@@ -53,7 +59,7 @@ def create_restore() -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    return _respond(get_services().restore_api().submit(request.raw_body, request.headers))
+    return _respond(get_services().restore_api().submit(_body(request), request.headers))
 
 
 @app.route("/v1/restores/{restore_id}", methods=["GET"])
@@ -152,7 +158,7 @@ def apply_policies() -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    return _respond(get_services().policy_api().apply(request.raw_body, request.headers, request.method))
+    return _respond(get_services().policy_api().apply(_body(request), request.headers, request.method))
 
 
 @app.route("/v1/policies/{name}", methods=["GET"])
@@ -168,4 +174,4 @@ def delete_policy(name: str) -> Response:
     from chalicelib.services import get_services
 
     request = _request()
-    return _respond(get_services().policy_api().delete(name, request.raw_body, request.headers))
+    return _respond(get_services().policy_api().delete(name, _body(request), request.headers))

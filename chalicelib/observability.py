@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import logging
 from functools import cache
 from typing import Any
 
-SERVICE = "lifeboat"
-NAMESPACE = "Lifeboat"
+from chalicelib.settings import powertools_names
 
 
 @cache
 def logger() -> Any:
     from aws_lambda_powertools import Logger
 
-    return Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+    service, _ = powertools_names()
+    return Logger(service=service)
+
+
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a record is written (tests and embedding programs replace it)."""
+
+    def write(self, text: str) -> int:
+        import sys
+
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        import sys
+
+        sys.stderr.flush()
+
+
+def log_to_stderr() -> None:
+    """Send the structured logs to stderr: a command's stdout is its output (``--output json`` must parse)."""
+    handler = logger().registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        # Not setStream: it flushes the old stream, which an embedding program (a test) may have closed.
+        with handler.lock or contextlib.nullcontext():
+            handler.stream = _Stderr()
 
 
 @cache
 def metrics() -> Any:
     from aws_lambda_powertools import Metrics
 
-    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-                   service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
+    service, namespace = powertools_names()
+    return Metrics(namespace=namespace, service=service)
 
 
 def publish_backup_metrics(record: Any) -> None:

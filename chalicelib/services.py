@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from chalicelib.core.jobs import ClusterRef, InvalidJob
+from chalicelib.core.jobs import ClusterRef
 from chalicelib.settings import Settings
+
+if TYPE_CHECKING:
+    # Types only: the modules themselves are imported by the accessor that builds them, so a cold start stays lazy.
+    from botocore.client import BaseClient
+
+    from chalicelib.api.backups import BackupApi
+    from chalicelib.api.clients import ApiClientService
+    from chalicelib.api.policies import PolicyApi
+    from chalicelib.api.restores import RestoreApi
+    from chalicelib.api.signature import SignatureVerifier
+    from chalicelib.backup.queue import BackupWorkQueue
+    from chalicelib.backup.sharded.context import Sharding, ShardingOptions
+    from chalicelib.catalog import BackupCatalog
+    from chalicelib.catalog.clusters import ClusterCatalog
+    from chalicelib.catalog.policies import PolicyCatalog
+    from chalicelib.catalog.restores import RestoreCatalog
+    from chalicelib.kube import KubeClient
+    from chalicelib.maintenance.leased_backup import LeasedBackupService
+    from chalicelib.maintenance.lock import RepositoryLock
+    from chalicelib.maintenance.retention import RetentionService
+    from chalicelib.maintenance.service import MaintenanceService
+    from chalicelib.replication import Reconciler, ReplicaBuckets, Replicator
+    from chalicelib.repository import Repository, S3ObjectStore
+    from chalicelib.restore.events import EventPublisher
+    from chalicelib.restore.queue import RestoreQueue
+    from chalicelib.scheduling.clusters import ClusterService
+    from chalicelib.scheduling.dispatcher import Dispatcher
+    from chalicelib.scheduling.policies import PolicyService
+    from chalicelib.scheduling.status import StatusService
+
+T = TypeVar("T")
 
 
 class Services:
@@ -14,11 +46,21 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str], BaseClient] = {}
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def _cached(self, name: str, build: Callable[[], T]) -> T:
+        """The one ``name`` built by ``build`` for this process (the one caching style of this module)."""
+        # Built outside the lock: building asks for clients, which take the same (non-reentrant) lock.
+        if name not in self._cache:
+            value = build()
+            with self._lock:
+                self._cache.setdefault(name, value)
+        result: T = self._cache[name]
+        return result
+
+    def client(self, service: str, region: str | None = None) -> BaseClient:
         region = region or self.settings.region
         key = (service, region)
         with self._lock:
@@ -32,14 +74,15 @@ class Services:
                 )
             return self._clients[key]
 
-    def catalog(self) -> Any:
-        if "catalog" not in self._cache:
+    def catalog(self) -> BackupCatalog:
+        def build() -> BackupCatalog:
             from chalicelib.catalog import BackupCatalog
 
-            self._cache["catalog"] = BackupCatalog(self.client("dynamodb"), self.settings.table)
-        return self._cache["catalog"]
+            return BackupCatalog(self.client("dynamodb"), self.settings.table)
 
-    def store(self, *, replica: bool = False) -> Any:
+        return self._cached("catalog", build)
+
+    def store(self, *, replica: bool = False) -> S3ObjectStore:
         from chalicelib.repository import S3ObjectStore
 
         if replica:
@@ -58,14 +101,14 @@ class Services:
             kms_key_id=self.settings.kms_key_id,
         )
 
-    def repository(self, *, create: bool = False, replica: bool = False) -> Any:
+    def repository(self, *, create: bool = False, replica: bool = False) -> Repository:
         from chalicelib.repository import Repository
 
         return Repository.open(self.store(replica=replica), create=create)
 
     # -- cross-region replication ---------------------------------------------------------------------------------
 
-    def replica_buckets(self) -> Any:
+    def replica_buckets(self) -> ReplicaBuckets:
         from chalicelib.replication import NotConfigured, ReplicaBuckets
 
         s = self.settings
@@ -80,7 +123,7 @@ class Services:
             kms_key_id=s.replica_kms_key_id,
         )
 
-    def replicator(self) -> Any:
+    def replicator(self) -> Replicator:
         """A fresh replicator per invocation: it caches the primary index, which later backups extend."""
         from chalicelib.replication import Replicator
         from chalicelib.repository import RepositoryReader
@@ -92,40 +135,33 @@ class Services:
             catalog=self.catalog(),
         )
 
-    def replication_reconciler(self) -> Any:
+    def replication_reconciler(self) -> Reconciler:
         from datetime import UTC, datetime
 
         from chalicelib.replication import Reconciler
 
         return Reconciler(self.replicator(), self.catalog(), clock=lambda: datetime.now(UTC))
 
-    def connect(self, ref: ClusterRef) -> Any:
-        """A Kubernetes client for ``ref``, authenticated as its auth block says."""
+    def connect(self, ref: ClusterRef) -> KubeClient:
+        """A Kubernetes client for ``ref``, authenticated as its auth block says (``kube.connect``)."""
         from chalicelib.kube import KubeClient
-        from chalicelib.kube.auth import credentials_from_secret, eks_credentials, load_kubeconfig
+        from chalicelib.kube.connect import credentials_for
 
-        auth = ref.auth
-        kind = auth.get("type")
-        if kind == "kubeconfig":
-            creds = load_kubeconfig(auth["kubeconfig"], context=auth.get("context"))
-        elif kind in ("kubeconfig_secret", "token_secret"):
-            creds = credentials_from_secret(
-                self.client("secretsmanager"), auth["secret_id"], context=auth.get("context")
-            )
-        elif kind == "eks":
-            region = auth.get("region") or self.settings.region
-            creds = eks_credentials(self.client("eks", region), self.client("sts", region), auth["cluster_name"])
-        else:
-            raise InvalidJob(f"cluster {ref.name!r}: unsupported auth type {kind!r}")
-        return KubeClient(creds)
+        return KubeClient(credentials_for(ref, self))
 
-    def connect_registered(self, name: str) -> Any:
+    def connect_registered(self, name: str) -> KubeClient:
         """A Kubernetes client for the registered cluster ``name``, with the credentials its registration names
         (RecordNotFound when it is not registered): what the API's restores use, never auth from a request."""
         record = self.cluster_catalog().get(name)
         return self.connect(ClusterRef(name, dict(record.auth or {})))
 
-    def backup_service(self, *, queue: Any = None, sharding_options: Any = None, **options: Any) -> Any:
+    def backup_service(
+        self,
+        *,
+        queue: BackupWorkQueue | None = None,
+        sharding_options: ShardingOptions | None = None,
+        **options: Any,
+    ) -> LeasedBackupService:
         """``queue`` (anything with ``send``/``send_many``) replaces the backup-jobs queue, e.g. in tests."""
         from chalicelib.backup import BackupService
         from chalicelib.maintenance.leased_backup import LeasedBackupService
@@ -140,7 +176,9 @@ class Services:
         # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
         return LeasedBackupService(service, self.repository_lock())
 
-    def sharding(self, *, queue: Any = None, options: Any = None, **service_options: Any) -> Any:
+    def sharding(
+        self, *, queue: BackupWorkQueue | None = None, options: ShardingOptions | None = None, **service_options: Any
+    ) -> Sharding | None:
         """What sharded backups need, or None without a backup queue. Keep one per process: it caches each backup's
         plan, index and cluster client between that backup's shards (a warm Lambda handles many)."""
         if queue is None and not self.settings.backup_queue_url:
@@ -166,44 +204,37 @@ class Services:
 
     # -- restores: the job catalog, its queue and events ---------------------------------------------------------
 
-    def restore_catalog(self) -> Any:
-        if "restore_catalog" not in self._cache:
+    def restore_catalog(self) -> RestoreCatalog:
+        def build() -> RestoreCatalog:
             from chalicelib.catalog.restores import RestoreCatalog
 
-            self._cache["restore_catalog"] = RestoreCatalog(self.client("dynamodb"), self.settings.table)
-        return self._cache["restore_catalog"]
+            return RestoreCatalog(self.client("dynamodb"), self.settings.table)
 
-    def restore_queue(self) -> Any:
+        return self._cached("restore_catalog", build)
+
+    def restore_queue(self) -> RestoreQueue:
         from chalicelib.restore.queue import RestoreQueue
 
         return RestoreQueue(self.client("sqs"), self.settings.restore_queue_url)
 
-    def restore_events(self) -> Any:
+    def restore_events(self) -> EventPublisher:
         from chalicelib.restore.events import EventPublisher
 
         return EventPublisher(self.client("events"))
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
 
-    def _cached(self, name: str, build: Any) -> Any:
-        # Built outside the lock: building asks for clients, which take the same (non-reentrant) lock.
-        if name not in self._cache:
-            value = build()
-            with self._lock:
-                self._cache.setdefault(name, value)
-        return self._cache[name]
-
-    def policy_catalog(self) -> Any:
+    def policy_catalog(self) -> PolicyCatalog:
         from chalicelib.catalog.policies import PolicyCatalog
 
         return PolicyCatalog(self.client("dynamodb"), self.settings.table)
 
-    def cluster_catalog(self) -> Any:
+    def cluster_catalog(self) -> ClusterCatalog:
         from chalicelib.catalog.clusters import ClusterCatalog
 
         return ClusterCatalog(self.client("dynamodb"), self.settings.table)
 
-    def repository_lock(self) -> Any:
+    def repository_lock(self) -> RepositoryLock:
         """Leases on the primary repository; the scope names bucket and prefix, as the repository is shared."""
         from chalicelib.catalog.leases import LeaseCatalog
         from chalicelib.maintenance.lock import RepositoryLock
@@ -211,7 +242,7 @@ class Services:
         scope = f"s3://{self.settings.bucket}/{self.settings.repository_prefix}"
         return RepositoryLock(LeaseCatalog(self.client("dynamodb"), self.settings.table), scope)
 
-    def dispatcher(self) -> Any:
+    def dispatcher(self) -> Dispatcher:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
 
@@ -220,27 +251,27 @@ class Services:
             self.policy_catalog(), self.catalog(), self.cluster_catalog(), queue, lock=self.repository_lock()
         )
 
-    def policy_service(self) -> Any:
+    def policy_service(self) -> PolicyService:
         from chalicelib.scheduling.policies import PolicyService
 
         return PolicyService(self.policy_catalog(), self.cluster_catalog())
 
-    def cluster_service(self) -> Any:
+    def cluster_service(self) -> ClusterService:
         from chalicelib.scheduling.clusters import ClusterService
 
         return ClusterService(self.cluster_catalog(), self.connect)
 
-    def status_service(self) -> Any:
+    def status_service(self) -> StatusService:
         from chalicelib.scheduling.status import StatusService
 
         return StatusService(self.policy_catalog(), self.catalog())
 
-    def retention_service(self) -> Any:
+    def retention_service(self) -> RetentionService:
         from chalicelib.maintenance.retention import RetentionService
 
         return RetentionService(self.policy_catalog(), self.catalog())
 
-    def maintenance_service(self, **options: Any) -> Any:
+    def maintenance_service(self, **options: Any) -> MaintenanceService:
         from chalicelib.maintenance.service import MaintenanceService
 
         return MaintenanceService(
@@ -249,10 +280,10 @@ class Services:
 
     # -- the signed HTTP API -------------------------------------------------------------------------------------
 
-    def signature_verifier(self) -> Any:
+    def signature_verifier(self) -> SignatureVerifier:
         """Cached, and shared by every route: the client key cache must outlive one request."""
 
-        def build() -> Any:
+        def build() -> SignatureVerifier:
             from chalicelib.api.client_secrets import ClientSecretStore
             from chalicelib.api.clients import CatalogKeySource
             from chalicelib.api.signature import SignatureVerifier
@@ -266,7 +297,7 @@ class Services:
 
         return self._cached("signature_verifier", build)
 
-    def api_client_service(self) -> Any:
+    def api_client_service(self) -> ApiClientService:
         from chalicelib.api.client_secrets import ClientSecretStore
         from chalicelib.api.clients import ApiClientService
         from chalicelib.catalog.api_clients import ApiClientCatalog
@@ -274,10 +305,10 @@ class Services:
         catalog = ApiClientCatalog(self.client("dynamodb"), self.settings.table)
         return ApiClientService(catalog, ClientSecretStore(self.client("secretsmanager")))
 
-    def restore_api(self) -> Any:
+    def restore_api(self) -> RestoreApi:
         """Cached, like the verifier it holds."""
 
-        def build() -> Any:
+        def build() -> RestoreApi:
             from chalicelib.api.restores import RestoreApi
 
             return RestoreApi(
@@ -290,12 +321,12 @@ class Services:
 
         return self._cached("restore_api", build)
 
-    def backup_api(self) -> Any:
+    def backup_api(self) -> BackupApi:
         from chalicelib.api.backups import BackupApi
 
         return BackupApi(self.signature_verifier(), self.catalog())
 
-    def policy_api(self) -> Any:
+    def policy_api(self) -> PolicyApi:
         from chalicelib.api.policies import PolicyApi
 
         return PolicyApi(self.signature_verifier(), self.policy_service())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from chalicelib.retry import RetryLater as RetryLater
+
 
 class BackupError(Exception):
     """A backup could not be taken."""
@@ -9,10 +11,6 @@ class BackupError(Exception):
 
 class ClusterUnavailable(BackupError):
     """The cluster could not be reached or refused our credentials."""
-
-
-class RetryLater(BackupError):
-    """The message cannot be handled now (its shard is owned by a live worker): let the queue deliver it again."""
 
 
 class QueueUnavailable(BackupError):

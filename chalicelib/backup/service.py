@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
+from chalicelib.retry import MAX_ATTEMPTS, describe, is_transient, retry_delay_s
 
 if TYPE_CHECKING:
     from chalicelib.backup.sharded.context import Sharding
@@ -77,19 +78,23 @@ class BackupService:
             parent=parent.backup_id if parent else None,
             now=now,
         )
-        if not created and not self._should_take_over(record):
+        retrying = not created and _retry_pending(record, job)
+        if not created and not retrying and not self._should_take_over(record):
             return BackupOutcome(record, created=False)
+        extra = {"retry": {**record.extra["retry"], "pending": False}} if retrying else None
         record = self._catalog.transition(
-            cluster, record.backup_id, BackupState.RUNNING, now=self._clock(), started_at=self._clock()
+            cluster, record.backup_id, BackupState.RUNNING, now=self._clock(), started_at=self._clock(), extra=extra
         )
         try:
             return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
         except Exception as exc:
+            if is_transient(exc) and job.attempt + 1 < MAX_ATTEMPTS and self._sharding is not None:
+                return BackupOutcome(self._retry(job, record, exc), created=created)
             # Whatever broke, the record says so (Failed is terminal, so a redelivery will not retry it; the next
             # scheduled run takes a fresh backup). Nothing was committed: the manifest is the last write.
-            failure = f"{type(exc).__name__}: {exc}"
-            if exc.__cause__ is not None and str(exc.__cause__) not in failure:
-                failure += f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})"
+            failure = describe(exc, limit=1 << 20)
+            if is_transient(exc) and job.attempt:
+                failure = f"failed after {job.attempt + 1} attempts: {failure}"
             record = self._catalog.transition(
                 cluster,
                 record.backup_id,
@@ -99,6 +104,18 @@ class BackupService:
                 failure=failure,
             )
             return BackupOutcome(record, created=created)
+
+    def _retry(self, job: BackupJob, record: BackupRecord, exc: Exception) -> BackupRecord:
+        """Record the failed attempt and send the job again, delayed, with its attempt counter; the message being
+        handled is then acknowledged, so the retry does not wait for the queue's visibility timeout."""
+        assert self._sharding is not None
+        attempt = job.attempt + 1
+        retry = {"attempt": attempt, "pending": True, "error": describe(exc)}
+        record = self._catalog.transition(
+            job.cluster.name, record.backup_id, BackupState.RUNNING, now=self._clock(), extra={"retry": retry}
+        )
+        self._sharding.queue.send(replace(job, attempt=attempt).to_dict(), delay_s=retry_delay_s(attempt))
+        return record
 
     def run_shard(self, msg: ShardMessage, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
         """Back up one shard of a sharded backup, or as much of it as the time left allows (then it continues)."""
@@ -297,3 +314,11 @@ class BackupService:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
             self._heartbeat_at = time.monotonic()
             self._catalog.heartbeat(cluster, backup_id, now=self._clock())
+
+
+def _retry_pending(record: BackupRecord, job: BackupJob) -> bool:
+    """Whether ``job`` is the message that retries ``record``'s failed attempt (not yet taken up by a worker)."""
+    retry = record.extra.get("retry") or {}
+    return record.state == BackupState.RUNNING and job.attempt > 0 and bool(retry.get("pending")) and (
+        retry.get("attempt") == job.attempt
+    )

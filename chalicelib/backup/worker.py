@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from chalicelib.backup.service import BackupService
+from chalicelib.backup.service import BackupOutcome
 from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
+from chalicelib.core.models import BackupRecord
 from chalicelib.observability import logger, publish_backup_metrics
+
+
+class BackupService(Protocol):
+    """What the entry points need of ``backup.service.BackupService`` (or of the lease-holding wrapper around it)."""
+
+    def run(self, job: BackupJob, /) -> BackupOutcome: ...
+
+    def run_shard(self, msg: ShardMessage, /, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]: ...
+
+    def commit(self, msg: CommitMessage, /) -> tuple[BackupRecord | None, str]: ...
+
+    def record(self, cluster: str, backup_id: str, /) -> BackupRecord: ...
 
 
 def handle_message(
@@ -23,6 +36,19 @@ def handle_message(
     A malformed message is logged and dropped. ``RetryLater`` (a shard owned by a live worker) and unexpected
     errors propagate, so the queue delivers the message again; every step is idempotent.
     """
+    try:
+        return _handle(service, payload, remaining_ms)
+    finally:
+        # A warm Lambda handles the next message with the same logger: this one's keys must not leak into it.
+        logger().remove_keys(list(_KEYS))
+
+
+_KEYS = ("job_id", "cluster", "backup_id")
+
+
+def _handle(
+    service: BackupService, payload: str | bytes | dict[str, Any], remaining_ms: Callable[[], int] | None
+) -> dict[str, Any]:
     log = logger()
     try:
         message = parse_message(payload if isinstance(payload, dict) else orjson.loads(payload))
@@ -31,7 +57,7 @@ def handle_message(
         return {"status": "rejected", "error": str(exc)}
     if isinstance(message, BackupJob):
         return _run_job(service, message)
-    log.append_keys(cluster=message.cluster.name)
+    log.append_keys(cluster=message.cluster.name, backup_id=message.backup_id)
     log.set_correlation_id(message.backup_id)
     if isinstance(message, ShardMessage):
         result = service.run_shard(message, remaining_ms=remaining_ms)
@@ -81,7 +107,10 @@ def handle_job(service: BackupService, payload: str | bytes | dict[str, Any]) ->
     except (InvalidJob, orjson.JSONDecodeError) as exc:
         log.error("rejected malformed backup job", extra={"error": str(exc)})
         return {"status": "rejected", "error": str(exc)}
-    return _run_job(service, job)
+    try:
+        return _run_job(service, job)
+    finally:
+        log.remove_keys(list(_KEYS))
 
 
 def _run_job(service: BackupService, job: BackupJob) -> dict[str, Any]:
@@ -89,9 +118,14 @@ def _run_job(service: BackupService, job: BackupJob) -> dict[str, Any]:
     log.append_keys(job_id=job.job_id, cluster=job.cluster.name)
     outcome = service.run(job)
     record = outcome.record
+    log.append_keys(backup_id=record.backup_id)
     log.set_correlation_id(record.backup_id)
     if not outcome.created and record.state in ("Completed", "PartiallyFailed", "Failed"):
         log.info("duplicate delivery of a finished job", extra={"backup_id": record.backup_id, "state": record.state})
+    elif record.state == "Running" and (record.extra.get("retry") or {}).get("pending"):
+        retry = record.extra["retry"]
+        log.warning("backup attempt failed; retrying", extra={"backup_id": record.backup_id, **retry})
+        return {"status": "retrying", "backup_id": record.backup_id, "attempt": retry["attempt"]}
     elif record.state == "Running":
         what = "backup sharded; shards continue in other invocations" if outcome.created else "backup still running"
         log.info(what, extra={"backup_id": record.backup_id})

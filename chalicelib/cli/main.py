@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, err_console
+from chalicelib.settings import default_kubeconfig
 
 
 def _add_aws_options(p: argparse.ArgumentParser) -> None:
-    env = os.environ
-    p.add_argument("--table", default=env.get("LIFEBOAT_TABLE"), help="DynamoDB table (env LIFEBOAT_TABLE)")
-    p.add_argument("--bucket", default=env.get("LIFEBOAT_BUCKET"), help="repository bucket (env LIFEBOAT_BUCKET)")
-    p.add_argument("--region", default=env.get("LIFEBOAT_REGION") or env.get("AWS_REGION") or "us-east-1")
+    # No defaults here: Settings.from_env fills what an option leaves out (see _services).
+    p.add_argument("--table", help="DynamoDB table (env LIFEBOAT_TABLE)")
+    p.add_argument("--bucket", help="repository bucket (env LIFEBOAT_BUCKET)")
+    p.add_argument("--region", help="AWS region (env LIFEBOAT_REGION or AWS_REGION; default us-east-1)")
     p.add_argument(
         "--endpoint-url",
-        default=env.get("LIFEBOAT_AWS_ENDPOINT_URL"),
         help="emulated AWS endpoint such as a moto server (env LIFEBOAT_AWS_ENDPOINT_URL); omit for real AWS",
     )
     p.add_argument("--output", choices=("table", "json"), default="table")
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backup", help="back up a cluster now")
     _add_aws_options(p)
-    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config"))
+    p.add_argument("--kubeconfig", default=default_kubeconfig())
     p.add_argument("--context", default=None, help="kubeconfig context (default: current-context)")
     p.add_argument("--cluster", default=None, help="cluster name in the repository (default: the context name)")
     p.add_argument("--policy", default=None)
@@ -85,25 +84,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _services(args: argparse.Namespace) -> Any:
+    import dataclasses
+
     from chalicelib.services import Services
     from chalicelib.settings import Settings
 
+    settings = Settings.from_env(required=False).with_overrides(
+        table=args.table,
+        bucket=args.bucket,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        replica_bucket=getattr(args, "replica_bucket", None),
+        replica_region=getattr(args, "replica_region", None),
+        replica_kms_key_id=getattr(args, "replica_kms_key_id", None),
+    )
     # restore and export read the repository alone, so they work against a replica bucket when the primary
     # region (and its table) is gone.
     needs_table = args.command not in ("restore",)
-    required = [("--bucket", args.bucket)] + ([("--table", args.table)] if needs_table else [])
+    required = [("--bucket", settings.bucket)] + ([("--table", settings.table)] if needs_table else [])
     missing = [flag for flag, value in required if not value]
     if missing:
         raise _UsageError(f"missing {' and '.join(missing)} (or LIFEBOAT_TABLE / LIFEBOAT_BUCKET)")
+    # The CLI works in its own process: no queue (a backup is one-shot, a restore runs here), no webhook secret,
+    # and no KMS key of its own (S3 applies the bucket's default encryption).
     return Services(
-        Settings(
-            table=args.table or "",
-            bucket=args.bucket,
-            region=args.region,
-            endpoint_url=args.endpoint_url,
-            replica_bucket=getattr(args, "replica_bucket", None),
-            replica_region=getattr(args, "replica_region", None),
-            replica_kms_key_id=getattr(args, "replica_kms_key_id", None),
+        dataclasses.replace(
+            settings, backup_queue_url=None, restore_queue_url=None, kms_key_id=None
         )
     )
 
@@ -168,6 +174,9 @@ def _sentence(exc: Exception) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from chalicelib.observability import log_to_stderr
+
+    log_to_stderr()
     from chalicelib.cli import commands, replication_cmd, restore_cmd
 
     handlers = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,12 +24,10 @@ def add_parser(sub: Any, add_aws_options: Any) -> None:
 
 def _options(p: argparse.ArgumentParser, add_aws_options: Any) -> None:
     add_aws_options(p)
-    env = os.environ
-    p.add_argument("--replica-bucket", default=env.get("LIFEBOAT_REPLICA_BUCKET"), help="env LIFEBOAT_REPLICA_BUCKET")
-    p.add_argument("--replica-region", default=env.get("LIFEBOAT_REPLICA_REGION"), help="env LIFEBOAT_REPLICA_REGION")
-    p.add_argument(
-        "--replica-kms-key-id", default=env.get("LIFEBOAT_REPLICA_KMS_KEY_ID"), help="env LIFEBOAT_REPLICA_KMS_KEY_ID"
-    )
+    # Without the option, Settings.from_env takes the environment's value.
+    p.add_argument("--replica-bucket", help="env LIFEBOAT_REPLICA_BUCKET")
+    p.add_argument("--replica-region", help="env LIFEBOAT_REPLICA_REGION")
+    p.add_argument("--replica-kms-key-id", help="env LIFEBOAT_REPLICA_KMS_KEY_ID")
 
 
 def _clusters(args: argparse.Namespace, services: Any) -> list[str]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 from chalicelib.cli.output import (
@@ -18,6 +16,7 @@ from chalicelib.cli.output import (
     read_kubeconfig,
     table,
 )
+from chalicelib.settings import default_kubeconfig
 
 _EXIT_BY_STATE = {"Completed": EXIT_OK, "PartiallyFailed": EXIT_PARTIAL}
 
@@ -26,7 +25,7 @@ def add_parser(sub: Any, add_aws_options: Any) -> None:
     p = sub.add_parser("restore", help="restore a backup (or show its plan with --dry-run)")
     add_aws_options(p)
     p.add_argument("backup_id")
-    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config"))
+    p.add_argument("--kubeconfig", default=default_kubeconfig())
     p.add_argument("--context", default=None, help="kubeconfig context of the target cluster")
     p.add_argument("--namespace-mapping", nargs="*", default=[], metavar="FROM:TO")
     p.add_argument("--include-namespaces", nargs="*", default=[], metavar="GLOB")

@@ -50,6 +50,8 @@ class BackupJob:
     policy: str | None = None
     # True: shard the backup over many invocations; False: one invocation; None: decide by the cluster's size.
     shard: bool | None = None
+    # 0 for the job as scheduled; n for the message that retries it after n attempts failed for a transient reason.
+    attempt: int = 0
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -68,8 +70,11 @@ class BackupJob:
         shard = data.get("shard")
         if shard is not None and not isinstance(shard, bool):
             raise InvalidJob(f"job {job_id}: shard must be true, false or absent")
+        attempt = data.get("attempt", 0)
+        if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+            raise InvalidJob(f"job {job_id}: attempt must be a non-negative integer")
         cluster = ClusterRef.from_dict(data.get("cluster"))
-        return cls(job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard)
+        return cls(job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard, attempt=attempt)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -80,6 +85,8 @@ class BackupJob:
         }
         if self.shard is not None:
             data["shard"] = self.shard
+        if self.attempt:
+            data["attempt"] = self.attempt
         return data
 
 

@@ -24,22 +24,14 @@ def credentials_from_secret(
     secretsmanager_client: Any, secret_id: str, context: str | None = None
 ) -> ClusterCredentials:
     """Credentials kept in Secrets Manager: a kubeconfig, or JSON ``{"server", "token", "ca"}`` (service account)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from chalicelib.aws.errors import AwsError
+    from chalicelib.aws.secrets import SecretReader
 
     try:
-        answer = secretsmanager_client.get_secret_value(SecretId=secret_id)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        raise CredentialsError(f"cannot read cluster credentials secret {secret_id!r}: {code}") from exc
-    except BotoCoreError as exc:
-        raise CredentialsError(f"cannot read cluster credentials secret {secret_id!r}: {exc}") from exc
-    text = answer.get("SecretString")
-    if text is None:
-        binary = answer.get("SecretBinary") or b""
-        try:
-            text = binary.decode()
-        except UnicodeDecodeError as exc:
-            raise CredentialsError(f"secret {secret_id!r} holds binary data, not a kubeconfig or JSON") from exc
+        text = SecretReader(secretsmanager_client).read(secret_id)
+    except AwsError as exc:
+        # Chained to what botocore raised (when it did): that is the cause an operator needs, and callers test it.
+        raise CredentialsError(f"cannot read cluster credentials {exc}") from (exc.__cause__ or exc)
     if text.lstrip().startswith("{"):
         try:
             doc = orjson.loads(text)

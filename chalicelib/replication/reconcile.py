@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -10,13 +9,12 @@ from typing import Any
 
 from chalicelib.catalog.errors import CatalogError
 from chalicelib.core.models import ReplicaState
+from chalicelib.observability import logger
 from chalicelib.replication.errors import ReplicationError
 from chalicelib.replication.events import ObjectKind, classify
 from chalicelib.replication.service import BackupReplicated, Replicator
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.repository.repo import CLUSTERS_DIR, Repository
-
-logger = logging.getLogger(__name__)
 
 # Younger manifests are left to their own events, which normally arrive within seconds.
 DEFAULT_MIN_AGE = timedelta(minutes=5)
@@ -123,7 +121,7 @@ class Reconciler:
         report = ReconcileReport(
             self.region, total, tuple(backlog), tuple(replicated), failed, deferred, oldest, tuple(outcomes)
         )
-        logger.info("replication reconciled", extra=report.to_dict())
+        logger().info("replication reconciled", extra=report.to_dict())
         return report
 
     def _replica_states(self, cluster: str) -> dict[str, Any]:

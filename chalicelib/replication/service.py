@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from chalicelib.core.errors import FormatError
 from chalicelib.core.index_format import decode_index, index_id
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import ReplicaState
+from chalicelib.observability import logger
 from chalicelib.replication.closure import Closure, backup_closure
 from chalicelib.replication.errors import (
     ChecksumMismatch,
@@ -29,8 +29,6 @@ from chalicelib.replication.storage import ObjectInfo, ReplicaBuckets, b64_to_he
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.repository.reader import RepositoryReader
 from chalicelib.repository.repo import CONFIG_KEY, MANIFEST_NAME, Repository, RepositoryConfig
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_ATTEMPTS = 3
 DEFAULT_THREADS = 8
@@ -110,7 +108,7 @@ class Replicator:
         wanted: dict[str, RepositoryObject] = {}
         for event in events:
             if event.bucket != self.buckets.source_bucket or not event.key.startswith(self.buckets.prefix):
-                logger.info("event outside the repository ignored", extra={"bucket": event.bucket, "key": event.key})
+                logger().info("event outside the repository ignored", extra={"bucket": event.bucket, "key": event.key})
                 continue
             obj = classify(event.key[len(self.buckets.prefix) :])
             wanted.setdefault(obj.key, obj)  # duplicates within a batch are one copy
@@ -120,7 +118,7 @@ class Replicator:
             try:
                 result = self.replicate(obj)
             except (ReplicationError, RepositoryError, CatalogError) as exc:
-                logger.warning("replication failed", extra={"key": obj.key, "error": str(exc)})
+                logger().warning("replication failed", extra={"key": obj.key, "error": str(exc)})
                 failures.append((obj.key, exc))
                 continue
             if result is not None:
@@ -131,7 +129,7 @@ class Replicator:
 
     def replicate(self, obj: RepositoryObject) -> Copied | BackupReplicated | None:
         if obj.kind == ObjectKind.OTHER:
-            logger.info("not a repository object; ignored", extra={"key": obj.key})
+            logger().info("not a repository object; ignored", extra={"key": obj.key})
             return None
         if obj.kind == ObjectKind.MANIFEST:
             assert obj.cluster is not None and obj.backup_id is not None
@@ -157,7 +155,7 @@ class Replicator:
             try:
                 data, written = self.buckets.source_get(key)
             except SourceMissing:
-                logger.info("manifest no longer in the primary; nothing to replicate", extra={"key": key})
+                logger().info("manifest no longer in the primary; nothing to replicate", extra={"key": key})
                 return None
             self._mark(cluster, backup_id, ReplicaState.PENDING)
             manifest = _parse_manifest(data, cluster, backup_id, key)
@@ -176,7 +174,7 @@ class Replicator:
         # Only the run that completed it measures lag; a duplicate event or a reconciler pass would re-measure.
         first = record is None or record.replicas.get(self.region, {}).get("replicated_at") == iso(now)
         result = BackupReplicated(cluster, backup_id, self.region, lag, tuple(copies), first)
-        logger.info(
+        logger().info(
             "backup replicated",
             extra={
                 "cluster": cluster,
@@ -201,12 +199,12 @@ class Replicator:
         if present is not None and self._holds(key, present, expected_hex):
             return Copied(key, "skipped")
         if present is not None:
-            logger.warning("replica object differs from its checksum; copying it again", extra={"key": key})
+            logger().warning("replica object differs from its checksum; copying it again", extra={"key": key})
         for attempt in range(1, self._attempts + 1):
             copied = self.buckets.copy(key, size or 0)
             if self._verified(key, copied, expected_hex):
                 return Copied(key, "repaired" if present is not None else "copied")
-            logger.warning("copy did not verify", extra={"key": key, "attempt": attempt})
+            logger().warning("copy did not verify", extra={"key": key, "attempt": attempt})
         self.buckets.replica_delete(key)
         raise ChecksumMismatch(
             f"{key}: the replica copy does not have SHA-256 {expected_hex} after {self._attempts} attempts", key=key
@@ -248,7 +246,7 @@ class Replicator:
                 return self.ensure(*item)
             except SourceMissing as exc:
                 if lenient:  # a pack an index names but the primary lost: the replica mirrors the primary
-                    logger.warning("pack named by an index file is not in the primary", extra={"key": item[0]})
+                    logger().warning("pack named by an index file is not in the primary", extra={"key": item[0]})
                     return Copied(item[0], "skipped")
                 return exc
             except ReplicationError as exc:
@@ -324,14 +322,14 @@ class Replicator:
                 cluster, backup_id, self.region, state, lag_s=lag_s, now=now or self._clock(), error=error
             )
         except RecordNotFound:
-            logger.info("no catalog record for a replicated manifest", extra={"cluster": cluster, "id": backup_id})
+            logger().info("no catalog record for a replicated manifest", extra={"cluster": cluster, "id": backup_id})
         except StaleState:
             pass  # already Replicated: the replica was complete before; this run only re-verified it
         except CatalogError as exc:
             if state != ReplicaState.FAILED:
                 raise
             # Recording the failure failed too: the original error (raised by the caller) matters more.
-            logger.warning("could not record the replication failure", extra={"error": str(exc)})
+            logger().warning("could not record the replication failure", extra={"error": str(exc)})
         return None
 
 

@@ -3,16 +3,14 @@ here, at the Lambda boundary, so the CLI's output stays clean."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from chalicelib.observability import logger
 from chalicelib.replication import metrics
 from chalicelib.replication.errors import InvalidEvent
 from chalicelib.replication.events import ObjectCreated, classify, parse_message
 from chalicelib.replication.service import BackupReplicated, BatchFailed
-
-logger = logging.getLogger(__name__)
 
 
 def handle_messages(replicator: Any, bodies: Iterable[str]) -> dict[str, int]:
@@ -27,7 +25,7 @@ def handle_messages(replicator: Any, bodies: Iterable[str]) -> dict[str, int]:
             events.extend(parse_message(body))
         except InvalidEvent as exc:
             dropped += 1
-            logger.warning("queue message dropped", extra={"error": str(exc)})
+            logger().warning("queue message dropped", extra={"error": str(exc)})
     try:
         results = replicator.handle(events)
     except BatchFailed as exc:

@@ -1,10 +1,11 @@
-"""Thin adapter: restore outcomes published on EventBridge."""
+"""Restore outcomes published on EventBridge."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from chalicelib.aws.errors import AwsError
+from chalicelib.aws.events import EventBus
 from chalicelib.restore.errors import MessagingUnavailable
 
 EVENT_SOURCE = "lifeboat"
@@ -16,22 +17,10 @@ class EventPublisher:
     """Publishes restore outcomes on an EventBridge bus (the default bus unless told otherwise)."""
 
     def __init__(self, events_client: Any, bus: str = "default") -> None:
-        self._client = events_client
-        self._bus = bus
+        self._bus = EventBus(events_client, bus)
 
     def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        entry = {
-            "Source": EVENT_SOURCE,
-            "DetailType": detail_type,
-            "Detail": json.dumps(detail),
-            "EventBusName": self._bus,
-        }
         try:
-            response = self._client.put_events(Entries=[entry])
-        except (ClientError, BotoCoreError) as exc:
-            raise MessagingUnavailable(f"could not publish {detail_type!r}") from exc
-        if response.get("FailedEntryCount"):
-            failed = response.get("Entries", [{}])[0]
-            raise MessagingUnavailable(f"EventBridge refused {detail_type!r}: {failed.get('ErrorCode')}")
+            self._bus.put(EVENT_SOURCE, detail_type, detail)
+        except AwsError as exc:
+            raise MessagingUnavailable(f"could not publish {detail_type!r}: {exc}") from exc

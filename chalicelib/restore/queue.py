@@ -1,10 +1,12 @@
-"""Thin adapter: the restore-jobs queue (SQS), shared by the signed API (which enqueues) and the worker (continues)."""
+"""The restore-jobs queue (SQS), shared by the signed API (which enqueues) and the worker (continues)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from chalicelib.aws.errors import AwsError
+from chalicelib.aws.sqs import SqsQueue
 from chalicelib.restore.errors import MessagingUnavailable
 
 
@@ -15,13 +17,10 @@ class RestoreQueue:
         self._client = sqs_client
         self._url = queue_url
 
-    def send(self, restore_id: str) -> str:
+    def send(self, restore_id: str, *, delay_s: int = 0) -> str:
         if not self._url:
             raise MessagingUnavailable("no restore queue configured (LIFEBOAT_RESTORE_QUEUE_URL)")
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            response = self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"restore_id": restore_id}))
-        except (ClientError, BotoCoreError) as exc:
+            return SqsQueue(self._client, self._url).send(json.dumps({"restore_id": restore_id}), delay_s=delay_s)
+        except AwsError as exc:
             raise MessagingUnavailable(f"could not enqueue restore {restore_id}") from exc
-        return str(response.get("MessageId", ""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -21,6 +20,7 @@ from chalicelib.core.restore_plan import NAMESPACES, PlanItem, Reason, RestorePl
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry
 from chalicelib.core.volume_facts import snapshot_handles
 from chalicelib.kube.errors import KubeError, WaitTimeout
+from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable
 from chalicelib.restore.executor import ObjectApplier, run_parallel
@@ -28,7 +28,6 @@ from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, fin
 
 # Above this many objects of one collection, a dry run lists the collection instead of GETting each.
 LIST_INSTEAD_OF_GET = 20
-logger = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 16
 CRD_TIMEOUT_S = 60.0
@@ -240,7 +239,7 @@ class RestoreService:
         elif interrupted:
             message = "stopped before the end; resume with the completed keys"
         fields: dict[str, Any] = {"backup_id": manifest.backup_id, "restore_id": options.restore_id}
-        logger.info("restore finished", extra={**fields, "state": str(state), **run.counts()})
+        logger().info("restore finished", extra={**fields, "state": str(state), "counts": run.counts()})
         return result(state, results=tuple(run.results), message=message, warnings=tuple(run.warnings))
 
     def _after_crds(self, level: tuple[PlanItem, ...], run: _Run, served: Served) -> Served:

@@ -8,13 +8,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.catalog.errors import CatalogError, RecordNotFound, Throttled
+from chalicelib.catalog.errors import CatalogError, RecordNotFound
 from chalicelib.catalog.restore_records import MAX_PLAN_ITEMS, RestoreRecord, RestoreStateConflict
 from chalicelib.core.restore_jobs import TERMINAL, RestoreState, job_outcome
 from chalicelib.observability import logger
 from chalicelib.restore.checkpointer import Checkpointer, Heartbeat
-from chalicelib.restore.errors import LeaseLost, MessagingUnavailable, RetryLater
+from chalicelib.restore.errors import LeaseLost, RetryLater
 from chalicelib.restore.events import RESTORE_COMPLETED, RESTORE_FAILED
+from chalicelib.retry import describe, is_transient, retry_delay_s
 
 # A Running job whose heartbeat is older than this lost its worker (crash, timeout): a redelivery takes it over.
 HEARTBEAT_STALE = timedelta(minutes=5)
@@ -62,6 +63,15 @@ class RestoreWorker:
     def handle(self, restore_id: str) -> dict[str, Any]:
         log = logger()
         log.set_correlation_id(restore_id)
+        log.append_keys(restore_id=restore_id)
+        try:
+            return self._handle(restore_id)
+        finally:
+            # A warm Lambda handles the next message with the same logger: this job's key must not leak into it.
+            log.remove_keys(["restore_id"])
+
+    def _handle(self, restore_id: str) -> dict[str, Any]:
+        log = logger()
         record, claimed = self._catalog.claim(restore_id, self._worker, self._clock(), stale_after=HEARTBEAT_STALE)
         if not claimed:
             if record.state in TERMINAL and record.event_sent_at is None:
@@ -100,12 +110,15 @@ class RestoreWorker:
         except RetryLater:
             raise
         except Exception as exc:
-            if _transient(exc) and record.retries < MAX_RETRIES:
+            if is_transient(exc) and record.retries < MAX_RETRIES:
                 # Let SQS redeliver; the next worker may claim at once and resumes from the done markers.
                 self._release(record, failed_attempt=True)
-                raise RetryLater(f"restore {record.restore_id}: attempt {record.attempts} failed: {exc}") from exc
+                raise RetryLater(
+                    f"restore {record.restore_id}: attempt {record.attempts} failed: {exc}",
+                    delay_s=retry_delay_s(record.retries + 1),
+                ) from exc
             logger().exception("restore failed", extra={"restore_id": record.restore_id})
-            return self._finish(record, RestoreState.FAILED, failure=_failure_text(exc))
+            return self._finish(record, RestoreState.FAILED, failure=describe(exc))
 
     def _run(
         self, record: RestoreRecord, engine: Any, manifest: Any, options: Any, heartbeat: Heartbeat
@@ -133,7 +146,8 @@ class RestoreWorker:
         if result.state == RestoreState.FAILED and not result.results and record.retries < MAX_RETRIES:
             # Nothing was attempted (the cluster did not answer discovery): worth another try later.
             self._release(record, failed_attempt=True)
-            raise RetryLater(f"restore {record.restore_id}: {result.message}")
+            delay = retry_delay_s(record.retries + 1)
+            raise RetryLater(f"restore {record.restore_id}: {result.message}", delay_s=delay)
         counts = self._catalog.get(record.restore_id).counts
         applied = counts.get("created", 0) + counts.get("updated", 0)
         state = job_outcome(result.state, applied=applied, failed=counts.get("failed", 0))
@@ -174,7 +188,8 @@ def handle_restore_message(
 ) -> dict[str, Any]:
     """Run the restore job one queue message names; a malformed message is logged and dropped.
 
-    RetryLater propagates so that SQS redelivers the message (and, after its receive limit, moves it to the DLQ).
+    A job released after a transient failure is sent again with a delay, and this message is acknowledged: the
+    retry does not wait for the queue's visibility timeout. If that send fails, the error returns the message.
     """
     try:
         data = body if isinstance(body, Mapping) else json.loads(body)
@@ -198,6 +213,12 @@ def handle_restore_message(
     )
     try:
         return worker.handle(restore_id)
+    except RetryLater as exc:
+        if exc.delay_s is None:
+            raise
+        services.restore_queue().send(restore_id, delay_s=exc.delay_s)
+        logger().warning("restore attempt failed; retrying", extra={"error": str(exc), "delay_s": exc.delay_s})
+        return {"status": "retrying", "restore_id": restore_id, "delay_s": exc.delay_s}
     except (RecordNotFound, ValueError) as exc:
         logger().error("restore message names no restore job", extra={"restore_id": restore_id})
         return {"status": "rejected", "error": str(exc)}
@@ -233,26 +254,3 @@ def event_detail(record: RestoreRecord) -> dict[str, Any]:
         "started_at": record.started_at,
         "finished_at": record.finished_at,
     }
-
-
-def _transient(exc: Exception) -> bool:
-    """Errors a later attempt may not meet: throttling, a dependency down, an API server that is unreachable."""
-    from chalicelib.kube.errors import ServerError, TooManyRequests, Unreachable
-    from chalicelib.repository.errors import StorageError
-    from chalicelib.restore import ClusterUnavailable
-
-    transient = (Throttled, MessagingUnavailable, ServerError, TooManyRequests, Unreachable, ClusterUnavailable)
-    if isinstance(exc, transient):
-        return True
-    # A storage error other than a missing object (S3 throttling, a network error); a missing manifest is final.
-    from chalicelib.repository.errors import AccessDenied, ObjectNotFound
-
-    return isinstance(exc, StorageError) and not isinstance(exc, ObjectNotFound | AccessDenied)
-
-
-def _failure_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    cause = exc.__cause__
-    if cause is not None and str(cause) not in text:
-        text += f" (caused by {type(cause).__name__}: {cause})"
-    return text[:2048]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.api_helpers import add_client, register_clusters, signed_headers
+from tests.support.api import add_client, register_clusters, signed_headers
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

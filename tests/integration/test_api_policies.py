@@ -15,7 +15,7 @@ from chalicelib import services as services_module
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
-from tests.integration.api_helpers import add_client, signed_headers
+from tests.support.api import add_client, signed_headers
 from tests.support.clocks import utc
 
 CLIENT_ID = "policy-admin"

@@ -18,7 +18,7 @@ from chalicelib.core.models import BackupState
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
-from tests.integration.api_helpers import add_client, register_clusters, signed_headers
+from tests.support.api import add_client, register_clusters, signed_headers
 
 CLIENT_ID = "ci"
 OLD_SECRET = "old-api-key"

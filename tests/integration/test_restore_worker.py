@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -338,3 +339,40 @@ def test_a_target_unregistered_since_the_request_fails_the_job_saying_so(
     final = catalog.get(record.restore_id)
     assert outcome["status"] == "Failed" and final.state == RestoreState.FAILED
     assert "'dr' is not registered" in (final.failure or "")
+
+
+def test_a_released_job_is_sent_again_with_a_delay(catalog: RestoreCatalog) -> None:
+    from chalicelib.kube.errors import Unreachable
+
+    backup = backup_of(objects("x"))
+    record = job(catalog)
+
+    class DelayedQueue(Recorder):
+        def send(self, restore_id: str, *, delay_s: int = 0) -> str:
+            self.sent.append((restore_id, delay_s))
+            return "m"
+
+    queue = DelayedQueue()
+
+    class Down:
+        def restore_catalog(self) -> RestoreCatalog:
+            return catalog
+
+        def repository(self) -> Any:
+            return backup.repo
+
+        def connect_registered(self, name: str) -> Any:
+            raise Unreachable("connection refused")
+
+        def restore_events(self) -> Recorder:
+            return Recorder()
+
+        def restore_queue(self) -> DelayedQueue:
+            return queue
+
+    body = json.dumps({"restore_id": record.restore_id})
+    assert worker_module.handle_restore_message(Down(), body)["status"] == "retrying"
+    assert worker_module.handle_restore_message(Down(), body)["status"] == "retrying"
+    assert queue.sent == [(record.restore_id, 10), (record.restore_id, 20)]
+    assert worker_module.handle_restore_message(Down(), body)["status"] == "Failed"
+    assert len(queue.sent) == 2

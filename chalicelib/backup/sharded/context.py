@@ -24,6 +24,7 @@ from chalicelib.core.scope import BackupScope
 from chalicelib.core.shards import ShardPlan, ShardRecord, ShardState
 from chalicelib.core.trees import CLUSTER_SCOPE
 from chalicelib.observability import logger
+from chalicelib.retry import MAX_ATTEMPTS, RETRY_DELAY_S
 
 if TYPE_CHECKING:
     from chalicelib.backup.sharded.join import ShardJoin
@@ -43,8 +44,8 @@ class ShardingOptions:
     # cluster's objects when that is fewer (so a cluster still spreads over ~1/share workers); at least one namespace.
     item_objects: int = 25_000
     item_share: float = 0.05
-    max_attempts: int = 3  # failed attempts of one shard before the backup fails
-    retry_delay_s: int = 10  # times the attempt number
+    max_attempts: int = MAX_ATTEMPTS  # failed attempts of one shard before the backup fails
+    retry_delay_s: int = RETRY_DELAY_S  # times the attempt number
     deadline_margin_ms: int = 60_000  # checkpoint this long before the invocation's deadline
     heartbeat_every_s: float = 30.0
     stale_after_s: float = 300.0  # a Running shard whose heartbeat is older lost its worker

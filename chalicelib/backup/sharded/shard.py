@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.backup.errors import RetryLater
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, stream_pages
 from chalicelib.backup.sharded.context import BackupContext, BackupContexts, NextStep, ShardingOptions, log
@@ -21,6 +20,7 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.scope import EXCLUDE_LABEL
 from chalicelib.core.shards import Checkpoint, ShardRecord, ShardResult, ShardState, add_stats
 from chalicelib.core.trees import CLUSTER_SCOPE
+from chalicelib.retry import RetryLater, describe, is_transient
 
 _COLLECTOR_STATS = ("bytes_raw", "bytes_deduplicated")
 
@@ -160,7 +160,7 @@ class ShardWorker:
     ) -> dict[str, Any]:
         opts = self._options
         cluster, backup_id = msg.cluster.name, msg.backup_id
-        text = _failure_text(exc)
+        text = describe(exc)
         attempt = shard.failures + 1
         try:
             if attempt < opts.max_attempts:
@@ -286,8 +286,8 @@ class ShardWorker:
                 gr = item.resource.group_resource
                 progress.worked = True
                 if isinstance(item, ListFailure):
-                    if _transient(item.error) and shard.failures + 1 < opts.max_attempts:
-                        raise ShardAttemptFailed(f"listing {gr} failed: {_failure_text(item.error)}") from item.error
+                    if is_transient(item.error) and shard.failures + 1 < opts.max_attempts:
+                        raise ShardAttemptFailed(f"listing {gr} failed: {describe(item.error)}") from item.error
                     collector.fail(item.resource, item.error, namespace)
                     done.add(gr)
                     tokens.pop(gr, None)
@@ -370,17 +370,3 @@ def _stats(previous: Checkpoint | None, writer: Any, collector: ItemCollector) -
     stats = add_stats(totals, dict(writer.stats))
     stats.update(bytes_raw=collector.bytes_raw, bytes_deduplicated=collector.bytes_dedup)
     return stats
-
-
-def _transient(exc: Exception) -> bool:
-    from chalicelib.kube.errors import ServerError, TooManyRequests, Unreachable
-
-    return isinstance(exc, ServerError | TooManyRequests | Unreachable)
-
-
-def _failure_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    cause = exc.__cause__
-    if cause is not None and str(cause) not in text:
-        text += f" (caused by {type(cause).__name__}: {cause})"
-    return text[:2048]
