@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chalicelib.backup.listing import Page
+from chalicelib.backup.reuse import PriorObjects
 from chalicelib.core.canonical import blob_id, canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector
@@ -31,7 +32,10 @@ class ItemCollector:
         writer: Any,
         *,
         progress: Callable[[int, str], None] | None = None,
+        prior: PriorObjects | None = None,
     ) -> None:
+        """``prior``: an earlier backup of this cluster; an object it holds unchanged (same uid and resourceVersion)
+        reuses its entry, without being sanitized, serialized and hashed again."""
         self.scope = scope
         self.namespaces = frozenset(namespaces)
         self.writer = writer
@@ -40,7 +44,9 @@ class ItemCollector:
         self.bytes_raw = 0
         self.bytes_dedup = 0
         self.objects = 0
+        self.reused = 0  # objects whose blob came from ``prior``
         self._progress = progress
+        self._prior = prior
 
     # -- pages --------------------------------------------------------------------------------------------------
 
@@ -53,6 +59,8 @@ class ItemCollector:
         entries = self.entries.setdefault(res.group_resource, [])
         cluster_scope = not res.namespaced
         api_version = res.api_version
+        prior = self._prior.for_type(res) if self._prior is not None else None
+        writer = self.writer
         for obj in page.items:
             meta = obj.get("metadata") or {}
             if cluster_scope:
@@ -71,16 +79,35 @@ class ItemCollector:
                 if refs is not None:
                     refs.observe(res, obj)
                 scope_key = ns
+            uid = meta.get("uid") or ""
+            rv = meta.get("resourceVersion") or ""
+            name = meta.get("name", "")
+            if prior:
+                known = self._unchanged(prior, uid, rv, name)
+                if known is not None:
+                    self.bytes_dedup += known.size
+                    self.bytes_raw += known.size
+                    self.reused += 1
+                    entries.append((scope_key, known))
+                    continue
             data = canonical_json(sanitize(obj, res.kind, api_version))
             bid: BlobId = blob_id(data)
-            if not self.writer.add(bid, data):
+            if not writer.add(bid, data):
                 self.bytes_dedup += len(data)
             self.bytes_raw += len(data)
-            entry = TreeEntry(res.group, res.plural, meta.get("name", ""), res.version, res.kind, bid, len(data))
+            entry = TreeEntry(res.group, res.plural, name, res.version, res.kind, bid, len(data), uid, rv)
             entries.append((scope_key, entry))
         self.objects = sum(len(rows) for rows in self.entries.values())
         if self._progress is not None:
             self._progress(self.objects, res.group_resource)
+
+    def _unchanged(self, prior: Mapping[str, TreeEntry], uid: str, rv: str, name: str) -> TreeEntry | None:
+        """The earlier entry of this very object state (same uid and resourceVersion), if the repository still
+        holds its blob; None sends the object down the full path."""
+        known = prior.get(uid)
+        if known is None or not rv or known.resource_version != rv or known.name != name:
+            return None
+        return known if self.writer.holds(known.blob) else None
 
     def drop(self, res: Resource, namespace: str | None = None) -> None:
         """Forget a type's entries (its list restarted, or failed), in ``namespace`` only when given; their blobs

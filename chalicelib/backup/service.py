@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ from chalicelib.backup.commit import build_manifest, commit_manifest, iso
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
+from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.core.ids import BackupId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 # A Running record whose heartbeat is younger than this belongs to a live worker: a duplicate delivery leaves it be.
 HEARTBEAT_STALE_S = 300
 HEARTBEAT_EVERY_S = 30
+
+# The namespace whose uid names the cluster (as Velero does): it exists from a cluster's creation to its end.
+CLUSTER_ID_NAMESPACE = "kube-system"
 
 
 def _utcnow() -> datetime:
@@ -51,6 +55,7 @@ class BackupService:
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
         sharding: Sharding | None = None,
+        reuse_unchanged: bool = True,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
@@ -62,6 +67,7 @@ class BackupService:
         self._page_size = page_size
         self._writer_options = writer_options or {}
         self._sharding = sharding
+        self._reuse_unchanged = reuse_unchanged
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -150,7 +156,7 @@ class BackupService:
         namespaces_res = next((r for r in resources if r.group_resource == "namespaces"), None)
         if namespaces_res is None:
             raise BackupError(f"cluster {cluster!r}: discovery did not offer namespaces")
-        ns_objects = self._list_namespaces(client, namespaces_res, scope)
+        ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
         namespaced, cluster_types = select_resources(resources, scope)
         discovery_errors = [
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
@@ -180,7 +186,8 @@ class BackupService:
         reader = RepositoryReader(repo)
         known = reader.known_blob_ids()
         writer = RepositoryWriter(repo, known=known, **self._writer_options)
-        collector = ItemCollector(scope, ns_objects, writer, progress=progress)
+        prior = self._prior(reader, record, cluster_uid)
+        collector = ItemCollector(scope, ns_objects, writer, progress=progress, prior=prior)
         collector.errors.extend(discovery_errors)
 
         self._heartbeat_at = time.monotonic()
@@ -200,6 +207,7 @@ class BackupService:
         stats.update(
             bytes_raw=collector.bytes_raw,
             bytes_deduplicated=collector.bytes_dedup,
+            objects_reused=collector.reused,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         manifest = build_manifest(
@@ -218,6 +226,7 @@ class BackupService:
             stats=stats,
             errors=collector.errors,
         )
+        manifest = replace(manifest, cluster_uid=cluster_uid)
         return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
@@ -258,20 +267,39 @@ class BackupService:
             listed += self._consume(pages, ordered, collector, cluster_refs, cluster, backup_id)
         return listed
 
-    def _list_namespaces(self, client: Any, res: Resource, scope: BackupScope) -> dict[str, dict[str, Any]]:
-        """Selected namespaces by name; a namespace labelled with the exclusion label is left out whole."""
+    def _prior(self, reader: Any, record: BackupRecord, cluster_uid: str | None) -> PriorObjects | None:
+        """The parent backup's objects, when it was taken of this same cluster (None: every object is new)."""
+        if not self._reuse_unchanged or not record.parent or not cluster_uid:
+            return None
+        from chalicelib.repository.errors import RepositoryError
+
+        try:
+            manifest = reader.load_manifest(record.cluster, record.parent)
+            return load_prior(reader, manifest, cluster_uid)
+        except RepositoryError:
+            # Reuse is only a shortcut: a parent that cannot be read makes this backup a full one, not a failed one.
+            return None
+
+    def _list_namespaces(
+        self, client: Any, res: Resource, scope: BackupScope
+    ) -> tuple[dict[str, dict[str, Any]], str | None]:
+        """Selected namespaces by name (a namespace labelled with the exclusion label is left out whole), and the
+        cluster's identity: the uid of its kube-system namespace (None when there is none)."""
         selected: dict[str, dict[str, Any]] = {}
+        cluster_uid: str | None = None
         for page in client.list_pages(res.collection_path(), limit=self._page_size):
             if page.restarted:
                 selected.clear()
             for obj in page.items:
                 meta = obj.get("metadata") or {}
                 name = meta.get("name", "")
+                if name == CLUSTER_ID_NAMESPACE:
+                    cluster_uid = str(meta.get("uid") or "") or None
                 if (meta.get("labels") or {}).get(EXCLUDE_LABEL) == "true":
                     continue
                 if scope.namespace_selected(name):
                     selected[name] = obj
-        return selected
+        return selected, cluster_uid
 
     def _consume(
         self,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Bump whenever the rules below change what a blob holds: trees record it, and a backup reuses an earlier backup's
+# blob for an unchanged object only when that blob was made by the same rules (backup/reuse.py).
+SANITIZER_VERSION = 1
+
 # metadata fields set by the API server; they change without the object changing.
 _SERVER_METADATA = (
     "uid",

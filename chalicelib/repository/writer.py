@@ -132,6 +132,10 @@ class RepositoryWriter:
             self._flush_pack()
         return True
 
+    def holds(self, blob_id: BlobId) -> bool:
+        """Whether the repository's index (as loaded for this writer) or this run already has ``blob_id``."""
+        return blob_id in self._added or self._known(blob_id)
+
     def finish(self) -> list[str]:
         """Upload the last pack, wait for all uploads, write one index file; returns the index ids written."""
         if self._closed:
