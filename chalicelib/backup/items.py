@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib.backup.listing import Page
 from chalicelib.backup.reuse import PriorObjects
-from chalicelib.core.canonical import blob_id, canonical_json
+from chalicelib.core.canonical import canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector
 from chalicelib.core.resources import Resource
@@ -16,6 +16,8 @@ from chalicelib.core.sanitize import sanitize
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.shards import Checkpoint, EntryRows, kind_key
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, encode_root, encode_tree
+
+_new_entry = tuple.__new__  # TreeEntry is a NamedTuple: this skips its keyword-handling constructor
 
 
 class ItemCollector:
@@ -59,6 +61,7 @@ class ItemCollector:
         entries = self.entries.setdefault(res.group_resource, [])
         cluster_scope = not res.namespaced
         api_version = res.api_version
+        group, plural, version, kind = res.group, res.plural, res.version, res.kind
         prior = self._prior.for_type(res) if self._prior is not None else None
         writer = self.writer
         for obj in page.items:
@@ -90,13 +93,13 @@ class ItemCollector:
                     self.reused += 1
                     entries.append((scope_key, known))
                     continue
-            data = canonical_json(sanitize(obj, res.kind, api_version))
-            bid: BlobId = blob_id(data)
-            if not writer.add(bid, data):
-                self.bytes_dedup += len(data)
-            self.bytes_raw += len(data)
-            entry = TreeEntry(res.group, res.plural, name, res.version, res.kind, bid, len(data), uid, rv)
-            entries.append((scope_key, entry))
+            data = canonical_json(sanitize(obj, kind, api_version))
+            bid, new = writer.add_bytes(data)
+            size = len(data)
+            if not new:
+                self.bytes_dedup += size
+            self.bytes_raw += size
+            entries.append((scope_key, _new_entry(TreeEntry, (group, plural, name, version, kind, bid, size, uid, rv))))
         self.objects = sum(len(rows) for rows in self.entries.values())
         if self._progress is not None:
             self._progress(self.objects, res.group_resource)
@@ -136,6 +139,13 @@ class ItemCollector:
     def kinds(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for rows in self.entries.values():
+            if not rows:
+                continue
+            # One type's entries share its group and kind: count them per type, not per object.
+            first = rows[0][1]
+            if all(entry.group == first.group and entry.kind == first.kind for _, entry in rows):
+                counts[kind_key(first.group, first.kind)] += len(rows)
+                continue
             for _, entry in rows:
                 counts[kind_key(entry.group, entry.kind)] += 1
         return dict(sorted(counts.items()))

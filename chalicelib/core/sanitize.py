@@ -20,6 +20,8 @@ _SERVER_METADATA = (
     "deletionGracePeriodSeconds",
 )
 
+_SERVER_METADATA_KEYS = frozenset(_SERVER_METADATA)
+
 # Annotations written by clients or controllers, not by the object's author. The last-applied
 # configuration is a copy of the object itself: derivable, and it doubles the size of a blob.
 SERVER_ANNOTATIONS = frozenset(
@@ -36,12 +38,12 @@ def sanitize(obj: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]
 
     List responses omit ``kind`` and ``apiVersion`` on items; they are restored from the resource type.
     """
-    out = {k: v for k, v in obj.items() if k != "status"}
+    out = obj.copy()  # a shallow copy in C; only the top level and metadata are changed, never nested values
+    out.pop("status", None)
     out["kind"] = kind
     out["apiVersion"] = api_version
-    meta = dict(obj.get("metadata") or {})
-    for key in _SERVER_METADATA:
-        meta.pop(key, None)
+    meta = obj.get("metadata") or {}
+    meta = {k: v for k, v in meta.items() if k not in _SERVER_METADATA_KEYS}
     annotations = meta.get("annotations")
     if annotations:
         kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,12 +20,14 @@ TREE_VERSION = 2
 _TREE_VERSIONS = frozenset({1, 2})
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
     """One object of a scope. Sorted by (group, resource, name) so a tree's bytes are canonical.
 
     ``uid`` and ``resource_version`` are the listed object's (empty when read from a v1 tree): they identify the
     exact object state the blob was made from, which lets a later backup reuse the blob (``backup/reuse.py``).
+
+    A NamedTuple, like ``IndexEntry``: immutable and ordered field by field as a frozen dataclass would be, but
+    built in a fraction of the time, and a backup builds one per object (and one per object of its parent's trees).
     """
 
     group: str
@@ -39,25 +41,19 @@ class TreeEntry:
     resource_version: str = ""
 
     def to_list(self) -> list[Any]:
-        return [
-            self.group,
-            self.version,
-            self.kind,
-            self.resource,
-            self.name,
-            self.blob,
-            self.size,
-            self.uid,
-            self.resource_version,
-        ]
+        group, resource, name, version, kind, blob, size, uid, rv = self
+        return [group, version, kind, resource, name, blob, size, uid, rv]
 
     @classmethod
     def from_list(cls, row: list[Any]) -> TreeEntry:
         if len(row) == 7:  # a v1 tree, or a checkpoint written before v2
             group, version, kind, resource, name, blob, size = row
-            return cls(group, resource, name, version, kind, blob, size)
+            return _new_tuple(cls, (group, resource, name, version, kind, blob, size, "", ""))
         group, version, kind, resource, name, blob, size, uid, rv = row
-        return cls(group, resource, name, version, kind, blob, size, uid, rv)
+        return _new_tuple(cls, (group, resource, name, version, kind, blob, size, uid, rv))
+
+
+_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class Tree:
 
 def encode_tree(entries: list[TreeEntry]) -> tuple[BlobId, bytes]:
     """Canonical bytes of a scope tree and its blob id."""
-    rows = [e.to_list() for e in sorted(entries)]
+    rows = [[g, v, k, r, n, b, s, u, rv] for g, r, n, v, k, b, s, u, rv in sorted(entries)]
     return canonical_blob({"type": "tree", "v": TREE_VERSION, "sanitizer": SANITIZER_VERSION, "entries": rows})
 
 

@@ -24,7 +24,7 @@ CM_V2 = Resource("", "v2", "ConfigMap", "configmaps", True, frozenset({"list"}))
 
 
 class MemoryWriter:
-    """What ItemCollector needs of a RepositoryWriter: add (False when already held) and holds."""
+    """What ItemCollector needs of a RepositoryWriter: add_bytes, add (False when already held) and holds."""
 
     def __init__(self, known: set[str] | None = None) -> None:
         self.known = set(known or ())
@@ -35,6 +35,10 @@ class MemoryWriter:
             return False
         self.added[bid] = data
         return True
+
+    def add_bytes(self, data: bytes, type: str = "data") -> tuple[str, bool]:
+        bid = blob_id(data)
+        return bid, self.add(bid, data, type)
 
     def holds(self, bid: str) -> bool:
         return bid in self.known or bid in self.added
