@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
-from chalicelib.core.ids import BackupId, new_backup_id
+from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
@@ -33,6 +34,16 @@ CLUSTER_ID_NAMESPACE = "kube-system"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """What a one-shot backup reads from the repository before it stores anything."""
+
+    repo: Any
+    index: Mapping[BlobId, Any]  # blob id -> where it is: what the writer skips
+    parent_cluster_uid: str | None  # the cluster the parent backup was taken of; reuse needs it to be this one
+    prior: PriorObjects | None
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,11 @@ class BackupService:
             adopted = self._sharding.planner().adopt(job, record)
             if adopted is not None:
                 return adopted
+        # The repository's side (config, index, the parent's trees) is a few S3 round trips that need nothing from the
+        # cluster: read it while discovery and the namespace list run. Not when the backup may be sharded: the plan
+        # does not need it, and it would be requests for nothing.
+        may_shard = self._sharding is not None and job.shard is not False
+        opening = None if may_shard else self._open_in_background(record)
         client = self._connect_cluster(job.cluster)
         try:
             version = client.version().get("gitVersion", "unknown")
@@ -180,13 +196,11 @@ class BackupService:
                     counts=type_counts,
                 )
 
-        repo = self._open_repository()
-        from chalicelib.repository import RepositoryReader, RepositoryWriter
+        from chalicelib.repository import RepositoryWriter
 
-        reader = RepositoryReader(repo)
-        known = reader.known_blob_ids()
-        writer = RepositoryWriter(repo, known=known, **self._writer_options)
-        prior = self._prior(reader, record, cluster_uid)
+        opened = opening.result() if opening is not None else self._open(record)
+        writer = RepositoryWriter(opened.repo, known=opened.index.__contains__, **self._writer_options)
+        prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
         collector = ItemCollector(scope, ns_objects, writer, progress=progress, prior=prior)
         collector.errors.extend(discovery_errors)
 
@@ -227,7 +241,10 @@ class BackupService:
             errors=collector.errors,
         )
         manifest = replace(manifest, cluster_uid=cluster_uid)
-        return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
+        committed = commit_manifest(
+            self._catalog, opened.repo, writer, manifest, clock=self._clock, finished_at=finished_at
+        )
+        return committed.record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -254,9 +271,17 @@ class BackupService:
         # Namespaces themselves: the containers of everything else, kept in every mode.
         collector.handle_page(Page(namespaces_res, list(ns_objects.values())), refs)
         listed = 1
+        mode = scope.effective_cluster_scoped
+        if not ns_objects:
+            # No namespace is selected: no namespaced object can be kept, and in auto mode none refers to a cluster
+            # object either. Listing them would be requests for nothing.
+            listed += len(namespaced)
+            namespaced = []
+            if mode == "auto":
+                listed += len(cluster_types)
+                cluster_types = []
         pages = stream_pages(client, namespaced, selector, workers=self._list_workers, page_size=self._page_size)
         listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id)
-        mode = scope.effective_cluster_scoped
         if cluster_types:
             # In auto mode the referring types must be read before the types they name, so list in order.
             ordered = cluster_listing_order(cluster_types)
@@ -267,18 +292,37 @@ class BackupService:
             listed += self._consume(pages, ordered, collector, cluster_refs, cluster, backup_id)
         return listed
 
-    def _prior(self, reader: Any, record: BackupRecord, cluster_uid: str | None) -> PriorObjects | None:
-        """The parent backup's objects, when it was taken of this same cluster (None: every object is new)."""
-        if not self._reuse_unchanged or not record.parent or not cluster_uid:
-            return None
+    def _open_in_background(self, record: BackupRecord) -> Future[_Opened]:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-open-repository")
+        try:
+            return pool.submit(self._open, record)
+        finally:
+            pool.shutdown(wait=False)  # the one task still runs; nothing else is ever submitted
+
+    def _open(self, record: BackupRecord) -> _Opened:
+        """The repository, its index, and the parent backup's objects (when reuse is on and there is a parent)."""
+        from chalicelib.repository import RepositoryReader
+
+        repo = self._open_repository()
+        reader = RepositoryReader(repo)
+        index = reader.load_index()
+        parent_uid, prior = self._prior(reader, record)
+        return _Opened(repo, index, parent_uid, prior)
+
+    def _prior(self, reader: Any, record: BackupRecord) -> tuple[str | None, PriorObjects | None]:
+        """The parent backup's cluster uid and objects (None, None: every object takes the full path)."""
+        if not self._reuse_unchanged or not record.parent:
+            return None, None
         from chalicelib.repository.errors import RepositoryError
 
         try:
             manifest = reader.load_manifest(record.cluster, record.parent)
-            return load_prior(reader, manifest, cluster_uid)
+            if not manifest.cluster_uid:
+                return None, None
+            return manifest.cluster_uid, load_prior(reader, manifest, manifest.cluster_uid)
         except RepositoryError:
             # Reuse is only a shortcut: a parent that cannot be read makes this backup a full one, not a failed one.
-            return None
+            return None, None
 
     def _list_namespaces(
         self, client: Any, res: Resource, scope: BackupScope

@@ -99,3 +99,32 @@ def test_a_recreated_object_is_backed_up_anew(services, kubeconfig_path, app_ns,
     (entry,) = [e for scope, e in reader.walk(again) if scope == shop and e.kind == "ConfigMap"
                 and e.name == victim["metadata"]["name"]]
     assert entry.uid != victim["metadata"]["uid"]
+
+
+class CountingClient:
+    """A Kubernetes client that counts the list pages it is asked for, per collection path."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.lists: list[str] = []
+
+    def list_pages(self, path: str, **kwargs: Any) -> Any:
+        self.lists.append(path)
+        return self._inner.list_pages(path, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_scope_that_selects_no_namespace_lists_only_namespaces(services, kubeconfig_path):
+    clients: list[CountingClient] = []
+
+    def connect(ref: Any) -> Any:
+        clients.append(CountingClient(services.connect(ref)))
+        return clients[-1]
+
+    svc = BackupService(services.catalog(), lambda: services.repository(create=True), connect)
+    record = svc.run(_job(kubeconfig_path, [f"no-such-namespace-{uuid.uuid4().hex[:6]}-*"])).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert record.counts["objects"] == 0 and record.counts["namespaces"] == 0
+    assert clients[0].lists == ["/api/v1/namespaces"]
