@@ -56,8 +56,9 @@ class RepositoryWriter:
     blocks while that many are outstanding. The first failed upload fails every later ``add`` and ``finish``,
     so a backup whose packs are not all stored never gets an index or a manifest.
 
-    ``add`` runs once per object of a backup and is kept cheap: plain counters (``stats`` builds its snapshot
-    when read) and frames compressed in the caller's thread as they fill (docs/repository-format.md).
+    ``add_bytes`` runs once per new or changed object of a backup and is kept cheap: one SHA-256, plain counters
+    (``stats`` builds its snapshot when read) and frames compressed in the caller's thread as they fill
+    (docs/repository-format.md).
     """
 
     def __init__(
