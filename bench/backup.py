@@ -8,6 +8,12 @@ Prints a table and, last, one JSON line:
   changed_1pct_expected      ... which must equal the changed objects + their namespace trees + the root tree
   peak_rss_mb                peak RSS of the full backup process (target <= 300)
   cold_import_ms             import of app.py in a fresh interpreter (target <= 800)
+  cpu_us_per_object_full     CPU time (user+sys) of the full backup process during the run / objects (target <= 20)
+  cpu_us_per_object_noop     the same for the no-op incremental (target <= 8)
+  noop_vs_full               no-op incremental wall time / full backup wall time (target <= 0.6)
+  empty_scope_s              wall time of a backup whose scope selects no namespace: the fixed overhead
+  empty_scope_requests       its AWS requests (S3 + DynamoDB)
+  raw_list_all_types_s       plain paged GETs of every type the backup lists (discovery included): the second baseline
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def main() -> None:
         bulk_load(srv, objects)
         kubeconfig = str(srv.kubeconfig)
         raw = [run_child("bench.tasks", "rawlist", kubeconfig) for _ in range(RUNS)]
+        raw_all = [run_child("bench.tasks", "rawlistall", kubeconfig) for _ in range(RUNS)]
         fulls = []
         for i in range(RUNS):
             prefix = f"bench-full-{i}/lifeboat/v1/"
@@ -48,7 +55,20 @@ def main() -> None:
             )
         prefix, full = min(fulls, key=lambda pair: pair[1]["wall_s"])
         assert full["state"] == "Completed", full
-        noop = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"noop-{uuid.uuid4()}")
+        noops = [
+            run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"noop-{uuid.uuid4()}")
+            for _ in range(RUNS)
+        ]
+        noop = min(noops, key=lambda r: r["wall_s"])
+        empty = min(
+            (
+                run_child(
+                    "bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"empty-{uuid.uuid4()}", "none-*"
+                )
+                for _ in range(RUNS)
+            ),
+            key=lambda r: r["wall_s"],
+        )
         changed = mutate_fraction(objects, 0.01, seed=7)
         replace_objects(srv, changed)
         incr = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"incr-{uuid.uuid4()}")
@@ -56,6 +76,7 @@ def main() -> None:
     raw_best = min(r["wall_s"] for r in raw)
     full_best = full["wall_s"]
     touched = {o["metadata"]["namespace"] for o in changed}
+    objects = full["counts"]["objects"]
     result = {
         "objects": raw[0]["objects"],
         "raw_list_s": round(raw_best, 3),
@@ -67,6 +88,14 @@ def main() -> None:
         "changed_1pct_expected": len(changed) + len(touched) + 1,
         "peak_rss_mb": round(full["peak_rss_mb"], 1),
         "cold_import_ms": round(cold_import_ms("app"), 1),
+        "cpu_us_per_object_full": round(full["cpu_s"] / objects * 1e6, 1),
+        "cpu_us_per_object_noop": round(noop["cpu_s"] / objects * 1e6, 1),
+        "noop_vs_full": round(noop["wall_s"] / full_best, 3),
+        "noop_backup_s": round(noop["wall_s"], 3),
+        "empty_scope_s": round(empty["wall_s"], 3),
+        "empty_scope_requests": empty["aws_requests"],
+        "raw_list_all_types_s": round(min(r["wall_s"] for r in raw_all), 3),
+        "raw_list_all_types_requests": raw_all[0]["requests"],
     }
     table = Table(title="Backup benchmark (10,000 objects, 20 namespaces)")
     table.add_column("measure")

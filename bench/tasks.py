@@ -42,7 +42,49 @@ def raw_list(kubeconfig: str) -> dict[str, object]:
     return {"wall_s": time.perf_counter() - started, "objects": objects, "peak_rss_mb": peak_rss_mb()}
 
 
-def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str, object]:
+def raw_list_all_types(kubeconfig: str, namespaces: str = "bench-*") -> dict[str, object]:
+    """The second baseline: plain paged GETs (limit=500, the backup's label selector) of every type the backup
+    lists, one after the other, as discovery offers them; JSON parsed, nothing else."""
+    from chalicelib.backup.listing import select_resources
+    from chalicelib.core.scope import BackupScope
+    from chalicelib.kube import KubeClient
+
+    scope = BackupScope(include_namespaces=(namespaces,))
+    client = KubeClient.from_kubeconfig(Path(kubeconfig).read_text())
+    started = time.perf_counter()
+    resources = client.discover()
+    namespaced, cluster = select_resources(resources, scope)
+    types = [r for r in resources if r.group_resource == "namespaces"] + namespaced + cluster
+    selector = scope.server_selector()
+    objects = requests = 0
+    for res in types:
+        for page in client.list_pages(res.collection_path(), limit=500, label_selector=selector):
+            objects += len(page.items)
+            requests += 1
+    return {
+        "wall_s": time.perf_counter() - started,
+        "objects": objects,
+        "types": len(types),
+        "requests": requests,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _count_requests(clients: list[object]) -> list[int]:
+    """A counter of the HTTP requests these boto3 clients send (retries included)."""
+    sent = [0]
+
+    def count(**_: object) -> None:
+        sent[0] += 1
+
+    for client in clients:
+        client.meta.events.register("before-send", count)  # type: ignore[attr-defined]
+    return sent
+
+
+def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces: str = "bench-*") -> dict[str, object]:
+    import resource
+
     from chalicelib.core.jobs import BackupJob, ClusterRef
     from chalicelib.core.scope import BackupScope
     from chalicelib.services import Services
@@ -57,7 +99,7 @@ def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str
             f"bench-{prefix.strip('/').replace('/', '-')}",
             {"type": "kubeconfig", "kubeconfig": Path(kubeconfig).read_text()},
         ),
-        scope=BackupScope(include_namespaces=("bench-*",)),
+        scope=BackupScope(include_namespaces=(namespaces,)),
     )
     service = services.backup_service()
     # Warm what a Lambda would have warm after its first invocation: imports and clients, not data.
@@ -70,12 +112,17 @@ def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str
     import chalicelib.repository.writer  # noqa: F401
 
     services.catalog()
-    services.client("s3")
+    sent = _count_requests([services.client("s3"), services.client("dynamodb")])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     record = service.run(job).record
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
+        "aws_requests": sent[0],
         "backup_id": record.backup_id,
         "cluster": record.cluster,
         "state": str(record.state),
@@ -180,5 +227,12 @@ def restore(
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    result = {"rawlist": raw_list, "backup": backup, "rawcreate": raw_create, "restore": restore}[command](*args)
+    tasks = {
+        "rawlist": raw_list,
+        "rawlistall": raw_list_all_types,
+        "backup": backup,
+        "rawcreate": raw_create,
+        "restore": restore,
+    }
+    result = tasks[command](*args)
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chalicelib.backup.listing import Page
-from chalicelib.core.canonical import blob_id, canonical_json
+from chalicelib.backup.reuse import PriorObjects
+from chalicelib.core.canonical import canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector
 from chalicelib.core.resources import Resource
@@ -15,6 +16,8 @@ from chalicelib.core.sanitize import sanitize
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.shards import Checkpoint, EntryRows, kind_key
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, encode_root, encode_tree
+
+_new_entry = tuple.__new__  # TreeEntry is a NamedTuple: this skips its keyword-handling constructor
 
 
 class ItemCollector:
@@ -31,7 +34,10 @@ class ItemCollector:
         writer: Any,
         *,
         progress: Callable[[int, str], None] | None = None,
+        prior: PriorObjects | None = None,
     ) -> None:
+        """``prior``: an earlier backup of this cluster; an object it holds unchanged (same uid and resourceVersion)
+        reuses its entry, without being sanitized, serialized and hashed again."""
         self.scope = scope
         self.namespaces = frozenset(namespaces)
         self.writer = writer
@@ -40,7 +46,9 @@ class ItemCollector:
         self.bytes_raw = 0
         self.bytes_dedup = 0
         self.objects = 0
+        self.reused = 0  # objects whose blob came from ``prior``
         self._progress = progress
+        self._prior = prior
 
     # -- pages --------------------------------------------------------------------------------------------------
 
@@ -51,36 +59,81 @@ class ItemCollector:
         if page.restarted:
             self.drop(res, namespace)
         entries = self.entries.setdefault(res.group_resource, [])
-        cluster_scope = not res.namespaced
-        api_version = res.api_version
-        for obj in page.items:
-            meta = obj.get("metadata") or {}
-            if cluster_scope:
-                # Referenced cluster objects (auto mode) are kept whatever their labels: the backup needs them.
-                if res.group_resource != "namespaces":
-                    if refs is not None:
-                        if not refs.wants(res, obj):
-                            continue
-                    elif not self.scope.object_selected(obj):
-                        continue
-                scope_key = CLUSTER_SCOPE
-            else:
-                ns = meta.get("namespace", "")
-                if ns not in self.namespaces or not self.scope.object_selected(obj):
-                    continue
-                if refs is not None:
-                    refs.observe(res, obj)
-                scope_key = ns
-            data = canonical_json(sanitize(obj, res.kind, api_version))
-            bid: BlobId = blob_id(data)
-            if not self.writer.add(bid, data):
-                self.bytes_dedup += len(data)
-            self.bytes_raw += len(data)
-            entry = TreeEntry(res.group, res.plural, meta.get("name", ""), res.version, res.kind, bid, len(data))
-            entries.append((scope_key, entry))
+        self._store(res, self._selected(res, page.items, refs), entries)
         self.objects = sum(len(rows) for rows in self.entries.values())
         if self._progress is not None:
             self._progress(self.objects, res.group_resource)
+
+    def _selected(
+        self, res: Resource, items: list[dict[str, Any]], refs: ReferenceCollector | None
+    ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """(scope, object, metadata) of the objects of one page that the backup keeps."""
+        selected: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        object_selected = self.scope.object_selected
+        if res.namespaced:
+            namespaces = self.namespaces
+            observe = refs.observe if refs is not None else None
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                ns = meta.get("namespace", "")
+                if ns not in namespaces or not object_selected(obj):
+                    continue
+                if observe is not None:
+                    observe(res, obj)
+                selected.append((ns, obj, meta))
+        elif res.group_resource == "namespaces":
+            selected = [(CLUSTER_SCOPE, obj, obj.get("metadata") or {}) for obj in items]
+        else:
+            # Referenced cluster objects (auto mode) are kept whatever their labels: the backup needs them.
+            for obj in items:
+                if refs.wants(res, obj) if refs is not None else object_selected(obj):
+                    selected.append((CLUSTER_SCOPE, obj, obj.get("metadata") or {}))
+        return selected
+
+    def _store(
+        self,
+        res: Resource,
+        selected: list[tuple[str, dict[str, Any], dict[str, Any]]],
+        entries: list[tuple[str, TreeEntry]],
+    ) -> None:
+        """Entries for the selected objects: an unchanged one (``prior``) reuses its entry, the rest are sanitized,
+        serialized, hashed and packed."""
+        group, plural, version, kind, api_version = res.group, res.plural, res.version, res.kind, res.api_version
+        prior = self._prior.for_type(res) if self._prior is not None else None
+        add_bytes = self.writer.add_bytes
+        holds = self.writer.holds
+        append = entries.append
+        raw = dedup = reused = 0
+        for scope_key, obj, meta in selected:
+            uid = meta.get("uid") or ""
+            rv = meta.get("resourceVersion") or ""
+            name = meta.get("name", "")
+            if prior:
+                known = prior.get(uid)
+                # The same uid and resourceVersion is the same object state: the blob made from it last time is
+                # this object's blob, provided the repository still holds it. Anything else takes the full path.
+                if (
+                    known is not None
+                    and rv
+                    and known.resource_version == rv
+                    and known.name == name
+                    and holds(known.blob)
+                ):
+                    raw += known.size
+                    dedup += known.size
+                    reused += 1
+                    append((scope_key, known))
+                    continue
+            data = canonical_json(sanitize(obj, kind, api_version))
+            bid, new = add_bytes(data)
+            size = len(data)
+            if not new:
+                dedup += size
+            raw += size
+            append((scope_key, _new_entry(TreeEntry, (group, plural, name, version, kind, bid, size, uid, rv))))
+        self.bytes_raw += raw
+        self.bytes_dedup += dedup
+        self.reused += reused
 
     def drop(self, res: Resource, namespace: str | None = None) -> None:
         """Forget a type's entries (its list restarted, or failed), in ``namespace`` only when given; their blobs
@@ -109,6 +162,13 @@ class ItemCollector:
     def kinds(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for rows in self.entries.values():
+            if not rows:
+                continue
+            # One type's entries share its group and kind: count them per type, not per object.
+            first = rows[0][1]
+            if all(entry.group == first.group and entry.kind == first.kind for _, entry in rows):
+                counts[kind_key(first.group, first.kind)] += len(rows)
+                continue
             for _, entry in rows:
                 counts[kind_key(entry.group, entry.kind)] += 1
         return dict(sorted(counts.items()))

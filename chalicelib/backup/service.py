@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,8 @@ from chalicelib.backup.commit import build_manifest, commit_manifest, iso
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
-from chalicelib.core.ids import BackupId, new_backup_id
+from chalicelib.backup.reuse import PriorObjects, load_prior
+from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
@@ -27,9 +29,22 @@ if TYPE_CHECKING:
 HEARTBEAT_STALE_S = 300
 HEARTBEAT_EVERY_S = 30
 
+# The namespace whose uid names the cluster (as Velero does): it exists from a cluster's creation to its end.
+CLUSTER_ID_NAMESPACE = "kube-system"
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """What a one-shot backup reads from the repository before it stores anything."""
+
+    repo: Any
+    index: Mapping[BlobId, Any]  # blob id -> where it is: what the writer skips
+    parent_cluster_uid: str | None  # the cluster the parent backup was taken of; reuse needs it to be this one
+    prior: PriorObjects | None
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class BackupService:
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
         sharding: Sharding | None = None,
+        reuse_unchanged: bool = True,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
@@ -63,6 +79,7 @@ class BackupService:
         self._page_size = page_size
         self._writer_options = writer_options or {}
         self._sharding = sharding
+        self._reuse_unchanged = reuse_unchanged
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -157,6 +174,11 @@ class BackupService:
             adopted = self._sharding.planner().adopt(job, record)
             if adopted is not None:
                 return adopted
+        # The repository's side (config, index, the parent's trees) is a few S3 round trips that need nothing from the
+        # cluster: read it while discovery and the namespace list run. Not when the backup may be sharded: the plan
+        # does not need it, and it would be requests for nothing.
+        may_shard = self._sharding is not None and job.shard is not False
+        opening = None if may_shard else self._open_in_background(record)
         client = self._connect_cluster(job.cluster)
         try:
             version = client.version().get("gitVersion", "unknown")
@@ -167,7 +189,7 @@ class BackupService:
         namespaces_res = next((r for r in resources if r.group_resource == "namespaces"), None)
         if namespaces_res is None:
             raise BackupError(f"cluster {cluster!r}: discovery did not offer namespaces")
-        ns_objects = self._list_namespaces(client, namespaces_res, scope)
+        ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
         namespaced, cluster_types = select_resources(resources, scope)
         discovery_errors = [
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
@@ -191,13 +213,12 @@ class BackupService:
                     counts=type_counts,
                 )
 
-        repo = self._open_repository()
-        from chalicelib.repository import RepositoryReader, RepositoryWriter
+        from chalicelib.repository import RepositoryWriter
 
-        reader = RepositoryReader(repo)
-        known = reader.known_blob_ids()
-        writer = RepositoryWriter(repo, known=known, **self._writer_options)
-        collector = ItemCollector(scope, ns_objects, writer, progress=progress)
+        opened = opening.result() if opening is not None else self._open(record)
+        writer = RepositoryWriter(opened.repo, known=opened.index.__contains__, **self._writer_options)
+        prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
+        collector = ItemCollector(scope, ns_objects, writer, progress=progress, prior=prior)
         collector.errors.extend(discovery_errors)
 
         self._heartbeat_at = time.monotonic()
@@ -217,6 +238,7 @@ class BackupService:
         stats.update(
             bytes_raw=collector.bytes_raw,
             bytes_deduplicated=collector.bytes_dedup,
+            objects_reused=collector.reused,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         manifest = build_manifest(
@@ -235,7 +257,11 @@ class BackupService:
             stats=stats,
             errors=collector.errors,
         )
-        return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
+        manifest = replace(manifest, cluster_uid=cluster_uid)
+        committed = commit_manifest(
+            self._catalog, opened.repo, writer, manifest, clock=self._clock, finished_at=finished_at
+        )
+        return committed.record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -262,9 +288,17 @@ class BackupService:
         # Namespaces themselves: the containers of everything else, kept in every mode.
         collector.handle_page(Page(namespaces_res, list(ns_objects.values())), refs)
         listed = 1
+        mode = scope.effective_cluster_scoped
+        if not ns_objects:
+            # No namespace is selected: no namespaced object can be kept, and in auto mode none refers to a cluster
+            # object either. Listing them would be requests for nothing.
+            listed += len(namespaced)
+            namespaced = []
+            if mode == "auto":
+                listed += len(cluster_types)
+                cluster_types = []
         pages = stream_pages(client, namespaced, selector, workers=self._list_workers, page_size=self._page_size)
         listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id)
-        mode = scope.effective_cluster_scoped
         if cluster_types:
             # In auto mode the referring types must be read before the types they name, so list in order.
             ordered = cluster_listing_order(cluster_types)
@@ -275,20 +309,58 @@ class BackupService:
             listed += self._consume(pages, ordered, collector, cluster_refs, cluster, backup_id)
         return listed
 
-    def _list_namespaces(self, client: Any, res: Resource, scope: BackupScope) -> dict[str, dict[str, Any]]:
-        """Selected namespaces by name; a namespace labelled with the exclusion label is left out whole."""
+    def _open_in_background(self, record: BackupRecord) -> Future[_Opened]:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-open-repository")
+        try:
+            return pool.submit(self._open, record)
+        finally:
+            pool.shutdown(wait=False)  # the one task still runs; nothing else is ever submitted
+
+    def _open(self, record: BackupRecord) -> _Opened:
+        """The repository, its index, and the parent backup's objects (when reuse is on and there is a parent)."""
+        from chalicelib.repository import RepositoryReader
+
+        repo = self._open_repository()
+        reader = RepositoryReader(repo)
+        index = reader.load_index()
+        parent_uid, prior = self._prior(reader, record)
+        return _Opened(repo, index, parent_uid, prior)
+
+    def _prior(self, reader: Any, record: BackupRecord) -> tuple[str | None, PriorObjects | None]:
+        """The parent backup's cluster uid and objects (None, None: every object takes the full path)."""
+        if not self._reuse_unchanged or not record.parent:
+            return None, None
+        from chalicelib.repository.errors import RepositoryError
+
+        try:
+            manifest = reader.load_manifest(record.cluster, record.parent)
+            if not manifest.cluster_uid:
+                return None, None
+            return manifest.cluster_uid, load_prior(reader, manifest, manifest.cluster_uid)
+        except RepositoryError:
+            # Reuse is only a shortcut: a parent that cannot be read makes this backup a full one, not a failed one.
+            return None, None
+
+    def _list_namespaces(
+        self, client: Any, res: Resource, scope: BackupScope
+    ) -> tuple[dict[str, dict[str, Any]], str | None]:
+        """Selected namespaces by name (a namespace labelled with the exclusion label is left out whole), and the
+        cluster's identity: the uid of its kube-system namespace (None when there is none)."""
         selected: dict[str, dict[str, Any]] = {}
+        cluster_uid: str | None = None
         for page in client.list_pages(res.collection_path(), limit=self._page_size):
             if page.restarted:
                 selected.clear()
             for obj in page.items:
                 meta = obj.get("metadata") or {}
                 name = meta.get("name", "")
+                if name == CLUSTER_ID_NAMESPACE:
+                    cluster_uid = str(meta.get("uid") or "") or None
                 if (meta.get("labels") or {}).get(EXCLUDE_LABEL) == "true":
                     continue
                 if scope.namespace_selected(name):
                     selected[name] = obj
-        return selected
+        return selected, cluster_uid
 
     def _consume(
         self,

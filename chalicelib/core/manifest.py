@@ -31,6 +31,9 @@ class Manifest:
     errors: list[dict[str, str]] = field(default_factory=list)  # per resource type: {resource, error}
     volume_snapshots: list[dict[str, Any]] = field(default_factory=list)
     etcd_snapshot: dict[str, Any] | None = None
+    # The uid of the cluster's kube-system namespace when the backup listed it: the cluster the trees' uids and
+    # resourceVersions were read from. A later backup reuses blobs of unchanged objects only from the same cluster.
+    cluster_uid: str | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> bytes:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Bump whenever the rules below change what a blob holds: trees record it, and a backup reuses an earlier backup's
+# blob for an unchanged object only when that blob was made by the same rules (backup/reuse.py).
+SANITIZER_VERSION = 1
+
 # metadata fields set by the API server; they change without the object changing.
 _SERVER_METADATA = (
     "uid",
@@ -15,6 +19,8 @@ _SERVER_METADATA = (
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
 )
+
+_SERVER_METADATA_KEYS = frozenset(_SERVER_METADATA)
 
 # Annotations written by clients or controllers, not by the object's author. The last-applied
 # configuration is a copy of the object itself: derivable, and it doubles the size of a blob.
@@ -32,12 +38,12 @@ def sanitize(obj: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]
 
     List responses omit ``kind`` and ``apiVersion`` on items; they are restored from the resource type.
     """
-    out = {k: v for k, v in obj.items() if k != "status"}
+    out = obj.copy()  # a shallow copy in C; only the top level and metadata are changed, never nested values
+    out.pop("status", None)
     out["kind"] = kind
     out["apiVersion"] = api_version
-    meta = dict(obj.get("metadata") or {})
-    for key in _SERVER_METADATA:
-        meta.pop(key, None)
+    meta = obj.get("metadata") or {}
+    meta = {k: v for k, v in meta.items() if k not in _SERVER_METADATA_KEYS}
     annotations = meta.get("annotations")
     if annotations:
         kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}

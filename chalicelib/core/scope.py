@@ -123,7 +123,11 @@ class BackupScope:
             return self._matches_unlabelled  # most objects: answer without walking the selector
         if labels.get(EXCLUDE_LABEL) == "true":
             return False
-        return self.selector.matches(labels)
+        return self._no_selector or self.selector.matches(labels)
+
+    @cached_property
+    def _no_selector(self) -> bool:
+        return not self.selector.requirements
 
     @cached_property
     def _matches_unlabelled(self) -> bool:

@@ -132,28 +132,29 @@ class S3ObjectStore:
         return True
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        paginator = self._s3.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
         cut = len(self.prefix)
-        iterator = iter(pages)
-        while True:
-            # Each page is a request; fetching it through _call translates its errors like any other call.
-            page = self._call("list", prefix, next, iterator, None)
-            if page is None:
-                return
+        for page in self._pages(prefix):
             for item in page.get("Contents", []):
                 yield item["Key"][cut:]
 
     def list_info(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        paginator = self._s3.get_paginator("list_objects_v2")
-        iterator = iter(paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix))
         cut = len(self.prefix)
-        while True:
-            page = self._call("list", prefix, next, iterator, None)
-            if page is None:
-                return
+        for page in self._pages(prefix):
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"][cut:], int(item["Size"]), item["LastModified"])
+
+    def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
+        """ListObjectsV2 pages, one request each, errors translated like any other call. Called directly rather
+        than through a botocore paginator: the paginator loads its model from disk on first use, which every
+        backup's index load paid in a fresh process."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+        while True:
+            page = self._call("list", prefix, self._s3.list_objects_v2, **params)
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
 
     def delete(self, key: str) -> None:
         self._call("delete", key, self._s3.delete_object, Bucket=self.bucket, Key=self.prefix + key)

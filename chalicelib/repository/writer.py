@@ -56,8 +56,9 @@ class RepositoryWriter:
     blocks while that many are outstanding. The first failed upload fails every later ``add`` and ``finish``,
     so a backup whose packs are not all stored never gets an index or a manifest.
 
-    ``add`` runs once per object of a backup and is kept cheap: plain counters (``stats`` builds its snapshot
-    when read) and frames compressed in the caller's thread as they fill (docs/repository-format.md).
+    ``add_bytes`` runs once per new or changed object of a backup and is kept cheap: one SHA-256, plain counters
+    (``stats`` builds its snapshot when read) and frames compressed in the caller's thread as they fill
+    (docs/repository-format.md).
     """
 
     def __init__(
@@ -124,13 +125,38 @@ class RepositoryWriter:
         digest = hashlib.sha256(data).hexdigest()
         if digest != blob_id:
             raise BlobIdMismatch(f"blob given as {blob_id} hashes to {digest}")
+        self._pack(blob_id, data, type)
+        return True
+
+    def _pack(self, blob_id: BlobId, data: bytes, type: str) -> None:
         self._builder.add(blob_id, data, type)
         self._added.add(blob_id)
         self._blobs_new += 1
         self._bytes_raw_new += len(data)
         if self._builder.size >= self._target:
             self._flush_pack()
-        return True
+
+    def add_bytes(self, data: bytes, type: str = BLOB_DATA) -> tuple[BlobId, bool]:
+        """Name ``data`` by its SHA-256 and pack it unless it is held already: (blob id, True when it will be uploaded).
+
+        The writer computes the id itself, so there is no given id to check again: one hash per blob instead of two
+        on the per-object path of a backup.
+        """
+        if self._closed:
+            raise WriterStateError("add() after finish()")
+        if self._error is not None:
+            self._raise_upload_error()
+        if type not in BLOB_TYPES:
+            raise ValueError(f"unknown blob type {type!r}; expected one of {sorted(BLOB_TYPES)}")
+        blob_id = BlobId(hashlib.sha256(data).hexdigest())
+        if blob_id in self._added or self._known(blob_id):
+            return blob_id, False
+        self._pack(blob_id, data, type)
+        return blob_id, True
+
+    def holds(self, blob_id: BlobId) -> bool:
+        """Whether the repository's index (as loaded for this writer) or this run already has ``blob_id``."""
+        return blob_id in self._added or self._known(blob_id)
 
     def finish(self) -> list[str]:
         """Upload the last pack, wait for all uploads, write one index file; returns the index ids written."""

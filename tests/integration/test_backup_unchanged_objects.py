@@ -1,0 +1,130 @@
+"""Incremental backups that reuse unchanged objects' blobs end in the same trees and manifest as full ones."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from chalicelib.backup import BackupService
+from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.resources import Resource
+from chalicelib.core.scope import BackupScope
+from chalicelib.services import Services
+from chalicelib.settings import Settings
+from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
+
+CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patch"}))
+
+
+@pytest.fixture
+def services(bucket: str, table: str) -> Services:
+    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
+
+
+@pytest.fixture
+def app_ns(kube_client: Any) -> Any:
+    from sandbox.sample_app import remove_sample_app, seed_sample_app
+
+    suffix = f"-{uuid.uuid4().hex[:6]}"
+    report = seed_sample_app(kube_client, suffix=suffix)
+    yield report
+    remove_sample_app(kube_client, suffix=suffix)
+
+
+def _job(kubeconfig_path: Any, namespaces: list[str]) -> BackupJob:
+    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
+    return BackupJob(
+        job_id=f"t-{uuid.uuid4()}",
+        cluster=ClusterRef("reuse-cluster", auth),
+        scope=BackupScope(include_namespaces=tuple(namespaces)),
+    )
+
+
+def _manifest(services: Services, record: Any) -> Any:
+    from chalicelib.repository import RepositoryReader
+
+    assert record.state == "Completed", record.failure or record.errors
+    return RepositoryReader(services.repository()).load_manifest(record.cluster, record.backup_id)
+
+
+def _change_one_configmap(kube_client: Any, namespace: str) -> None:
+    existing = [o for o in kube_client.get(CM.collection_path(namespace))["items"]
+                if (o["metadata"].get("labels") or {}).get("lifeboat.io/exclude") != "true"]
+    kube_client.patch(CM, existing[0]["metadata"]["name"], {"data": {"changed": uuid.uuid4().hex}},
+                      namespace=namespace)
+
+
+def test_an_incremental_after_a_change_equals_a_full_backup_of_the_same_state(services, kubeconfig_path, app_ns,
+                                                                             kube_client):
+    reusing = services.backup_service()
+    first = _manifest(services, reusing.run(_job(kubeconfig_path, app_ns.namespaces)).record)
+    assert first.cluster_uid, "the test server has a kube-system namespace: the cluster is known"
+    assert first.stats["objects_reused"] == 0
+
+    _change_one_configmap(kube_client, app_ns.namespaces[0])
+    incremental = _manifest(services, reusing.run(_job(kubeconfig_path, app_ns.namespaces)).record)
+    # Every object but the changed one came from the parent's trees...
+    assert incremental.stats["objects_reused"] == incremental.counts["objects"] - 1
+    assert incremental.counts["blobs_new"] == 3  # the changed object, its namespace tree, the root tree
+
+    # ...and a backup that sanitizes and hashes every object again (same cluster, same state) agrees on every tree.
+    full_path = BackupService(services.catalog(), lambda: services.repository(create=True), services.connect,
+                              reuse_unchanged=False)
+    full = _manifest(services, full_path.run(_job(kubeconfig_path, app_ns.namespaces)).record)
+    assert full.stats["objects_reused"] == 0
+    assert full.root_tree == incremental.root_tree
+    assert full.counts == incremental.counts | {"blobs_new": 0}
+    for key in ("kinds", "scope", "errors", "kubernetes_version", "cluster", "cluster_uid", "policy"):
+        assert getattr(full, key) == getattr(incremental, key), key
+
+
+def test_a_recreated_object_is_backed_up_anew(services, kubeconfig_path, app_ns, kube_client):
+    from chalicelib.repository import RepositoryReader
+
+    svc = services.backup_service()
+    shop = app_ns.namespaces[0]
+    svc.run(_job(kubeconfig_path, app_ns.namespaces))
+    existing = [o for o in kube_client.get(CM.collection_path(shop))["items"]
+                if (o["metadata"].get("labels") or {}).get("lifeboat.io/exclude") != "true"]
+    victim = existing[0]
+    kube_client.delete(CM, victim["metadata"]["name"], namespace=shop)
+    kube_client.create(CM, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": victim["metadata"]["name"], "namespace": shop, "labels": victim["metadata"].get("labels") or {}},
+        "data": victim.get("data") or {}}, namespace=shop)
+    again = _manifest(services, svc.run(_job(kubeconfig_path, app_ns.namespaces)).record)
+    assert again.stats["objects_reused"] == again.counts["objects"] - 1
+    reader = RepositoryReader(services.repository())
+    (entry,) = [e for scope, e in reader.walk(again) if scope == shop and e.kind == "ConfigMap"
+                and e.name == victim["metadata"]["name"]]
+    assert entry.uid != victim["metadata"]["uid"]
+
+
+class CountingClient:
+    """A Kubernetes client that counts the list pages it is asked for, per collection path."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.lists: list[str] = []
+
+    def list_pages(self, path: str, **kwargs: Any) -> Any:
+        self.lists.append(path)
+        return self._inner.list_pages(path, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_scope_that_selects_no_namespace_lists_only_namespaces(services, kubeconfig_path):
+    clients: list[CountingClient] = []
+
+    def connect(ref: Any) -> Any:
+        clients.append(CountingClient(services.connect(ref)))
+        return clients[-1]
+
+    svc = BackupService(services.catalog(), lambda: services.repository(create=True), connect)
+    record = svc.run(_job(kubeconfig_path, [f"no-such-namespace-{uuid.uuid4().hex[:6]}-*"])).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert record.counts["objects"] == 0 and record.counts["namespaces"] == 0
+    assert clients[0].lists == ["/api/v1/namespaces"]
