@@ -1,0 +1,27 @@
+"""Errors of the etcd adapter: gRPC failures translated, and snapshot streams that cannot be trusted."""
+
+from __future__ import annotations
+
+
+class EtcdError(Exception):
+    """Base class for errors of the etcd adapter."""
+
+
+class EtcdUnavailable(EtcdError):
+    """No endpoint answered, or the call failed in transport (TLS handshake, refused connection, deadline)."""
+
+
+class EtcdRefused(EtcdError):
+    """etcd answered and refused the call (permission, unauthenticated, bad request)."""
+
+
+class SnapshotIncomplete(EtcdError):
+    """The snapshot stream ended before its data and its trailing SHA-256 had arrived."""
+
+
+class SnapshotCorrupt(EtcdError):
+    """The snapshot's bytes do not match the SHA-256 etcd sent after them, or the stream broke its own framing."""
+
+
+class WireError(EtcdError):
+    """A message from etcd could not be decoded."""
