@@ -191,11 +191,12 @@ def wait_ready(member: EtcdProcess, timeout_s: float = 30.0) -> None:
             time.sleep(0.2)
 
 
-def put_keys(member: EtcdProcess, count: int, *, prefix: str = "/registry/test/") -> None:
+def put_keys(member: EtcdProcess, count: int, *, prefix: str = "/registry/test/", value_size: int = 0) -> None:
     """``count`` keys through etcdctl's txn in batches (one process per batch keeps it quick)."""
+    pad = "x" * value_size
     batch = 100  # etcd allows 128 operations per transaction by default
     for start in range(0, count, batch):
-        ops = "".join(f'put {prefix}{i:06d} "value-{i}"\n' for i in range(start, min(count, start + batch)))
+        ops = "".join(f'put {prefix}{i:06d} "value-{i}{pad}"\n' for i in range(start, min(count, start + batch)))
         cmd = [etcd_bin("etcdctl"), f"--endpoints={member.client_url}", *member.certs.etcdctl_flags(), "txn"]
         subprocess.run(cmd, input="\n" + ops + "\n\n", check=True, capture_output=True, text=True, timeout=60)
 
@@ -210,7 +211,7 @@ def etcd_member(etcd_certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> 
     """A single TLS member holding a few thousand keys (Kubernetes-like names)."""
     member = start_etcd(etcd_certs, tmp_path_factory.mktemp("etcd") / "data")
     try:
-        put_keys(member, 3000)
+        put_keys(member, 3000, value_size=2000)  # a database of several MiB: more than one multipart part
         yield member
     finally:
         member.stop()
