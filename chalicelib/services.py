@@ -129,10 +129,30 @@ class Services:
         else:
             sharding = self._cached("sharding", self.sharding)
         service = BackupService(
-            self.catalog(), lambda: self.repository(create=True), self.connect, sharding=sharding, **options
+            self.catalog(),
+            lambda: self.repository(create=True),
+            self.connect,
+            sharding=sharding,
+            etcd_snapshot=self.etcd_snapshot,
+            **options,
         )
         # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
         return LeasedBackupService(service, self.repository_lock())
+
+    # -- etcd (self-managed clusters) -----------------------------------------------------------------------------
+
+    def etcd_client(self, target: Any) -> Any:
+        """A client for ``target`` (a ``core.etcd.EtcdTarget``) with the client certificate its secret holds."""
+        from chalicelib.etcd import EtcdClient, tls_from_secret
+
+        return EtcdClient(target.endpoints, tls_from_secret(self.client("secretsmanager"), target.secret_id))
+
+    def etcd_snapshot(self, target: Any, cluster: str, backup_id: str, store: Any) -> dict[str, Any]:
+        """Take (or find, on a redelivery) the backup's etcd snapshot in ``store``; its manifest entry."""
+        from chalicelib.snapshots.etcd import EtcdSnapshotter
+
+        snapshot = EtcdSnapshotter(self.etcd_client(target), store).take(cluster, backup_id)
+        return snapshot.to_manifest()
 
     def sharding(self, *, queue: Any = None, options: Any = None, **service_options: Any) -> Any:
         """What sharded backups need, or None without a backup queue. Keep one per process: it caches each backup's

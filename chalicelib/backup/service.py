@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.backup.commit import build_manifest, commit_manifest, iso
+from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
@@ -51,9 +51,11 @@ class BackupService:
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
         sharding: Sharding | None = None,
+        etcd_snapshot: EtcdSnapshotFn | None = None,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
-        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
+        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is. ``etcd_snapshot``
+        takes the etcd snapshot of a job whose cluster names its etcd (``commit.take_etcd_snapshot``)."""
         self._catalog = catalog
         self._open_repository = open_repository
         self._connect = connect
@@ -62,6 +64,7 @@ class BackupService:
         self._page_size = page_size
         self._writer_options = writer_options or {}
         self._sharding = sharding
+        self._etcd_snapshot = etcd_snapshot
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -195,6 +198,7 @@ class BackupService:
         trees = collector.write_trees()
         root_id = collector.write_root(trees)
         index_files = writer.finish()
+        etcd = take_etcd_snapshot(self._etcd_snapshot, job.cluster, backup_id, repo.store, collector.errors)
         finished_at = self._clock()
         stats = dict(writer.stats)
         stats.update(
@@ -217,6 +221,7 @@ class BackupService:
             index_files=index_files,
             stats=stats,
             errors=collector.errors,
+            etcd_snapshot=etcd,
         )
         return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
 

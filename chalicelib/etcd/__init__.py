@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from chalicelib.etcd.client import EtcdClient, EtcdTLS, parse_endpoints
-from chalicelib.etcd.errors import EtcdError, EtcdUnavailable, SnapshotCorrupt, SnapshotIncomplete
+from chalicelib.etcd.credentials import tls_from_secret
+from chalicelib.etcd.errors import EtcdCredentialsError, EtcdError, EtcdUnavailable, SnapshotCorrupt, SnapshotIncomplete
 from chalicelib.etcd.wire import KeyCount, MemberStatus, SnapshotChunk
 
 __all__ = [
     "EtcdClient",
+    "EtcdCredentialsError",
     "EtcdError",
     "EtcdTLS",
     "EtcdUnavailable",
@@ -17,4 +19,5 @@ __all__ = [
     "SnapshotCorrupt",
     "SnapshotIncomplete",
     "parse_endpoints",
+    "tls_from_secret",
 ]

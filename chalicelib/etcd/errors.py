@@ -25,3 +25,7 @@ class SnapshotCorrupt(EtcdError):
 
 class WireError(EtcdError):
     """A message from etcd could not be decoded."""
+
+
+class EtcdCredentialsError(EtcdError):
+    """The secret with etcd's client certificate cannot be read or does not hold ``{ca, cert, key}``."""
