@@ -176,6 +176,7 @@ class Services:
             page_size=service_options.get("page_size", 500),
             writer_options=service_options.get("writer_options"),
             options=options,
+            etcd_snapshot=self.etcd_snapshot,
         )
 
     # -- restores: the job catalog, its queue and events ---------------------------------------------------------

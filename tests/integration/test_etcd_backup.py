@@ -100,3 +100,24 @@ def test_an_unreachable_etcd_is_a_partial_failure_without_an_artifact(
     assert "EtcdUnavailable" in record.record.errors[0]["error"]
     store = services.store()
     assert not store.exists(f"clusters/selfmanaged/backups/{record.record.backup_id}/etcd.db")
+
+
+def test_a_sharded_backup_takes_the_snapshot_in_its_commit(
+    services: Services, kubeconfig_path: Any, test_namespace: str, etcd_member: EtcdProcess
+) -> None:
+    from chalicelib.backup.worker import handle_message
+    from chalicelib.repository import RepositoryReader
+    from tests.integration.test_sharded_backup import ListQueue, drain
+
+    the_job = job(kubeconfig_path, test_namespace, [etcd_member.client_url])
+    the_job = BackupJob(the_job.job_id, the_job.cluster, the_job.scope, shard=True)
+    queue = ListQueue()
+    service = services.backup_service(queue=queue)
+    started = handle_message(service, the_job.to_dict())
+    assert started["status"] == "Running", started
+    drain(service, queue)
+    record = services.catalog().get("selfmanaged", started["backup_id"])
+    assert record.state == "Completed", record.errors
+    manifest = RepositoryReader(services.repository()).load_manifest("selfmanaged", record.backup_id)
+    assert manifest.etcd_snapshot is not None and manifest.etcd_snapshot["db_size"] > 0
+    assert services.store().exists(f"clusters/selfmanaged/backups/{record.backup_id}/etcd.db")
