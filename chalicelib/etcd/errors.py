@@ -29,3 +29,7 @@ class WireError(EtcdError):
 
 class EtcdCredentialsError(EtcdError):
     """The secret with etcd's client certificate cannot be read or does not hold ``{ca, cert, key}``."""
+
+
+class EtcdToolError(EtcdError):
+    """An etcd binary (etcdutl, etcd) is missing, failed or did not come up."""
