@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_policy_parsers(sub, _add_aws_options)
 
+    from chalicelib.cli.etcd_cmd import add_parser as add_etcd_parser
+
+    add_etcd_parser(sub, _add_aws_options)
+
     return parser
 
 
@@ -126,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.policies import HANDLERS as policy_handlers
 
     handlers.update(policy_handlers)
+    from chalicelib.cli.etcd_cmd import HANDLERS as etcd_handlers
+
+    handlers.update(etcd_handlers)
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None
