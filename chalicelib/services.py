@@ -263,7 +263,9 @@ class Services:
     def cluster_service(self) -> Any:
         from chalicelib.scheduling.clusters import ClusterService
 
-        return ClusterService(self.cluster_catalog(), self.connect)
+        return ClusterService(
+            self.cluster_catalog(), self.connect, etcd_status=lambda target: self.etcd_client(target).status()
+        )
 
     def status_service(self) -> Any:
         from chalicelib.scheduling.status import StatusService

@@ -11,6 +11,7 @@ from chalicelib.core.errors import CoreError
 
 # What a registration records for a cluster whose control plane the provider runs (EKS): no etcd to reach.
 MANAGED_CONTROL_PLANE = "etcd not accessible: managed control plane"
+MANAGED_AUTH_TYPES = frozenset({"eks"})
 ETCD_POLICY_FIELDS = frozenset({"enabled", "with_every_backup"})
 
 
@@ -100,3 +101,25 @@ def parse_etcd_policy(data: Any, where: str, problems: list[str]) -> EtcdPolicy 
         problems.append(f"{where}.with_every_backup: false needs a separate etcd schedule, which is not supported yet")
         return None
     return block
+
+
+def policy_etcd_target(
+    block: EtcdPolicy, registered: Mapping[str, Any] | None, *, managed: bool = False
+) -> tuple[EtcdTarget | None, str]:
+    """(target, "") when a policy's backups take an etcd snapshot, else (None, why not; "" when not asked for).
+
+    ``registered`` is the cluster record's ``etcd``: a target, ``{"unavailable": reason}`` or None; ``managed``
+    says the provider runs the control plane (EKS), also for clusters registered before etcd was recorded.
+    """
+    if not block.enabled:
+        return None, ""
+    if managed:
+        return None, MANAGED_CONTROL_PLANE
+    if not registered:
+        return None, "the cluster has no etcd registered (lifeboat clusters add ... --etcd-endpoints --etcd-secret-id)"
+    if registered.get("unavailable"):
+        return None, str(registered["unavailable"])
+    try:
+        return EtcdTarget.from_dict(registered), ""
+    except InvalidEtcdTarget as exc:
+        return None, f"the cluster's etcd registration is invalid: {exc}"
