@@ -272,6 +272,11 @@ class Services:
 
         return StatusService(self.policy_catalog(), self.catalog())
 
+    def etcd_status_service(self) -> Any:
+        from chalicelib.scheduling.etcd_status import EtcdStatusService
+
+        return EtcdStatusService(self.policy_catalog(), self.etcd_verifications())
+
     def retention_service(self) -> Any:
         from chalicelib.maintenance.retention import RetentionService
 

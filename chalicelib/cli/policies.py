@@ -224,10 +224,18 @@ def _copies_by_policy(services: Any, clusters: set[str]) -> dict[tuple[str, str]
 def status(args: Any, services: Any) -> int:
     statuses = services.status_service().statuses()
     copies = _copies_by_policy(services, {s.cluster for s in statuses})
+    etcd = {e.cluster: e for e in services.etcd_status_service().statuses()}
     # Scripts (and cron jobs) can alarm on the exit code: 1 when any policy is past its RPO target.
-    code = EXIT_ERROR if any(s.rpo_exceeded for s in statuses) else EXIT_OK
+    exceeded = any(s.rpo_exceeded for s in statuses) or any(e.rpo_exceeded for e in etcd.values())
+    code = EXIT_ERROR if exceeded else EXIT_OK
     if args.output == "json":
-        emit_json([{**s.to_dict(), "copies": copies.get((s.cluster, s.name))} for s in statuses])
+        docs = []
+        for s in statuses:
+            doc = {**s.to_dict(), "copies": copies.get((s.cluster, s.name))}
+            if s.cluster in etcd and s.name in etcd[s.cluster].policies:
+                doc["etcd"] = etcd[s.cluster].to_dict()
+            docs.append(doc)
+        emit_json(docs)
         return code
     rows = []
     for s in statuses:
@@ -254,7 +262,18 @@ def status(args: Any, services: Any) -> int:
         )
     headers = ["policy", "cluster", "last success", "RPO", "target", "next run", "retention", "3-2-1"]
     console().print(table("Policies", headers, rows))
+    if etcd:
+        console().print(table("etcd snapshots", *_etcd_rows(list(etcd.values()))))
     return code
+
+
+def _etcd_rows(statuses: list[Any]) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for e in statuses:
+        age = f"{e.age_minutes:.0f} min" if e.age_minutes is not None else "no verified snapshot"
+        target = f"{e.rpo_target_minutes} min" if e.rpo_target_minutes else "-"
+        rows.append([e.cluster, e.backup_id or "-", f"[red]{age}[/red]" if e.rpo_exceeded else age, target])
+    return ["cluster", "newest verified", "age", "target"], rows
 
 
 def maintenance_run(args: Any, services: Any) -> int:
