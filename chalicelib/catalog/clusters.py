@@ -18,7 +18,7 @@ from chalicelib.catalog.dynamo import decode_item, encode, error_code, iso, tran
 from chalicelib.catalog.errors import RecordNotFound
 
 # "auth" is a DynamoDB reserved word: expressions name it through "#auth".
-_REGISTRATION = ("#auth", "registered_at", "checked_at", "kubernetes_version", "details")
+_REGISTRATION = ("#auth", "registered_at", "checked_at", "kubernetes_version", "details", "etcd")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class ClusterRecord:
     checked_at: str | None = None
     first_seen: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # what the last check found (resource types, ...)
+    # Self-managed: {"endpoints", "secret_id", "version"}; managed (EKS): {"unavailable": reason}; else None.
+    etcd: dict[str, Any] | None = None
 
     @property
     def registered(self) -> bool:
@@ -49,6 +51,7 @@ class ClusterCatalog:
         kubernetes_version: str | None,
         now: datetime,
         details: dict[str, Any] | None = None,
+        etcd: dict[str, Any] | None = None,
     ) -> ClusterRecord:
         """Create or replace a cluster's registration (idempotent)."""
         keys.check_part("cluster", name)
@@ -75,6 +78,11 @@ class ClusterCatalog:
             sets.append("kubernetes_version = :version")
         else:
             removes.append("kubernetes_version")
+        if etcd:
+            values[":etcd"] = encode(etcd)
+            sets.append("etcd = :etcd")
+        else:
+            removes.append("etcd")
         expression = f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else "")
         response = self._call(
             "update_item",
@@ -147,4 +155,5 @@ def _to_record(item: dict[str, Any]) -> ClusterRecord:
         checked_at=item.get("checked_at"),
         first_seen=item.get("first_seen"),
         details=dict(item.get("details") or {}),
+        etcd=item.get("etcd"),
     )

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chalicelib.cli.api_clients import add_parsers as add_api_client_parsers
 
     add_api_client_parsers(sub, _add_aws_options)
+    from chalicelib.cli.etcd_cmd import add_parser as add_etcd_parser
+
+    add_etcd_parser(sub, _add_aws_options)
 
     return parser
 
@@ -196,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.api_clients import HANDLERS as api_client_handlers
 
     handlers.update(api_client_handlers)
+    from chalicelib.cli.etcd_cmd import HANDLERS as etcd_handlers
+
+    handlers.update(etcd_handlers)
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None

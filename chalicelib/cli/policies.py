@@ -33,6 +33,8 @@ def add_parsers(sub: Any, add_aws_options: Callable[[argparse.ArgumentParser], N
     p.add_argument("--context", help="kubeconfig context in the secret (default: its current-context)")
     p.add_argument("--token", action="store_true", help='the secret is JSON {"server", "token", "ca"}')
     p.add_argument("--no-verify", action="store_true", help="register without trying to connect")
+    p.add_argument("--etcd-endpoints", help="self-managed: etcd client URLs https://host:2379,... (for snapshots)")
+    p.add_argument("--etcd-secret-id", help='self-managed: secret with etcd client TLS, JSON {"ca","cert","key"}')
     for action, text in (("list", "registered clusters"), ("remove", "forget a cluster's registration")):
         p = clusters.add_parser(action, help=text)
         add_aws_options(p)
@@ -117,7 +119,18 @@ def policies_delete(args: Any, services: Any) -> int:
     return EXIT_OK
 
 
+def _etcd_target(args: Any) -> Any:
+    from chalicelib.core.etcd import EtcdTarget, InvalidEtcdTarget
+
+    if not (args.etcd_endpoints or args.etcd_secret_id):
+        return None
+    if not (args.etcd_endpoints and args.etcd_secret_id):
+        raise InvalidEtcdTarget("give both --etcd-endpoints and --etcd-secret-id")
+    return EtcdTarget.from_dict({"endpoints": args.etcd_endpoints, "secret_id": args.etcd_secret_id})
+
+
 def clusters_add(args: Any, services: Any) -> int:
+    from chalicelib.core.errors import CoreError
     from chalicelib.scheduling.clusters import cluster_auth
     from chalicelib.scheduling.errors import ClusterCheckFailed, InvalidClusterAuth
 
@@ -129,11 +142,12 @@ def clusters_add(args: Any, services: Any) -> int:
             context=args.context,
             token=args.token,
         )
-    except InvalidClusterAuth as exc:
+        etcd = _etcd_target(args)
+    except (InvalidClusterAuth, CoreError) as exc:
         err_console().print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE
     try:
-        record, check = services.cluster_service().add(args.name, auth, verify=not args.no_verify)
+        record, check = services.cluster_service().add(args.name, auth, verify=not args.no_verify, etcd=etcd)
     except ClusterCheckFailed as exc:
         if args.output == "json":
             emit_json({"cluster": args.name, "registered": False, "error": str(exc)})
@@ -147,6 +161,7 @@ def clusters_add(args: Any, services: Any) -> int:
         "kubernetes_version": check.kubernetes_version,
         "resource_types": check.resource_types,
         "discovery_errors": check.discovery_errors,
+        "etcd": record.etcd,
     }
     if args.output == "json":
         emit_json(data)
@@ -209,10 +224,18 @@ def _copies_by_policy(services: Any, clusters: set[str]) -> dict[tuple[str, str]
 def status(args: Any, services: Any) -> int:
     statuses = services.status_service().statuses()
     copies = _copies_by_policy(services, {s.cluster for s in statuses})
+    etcd = {e.cluster: e for e in services.etcd_status_service().statuses()}
     # Scripts (and cron jobs) can alarm on the exit code: 1 when any policy is past its RPO target.
-    code = EXIT_ERROR if any(s.rpo_exceeded for s in statuses) else EXIT_OK
+    exceeded = any(s.rpo_exceeded for s in statuses) or any(e.rpo_exceeded for e in etcd.values())
+    code = EXIT_ERROR if exceeded else EXIT_OK
     if args.output == "json":
-        emit_json([{**s.to_dict(), "copies": copies.get((s.cluster, s.name))} for s in statuses])
+        docs = []
+        for s in statuses:
+            doc = {**s.to_dict(), "copies": copies.get((s.cluster, s.name))}
+            if s.cluster in etcd and s.name in etcd[s.cluster].policies:
+                doc["etcd"] = etcd[s.cluster].to_dict()
+            docs.append(doc)
+        emit_json(docs)
         return code
     rows = []
     for s in statuses:
@@ -239,7 +262,18 @@ def status(args: Any, services: Any) -> int:
         )
     headers = ["policy", "cluster", "last success", "RPO", "target", "next run", "retention", "3-2-1"]
     console().print(table("Policies", headers, rows))
+    if etcd:
+        console().print(table("etcd snapshots", *_etcd_rows(list(etcd.values()))))
     return code
+
+
+def _etcd_rows(statuses: list[Any]) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for e in statuses:
+        age = f"{e.age_minutes:.0f} min" if e.age_minutes is not None else "no verified snapshot"
+        target = f"{e.rpo_target_minutes} min" if e.rpo_target_minutes else "-"
+        rows.append([e.cluster, e.backup_id or "-", f"[red]{age}[/red]" if e.rpo_exceeded else age, target])
+    return ["cluster", "newest verified", "age", "target"], rows
 
 
 def maintenance_run(args: Any, services: Any) -> int:

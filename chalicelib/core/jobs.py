@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.core.errors import CoreError
+from chalicelib.core.etcd import EtcdTarget
 from chalicelib.core.scope import BackupScope
 
 AUTH_TYPES = frozenset({"kubeconfig", "kubeconfig_secret", "token_secret", "eks"})
@@ -26,6 +27,8 @@ class ClusterRef:
 
     name: str
     auth: dict[str, Any]
+    # The cluster's etcd, when this backup takes an etcd snapshot too (its policy's etcd block is enabled).
+    etcd: EtcdTarget | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> ClusterRef:
@@ -36,10 +39,19 @@ class ClusterRef:
             raise InvalidJob(f"cluster.name must be a non-empty string without '/', not {name!r}")
         if not isinstance(auth, dict) or auth.get("type") not in AUTH_TYPES:
             raise InvalidJob(f"cluster {name!r}: auth.type must be one of {', '.join(sorted(AUTH_TYPES))}")
-        return cls(name=name, auth=dict(auth))
+        etcd = None
+        if data.get("etcd") is not None:
+            try:
+                etcd = EtcdTarget.from_dict(data["etcd"])
+            except CoreError as exc:
+                raise InvalidJob(f"cluster {name!r}: {exc}") from exc
+        return cls(name=name, auth=dict(auth), etcd=etcd)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "auth": dict(self.auth)}
+        data: dict[str, Any] = {"name": self.name, "auth": dict(self.auth)}
+        if self.etcd is not None:
+            data["etcd"] = self.etcd.to_dict()
+        return data
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from chalicelib.maintenance.errors import CollectionAborted
 from chalicelib.repository.errors import AccessDenied, ObjectExists, RepositoryError
 from chalicelib.repository.reach import ROOT_TREE, Reach, reachable
 from chalicelib.repository.reader import RepositoryReader
-from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
+from chalicelib.repository.repo import CLUSTERS_DIR, INDEX_DIR, MANIFEST_NAME, PACKS_DIR, Repository
 from chalicelib.repository.store import ObjectStore
 
 DEFAULT_SAFETY_MARGIN = timedelta(hours=24)
@@ -57,6 +57,8 @@ class CollectionReport:
     index_files_deleted: tuple[str, ...]
     skipped: tuple[str, ...]  # deletes the store refused (Object Lock): retried next time
     seconds: float
+    # Artifacts (etcd snapshots) of backups whose manifest retention deleted: they follow their backup.
+    artifacts_deleted: tuple[str, ...] = ()
 
 
 def collect_garbage(
@@ -121,6 +123,7 @@ def collect_garbage(
         if pack_rows:
             keep[pack] = list(pack_rows.values())
 
+    orphans = orphan_artifacts(store, set(manifests), now=now, safety_margin=safety_margin)
     rewrite = bool(garbage) or len(index_files) > 1
     index_written: str | None = None
     deleted_packs: list[str] = []
@@ -139,7 +142,12 @@ def collect_garbage(
         check()
         deleted_index, refused = _delete(store, [repo.index_key(n) for n in sorted(index_files)], threads)
         skipped += refused
-    elif dry_run:
+    deleted_artifacts = orphans
+    if not dry_run and orphans:
+        check()
+        deleted_artifacts, refused = _delete(store, orphans, threads)
+        skipped += refused
+    if dry_run:
         deleted_packs = [repo.pack_key(p) for p in garbage]
     sizes = {repo.pack_key(p): stored[p].size for p in garbage}
     return CollectionReport(
@@ -156,7 +164,25 @@ def collect_garbage(
         index_files_deleted=tuple(k[len(INDEX_DIR) :] for k in deleted_index),
         skipped=tuple(skipped),
         seconds=time.monotonic() - started,
+        artifacts_deleted=tuple(deleted_artifacts),
     )
+
+
+def orphan_artifacts(
+    store: ObjectStore, manifests: set[tuple[str, str]], *, now: datetime, safety_margin: timedelta
+) -> list[str]:
+    """Files beside a manifest (``clusters/<c>/backups/<id>/<name>``) whose manifest is gone and that are older
+    than the safety margin. A backup writes its etcd snapshot before its manifest, so a young one may belong to a
+    backup still running (which also holds a shared lease that keeps this collection from running at all)."""
+    out: list[str] = []
+    for info in store.list_info(CLUSTERS_DIR):
+        parts = info.key.split("/")
+        if len(parts) != 5 or parts[2] != "backups" or parts[4] == MANIFEST_NAME:
+            continue
+        if (parts[1], parts[3]) in manifests or now - info.last_modified < safety_margin:
+            continue
+        out.append(info.key)
+    return out
 
 
 def _mark(reader: RepositoryReader, manifests: Iterable[tuple[str, str]]) -> Reach:

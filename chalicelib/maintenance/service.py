@@ -37,6 +37,7 @@ class MaintenanceReport:
             # Key lists can be long; the log and the API answer carry counts, the CLI prints the details.
             data["collection"]["packs_deleted"] = len(self.collection.packs_deleted)
             data["collection"]["index_files_deleted"] = len(self.collection.index_files_deleted)
+            data["collection"]["artifacts_deleted"] = len(self.collection.artifacts_deleted)
         return data
 
 

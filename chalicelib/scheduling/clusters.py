@@ -9,6 +9,7 @@ from typing import Any
 
 from chalicelib.catalog.clusters import ClusterRecord
 from chalicelib.catalog.errors import RecordNotFound
+from chalicelib.core.etcd import MANAGED_AUTH_TYPES, MANAGED_CONTROL_PLANE, EtcdTarget
 from chalicelib.core.jobs import ClusterRef
 from chalicelib.core.policies import CLUSTER_NAME
 from chalicelib.scheduling.errors import ClusterCheckFailed, InvalidClusterAuth, SchedulingError
@@ -82,10 +83,12 @@ class ClusterService:
         connect: Callable[[ClusterRef], Any],
         *,
         clock: Callable[[], datetime] = _utcnow,
+        etcd_status: Callable[[EtcdTarget], Any] | None = None,
     ) -> None:
         self._clusters = clusters
         self._connect = connect
         self._clock = clock
+        self._etcd_status = etcd_status  # a Maintenance.Status call (``etcd.MemberStatus``) on the target
 
     def check(self, name: str, auth: dict[str, Any]) -> ClusterCheck:
         """Authenticate and discover the API: the Kubernetes version, or the exact error."""
@@ -108,19 +111,49 @@ class ClusterService:
             discovery_errors=[(str(g), str(e)) for g, e in errors],
         )
 
-    def add(self, name: str, auth: dict[str, Any], *, verify: bool = True) -> tuple[ClusterRecord, ClusterCheck]:
-        """Register (or re-register) a cluster; with ``verify``, only if Lifeboat can reach it (ClusterCheckFailed)."""
+    def add(
+        self, name: str, auth: dict[str, Any], *, verify: bool = True, etcd: EtcdTarget | None = None
+    ) -> tuple[ClusterRecord, ClusterCheck]:
+        """Register (or re-register) a cluster; with ``verify``, only if Lifeboat can reach it (ClusterCheckFailed).
+
+        ``etcd`` (self-managed clusters) is checked by a status call; an EKS cluster records that its etcd is not
+        accessible, and refuses an etcd target."""
         if not CLUSTER_NAME.fullmatch(name):
             raise SchedulingError(f"cluster name {name!r} may hold letters, digits and ._:@+=- only")
         auth = check_auth(auth)
+        etcd_record = self._etcd_registration(name, auth, etcd, verify=verify)
         result = self.check(name, auth) if verify else ClusterCheck(ok=True)
         if not result.ok:
             raise ClusterCheckFailed(f"cluster {name!r} was not registered: {result.error}")
         details = {"resource_types": result.resource_types, "discovery_errors": len(result.discovery_errors)}
         record = self._clusters.register(
-            name, auth, kubernetes_version=result.kubernetes_version, now=self._clock(), details=details
+            name,
+            auth,
+            kubernetes_version=result.kubernetes_version,
+            now=self._clock(),
+            details=details,
+            etcd=etcd_record,
         )
         return record, result
+
+    def _etcd_registration(
+        self, name: str, auth: dict[str, Any], etcd: EtcdTarget | None, *, verify: bool
+    ) -> dict[str, Any] | None:
+        if auth["type"] in MANAGED_AUTH_TYPES:
+            if etcd is not None:
+                raise SchedulingError(f"cluster {name!r}: {MANAGED_CONTROL_PLANE} (EKS runs it); drop the etcd options")
+            return {"unavailable": MANAGED_CONTROL_PLANE}
+        if etcd is None:
+            return None
+        record: dict[str, Any] = etcd.to_dict()
+        if verify and self._etcd_status is not None:
+            try:
+                status = self._etcd_status(etcd)
+            except Exception as exc:  # report whatever failed (TLS, secret, refused), verbatim
+                failure = f"{type(exc).__name__}: {exc}"
+                raise ClusterCheckFailed(f"cluster {name!r} was not registered: etcd: {failure}") from exc
+            record.update(version=status.version, member=status.member_id)
+        return record
 
     def list(self) -> list[ClusterRecord]:
         return list(self._clusters.list())

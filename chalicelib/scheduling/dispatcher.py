@@ -20,6 +20,7 @@ from chalicelib.catalog.dynamo import iso
 from chalicelib.catalog.errors import RecordNotFound
 from chalicelib.catalog.policies import PolicyRecord
 from chalicelib.catalog.policy_runs import DISPATCHED, SKIPPED, RunRecord, backups_of_policy
+from chalicelib.core.etcd import MANAGED_AUTH_TYPES, EtcdTarget, policy_etcd_target
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.models import BackupState
 from chalicelib.core.schedule import plan_run
@@ -114,6 +115,7 @@ class Dispatcher:
         plan = plan_run(policy.schedule, due_at, now)
         job_id = job_id_for(policy.name, plan.scheduled_for)
         cluster_auth: dict[str, Any] | None = None
+        etcd: EtcdTarget | None = None
         if not plan.start:
             reason = (
                 f"missed: {plan.late_seconds:.0f} s after its scheduled time, past starting_deadline_seconds "
@@ -123,7 +125,11 @@ class Dispatcher:
             reason = self._still_active(record, now)
             if not reason:
                 try:
-                    cluster_auth = self._clusters.get(policy.cluster).auth
+                    cluster = self._clusters.get(policy.cluster)
+                    cluster_auth = cluster.auth
+                    # Refused when the policy was applied; a cluster re-registered since then just goes without.
+                    managed = (cluster.auth or {}).get("type") in MANAGED_AUTH_TYPES
+                    etcd, _ = policy_etcd_target(policy.etcd, cluster.etcd, managed=managed)
                 except RecordNotFound:
                     reason = f"cluster {policy.cluster!r} is not registered (lifeboat clusters add)"
         run = RunRecord(
@@ -137,7 +143,7 @@ class Dispatcher:
             late_seconds=round(plan.late_seconds, 3),
             at=iso(now),
         )
-        result = self._claim_and_send(record, run, plan.next_run_at, policy, cluster_auth, now)
+        result = self._claim_and_send(record, run, plan.next_run_at, policy, cluster_auth, now, etcd=etcd)
         return Outcome(policy.name, policy.cluster, run.scheduled_for, result, run.reason, run.job_id, run.missed)
 
     def _claim_and_send(
@@ -148,13 +154,15 @@ class Dispatcher:
         policy: Any,
         cluster_auth: dict[str, Any] | None,
         now: datetime,
+        *,
+        etcd: EtcdTarget | None = None,
     ) -> str:
         if not self._policies.claim(record, run, next_run_at=next_run_at, now=now):
             return "lost"
         if cluster_auth is None:
             return "skipped"
         job = BackupJob(
-            job_id=str(run.job_id), cluster=ClusterRef(policy.cluster, cluster_auth), scope=policy.scope,
+            job_id=str(run.job_id), cluster=ClusterRef(policy.cluster, cluster_auth, etcd=etcd), scope=policy.scope,
             policy=policy.name,
         )
         try:

@@ -12,6 +12,7 @@ from chalicelib.catalog.errors import AlreadyExists, RecordNotFound, VersionConf
 from chalicelib.catalog.policies import PolicyRecord
 from chalicelib.catalog.policy_runs import RunRecord
 from chalicelib.core.errors import InvalidPolicy
+from chalicelib.core.etcd import MANAGED_AUTH_TYPES, policy_etcd_target
 from chalicelib.core.policies import Policy, parse_policy_document
 from chalicelib.core.schedule import next_run
 from chalicelib.scheduling.errors import PolicyConflict, PolicyNotFound
@@ -60,12 +61,17 @@ class PolicyService:
         problems = []
         for position, policy in enumerate(policies):
             try:
-                self._clusters.get(policy.cluster)
+                cluster = self._clusters.get(policy.cluster)
             except RecordNotFound:
                 problems.append(
                     f"policies[{position}] ({policy.name}).cluster: {policy.cluster!r} is not registered; "
                     f"run `lifeboat clusters add {policy.cluster} ...` first"
                 )
+                continue
+            managed = (cluster.auth or {}).get("type") in MANAGED_AUTH_TYPES
+            _, refused = policy_etcd_target(policy.etcd, cluster.etcd, managed=managed)
+            if refused:
+                problems.append(f"policies[{position}] ({policy.name}).etcd: {refused}")
         if problems:
             raise InvalidPolicy(problems)
         return [self.apply(policy) for policy in policies]

@@ -204,10 +204,12 @@ class Sharding:
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
         options: ShardingOptions | None = None,
+        etcd_snapshot: Any = None,
     ) -> None:
         self.catalog = catalog
         self.shards = shards
         self.queue = queue
+        self.etcd_snapshot = etcd_snapshot  # commit.EtcdSnapshotFn: the join takes the etcd snapshot
         self.open_repository = open_repository
         self.clock = clock
         self.list_workers = list_workers
@@ -250,7 +252,7 @@ class Sharding:
     def join(self) -> ShardJoin:
         from chalicelib.backup.sharded.join import ShardJoin
 
-        return ShardJoin(self.catalog, self.shards, self.contexts, clock=self.clock)
+        return ShardJoin(self.catalog, self.shards, self.contexts, clock=self.clock, etcd_snapshot=self.etcd_snapshot)
 
 
 def log(message: str, **fields: Any) -> None:

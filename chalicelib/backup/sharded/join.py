@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.backup.commit import REJECTED, build_manifest, commit_manifest
+from chalicelib.backup.commit import REJECTED, EtcdSnapshotFn, build_manifest, commit_manifest, take_etcd_snapshot
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
 from chalicelib.catalog.errors import StaleState
@@ -21,11 +21,20 @@ from chalicelib.core.trees import CLUSTER_SCOPE
 class ShardJoin:
     """Commits a sharded backup once every shard is done: one root tree over the shards' trees, then the manifest."""
 
-    def __init__(self, catalog: Any, shards: Any, contexts: BackupContexts, *, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        catalog: Any,
+        shards: Any,
+        contexts: BackupContexts,
+        *,
+        clock: Callable[[], datetime],
+        etcd_snapshot: EtcdSnapshotFn | None = None,
+    ) -> None:
         self._catalog = catalog
         self._shards = shards
         self._contexts = contexts
         self._clock = clock
+        self._etcd_snapshot = etcd_snapshot
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """(the backup's record, what happened): committed, duplicate, waiting or rejected."""
@@ -43,7 +52,7 @@ class ShardJoin:
         results = {shard.namespace: shard.result for shard in shards if shard.state == ShardState.DONE}
         if len(results) < len(shards) or CLUSTER_SCOPE not in results:
             return record, "waiting"  # a commit sent twice and early: the cluster shard sends it again when done
-        manifest, writer = self._manifest(context, record, {ns: r for ns, r in results.items() if r is not None})
+        manifest, writer = self._manifest(msg, context, record, {ns: r for ns, r in results.items() if r is not None})
         try:
             # This writer refuses a manifest without its own index file; the manifest names the shards' too.
             done = commit_manifest(self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True)
@@ -54,7 +63,9 @@ class ShardJoin:
         self._shards.forget_done(cluster, backup_id, now=self._clock())
         return done.record, "committed"
 
-    def _manifest(self, context: Any, record: BackupRecord, results: dict[str, ShardResult]) -> tuple[Manifest, Any]:
+    def _manifest(
+        self, msg: CommitMessage, context: Any, record: BackupRecord, results: dict[str, ShardResult]
+    ) -> tuple[Manifest, Any]:
         plan = context.plan
         writer = self._contexts.writer(context)
         roots = ItemCollector(context.scope, (), writer)
@@ -76,6 +87,7 @@ class ShardJoin:
         stats["duration_ms"] = int(max(0.0, (finished - started).total_seconds()) * 1000) if started else 0
         stats["shards"] = len(results)
         errors = merge_errors([(CLUSTER_SCOPE, plan.errors), *((ns, r.errors) for ns, r in sorted(results.items()))])
+        etcd = take_etcd_snapshot(self._etcd_snapshot, msg.cluster, record.backup_id, context.repo.store, errors)
         manifest = build_manifest(
             record,
             policy=record.policy,
@@ -91,6 +103,7 @@ class ShardJoin:
             index_files=index_files,
             stats=stats,
             errors=errors,
+            etcd_snapshot=etcd,
         )
         return manifest, writer
 
