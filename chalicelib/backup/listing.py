@@ -92,7 +92,7 @@ def stream_pages(
                 if stop.is_set():
                     return
                 put(Page(res, page.items, page.restarted, page.continue_token))
-        except Exception as exc:  # recorded per type; the backup goes on with the others
+        except Exception as exc:  # noqa: BLE001 -- recorded per type; the backup goes on with the others
             put(ListFailure(res, exc))
 
     def run_all() -> None:
@@ -125,7 +125,7 @@ def count_objects(client: Any, resources: list[Resource], *, workers: int = 4) -
     def count(res: Resource) -> tuple[str, int | None]:
         try:
             body = client.get(res.collection_path(), {"limit": 1})
-        except Exception:  # unknown, not fatal: the shards list the type and record what goes wrong
+        except Exception:  # noqa: BLE001 -- unknown, not fatal: the shards list the type and record what goes wrong
             return res.group_resource, None
         items = body.get("items") or []
         meta = body.get("metadata") or {}

@@ -107,7 +107,7 @@ class BackupService:
         )
         try:
             return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- whatever broke is retried or recorded on the backup record
             if is_transient(exc) and job.attempt + 1 < MAX_ATTEMPTS and self._sharding is not None:
                 return BackupOutcome(self._retry(job, record, exc), created=created)
             # Whatever broke, the record says so (Failed is terminal, so a redelivery will not retry it; the next

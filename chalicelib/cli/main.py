@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args, services))
     except KeyboardInterrupt:
         return EXIT_ERROR
-    except Exception as exc:  # every failure reaches the user as one clear line and a trustworthy exit code
+    except Exception as exc:  # noqa: BLE001 -- every failure reaches the user as one clear line and a trustworthy exit code
         err_console().print(f"[red]error:[/red] {_sentence(exc)}", markup=True, highlight=False)
         return EXIT_USAGE if isinstance(exc, _usage_errors()) else EXIT_ERROR
 

@@ -97,7 +97,7 @@ class ClusterService:
             client = self._connect(ClusterRef(name, auth))
             version = client.version()
             resources = client.discover()
-        except Exception as exc:  # the point is to report whatever failed, verbatim
+        except Exception as exc:  # noqa: BLE001 -- the point is to report whatever failed, verbatim
             cause = f" (caused by {type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
             return ClusterCheck(ok=False, error=f"{type(exc).__name__}: {exc}{cause}")
         finally:

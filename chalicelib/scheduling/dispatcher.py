@@ -96,7 +96,7 @@ class Dispatcher:
         for record in self._policies.due(now):
             try:
                 outcome = self._dispatch(record, now)
-            except Exception as exc:  # one broken policy or a throttled call must not hold up the others
+            except Exception as exc:  # noqa: BLE001 -- one broken policy or a throttled call must not hold up the others
                 logger().exception("policy not dispatched", extra={"policy": record.policy.name})
                 outcome = Outcome(record.policy.name, record.policy.cluster, str(record.next_run_at), "failed",
                                   f"{type(exc).__name__}: {exc}")

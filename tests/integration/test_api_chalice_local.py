@@ -169,7 +169,7 @@ def test_an_app_that_cannot_be_imported_fails_the_run_instead_of_skipping(
     (tmp_path / "project").mkdir()
     project = chalice_project(tmp_path / "project", broken)
     # Any outcome is caught, so a skip would be seen here as the wrong outcome rather than skip this test too.
-    with pytest.raises(BaseException) as outcome, chalice_local(project, local_env(aws_resources)):
+    with pytest.raises(BaseException) as outcome, chalice_local(project, local_env(aws_resources)):  # noqa: PT011
         pass
     assert outcome.type is pytest.fail.Exception, outcome.type
     assert "chalice local exited" in str(outcome.value) and "app.py cannot be imported" in str(outcome.value)

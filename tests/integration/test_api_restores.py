@@ -185,7 +185,7 @@ def test_unknown_field_is_422_with_its_location(client: Client, env: dict[str, A
 
 
 @pytest.mark.parametrize(
-    "payload, loc",
+    ("payload", "loc"),
     [
         ({"backup_id": "x"}, ["target_cluster"]),
         ({"backup_id": "x", "target_cluster": {"name": "dr", "auth": {"type": "password"}}}, ["target_cluster"]),

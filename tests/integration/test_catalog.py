@@ -135,7 +135,7 @@ def test_backup_id_used_by_another_job_is_refused_atomically(catalog: BackupCata
 
 @pytest.mark.parametrize("cluster", ["", "a#b"])
 def test_claim_rejects_ambiguous_cluster_names(catalog: BackupCatalog, cluster: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be non-empty and must not contain"):
         catalog.claim_job("job-1", cluster, backup_id(0), now=NOW)
 
 
@@ -254,7 +254,7 @@ def test_heartbeat_only_while_running(catalog: BackupCatalog, dynamodb: Any, tab
 
 
 def test_naive_timestamps_are_refused(catalog: BackupCatalog) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="timezone-aware"):
         catalog.claim_job("job-1", "prod", backup_id(0), now=datetime(2026, 1, 1))
 
 

@@ -15,8 +15,8 @@ from chalicelib.etcd.credentials import secret_value
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
-from tests.integration import etcd_helpers
-from tests.integration.etcd_helpers import EtcdProcess, free_port
+from tests.support import etcd as etcd_helpers
+from tests.support.etcd import EtcdProcess, free_port
 
 pytestmark = pytest.mark.etcd
 etcd_certs = etcd_helpers.etcd_certs
@@ -105,10 +105,9 @@ def test_an_unreachable_etcd_is_a_partial_failure_without_an_artifact(
 def test_a_sharded_backup_takes_the_snapshot_in_its_commit(
     services: Services, kubeconfig_path: Any, test_namespace: str, etcd_member: EtcdProcess
 ) -> None:
-    from tests.integration.test_sharded_backup import ListQueue, drain
-
     from chalicelib.backup.worker import handle_message
     from chalicelib.repository import RepositoryReader
+    from tests.support.sharded import ListQueue, drain
 
     the_job = job(kubeconfig_path, test_namespace, [etcd_member.client_url])
     the_job = BackupJob(the_job.job_id, the_job.cluster, the_job.scope, shard=True)

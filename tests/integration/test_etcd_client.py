@@ -9,8 +9,8 @@ import pytest
 
 from chalicelib.etcd import EtcdClient, EtcdError, EtcdTLS, EtcdUnavailable, parse_endpoints
 from chalicelib.etcd.snapshot import TRAILER_SIZE, SnapshotReader
-from tests.integration import etcd_helpers
-from tests.integration.etcd_helpers import Certs, EtcdProcess, etcd_bin, free_port, make_certs
+from tests.support import etcd as etcd_helpers
+from tests.support.etcd import Certs, EtcdProcess, etcd_bin, free_port, make_certs
 
 pytestmark = pytest.mark.etcd
 etcd_certs = etcd_helpers.etcd_certs

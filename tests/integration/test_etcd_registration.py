@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.integration.scheduling_helpers import Clock, utc
 
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.core.etcd import MANAGED_CONTROL_PLANE, EtcdTarget
 from chalicelib.scheduling.clusters import ClusterService
 from chalicelib.scheduling.errors import ClusterCheckFailed, SchedulingError
 from chalicelib.services import Services
-from tests.integration import etcd_helpers
-from tests.integration.etcd_helpers import EtcdProcess, free_port
 from tests.integration.test_dispatcher import Env
 from tests.integration.test_etcd_backup import SECRET
 from tests.integration.test_etcd_backup import services as services  # noqa: F401 (fixture)
+from tests.support import etcd as etcd_helpers
+from tests.support.clocks import Clock, utc
+from tests.support.etcd import EtcdProcess, free_port
 
 pytestmark = pytest.mark.etcd
 etcd_certs = etcd_helpers.etcd_certs

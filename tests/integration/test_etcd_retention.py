@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.integration.scheduling_helpers import Clock, objects, utc, write_backup
-
 from chalicelib.maintenance.gc import collect_garbage
 from chalicelib.repository import MemoryObjectStore, Repository
 from chalicelib.snapshots.etcd import artifact_key
+from tests.support.builders import backup_reaching
+from tests.support.clocks import Clock, utc
+from tests.support.objects import configmaps
 
 T0 = utc(2026, 3, 1, 3, 0)
 KEPT, EXPIRED, RUNNING = "20260301T030000Z-aaaaaa", "20260301T040000Z-bbbbbb", "20260302T020000Z-cccccc"
@@ -19,7 +20,7 @@ def test_artifacts_of_expired_backups_go_and_the_others_stay() -> None:
     repo = Repository.open(MemoryObjectStore(clock=clock), create=True, now=T0)
     store = repo.store
     for backup_id in (KEPT, EXPIRED):
-        write_backup(repo, "onprem", backup_id, objects(backup_id[-6:], 3))
+        backup_reaching(repo, "onprem", backup_id, configmaps(backup_id[-6:], 3))
         store.put(artifact_key("onprem", backup_id), b"snapshot")
     store.delete(Repository.manifest_key("onprem", EXPIRED))  # retention deletes the manifest first
     clock.advance(hours=23)

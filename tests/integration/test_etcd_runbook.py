@@ -11,11 +11,11 @@ import pytest
 
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK
 from chalicelib.services import Services
-from tests.integration import etcd_helpers
-from tests.integration.etcd_helpers import EtcdProcess, etcd_bin, free_port, put_keys, start_etcd
 from tests.integration.test_cli import AWS, run
 from tests.integration.test_etcd_backup import job
 from tests.integration.test_etcd_backup import services as services  # noqa: F401 (fixture)
+from tests.support import etcd as etcd_helpers
+from tests.support.etcd import EtcdProcess, etcd_bin, free_port, put_keys, start_etcd
 
 pytestmark = pytest.mark.etcd
 etcd_certs = etcd_helpers.etcd_certs

@@ -13,8 +13,8 @@ import pytest
 from chalicelib.etcd import EtcdClient, SnapshotChunk, SnapshotCorrupt, SnapshotIncomplete
 from chalicelib.repository import S3ObjectStore
 from chalicelib.snapshots.etcd import EtcdSnapshotter, artifact_key
-from tests.integration import etcd_helpers
-from tests.integration.etcd_helpers import EtcdProcess, etcd_bin, start_etcd
+from tests.support import etcd as etcd_helpers
+from tests.support.etcd import EtcdProcess, etcd_bin, start_etcd
 
 pytestmark = pytest.mark.etcd
 etcd_certs = etcd_helpers.etcd_certs

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.integration.scheduling_helpers import Clock, utc
-
 from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog, EtcdVerificationRecord
 from chalicelib.scheduling.etcd_status import EtcdStatusService
 from tests.integration.test_dispatcher import Env
+from tests.support.clocks import Clock, utc
 
 ETCD = {"endpoints": ["https://10.0.0.1:2379"], "secret_id": "s"}
 SELF_MANAGED = {"type": "kubeconfig_secret", "secret_id": "k"}

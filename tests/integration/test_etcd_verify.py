@@ -12,10 +12,10 @@ import pytest
 from chalicelib.repository import RepositoryReader
 from chalicelib.services import Services
 from chalicelib.snapshots.etcd import artifact_key
-from tests.integration import etcd_helpers
-from tests.integration.etcd_helpers import EtcdProcess, etcd_bin
 from tests.integration.test_etcd_backup import job
 from tests.integration.test_etcd_backup import services as services  # noqa: F401 (fixture)
+from tests.support import etcd as etcd_helpers
+from tests.support.etcd import EtcdProcess, etcd_bin
 
 pytestmark = pytest.mark.etcd
 etcd_certs = etcd_helpers.etcd_certs

@@ -169,5 +169,5 @@ def test_a_backup_and_a_collector_racing_never_both_proceed(leases: LeaseCatalog
 
 
 def test_scope_and_holder_may_not_contain_the_key_separator(leases: LeaseCatalog, clock: Clock) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not contain"):
         leases.acquire_shared(SCOPE, "job#1", ttl_s=60, now=clock())

@@ -89,7 +89,7 @@ def test_transitions_do_not_touch_replica_state(catalog: BackupCatalog) -> None:
 def test_unknown_backup_and_missing_table(catalog: BackupCatalog, dynamodb: Any) -> None:
     with pytest.raises(RecordNotFound):
         catalog.set_replica_state("prod", "nope", WEST, ReplicaState.PENDING, lag_s=None, now=T0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not contain"):
         catalog.set_replica_state("prod", "b1", "us#west", ReplicaState.PENDING, lag_s=None, now=T0)
     with pytest.raises(TableNotFound):
         BackupCatalog(dynamodb, "no-table").set_replica_state(

@@ -254,7 +254,7 @@ def test_suffix_leaves_references_to_objects_outside_the_app() -> None:
 
 @pytest.mark.parametrize("suffix", ["_x", "-UP", "a.b", "-x y"])
 def test_suffix_must_keep_names_valid(suffix: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be lowercase letters"):
         load_manifests(suffix)
 
 

@@ -85,5 +85,5 @@ def test_mutate_fraction_changes_copies_of_that_fraction() -> None:
     assert len(mutate_fraction(objects, 0.0)) == 0
     assert len(mutate_fraction(objects, 0.0001)) == 1
     assert len(mutate_fraction(objects, 1.0)) == 1000
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fraction must be between 0 and 1"):
         mutate_fraction(objects, 1.5)

@@ -161,7 +161,7 @@ def test_load_prior_from_the_same_cluster_finds_the_object():
     assert prior.for_type(CM)["u-1"].resource_version == "10"
 
 
-@pytest.mark.parametrize("parent_uid,current_uid", [("cluster-a", "cluster-b"), (None, "cluster-a"),
+@pytest.mark.parametrize(("parent_uid", "current_uid"), [("cluster-a", "cluster-b"), (None, "cluster-a"),
                                                     ("cluster-a", None)])
 def test_another_or_unknown_cluster_reuses_nothing(parent_uid, current_uid):
     assert load_prior(FakeReader(_parent_tree()), ParentManifest(parent_uid), current_uid) is None

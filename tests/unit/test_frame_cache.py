@@ -46,5 +46,5 @@ def test_putting_a_key_again_replaces_it_and_a_zero_bound_keeps_nothing() -> Non
     empty = FrameCache(0)
     empty.put((PACK, 0), b"x")
     assert empty.get((PACK, 0)) is None and empty.size == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not be negative"):
         FrameCache(-1)

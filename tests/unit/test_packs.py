@@ -260,9 +260,9 @@ def test_frame_shorter_than_its_raw_length_is_refused() -> None:
 
 def test_builder_refuses_unknown_types_and_empty_packs_and_resets_after_finish() -> None:
     builder = PackBuilder()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown blob type"):
         builder.add("a" * 64, b"{}", "snapshot")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an empty pack is never written"):
         builder.finish()
 
     (bid, raw), *_ = _objects(1)
@@ -270,5 +270,5 @@ def test_builder_refuses_unknown_types_and_empty_packs_and_resets_after_finish()
     assert len(builder) == 1 and builder.size == len(raw)  # the open frame counts raw
     builder.finish()
     assert len(builder) == 0 and builder.size == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="frame_target must be positive"):
         PackBuilder(frame_target=0)

@@ -49,21 +49,16 @@ def test_final(exc: Exception) -> None:
     assert not is_transient(exc)
 
 
+def _wrapped(cause: Exception) -> BackupClusterUnavailable:
+    try:
+        raise BackupClusterUnavailable("cluster 'prod': discovery failed") from cause
+    except BackupClusterUnavailable as wrapped:
+        return wrapped
+
+
 def test_a_wrapped_transient_error_is_transient() -> None:
-    try:
-        try:
-            raise Unreachable("connection refused")
-        except Unreachable as exc:
-            raise BackupClusterUnavailable("cluster 'prod': discovery failed") from exc
-    except BackupClusterUnavailable as wrapped:
-        assert is_transient(wrapped)
-    try:
-        try:
-            raise Forbidden("403")
-        except Forbidden as exc:
-            raise BackupClusterUnavailable("cluster 'prod': discovery failed") from exc
-    except BackupClusterUnavailable as wrapped:
-        assert not is_transient(wrapped)
+    assert is_transient(_wrapped(Unreachable("connection refused")))
+    assert not is_transient(_wrapped(Forbidden("403")))
 
 
 def test_describe_names_the_type_and_the_cause_once() -> None:

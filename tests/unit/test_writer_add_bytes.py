@@ -35,5 +35,5 @@ def test_add_bytes_skips_what_the_index_knows_and_refuses_after_finish():
     writer.finish()
     with pytest.raises(WriterStateError):
         writer.add_bytes(b"[]")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown blob type"):
         RepositoryWriter(_repo()).add_bytes(b"{}", type="nonsense")

@@ -118,7 +118,7 @@ class ShardWorker:
         except (ShardConflict, StaleState) as exc:
             log("shard no longer ours", error=str(exc), **base)
             return {"status": "lost", **base}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- a failed attempt is recorded and retried with its checkpoint
             return self._attempt_failed(msg, shard, run_id, exc, base)
         # The shard's progress is stored. If sending what follows fails, the error returns this message to the
         # queue: its redelivery continues from the checkpoint, or finds the shard Done and sends the next step.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib.etcd import EtcdClient, EtcdTLS
+from tests.support.ports import free_port
 
 
 def etcd_bin(name: str) -> str:
@@ -101,12 +101,6 @@ def make_certs(directory: Path) -> Certs:
         paths[role] = (directory / f"{role}.pem", directory / f"{role}-key.pem")
     (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return Certs(directory, directory / "ca.pem", *paths["server"], *paths["client"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
