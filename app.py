@@ -82,12 +82,11 @@ def list_backups() -> Response:
 @app.on_sqs_message(queue="lifeboat-restore-jobs", batch_size=1)
 def restore_worker(event: Any) -> None:
     """One message is one restore job; it checkpoints and re-enqueues itself before the Lambda deadline."""
-    from chalicelib.restore.worker import handle_restore_message
     from chalicelib.services import get_services
 
-    remaining_ms = getattr(event.context, "get_remaining_time_in_millis", None)
+    worker = get_services().restore_worker(remaining_ms=getattr(event.context, "get_remaining_time_in_millis", None))
     for record in event:
-        handle_restore_message(get_services(), record.body, remaining_ms=remaining_ms)
+        worker.handle_message(record.body)
 
 
 # -- cross-region replication ------------------------------------------------------------------------------------

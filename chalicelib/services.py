@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chalicelib.repository.store import ObjectStore
     from chalicelib.restore.events import EventPublisher
     from chalicelib.restore.queue import RestoreQueue
+    from chalicelib.restore.worker import RestoreWorker
     from chalicelib.scheduling.clusters import ClusterService
     from chalicelib.scheduling.dispatcher import Dispatcher
     from chalicelib.scheduling.etcd_status import EtcdStatusService
@@ -268,6 +269,22 @@ class Services:
         from chalicelib.restore.events import EventPublisher
 
         return EventPublisher(self.client("events"))
+
+    def restore_worker(self, *, remaining_ms: Callable[[], int] | None = None) -> RestoreWorker:
+        """One per invocation (``remaining_ms`` is that invocation's deadline); targets are registered clusters."""
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.restore.service import RestoreService
+        from chalicelib.restore.worker import RestoreWorker
+
+        return RestoreWorker(
+            self.restore_catalog(),
+            lambda: RepositoryReader(self.repository()),
+            self.connect_registered,
+            RestoreService,
+            self.restore_events(),
+            self.restore_queue(),
+            remaining_ms=remaining_ms,
+        )
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
 

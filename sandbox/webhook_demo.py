@@ -99,8 +99,6 @@ def _call(url: str, method: str, api_key: ApiKey, body: bytes = b"") -> tuple[in
 
 def drain_restore_queue(services: Any) -> int:
     """Run every queued restore job, as the restore_worker Lambda would; returns how many ran."""
-    from chalicelib.restore.worker import handle_restore_message
-
     sqs = services.client("sqs")
     ran = 0
     while True:
@@ -110,7 +108,7 @@ def drain_restore_queue(services: Any) -> int:
         if not msgs:
             return ran
         for msg in msgs:
-            handle_restore_message(services, msg["Body"])
+            services.restore_worker().handle_message(msg["Body"])
             sqs.delete_message(QueueUrl=services.settings.restore_queue_url, ReceiptHandle=msg["ReceiptHandle"])
             ran += 1
 

@@ -60,6 +60,32 @@ class RestoreWorker:
         self._worker = uuid.uuid4().hex
         self._margin_ms: int | None = None
 
+    def handle_message(self, body: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
+        """Run the restore job one queue message names; a malformed message is logged and dropped.
+
+        A job released after a transient failure is sent again with a delay, and this message is acknowledged: the
+        retry does not wait for the queue's visibility timeout. If that send fails, the error returns the message.
+        """
+        try:
+            data = body if isinstance(body, Mapping) else json.loads(body)
+            restore_id = data["restore_id"]
+            if not isinstance(restore_id, str) or not restore_id:
+                raise ValueError("restore_id must be a non-empty string")
+        except (ValueError, KeyError, TypeError) as exc:
+            logger().error("rejected malformed restore message", extra={"error": str(exc)})
+            return {"status": "rejected", "error": str(exc)}
+        try:
+            return self.handle(restore_id)
+        except RetryLater as exc:
+            if exc.delay_s is None:
+                raise
+            self._queue.send(restore_id, delay_s=exc.delay_s)
+            logger().warning("restore attempt failed; retrying", extra={"error": str(exc), "delay_s": exc.delay_s})
+            return {"status": "retrying", "restore_id": restore_id, "delay_s": exc.delay_s}
+        except (RecordNotFound, ValueError) as exc:
+            logger().error("restore message names no restore job", extra={"restore_id": restore_id})
+            return {"status": "rejected", "error": str(exc)}
+
     def handle(self, restore_id: str) -> dict[str, Any]:
         log = logger()
         log.set_correlation_id(restore_id)
@@ -181,47 +207,6 @@ class RestoreWorker:
             # A short timeout (chalice local, a test) gets a proportionate margin, so every invocation makes progress.
             self._margin_ms = min(DEADLINE_MARGIN_MS, int(self._remaining_ms()) // 5)
         return self._remaining_ms() < self._margin_ms
-
-
-def handle_restore_message(
-    services: Any, body: str | bytes | Mapping[str, Any], *, remaining_ms: Callable[[], int] | None = None
-) -> dict[str, Any]:
-    """Run the restore job one queue message names; a malformed message is logged and dropped.
-
-    A job released after a transient failure is sent again with a delay, and this message is acknowledged: the
-    retry does not wait for the queue's visibility timeout. If that send fails, the error returns the message.
-    """
-    try:
-        data = body if isinstance(body, Mapping) else json.loads(body)
-        restore_id = data["restore_id"]
-        if not isinstance(restore_id, str) or not restore_id:
-            raise ValueError("restore_id must be a non-empty string")
-    except (ValueError, KeyError, TypeError) as exc:
-        logger().error("rejected malformed restore message", extra={"error": str(exc)})
-        return {"status": "rejected", "error": str(exc)}
-    from chalicelib.repository import RepositoryReader
-    from chalicelib.restore.service import RestoreService
-
-    worker = RestoreWorker(
-        services.restore_catalog(),
-        lambda: RepositoryReader(services.repository()),
-        lambda name: services.connect_registered(name),
-        RestoreService,
-        services.restore_events(),
-        services.restore_queue(),
-        remaining_ms=remaining_ms,
-    )
-    try:
-        return worker.handle(restore_id)
-    except RetryLater as exc:
-        if exc.delay_s is None:
-            raise
-        services.restore_queue().send(restore_id, delay_s=exc.delay_s)
-        logger().warning("restore attempt failed; retrying", extra={"error": str(exc), "delay_s": exc.delay_s})
-        return {"status": "retrying", "restore_id": restore_id, "delay_s": exc.delay_s}
-    except (RecordNotFound, ValueError) as exc:
-        logger().error("restore message names no restore job", extra={"restore_id": restore_id})
-        return {"status": "rejected", "error": str(exc)}
 
 
 # -- views ------------------------------------------------------------------------------------------------------------

@@ -285,23 +285,11 @@ def test_a_cluster_that_does_not_answer_discovery_is_retried(catalog: RestoreCat
 
 @pytest.mark.parametrize("body", ["not json", "{}", '{"restore_id": 5}', '{"restore_id": "r-x#y"}'])
 def test_malformed_messages_are_dropped(catalog: RestoreCatalog, body: str) -> None:
-    class NoServices:
-        def restore_catalog(self) -> RestoreCatalog:
-            return catalog
+    def not_reached(*_: Any) -> Any:
+        raise AssertionError("not reached")
 
-        def repository(self) -> Any:
-            raise AssertionError("not reached")
-
-        def connect(self, ref: Any) -> Any:
-            raise AssertionError("not reached")
-
-        def restore_events(self) -> Recorder:
-            return Recorder()
-
-        def restore_queue(self) -> Recorder:
-            return Recorder()
-
-    assert worker_module.handle_restore_message(NoServices(), body)["status"] == "rejected"
+    worker = RestoreWorker(catalog, not_reached, not_reached, RestoreService, Recorder(), Recorder())
+    assert worker.handle_message(body)["status"] == "rejected"
 
 
 def test_the_worker_connects_to_the_target_by_its_registered_name_only(
@@ -354,25 +342,13 @@ def test_a_released_job_is_sent_again_with_a_delay(catalog: RestoreCatalog) -> N
 
     queue = DelayedQueue()
 
-    class Down:
-        def restore_catalog(self) -> RestoreCatalog:
-            return catalog
+    def down(name: str) -> Any:
+        raise Unreachable("connection refused")
 
-        def repository(self) -> Any:
-            return backup.repo
-
-        def connect_registered(self, name: str) -> Any:
-            raise Unreachable("connection refused")
-
-        def restore_events(self) -> Recorder:
-            return Recorder()
-
-        def restore_queue(self) -> DelayedQueue:
-            return queue
-
+    worker = RestoreWorker(catalog, backup.reader, down, RestoreService, Recorder(), queue)
     body = json.dumps({"restore_id": record.restore_id})
-    assert worker_module.handle_restore_message(Down(), body)["status"] == "retrying"
-    assert worker_module.handle_restore_message(Down(), body)["status"] == "retrying"
+    assert worker.handle_message(body)["status"] == "retrying"
+    assert worker.handle_message(body)["status"] == "retrying"
     assert queue.sent == [(record.restore_id, 10), (record.restore_id, 20)]
-    assert worker_module.handle_restore_message(Down(), body)["status"] == "Failed"
+    assert worker.handle_message(body)["status"] == "Failed"
     assert len(queue.sent) == 2
