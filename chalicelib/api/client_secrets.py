@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets as token_source
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from chalicelib.api.errors import SecretUnavailable
@@ -20,53 +22,45 @@ def new_key() -> str:
 
 
 class ClientSecretStore:
-    """Create, rotate, read and delete client keys; Secrets Manager errors become SecretUnavailable."""
+    """Create, rotate, read and delete client keys; AWS errors become SecretUnavailable."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
+        from chalicelib.aws.secrets import SecretStore
+
+        self._secrets = SecretStore(client)
 
     def create(self, secret_id: str, *, description: str = "") -> str:
         key = new_key()
-        self._call("create_secret", Name=secret_id, SecretString=key, Description=description or "Lifeboat API key")
+        with _unavailable():
+            self._secrets.create(secret_id, key, description=description or "Lifeboat API key")
         return key
 
     def rotate(self, secret_id: str) -> str:
         """A new AWSCURRENT value; Secrets Manager moves the old one to AWSPREVIOUS."""
         key = new_key()
-        self._call("put_secret_value", SecretId=secret_id, SecretString=key)
+        with _unavailable():
+            self._secrets.put(secret_id, key)
         return key
 
     def read(self, secret_id: str) -> tuple[bytes, bytes | None]:
         """(current, previous); previous is None for a key never rotated."""
-        current = self._value(secret_id, "AWSCURRENT")
+        with _unavailable():
+            current = self._secrets.read_stage(secret_id, "AWSCURRENT")
+            previous = self._secrets.read_stage(secret_id, "AWSPREVIOUS")
         if current is None:
             raise SecretUnavailable(f"API client secret {secret_id!r} has no AWSCURRENT value")
-        return current, self._value(secret_id, "AWSPREVIOUS")
+        return current.encode(), previous.encode() if previous else None
 
     def delete(self, secret_id: str) -> None:
-        self._call("delete_secret", SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+        with _unavailable():
+            self._secrets.delete(secret_id)
 
-    def _value(self, secret_id: str, stage: str) -> bytes | None:
-        from botocore.exceptions import ClientError
 
-        try:
-            response = self._client.get_secret_value(SecretId=secret_id, VersionStage=stage)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if stage != "AWSCURRENT" and code == "ResourceNotFoundException":
-                return None  # never rotated: there is no previous version
-            raise SecretUnavailable(f"cannot read API client secret {secret_id!r} ({stage}): {code}") from exc
-        value = response.get("SecretString")
-        return str(value).encode() if value else None
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    from chalicelib.aws.errors import AwsError
 
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return dict(getattr(self._client, operation)(**kwargs))
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            name = kwargs.get("Name") or kwargs.get("SecretId")
-            raise SecretUnavailable(f"Secrets Manager {operation} of {name!r} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise SecretUnavailable(f"Secrets Manager {operation} failed: {exc}") from exc
+    try:
+        yield
+    except AwsError as exc:
+        raise SecretUnavailable(f"API client key unavailable: {exc}") from exc

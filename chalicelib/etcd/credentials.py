@@ -14,17 +14,15 @@ SECRET_FIELDS = ("ca", "cert", "key")
 
 def tls_from_secret(secretsmanager_client: Any, secret_id: str) -> EtcdTLS:
     """The TLS material the secret holds (``server_name`` optional); errors never echo the secret's text."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from chalicelib.aws.errors import AwsError
+    from chalicelib.aws.secrets import SecretReader
 
     try:
-        answer = secretsmanager_client.get_secret_value(SecretId=secret_id)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
-        raise EtcdCredentialsError(f"cannot read etcd client certificate secret {secret_id!r}: {code}") from exc
-    except BotoCoreError as exc:
-        raise EtcdCredentialsError(f"cannot read etcd client certificate secret {secret_id!r}: {exc}") from exc
+        text = SecretReader(secretsmanager_client).read(secret_id)
+    except AwsError as exc:
+        raise EtcdCredentialsError(f"cannot read etcd client certificate secret {secret_id!r}: {exc.code}") from exc
     try:
-        doc = orjson.loads(answer.get("SecretString") or answer.get("SecretBinary") or b"")
+        doc = orjson.loads(text or b"")
     except orjson.JSONDecodeError as exc:
         raise EtcdCredentialsError(f"secret {secret_id!r} is not JSON {{ca, cert, key}}") from exc
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) and doc[k] for k in SECRET_FIELDS):

@@ -91,3 +91,23 @@ def test_a_refused_event_names_its_error_code() -> None:
 
     with pytest.raises(AwsUnavailable, match="EventBridge refused 'Restore Completed': ThrottlingException"):
         EventBus(Refusing()).put("lifeboat", "Restore Completed", {})
+
+
+def test_secret_stages_and_rotation_through_the_store() -> None:
+    from moto import mock_aws
+
+    from chalicelib.aws.secrets import SecretStore
+
+    with mock_aws():
+        store = SecretStore(boto3.client("secretsmanager", region_name="us-east-1"))
+        store.create("lifeboat/api-clients/ci", "one", description="test key")
+        assert store.read_stage("lifeboat/api-clients/ci", "AWSCURRENT") == "one"
+        assert store.read_stage("lifeboat/api-clients/ci", "AWSPREVIOUS") is None  # never rotated
+        store.put("lifeboat/api-clients/ci", "two")
+        assert store.read_stage("lifeboat/api-clients/ci", "AWSCURRENT") == "two"
+        assert store.read_stage("lifeboat/api-clients/ci", "AWSPREVIOUS") == "one"
+        store.delete("lifeboat/api-clients/ci")
+        with pytest.raises(AwsError, match="lifeboat/api-clients/ci"):
+            store.read_stage("lifeboat/api-clients/ci", "AWSCURRENT")
+        with pytest.raises(NotFound, match="create_secret|get_secret_value|missing"):
+            SecretReader(boto3.client("secretsmanager", region_name="us-east-1")).read("missing")
