@@ -3,7 +3,8 @@
 ``checkpoints/<cluster>/<backup id>/<namespace | _cluster>/<seq, 8 digits>-<run id>`` holds one ``Checkpoint``
 (zstd JSON); ``.../refs-<run id>`` holds a namespace's references when they are too large for its catalog record.
 A run id makes every key unique, so a retried invocation never needs to overwrite what a failed one wrote. Nothing
-in the repository refers to these objects; once the backup is final, garbage collection may delete them.
+in the repository refers to these objects. Nothing deletes them yet (docs/repository-format.md §1, a known gap);
+they are safe to delete once the backup is final.
 """
 
 from __future__ import annotations
