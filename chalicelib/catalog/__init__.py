@@ -1,4 +1,4 @@
-"""DynamoDB state: backup records today; policies, restore jobs, leases and idempotency records share the table."""
+"""DynamoDB state: backups, restore jobs, policies, clusters, API clients, leases, replicas, shards (one table)."""
 
 from __future__ import annotations
 
