@@ -15,6 +15,7 @@ from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
+from chalicelib.backup.verify import damaged_sample, reused_blobs
 from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
@@ -48,6 +49,7 @@ class _Opened:
     index: Mapping[BlobId, Any]  # blob id -> where it is: what the writer skips
     parent_cluster_uid: str | None  # the cluster the parent backup was taken of; reuse needs it to be this one
     prior: PriorObjects | None
+    reader: Any = None  # the reader that loaded ``index`` (re-verifies a sample of what the backup reuses)
 
 
 @dataclass(frozen=True)
@@ -280,6 +282,7 @@ class BackupService:
         root_id = collector.write_root(trees)
         self._maybe_heartbeat(cluster, backup_id)
         index_files = writer.finish()
+        self._refuse_damaged_reuse(opened, collector, [*trees.values(), root_id], cluster)
         self._maybe_heartbeat(cluster, backup_id)
         etcd = take_etcd_snapshot(self._etcd_snapshot, job.cluster, backup_id, opened.repo.store, collector.errors)
         finished_at = self._clock()
@@ -319,6 +322,22 @@ class BackupService:
             worker=self._worker,
         )
         return committed.record
+
+    def _refuse_damaged_reuse(
+        self, opened: _Opened, collector: ItemCollector, trees: list[BlobId], cluster: str
+    ) -> None:
+        """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
+        a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup."""
+        if opened.reader is None:
+            return
+        reused = reused_blobs(collector.scope_entries(), opened.index)
+        damaged = damaged_sample(opened.reader, opened.index, reused, always=trees)
+        if damaged:
+            packs = sorted({str(opened.index[blob].pack) for blob, _ in damaged})
+            raise BackupError(
+                f"cluster {cluster!r}: {len(damaged)} blob(s) this backup deduplicates against are damaged "
+                f"(packs {', '.join(packs[:3])}; first: {damaged[0][1]}); nothing was committed"
+            )
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -381,7 +400,7 @@ class BackupService:
         reader = RepositoryReader(repo)
         index = reader.load_index()
         parent_uid, prior = self._prior(reader, record)
-        return _Opened(repo, index, parent_uid, prior)
+        return _Opened(repo, index, parent_uid, prior, reader)
 
     def _prior(self, reader: Any, record: BackupRecord) -> tuple[str | None, PriorObjects | None]:
         """The parent backup's cluster uid and objects (None, None: every object takes the full path)."""
