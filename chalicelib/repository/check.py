@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,10 +54,18 @@ class CheckReport:
 
 
 def check_repository(
-    reader: RepositoryReader, *, read_data: bool = True, progress: Progress | None = None
+    reader: RepositoryReader,
+    *,
+    read_data: bool = True,
+    progress: Progress | None = None,
+    sample: int | None = None,
+    rng: random.Random | None = None,
 ) -> CheckReport:
     """Walk every backup's root, trees and objects; with ``read_data``, read and re-hash every indexed blob, and
     read every indexed pack's header and trailer and compare them with the index rows and the pack's size.
+
+    With ``sample`` only that many indexed blobs, chosen at random, are read, and only their packs' headers (the
+    daily maintenance check: a bounded cost, the whole repository covered over many days).
 
     Trees are always read (they must be, to know which objects a backup reaches: ``reach.py``). Problems are
     collected, not raised, so one run reports everything that is wrong; only a storage failure stops it.
@@ -93,6 +102,8 @@ def check_repository(
     checked = set(reach.blobs)
     if read_data:
         wanted = [b for b, e in index.items() if e.pack in packs]
+        if sample is not None and len(wanted) > sample:
+            wanted = (rng or random.Random()).sample(sorted(wanted), sample)
         checked.update(wanted)
         for done, (blob, result) in enumerate(reader.try_read_blobs(wanted), start=1):
             if isinstance(result, BlobCorrupt | BlobMissing):
@@ -101,20 +112,23 @@ def check_repository(
                 problems.append(Problem(kind, blob, where, str(result)))
             if progress is not None:
                 progress(done, len(wanted))
-        problems.extend(pack_problems(reader, index))
+        in_sample = index if sample is None else {b: index[b] for b in wanted}
+        problems.extend(pack_problems(reader, index, packs={e.pack for e in in_sample.values()}))
     return CheckReport(manifests_checked=len(manifests), blobs_checked=len(checked), problems=_dedupe(problems))
 
 
-def pack_problems(reader: RepositoryReader, index: Mapping[BlobId, IndexEntry]) -> list[Problem]:
+def pack_problems(
+    reader: RepositoryReader, index: Mapping[BlobId, IndexEntry], *, packs: Collection[PackId] | None = None
+) -> list[Problem]:
     """Packs whose trailer or header does not read, disagrees with the index rows naming them, or does not account
     for the pack's size. The frames alone do not cover these bytes: a damaged header passes a blob re-hash, and
-    would then break an index rebuild (which reads only the headers)."""
+    would then break an index rebuild (which reads only the headers). ``packs`` limits the check to those."""
     rows: dict[PackId, dict[BlobId, IndexEntry]] = {}
     for blob, entry in index.items():
         rows.setdefault(entry.pack, {})[blob] = entry
     store = reader.repo.store
     sizes = {PackId(info.key.rsplit("/", 1)[-1]): info.size for info in store.list_info(PACKS_DIR)}
-    checked = sorted(pack for pack in rows if pack in sizes)
+    checked = sorted(pack for pack in rows if pack in sizes and (packs is None or pack in packs))
 
     def one(pack: PackId) -> str | None:
         return _pack_disagreement(store, reader.repo.pack_key(pack), sizes[pack], rows[pack])
