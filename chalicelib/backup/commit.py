@@ -108,6 +108,7 @@ def commit_manifest(
     clock: Callable[[], datetime],
     finished_at: datetime | None = None,
     check_reach: bool = False,
+    worker: str | None = None,
 ) -> Commit:
     """Write ``manifest`` (the commit point) and record the backup Completed, or PartiallyFailed with errors.
 
@@ -125,7 +126,9 @@ def commit_manifest(
             # Sharded backups hand the repository lease over between invocations; if garbage collection ran in a
             # gap and removed a blob a shard deduplicated against, committing would publish a broken backup.
             failure = f"blobs this backup reaches are no longer in the repository ({vanished}); nothing was committed"
-            failed = catalog.transition(cluster, backup_id, BackupState.FAILED, now=clock(), failure=failure)
+            failed = catalog.transition(
+                cluster, backup_id, BackupState.FAILED, now=clock(), failure=failure, worker=worker
+            )
             return Commit(failed, REJECTED)
     key = repo.manifest_key(cluster, backup_id)
     try:
@@ -136,9 +139,15 @@ def commit_manifest(
     except ManifestExists:
         from chalicelib.repository import RepositoryReader
 
+        # Another attempt (or the worker that took this one over) committed first: if the record already says so,
+        # that is the outcome; writing it again would only race that worker.
+        current = catalog.get(cluster, backup_id)
+        if current.state in (BackupState.COMPLETED, BackupState.PARTIALLY_FAILED) and current.manifest_key == key:
+            return Commit(current, COMMITTED)
         manifest = RepositoryReader(repo).load_manifest(cluster, backup_id)
         stats = dict(manifest.stats)
-    return Commit(record_commit(catalog, manifest, key, now=clock(), finished_at=finished_at, stats=stats), COMMITTED)
+    committed = record_commit(catalog, manifest, key, now=clock(), finished_at=finished_at, stats=stats, worker=worker)
+    return Commit(committed, COMMITTED)
 
 
 def record_commit(
@@ -149,6 +158,7 @@ def record_commit(
     now: datetime,
     finished_at: datetime | None = None,
     stats: dict[str, int] | None = None,
+    worker: str | None = None,
 ) -> BackupRecord:
     """The catalog side of a commit: Completed, or PartiallyFailed when some types could not be listed."""
     state = BackupState.PARTIALLY_FAILED if manifest.errors else BackupState.COMPLETED
@@ -162,6 +172,7 @@ def record_commit(
         counts=manifest.counts,
         stats=manifest.stats if stats is None else stats,
         errors=manifest.errors,
+        worker=worker,
     )
 
 

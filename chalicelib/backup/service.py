@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -14,12 +15,15 @@ from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
+from chalicelib.backup.verify import damaged_sample, reused_blobs
+from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
+from chalicelib.observability import logger
 from chalicelib.retry import MAX_ATTEMPTS, describe, is_transient, retry_delay_s
 
 if TYPE_CHECKING:
@@ -45,6 +49,7 @@ class _Opened:
     index: Mapping[BlobId, Any]  # blob id -> where it is: what the writer skips
     parent_cluster_uid: str | None  # the cluster the parent backup was taken of; reuse needs it to be this one
     prior: PriorObjects | None
+    reader: Any = None  # the reader that loaded ``index`` (re-verifies a sample of what the backup reuses)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class BackupService:
         self._sharding = sharding
         self._reuse_unchanged = reuse_unchanged
         self._etcd_snapshot = etcd_snapshot
+        self._worker: str | None = None  # the token of the job this service is running (fences its record writes)
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -102,28 +108,60 @@ class BackupService:
         if not created and not retrying and not self._should_take_over(record):
             return BackupOutcome(record, created=False)
         extra = {"retry": {**record.extra["retry"], "pending": False}} if retrying else None
-        record = self._catalog.transition(
-            cluster, record.backup_id, BackupState.RUNNING, now=self._clock(), started_at=self._clock(), extra=extra
-        )
+        # A fresh worker token fences the job: once another delivery takes it over, this worker's writes are refused.
+        token = uuid.uuid4().hex
         try:
-            return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
-        except Exception as exc:  # noqa: BLE001 -- whatever broke is retried or recorded on the backup record
-            if is_transient(exc) and job.attempt + 1 < MAX_ATTEMPTS and self._sharding is not None:
-                return BackupOutcome(self._retry(job, record, exc), created=created)
-            # Whatever broke, the record says so (Failed is terminal, so a redelivery will not retry it; the next
-            # scheduled run takes a fresh backup). Nothing was committed: the manifest is the last write.
-            failure = describe(exc, limit=1 << 20)
-            if is_transient(exc) and job.attempt:
-                failure = f"failed after {job.attempt + 1} attempts: {failure}"
             record = self._catalog.transition(
                 cluster,
                 record.backup_id,
-                BackupState.FAILED,
+                BackupState.RUNNING,
                 now=self._clock(),
-                finished_at=self._clock(),
-                failure=failure,
+                worker=record.worker,
+                claim=token,
+                started_at=self._clock(),
+                extra=extra,
             )
-            return BackupOutcome(record, created=created)
+        except WorkerSuperseded as exc:
+            return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=False)
+        self._worker = token
+        try:
+            return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
+        except WorkerSuperseded as exc:
+            return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=created)
+        except Exception as exc:  # noqa: BLE001 -- whatever broke is retried or recorded on the backup record
+            try:
+                return BackupOutcome(self._fail(job, record, exc), created=created)
+            except WorkerSuperseded as lost:
+                return BackupOutcome(self._superseded(cluster, record.backup_id, lost, cause=exc), created=created)
+
+    def _fail(self, job: BackupJob, record: BackupRecord, exc: Exception) -> BackupRecord:
+        """Retry a transient failure, or record the backup Failed (by this worker only: the write is fenced)."""
+        if is_transient(exc) and job.attempt + 1 < MAX_ATTEMPTS and self._sharding is not None:
+            return self._retry(job, record, exc)
+        # Whatever broke, the record says so (Failed is terminal, so a redelivery will not retry it; the next
+        # scheduled run takes a fresh backup). Nothing was committed: the manifest is the last write.
+        failure = describe(exc, limit=1 << 20)
+        if is_transient(exc) and job.attempt:
+            failure = f"failed after {job.attempt + 1} attempts: {failure}"
+        return self._catalog.transition(  # type: ignore[no-any-return]
+            job.cluster.name,
+            record.backup_id,
+            BackupState.FAILED,
+            now=self._clock(),
+            worker=self._worker,
+            finished_at=self._clock(),
+            failure=failure,
+        )
+
+    def _superseded(
+        self, cluster: str, backup_id: str, exc: WorkerSuperseded, *, cause: Exception | None = None
+    ) -> BackupRecord:
+        """Another worker took this backup over: stop without writing, and report the record as it now stands."""
+        extra = {"backup_id": backup_id, "error": str(exc)}
+        if cause is not None:
+            extra["cause"] = describe(cause)
+        logger().warning("backup taken over by another worker; this worker stops", extra=extra)
+        return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
 
     def _retry(self, job: BackupJob, record: BackupRecord, exc: Exception) -> BackupRecord:
         """Record the failed attempt and send the job again, delayed, with its attempt counter; the message being
@@ -132,7 +170,12 @@ class BackupService:
         attempt = job.attempt + 1
         retry = {"attempt": attempt, "pending": True, "error": describe(exc)}
         record = self._catalog.transition(
-            job.cluster.name, record.backup_id, BackupState.RUNNING, now=self._clock(), extra={"retry": retry}
+            job.cluster.name,
+            record.backup_id,
+            BackupState.RUNNING,
+            now=self._clock(),
+            worker=self._worker,
+            extra={"retry": retry},
         )
         self._sharding.queue.send(replace(job, attempt=attempt).to_dict(), delay_s=retry_delay_s(attempt))
         return record
@@ -233,9 +276,14 @@ class BackupService:
                 f"cluster {cluster!r}: every resource type failed to list: {collector.errors[0]['error']}"
             )
 
+        # Heartbeats go on through writing and commit, not only listing: each also proves the job is still ours.
+        self._maybe_heartbeat(cluster, backup_id)
         trees = collector.write_trees()
         root_id = collector.write_root(trees)
+        self._maybe_heartbeat(cluster, backup_id)
         index_files = writer.finish()
+        self._refuse_damaged_reuse(opened, collector, [*trees.values(), root_id], cluster)
+        self._maybe_heartbeat(cluster, backup_id)
         etcd = take_etcd_snapshot(self._etcd_snapshot, job.cluster, backup_id, opened.repo.store, collector.errors)
         finished_at = self._clock()
         stats = dict(writer.stats)
@@ -263,10 +311,33 @@ class BackupService:
             etcd_snapshot=etcd,
         )
         manifest = replace(manifest, cluster_uid=cluster_uid)
+        self._maybe_heartbeat(cluster, backup_id)
         committed = commit_manifest(
-            self._catalog, opened.repo, writer, manifest, clock=self._clock, finished_at=finished_at
+            self._catalog,
+            opened.repo,
+            writer,
+            manifest,
+            clock=self._clock,
+            finished_at=finished_at,
+            worker=self._worker,
         )
         return committed.record
+
+    def _refuse_damaged_reuse(
+        self, opened: _Opened, collector: ItemCollector, trees: list[BlobId], cluster: str
+    ) -> None:
+        """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
+        a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup."""
+        if opened.reader is None:
+            return
+        reused = reused_blobs(collector.scope_entries(), opened.index)
+        damaged = damaged_sample(opened.reader, opened.index, reused, always=trees)
+        if damaged:
+            packs = sorted({str(opened.index[blob].pack) for blob, _ in damaged})
+            raise BackupError(
+                f"cluster {cluster!r}: {len(damaged)} blob(s) this backup deduplicates against are damaged "
+                f"(packs {', '.join(packs[:3])}; first: {damaged[0][1]}); nothing was committed"
+            )
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -329,7 +400,7 @@ class BackupService:
         reader = RepositoryReader(repo)
         index = reader.load_index()
         parent_uid, prior = self._prior(reader, record)
-        return _Opened(repo, index, parent_uid, prior)
+        return _Opened(repo, index, parent_uid, prior, reader)
 
     def _prior(self, reader: Any, record: BackupRecord) -> tuple[str | None, PriorObjects | None]:
         """The parent backup's cluster uid and objects (None, None: every object takes the full path)."""
@@ -390,12 +461,15 @@ class BackupService:
     def _maybe_heartbeat(self, cluster: str, backup_id: BackupId) -> None:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
             self._heartbeat_at = time.monotonic()
-            self._catalog.heartbeat(cluster, backup_id, now=self._clock())
+            self._catalog.heartbeat(cluster, backup_id, now=self._clock(), worker=self._worker)
 
 
 def _retry_pending(record: BackupRecord, job: BackupJob) -> bool:
     """Whether ``job`` is the message that retries ``record``'s failed attempt (not yet taken up by a worker)."""
     retry = record.extra.get("retry") or {}
-    return record.state == BackupState.RUNNING and job.attempt > 0 and bool(retry.get("pending")) and (
-        retry.get("attempt") == job.attempt
+    return (
+        record.state == BackupState.RUNNING
+        and job.attempt > 0
+        and bool(retry.get("pending"))
+        and (retry.get("attempt") == job.attempt)
     )

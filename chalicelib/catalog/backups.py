@@ -21,7 +21,14 @@ from chalicelib.catalog.dynamo import (
     iso,
     translate_error,
 )
-from chalicelib.catalog.errors import AlreadyExists, CatalogError, ConditionFailed, RecordNotFound, StaleState
+from chalicelib.catalog.errors import (
+    AlreadyExists,
+    CatalogError,
+    ConditionFailed,
+    RecordNotFound,
+    StaleState,
+    WorkerSuperseded,
+)
 from chalicelib.catalog.schema import GSI1, GSI1_PK, GSI1_SK
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState, ReplicaState, allowed_sources
 
@@ -36,6 +43,7 @@ MAX_ERROR_TEXT = 1024
 DEFAULT_LATEST_STATES = frozenset({BackupState.COMPLETED, BackupState.PARTIALLY_FAILED})
 _CLAIM_ATTEMPTS = 3
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(BackupRecord))
+_UNFENCED = object()  # a write that names no worker token (maintenance, sharded stages): no token is checked
 
 
 class BackupCatalog:
@@ -114,12 +122,24 @@ class BackupCatalog:
         raise CatalogError(f"job {job_id}: claim kept conflicting with concurrent transactions")
 
     def transition(
-        self, cluster: str, backup_id: str, target: BackupState, *, now: datetime, **fields: Any
+        self,
+        cluster: str,
+        backup_id: str,
+        target: BackupState,
+        *,
+        now: datetime,
+        worker: str | None = None,
+        claim: str | None = None,
+        **fields: Any,
     ) -> BackupRecord:
         """Move a record to ``target`` if its current state allows it (StaleState otherwise).
 
         ``extra`` is merged key by key, so writers of different keys do not overwrite each other; the other fields
         replace what was stored, and None removes a field.
+
+        Fencing: with ``worker`` the record must still hold that worker token; with ``claim`` (a claim or takeover)
+        the record gets the new token ``claim``, if it still holds ``worker`` (no token at all when ``worker`` is
+        None). A refused token raises ``WorkerSuperseded``: another worker took the backup over.
         """
         unknown = set(fields) - TRANSITION_FIELDS
         if unknown:
@@ -154,18 +174,31 @@ class BackupCatalog:
         for key, value in extra.items():
             update.set_nested("extra", key, value)
         condition = f"attribute_exists(pk) AND #state IN ({', '.join(update.value(s) for s in sources)})"
-        return self._update(cluster, backup_id, target, update, condition)
+        fenced = worker is not None or claim is not None
+        if claim is not None:
+            update.set("worker", claim)
+            condition += " AND attribute_not_exists(worker)" if worker is None else ""
+        if worker is not None:
+            condition += f" AND worker = {update.value(worker)}"
+        return self._update(cluster, backup_id, target, update, condition, worker=worker if fenced else _UNFENCED)
 
-    def heartbeat(self, cluster: str, backup_id: str, now: datetime) -> BackupRecord:
-        """Record that the worker of a Running backup is alive (StaleState if it is no longer Running)."""
+    def heartbeat(self, cluster: str, backup_id: str, now: datetime, *, worker: str | None = None) -> BackupRecord:
+        """Record that the worker of a Running backup is alive (StaleState if it is no longer Running).
+
+        With ``worker`` the record must still hold that token (``WorkerSuperseded`` when another worker took over).
+        """
         update = UpdateBuilder()
         stamp = iso(now)
         update.set("heartbeat_at", stamp)
         update.set("updated_at", stamp)
         update.add_version()
         condition = f"attribute_exists(pk) AND #state = {update.value(BackupState.RUNNING)}"
+        if worker is not None:
+            condition += f" AND worker = {update.value(worker)}"
         update.names["#state"] = "state"
-        return self._update(cluster, backup_id, BackupState.RUNNING, update, condition)
+        return self._update(
+            cluster, backup_id, BackupState.RUNNING, update, condition, worker=_UNFENCED if worker is None else worker
+        )
 
     def set_replica_state(
         self,
@@ -311,7 +344,14 @@ class BackupCatalog:
         return self.get(str(job["cluster"]), str(job["backup_id"]))
 
     def _update(
-        self, cluster: str, backup_id: str, target: BackupState, update: UpdateBuilder, condition: str
+        self,
+        cluster: str,
+        backup_id: str,
+        target: BackupState,
+        update: UpdateBuilder,
+        condition: str,
+        *,
+        worker: str | None | object = None,
     ) -> BackupRecord:
         update.names.setdefault("#state", "state")
         try:
@@ -327,6 +367,8 @@ class BackupCatalog:
         except ConditionFailed as exc:
             if not exc.old:
                 raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
+            if worker is not _UNFENCED and exc.old.get("worker") != worker:
+                raise WorkerSuperseded(cluster, backup_id, exc.old.get("state"), target) from exc
             raise StaleState(cluster, backup_id, exc.old.get("state"), target) from exc
         return _to_record(new)
 

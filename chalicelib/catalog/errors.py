@@ -36,6 +36,14 @@ class StaleState(CatalogError):
         self.target = target
 
 
+class WorkerSuperseded(StaleState):
+    """A worker's write was refused because another worker took its backup over (its token is no longer stored)."""
+
+    def __init__(self, cluster: str, backup_id: str, current: str | None, target: str) -> None:
+        super().__init__(cluster, backup_id, current, target)
+        self.args = (f"backup {cluster}/{backup_id} was taken over by another worker; this one may not write it",)
+
+
 class ConditionFailed(CatalogError):
     """A conditional write's condition did not hold; ``old`` is the stored item ({} when there is none)."""
 

@@ -72,6 +72,7 @@ class BackupRecord:
     started_at: str | None = None
     finished_at: str | None = None
     heartbeat_at: str | None = None  # refreshed by a live worker; a stale one lets a redelivered job take over
+    worker: str | None = None  # the token of the worker that owns a Running backup (set at claim and takeover)
     manifest_key: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)  # bytes_uploaded, bytes_deduplicated, duration_ms, ...

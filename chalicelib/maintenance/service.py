@@ -1,4 +1,4 @@
-"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep."""
+"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep -> check."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from chalicelib.maintenance.retention import Expired, RetentionService
 from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryNotFound
 
+# Blobs the daily check re-reads at random (and their packs' headers): a bounded cost each day, the whole repository
+# covered over time; a damaged blob is reported in the metric RepositoryDamagedBlobs, which alarms.
+DEFAULT_CHECK_BLOBS = 2000
+_DAMAGE = frozenset({"blob_corrupt", "tree_corrupt", "pack_corrupt", "pack_missing", "blob_missing"})
+_REPORTED_PROBLEMS = 50
+
 # Long enough for the backups running at 03:00 to finish (new ones cannot start while we wait), short enough to
 # leave most of the 15-minute Lambda for the collection itself.
 DEFAULT_WAIT_S = 300
@@ -30,6 +36,8 @@ class MaintenanceReport:
     message: str = ""
     expired: list[Expired] = field(default_factory=list)
     collection: CollectionReport | None = None
+    # The sampled read-data check: blobs_checked, damaged_blobs, problems (the first few, as dicts)
+    check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -51,6 +59,7 @@ class MaintenanceService:
         clock: Callable[[], datetime] = _utcnow,
         safety_margin: timedelta = DEFAULT_SAFETY_MARGIN,
         wait_s: float = DEFAULT_WAIT_S,
+        check_blobs: int = DEFAULT_CHECK_BLOBS,
     ) -> None:
         self._lock = lock
         self._retention = retention
@@ -58,6 +67,7 @@ class MaintenanceService:
         self._clock = clock
         self._margin = safety_margin
         self._wait_s = wait_s
+        self._check_blobs = check_blobs
 
     def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
@@ -97,9 +107,26 @@ class MaintenanceService:
             exclude_manifests=excluded,
             check_lease=check_lease,
         )
-        report = MaintenanceReport(status="done", expired=expired, collection=collection)
+        check = None if dry_run or self._check_blobs <= 0 else self._sampled_check(repo)
+        report = MaintenanceReport(status="done", expired=expired, collection=collection, check=check)
         logger().info("maintenance finished", extra={"dry_run": dry_run, "report": report.to_dict()})
         return report
+
+    def _sampled_check(self, repo: Any) -> dict[str, Any]:
+        """``repo check --read-data`` on a random sample of blobs, after the collection (under the same lease)."""
+        from chalicelib.repository import RepositoryReader, check_repository
+
+        result = check_repository(RepositoryReader(repo), read_data=True, sample=self._check_blobs)
+        damaged = [p for p in result.problems if p.kind in _DAMAGE]
+        if damaged:
+            logger().error(
+                "repository check found damaged data", extra={"damaged": len(damaged), "first": asdict(damaged[0])}
+            )
+        return {
+            "blobs_checked": result.blobs_checked,
+            "damaged_blobs": len(damaged),
+            "problems": [asdict(p) for p in result.problems[:_REPORTED_PROBLEMS]],
+        }
 
 
 def publish_maintenance_metrics(report: MaintenanceReport) -> None:
@@ -116,4 +143,6 @@ def publish_maintenance_metrics(report: MaintenanceReport) -> None:
         m.add_metric(name="PacksDeleted", unit=MetricUnit.Count, value=len(report.collection.packs_deleted))
         m.add_metric(name="BytesFreed", unit=MetricUnit.Bytes, value=report.collection.bytes_deleted)
         m.add_metric(name="GarbageCollectionDuration", unit=MetricUnit.Seconds, value=report.collection.seconds)
+    if report.check is not None:
+        m.add_metric(name="RepositoryDamagedBlobs", unit=MetricUnit.Count, value=report.check["damaged_blobs"])
     m.flush_metrics()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from chalicelib.core.ids import BlobId
+from chalicelib.core.errors import FormatError
+from chalicelib.core.ids import BlobId, PackId
+from chalicelib.core.index_format import IndexEntry
 from chalicelib.core.manifest import Manifest
-from chalicelib.repository.errors import BlobCorrupt, BlobMissing, RepositoryError
+from chalicelib.core.packs import TRAILER_SIZE, data_length, decode_header, parse_trailer
+from chalicelib.repository.errors import BlobCorrupt, BlobMissing, ObjectNotFound, RepositoryError
 from chalicelib.repository.reach import Reach, list_packs, reachable
 from chalicelib.repository.reader import RepositoryReader
+from chalicelib.repository.repo import PACKS_DIR
+from chalicelib.repository.store import ObjectStore
 
 Progress = Callable[[int, int], None]
 
@@ -21,6 +28,10 @@ BLOB_MISSING = "blob_missing"  # reachable from a backup, in no index
 PACK_MISSING = "pack_missing"  # named by the index, not in the store
 BLOB_CORRUPT = "blob_corrupt"  # does not decompress or re-hash to its id
 TREE_CORRUPT = "tree_corrupt"  # hashes fine but is not a tree
+PACK_CORRUPT = "pack_corrupt"  # a pack's trailer or header does not read, or disagrees with the index or its size
+
+_TAIL_GUESS = 64 << 10  # most pack headers fit; a longer one costs a second, exact, read
+_HEADER_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -43,9 +54,18 @@ class CheckReport:
 
 
 def check_repository(
-    reader: RepositoryReader, *, read_data: bool = True, progress: Progress | None = None
+    reader: RepositoryReader,
+    *,
+    read_data: bool = True,
+    progress: Progress | None = None,
+    sample: int | None = None,
+    rng: random.Random | None = None,
 ) -> CheckReport:
-    """Walk every backup's root, trees and objects; with ``read_data``, read and re-hash every indexed blob.
+    """Walk every backup's root, trees and objects; with ``read_data``, read and re-hash every indexed blob, and
+    read every indexed pack's header and trailer and compare them with the index rows and the pack's size.
+
+    With ``sample`` only that many indexed blobs, chosen at random, are read, and only their packs' headers (the
+    daily maintenance check: a bounded cost, the whole repository covered over many days).
 
     Trees are always read (they must be, to know which objects a backup reaches: ``reach.py``). Problems are
     collected, not raised, so one run reports everything that is wrong; only a storage failure stops it.
@@ -82,6 +102,8 @@ def check_repository(
     checked = set(reach.blobs)
     if read_data:
         wanted = [b for b, e in index.items() if e.pack in packs]
+        if sample is not None and len(wanted) > sample:
+            wanted = (rng or random.Random()).sample(sorted(wanted), sample)
         checked.update(wanted)
         for done, (blob, result) in enumerate(reader.try_read_blobs(wanted), start=1):
             if isinstance(result, BlobCorrupt | BlobMissing):
@@ -90,7 +112,54 @@ def check_repository(
                 problems.append(Problem(kind, blob, where, str(result)))
             if progress is not None:
                 progress(done, len(wanted))
+        in_sample = index if sample is None else {b: index[b] for b in wanted}
+        problems.extend(pack_problems(reader, index, packs={e.pack for e in in_sample.values()}))
     return CheckReport(manifests_checked=len(manifests), blobs_checked=len(checked), problems=_dedupe(problems))
+
+
+def pack_problems(
+    reader: RepositoryReader, index: Mapping[BlobId, IndexEntry], *, packs: Collection[PackId] | None = None
+) -> list[Problem]:
+    """Packs whose trailer or header does not read, disagrees with the index rows naming them, or does not account
+    for the pack's size. The frames alone do not cover these bytes: a damaged header passes a blob re-hash, and
+    would then break an index rebuild (which reads only the headers). ``packs`` limits the check to those."""
+    rows: dict[PackId, dict[BlobId, IndexEntry]] = {}
+    for blob, entry in index.items():
+        rows.setdefault(entry.pack, {})[blob] = entry
+    store = reader.repo.store
+    sizes = {PackId(info.key.rsplit("/", 1)[-1]): info.size for info in store.list_info(PACKS_DIR)}
+    checked = sorted(pack for pack in rows if pack in sizes and (packs is None or pack in packs))
+
+    def one(pack: PackId) -> str | None:
+        return _pack_disagreement(store, reader.repo.pack_key(pack), sizes[pack], rows[pack])
+
+    with ThreadPoolExecutor(max_workers=_HEADER_THREADS, thread_name_prefix="lifeboat-check-packs") as pool:
+        found = list(pool.map(one, checked))
+    return [Problem(PACK_CORRUPT, None, f"pack {pack}", why) for pack, why in zip(checked, found, strict=True) if why]
+
+
+def _pack_disagreement(store: ObjectStore, key: str, size: int, rows: Mapping[BlobId, IndexEntry]) -> str | None:
+    """Why a pack's trailer/header is wrong (None when it agrees with ``rows`` and accounts for ``size`` bytes)."""
+    try:
+        tail = store.get_tail(key, min(size, _TAIL_GUESS))
+        header_length = parse_trailer(tail)
+        needed = header_length + TRAILER_SIZE
+        if needed > size:
+            return f"trailer names a {header_length}-byte header, more than the pack's {size} bytes"
+        if len(tail) < needed:
+            tail = store.get_tail(key, needed)
+        entries = decode_header(tail[-needed:-TRAILER_SIZE])
+    except FormatError as exc:
+        return f"trailer or header does not read: {exc}"
+    except ObjectNotFound:
+        return None  # deleted since the listing (garbage collection): the walk reports what a backup misses
+    if data_length(entries) + needed != size:
+        return f"header accounts for {data_length(entries) + needed} bytes, the pack has {size}"
+    header = {entry.blob_id: IndexEntry.of(PackId(key.rsplit("/", 1)[-1]), entry) for entry in entries}
+    for blob, row in rows.items():
+        if header.get(blob) != row:
+            return f"header disagrees with the index about blob {blob}"
+    return None
 
 
 def _walk_problems(reach: Reach) -> list[Problem]:

@@ -187,6 +187,15 @@ def test_alarms_watch_every_dead_letter_queue_and_failed_backups(template: dict[
             assert alarm["Properties"]["Threshold"] == 0
 
 
+def test_an_alarm_watches_damaged_blobs_found_by_the_daily_check(template: dict[str, Any]) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    [alarm] = [a for a in alarms.values() if a["Properties"]["MetricName"] == "RepositoryDamagedBlobs"]
+    props = alarm["Properties"]
+    assert props["Namespace"] == "Lifeboat" and props["Threshold"] == 0
+    assert props["ComparisonOperator"] == "GreaterThanThreshold"
+    assert {"Name": "service", "Value": "lifeboat"} in props["Dimensions"]
+
+
 def test_only_storage_exists_in_the_replica_role(template: dict[str, Any]) -> None:
     unconditional = {name for name, r in template["Resources"].items() if "Condition" not in r}
     assert unconditional == {"Key", "KeyAlias", "Bucket", "BucketPolicy"}

@@ -307,3 +307,35 @@ def test_the_shard_that_fails_a_sharded_backup_releases_its_lease(services: Serv
     service = LeasedBackupService(Failing(), lock, wait_s=0)
     assert service.run_shard(message)["status"] == "Failed"
     assert lock.leases.live_shared(lock.scope, now=lock.clock()) == []
+
+
+def test_maintenance_runs_a_sampled_read_data_check_and_publishes_damaged_blobs(
+    services: Services, world: dict[str, Any], monkeypatch: Any
+) -> None:
+    from chalicelib.maintenance import service as maintenance_module
+
+    repo = world["repo"]
+    reader = RepositoryReader(repo)
+    blob, entry = sorted(reader.load_index().items())[0]
+    key = repo.pack_key(entry.pack)
+    body = bytearray(repo.store.get(key))
+    body[entry.frame_offset] ^= 0x55
+    repo.store.put(key, bytes(body), create_only=False)
+
+    report = services.maintenance_service(safety_margin=timedelta(days=3650), wait_s=0, check_blobs=10_000).run()
+
+    assert report.check is not None and report.check["damaged_blobs"] >= 1
+    assert any(p["blob_id"] == blob for p in report.check["problems"])
+    assert report.to_dict()["check"]["damaged_blobs"] == report.check["damaged_blobs"]
+    published: list[tuple[str, float]] = []
+
+    class Metrics:
+        def add_metric(self, *, name: str, unit: Any, value: float) -> None:
+            published.append((name, value))
+
+        def flush_metrics(self) -> None:
+            pass
+
+    monkeypatch.setattr("chalicelib.observability.metrics", lambda: Metrics())
+    maintenance_module.publish_maintenance_metrics(report)
+    assert ("RepositoryDamagedBlobs", report.check["damaged_blobs"]) in published

@@ -36,3 +36,44 @@ def test_check_reports_a_blob_no_index_knows(s3: Any, bucket: str, repo: Reposit
 
     assert [(p.kind, p.blob_id) for p in report.problems] == [("blob_missing", missing_tree)]
     assert "scope shop" in report.problems[0].where
+
+
+def _flip(s3: Any, bucket: str, key: str, where: Any) -> None:
+    body = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[where(len(body))] ^= 0x55
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+
+
+def _largest_pack(s3: Any, bucket: str) -> str:
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    return max((o for o in listed if "/packs/" in o["Key"]), key=lambda o: o["Size"])["Key"]
+
+
+def test_read_data_checks_each_packs_header_against_the_index(
+    s3: Any, bucket: str, repo: Repository, written: Any
+) -> None:
+    from chalicelib.core.packs import TRAILER_SIZE, data_length, read_pack
+
+    key = _largest_pack(s3, bucket)
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    start = data_length(read_pack(data))
+    # A byte in the header (at 85 % of the pack for packs whose header is that large; in the header whatever).
+    offset = max(int(len(data) * 0.85), start)
+    assert start <= offset < len(data) - TRAILER_SIZE
+    _flip(s3, bucket, key, lambda size: offset)
+
+    report = check_repository(RepositoryReader(repo), read_data=True)
+
+    pack = key.rsplit("/", 1)[-1]
+    assert [(p.kind, p.where) for p in report.problems] == [("pack_corrupt", f"pack {pack}")]
+    assert check_repository(RepositoryReader(repo), read_data=False).ok, "only --read-data reads pack headers"
+
+
+def test_read_data_checks_each_packs_trailer(s3: Any, bucket: str, repo: Repository, written: Any) -> None:
+    key = _largest_pack(s3, bucket)
+    _flip(s3, bucket, key, lambda size: size - 5)  # the trailer's magic
+
+    report = check_repository(RepositoryReader(repo), read_data=True)
+
+    assert [p.kind for p in report.problems] == ["pack_corrupt"]
+    assert "magic" in report.problems[0].detail
