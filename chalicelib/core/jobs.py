@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core.errors import CoreError
+from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.scope import BackupScope
+from chalicelib.core.volume_snapshots import VolumeSettings
 
 AUTH_TYPES = frozenset({"kubeconfig", "kubeconfig_secret", "token_secret", "eks"})
 
@@ -50,6 +51,7 @@ class BackupJob:
     policy: str | None = None
     # True: shard the backup over many invocations; False: one invocation; None: decide by the cluster's size.
     shard: bool | None = None
+    volumes: VolumeSettings = field(default_factory=VolumeSettings)  # the policy's volume snapshots
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -68,8 +70,12 @@ class BackupJob:
         shard = data.get("shard")
         if shard is not None and not isinstance(shard, bool):
             raise InvalidJob(f"job {job_id}: shard must be true, false or absent")
+        try:
+            volumes = VolumeSettings.from_dict(data.get("volumes"))
+        except InvalidPolicy as exc:
+            raise InvalidJob(f"job {job_id}: invalid volumes: {exc}") from exc
         cluster = ClusterRef.from_dict(data.get("cluster"))
-        return cls(job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard)
+        return cls(job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard, volumes=volumes)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -80,6 +86,8 @@ class BackupJob:
         }
         if self.shard is not None:
             data["shard"] = self.shard
+        if self.volumes.enabled:
+            data["volumes"] = self.volumes.to_dict()
         return data
 
 
@@ -87,6 +95,7 @@ class BackupJob:
 
 SHARD = "shard"
 COMMIT = "commit"
+VOLUMES = "volumes"
 
 
 def _backup_of(data: dict[str, Any], what: str) -> tuple[ClusterRef, str]:
@@ -132,11 +141,27 @@ class CommitMessage:
         return {"type": COMMIT, "cluster": self.cluster.to_dict(), "backup": self.backup_id}
 
 
-BackupMessage = BackupJob | ShardMessage | CommitMessage
+@dataclass(frozen=True)
+class VolumesMessage:
+    """A backup is waiting for its volume snapshots to become ready: look again, and commit once they are."""
+
+    cluster: ClusterRef
+    backup_id: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VolumesMessage:
+        cluster, backup = _backup_of(data, VOLUMES)
+        return cls(cluster=cluster, backup_id=backup)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": VOLUMES, "cluster": self.cluster.to_dict(), "backup": self.backup_id}
+
+
+BackupMessage = BackupJob | ShardMessage | CommitMessage | VolumesMessage
 
 
 def parse_message(data: Any) -> BackupMessage:
-    """A message of the backup-jobs queue: a job (no "type", or "job"), a shard or a commit."""
+    """A message of the backup-jobs queue: a job (no "type", or "job"), a shard, a commit or a volumes wait."""
     if not isinstance(data, dict):
         raise InvalidJob("a backup queue message must be a JSON object")
     kind = data.get("type", "job")
@@ -146,4 +171,6 @@ def parse_message(data: Any) -> BackupMessage:
         return ShardMessage.from_dict(data)
     if kind == COMMIT:
         return CommitMessage.from_dict(data)
+    if kind == VOLUMES:
+        return VolumesMessage.from_dict(data)
     raise InvalidJob(f"unknown backup message type {kind!r}")

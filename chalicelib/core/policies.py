@@ -1,4 +1,4 @@
-"""Backup policies: which cluster, when (cron + timezone), what (scope), how long to keep (retention), RPO target.
+"""Backup policies: which cluster, when (cron + timezone), what (scope), volumes, how long to keep, RPO target.
 
 A policy file is a mapping ``{"policies": [...]}`` (YAML or JSON; the caller parses it). Validation collects every
 problem with a path to the field (``policies[1] (shop-nightly).schedule.cron: ...``) instead of stopping at the
@@ -15,13 +15,16 @@ from typing import Any
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.schedule import Schedule, schedule_problems
 from chalicelib.core.scope import BackupScope
+from chalicelib.core.volume_snapshots import VolumeSettings, parse_volumes
 
 # DNS-label style: policy names appear in job ids, metric dimensions and CLI arguments.
 POLICY_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # The repository's rule for cluster names (they become S3 key segments).
 CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,252}")
 RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-POLICY_FIELDS = frozenset({"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled"})
+POLICY_FIELDS = frozenset(
+    {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "volumes"}
+)
 SCHEDULE_FIELDS = frozenset({"cron", "timezone", "starting_deadline_seconds"})
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
 
@@ -67,10 +70,11 @@ class Policy:
     retention: Retention = field(default_factory=Retention)
     rpo_target_minutes: int | None = None
     enabled: bool = True
+    volumes: VolumeSettings = field(default_factory=VolumeSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as a file holds it (``from_dict`` reads it back)."""
-        return {
+        data = {
             "name": self.name,
             "cluster": self.cluster,
             "schedule": self.schedule.to_dict(),
@@ -79,6 +83,9 @@ class Policy:
             "rpo_target_minutes": self.rpo_target_minutes,
             "enabled": self.enabled,
         }
+        if self.volumes.enabled:
+            data["volumes"] = self.volumes.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "policy") -> Policy:
@@ -128,7 +135,9 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append(f"{where}.enabled: must be true or false; got {enabled!r}")
-    if problems or schedule is None or scope is None or retention is None:
+    volumes, found = parse_volumes(data.get("volumes"), f"{where}.volumes")
+    problems.extend(found)
+    if problems or schedule is None or scope is None or retention is None or volumes is None:
         return None, problems
     policy = Policy(
         name=str(name),
@@ -138,6 +147,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
         retention=retention,
         rpo_target_minutes=rpo,
         enabled=bool(enabled),
+        volumes=volumes,
     )
     return policy, []
 
