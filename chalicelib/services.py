@@ -128,11 +128,34 @@ class Services:
             sharding = self.sharding(queue=queue, options=sharding_options, **options)
         else:
             sharding = self._cached("sharding", self.sharding)
+        volumes = self.volume_stage(queue=queue, clock=options.get("clock"))
         service = BackupService(
-            self.catalog(), lambda: self.repository(create=True), self.connect, sharding=sharding, **options
+            self.catalog(),
+            lambda: self.repository(create=True),
+            self.connect,
+            sharding=sharding,
+            volumes=volumes,
+            **options,
         )
         # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
         return LeasedBackupService(service, self.repository_lock())
+
+    def volume_stage(self, *, queue: Any = None, clock: Any = None) -> Any:
+        """Volume snapshots of backups, or None without a backup queue (their wait goes through it)."""
+        if queue is None and not self.settings.backup_queue_url:
+            return None
+        from datetime import UTC, datetime
+
+        from chalicelib.backup.queue import BackupWorkQueue
+        from chalicelib.backup.volumes import VolumeStage
+
+        return VolumeStage(
+            self.catalog(),
+            queue if queue is not None else BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url),
+            lambda: self.repository(create=True),
+            self.connect,
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
 
     def sharding(self, *, queue: Any = None, options: Any = None, **service_options: Any) -> Any:
         """What sharded backups need, or None without a backup queue. Keep one per process: it caches each backup's

@@ -1,4 +1,4 @@
-"""The backup orchestrator: claim the job, list, handle each item, then commit (``commit.py``) and record it."""
+"""The backup orchestrator: claim the job, list, handle each item, snapshot volumes (``volumes.py``), then commit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.core.ids import BackupId, new_backup_id
-from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
+from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
@@ -21,6 +21,7 @@ from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
 
 if TYPE_CHECKING:
     from chalicelib.backup.sharded.context import Sharding
+    from chalicelib.backup.volumes import VolumeStage
 
 # A Running record whose heartbeat is younger than this belongs to a live worker: a duplicate delivery leaves it be.
 HEARTBEAT_STALE_S = 300
@@ -51,9 +52,12 @@ class BackupService:
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
         sharding: Sharding | None = None,
+        volumes: VolumeStage | None = None,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
-        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is."""
+        backup is sharded over many invocations (``docs/architecture.md``); without it, it never is. ``volumes``
+        (a ``backup.volumes.VolumeStage``) takes the volume snapshots a job asks for; a job asking for them fails
+        without it."""
         self._catalog = catalog
         self._open_repository = open_repository
         self._connect = connect
@@ -62,6 +66,7 @@ class BackupService:
         self._page_size = page_size
         self._writer_options = writer_options or {}
         self._sharding = sharding
+        self._volumes = volumes
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -108,6 +113,12 @@ class BackupService:
         """The last step of a sharded backup: root tree and manifest. Returns (record, what happened)."""
         return self._require_sharding().join().commit(msg)
 
+    def resume_volumes(self, msg: VolumesMessage) -> tuple[BackupRecord | None, str]:
+        """Look again at the volume snapshots a backup waits for; commit it once they are settled."""
+        if self._volumes is None:
+            raise BackupError("volume snapshots need the backup queue")
+        return self._volumes.resume(msg)
+
     def record(self, cluster: str, backup_id: str) -> BackupRecord:
         return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
 
@@ -135,6 +146,13 @@ class BackupService:
         started_at = self._clock()
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
+        if job.volumes.enabled and self._volumes is None:
+            raise BackupError(f"the job asks for volume snapshots ({job.volumes.mode}), which need the backup queue")
+        if not created and self._volumes is not None and job.volumes.enabled:
+            # A duplicate job taking over from a worker that died waiting for snapshots: its draft is the backup.
+            waiting = self._volumes.adopt(job, record)
+            if waiting is not None:
+                return waiting
         if not created and self._sharding is not None:
             # A duplicate job taking over from a dead coordinator: a stored shard plan is the backup.
             adopted = self._sharding.planner().adopt(job, record)
@@ -156,7 +174,8 @@ class BackupService:
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
         ]
-        if self._sharding is not None:
+        if self._sharding is not None and not job.volumes.enabled:
+            # A sharded backup's join does not take volume snapshots yet: a job asking for them runs in one piece.
             planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
             if shard:
@@ -218,6 +237,17 @@ class BackupService:
             stats=stats,
             errors=collector.errors,
         )
+        if self._volumes is not None and job.volumes.enabled:
+            return self._volumes.start(
+                job,
+                record,
+                manifest,
+                client=client,
+                repo=repo,
+                writer=writer,
+                namespaces=list(ns_objects),
+                finished_at=finished_at,
+            )
         return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:

@@ -1,4 +1,4 @@
-"""Entry points for backup-jobs messages (jobs, shards, commits): parse, run, log and publish metrics."""
+"""Entry points for backup-jobs messages (jobs, shards, commits, volume waits): parse, run, log, publish metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from chalicelib.backup.service import BackupService
-from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
+from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, VolumesMessage, parse_message
 from chalicelib.observability import logger, publish_backup_metrics
 
 
@@ -39,16 +39,21 @@ def handle_message(
         if result.get("status") == "Failed":
             publish_backup_metrics(service.record(message.cluster.name, message.backup_id))
         return result
+    if isinstance(message, VolumesMessage):
+        return _finish(message.backup_id, *service.resume_volumes(message))
     return _commit(service, message)
 
 
 def _commit(service: BackupService, message: CommitMessage) -> dict[str, Any]:
-    record, what = service.commit(message)
+    return _finish(message.backup_id, *service.commit(message))
+
+
+def _finish(backup_id: str, record: Any, what: str) -> dict[str, Any]:
     if what != "committed" or record is None:
-        logger().info("backup commit skipped", extra={"backup_id": message.backup_id, "reason": what})
+        logger().info("backup commit skipped", extra={"backup_id": backup_id, "reason": what})
         if record is not None and what == "rejected" and record.state == "Failed":
             publish_backup_metrics(record)  # the commit itself failed the backup: that alarms like any failure
-        return {"status": what, "backup_id": message.backup_id}
+        return {"status": what, "backup_id": backup_id}
     _log_finished(record)
     publish_backup_metrics(record)
     return {"status": str(record.state), "backup_id": record.backup_id, "counts": record.counts, "stats": record.stats}

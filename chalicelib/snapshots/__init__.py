@@ -1,0 +1,1 @@
+"""Snapshots a backup takes besides its manifests: CSI VolumeSnapshots of its claims (``csi.py``)."""
