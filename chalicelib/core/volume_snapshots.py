@@ -221,6 +221,9 @@ class VolumeRecord:
     ready_at: str = ""
     error: str = ""
     reason: str = ""
+    # The class's deletionPolicy, which retention honours when the backup expires. The content itself is switched to
+    # Retain once ready, so deleting the namespace (or the VolumeSnapshot) does not delete the backup's data.
+    deletion_policy: str = ""
 
     def to_dict(self) -> dict[str, str]:
         data = {
@@ -237,6 +240,7 @@ class VolumeRecord:
             "ready_at": self.ready_at,
             "error": self.error,
             "reason": self.reason,
+            "deletion_policy": self.deletion_policy,
         }
         return {k: v for k, v in data.items() if v}
 
@@ -256,6 +260,7 @@ class VolumeRecord:
             ready_at=str(data.get("ready_at", "")),
             error=str(data.get("error", "")),
             reason=str(data.get("reason", "")),
+            deletion_policy=str(data.get("deletion_policy", "")),
         )
 
 
@@ -345,8 +350,10 @@ def observe(record: VolumeRecord, snapshot: Obj | None, content: Obj | None, now
     content_status = (content or {}).get("status") or {}
     error = (status.get("error") or {}).get("message") or (content_status.get("error") or {}).get("message")
     content_name = str(status.get("boundVolumeSnapshotContentName") or "")
-    driver = str(((content or {}).get("spec") or {}).get("driver") or record.driver)
-    record = replace(record, content_name=content_name, driver=driver)
+    content_spec = (content or {}).get("spec") or {}
+    driver = str(content_spec.get("driver") or record.driver)
+    policy = record.deletion_policy or str(content_spec.get("deletionPolicy") or "")
+    record = replace(record, content_name=content_name, driver=driver, deletion_policy=policy)
     if error:
         return replace(record, state=FAILED, error=str(error))
     handle = str(content_status.get("snapshotHandle") or "")

@@ -12,6 +12,7 @@ from chalicelib.core.volume_snapshots import (
     BACKUP_ID_LABEL,
     FAILED,
     PENDING,
+    READY,
     Claim,
     SnapshotClassInfo,
     VolumeRecord,
@@ -82,10 +83,15 @@ class CsiSnapshots:
                     snapshot = self._client.get_object(SNAPSHOTS, record.snapshot_name, record.namespace)
                     bound = ((snapshot or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
                     content = self._client.get_object(CONTENTS, bound) if bound else None
+                    seen = observe(record, snapshot, content, now)
+                    if seen.state == READY and ((content or {}).get("spec") or {}).get("deletionPolicy") != "Retain":
+                        # The backup's data must outlive the snapshot object: deleting the namespace would delete
+                        # the storage snapshot through a Delete content. Retention deletes it when the backup expires.
+                        self._client.patch(CONTENTS, seen.content_name, {"spec": {"deletionPolicy": "Retain"}})
                 except KubeError:
-                    out.append(record)
+                    out.append(record)  # looked at again next time
                     continue
-                record = observe(record, snapshot, content, now)
+                record = seen
             out.append(record)
         return out
 

@@ -193,6 +193,11 @@ class Hooks:
                 stored = bucket.pop(key)
                 if stored is not None and rtype.kind == "Service":
                     self.alloc.release(stored.load().get("spec") or {})
+                elif stored is not None and rtype.custom and self.listeners:
+                    # Custom resources only: the simulated controllers watch snapshot objects, and loading every
+                    # object of a large namespace to tell nobody would slow its deletion down.
+                    for listener in self.listeners:
+                        listener("deleted", rtype, stored.load())
         ns_type = self.registry.get("", "namespaces")
         assert ns_type is not None
         if self.store.bucket(ns_type).pop(namespace) is not None:

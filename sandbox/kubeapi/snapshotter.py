@@ -4,7 +4,8 @@ A VolumeSnapshot of a bound PersistentVolumeClaim gets a VolumeSnapshotContent `
 class's driver and deletionPolicy, the volume's handle, a ``volumeSnapshotRef`` back), then, after ``ready_delay``
 seconds, a ``snapshotHandle``, ``creationTime``, ``restoreSize`` and ``readyToUse`` on both. A pre-provisioned
 content (``source.snapshotHandle``) binds to the snapshot naming it once the handle is found in the simulated
-storage. Deleting a snapshot whose content says ``Delete`` deletes the content and the storage snapshot.
+storage, and from then on belongs to that snapshot's uid: a snapshot created anew cannot bind to it. Deleting a
+snapshot whose content says ``Delete`` deletes the content and the storage snapshot.
 
 Faults: a claim's snapshot that never becomes ready, or that fails with an error status; a missing class (named or
 default) is the same error a real controller reports. Finalizers are not modelled: deletes take effect at once.
@@ -191,6 +192,17 @@ class Snapshotter:
         if content is None or (ref.get("namespace"), ref.get("name")) != (meta["namespace"], meta["name"]):
             # The controller waits for a content that points back at the snapshot; it reports nothing yet.
             return
+        bound_uid = ref.get("uid")
+        if bound_uid and bound_uid != meta["uid"]:
+            message = f"VolumeSnapshotContent {content_name} is bound to a different VolumeSnapshot (uid {bound_uid})"
+            self._snapshot_status(meta["namespace"], meta["name"], _error_status(message))
+            return
+        if not bound_uid:
+            # The controller completes the binding on the content side: from now on it belongs to this snapshot.
+            content["spec"]["volumeSnapshotRef"]["uid"] = meta["uid"]
+            contents = self._type(GROUP, "volumesnapshotcontents")
+            meta_without_rv = {k: v for k, v in content["metadata"].items() if k != "resourceVersion"}
+            self.api.replace(contents, "v1", None, content_name, {**content, "metadata": meta_without_rv})
         handle = (content["spec"].get("source") or {}).get("snapshotHandle", "")
         found = self.storage.get(handle)
         if found is None:

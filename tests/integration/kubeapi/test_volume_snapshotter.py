@@ -281,3 +281,21 @@ def test_without_the_snapshotter_a_snapshot_stays_untouched() -> None:
         assert api.call("POST", "/api/v1/namespaces", {"metadata": {"name": "n"}})[0] == 201
         _post(api, f"{SNAPS}/namespaces/n/volumesnapshots", snapshot("s", "data", "c"))
         assert "status" not in _get(api, f"{SNAPS}/namespaces/n/volumesnapshots/s")
+
+
+def test_a_bound_preprovisioned_content_refuses_a_snapshot_created_anew(api: Client, ns: str) -> None:
+    _bound_claim(api, ns)
+    _post(api, f"{SNAPS}/namespaces/{ns}/volumesnapshots", snapshot("orig", "data", _klass(api, policy="Retain")))
+    orig = _wait_status(api, f"{SNAPS}/namespaces/{ns}/volumesnapshots/orig", "readyToUse")
+    handle = _get(api, f"{SNAPS}/volumesnapshotcontents/{orig['status']['boundVolumeSnapshotContentName']}")["status"][
+        "snapshotHandle"
+    ]
+    _post(api, f"{SNAPS}/volumesnapshotcontents", preprovisioned_content(f"pre-{ns}", handle, ns, "again"))
+    first = _post(api, f"{SNAPS}/namespaces/{ns}/volumesnapshots", snapshot("again", content=f"pre-{ns}"))
+    content = _get(api, f"{SNAPS}/volumesnapshotcontents/pre-{ns}")
+    assert content["spec"]["volumeSnapshotRef"]["uid"] == first["metadata"]["uid"]
+    assert api.call("DELETE", f"{SNAPS}/namespaces/{ns}/volumesnapshots/again")[0] == 200
+    _post(api, f"{SNAPS}/namespaces/{ns}/volumesnapshots", snapshot("again", content=f"pre-{ns}"))
+    status = _get(api, f"{SNAPS}/namespaces/{ns}/volumesnapshots/again")["status"]
+    assert status["readyToUse"] is False
+    assert "bound to a different VolumeSnapshot" in status["error"]["message"]
