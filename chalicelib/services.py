@@ -258,8 +258,14 @@ class Services:
         return RetentionService(self.policy_catalog(), self.catalog())
 
     def maintenance_service(self, **options: Any) -> Any:
+        from chalicelib.core.jobs import ClusterRef
         from chalicelib.maintenance.service import MaintenanceService
+        from chalicelib.maintenance.snapshots import SnapshotCollector
 
+        def clusters() -> list[ClusterRef]:
+            return [ClusterRef(c.name, c.auth) for c in self.cluster_catalog().list() if c.auth is not None]
+
+        options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog()))
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

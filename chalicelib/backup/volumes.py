@@ -120,7 +120,7 @@ class VolumeStage:
         claims = csi.claims(job.scope, namespaces)
         records = plan_claims(settings, record.backup_id, claims, csi.classes())
         records = csi.create(records, record.backup_id)
-        records = csi.observe(records, iso(self._clock()))
+        records = csi.observe(records, iso(self._clock()), record.backup_id)
         if all_settled(records):
             commit = commit_manifest(
                 self._catalog, repo, writer, with_volumes(manifest, records), clock=self._clock, finished_at=finished_at
@@ -150,7 +150,7 @@ class VolumeStage:
             return record, "rejected"
         client = self._connect(msg.cluster)
         try:
-            records = self._snapshots(client).observe(draft.records, iso(self._clock()))
+            records = self._snapshots(client).observe(draft.records, iso(self._clock()), backup_id)
         finally:
             close = getattr(client, "close", None)
             if close is not None:

@@ -26,6 +26,8 @@ SELECTOR_FIELDS = frozenset({"namespace", "name", "labels"})
 DEFAULT_READY_TIMEOUT_S = 1800
 BACKUP_ID_LABEL = "lifeboat.io/backup-id"
 CLAIM_ANNOTATION = "lifeboat.io/persistent-volume-claim"
+# On a backup's VolumeSnapshotContent: the class's deletionPolicy, which the content itself no longer says (Retain).
+DELETION_POLICY_ANNOTATION = "lifeboat.io/deletion-policy"
 DEFAULT_CLASS_ANNOTATION = "snapshot.storage.kubernetes.io/is-default-class"
 IN_TREE_VOLUMES = ("awsElasticBlockStore", "gcePersistentDisk", "azureDisk", "cinder", "hostPath", "local", "nfs")
 

@@ -1,4 +1,5 @@
-"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep."""
+"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep (packs, then
+volume snapshots)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.gc import DEFAULT_SAFETY_MARGIN, CollectionReport, collect_garbage
 from chalicelib.maintenance.lock import RepositoryLock
 from chalicelib.maintenance.retention import Expired, RetentionService
+from chalicelib.maintenance.snapshots import SnapshotCollector, SnapshotReport
 from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryNotFound
 
@@ -30,6 +32,7 @@ class MaintenanceReport:
     message: str = ""
     expired: list[Expired] = field(default_factory=list)
     collection: CollectionReport | None = None
+    snapshots: SnapshotReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -50,13 +53,16 @@ class MaintenanceService:
         clock: Callable[[], datetime] = _utcnow,
         safety_margin: timedelta = DEFAULT_SAFETY_MARGIN,
         wait_s: float = DEFAULT_WAIT_S,
+        snapshots: SnapshotCollector | None = None,
     ) -> None:
+        """``snapshots`` also collects the volume snapshots no remaining backup references."""
         self._lock = lock
         self._retention = retention
         self._open_repository = open_repository
         self._clock = clock
         self._margin = safety_margin
         self._wait_s = wait_s
+        self._snapshots = snapshots
 
     def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
@@ -96,7 +102,18 @@ class MaintenanceService:
             exclude_manifests=excluded,
             check_lease=check_lease,
         )
-        report = MaintenanceReport(status="done", expired=expired, collection=collection)
+        snapshots = None
+        if self._snapshots is not None:
+            from chalicelib.repository import RepositoryReader
+
+            snapshots = self._snapshots.collect(
+                RepositoryReader(repo),
+                now=self._clock(),
+                dry_run=dry_run,
+                exclude_manifests=excluded,
+                check_lease=check_lease,
+            )
+        report = MaintenanceReport(status="done", expired=expired, collection=collection, snapshots=snapshots)
         logger().info("maintenance finished", extra={"dry_run": dry_run, "report": report.to_dict()})
         return report
 

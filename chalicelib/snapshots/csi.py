@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -10,6 +11,7 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import (
     BACKUP_ID_LABEL,
+    DELETION_POLICY_ANNOTATION,
     FAILED,
     PENDING,
     READY,
@@ -74,8 +76,12 @@ class CsiSnapshots:
             out.append(record)
         return out
 
-    def observe(self, records: Iterable[VolumeRecord], now: str) -> list[VolumeRecord]:
-        """Every PENDING record as its snapshot stands now; a read that fails leaves it PENDING for the next look."""
+    def observe(self, records: Iterable[VolumeRecord], now: str, backup_id: str) -> list[VolumeRecord]:
+        """Every PENDING record as its snapshot stands now; a read that fails leaves it PENDING for the next look.
+
+        A ready snapshot's content is labelled with the backup and switched to Retain (the class's policy kept in
+        an annotation), so retention and the orphan sweep find it, and deleting the namespace or the snapshot
+        object does not delete the backup's data."""
         out = []
         for record in records:
             if record.state == PENDING:
@@ -84,10 +90,8 @@ class CsiSnapshots:
                     bound = ((snapshot or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
                     content = self._client.get_object(CONTENTS, bound) if bound else None
                     seen = observe(record, snapshot, content, now)
-                    if seen.state == READY and ((content or {}).get("spec") or {}).get("deletionPolicy") != "Retain":
-                        # The backup's data must outlive the snapshot object: deleting the namespace would delete
-                        # the storage snapshot through a Delete content. Retention deletes it when the backup expires.
-                        self._client.patch(CONTENTS, seen.content_name, {"spec": {"deletionPolicy": "Retain"}})
+                    if seen.state == READY:
+                        self._keep(seen, backup_id)
                 except KubeError:
                     out.append(record)  # looked at again next time
                     continue
@@ -95,9 +99,44 @@ class CsiSnapshots:
             out.append(record)
         return out
 
-    def backup_snapshots(self, backup_id: str) -> list[dict[str, Any]]:
-        """The VolumeSnapshots labelled with ``backup_id``, in every namespace."""
-        return list(self._list(SNAPSHOTS.collection_path(), f"{BACKUP_ID_LABEL}={backup_id}"))
+    def _keep(self, record: VolumeRecord, backup_id: str) -> None:
+        patch = {
+            "metadata": {
+                "labels": {BACKUP_ID_LABEL: backup_id},
+                "annotations": {DELETION_POLICY_ANNOTATION: record.deletion_policy or "Delete"},
+            },
+            "spec": {"deletionPolicy": "Retain"},
+        }
+        self._client.patch(CONTENTS, record.content_name, patch)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    def labelled_snapshots(self) -> list[dict[str, Any]]:
+        """Every VolumeSnapshot a backup made (labelled with its backup id), in every namespace."""
+        try:
+            return list(self._list(SNAPSHOTS.collection_path(), BACKUP_ID_LABEL))
+        except NotFound:
+            return []
+
+    def labelled_contents(self) -> list[dict[str, Any]]:
+        """Every VolumeSnapshotContent holding a backup's data (labelled once its snapshot was ready)."""
+        try:
+            return list(self._list(CONTENTS.collection_path(), BACKUP_ID_LABEL))
+        except NotFound:
+            return []
+
+    def delete_snapshot(self, namespace: str, name: str) -> None:
+        """Delete a backup's VolumeSnapshot object; its content is Retain, so the data stays until the content goes."""
+        with contextlib.suppress(NotFound):  # gone already: a sweep repeated after a crash
+            self._client.delete(SNAPSHOTS, name, namespace)
+
+    def delete_content(self, name: str, *, delete_storage: bool) -> None:
+        """Delete a backup's content; with ``delete_storage`` switch it back to Delete first, so the CSI driver
+        deletes the storage snapshot too."""
+        with contextlib.suppress(NotFound):  # gone already: a sweep repeated after a crash
+            if delete_storage:
+                self._client.patch(CONTENTS, name, {"spec": {"deletionPolicy": "Delete"}})
+            self._client.delete(CONTENTS, name)
 
     def _list(self, path: str, selector: str | None) -> Iterable[dict[str, Any]]:
         items: dict[tuple[str, str], dict[str, Any]] = {}

@@ -221,11 +221,11 @@ def test_a_redelivered_job_does_not_create_a_second_snapshot(
     original = CsiSnapshots.observe
     calls = {"n": 0}
 
-    def dies_once(self: CsiSnapshots, records: Any, now: str) -> Any:
+    def dies_once(self: CsiSnapshots, records: Any, now: str, backup_id: str) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise Killed
-        return original(self, records, now)
+        return original(self, records, now, backup_id)
 
     monkeypatch.setattr(CsiSnapshots, "observe", dies_once)
     service = services.backup_service(queue=queue, clock=clock)
