@@ -5,6 +5,10 @@ one entry per claim in the manifest's ``volume_snapshots``, whatever happened to
 its content, the storage ``snapshot_handle``, driver, class, restore size and ready time), ``failed`` (the error,
 which makes the backup PartiallyFailed), ``not-snapshotable`` or ``excluded`` (with the reason). A claim is never
 silently skipped.
+
+A CSI snapshot is crash-consistent: it holds what the disk held at one instant, as after a power cut, and the
+snapshots of a backup's claims are taken one after another, after its objects were listed. Application-consistent
+data needs the application's cooperation (hooks that flush or freeze, or database dumps).
 """
 
 from __future__ import annotations
