@@ -179,6 +179,7 @@ class Services:
             page_size=service_options.get("page_size", 500),
             writer_options=service_options.get("writer_options"),
             options=options,
+            volumes=self.volume_stage(queue=queue, clock=service_options.get("clock")),
         )
 
     # -- restores: the job catalog, its queue and events ---------------------------------------------------------

@@ -174,8 +174,7 @@ class BackupService:
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
         ]
-        if self._sharding is not None and not job.volumes.enabled:
-            # A sharded backup's join does not take volume snapshots yet: a job asking for them runs in one piece.
+        if self._sharding is not None:
             planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
             if shard:
@@ -238,8 +237,10 @@ class BackupService:
             errors=collector.errors,
         )
         if self._volumes is not None and job.volumes.enabled:
-            return self._volumes.start(
-                job,
+            done = self._volumes.start(
+                job.cluster,
+                job.scope,
+                job.volumes,
                 record,
                 manifest,
                 client=client,
@@ -248,6 +249,8 @@ class BackupService:
                 namespaces=list(ns_objects),
                 finished_at=finished_at,
             )
+            # None: the backup waits for its snapshots, and a later invocation commits it.
+            return done.record if done is not None else self._catalog.get(cluster, backup_id)
         return commit_manifest(self._catalog, repo, writer, manifest, clock=self._clock, finished_at=finished_at).record
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:

@@ -17,13 +17,14 @@ from typing import Any
 
 import orjson
 
-from chalicelib.backup.commit import REJECTED, commit_manifest, iso
+from chalicelib.backup.commit import REJECTED, Commit, commit_manifest, iso
 from chalicelib.backup.errors import CheckpointError
 from chalicelib.backup.sharded.checkpoints import backup_checkpoints_prefix
 from chalicelib.catalog.errors import StaleState
 from chalicelib.core.jobs import BackupJob, ClusterRef, VolumesMessage
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord
+from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import (
     VolumeRecord,
     VolumeSettings,
@@ -104,7 +105,9 @@ class VolumeStage:
 
     def start(
         self,
-        job: BackupJob,
+        ref: ClusterRef,
+        scope: BackupScope,
+        settings: VolumeSettings,
         record: BackupRecord,
         manifest: Manifest,
         *,
@@ -112,24 +115,35 @@ class VolumeStage:
         repo: Any,
         writer: Any,
         namespaces: list[str],
-        finished_at: datetime,
-    ) -> BackupRecord:
-        """Snapshot the claims ``manifest``'s backup holds; commit now if they are all settled, else wait."""
-        settings: VolumeSettings = job.volumes
+        finished_at: datetime | None = None,
+        check_reach: bool = False,
+    ) -> Commit | None:
+        """Snapshot the claims ``manifest``'s backup holds and commit now if they are all settled (the commit, with
+        ``check_reach`` as ``commit_manifest`` takes it); None when the backup now waits for them."""
         csi = self._snapshots(client)
-        claims = csi.claims(job.scope, namespaces)
+        claims = csi.claims(scope, namespaces)
         records = plan_claims(settings, record.backup_id, claims, csi.classes())
         records = csi.create(records, record.backup_id)
         records = csi.observe(records, iso(self._clock()), record.backup_id)
         if all_settled(records):
-            commit = commit_manifest(
-                self._catalog, repo, writer, with_volumes(manifest, records), clock=self._clock, finished_at=finished_at
+            return commit_manifest(
+                self._catalog,
+                repo,
+                writer,
+                with_volumes(manifest, records),
+                clock=self._clock,
+                finished_at=finished_at,
+                check_reach=check_reach,
             )
-            return commit.record
         deadline = iso(self._clock() + timedelta(seconds=settings.ready_timeout_s))
         self._store(Draft(manifest, tuple(records), deadline, settings.ready_timeout_s), repo)
-        self._queue.send(VolumesMessage(job.cluster, record.backup_id).to_dict(), delay_s=self._poll_delay_s)
-        return self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock())  # type: ignore[no-any-return]
+        self._queue.send(VolumesMessage(ref, record.backup_id).to_dict(), delay_s=self._poll_delay_s)
+        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock())
+        return None
+
+    def waiting(self, repo: Any, cluster: str, backup_id: str) -> bool:
+        """Whether the backup has been handed to this stage already (its draft is stored)."""
+        return self._load(repo, cluster, backup_id) is not None
 
     def adopt(self, job: BackupJob, record: BackupRecord) -> BackupRecord | None:
         """A takeover of a backup that was waiting for its snapshots: send the look it lost; None without a draft."""

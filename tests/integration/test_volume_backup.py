@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -247,3 +248,22 @@ def test_a_job_asking_for_snapshots_without_a_backup_queue_fails(services, kubec
     record = services.backup_service().run(_job(kubeconfig_path, test_namespace)).record
     assert record.state == "Failed"
     assert "need the backup queue" in (record.failure or "")
+
+
+def test_a_sharded_backup_snapshots_its_claims_before_its_commit(
+    services, kubeconfig_path, test_namespace, snapshotter, claims, klass, queue, clock
+):
+    snapshotter.ready_delay = 0.3
+    service = services.backup_service(queue=queue, clock=clock)
+    job = dataclasses.replace(_job(kubeconfig_path, test_namespace, **{"class": klass}), shard=True)
+    started = handle_message(service, job.to_dict())
+    assert started["status"] == "Running"
+    results = _wait(service, queue, clock, step_s=1)
+    kinds = [m.get("type", "job") for m, _ in queue.sent]
+    assert "commit" in kinds and "volumes" in kinds, kinds
+    assert results[-1]["status"] == "Completed", results
+    record = services.catalog().get("vol-cluster", started["backup_id"])
+    assert record.stats.get("shards"), "it was sharded"
+    records = _by_pvc(_manifest(services, record))
+    assert records["data"]["state"] == records["logs"]["state"] == "ready"
+    assert records["pending"]["state"] == "not-snapshotable"

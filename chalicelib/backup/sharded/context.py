@@ -203,7 +203,9 @@ class Sharding:
         page_size: int = 500,
         writer_options: dict[str, Any] | None = None,
         options: ShardingOptions | None = None,
+        volumes: Any = None,
     ) -> None:
+        """``volumes`` (a ``backup.volumes.VolumeStage``) takes the volume snapshots the join waits for."""
         self.catalog = catalog
         self.shards = shards
         self.queue = queue
@@ -213,6 +215,7 @@ class Sharding:
         self.page_size = page_size
         self.writer_options = writer_options or {}
         self.options = options or ShardingOptions()
+        self.volumes = volumes
         self.contexts = BackupContexts(catalog, shards, open_repository, connect, writer_options=self.writer_options)
         self.next_step = NextStep(shards, queue, clock)
 
@@ -249,7 +252,7 @@ class Sharding:
     def join(self) -> ShardJoin:
         from chalicelib.backup.sharded.join import ShardJoin
 
-        return ShardJoin(self.catalog, self.shards, self.contexts, clock=self.clock)
+        return ShardJoin(self.catalog, self.shards, self.contexts, clock=self.clock, volumes=self.volumes)
 
 
 def log(message: str, **fields: Any) -> None:
