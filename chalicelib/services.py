@@ -10,6 +10,8 @@ from chalicelib.core.jobs import ClusterRef
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     # Types only: the modules themselves are imported by the accessor that builds them, so a cold start stays lazy.
     from botocore.client import BaseClient
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.api.restores import RestoreApi
     from chalicelib.api.signature import SignatureVerifier
     from chalicelib.backup.queue import BackupWorkQueue
+    from chalicelib.backup.volumes import VolumeStage
     from chalicelib.backup.sharded.context import Sharding, ShardingOptions
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
@@ -177,16 +180,37 @@ class Services:
             sharding = self.sharding(queue=queue, options=sharding_options, **options)
         else:
             sharding = self._cached("sharding", self.sharding)
+        volumes = self.volume_stage(queue=queue, clock=options.get("clock"))
         service = BackupService(
             self.catalog(),
             lambda: self.repository(create=True),
             self.connect,
             sharding=sharding,
             etcd_snapshot=self.etcd_snapshot,
+            volumes=volumes,
             **options,
         )
         # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
         return LeasedBackupService(service, self.repository_lock())
+
+    def volume_stage(
+        self, *, queue: BackupWorkQueue | None = None, clock: Callable[[], datetime] | None = None
+    ) -> VolumeStage | None:
+        """Volume snapshots of backups, or None without a backup queue (their wait goes through it)."""
+        if queue is None and not self.settings.backup_queue_url:
+            return None
+        from datetime import UTC, datetime
+
+        from chalicelib.backup.queue import BackupWorkQueue
+        from chalicelib.backup.volumes import VolumeStage
+
+        return VolumeStage(
+            self.catalog(),
+            queue if queue is not None else BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url),
+            lambda: self.repository(create=True),
+            self.connect,
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
 
     # -- etcd (self-managed clusters) -----------------------------------------------------------------------------
 
@@ -248,6 +272,7 @@ class Services:
             writer_options=service_options.get("writer_options"),
             options=options,
             etcd_snapshot=self.etcd_snapshot,
+            volumes=self.volume_stage(queue=queue, clock=service_options.get("clock")),
         )
 
     # -- restores: the job catalog, its queue and events ---------------------------------------------------------
@@ -343,8 +368,14 @@ class Services:
         return RetentionService(self.policy_catalog(), self.catalog())
 
     def maintenance_service(self, **options: Any) -> MaintenanceService:
+        from chalicelib.core.jobs import ClusterRef
         from chalicelib.maintenance.service import MaintenanceService
+        from chalicelib.maintenance.snapshots import SnapshotCollector
 
+        def clusters() -> list[ClusterRef]:
+            return [ClusterRef(c.name, c.auth) for c in self.cluster_catalog().list() if c.auth is not None]
+
+        options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog()))
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

@@ -1,4 +1,5 @@
-"""The README's main job: back up the sample application, change it, back it up again, show what it cost."""
+"""The README's main job: back up the sample application, change it, back it up again (with volume snapshots), show
+what it cost, and restore it: a namespace through the webhook, a claim from its snapshot."""
 
 from __future__ import annotations
 
@@ -10,14 +11,42 @@ from typing import Any
 
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, console, emit_json, human_bytes, table
 from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.volume_snapshots import VolumeSettings
 from sandbox.environment import Sandbox, running_sandbox
 
 CLUSTER = "sandbox"
 
 
-def _job(sandbox: Sandbox) -> BackupJob:
+def _job(sandbox: Sandbox, volumes: VolumeSettings | None = None) -> BackupJob:
     auth = {"type": "kubeconfig", "kubeconfig": sandbox.kubeconfig_path.read_text()}
-    return BackupJob(job_id=f"sandbox-{uuid.uuid4()}", cluster=ClusterRef(CLUSTER, auth))
+    return BackupJob(
+        job_id=f"sandbox-{uuid.uuid4()}", cluster=ClusterRef(CLUSTER, auth), volumes=volumes or VolumeSettings()
+    )
+
+
+class _Queue:
+    """The backup queue in process: a backup waiting for its snapshots continues from here."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any], *, delay_s: int = 0) -> None:
+        self.messages.append(message)
+
+    def send_many(self, messages: Any) -> int:
+        batch = list(messages)
+        self.messages.extend(batch)
+        return len(batch)
+
+    def drain(self, service: Any) -> None:
+        from chalicelib.backup.worker import handle_message
+
+        for _ in range(600):
+            if not self.messages:
+                return
+            time.sleep(0.1)  # the simulated snapshotter takes its time, as a storage system does
+            handle_message(service, self.messages.pop(0))
+        raise RuntimeError("the backup queue never drained")
 
 
 def _row(label: str, record: Any) -> dict[str, Any]:
@@ -48,17 +77,24 @@ def run_flow(sandbox: Sandbox, *, say: Any) -> dict[str, Any]:
     seeded = seed_sample_app(client)
     say(f"seeded the sample application: {seeded.objects} objects in namespaces {', '.join(seeded.namespaces)}")
 
-    backup_service = services.backup_service()
+    queue = _Queue()
+    backup_service = services.backup_service(queue=queue)
     full = backup_service.run(_job(sandbox)).record
     say(f"full backup {full.backup_id}: {full.state}")
     changes = mutate_sample_app(client)
     say("changed: " + "; ".join(changes))
-    incremental = backup_service.run(_job(sandbox)).record
+    # The second backup also snapshots the claims (after listing, so the two backups hold the same objects).
+    incremental = backup_service.run(_job(sandbox, VolumeSettings(mode="auto"))).record
+    queue.drain(backup_service)
+    incremental = services.catalog().get(CLUSTER, incremental.backup_id)
     say(f"incremental backup {incremental.backup_id}: {incremental.state} (parent {incremental.parent})")
-    report = check_repository(RepositoryReader(services.repository()), read_data=True)
+    reader = RepositoryReader(services.repository())
+    report = check_repository(reader, read_data=True)
     restores = _webhook_restores(sandbox, incremental.backup_id, seeded.namespaces[0], say=say)
+    volumes = _volume_restore(client, reader, reader.load_manifest(CLUSTER, incremental.backup_id), say=say)
     return {
         "backups": [_row("full", full), _row("incremental", incremental)],
+        "volumes": volumes,
         "changes": changes,
         "repo_check": {
             "manifests": report.manifests_checked,
@@ -68,8 +104,27 @@ def run_flow(sandbox: Sandbox, *, say: Any) -> dict[str, Any]:
         "restores": restores,
         "ok": all(r.state == "Completed" for r in (full, incremental))
         and not report.problems
-        and all(r["state"] == "Completed" for r in restores.values()),
+        and all(r["state"] == "Completed" for r in restores.values())
+        and volumes["restore"] == "Completed",
     }
+
+
+def _volume_restore(client: Any, reader: Any, manifest: Any, *, say: Any) -> dict[str, Any]:
+    """Every claim's snapshot record, and the namespace holding a snapshotted claim restored into a new one."""
+    from chalicelib.core.restore_options import RestoreOptions
+    from chalicelib.restore import RestoreService
+
+    records = list(manifest.volume_snapshots)
+    for r in records:
+        say(f"volume {r['namespace']}/{r['pvc']}: {r['state']} {r.get('snapshot_handle') or r.get('reason', '')}")
+    source = next((r["namespace"] for r in records if r["state"] == "ready"), None)
+    if source is None:
+        return {"snapshots": records, "restore": "nothing to restore"}
+    target = f"{source}-restored"
+    options = RestoreOptions(namespace_mapping={source: target}, include_namespaces=(source,))
+    result = RestoreService(reader, client).run(manifest, options)
+    say(f"restore of {source} into {target}, claims from their snapshots: {result.state}")
+    return {"snapshots": records, "restore": str(result.state), "namespace": target}
 
 
 def _webhook_restores(sandbox: Sandbox, backup_id: str, source_ns: str, *, say: Any) -> dict[str, Any]:
@@ -129,6 +184,13 @@ def run_demo(*, keep: bool = False, output: str = "table") -> int:
                 )
             )
             _print_restores(out, result["restores"])
+            volume_rows = [
+                [v["namespace"], v["pvc"], v["state"], v.get("snapshot_handle") or v.get("reason", "")]
+                for v in result["volumes"]["snapshots"]
+            ]
+            out.print(
+                table("Volume snapshots of the incremental backup", ["namespace", "claim", "state", ""], volume_rows)
+            )
             check = result["repo_check"]
             out.print(
                 f"repository check: {check['manifests']} manifests, {check['blobs']} blobs, "

@@ -93,7 +93,7 @@ def running_sandbox(workdir: Path) -> Iterator[Sandbox]:
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
-    kube = KubeAPIServer()
+    kube = KubeAPIServer(snapshotter=True)  # the sample application's claims can be snapshotted
     kube.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"

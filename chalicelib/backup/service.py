@@ -1,4 +1,4 @@
-"""The backup orchestrator: claim the job, list, handle each item, then commit (``commit.py``) and record it."""
+"""The backup orchestrator: claim the job, list, handle each item, snapshot volumes (``volumes.py``), then commit."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged_sample, reused_blobs
 from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
-from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage
+from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
@@ -28,6 +28,7 @@ from chalicelib.retry import MAX_ATTEMPTS, describe, is_transient, retry_delay_s
 
 if TYPE_CHECKING:
     from chalicelib.backup.sharded.context import Sharding
+    from chalicelib.backup.volumes import VolumeStage
 
 # A Running record whose heartbeat is younger than this belongs to a live worker: a duplicate delivery leaves it be.
 HEARTBEAT_STALE_S = 300
@@ -74,10 +75,13 @@ class BackupService:
         sharding: Sharding | None = None,
         reuse_unchanged: bool = True,
         etcd_snapshot: EtcdSnapshotFn | None = None,
+        volumes: VolumeStage | None = None,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is. ``etcd_snapshot``
-        takes the etcd snapshot of a job whose cluster names its etcd (``commit.take_etcd_snapshot``)."""
+        takes the etcd snapshot of a job whose cluster names its etcd (``commit.take_etcd_snapshot``). ``volumes``
+        (a ``backup.volumes.VolumeStage``) takes the volume snapshots a job asks for; a job asking for them fails
+        without it."""
         self._catalog = catalog
         self._open_repository = open_repository
         self._connect = connect
@@ -89,6 +93,7 @@ class BackupService:
         self._reuse_unchanged = reuse_unchanged
         self._etcd_snapshot = etcd_snapshot
         self._worker: str | None = None  # the token of the job this service is running (fences its record writes)
+        self._volumes = volumes
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -188,6 +193,12 @@ class BackupService:
         """The last step of a sharded backup: root tree and manifest. Returns (record, what happened)."""
         return self._require_sharding().join().commit(msg)
 
+    def resume_volumes(self, msg: VolumesMessage) -> tuple[BackupRecord | None, str]:
+        """Look again at the volume snapshots a backup waits for; commit it once they are settled."""
+        if self._volumes is None:
+            raise BackupError("volume snapshots need the backup queue")
+        return self._volumes.resume(msg)
+
     def record(self, cluster: str, backup_id: str) -> BackupRecord:
         return self._catalog.get(cluster, backup_id)  # type: ignore[no-any-return]
 
@@ -215,6 +226,13 @@ class BackupService:
         started_at = self._clock()
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
+        if job.volumes.enabled and self._volumes is None:
+            raise BackupError(f"the job asks for volume snapshots ({job.volumes.mode}), which need the backup queue")
+        if not created and self._volumes is not None and job.volumes.enabled:
+            # A duplicate job taking over from a worker that died waiting for snapshots: its draft is the backup.
+            waiting = self._volumes.adopt(job, record)
+            if waiting is not None:
+                return waiting
         if not created and self._sharding is not None:
             # A duplicate job taking over from a dead coordinator: a stored shard plan is the backup.
             adopted = self._sharding.planner().adopt(job, record)
@@ -312,6 +330,21 @@ class BackupService:
         )
         manifest = replace(manifest, cluster_uid=cluster_uid)
         self._maybe_heartbeat(cluster, backup_id)
+        if self._volumes is not None and job.volumes.enabled:
+            done = self._volumes.start(
+                job.cluster,
+                job.scope,
+                job.volumes,
+                record,
+                manifest,
+                client=client,
+                repo=opened.repo,
+                writer=writer,
+                namespaces=list(ns_objects),
+                finished_at=finished_at,
+            )
+            # None: the backup waits for its snapshots, and a later invocation commits it.
+            return done.record if done is not None else self._catalog.get(cluster, backup_id)
         committed = commit_manifest(
             self._catalog,
             opened.repo,

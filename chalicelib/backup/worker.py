@@ -1,4 +1,4 @@
-"""Entry points for backup-jobs messages (jobs, shards, commits): parse, run, log and publish metrics."""
+"""Entry points for backup-jobs messages (jobs, shards, commits, volume waits): parse, run, log, publish metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import orjson
 
 from chalicelib.backup.service import BackupOutcome
-from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, parse_message
+from chalicelib.core.jobs import BackupJob, CommitMessage, InvalidJob, ShardMessage, VolumesMessage, parse_message
 from chalicelib.core.models import BackupRecord
 from chalicelib.observability import logger, publish_backup_metrics
 
@@ -21,6 +21,8 @@ class BackupService(Protocol):
     def run_shard(self, msg: ShardMessage, /, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]: ...
 
     def commit(self, msg: CommitMessage, /) -> tuple[BackupRecord | None, str]: ...
+
+    def resume_volumes(self, msg: VolumesMessage, /) -> tuple[BackupRecord | None, str]: ...
 
     def record(self, cluster: str, backup_id: str, /) -> BackupRecord: ...
 
@@ -65,16 +67,21 @@ def _handle(
         if result.get("status") == "Failed":
             publish_backup_metrics(service.record(message.cluster.name, message.backup_id))
         return result
+    if isinstance(message, VolumesMessage):
+        return _finish(message.backup_id, *service.resume_volumes(message))
     return _commit(service, message)
 
 
 def _commit(service: BackupService, message: CommitMessage) -> dict[str, Any]:
-    record, what = service.commit(message)
+    return _finish(message.backup_id, *service.commit(message))
+
+
+def _finish(backup_id: str, record: Any, what: str) -> dict[str, Any]:
     if what != "committed" or record is None:
-        logger().info("backup commit skipped", extra={"backup_id": message.backup_id, "reason": what})
+        logger().info("backup commit skipped", extra={"backup_id": backup_id, "reason": what})
         if record is not None and what == "rejected" and record.state == "Failed":
             publish_backup_metrics(record)  # the commit itself failed the backup: that alarms like any failure
-        return {"status": what, "backup_id": message.backup_id}
+        return {"status": what, "backup_id": backup_id}
     _log_finished(record)
     publish_backup_metrics(record)
     return {"status": str(record.state), "backup_id": record.backup_id, "counts": record.counts, "stats": record.stats}

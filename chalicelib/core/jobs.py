@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core.errors import CoreError
+from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdTarget
 from chalicelib.core.scope import BackupScope
+from chalicelib.core.volume_snapshots import VolumeSettings
 
 AUTH_TYPES = frozenset({"kubeconfig", "kubeconfig_secret", "token_secret", "eks"})
 
@@ -64,6 +65,7 @@ class BackupJob:
     shard: bool | None = None
     # 0 for the job as scheduled; n for the message that retries it after n attempts failed for a transient reason.
     attempt: int = 0
+    volumes: VolumeSettings = field(default_factory=VolumeSettings)  # the policy's volume snapshots
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -85,8 +87,14 @@ class BackupJob:
         attempt = data.get("attempt", 0)
         if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
             raise InvalidJob(f"job {job_id}: attempt must be a non-negative integer")
+        try:
+            volumes = VolumeSettings.from_dict(data.get("volumes"))
+        except InvalidPolicy as exc:
+            raise InvalidJob(f"job {job_id}: invalid volumes: {exc}") from exc
         cluster = ClusterRef.from_dict(data.get("cluster"))
-        return cls(job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard, attempt=attempt)
+        return cls(
+            job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard, attempt=attempt, volumes=volumes
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -99,6 +107,8 @@ class BackupJob:
             data["shard"] = self.shard
         if self.attempt:
             data["attempt"] = self.attempt
+        if self.volumes.enabled:
+            data["volumes"] = self.volumes.to_dict()
         return data
 
 
@@ -106,6 +116,7 @@ class BackupJob:
 
 SHARD = "shard"
 COMMIT = "commit"
+VOLUMES = "volumes"
 
 
 def _backup_of(data: dict[str, Any], what: str) -> tuple[ClusterRef, str]:
@@ -151,11 +162,27 @@ class CommitMessage:
         return {"type": COMMIT, "cluster": self.cluster.to_dict(), "backup": self.backup_id}
 
 
-BackupMessage = BackupJob | ShardMessage | CommitMessage
+@dataclass(frozen=True)
+class VolumesMessage:
+    """A backup is waiting for its volume snapshots to become ready: look again, and commit once they are."""
+
+    cluster: ClusterRef
+    backup_id: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VolumesMessage:
+        cluster, backup = _backup_of(data, VOLUMES)
+        return cls(cluster=cluster, backup_id=backup)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": VOLUMES, "cluster": self.cluster.to_dict(), "backup": self.backup_id}
+
+
+BackupMessage = BackupJob | ShardMessage | CommitMessage | VolumesMessage
 
 
 def parse_message(data: Any) -> BackupMessage:
-    """A message of the backup-jobs queue: a job (no "type", or "job"), a shard or a commit."""
+    """A message of the backup-jobs queue: a job (no "type", or "job"), a shard, a commit or a volumes wait."""
     if not isinstance(data, dict):
         raise InvalidJob("a backup queue message must be a JSON object")
     kind = data.get("type", "job")
@@ -165,4 +192,6 @@ def parse_message(data: Any) -> BackupMessage:
         return ShardMessage.from_dict(data)
     if kind == COMMIT:
         return CommitMessage.from_dict(data)
+    if kind == VOLUMES:
+        return VolumesMessage.from_dict(data)
     raise InvalidJob(f"unknown backup message type {kind!r}")

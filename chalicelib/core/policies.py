@@ -1,4 +1,4 @@
-"""Backup policies: which cluster, when (cron + timezone), what (scope), how long to keep (retention), RPO target.
+"""Backup policies: which cluster, when (cron + timezone), what (scope), volumes, how long to keep, RPO target.
 
 A policy file is a mapping ``{"policies": [...]}`` (YAML or JSON; the caller parses it). Validation collects every
 problem with a path to the field (``policies[1] (shop-nightly).schedule.cron: ...``) instead of stopping at the
@@ -16,6 +16,7 @@ from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, parse_etcd_policy
 from chalicelib.core.schedule import Schedule, schedule_problems
 from chalicelib.core.scope import BackupScope
+from chalicelib.core.volume_snapshots import VolumeSettings, parse_volumes
 
 # DNS-label style: policy names appear in job ids, metric dimensions and CLI arguments.
 POLICY_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -23,7 +24,7 @@ POLICY_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,252}")
 RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 POLICY_FIELDS = frozenset(
-    {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd"}
+    {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes"}
 )
 SCHEDULE_FIELDS = frozenset({"cron", "timezone", "starting_deadline_seconds"})
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
@@ -71,6 +72,7 @@ class Policy:
     rpo_target_minutes: int | None = None
     enabled: bool = True
     etcd: EtcdPolicy = field(default_factory=EtcdPolicy)  # snapshot etcd too (self-managed clusters)
+    volumes: VolumeSettings = field(default_factory=VolumeSettings)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as a file holds it (``from_dict`` reads it back)."""
@@ -85,6 +87,8 @@ class Policy:
         }
         if self.etcd.enabled:
             data["etcd"] = self.etcd.to_dict()
+        if self.volumes.enabled:
+            data["volumes"] = self.volumes.to_dict()
         return data
 
     @classmethod
@@ -136,7 +140,9 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     if not isinstance(enabled, bool):
         problems.append(f"{where}.enabled: must be true or false; got {enabled!r}")
     etcd = parse_etcd_policy(data.get("etcd"), f"{where}.etcd", problems)
-    if problems or schedule is None or scope is None or retention is None or etcd is None:
+    volumes, found = parse_volumes(data.get("volumes"), f"{where}.volumes")
+    problems.extend(found)
+    if problems or schedule is None or scope is None or retention is None or etcd is None or volumes is None:
         return None, problems
     policy = Policy(
         name=str(name),
@@ -147,6 +153,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
         rpo_target_minutes=rpo,
         enabled=bool(enabled),
         etcd=etcd,
+        volumes=volumes,
     )
     return policy, []
 

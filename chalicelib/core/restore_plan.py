@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, RestoreOptions
 from chalicelib.core.restore_order import level_of
 from chalicelib.core.sanitize import sanitize
+from chalicelib.core.volume_restore import claim_notes, recorded_snapshot_objects
 
 Obj = dict[str, Any]
 Action = Literal["create", "update", "skip"]
@@ -314,18 +315,25 @@ def build_plan(
     backup_id: str = "",
     existing: ExistingLookup | None = None,
     snapshot_handles: Mapping[str, str] | None = None,
+    volume_snapshots: Sequence[Mapping[str, Any]] = (),
 ) -> RestorePlan:
     """The plan for every backed-up object; ``existing(resource, namespace, name)`` looks a target object up.
 
     Without ``existing`` nothing is assumed to exist (the run then learns it from AlreadyExists).
-    ``snapshot_handles`` (content name -> storage snapshot handle) comes from the manifest's volume snapshots.
+    ``snapshot_handles`` (content name -> storage snapshot handle) comes from the manifest's volume snapshots;
+    ``volume_snapshots`` (the manifest's records) adds the snapshots the backup took of its claims
+    (``volume_restore.py``), and each claim's plan item says which snapshot it is restored from, or why none.
     """
     pairs = [
         (r, {**o, "kind": o.get("kind") or r.kind, "apiVersion": o.get("apiVersion") or r.api_version})
         for r, o in objects
     ]
     selected = [(r, o) for r, o in pairs if selection_reason(o, r, options) is None]
+    recorded = recorded_snapshot_objects(volume_snapshots, selected, options)
+    pairs.extend(recorded)
+    selected.extend(recorded)
     ctx = RestoreContext.from_objects(selected, options, backup_id, snapshot_handles)
+    notes = claim_notes(volume_snapshots)
     lookup: ExistingLookup = existing or (lambda resource, namespace, name: None)
 
     def plan(resource: Resource, obj: Obj) -> PlanItem:
@@ -335,6 +343,8 @@ def build_plan(
             live = existing(resource, item.namespace, item.name)
             if live is not None:
                 item = plan_object(obj, resource, options, live, ctx)
+        if resource.group_resource == "persistentvolumeclaims" and item.action != "skip" and not item.detail:
+            item = replace(item, detail=_claim_detail(item, ctx, notes))
         return item
 
     items = [plan(r, o) for r, o in pairs]
@@ -347,6 +357,15 @@ def build_plan(
         for n in sorted(by_level)
     )
     return RestorePlan(backup_id, options, levels)
+
+
+def _claim_detail(item: PlanItem, ctx: RestoreContext, notes: Mapping[tuple[str, str], str]) -> str:
+    source = (item.source_namespace or "", item.name)
+    snapshot = ctx.snapshot_for_claim.get(source)
+    if snapshot:
+        content = ctx.content_for_snapshot.get(source[:1] + (snapshot,), "")
+        return f"restored from VolumeSnapshot {snapshot}" + (f" (content {content})" if content else "")
+    return notes.get(source, "")
 
 
 def _implied_namespaces(items: list[PlanItem], ctx: RestoreContext, lookup: ExistingLookup) -> list[PlanItem]:

@@ -103,6 +103,7 @@ class ShardPlan:
     estimate: int | None = None  # objects in the selected types, cluster-wide, at plan time
     page_size: int = 500
     per_item: int = 1  # namespaces per work item (``group_namespaces``)
+    volumes: dict[str, Any] = field(default_factory=dict)  # the job's volume settings, when it takes snapshots
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +120,7 @@ class ShardPlan:
             "estimate": self.estimate,
             "page_size": self.page_size,
             "per_item": self.per_item,
+            **({"volumes": dict(self.volumes)} if self.volumes else {}),
         }
 
     @classmethod
@@ -138,6 +140,7 @@ class ShardPlan:
                 estimate=data.get("estimate"),
                 page_size=int(data.get("page_size") or 500),
                 per_item=int(data.get("per_item") or 1),
+                volumes=dict(data.get("volumes") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"shard plan is malformed: {exc}") from exc

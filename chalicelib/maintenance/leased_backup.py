@@ -89,6 +89,22 @@ class LeasedBackupService:
         finally:
             held.release()
 
+    def resume_volumes(self, message: Any, **kwargs: Any) -> Any:
+        """A backup waiting for its volume snapshots looks again under a shared lease of its own; the lease covers
+        the wait until the next look (it lapses after its TTL unless that look takes it again) and is released once
+        the backup is final."""
+        held = self._lock.acquire_shared(_volumes_holder(str(message.backup_id)), wait_s=self._wait_s)
+        final = True
+        try:
+            record, what = self._inner.resume_volumes(message, **kwargs)
+            final = record is None or record.state in TERMINAL
+            return record, what
+        finally:
+            if final:
+                held.release()
+            else:
+                held.detach()
+
     def _backup_lease(self, backup_id: str) -> HeldLease:
         """The backup's shared lease, renewed while the shard runs: taken again unless this process holds it with
         more than half the TTL left."""
@@ -112,3 +128,7 @@ class LeasedBackupService:
 
 def _backup_holder(backup_id: str) -> str:
     return f"{backup_id.replace('#', '_')[:200]}.shards"
+
+
+def _volumes_holder(backup_id: str) -> str:
+    return f"{backup_id.replace('#', '_')[:200]}.volumes"

@@ -1,4 +1,5 @@
-"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep -> check."""
+"""The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep (packs, then
+volume snapshots) -> check."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.gc import DEFAULT_SAFETY_MARGIN, CollectionReport, collect_garbage
 from chalicelib.maintenance.lock import RepositoryLock
 from chalicelib.maintenance.retention import Expired, RetentionService
+from chalicelib.maintenance.snapshots import SnapshotCollector, SnapshotReport
 from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryNotFound
 
@@ -38,6 +40,7 @@ class MaintenanceReport:
     collection: CollectionReport | None = None
     # The sampled read-data check: blobs_checked, damaged_blobs, problems (the first few, as dicts)
     check: dict[str, Any] | None = None
+    snapshots: SnapshotReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,7 +63,9 @@ class MaintenanceService:
         safety_margin: timedelta = DEFAULT_SAFETY_MARGIN,
         wait_s: float = DEFAULT_WAIT_S,
         check_blobs: int = DEFAULT_CHECK_BLOBS,
+        snapshots: SnapshotCollector | None = None,
     ) -> None:
+        """``snapshots`` also collects the volume snapshots no remaining backup references."""
         self._lock = lock
         self._retention = retention
         self._open_repository = open_repository
@@ -68,6 +73,7 @@ class MaintenanceService:
         self._margin = safety_margin
         self._wait_s = wait_s
         self._check_blobs = check_blobs
+        self._snapshots = snapshots
 
     def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
@@ -107,8 +113,21 @@ class MaintenanceService:
             exclude_manifests=excluded,
             check_lease=check_lease,
         )
+        snapshots = None
+        if self._snapshots is not None:
+            from chalicelib.repository import RepositoryReader
+
+            snapshots = self._snapshots.collect(
+                RepositoryReader(repo),
+                now=self._clock(),
+                dry_run=dry_run,
+                exclude_manifests=excluded,
+                check_lease=check_lease,
+            )
         check = None if dry_run or self._check_blobs <= 0 else self._sampled_check(repo)
-        report = MaintenanceReport(status="done", expired=expired, collection=collection, check=check)
+        report = MaintenanceReport(
+            status="done", expired=expired, collection=collection, snapshots=snapshots, check=check
+        )
         logger().info("maintenance finished", extra={"dry_run": dry_run, "report": report.to_dict()})
         return report
 

@@ -71,6 +71,8 @@ def backup_copies(
             copies.append(Copy("replica", "s3", region))
     seen: set[tuple[str, str]] = set()
     for snapshot in volume_snapshots:
+        if snapshot.get("state", "ready") != "ready":
+            continue  # a claim the backup could not snapshot (failed, excluded, not snapshot-able) holds no copy
         kind = _snapshot_kind(snapshot)
         where = [snapshot.get("region") or primary_region]
         where += [c.get("region") for c in snapshot.get("copies", []) if isinstance(c, dict) and c.get("region")]

@@ -1,4 +1,5 @@
-"""What backups reach: the one walk from manifests to root trees, scope trees, objects, packs and artifacts.
+"""What backups reach: the one walk from manifests to root trees, scope trees, objects, packs, artifacts and volume
+snapshots (which live in a storage system, not the repository: the walk names them, it never reads them).
 
 Garbage collection, ``repo check``, replication and the commit check of a sharded backup must agree on this set:
 prune deletes what no backup reaches, and a replica receives exactly what its backups reach. So they all call
@@ -59,6 +60,21 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class VolumeSnapshotRef:
+    """A volume snapshot a backup's manifest records: where it lives, and which claim of which backup it holds."""
+
+    type: str  # "csi" (a VolumeSnapshot and its content in the cluster) or "ebs"
+    driver: str
+    snapshot_handle: str  # the storage system's id ("" while the snapshot never became ready)
+    namespace: str
+    pvc: str
+    snapshot_name: str  # the VolumeSnapshot the backup made
+    content_name: str
+    backup: str  # "backup <cluster>/<id>"
+    state: str
+
+
+@dataclass(frozen=True)
 class Reach:
     """Everything the walked manifests reach, and what could not be read on the way."""
 
@@ -70,6 +86,12 @@ class Reach:
     artifacts: tuple[Artifact, ...] = ()
     stored_packs: frozenset[PackId] | None = None  # the pack listing, when the caller gave one
     entries: dict[BlobId, list[TreeEntry]] = field(default_factory=dict)  # scope tree -> entries (``keep_entries``)
+    volume_snapshots: tuple[VolumeSnapshotRef, ...] = ()
+
+    @cached_property
+    def snapshot_handles(self) -> frozenset[tuple[str, str]]:
+        """(driver, handle) of every storage snapshot the manifests reach: what retention must not delete."""
+        return frozenset((v.driver, v.snapshot_handle) for v in self.volume_snapshots if v.snapshot_handle)
 
     @property
     def blobs(self) -> Collection[BlobId]:
@@ -154,6 +176,7 @@ def reachable(
         artifacts=tuple(artifacts_of(manifests, listing)) if listing is not None else (),
         stored_packs=frozenset(stored_packs) if stored_packs is not None else None,
         entries=decoded if keep_entries else {},
+        volume_snapshots=tuple(volume_snapshots_of(manifests)),
     )
 
 
@@ -226,6 +249,34 @@ def _first_needs(
                 if entry.blob not in first:
                     first[entry.blob] = (position, scope, entry)
     return first
+
+
+def volume_snapshots_of(manifests: Iterable[Manifest]) -> list[VolumeSnapshotRef]:
+    """The volume snapshots ``manifests`` record: every record that names a snapshot or a storage handle (a claim
+    recorded as excluded or not snapshot-able has neither), in manifest order."""
+    out: list[VolumeSnapshotRef] = []
+    for manifest in manifests:
+        for record in manifest.volume_snapshots or ():
+            if not isinstance(record, dict):
+                continue
+            handle = str(record.get("snapshot_handle") or record.get("snapshot_id") or "")
+            name = str(record.get("snapshot_name") or "")
+            if not handle and not name:
+                continue
+            out.append(
+                VolumeSnapshotRef(
+                    type=str(record.get("type") or "csi"),
+                    driver=str(record.get("driver") or ""),
+                    snapshot_handle=handle,
+                    namespace=str(record.get("namespace") or ""),
+                    pvc=str(record.get("pvc") or ""),
+                    snapshot_name=name,
+                    content_name=str(record.get("content_name") or ""),
+                    backup=backup_label(manifest),
+                    state=str(record.get("state") or ""),
+                )
+            )
+    return out
 
 
 def list_packs(store: ObjectStore) -> set[PackId]:

@@ -70,7 +70,10 @@ class RestoreService:
         """What a restore would do, from the backup and the objects on the cluster; only GETs reach the cluster."""
         objects = self._resolve(self._load(manifest, options), self._served())
         handles = snapshot_handles(manifest.volume_snapshots)
-        draft = build_plan(objects, options, backup_id=manifest.backup_id, snapshot_handles=handles)
+        recorded = manifest.volume_snapshots
+        draft = build_plan(
+            objects, options, backup_id=manifest.backup_id, snapshot_handles=handles, volume_snapshots=recorded
+        )
         wanted = {(i.resource, i.namespace, i.name) for i in draft.items if i.action == "create"}
         live = self._get_all(wanted)
         return build_plan(
@@ -79,6 +82,7 @@ class RestoreService:
             backup_id=manifest.backup_id,
             existing=lambda resource, namespace, name: live.get((resource.group_resource, namespace, name)),
             snapshot_handles=handles,
+            volume_snapshots=recorded,
         )
 
     def _load(self, manifest: Manifest, options: RestoreOptions) -> list[tuple[Resource, dict[str, Any]]]:
@@ -216,6 +220,7 @@ class RestoreService:
             options,
             backup_id=manifest.backup_id,
             snapshot_handles=snapshot_handles(manifest.volume_snapshots),
+            volume_snapshots=manifest.volume_snapshots,
         )
         run = _Run(plan, completed or set(), on_result, progress)
         applier = ObjectApplier(self._client, options.existing_policy)

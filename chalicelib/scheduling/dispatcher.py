@@ -163,7 +163,7 @@ class Dispatcher:
             return "skipped"
         job = BackupJob(
             job_id=str(run.job_id), cluster=ClusterRef(policy.cluster, cluster_auth, etcd=etcd), scope=policy.scope,
-            policy=policy.name,
+            policy=policy.name, volumes=policy.volumes,
         )
         try:
             self._queue.send(job.to_dict())

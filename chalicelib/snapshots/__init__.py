@@ -1,3 +1,3 @@
-"""Snapshots beside the Kubernetes objects of a backup: etcd (self-managed control planes)."""
+"""Snapshots a backup takes besides its objects: CSI VolumeSnapshots of its claims (``csi.py``), etcd (``etcd.py``)."""
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Namespaces (lifecycle, the default ServiceAccount and kube-root-ca.crt ConfigMap the controllers add), a Pod's
 ServiceAccount (admission), Service IP and node port allocation, the default StorageClass of PVCs, Job selectors,
-Secret data checks and CRD registration.
+Secret data checks, CRD registration and the snapshot CRDs' schema; listeners (simulated controllers) hear of
+creates and deletes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.kubeapi import crds
+from sandbox.kubeapi import crds, snapshot_schema
 from sandbox.kubeapi.allocators import Allocators
 from sandbox.kubeapi.catalog import ResourceType
 from sandbox.kubeapi.errors import ApiError, FieldError, invalid, not_found
@@ -22,6 +23,8 @@ from sandbox.kubeapi.store import Store, object_key
 Obj = dict[str, Any]
 # A controller's own create (type, namespace, body), passed in by the object API so this module does not import it.
 ControllerCreate = Callable[[ResourceType, str, Obj], object]
+# A simulated controller told of every stored create and delete (the snapshotter), called under the store lock.
+Listener = Callable[[str, ResourceType, Obj], None]
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 
@@ -38,6 +41,7 @@ class Hooks:
         self._create = create
         self.alloc = Allocators()
         self.ca_pem = ca_pem
+        self.listeners: list[Listener] = []
 
     # -- admission: before anything is stored ------------------------------------------------------------------
 
@@ -104,6 +108,10 @@ class Hooks:
                 raise invalid(crds.GROUP, "CustomResourceDefinition", obj["metadata"].get("name", ""), errors)
             crds.apply_defaults(obj)
             obj["status"] = crds.established_status(obj, (old or {}).get("status"))
+        elif rtype.group == snapshot_schema.GROUP:
+            errors = snapshot_schema.validate(rtype.kind, obj, old)
+            if errors:
+                raise invalid(rtype.group, rtype.kind, obj["metadata"].get("name", ""), errors)
 
     def allocate(self, rtype: ResourceType, obj: Obj, old: Obj | None, dry_run: bool) -> None:
         if (rtype.group, rtype.kind) == ("", "Service"):
@@ -134,6 +142,8 @@ class Hooks:
                 self._namespace_controllers(name)
         elif kind == ("apiextensions.k8s.io", "CustomResourceDefinition"):
             self.registry.put(crds.resource_type(obj))
+        for listener in self.listeners:
+            listener("created", rtype, obj)
 
     def updated(self, rtype: ResourceType, obj: Obj) -> None:
         if (rtype.group, rtype.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
@@ -149,6 +159,8 @@ class Hooks:
             self.registry.remove(key)
         elif kind == ("", "Namespace"):
             self.store.namespaces.pop(obj["metadata"]["name"], None)
+        for listener in self.listeners:
+            listener("deleted", rtype, obj)
 
     def _namespace_controllers(self, namespace: str) -> None:
         """What the service-account and root-CA publisher controllers add to every new namespace."""
@@ -181,6 +193,11 @@ class Hooks:
                 stored = bucket.pop(key)
                 if stored is not None and rtype.kind == "Service":
                     self.alloc.release(stored.load().get("spec") or {})
+                elif stored is not None and rtype.custom and self.listeners:
+                    # Custom resources only: the simulated controllers watch snapshot objects, and loading every
+                    # object of a large namespace to tell nobody would slow its deletion down.
+                    for listener in self.listeners:
+                        listener("deleted", rtype, stored.load())
         ns_type = self.registry.get("", "namespaces")
         assert ns_type is not None
         if self.store.bucket(ns_type).pop(namespace) is not None:

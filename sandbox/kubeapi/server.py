@@ -19,6 +19,7 @@ from sandbox.kubeapi.errors import ApiError, bad_request
 from sandbox.kubeapi.faults import WRITE_METHODS, Faults, ForbidRule, RequestRecord
 from sandbox.kubeapi.objects import ObjectAPI
 from sandbox.kubeapi.registry import Registry
+from sandbox.kubeapi.snapshotter import Snapshotter
 from sandbox.kubeapi.store import Store
 from sandbox.kubeapi.transport import Server
 
@@ -39,6 +40,8 @@ class KubeAPIServer:
         user: str = "kubernetes-admin",
         namespace_delete_delay: float = 0.2,
         namespace_controllers: bool = False,
+        snapshotter: bool = False,
+        snapshot_ready_delay: float = 0.0,
     ) -> None:
         """namespace_delete_delay: seconds a deleted namespace stays Terminating before it and its content go
         (a real namespace controller takes a moment too); 0 removes everything within the DELETE.
@@ -46,7 +49,10 @@ class KubeAPIServer:
         namespace_controllers: add the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap to every
         namespace, as a real cluster's controllers do. Off by default so a new namespace holds exactly what a test
         put there, like kube-apiserver without kube-controller-manager (envtest): a Pod is then refused until its
-        ServiceAccount (`default` when it names none) has been created."""
+        ServiceAccount (`default` when it names none) has been created.
+
+        snapshotter: run the simulated external-snapshotter (``self.snapshotter``), whose snapshots become ready
+        ``snapshot_ready_delay`` seconds after they are bound. Off by default, like a cluster without it."""
         self.tls = tls
         self.token = token or secrets.token_urlsafe(32)
         self.user = user
@@ -55,6 +61,7 @@ class KubeAPIServer:
         self.ca_pem: bytes = self._certs.ca_pem if self._certs else b""
         self._store = Store()
         self._api = ObjectAPI(self._store, Registry(), self.ca_pem, namespace_delete_delay, namespace_controllers)
+        self.snapshotter = Snapshotter(self._api, snapshot_ready_delay, enabled=snapshotter)
         self._app = App(self._api, self.token, user, "127.0.0.1:6443", self.load)
         self._http: Server | None = None
         self._thread: threading.Thread | None = None

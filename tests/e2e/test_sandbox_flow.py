@@ -24,6 +24,8 @@ def test_sandbox_flow_backs_up_incrementally_and_restores_through_the_webhook(tm
         deploy = Resource("apps", "v1", "Deployment", "deployments", True, frozenset({"get"}))
         restored_cm = client.get_object(cm, "web-config", "shop-restored")
         restored_deploy = client.get_object(deploy, "web", "shop-restored")
+        pvc = Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, frozenset({"get"}))
+        restored_claim = client.get_object(pvc, "archive", "shop-data-restored")
 
     assert result["ok"], result
     full, incremental = result["backups"]
@@ -41,3 +43,10 @@ def test_sandbox_flow_backs_up_incrementally_and_restores_through_the_webhook(tm
     assert restored_cm is not None and restored_cm["data"]["LOG_LEVEL"] == "debug"
     assert restored_deploy is not None and restored_deploy["spec"]["replicas"] == 4
     assert restored_deploy["metadata"]["labels"]["lifeboat.io/restore-id"] == restore["restore_id"]
+    # The incremental backup snapshotted the bound claim, recorded the unbound one, and the claim came back from it.
+    volumes = {(v["namespace"], v["pvc"]): v for v in result["volumes"]["snapshots"]}
+    assert volumes[("shop-data", "archive")]["state"] == "ready"
+    assert volumes[("shop", "uploads")]["state"] == "not-snapshotable"
+    assert result["volumes"]["restore"] == "Completed"
+    assert restored_claim is not None
+    assert restored_claim["spec"]["dataSource"]["name"] == volumes[("shop-data", "archive")]["snapshot_name"]

@@ -59,6 +59,17 @@ def test_volume_snapshots_add_a_kind_and_their_copied_regions() -> None:
     assert result["kinds"] == 4 and result["off_region_regions"] == ["eu-west-1"] and result["rule_ok"]
 
 
+def test_only_ready_volume_snapshots_are_copies() -> None:
+    snapshots = [
+        {"type": "csi", "pvc": "data", "state": "failed", "error": "snapshot not ready after 60s"},
+        {"type": "csi", "pvc": "tmp", "state": "not-snapshotable", "reason": "not a CSI volume"},
+    ]
+    result = verdict(record(), volume_snapshots=snapshots)
+    assert not [c for c in result["locations"] if c["name"] == "volume-snapshots"]
+    ready = verdict(record(), volume_snapshots=[{"type": "csi", "state": "ready", "snapshot_handle": "h"}])
+    assert [c["kind"] for c in ready["locations"] if c["name"] == "volume-snapshots"] == ["csi-snapshot"]
+
+
 def test_assess_counts_one_kind_as_a_problem() -> None:
     result = assess([Copy("primary", "s3", PRIMARY), Copy("replica", "s3", REPLICA), Copy("x", "s3", REPLICA)], PRIMARY)
     assert result["problems"] == ["1 kind of storage, fewer than 2"]

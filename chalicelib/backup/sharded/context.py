@@ -205,7 +205,9 @@ class Sharding:
         writer_options: dict[str, Any] | None = None,
         options: ShardingOptions | None = None,
         etcd_snapshot: Any = None,
+        volumes: Any = None,
     ) -> None:
+        """``volumes`` (a ``backup.volumes.VolumeStage``) takes the volume snapshots the join waits for."""
         self.catalog = catalog
         self.shards = shards
         self.queue = queue
@@ -216,6 +218,7 @@ class Sharding:
         self.page_size = page_size
         self.writer_options = writer_options or {}
         self.options = options or ShardingOptions()
+        self.volumes = volumes
         self.contexts = BackupContexts(catalog, shards, open_repository, connect, writer_options=self.writer_options)
         self.next_step = NextStep(shards, queue, clock)
 
@@ -252,7 +255,14 @@ class Sharding:
     def join(self) -> ShardJoin:
         from chalicelib.backup.sharded.join import ShardJoin
 
-        return ShardJoin(self.catalog, self.shards, self.contexts, clock=self.clock, etcd_snapshot=self.etcd_snapshot)
+        return ShardJoin(
+            self.catalog,
+            self.shards,
+            self.contexts,
+            clock=self.clock,
+            etcd_snapshot=self.etcd_snapshot,
+            volumes=self.volumes,
+        )
 
 
 def log(message: str, **fields: Any) -> None:

@@ -1,12 +1,13 @@
-"""The last step of a sharded backup: join the shards' trees under a root tree, then commit (``commit.py``)."""
+"""The last step of a sharded backup: join the shards' trees under a root tree, then commit (``commit.py``), after
+the volume snapshots its job asked for (``volumes.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.backup.commit import REJECTED, EtcdSnapshotFn, build_manifest, commit_manifest, take_etcd_snapshot
+from chalicelib.backup.commit import REJECTED, Commit, EtcdSnapshotFn, build_manifest, commit_manifest, take_etcd_snapshot
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
 from chalicelib.catalog.errors import StaleState
@@ -16,6 +17,10 @@ from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord
 from chalicelib.core.shards import ShardResult, ShardState, add_stats, merge_errors
 from chalicelib.core.trees import CLUSTER_SCOPE
+from chalicelib.core.volume_snapshots import VolumeSettings
+
+if TYPE_CHECKING:
+    from chalicelib.backup.volumes import VolumeStage
 
 
 class ShardJoin:
@@ -29,12 +34,15 @@ class ShardJoin:
         *,
         clock: Callable[[], datetime],
         etcd_snapshot: EtcdSnapshotFn | None = None,
+        volumes: VolumeStage | None = None,
     ) -> None:
+        """``volumes`` takes the volume snapshots of backups whose job asked for them, before their commit."""
         self._catalog = catalog
         self._shards = shards
         self._contexts = contexts
         self._clock = clock
         self._etcd_snapshot = etcd_snapshot
+        self._volumes = volumes
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """(the backup's record, what happened): committed, duplicate, waiting or rejected."""
@@ -52,16 +60,51 @@ class ShardJoin:
         results = {shard.namespace: shard.result for shard in shards if shard.state == ShardState.DONE}
         if len(results) < len(shards) or CLUSTER_SCOPE not in results:
             return record, "waiting"  # a commit sent twice and early: the cluster shard sends it again when done
+        stage = self._volumes if context.plan.volumes else None
+        if stage is not None and stage.waiting(context.repo, cluster, backup_id):
+            return record, "waiting"  # a commit sent twice: the first one handed the backup to the volume stage
         manifest, writer = self._manifest(msg, context, record, {ns: r for ns, r in results.items() if r is not None})
         try:
-            # This writer refuses a manifest without its own index file; the manifest names the shards' too.
-            done = commit_manifest(self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True)
+            if stage is not None:
+                namespaces = sorted({ns for r in results.values() if r is not None for ns in r.trees} - {CLUSTER_SCOPE})
+                done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces)
+                if done is None:
+                    return self._catalog.get(cluster, backup_id), "waiting"
+            else:
+                # This writer refuses a manifest without its own index file; the manifest names the shards' too.
+                done = commit_manifest(
+                    self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True
+                )
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
         if done.outcome == REJECTED:
             return done.record, "rejected"
         self._shards.forget_done(cluster, backup_id, now=self._clock())
         return done.record, "committed"
+
+    def _with_volumes(
+        self,
+        stage: VolumeStage,
+        msg: CommitMessage,
+        context: Any,
+        record: BackupRecord,
+        manifest: Manifest,
+        writer: Any,
+        namespaces: list[str],
+    ) -> Commit | None:
+        """The volume stage (``backup/volumes.py``) snapshots the claims and commits, now or after waiting (None)."""
+        return stage.start(
+            msg.cluster,
+            context.scope,
+            VolumeSettings.from_dict(context.plan.volumes),
+            record,
+            manifest,
+            client=self._contexts.client(context, msg.cluster),
+            repo=context.repo,
+            writer=writer,
+            namespaces=namespaces,
+            check_reach=True,
+        )
 
     def _manifest(
         self, msg: CommitMessage, context: Any, record: BackupRecord, results: dict[str, ShardResult]

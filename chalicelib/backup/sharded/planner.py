@@ -128,6 +128,7 @@ class ShardPlanner:
             estimate=estimate,
             page_size=self._page_size,
             per_item=per_item,
+            volumes=job.volumes.to_dict() if job.volumes.enabled else {},
         )
         _, created = self._shards.create_plan(cluster, backup_id, plan.to_dict(), now=self._clock())
         if not created:

@@ -1,0 +1,206 @@
+"""The volume stage of a backup: snapshot its claims, wait for them across invocations, then commit (``commit.py``).
+
+The packs, index and trees are durable before this stage starts, so waiting costs only a small draft: the manifest
+as it will be committed (without its volume records) and one record per claim, stored once as a checkpoint object
+(``checkpoints/<cluster>/<backup id>/_volumes/draft``). A ``volumes`` message on the backup queue, sent with a
+delay, looks at the snapshots again; no invocation sleeps while a storage system takes its snapshots. When every
+snapshot is ready or has failed, or the policy's ``ready_timeout`` has passed, the manifest is committed with the
+records; a failed or timed-out snapshot makes the backup PartiallyFailed, naming the claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from chalicelib.backup.commit import REJECTED, Commit, commit_manifest, iso
+from chalicelib.backup.errors import CheckpointError
+from chalicelib.backup.sharded.checkpoints import backup_checkpoints_prefix
+from chalicelib.catalog.errors import StaleState
+from chalicelib.core.jobs import BackupJob, ClusterRef, VolumesMessage
+from chalicelib.core.manifest import Manifest
+from chalicelib.core.models import TERMINAL, BackupRecord
+from chalicelib.core.scope import BackupScope
+from chalicelib.core.volume_snapshots import (
+    VolumeRecord,
+    VolumeSettings,
+    all_settled,
+    plan_claims,
+    time_out,
+    volume_errors,
+)
+from chalicelib.repository.errors import ObjectExists, ObjectNotFound, StorageError
+from chalicelib.snapshots.csi import CsiSnapshots
+
+DEFAULT_POLL_DELAY_S = 30
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A backup waiting for its volume snapshots: the manifest to commit, the claims' records, the deadline."""
+
+    manifest: Manifest
+    records: tuple[VolumeRecord, ...]
+    deadline: str  # ISO-8601 UTC
+    ready_timeout_s: int
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "manifest": orjson.loads(self.manifest.to_json()),
+                "records": [r.to_dict() for r in self.records],
+                "deadline": self.deadline,
+                "ready_timeout_s": self.ready_timeout_s,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Draft:
+        doc = orjson.loads(data)
+        return cls(
+            manifest=Manifest.from_json(orjson.dumps(doc["manifest"])),
+            records=tuple(VolumeRecord.from_dict(r) for r in doc["records"]),
+            deadline=str(doc["deadline"]),
+            ready_timeout_s=int(doc["ready_timeout_s"]),
+        )
+
+
+def draft_key(cluster: str, backup_id: str) -> str:
+    # "_volumes" cannot be a namespace's segment (namespaces have no "_"), so it never meets a shard's checkpoints.
+    return f"{backup_checkpoints_prefix(cluster, backup_id)}_volumes/draft"
+
+
+def with_volumes(manifest: Manifest, records: tuple[VolumeRecord, ...] | list[VolumeRecord]) -> Manifest:
+    """The manifest with its volume records, and the failed claims among its errors."""
+    errors = [*manifest.errors, *volume_errors(records)]
+    counts = {**manifest.counts, "errors": len(errors), "volume_snapshots": sum(1 for r in records if r.snapshot_name)}
+    return replace(manifest, volume_snapshots=[r.to_dict() for r in records], errors=errors, counts=counts)
+
+
+class VolumeStage:
+    """Snapshots a backup's claims and commits it once they are settled, through as many invocations as needed."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        queue: Any,
+        open_repository: Callable[[], Any],
+        connect: Callable[[ClusterRef], Any],
+        *,
+        clock: Callable[[], datetime],
+        poll_delay_s: int = DEFAULT_POLL_DELAY_S,
+        snapshots: Callable[[Any], CsiSnapshots] = CsiSnapshots,
+    ) -> None:
+        self._catalog = catalog
+        self._queue = queue
+        self._open_repository = open_repository
+        self._connect = connect
+        self._clock = clock
+        self._poll_delay_s = poll_delay_s
+        self._snapshots = snapshots
+
+    def start(
+        self,
+        ref: ClusterRef,
+        scope: BackupScope,
+        settings: VolumeSettings,
+        record: BackupRecord,
+        manifest: Manifest,
+        *,
+        client: Any,
+        repo: Any,
+        writer: Any,
+        namespaces: list[str],
+        finished_at: datetime | None = None,
+        check_reach: bool = False,
+    ) -> Commit | None:
+        """Snapshot the claims ``manifest``'s backup holds and commit now if they are all settled (the commit, with
+        ``check_reach`` as ``commit_manifest`` takes it); None when the backup now waits for them."""
+        csi = self._snapshots(client)
+        claims = csi.claims(scope, namespaces)
+        records = plan_claims(settings, record.backup_id, claims, csi.classes())
+        records = csi.create(records, record.backup_id)
+        records = csi.observe(records, iso(self._clock()), record.backup_id)
+        if all_settled(records):
+            return commit_manifest(
+                self._catalog,
+                repo,
+                writer,
+                with_volumes(manifest, records),
+                clock=self._clock,
+                finished_at=finished_at,
+                check_reach=check_reach,
+            )
+        deadline = iso(self._clock() + timedelta(seconds=settings.ready_timeout_s))
+        self._store(Draft(manifest, tuple(records), deadline, settings.ready_timeout_s), repo)
+        self._queue.send(VolumesMessage(ref, record.backup_id).to_dict(), delay_s=self._poll_delay_s)
+        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock())
+        return None
+
+    def waiting(self, repo: Any, cluster: str, backup_id: str) -> bool:
+        """Whether the backup has been handed to this stage already (its draft is stored)."""
+        return self._load(repo, cluster, backup_id) is not None
+
+    def adopt(self, job: BackupJob, record: BackupRecord) -> BackupRecord | None:
+        """A takeover of a backup that was waiting for its snapshots: send the look it lost; None without a draft."""
+        if self._load(self._open_repository(), record.cluster, record.backup_id) is None:
+            return None
+        self._queue.send(VolumesMessage(job.cluster, record.backup_id).to_dict())
+        return self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock())  # type: ignore[no-any-return]
+
+    def resume(self, msg: VolumesMessage) -> tuple[BackupRecord | None, str]:
+        """Look at a waiting backup's snapshots again: (record, committed | rejected | waiting | duplicate)."""
+        cluster, backup_id = msg.cluster.name, msg.backup_id
+        record: BackupRecord = self._catalog.get(cluster, backup_id)
+        if record.state in TERMINAL:
+            return record, "duplicate"
+        repo = self._open_repository()
+        draft = self._load(repo, cluster, backup_id)
+        if draft is None:
+            return record, "rejected"
+        client = self._connect(msg.cluster)
+        try:
+            records = self._snapshots(client).observe(draft.records, iso(self._clock()), backup_id)
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+        if not all_settled(records) and iso(self._clock()) < draft.deadline:
+            self._catalog.heartbeat(cluster, backup_id, now=self._clock())
+            self._queue.send(msg.to_dict(), delay_s=self._poll_delay_s)
+            return record, "waiting"
+        records = [time_out(r, draft.ready_timeout_s) for r in records]
+        from chalicelib.repository import RepositoryWriter
+
+        writer = RepositoryWriter(repo, known=())
+        writer.finish()  # nothing to pack: the draft's index files are written; this only opens the commit
+        try:
+            # A wait may outlast the repository lease of the backup's first invocation: check what it reaches.
+            done = commit_manifest(
+                self._catalog, repo, writer, with_volumes(draft.manifest, records), clock=self._clock, check_reach=True
+            )
+        except StaleState:
+            return self._catalog.get(cluster, backup_id), "duplicate"
+        return done.record, "rejected" if done.outcome == REJECTED else "committed"
+
+    def _store(self, draft: Draft, repo: Any) -> None:
+        key = draft_key(draft.manifest.cluster, draft.manifest.backup_id)
+        try:
+            repo.store.put(key, draft.encode(), create_only=True)
+        except ObjectExists:
+            pass  # a takeover of this backup stored it first; the records are the same claims and names
+        except StorageError as exc:
+            raise CheckpointError(f"storing {key} failed: {exc}") from exc
+
+    def _load(self, repo: Any, cluster: str, backup_id: str) -> Draft | None:
+        key = draft_key(cluster, backup_id)
+        try:
+            return Draft.decode(repo.store.get(key))
+        except ObjectNotFound:
+            return None
+        except StorageError as exc:
+            raise CheckpointError(f"reading {key} failed: {exc}") from exc
