@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from chalicelib.api.restores import RestoreApi
     from chalicelib.api.signature import SignatureVerifier
     from chalicelib.backup.queue import BackupWorkQueue
-    from chalicelib.backup.volumes import VolumeStage
     from chalicelib.backup.sharded.context import Sharding, ShardingOptions
+    from chalicelib.backup.volumes import VolumeStage
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
     from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog

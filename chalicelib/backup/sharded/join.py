@@ -7,7 +7,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.backup.commit import REJECTED, Commit, EtcdSnapshotFn, build_manifest, commit_manifest, take_etcd_snapshot
+from chalicelib.backup.commit import (
+    REJECTED,
+    Commit,
+    EtcdSnapshotFn,
+    build_manifest,
+    commit_manifest,
+    take_etcd_snapshot,
+)
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
 from chalicelib.catalog.errors import StaleState
