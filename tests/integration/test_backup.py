@@ -14,22 +14,6 @@ from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 
 
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
-
-
-@pytest.fixture
-def app_ns(kube_client: Any) -> Any:
-    """The sample application under a unique suffix, removed afterwards."""
-    from sandbox.sample_app import remove_sample_app, seed_sample_app
-
-    suffix = f"-{uuid.uuid4().hex[:6]}"
-    report = seed_sample_app(kube_client, suffix=suffix)
-    yield report
-    remove_sample_app(kube_client, suffix=suffix)
-
-
 def _job(kubeconfig_path: Any, namespaces: list[str], *, job_id: str | None = None, **scope: Any) -> BackupJob:
     auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
     return BackupJob(

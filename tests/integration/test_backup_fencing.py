@@ -17,25 +17,9 @@ from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.models import BackupState
 from chalicelib.repository import RepositoryReader
 from chalicelib.services import Services
-from chalicelib.settings import Settings
-from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
+from tests.conftest import TEST_TABLE
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
-
-
-@pytest.fixture
-def app_ns(kube_client: Any) -> Any:
-    from sandbox.sample_app import remove_sample_app, seed_sample_app
-
-    suffix = f"-{uuid.uuid4().hex[:6]}"
-    report = seed_sample_app(kube_client, suffix=suffix)
-    yield report
-    remove_sample_app(kube_client, suffix=suffix)
 
 
 def _job(kubeconfig_path: Any, namespaces: list[str]) -> BackupJob:

@@ -6,8 +6,6 @@ import uuid
 from collections import deque
 from typing import Any
 
-import pytest
-
 from chalicelib.backup import service as service_module
 from chalicelib.backup.worker import handle_message
 from chalicelib.catalog.errors import Throttled
@@ -15,8 +13,6 @@ from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.scope import BackupScope
 from chalicelib.retry import MAX_ATTEMPTS
 from chalicelib.services import Services
-from chalicelib.settings import Settings
-from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 
 
 class ListQueue:
@@ -31,21 +27,6 @@ class ListQueue:
     def send_many(self, messages: Any) -> int:
         sent = [self.send(message) for message in messages]
         return len(sent)
-
-
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
-
-
-@pytest.fixture
-def app_ns(kube_client: Any) -> Any:
-    from sandbox.sample_app import remove_sample_app, seed_sample_app
-
-    suffix = f"-{uuid.uuid4().hex[:6]}"
-    report = seed_sample_app(kube_client, suffix=suffix)
-    yield report
-    remove_sample_app(kube_client, suffix=suffix)
 
 
 def _job(kubeconfig_path: Any, namespaces: list[str]) -> BackupJob:

@@ -17,7 +17,6 @@ from chalicelib.maintenance.leased_backup import LeasedBackupService
 from chalicelib.maintenance.retention import RetentionService
 from chalicelib.repository import RepositoryReader, check_repository
 from chalicelib.services import Services
-from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 from tests.support.builders import backup_id_at, backup_reaching, record_backup
 from tests.support.clocks import utc
@@ -38,11 +37,6 @@ POLICY = {
 }
 DAYS = [utc(2026, 1, d, 2, 0) for d in (1, 2, 3, 4)]
 CLI = ["--table", TEST_TABLE, "--bucket", TEST_BUCKET, "--region", TEST_REGION, "--output", "json"]
-
-
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
 
 
 @pytest.fixture

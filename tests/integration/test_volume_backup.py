@@ -17,10 +17,8 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import BACKUP_ID_LABEL, VolumeSettings
 from chalicelib.services import Services
-from chalicelib.settings import Settings
 from chalicelib.snapshots.csi import CsiSnapshots
 from sandbox.kubeapi.snapshotter import ERROR, NEVER_READY
-from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 from tests.support.clocks import Clock
 from tests.support.sharded import ListQueue
 from tests.support.volumes import claim, snapshot_class, volume
@@ -50,11 +48,6 @@ def snapshotter(fake_kube: Any) -> Iterator[Any]:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
 
 
 @pytest.fixture

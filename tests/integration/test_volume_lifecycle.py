@@ -14,9 +14,7 @@ from chalicelib.core.volume_snapshots import BACKUP_ID_LABEL
 from chalicelib.maintenance.snapshots import SnapshotCollector
 from chalicelib.repository import RepositoryReader
 from chalicelib.services import Services
-from chalicelib.settings import Settings
 from chalicelib.snapshots.csi import CONTENTS as VSC
-from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 from tests.integration.test_volume_backup import PV, PVC, VS, VSCLASS
 from tests.support.clocks import Clock
 from tests.support.sharded import ListQueue
@@ -25,11 +23,6 @@ from tests.support.volumes import claim, preprovisioned_content, snapshot, snaps
 pytestmark = pytest.mark.fakeonly
 CLUSTER = "vol-life"
 VSC_PATH = "/apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents"
-
-
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
 
 
 @pytest.fixture

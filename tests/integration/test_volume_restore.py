@@ -18,9 +18,7 @@ from chalicelib.core.volume_snapshots import VolumeSettings
 from chalicelib.kube import KubeClient
 from chalicelib.restore import RestoreService, RestoreState
 from chalicelib.services import Services
-from chalicelib.settings import Settings
 from sandbox.kubeapi import KubeAPIServer
-from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 from tests.integration.test_volume_backup import PV, PVC, VS, VSCLASS
 from tests.support.clocks import Clock
 from tests.support.sharded import ListQueue
@@ -38,11 +36,6 @@ def snapshotter(fake_kube: Any) -> Iterator[Any]:
         yield snap
     finally:
         snap.enabled = False
-
-
-@pytest.fixture
-def services(bucket: str, table: str) -> Services:
-    return Services(Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region=TEST_REGION))
 
 
 @pytest.fixture

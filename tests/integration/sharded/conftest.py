@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -15,16 +14,6 @@ from tests.support.sharded import CM, make_services
 def repos(bucket: str, table: str) -> tuple[Services, Services]:
     """Two repositories in one bucket: the one-shot backup's and the sharded backup's (each writes every blob)."""
     return make_services("oneshot/lifeboat/v1/"), make_services("sharded/lifeboat/v1/")
-
-
-@pytest.fixture
-def app_ns(kube_client: Any) -> Any:
-    from sandbox.sample_app import remove_sample_app, seed_sample_app
-
-    suffix = f"-{uuid.uuid4().hex[:6]}"
-    report = seed_sample_app(kube_client, suffix=suffix)
-    yield report
-    remove_sample_app(kube_client, suffix=suffix)
 
 
 @pytest.fixture
