@@ -376,6 +376,7 @@ class Services:
             return [ClusterRef(c.name, c.auth) for c in self.cluster_catalog().list() if c.auth is not None]
 
         options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog()))
+        options.setdefault("catalog", self.catalog())
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

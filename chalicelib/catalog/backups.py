@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ TRANSITION_FIELDS = frozenset(
 # and leaves it Running; the full error list belongs in the manifest.
 MAX_ERRORS = 100
 MAX_ERROR_TEXT = 1024
+MAX_DAMAGED_BLOBS = 10  # the first few damaged blob ids a record names; ``count`` says how many there are
 DEFAULT_LATEST_STATES = frozenset({BackupState.COMPLETED, BackupState.PARTIALLY_FAILED})
 _CLAIM_ATTEMPTS = 3
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(BackupRecord))
@@ -199,6 +200,46 @@ class BackupCatalog:
         return self._update(
             cluster, backup_id, BackupState.RUNNING, update, condition, worker=_UNFENCED if worker is None else worker
         )
+
+    def mark_damaged(
+        self, cluster: str, backup_id: str, *, blobs: Sequence[str], count: int, now: datetime
+    ) -> BackupRecord:
+        """Record that the backup reaches ``count`` damaged or missing blobs (``blobs``: the first few ids).
+
+        Never touches ``state`` (a damaged backup keeps the state its run ended in); the first finding's
+        ``found_at`` is kept, a later one updates ``checked_at``, ``blobs`` and ``count``."""
+        stamp = iso(now)
+        blobs = [str(b) for b in blobs[:MAX_DAMAGED_BLOBS]]
+        first = UpdateBuilder()
+        first.set("damaged", {"found_at": stamp, "checked_at": stamp, "blobs": blobs, "count": count})
+        first.set("updated_at", stamp)
+        first.add_version()
+        try:
+            return self._mark(cluster, backup_id, first, "attribute_exists(pk) AND attribute_not_exists(damaged)")
+        except ConditionFailed as exc:
+            if not exc.old:
+                raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
+        again = UpdateBuilder()
+        for key, value in (("checked_at", stamp), ("blobs", blobs), ("count", count)):
+            again.set_nested("damaged", key, value)
+        again.set("updated_at", stamp)
+        again.add_version()
+        try:
+            return self._mark(cluster, backup_id, again, "attribute_exists(pk) AND attribute_exists(damaged)")
+        except ConditionFailed as exc:
+            raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
+
+    def _mark(self, cluster: str, backup_id: str, update: UpdateBuilder, condition: str) -> BackupRecord:
+        new = conditional_update(
+            self._client,
+            self._table,
+            Key=keys.backup_key(cluster, backup_id),
+            UpdateExpression=update.expression(),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+        )
+        return _to_record(new)
 
     def set_replica_state(
         self,

@@ -81,3 +81,6 @@ class BackupRecord:
     extra: dict[str, Any] = field(default_factory=dict)
     # region -> {"state": ReplicaState, "updated_at", "lag_s" (when Replicated), "error" (when Failed)}
     replicas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Set by the daily check when the backup reaches a damaged or missing blob: {"found_at", "checked_at",
+    # "blobs" (the first few ids), "count"}; such a backup would not restore (the restore refuses before writing).
+    damaged: dict[str, Any] | None = None

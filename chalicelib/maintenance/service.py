@@ -1,14 +1,18 @@
 """The daily maintenance run: exclusive lease -> retention (manifests, then records) -> mark -> sweep (packs, then
-volume snapshots) -> check."""
+volume snapshots) -> check (the backups that reach a damaged blob are marked damaged)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chalicelib.catalog.backups import MAX_DAMAGED_BLOBS
+from chalicelib.catalog.errors import RecordNotFound
+from chalicelib.core.ids import BlobId
 from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.gc import DEFAULT_SAFETY_MARGIN, CollectionReport, collect_garbage
 from chalicelib.maintenance.lock import RepositoryLock
@@ -16,6 +20,10 @@ from chalicelib.maintenance.retention import Expired, RetentionService
 from chalicelib.maintenance.snapshots import SnapshotCollector, SnapshotReport
 from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryNotFound
+
+if TYPE_CHECKING:
+    from chalicelib.catalog.backups import BackupCatalog
+    from chalicelib.repository.check import CheckReport, Problem
 
 # Blobs the daily check re-reads at random (and their packs' headers): a bounded cost each day, the whole repository
 # covered over time; a damaged blob is reported in the metric RepositoryDamagedBlobs, which alarms.
@@ -64,8 +72,10 @@ class MaintenanceService:
         wait_s: float = DEFAULT_WAIT_S,
         check_blobs: int = DEFAULT_CHECK_BLOBS,
         snapshots: SnapshotCollector | None = None,
+        catalog: BackupCatalog | None = None,
     ) -> None:
-        """``snapshots`` also collects the volume snapshots no remaining backup references."""
+        """``snapshots`` also collects the volume snapshots no remaining backup references; ``catalog`` is where
+        the backups that reach a damaged blob the check found are marked damaged."""
         self._lock = lock
         self._retention = retention
         self._open_repository = open_repository
@@ -74,6 +84,7 @@ class MaintenanceService:
         self._wait_s = wait_s
         self._check_blobs = check_blobs
         self._snapshots = snapshots
+        self._catalog = catalog
 
     def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
@@ -137,15 +148,36 @@ class MaintenanceService:
 
         result = check_repository(RepositoryReader(repo), read_data=True, sample=self._check_blobs)
         damaged = [p for p in result.problems if p.kind in _DAMAGE]
+        backups = self._mark_damaged(result, damaged)
         if damaged:
             logger().error(
-                "repository check found damaged data", extra={"damaged": len(damaged), "first": asdict(damaged[0])}
+                "repository check found damaged data",
+                extra={"damaged": len(damaged), "first": asdict(damaged[0]), "damaged_backups": backups},
             )
         return {
             "blobs_checked": result.blobs_checked,
             "damaged_blobs": len(damaged),
             "problems": [asdict(p) for p in result.problems[:_REPORTED_PROBLEMS]],
+            "damaged_backups": backups,
         }
+
+    def _mark_damaged(self, result: CheckReport, damaged: list[Problem]) -> list[dict[str, Any]]:
+        """Mark every backup that reaches one of the ``damaged`` blobs, from the check's own walk."""
+        blobs = [BlobId(p.blob_id) for p in damaged if p.blob_id is not None]
+        if not blobs or result.reach is None:
+            return []
+        affected = result.reach.backups_reaching(blobs)
+        now = self._clock()
+        marked = []
+        for (cluster, backup_id), hits in sorted(affected.items()):
+            entry: dict[str, Any] = {"cluster": cluster, "backup_id": backup_id, "count": len(hits)}
+            entry["blobs"] = [str(b) for b in hits[:MAX_DAMAGED_BLOBS]]
+            if self._catalog is not None:
+                # A backup in the repository with no record (a manual import): the report still names it.
+                with contextlib.suppress(RecordNotFound):
+                    self._catalog.mark_damaged(cluster, backup_id, blobs=entry["blobs"], count=len(hits), now=now)
+            marked.append(entry)
+        return marked
 
 
 def publish_maintenance_metrics(report: MaintenanceReport) -> None:

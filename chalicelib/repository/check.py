@@ -47,6 +47,8 @@ class CheckReport:
     manifests_checked: int
     blobs_checked: int
     problems: list[Problem] = field(default_factory=list)
+    # The walk the check made (scope tree entries kept): which backups reach a damaged blob, without a second walk.
+    reach: Reach | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -92,7 +94,7 @@ def check_repository(
             if name not in index_files and name not in superseded:
                 where = f"backup {cluster}/{backup_id}"
                 problems.append(Problem(INDEX_FILE_MISSING, None, where, f"index file {name} is gone"))
-    reach = reachable(reader, manifests, stored_packs=packs)
+    reach = reachable(reader, manifests, stored_packs=packs, keep_entries=True)
     problems.extend(_walk_problems(reach))
 
     reported = {index[BlobId(p.blob_id)].pack for p in problems if p.kind == PACK_MISSING and p.blob_id in index}
@@ -114,7 +116,9 @@ def check_repository(
                 progress(done, len(wanted))
         in_sample = index if sample is None else {b: index[b] for b in wanted}
         problems.extend(pack_problems(reader, index, packs={e.pack for e in in_sample.values()}))
-    return CheckReport(manifests_checked=len(manifests), blobs_checked=len(checked), problems=_dedupe(problems))
+    return CheckReport(
+        manifests_checked=len(manifests), blobs_checked=len(checked), problems=_dedupe(problems), reach=reach
+    )
 
 
 def pack_problems(

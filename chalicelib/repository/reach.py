@@ -127,6 +127,27 @@ class Reach:
         index, stored = self.index, self.stored_packs
         return {b: index[b].pack for b in self.first if b in index and index[b].pack not in stored}
 
+    def backups_reaching(self, blobs: Collection[BlobId]) -> dict[tuple[str, str], list[BlobId]]:
+        """(cluster, backup id) -> the ``blobs`` that backup reaches (in walk order), from this walk's trees.
+
+        Needs the scope trees' entries (``reachable(..., keep_entries=True)``): a shared blob is recorded once in
+        ``first``, under the first backup only, but every backup reaching it is affected."""
+        wanted = frozenset(blobs) & self.first.keys()
+        found: dict[tuple[str, str], list[BlobId]] = {}
+        if not wanted:
+            return found
+        if not self.entries and any(need[2] is not None for need in self.first.values()):
+            raise ValueError("backups_reaching needs a walk made with keep_entries=True")
+        for manifest in self.manifests:
+            reached = [manifest.root_tree]
+            for _scope, tree in sorted(self.roots.get(manifest.root_tree, {}).items()):
+                reached.append(tree)
+                reached.extend(entry.blob for entry in self.entries.get(tree, ()))
+            hits = list(dict.fromkeys(blob for blob in reached if blob in wanted))
+            if hits:
+                found[(manifest.cluster, manifest.backup_id)] = hits
+        return found
+
     def where(self, blob: BlobId) -> str:
         """The first place that needs ``blob``: "tree of backup C/ID, scope NS", "backup C/ID, scope NS, kind name"."""
         position, scope, entry = self.first[blob]

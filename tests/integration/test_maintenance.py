@@ -333,3 +333,50 @@ def test_maintenance_runs_a_sampled_read_data_check_and_publishes_damaged_blobs(
     monkeypatch.setattr("chalicelib.observability.metrics", lambda: Metrics())
     maintenance_module.publish_maintenance_metrics(report)
     assert ("RepositoryDamagedBlobs", report.check["damaged_blobs"]) in published
+
+
+def _damage(repo: Any, blob: Any) -> None:
+    entry = RepositoryReader(repo).load_index()[blob]
+    key = repo.pack_key(entry.pack)
+    body = bytearray(repo.store.get(key))
+    body[entry.frame_offset] ^= 0x55
+    repo.store.put(key, bytes(body), create_only=False)
+
+
+def test_the_daily_check_marks_the_backups_that_reach_a_damaged_blob(
+    services: Services, world: dict[str, Any]
+) -> None:
+    reach, catalog = world["reach"], world["catalog"]
+    # An object both nightly backups that retention keeps (keep_last 2) share, and no other backup reaches.
+    kept = [backup_id_at(DAYS[2]), backup_id_at(DAYS[3])]
+    others = reach[world["manual"]] | reach[world["other"]]
+    blob = sorted((reach[kept[0]] & reach[kept[1]]) - others)[0]
+    _damage(world["repo"], blob)
+
+    report = services.maintenance_service(safety_margin=timedelta(days=3650), wait_s=0, check_blobs=10_000).run()
+
+    assert report.check is not None
+    marked = {(d["cluster"], d["backup_id"]) for d in report.check["damaged_backups"]}
+    assert marked == {("prod", kept[0]), ("prod", kept[1])}
+    for cluster, bid in marked:
+        record = catalog.get(cluster, bid)
+        assert record.damaged is not None
+        assert record.damaged["blobs"] == [str(blob)] and record.damaged["count"] == 1
+        assert record.damaged["found_at"]
+        assert record.state == BackupState.COMPLETED  # marking never moves the state
+    for bid in set(reach) - set(kept):
+        cluster = "eu" if bid == world["other"] else "prod"
+        assert catalog.get(cluster, bid).damaged is None
+    assert report.to_dict()["check"]["damaged_backups"] == report.check["damaged_backups"]
+
+
+def test_a_second_finding_keeps_when_the_damage_was_first_found(services: Services, world: dict[str, Any]) -> None:
+    catalog: BackupCatalog = world["catalog"]
+    bid = backup_id_at(DAYS[1])
+    first = catalog.mark_damaged("prod", bid, blobs=["a" * 64], count=1, now=utc(2026, 2, 1))
+    again = catalog.mark_damaged("prod", bid, blobs=["b" * 64, "c" * 64], count=2, now=utc(2026, 2, 2))
+    assert first.damaged is not None and again.damaged is not None
+    assert again.damaged["found_at"] == first.damaged["found_at"]
+    assert again.damaged["checked_at"] > first.damaged["checked_at"]
+    assert again.damaged["count"] == 2 and again.damaged["blobs"] == ["b" * 64, "c" * 64]
+    assert again.state == first.state
