@@ -128,7 +128,7 @@ def backups_list(args: Any, services: Any) -> int:
         [
             r.backup_id,
             r.cluster,
-            str(r.state),
+            f"{r.state} (damaged)" if r.damaged else str(r.state),
             r.parent,
             (r.counts or {}).get("objects"),
             human_bytes((r.stats or {}).get("bytes_uploaded", 0)),
@@ -158,6 +158,7 @@ def backups_describe(args: Any, services: Any) -> int:
         per_namespace[key] += 1
         per_kind[f"{entry.group}/{entry.kind}" if entry.group else entry.kind] += 1
         size[key] += entry.size
+    damaged_blobs = _damaged_blobs(reader, manifest, record)
     data = {
         "record": _record_dict(record),
         "manifest": {
@@ -171,12 +172,20 @@ def backups_describe(args: Any, services: Any) -> int:
         },
         "kinds": dict(sorted(per_kind.items())),
         "namespaces": {ns: {"objects": n, "bytes": size[ns]} for ns, n in sorted(per_namespace.items())},
+        "damaged_blobs": damaged_blobs,
     }
     if args.output == "json":
         emit_json(data)
         return EXIT_OK
     print_backup_summary(record)
     out = console()
+    if record.damaged:
+        out.print(
+            f"[red]damaged:[/red] {record.damaged.get('count')} blob(s) found damaged or missing "
+            f"at {record.damaged.get('found_at')}; a restore of this backup is refused"
+        )
+        for found in damaged_blobs:
+            out.print(f"  {found['blob_id']}: {found['where']}")
     out.print(table("Objects per kind", ["kind", "objects"], [[k, n] for k, n in sorted(per_kind.items())]))
     out.print(
         table(
@@ -186,6 +195,21 @@ def backups_describe(args: Any, services: Any) -> int:
         )
     )
     return EXIT_OK
+
+
+def _damaged_blobs(reader: Any, manifest: Any, record: Any) -> list[dict[str, str]]:
+    """The damaged blobs the record names, each with the first place in the backup that needs it."""
+    if not record.damaged:
+        return []
+    from chalicelib.core.ids import BlobId
+    from chalicelib.repository.reach import reachable
+
+    reach = reachable(reader, [manifest])
+    blobs = [BlobId(b) for b in record.damaged.get("blobs", [])]
+    return [
+        {"blob_id": str(b), "where": reach.where(b) if b in reach.first else "no longer reached by the backup"}
+        for b in blobs
+    ]
 
 
 def export(args: Any, services: Any) -> int:

@@ -380,3 +380,39 @@ def test_a_second_finding_keeps_when_the_damage_was_first_found(services: Servic
     assert again.damaged["checked_at"] > first.damaged["checked_at"]
     assert again.damaged["count"] == 2 and again.damaged["blobs"] == ["b" * 64, "c" * 64]
     assert again.state == first.state
+
+
+def _marked(world: dict[str, Any]) -> tuple[str, Any]:
+    """The newest nightly backup marked damaged on one of its objects (not a tree)."""
+    bid = backup_id_at(DAYS[3])
+    reader = RepositoryReader(world["repo"])
+    manifest = reader.load_manifest("prod", bid)
+    blob = next(entry.blob for _scope, entry in reader.walk(manifest))
+    world["catalog"].mark_damaged("prod", bid, blobs=[blob], count=1, now=utc(2026, 2, 1))
+    return bid, blob
+
+
+def test_cli_backups_list_shows_a_damaged_backup(world: dict[str, Any], capsys: Any) -> None:
+    bid, blob = _marked(world)
+    table_cli = [a for a in CLI if a not in ("--output", "json")]
+    assert main(["backups", "list", "--cluster", "prod", *table_cli]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert any(bid in line and "damaged" in line for line in lines)
+    assert not any(backup_id_at(DAYS[2]) in line and "damaged" in line for line in lines)
+    assert main(["backups", "list", "--cluster", "prod", *CLI]) == EXIT_OK
+    listed = {r["backup_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed[bid]["damaged"]["blobs"] == [str(blob)] and listed[bid]["damaged"]["count"] == 1
+    assert listed[backup_id_at(DAYS[2])]["damaged"] is None
+
+
+def test_cli_backups_describe_names_the_damaged_blobs_and_where(world: dict[str, Any], capsys: Any) -> None:
+    bid, blob = _marked(world)
+    assert main(["backups", "describe", bid, *CLI]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["record"]["damaged"]["count"] == 1
+    (found,) = doc["damaged_blobs"]
+    assert found["blob_id"] == str(blob) and found["where"].startswith(f"backup prod/{bid}, scope ")
+    table_cli = [a for a in CLI if a not in ("--output", "json")]
+    assert main(["backups", "describe", bid, *table_cli]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "damaged" in out and str(blob)[:12] in out and found["where"].split(",")[0] in out
