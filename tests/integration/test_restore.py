@@ -220,6 +220,19 @@ def test_corrupt_blob_is_refused_before_any_write(
     assert kube_client.get_object(resource_of(ns(name)), name) is None
 
 
+def test_the_refusal_names_the_backup_and_the_damaged_blob(
+    kube_client: KubeClient, kube_server: Any, new_namespace: Callable[[], str]
+) -> None:
+    name = new_namespace()
+    backup = make_backup(app(name))
+    backup.corrupt(f"{name}/Secret/db")
+    with pytest.raises(BackupUnreadable) as caught:
+        RestoreService(backup.reader(), kube_client).run(backup.manifest, RestoreOptions())
+    message = str(caught.value)
+    assert f"backup {backup.manifest.cluster}/{backup.manifest.backup_id}" in message
+    assert backup.blobs[f"{name}/Secret/db"] in message and "nothing was restored" in message
+
+
 @pytest.mark.fakeonly
 def test_partial_failure_names_the_failed_object(
     kube_client: KubeClient, fake_kube: Any, new_namespace: Callable[[], str]
