@@ -234,14 +234,25 @@ def export(args: Any, services: Any) -> int:
     return EXIT_OK
 
 
+def _sample_size(reader: Any, subset: tuple[int, bool] | None) -> int | None:
+    """How many blobs ``--read-data-subset`` reads (None: all of them); a percentage is of the indexed blobs."""
+    if subset is None:
+        return None
+    number, percent = subset
+    if not percent:
+        return number
+    return -(-len(reader.load_index()) * number // 100)  # rounded up: 1% of a small repository still reads a blob
+
+
 def repo_check(args: Any, services: Any) -> int:
     from rich.progress import Progress
 
     from chalicelib.repository.check import check_repository
 
     reader = _reader(services)
+    sample = _sample_size(reader, args.read_data_subset)
     if args.output == "json":
-        report = check_repository(reader, read_data=not args.no_read_data)
+        report = check_repository(reader, read_data=not args.no_read_data, sample=sample)
     else:
         with Progress(transient=True) as bar:
             task = bar.add_task("checking blobs", total=None)
@@ -249,6 +260,7 @@ def repo_check(args: Any, services: Any) -> int:
                 reader,
                 read_data=not args.no_read_data,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                sample=sample,
             )
     problems = [dict(kind=p.kind, blob_id=p.blob_id, where=p.where, detail=p.detail) for p in report.problems]
     if args.output == "json":

@@ -33,6 +33,15 @@ def _add_scope_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster-scoped", choices=("on", "off", "auto"), default=None)
 
 
+def _data_subset(text: str) -> tuple[int, bool]:
+    """``--read-data-subset``: (N, False) for N blobs, (N, True) for N percent of them."""
+    percent = text.endswith("%")
+    number = text[:-1] if percent else text
+    if not number.isascii() or not number.isdigit() or (percent and int(number) > 100):
+        raise argparse.ArgumentTypeError(f"expected a number of blobs or a percentage (0-100%), not {text!r}")
+    return int(number), percent
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifeboat", description="Backup and disaster recovery for Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     repo = sub.add_parser("repo", help="repository maintenance").add_subparsers(dest="action", required=True)
     p = repo.add_parser("check", help="every referenced blob exists and re-hashes to its name")
     _add_aws_options(p)
-    p.add_argument("--no-read-data", action="store_true", help="check the index only, do not download blobs")
+    reading = p.add_mutually_exclusive_group()
+    reading.add_argument("--no-read-data", action="store_true", help="check the index only, do not download blobs")
+    reading.add_argument(
+        "--read-data-subset",
+        type=_data_subset,
+        default=None,
+        metavar="N|N%",
+        help="read only N blobs chosen at random (or N%% of the indexed blobs), and only their packs' headers",
+    )
 
     from chalicelib.cli.restore_cmd import add_parser as add_restore_parser
 

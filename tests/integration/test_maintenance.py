@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.catalog import BackupCatalog
 from chalicelib.cli.main import main
-from chalicelib.cli.output import EXIT_ERROR, EXIT_OK
+from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from chalicelib.core.models import BackupRecord, BackupState
 from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.leased_backup import LeasedBackupService
@@ -416,3 +416,43 @@ def test_cli_backups_describe_names_the_damaged_blobs_and_where(world: dict[str,
     assert main(["backups", "describe", bid, *table_cli]) == EXIT_OK
     out = capsys.readouterr().out
     assert "damaged" in out and str(blob)[:12] in out and found["where"].split(",")[0] in out
+
+
+def test_cli_repo_check_reads_a_subset_of_the_data(world: dict[str, Any], capsys: Any, monkeypatch: Any) -> None:
+    from chalicelib.repository import check as check_module
+
+    reader = RepositoryReader(world["repo"])
+    manifest = reader.load_manifest("prod", backup_id_at(DAYS[3]))
+    _damage(world["repo"], next(entry.blob for _scope, entry in reader.walk(manifest)))
+    indexed = len(reader.load_index())
+
+    assert main(["repo", "check", "--read-data-subset", "0", *CLI]) == EXIT_OK  # objects are read only when sampled
+    capsys.readouterr()
+    assert main(["repo", "check", "--read-data-subset", "100%", *CLI]) == EXIT_ERROR
+    assert any(p["kind"] == "blob_corrupt" for p in json.loads(capsys.readouterr().out)["problems"])
+
+    samples: list[Any] = []
+    real = check_module.check_repository
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        samples.append(kwargs.get("sample"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(check_module, "check_repository", spy)
+    main(["repo", "check", "--read-data-subset", "3", *CLI])
+    main(["repo", "check", "--read-data-subset", "50%", *CLI])
+    main(["repo", "check", *CLI])
+    assert samples == [3, -(-indexed // 2), None]
+
+
+@pytest.mark.parametrize("subset", ["x", "-1", "150%", "%", "1.5"])
+def test_cli_repo_check_refuses_a_malformed_subset(world: dict[str, Any], subset: str) -> None:
+    with pytest.raises(SystemExit) as caught:  # an argparse usage error
+        main(["repo", "check", "--read-data-subset", subset, *CLI])
+    assert caught.value.code == EXIT_USAGE
+
+
+def test_cli_repo_check_subset_and_no_read_data_exclude_each_other(world: dict[str, Any]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["repo", "check", "--read-data-subset", "5", "--no-read-data", *CLI])
+    assert caught.value.code == EXIT_USAGE
