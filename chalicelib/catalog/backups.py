@@ -230,7 +230,11 @@ class BackupCatalog:
             raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
 
     def _mark(self, cluster: str, backup_id: str, update: UpdateBuilder, condition: str) -> BackupRecord:
-        new = conditional_update(
+        return _to_record(self._conditional(cluster, backup_id, update, condition))
+
+    def _conditional(self, cluster: str, backup_id: str, update: UpdateBuilder, condition: str) -> dict[str, Any]:
+        """The record after ``update``, applied only if ``condition`` holds (ConditionFailed otherwise)."""
+        return conditional_update(
             self._client,
             self._table,
             Key=keys.backup_key(cluster, backup_id),
@@ -239,7 +243,6 @@ class BackupCatalog:
             ExpressionAttributeNames=update.names,
             ExpressionAttributeValues=update.values,
         )
-        return _to_record(new)
 
     def set_replica_state(
         self,
@@ -396,15 +399,7 @@ class BackupCatalog:
     ) -> BackupRecord:
         update.names.setdefault("#state", "state")
         try:
-            new = conditional_update(
-                self._client,
-                self._table,
-                Key=keys.backup_key(cluster, backup_id),
-                UpdateExpression=update.expression(),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=update.names,
-                ExpressionAttributeValues=update.values,
-            )
+            new = self._conditional(cluster, backup_id, update, condition)
         except ConditionFailed as exc:
             if not exc.old:
                 raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
