@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.catalog import keys
-from chalicelib.catalog.dynamo import decode_item, encode, error_code, iso, translate_error
+from chalicelib.catalog.dynamo import decode_item, encode, error_code, iso, query_partition, translate_error
 from chalicelib.catalog.errors import AlreadyExists, RecordNotFound
 from chalicelib.catalog.schema import TTL_ATTRIBUTE
 
@@ -64,18 +64,8 @@ class ApiClientCatalog:
         return _to_record(decode_item(response["Item"]))
 
     def list(self) -> list[ApiClientRecord]:
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": keys.API_CLIENTS_PK}},
-        }
-        records: list[ApiClientRecord] = []
-        while True:
-            page = self._call("query", **query)
-            records.extend(_to_record(decode_item(item)) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(records, key=lambda r: r.client_id)
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records = [_to_record(item) for item in query_partition(self._call, self._table, keys.API_CLIENTS_PK)]
+        return sorted(records, key=lambda r: r.client_id)
 
     def record_rotation(self, client_id: str, *, rotated_at: datetime, previous_valid_until: datetime) -> None:
         """Note a rotation of a client that is not revoked (RecordNotFound otherwise)."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.catalog import keys
-from chalicelib.catalog.dynamo import decode_item, encode, error_code, iso, translate_error
+from chalicelib.catalog.dynamo import decode_item, encode, error_code, iso, query_partition, translate_error
 from chalicelib.catalog.errors import RecordNotFound
 
 # "auth" is a DynamoDB reserved word: expressions name it through "#auth".
@@ -108,18 +108,8 @@ class ClusterCatalog:
 
     def list(self) -> list[ClusterRecord]:
         """Every cluster the catalog knows: registered ones and ones only seen in backups, sorted by name."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": keys.CLUSTERS_PK}},
-        }
-        records: list[ClusterRecord] = []
-        while True:
-            page = self._call("query", **query)
-            records.extend(_to_record(decode_item(item)) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(records, key=lambda r: r.name)
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records = [_to_record(item) for item in query_partition(self._call, self._table, keys.CLUSTERS_PK)]
+        return sorted(records, key=lambda r: r.name)
 
     def unregister(self, name: str) -> None:
         from botocore.exceptions import ClientError

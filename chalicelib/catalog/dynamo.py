@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -56,6 +57,21 @@ def conditional_update(client: Any, table: str, **request: Any) -> dict[str, Any
         old = exc.response.get("Item")
         raise ConditionFailed(decode_item(old) if old else {}) from exc
     return decode_item(response["Attributes"])
+
+
+def query_partition(call: Callable[..., dict[str, Any]], table: str, pk: str) -> Iterator[dict[str, Any]]:
+    """Every item of partition ``pk`` (decoded), page by page; ``call`` is the catalog's own error-translating call."""
+    query: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": pk}},
+    }
+    while True:
+        page = call("query", **query)
+        yield from (decode_item(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def iso(value: datetime | str) -> str:
