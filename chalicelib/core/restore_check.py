@@ -18,6 +18,8 @@ from chalicelib.core.sanitize import sanitize
 
 # Lists the server or a controller may append to: an element missing from them is a difference, an extra one is not.
 APPENDABLE_LISTS = frozenset({"metadata.finalizers", "spec.finalizers"})
+# Maps read and written as a whole (a ConfigMap's or Secret's data): a key only the server holds is a difference.
+EXACT_MAPS = frozenset({"data", "binaryData", "stringData"})
 _SHOWN = 80  # characters of a value shown in a difference
 
 
@@ -26,13 +28,15 @@ class Difference:
     """One field of the sent object that the read-back object lacks or holds differently."""
 
     path: str
-    kind: Literal["missing", "changed", "length"]
+    kind: Literal["missing", "added", "changed", "length"]
     expected: Any
     actual: Any = None
 
     def describe(self) -> str:
         if self.kind == "missing":
             return f"{self.path}: sent {_show(self.expected)}, missing on the server"
+        if self.kind == "added":
+            return f"{self.path}: not sent, the server holds {_show(self.actual)}"
         if self.kind == "length":
             return f"{self.path}: sent {len(self.expected)} items, the server holds {len(self.actual)}"
         return f"{self.path}: sent {_show(self.expected)}, the server holds {_show(self.actual)}"
@@ -59,6 +63,9 @@ def _compare(expected: Any, actual: Any, path: str) -> Iterator[Difference]:
                 yield Difference(where, "missing", value)
             else:
                 yield from _compare(value, actual[key], where)
+        if path in EXACT_MAPS:
+            for key in actual.keys() - expected.keys():
+                yield Difference(f"{path}.{key}", "added", None, actual[key])
     elif isinstance(expected, list):
         yield from _compare_list(expected, actual, path)
     elif not _same_scalar(expected, actual):

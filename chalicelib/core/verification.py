@@ -16,6 +16,7 @@ verify:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -247,3 +248,16 @@ def _job_check(
     if len(problems) > before or timeout is None:
         return None
     return Check("job", namespace, image=str(image), command=lists["command"], args=lists["args"], timeout_s=timeout)
+
+
+def scratch_namespace(prefix: str, run_id: str, namespace: str) -> str:
+    """Where a verification restores ``namespace``: ``<prefix><run id>-<namespace>``, a valid namespace name.
+
+    Too long a result keeps its start and ends with a digest of the whole, so two long namespaces of one backup
+    never map to one scratch namespace.
+    """
+    name = f"{prefix}{run_id}-{namespace}".lower()
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:54].rstrip('-')}-{digest}"

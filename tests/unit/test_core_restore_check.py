@@ -107,3 +107,15 @@ def test_long_values_are_shortened_in_the_sentence() -> None:
     [difference] = restored_differences(sent, served)
     assert len(difference.describe()) < 200
     assert difference.to_dict()["path"] == "metadata.labels.app"
+
+
+def test_a_key_only_the_server_holds_in_data_is_a_difference() -> None:
+    sent = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}, "data": {"a": "1"}}
+    served = copy.deepcopy(sent)
+    served["data"]["injected"] = "yes"
+    served["metadata"]["labels"] = {"added-by": "a-controller"}  # labels may be added
+
+    [difference] = restored_differences(sent, served)
+
+    assert (difference.path, difference.kind) == ("data.injected", "added")
+    assert difference.describe() == "data.injected: not sent, the server holds 'yes'"

@@ -91,3 +91,13 @@ def test_every_problem_names_its_field(data: Any, problem: str) -> None:
 def test_every_problem_is_collected_at_once() -> None:
     _, problems = _parse({"schedule": "0 4 * * *", "kinds": ["x"], "timeout": -1, "scratch_prefix": 3})
     assert len(problems) == 3
+
+
+def test_scratch_namespaces_are_valid_and_distinct() -> None:
+    from chalicelib.core.verification import scratch_namespace
+
+    assert scratch_namespace("lbv-", "v1a2b3", "shop") == "lbv-v1a2b3-shop"
+    long_a, long_b = "a" * 60 + "-one", "a" * 60 + "-two"
+    first, second = scratch_namespace("lbv-", "v1a2b3", long_a), scratch_namespace("lbv-", "v1a2b3", long_b)
+    assert first != second
+    assert all(len(n) <= 63 and n[0].isalnum() and n[-1].isalnum() for n in (first, second))
