@@ -1,0 +1,226 @@
+"""The verification worker: one message is one run of a policy's verification, claimed once, recorded, announced.
+
+A run is created Pending (``start``) by the dispatcher's job or ``lifeboat verify run``; a delivery claims it with
+a token, removes what crashed runs left on the target cluster (``janitor.py``), restores the policy's newest
+Completed backup that is not marked damaged into scratch namespaces (``run.py``), and records the result. A second
+delivery of a run finds it claimed or ended and does nothing; a run whose worker died is taken over once its
+heartbeat is older than the run's timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from chalicelib.catalog.errors import RecordNotFound
+from chalicelib.catalog.verifications import FAILED, VerificationCatalog, VerificationRecord
+from chalicelib.core.models import BackupState
+from chalicelib.core.verification import DEFAULT_SCRATCH_PREFIX, DEFAULT_TIMEOUT_S, VerifyPolicy
+from chalicelib.observability import logger
+from chalicelib.repository.errors import RepositoryError
+from chalicelib.restore.service import RestoreService
+from chalicelib.retry import describe
+from chalicelib.verification.janitor import Janitor
+from chalicelib.verification.run import VerificationResult, VerificationRun
+
+EVENT_SUCCEEDED = "Verification Succeeded"
+EVENT_FAILED = "Verification Failed"
+# Kinds this worker proves today; the others are recorded as not verified, with the reason, never as passed.
+SUPPORTED_KINDS = frozenset({"resources"})
+_NOT_YET = {
+    "volumes": "restoring each snapshot into a claim that must bind is not part of verification runs yet",
+    "etcd": "run `lifeboat etcd verify` (or the etcd verification function); verification runs do not include it yet",
+    "dumps": "database dumps are not taken by this version",
+    "replica": "verification from the replica region is not part of verification runs yet",
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def verification_id(policy: str, scheduled_for: str | None) -> str:
+    """A scheduled run's id follows from the policy and time (a repeated dispatch names the same run); a run started
+    by hand gets a new one. Short enough for a label value and a scratch namespace prefix."""
+    seed = f"{policy}@{scheduled_for}" if scheduled_for else f"{policy}@{uuid.uuid4()}"
+    return "v" + hashlib.sha256(seed.encode()).hexdigest()[:11]
+
+
+@dataclass(frozen=True)
+class VerifyMessage:
+    verification_id: str
+
+    def to_json(self) -> str:
+        return orjson.dumps({"type": "verify", "verification_id": self.verification_id}).decode()
+
+    @classmethod
+    def from_json(cls, body: str) -> VerifyMessage:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"a verification message is not JSON: {body[:80]!r}") from exc
+        if not isinstance(data, dict) or data.get("type") != "verify" or not data.get("verification_id"):
+            raise ValueError(f"a verification message needs type 'verify' and a verification_id: {body[:80]!r}")
+        return cls(str(data["verification_id"]))
+
+
+class VerificationWorker:
+    def __init__(
+        self,
+        *,
+        verifications: VerificationCatalog,
+        backups: Any,
+        policies: Any,
+        connect: Callable[[str], Any],
+        reader: Callable[[], Any],
+        events: Any | None = None,
+        metrics: Callable[[VerificationRecord], None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._monotonic = monotonic
+        self._verifications = verifications
+        self._backups = backups
+        self._policies = policies
+        self._connect = connect
+        self._reader = reader
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+
+    def start(self, policy_name: str, *, scheduled_for: str | None = None) -> tuple[VerificationRecord, bool]:
+        """Create the Pending run of a policy's verification; (record, created) — False when it existed already."""
+        record = self._policies.get(policy_name)
+        block: VerifyPolicy | None = getattr(record.policy, "verify", None)
+        policy = record.policy
+        run = VerificationRecord(
+            verification_id=verification_id(policy.name, scheduled_for),
+            policy=policy.name,
+            cluster=policy.cluster,
+            target_cluster=(block.target_cluster if block else None) or policy.cluster,
+            created_at=_iso(self._clock()),
+            scheduled_for=scheduled_for or "",
+            timeout_s=block.timeout_s if block else DEFAULT_TIMEOUT_S,
+            rto_target_minutes=block.rto_target_minutes if block else None,
+            kinds=list(block.kinds) if block else ["resources"],
+        )
+        created = self._verifications.create(run)
+        return (run if created else self._verifications.get(run.verification_id)), created
+
+    def handle_message(self, body: str) -> VerificationRecord | None:
+        return self.handle(VerifyMessage.from_json(body).verification_id)
+
+    def handle(self, run_id: str) -> VerificationRecord | None:
+        """Run the verification ``run_id`` unless another worker holds it or it has ended; the ended record."""
+        pending = self._verifications.get(run_id)
+        now = self._clock()
+        token = uuid.uuid4().hex
+        stale = _iso(now - timedelta(seconds=pending.timeout_s))
+        claimed = self._verifications.claim(run_id, token, _iso(now), stale)
+        if claimed is None:
+            logger().info("verification already claimed or ended", extra={"verification_id": run_id})
+            return None
+        try:
+            result = self._run(claimed)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the run as Failed with its cause, never silently
+            logger().exception("verification failed", extra={"verification_id": run_id})
+            result = {"state": FAILED, "message": f"the verification could not run: {describe(exc)}"}
+        result["finished_at"] = _iso(self._clock())
+        done = self._verifications.finish(run_id, token, result)
+        if done is not None:
+            self._announce(done)
+        return done
+
+    def _run(self, run: VerificationRecord) -> dict[str, Any]:
+        policy_record = self._policies.get(run.policy)
+        block: VerifyPolicy | None = getattr(policy_record.policy, "verify", None)
+        prefix = block.scratch_prefix if block else DEFAULT_SCRATCH_PREFIX
+        backup = self._newest_backup(run.cluster, run.policy)
+        if backup is None:
+            return {"state": FAILED, "message": f"policy {run.policy!r} has no Completed backup to verify"}
+        client = self._connect(run.target_cluster)
+        janitor = Janitor(client, clock=self._clock)
+        janitor.sweep(older_than_s=run.timeout_s, keep=run.verification_id)
+        janitor.sweep_run(run.verification_id)  # a crashed delivery of this same run
+        reader = self._reader()
+        try:
+            manifest = reader.load_manifest(backup.cluster, backup.backup_id)
+        except RepositoryError as exc:
+            return {
+                "state": FAILED,
+                "backup_id": backup.backup_id,
+                "message": f"backup {backup.cluster}/{backup.backup_id} cannot be read: {exc}",
+            }
+        verifier = VerificationRun(
+            reader, client, RestoreService(reader, client), clock=self._clock, monotonic=self._monotonic
+        )
+        result = verifier.run(manifest, run.verification_id, scratch_prefix=prefix)
+        return self._fields(run, result)
+
+    def _fields(self, run: VerificationRecord, result: VerificationResult) -> dict[str, Any]:
+        out = result.to_dict()
+        out.pop("verification_id", None)
+        out.pop("cluster", None)
+        out.pop("started_at", None)
+        out.pop("finished_at", None)
+        out["cleanup"] = result.cleanup.to_dict()
+        not_verified = {kind: _NOT_YET[kind] for kind in run.kinds if kind not in SUPPORTED_KINDS}
+        if not_verified:
+            out["message"] = "; ".join(
+                [m for m in (out.get("message"),) if m]
+                + [f"{k} not verified: {why}" for k, why in not_verified.items()]
+            )
+        target = run.rto_target_minutes
+        out["rto_exceeded"] = bool(target is not None and result.rto_s is not None and result.rto_s > target * 60)
+        return out
+
+    def _newest_backup(self, cluster: str, policy: str) -> Any:
+        token = None
+        while True:
+            page, token = self._backups.list(cluster, limit=50, next_token=token, states=[BackupState.COMPLETED])
+            for record in page:
+                if record.policy == policy and not record.damaged:
+                    return record
+            if token is None:
+                return None
+
+    def _announce(self, record: VerificationRecord) -> None:
+        if self._metrics is not None:
+            self._metrics(record)
+        if self._events is None:
+            return
+        detail = {
+            "verification_id": record.verification_id,
+            "policy": record.policy,
+            "cluster": record.cluster,
+            "target_cluster": record.target_cluster,
+            "backup_id": record.backup_id,
+            "state": record.state,
+            "rto_s": record.rto_s,
+            "rto_target_minutes": record.rto_target_minutes,
+            "rto_exceeded": record.rto_exceeded,
+            "problems": record.problems_total,
+            "message": record.message,
+        }
+        try:
+            self._events.publish(EVENT_SUCCEEDED if record.passed else EVENT_FAILED, detail)
+        except Exception as exc:  # noqa: BLE001 - the result is recorded; a lost event is logged, not fatal
+            logger().warning("verification event not published", extra={"error": describe(exc)})
+
+
+def get_record(verifications: VerificationCatalog, run_id: str) -> VerificationRecord | None:
+    try:
+        return verifications.get(run_id)
+    except RecordNotFound:
+        return None
