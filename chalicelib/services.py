@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
+    from chalicelib.verification.worker import VerificationWorker
 
 T = TypeVar("T")
 
@@ -309,6 +310,25 @@ class Services:
             self.restore_events(),
             self.restore_queue(),
             remaining_ms=remaining_ms,
+        )
+
+    # -- restore verification ------------------------------------------------------------------------------------
+
+    def verification_worker(self, *, publish_metrics: bool = True) -> VerificationWorker:
+        """The worker; the CLI passes ``publish_metrics=False`` (EMF documents are for Lambda's log stream)."""
+        from chalicelib.catalog.verifications import VerificationCatalog
+        from chalicelib.observability import publish_verification_metrics
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.verification.worker import VerificationWorker
+
+        return VerificationWorker(
+            verifications=VerificationCatalog(self.client("dynamodb"), self.settings.table),
+            backups=self.catalog(),
+            policies=self.policy_catalog(),
+            connect=self.connect_registered,
+            reader=lambda: RepositoryReader(self.repository()),
+            events=self.restore_events(),
+            metrics=publish_verification_metrics if publish_metrics else None,
         )
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
