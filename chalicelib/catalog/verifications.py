@@ -22,6 +22,7 @@ GSI1 = "gsi1"
 GSI1_PREFIX = "VERIFICATIONS#"
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
 TERMINAL = frozenset({SUCCEEDED, FAILED})
+_NOT_RESULTS = frozenset({"verification_id", "worker", "progress"})
 MAX_PROBLEMS = 50  # per record; a run with more says how many it left out
 
 
@@ -52,6 +53,7 @@ class VerificationRecord:
     checks: str = ""
     message: str = ""
     cleanup: dict[str, Any] = field(default_factory=dict)
+    progress: dict[str, Any] | None = None  # while a Running run waits for readiness between invocations
 
     @property
     def passed(self) -> bool:
@@ -115,14 +117,27 @@ class VerificationCatalog:
             return None
         return _to_record(item)
 
+    def checkpoint(
+        self, verification_id: str, worker: str, progress: dict[str, Any], now: str
+    ) -> VerificationRecord | None:
+        """Keep a waiting run's progress (and refresh its heartbeat); None when ``worker`` no longer holds it."""
+        update = UpdateBuilder()
+        update.set("progress", progress)
+        update.set("heartbeat_at", now)
+        return self._held(verification_id, worker, update)
+
     def finish(self, verification_id: str, worker: str, result: dict[str, Any]) -> VerificationRecord | None:
         """Record the run's end; None when ``worker`` no longer holds it (a takeover recorded its own)."""
         update = UpdateBuilder()
         problems = list(result.get("problems") or [])
         fields = {**result, "problems": problems[:MAX_PROBLEMS], "problems_total": len(problems)}
         for name, value in fields.items():
-            if name in VerificationRecord.__dataclass_fields__ and name not in ("verification_id", "worker"):
+            if name in VerificationRecord.__dataclass_fields__ and name not in _NOT_RESULTS:
                 update.set(name, value)
+        update.remove("progress")
+        return self._held(verification_id, worker, update)
+
+    def _held(self, verification_id: str, worker: str, update: UpdateBuilder) -> VerificationRecord | None:
         try:
             item = conditional_update(
                 self._client,

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from chalicelib.catalog.errors import RecordNotFound
-from chalicelib.catalog.verifications import FAILED, VerificationCatalog, VerificationRecord
+from chalicelib.catalog.verifications import FAILED, RUNNING, VerificationCatalog, VerificationRecord
 from chalicelib.core.models import BackupState
 from chalicelib.core.verification import DEFAULT_SCRATCH_PREFIX, DEFAULT_TIMEOUT_S, VerifyPolicy
 from chalicelib.observability import logger
@@ -28,8 +28,11 @@ from chalicelib.repository.errors import RepositoryError
 from chalicelib.restore.service import RestoreService
 from chalicelib.retry import describe
 from chalicelib.verification.janitor import Janitor
-from chalicelib.verification.run import VerificationResult, VerificationRun
+from chalicelib.verification.run import Progress, VerificationResult, VerificationRun
 
+INLINE_WAIT_S = 30.0
+POLL_EVERY_S = 2.0
+CONTINUE_AFTER_S = 30  # the delay of a continuation message (SQS allows up to 900)
 EVENT_SUCCEEDED = "Verification Succeeded"
 EVENT_FAILED = "Verification Failed"
 # Kinds this worker proves today; the others are recorded as not verified, with the reason, never as passed.
@@ -60,9 +63,13 @@ def verification_id(policy: str, scheduled_for: str | None) -> str:
 @dataclass(frozen=True)
 class VerifyMessage:
     verification_id: str
+    token: str | None = None  # a continuation: the worker token holding the run, which waits for readiness
 
     def to_json(self) -> str:
-        return orjson.dumps({"type": "verify", "verification_id": self.verification_id}).decode()
+        body: dict[str, Any] = {"type": "verify", "verification_id": self.verification_id}
+        if self.token:
+            body["token"] = self.token
+        return orjson.dumps(body).decode()
 
     @classmethod
     def from_json(cls, body: str) -> VerifyMessage:
@@ -72,7 +79,8 @@ class VerifyMessage:
             raise ValueError(f"a verification message is not JSON: {body[:80]!r}") from exc
         if not isinstance(data, dict) or data.get("type") != "verify" or not data.get("verification_id"):
             raise ValueError(f"a verification message needs type 'verify' and a verification_id: {body[:80]!r}")
-        return cls(str(data["verification_id"]))
+        token = data.get("token")
+        return cls(str(data["verification_id"]), str(token) if token else None)
 
 
 class VerificationWorker:
@@ -88,8 +96,16 @@ class VerificationWorker:
         metrics: Callable[[VerificationRecord], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        queue: Any | None = None,
+        inline_wait_s: float | None = INLINE_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._monotonic = monotonic
+        self._queue = queue
+        # With a queue, a run polls readiness for at most this long per invocation, then checkpoints and continues
+        # from a delayed message; without one (the CLI) it polls until the run ends.
+        self._inline_wait_s = inline_wait_s if queue is not None else None
+        self._sleep = sleep
         self._verifications = verifications
         self._backups = backups
         self._policies = policies
@@ -119,11 +135,18 @@ class VerificationWorker:
         return (run if created else self._verifications.get(run.verification_id)), created
 
     def handle_message(self, body: str) -> VerificationRecord | None:
-        return self.handle(VerifyMessage.from_json(body).verification_id)
+        message = VerifyMessage.from_json(body)
+        return self.handle(message.verification_id, token=message.token)
 
-    def handle(self, run_id: str) -> VerificationRecord | None:
-        """Run the verification ``run_id`` unless another worker holds it or it has ended; the ended record."""
+    def handle(self, run_id: str, *, token: str | None = None) -> VerificationRecord | None:
+        """Run (or, with ``token``, continue) the verification ``run_id`` unless another worker holds it or it has
+        ended; the ended record, or None when nothing ended here (held elsewhere, or waiting for a continuation)."""
         pending = self._verifications.get(run_id)
+        if token is not None:
+            if pending.state != RUNNING or pending.worker != token or not pending.progress:
+                logger().info("verification continuation no longer current", extra={"verification_id": run_id})
+                return None
+            return self._continue(pending, token, None, Progress.from_dict(pending.progress))
         now = self._clock()
         token = uuid.uuid4().hex
         stale = _iso(now - timedelta(seconds=pending.timeout_s))
@@ -132,20 +155,61 @@ class VerificationWorker:
             logger().info("verification already claimed or ended", extra={"verification_id": run_id})
             return None
         try:
-            result = self._run(claimed)
+            started = self._start(claimed, token)
         except Exception as exc:  # noqa: BLE001 - any failure ends the run as Failed with its cause, never silently
             logger().exception("verification failed", extra={"verification_id": run_id})
-            result = {"state": FAILED, "message": f"the verification could not run: {describe(exc)}"}
+            return self._end(
+                run_id, token, {"state": FAILED, "message": f"the verification could not run: {describe(exc)}"}
+            )
+        if isinstance(started, dict):
+            return self._end(run_id, token, started)
+        verifier, progress = started
+        return self._continue(claimed, token, verifier, progress)
+
+    def _continue(
+        self, run: VerificationRecord, token: str, verifier: VerificationRun | None, progress: Progress
+    ) -> VerificationRecord | None:
+        try:
+            if verifier is None:
+                verifier = self._verifier(self._connect(run.target_cluster))
+            began = self._monotonic()
+            while progress.waiting:
+                progress = verifier.poll(progress)
+                if not progress.waiting:
+                    break
+                if self._inline_wait_s is not None and self._monotonic() - began >= self._inline_wait_s:
+                    self._checkpoint(run, token, progress)
+                    return None
+                self._sleep(POLL_EVERY_S)
+            result = verifier.finish(progress)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the run as Failed with its cause, never silently
+            logger().exception("verification failed", extra={"verification_id": run.verification_id})
+            fields = {"state": FAILED, "message": f"the verification could not run: {describe(exc)}"}
+            return self._end(run.verification_id, token, fields)
+        return self._end(run.verification_id, token, self._fields(run, result))
+
+    def _checkpoint(self, run: VerificationRecord, token: str, progress: Progress) -> None:
+        held = self._verifications.checkpoint(run.verification_id, token, progress.to_dict(), _iso(self._clock()))
+        if held is not None and self._queue is not None:
+            self._queue.send(VerifyMessage(run.verification_id, token).to_json(), delay_s=CONTINUE_AFTER_S)
+
+    def _end(self, run_id: str, token: str, result: dict[str, Any]) -> VerificationRecord | None:
         result["finished_at"] = _iso(self._clock())
         done = self._verifications.finish(run_id, token, result)
         if done is not None:
             self._announce(done)
         return done
 
-    def _run(self, run: VerificationRecord) -> dict[str, Any]:
+    def _verifier(self, client: Any) -> VerificationRun:
+        reader = self._reader()
+        return VerificationRun(
+            reader, client, RestoreService(reader, client), clock=self._clock, monotonic=self._monotonic
+        )
+
+    def _start(self, run: VerificationRecord, token: str) -> dict[str, Any] | tuple[VerificationRun, Progress]:
+        """The run restored and compared, or the fields of a run that ended before it could restore."""
         policy_record = self._policies.get(run.policy)
         block: VerifyPolicy | None = getattr(policy_record.policy, "verify", None)
-        prefix = block.scratch_prefix if block else DEFAULT_SCRATCH_PREFIX
         backup = self._newest_backup(run.cluster, run.policy)
         if backup is None:
             return {"state": FAILED, "message": f"policy {run.policy!r} has no Completed backup to verify"}
@@ -153,20 +217,24 @@ class VerificationWorker:
         janitor = Janitor(client, clock=self._clock)
         janitor.sweep(older_than_s=run.timeout_s, keep=run.verification_id)
         janitor.sweep_run(run.verification_id)  # a crashed delivery of this same run
-        reader = self._reader()
+        verifier = self._verifier(client)
         try:
-            manifest = reader.load_manifest(backup.cluster, backup.backup_id)
+            manifest = self._reader().load_manifest(backup.cluster, backup.backup_id)
         except RepositoryError as exc:
             return {
                 "state": FAILED,
                 "backup_id": backup.backup_id,
                 "message": f"backup {backup.cluster}/{backup.backup_id} cannot be read: {exc}",
             }
-        verifier = VerificationRun(
-            reader, client, RestoreService(reader, client), clock=self._clock, monotonic=self._monotonic
+        progress = verifier.start(
+            manifest,
+            run.verification_id,
+            scratch_prefix=block.scratch_prefix if block else DEFAULT_SCRATCH_PREFIX,
+            checks=block.checks if block else (),
+            timeout_s=run.timeout_s,
+            scratch_id=f"{run.verification_id}-{token[:4]}",
         )
-        result = verifier.run(manifest, run.verification_id, scratch_prefix=prefix)
-        return self._fields(run, result)
+        return verifier, progress
 
     def _fields(self, run: VerificationRecord, result: VerificationResult) -> dict[str, Any]:
         out = result.to_dict()

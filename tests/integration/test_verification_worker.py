@@ -143,3 +143,25 @@ def test_scheduled_ids_are_stable_and_hand_runs_are_new() -> None:
     assert verification_id("shop", "2026-12-06T04:00:00Z") == verification_id("shop", "2026-12-06T04:00:00Z")
     assert verification_id("shop", None) != verification_id("shop", None)
     assert len(verification_id("shop", None)) == 12
+
+
+def test_a_crashed_delivery_is_taken_over_and_its_leftovers_removed(
+    services: Any, kube_client: Any, policy: Policy, backed_up: Any
+) -> None:
+    events = Events()
+    worker = _worker(services, kube_client, events)
+    run, _ = worker.start(policy.name)
+    catalog = VerificationCatalog(services.client("dynamodb"), TEST_TABLE)
+    # A delivery claimed the run long ago, restored something and died without a heartbeat since.
+    assert catalog.claim(run.verification_id, "crashed", "2000-01-01T00:00:00Z", "1999-12-31T00:00:00Z")
+    leftover = f"lbv-{run.verification_id}-dead-shop"
+    labels = {VERIFICATION_LABEL: run.verification_id}
+    kube_client.create(NAMESPACES, {"metadata": {"name": leftover, "labels": labels}})
+
+    done = worker.handle(run.verification_id)
+
+    assert done is not None and done.state == "Succeeded", done.message or done.problems
+    assert done.started_at == "2000-01-01T00:00:00Z"  # the same run, taken over
+    live = kube_client.get_object(NAMESPACES, leftover)
+    assert live is None or live["metadata"].get("deletionTimestamp")
+    assert catalog.finish(run.verification_id, "crashed", {"state": "Failed"}) is None  # the dead worker is fenced
