@@ -53,6 +53,7 @@ class VerificationRecord:
     checks: str = ""
     message: str = ""
     cleanup: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # per kind asked for: verified / not verified / failed
     progress: dict[str, Any] | None = None  # while a Running run waits for readiness between invocations
 
     @property

@@ -80,9 +80,11 @@ class VerificationResult:
     checks: str = "objects"  # what was checked: objects only (no controllers), or readiness too
     message: str = ""
     cleanup: Cleanup = field(default_factory=Cleanup)
+    ready: dict[str, int] = field(default_factory=dict)  # restored objects that became ready, per plural
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "ready": dict(self.ready),
             "verification_id": self.verification_id,
             "backup_id": self.backup_id,
             "cluster": self.cluster,
@@ -131,6 +133,7 @@ class Progress:
     problems: tuple[ObjectProblem, ...] = ()
     checks: str = "objects"
     message: str = ""
+    ready: dict[str, int] = field(default_factory=dict)  # targets that became ready, per plural
 
     @property
     def waiting(self) -> bool:
@@ -154,6 +157,7 @@ class Progress:
             values[name] = tuple(data.get(name) or ())
         values["elapsed_s"] = float(values.get("elapsed_s", 0.0))
         values["phases"] = {k: float(v) for k, v in (data.get("phases") or {}).items()}
+        values["ready"] = {k: int(v) for k, v in (data.get("ready") or {}).items()}
         for name in ("checked", "skipped"):
             values[name] = int(values.get(name, 0))
         return cls(**values)
@@ -296,6 +300,7 @@ class VerificationRun:
         waited = progress.elapsed_s + max(0.0, (now - _parse(progress.checkpoint_at)).total_seconds())
         still: list[dict[str, str]] = []
         problems = list(progress.problems)
+        ready_counts = dict(progress.ready)
         for data in progress.pending:
             target = Target.from_dict(data)
             try:
@@ -308,6 +313,8 @@ class VerificationRun:
                 problems.append(ObjectProblem(target.key, _check_failed(target, why)))
             elif ready is None:
                 still.append(data)
+            else:
+                ready_counts[target.plural] = ready_counts.get(target.plural, 0) + 1
         message = progress.message
         if still and now >= _parse(progress.deadline):
             for data in still:
@@ -326,6 +333,7 @@ class VerificationRun:
             phases=phases,
             elapsed_s=elapsed,
             checkpoint_at=_iso(self._clock()),
+            ready=ready_counts,
         )
 
     def finish(self, progress: Progress) -> VerificationResult:
@@ -349,6 +357,7 @@ class VerificationRun:
             checks=progress.checks,
             message=progress.message or _summary(list(progress.problems)),
             cleanup=cleanup,
+            ready=dict(progress.ready),
         )
 
     def _start_checks(

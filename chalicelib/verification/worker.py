@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from chalicelib.catalog.errors import RecordNotFound
-from chalicelib.catalog.verifications import FAILED, RUNNING, VerificationCatalog, VerificationRecord
+from chalicelib.catalog.verifications import FAILED, RUNNING, SUCCEEDED, VerificationCatalog, VerificationRecord
 from chalicelib.core.models import BackupState
 from chalicelib.core.verification import DEFAULT_SCRATCH_PREFIX, DEFAULT_TIMEOUT_S, VerifyPolicy
 from chalicelib.observability import logger
@@ -36,13 +36,7 @@ CONTINUE_AFTER_S = 30  # the delay of a continuation message (SQS allows up to 9
 EVENT_SUCCEEDED = "Verification Succeeded"
 EVENT_FAILED = "Verification Failed"
 # Kinds this worker proves today; the others are recorded as not verified, with the reason, never as passed.
-SUPPORTED_KINDS = frozenset({"resources"})
-_NOT_YET = {
-    "volumes": "restoring each snapshot into a claim that must bind is not part of verification runs yet",
-    "etcd": "run `lifeboat etcd verify` (or the etcd verification function); verification runs do not include it yet",
-    "dumps": "database dumps are not taken by this version",
-    "replica": "verification from the replica region is not part of verification runs yet",
-}
+_NOT_YET = {"dumps": "database dumps are not taken by this version"}
 
 
 def _utcnow() -> datetime:
@@ -99,7 +93,13 @@ class VerificationWorker:
         queue: Any | None = None,
         inline_wait_s: float | None = INLINE_WAIT_S,
         sleep: Callable[[float], None] = time.sleep,
+        replica_reader: Callable[[], Any] | None = None,
+        replica_region: str | None = None,
+        etcd_verifier: Callable[[], Any] | None = None,
     ) -> None:
+        self._replica_reader = replica_reader
+        self._replica_region = replica_region
+        self._etcd_verifier = etcd_verifier
         self._monotonic = monotonic
         self._queue = queue
         # With a queue, a run polls readiness for at most this long per invocation, then checkpoints and continues
@@ -171,7 +171,7 @@ class VerificationWorker:
     ) -> VerificationRecord | None:
         try:
             if verifier is None:
-                verifier = self._verifier(self._connect(run.target_cluster))
+                verifier = self._verifier(self._connect(run.target_cluster), run)
             began = self._monotonic()
             while progress.waiting:
                 progress = verifier.poll(progress)
@@ -200,8 +200,14 @@ class VerificationWorker:
             self._announce(done)
         return done
 
-    def _verifier(self, client: Any) -> VerificationRun:
-        reader = self._reader()
+    def _reader_for(self, run: VerificationRecord) -> Any:
+        """The replica region's repository for the ``replica`` kind (as a disaster would leave it), else the primary."""
+        if "replica" in run.kinds and self._replica_reader is not None:
+            return self._replica_reader()
+        return self._reader()
+
+    def _verifier(self, client: Any, run: VerificationRecord) -> VerificationRun:
+        reader = self._reader_for(run)
         return VerificationRun(
             reader, client, RestoreService(reader, client), clock=self._clock, monotonic=self._monotonic
         )
@@ -210,16 +216,23 @@ class VerificationWorker:
         """The run restored and compared, or the fields of a run that ended before it could restore."""
         policy_record = self._policies.get(run.policy)
         block: VerifyPolicy | None = getattr(policy_record.policy, "verify", None)
-        backup = self._newest_backup(run.cluster, run.policy)
+        replica = "replica" in run.kinds
+        if replica and (self._replica_reader is None or not self._replica_region):
+            return {
+                "state": FAILED,
+                "message": "kind replica asks for the replica region's copy, but none is configured",
+            }
+        backup = self._newest_backup(run.cluster, run.policy, self._replica_region if replica else None)
         if backup is None:
-            return {"state": FAILED, "message": f"policy {run.policy!r} has no Completed backup to verify"}
+            copy = f" replicated to {self._replica_region}" if replica else ""
+            return {"state": FAILED, "message": f"policy {run.policy!r} has no Completed backup{copy} to verify"}
         client = self._connect(run.target_cluster)
         janitor = Janitor(client, clock=self._clock)
         janitor.sweep(older_than_s=run.timeout_s, keep=run.verification_id)
         janitor.sweep_run(run.verification_id)  # a crashed delivery of this same run
-        verifier = self._verifier(client)
+        verifier = self._verifier(client, run)
         try:
-            manifest = self._reader().load_manifest(backup.cluster, backup.backup_id)
+            manifest = self._reader_for(run).load_manifest(backup.cluster, backup.backup_id)
         except RepositoryError as exc:
             return {
                 "state": FAILED,
@@ -238,28 +251,84 @@ class VerificationWorker:
 
     def _fields(self, run: VerificationRecord, result: VerificationResult) -> dict[str, Any]:
         out = result.to_dict()
-        out.pop("verification_id", None)
-        out.pop("cluster", None)
-        out.pop("started_at", None)
-        out.pop("finished_at", None)
+        for name in ("verification_id", "cluster", "started_at", "finished_at", "ready"):
+            out.pop(name, None)
         out["cleanup"] = result.cleanup.to_dict()
-        not_verified = {kind: _NOT_YET[kind] for kind in run.kinds if kind not in SUPPORTED_KINDS}
-        if not_verified:
-            out["message"] = "; ".join(
-                [m for m in (out.get("message"),) if m]
-                + [f"{k} not verified: {why}" for k, why in not_verified.items()]
-            )
+        outcomes, failures = self._kind_outcomes(run, result)
+        out["outcomes"] = outcomes
+        if failures:
+            out["state"] = FAILED
+            out["rto_s"] = None
+            out["problems"] = [*out.get("problems", []), *failures]
+        not_verified = [f"{kind} {text}" for kind, text in outcomes.items() if text.startswith("not verified")]
+        out["message"] = "; ".join(
+            [m for m in (out.get("message"),) if m] + [f["problem"] for f in failures] + not_verified
+        )
         target = run.rto_target_minutes
-        out["rto_exceeded"] = bool(target is not None and result.rto_s is not None and result.rto_s > target * 60)
+        rto = out.get("rto_s")
+        out["rto_exceeded"] = bool(target is not None and rto is not None and rto > target * 60)
         return out
 
-    def _newest_backup(self, cluster: str, policy: str) -> Any:
+    def _kind_outcomes(
+        self, run: VerificationRecord, result: VerificationResult
+    ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Per kind the policy asked for: verified (with what), not verified (and why), or failed; never silent."""
+        outcomes: dict[str, str] = {}
+        failures: list[dict[str, Any]] = []
+        readiness_checked = "readiness" in result.checks
+        for kind in run.kinds:
+            if kind in ("resources", "replica"):
+                where = f" from the replica region {self._replica_region}" if kind == "replica" else ""
+                outcomes[kind] = (
+                    f"verified: {result.checked} objects restored{where} and read back"
+                    if result.state == SUCCEEDED
+                    else f"failed: {len(result.problems)} problems"
+                )
+            elif kind == "volumes":
+                outcomes[kind] = (
+                    f"verified: {result.ready.get('persistentvolumeclaims', 0)} restored claims bound"
+                    if readiness_checked
+                    else "not verified: no kube-controller-manager runs on the target cluster, so no claim binds"
+                )
+            elif kind == "etcd":
+                outcomes[kind], failure = self._etcd(result)
+                if failure:
+                    failures.append({"key": "etcd", "problem": failure})
+            else:
+                outcomes[kind] = f"not verified: {_NOT_YET.get(kind, 'not supported by this version')}"
+        return outcomes, failures
+
+    def _etcd(self, result: VerificationResult) -> tuple[str, str]:
+        """(outcome, failure) of the etcd issue's restore test on the backup's etcd snapshot."""
+        from chalicelib.etcd.errors import EtcdError
+
+        manifest = self._reader().load_manifest(result.cluster, result.backup_id)
+        if manifest.etcd_snapshot is None:
+            return f"not verified: backup {result.backup_id} holds no etcd snapshot", ""
+        if self._etcd_verifier is None:
+            return "not verified: the etcd binaries are not part of this deployment", ""
+        try:
+            record = self._etcd_verifier().verify(manifest)
+        except EtcdError as exc:
+            return f"not verified: {exc}", ""
+        if record.ok:
+            return f"verified: {record.keys} keys at revision {record.revision} read back from a restore", ""
+        return (
+            f"failed: {record.error}",
+            f"the etcd snapshot of backup {result.backup_id} did not restore: {record.error}",
+        )
+
+    def _newest_backup(self, cluster: str, policy: str, replicated_to: str | None) -> Any:
+        """The newest Completed backup of the policy not marked damaged (and copied to ``replicated_to``)."""
         token = None
         while True:
             page, token = self._backups.list(cluster, limit=50, next_token=token, states=[BackupState.COMPLETED])
             for record in page:
-                if record.policy == policy and not record.damaged:
-                    return record
+                if record.policy != policy or record.damaged:
+                    continue
+                if replicated_to and (record.replicas or {}).get(replicated_to, {}).get("state") != "Replicated":
+                    continue
+                return record
             if token is None:
                 return None
 

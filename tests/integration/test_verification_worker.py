@@ -86,7 +86,9 @@ def test_a_dispatched_run_verifies_the_newest_backup_once(
     assert done.rto_s is not None and done.rto_s > 0 and done.rto_exceeded is False
     assert set(done.phases) >= {"fetch", "apply", "check"}
     assert done.checked > 20
-    # A kind this version does not prove is said, never counted as passed.
+    # Each kind asked for says what was proven; one that could not be is said, never counted as passed.
+    assert done.outcomes["resources"].startswith("verified: ")
+    assert done.outcomes["volumes"].startswith("not verified: no kube-controller-manager runs")
     assert "volumes not verified" in done.message
     assert [t for t, _ in events.published] == ["Verification Succeeded"]
     assert events.published[0][1]["verification_id"] == run.verification_id
