@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.backup.volumes import VolumeStage
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
+    from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
     from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
     from chalicelib.catalog.policies import PolicyCatalog
     from chalicelib.catalog.restores import RestoreCatalog
@@ -354,16 +355,22 @@ class Services:
     def dispatcher(self) -> Dispatcher:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
+        from chalicelib.scheduling.etcd_dispatch import EtcdDispatcher
 
         queue = BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url)
-        return Dispatcher(
-            self.policy_catalog(), self.catalog(), self.cluster_catalog(), queue, lock=self.repository_lock()
-        )
+        policies, backups, clusters = self.policy_catalog(), self.catalog(), self.cluster_catalog()
+        etcd = EtcdDispatcher(self.etcd_schedules(), policies, backups, clusters, queue)
+        return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd)
+
+    def etcd_schedules(self) -> EtcdScheduleCatalog:
+        from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
+
+        return EtcdScheduleCatalog(self.client("dynamodb"), self.settings.table)
 
     def policy_service(self) -> PolicyService:
         from chalicelib.scheduling.policies import PolicyService
 
-        return PolicyService(self.policy_catalog(), self.cluster_catalog())
+        return PolicyService(self.policy_catalog(), self.cluster_catalog(), etcd_schedules=self.etcd_schedules())
 
     def cluster_service(self) -> ClusterService:
         from chalicelib.scheduling.clusters import ClusterService

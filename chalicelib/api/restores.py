@@ -25,6 +25,7 @@ from chalicelib.api.grants import Action, Caller
 from chalicelib.api.models import RESTORE_ID_PATTERN, RestoreRequest, new_restore_id, parse_request
 from chalicelib.api.responses import Reply, answer
 from chalicelib.api.signature import IDEMPOTENCY_HEADER, SignatureVerifier, SignedRequest
+from chalicelib.backup.etcd_only import resource_parent
 from chalicelib.catalog.backups import BackupCatalog
 from chalicelib.catalog.clusters import ClusterCatalog
 from chalicelib.catalog.dynamo import iso
@@ -184,12 +185,12 @@ class RestoreApi:
     def _latest(self, cluster: str, policy: str | None) -> BackupRecord:
         found: BackupRecord | None = None
         if policy is None:
-            found = self._backups.latest(cluster)
+            found = resource_parent(self._backups, cluster)  # an etcd-only backup holds nothing to restore here
         else:
             token: str | None = None
             for _page in range(POLICY_SCAN_PAGES):
                 records, token = self._backups.list(cluster, limit=MAX_PAGE, next_token=token, states=RESTORABLE)
-                found = next((r for r in records if r.policy == policy), None)
+                found = next((r for r in records if r.policy == policy and not r.etcd_only), None)
                 if found is not None or token is None:
                     break
         if found is None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
+from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
@@ -100,7 +101,7 @@ class BackupService:
     def run(self, job: BackupJob, *, progress: Callable[[int, str], None] | None = None) -> BackupOutcome:
         now = self._clock()
         cluster = job.cluster.name
-        parent = self._catalog.latest(cluster)
+        parent = resource_parent(self._catalog, cluster)
         record, created = self._catalog.claim_job(
             job.job_id,
             cluster,
@@ -108,6 +109,7 @@ class BackupService:
             policy=job.policy,
             parent=parent.backup_id if parent else None,
             now=now,
+            extra={"kind": "etcd"} if job.etcd_only else None,
         )
         retrying = not created and _retry_pending(record, job)
         if not created and not retrying and not self._should_take_over(record):
@@ -226,6 +228,16 @@ class BackupService:
         started_at = self._clock()
         cluster = job.cluster.name
         backup_id = BackupId(record.backup_id)
+        if job.etcd_only:
+            return run_etcd_only(
+                job,
+                record,
+                open_repository=self._open_repository,
+                take=self._etcd_snapshot,
+                catalog=self._catalog,
+                clock=self._clock,
+                worker=self._worker,
+            )
         if job.volumes.enabled and self._volumes is None:
             raise BackupError(f"the job asks for volume snapshots ({job.volumes.mode}), which need the backup queue")
         if not created and self._volumes is not None and job.volumes.enabled:

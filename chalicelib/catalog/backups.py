@@ -65,6 +65,7 @@ class BackupCatalog:
         policy: str | None = None,
         parent: str | None = None,
         now: datetime,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[BackupRecord, bool]:
         """Create the Pending record for a job, once: a re-delivered job returns (existing record, False)."""
         if not job_id:
@@ -80,6 +81,7 @@ class BackupCatalog:
             policy=policy,
             parent=parent,
             created_at=stamp,
+            extra=dict(extra or {}),
         )
         not_exists = "attribute_not_exists(pk)"
         job_item = {**keys.job_key(job_id), "type": {"S": "job"}, "cluster": {"S": cluster}}

@@ -24,6 +24,8 @@ class EtcdVerificationRecord:
     sha256: str = ""
     where: str = ""  # which host or function ran the restore
     error: str = ""
+    # True when no verification could run (no etcd binaries in this deployment): not a failure of the snapshot.
+    unverified: bool = False
 
 
 class EtcdVerificationCatalog:
@@ -73,4 +75,5 @@ def _to_record(item: dict[str, Any]) -> EtcdVerificationRecord:
     for name in ("keys", "revision", "expected_revision"):
         values[name] = int(values.get(name, 0))
     values["ok"] = bool(values.get("ok", False))
+    values["unverified"] = bool(values.get("unverified", False))
     return EtcdVerificationRecord(**values)

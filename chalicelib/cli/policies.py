@@ -272,8 +272,11 @@ def _etcd_rows(statuses: list[Any]) -> tuple[list[str], list[list[str]]]:
     for e in statuses:
         age = f"{e.age_minutes:.0f} min" if e.age_minutes is not None else "no verified snapshot"
         target = f"{e.rpo_target_minutes} min" if e.rpo_target_minutes else "-"
-        rows.append([e.cluster, e.backup_id or "-", f"[red]{age}[/red]" if e.rpo_exceeded else age, target])
-    return ["cluster", "newest verified", "age", "target"], rows
+        latest = f"{e.latest_backup_id}: {e.latest_result}" if e.latest_backup_id else "-"
+        schedules = "; ".join(e.schedules) or "-"
+        age = f"[red]{age}[/red]" if e.rpo_exceeded else age
+        rows.append([e.cluster, e.backup_id or "-", age, target, schedules, latest])
+    return ["cluster", "newest verified", "age", "target", "etcd schedule", "latest verification"], rows
 
 
 def maintenance_run(args: Any, services: Any) -> int:

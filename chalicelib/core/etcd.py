@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.core.errors import CoreError
+from chalicelib.core.errors import CoreError, InvalidPolicy
+from chalicelib.core.schedule import Schedule, parse_schedule
 
 # What a registration records for a cluster whose control plane the provider runs (EKS): no etcd to reach.
 MANAGED_CONTROL_PLANE = "etcd not accessible: managed control plane"
 MANAGED_AUTH_TYPES = frozenset({"eks"})
-ETCD_POLICY_FIELDS = frozenset({"enabled", "with_every_backup"})
+ETCD_POLICY_FIELDS = frozenset({"enabled", "schedule", "with_every_backup", "rpo_target_minutes"})
+# The etcd block's schedule value for "a snapshot with each of the policy's backups" (no schedule of its own).
+WITH_EVERY_BACKUP = "with-every-backup"
 
 
 class InvalidEtcdTarget(CoreError):
@@ -64,13 +67,35 @@ def endpoint_problems(endpoints: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class EtcdPolicy:
-    """A policy's ``etcd`` block: take an etcd snapshot with every backup of the policy."""
+    """A policy's ``etcd`` block: take an etcd snapshot with every backup of the policy, or on a schedule of its own.
+
+    With ``schedule`` the dispatcher starts etcd-only backups of the policy at those times (``with_every_backup`` is
+    then False and the policy's own backups take none); ``rpo_target_minutes`` is the etcd snapshots' target, by
+    default the policy's.
+    """
 
     enabled: bool = False
     with_every_backup: bool = True
+    schedule: Schedule | None = None
+    rpo_target_minutes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.with_every_backup == (self.schedule is not None):
+            raise InvalidPolicy(["etcd: either with_every_backup or a schedule of its own, not both nor neither"])
+
+    @property
+    def separate(self) -> bool:
+        """Whether etcd snapshots run on their own schedule (etcd-only backups), not with the policy's backups."""
+        return self.enabled and self.schedule is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "with_every_backup": self.with_every_backup}
+        data: dict[str, Any] = {
+            "enabled": self.enabled,
+            "schedule": WITH_EVERY_BACKUP if self.schedule is None else self.schedule.to_dict(),
+        }
+        if self.rpo_target_minutes is not None:
+            data["rpo_target_minutes"] = self.rpo_target_minutes
+        return data
 
 
 def parse_etcd_policy(data: Any, where: str, problems: list[str]) -> EtcdPolicy | None:
@@ -80,27 +105,40 @@ def parse_etcd_policy(data: Any, where: str, problems: list[str]) -> EtcdPolicy 
     if isinstance(data, bool):
         data = {"enabled": data}
     if not isinstance(data, Mapping):
-        problems.append(f"{where}: must be a mapping such as {{enabled: true, with_every_backup: true}}")
+        problems.append(
+            f"{where}: must be a mapping such as {{enabled: true, schedule: with-every-backup}} or "
+            "{enabled: true, schedule: {cron: '0 * * * *', timezone: UTC}}"
+        )
         return None
     before = len(problems)
     unknown = sorted(set(data) - ETCD_POLICY_FIELDS)
     if unknown:
         problems.append(
-            f"{where}: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(ETCD_POLICY_FIELDS))}; "
-            "etcd snapshots are taken with the policy's backups, on its schedule)"
+            f"{where}: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(ETCD_POLICY_FIELDS))})"
         )
-    for name in ETCD_POLICY_FIELDS:
+    for name in ("enabled", "with_every_backup"):
         if name in data and not isinstance(data[name], bool):
             problems.append(f"{where}.{name}: must be true or false; got {data[name]!r}")
+    rpo = data.get("rpo_target_minutes")
+    if rpo is not None and (isinstance(rpo, bool) or not isinstance(rpo, int) or rpo <= 0):
+        problems.append(f"{where}.rpo_target_minutes: must be a positive integer (minutes) or left out; got {rpo!r}")
+    raw = data.get("schedule", WITH_EVERY_BACKUP)
+    schedule = None if raw == WITH_EVERY_BACKUP else parse_schedule(raw, f"{where}.schedule", problems)
+    every = data.get("with_every_backup")
+    if every is True and schedule is not None:
+        problems.append(f"{where}.with_every_backup: true contradicts schedule; give one of them")
+    if every is False and raw == WITH_EVERY_BACKUP:
+        problems.append(
+            f"{where}.with_every_backup: false needs a separate etcd schedule, e.g. schedule: {{cron: '0 * * * *'}}"
+        )
     if len(problems) > before:
         return None
-    block = EtcdPolicy(
-        enabled=bool(data.get("enabled", False)), with_every_backup=bool(data.get("with_every_backup", True))
+    return EtcdPolicy(
+        enabled=bool(data.get("enabled", False)),
+        with_every_backup=schedule is None,
+        schedule=schedule,
+        rpo_target_minutes=rpo,
     )
-    if block.enabled and not block.with_every_backup:
-        problems.append(f"{where}.with_every_backup: false needs a separate etcd schedule, which is not supported yet")
-        return None
-    return block
 
 
 def policy_etcd_target(

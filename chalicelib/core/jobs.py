@@ -10,6 +10,8 @@ from chalicelib.core.etcd import EtcdTarget
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import VolumeSettings
 
+JOB_RESOURCES = "resources"
+JOB_ETCD = "etcd"
 AUTH_TYPES = frozenset({"kubeconfig", "kubeconfig_secret", "token_secret", "eks"})
 
 
@@ -66,6 +68,8 @@ class BackupJob:
     # 0 for the job as scheduled; n for the message that retries it after n attempts failed for a transient reason.
     attempt: int = 0
     volumes: VolumeSettings = field(default_factory=VolumeSettings)  # the policy's volume snapshots
+    # An etcd-only backup (the policy's etcd block has a schedule of its own): the snapshot and no resources.
+    etcd_only: bool = False
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -92,8 +96,20 @@ class BackupJob:
         except InvalidPolicy as exc:
             raise InvalidJob(f"job {job_id}: invalid volumes: {exc}") from exc
         cluster = ClusterRef.from_dict(data.get("cluster"))
+        kind = data.get("kind", JOB_RESOURCES)
+        if kind not in (JOB_RESOURCES, JOB_ETCD):
+            raise InvalidJob(f"job {job_id}: kind must be {JOB_RESOURCES!r} or {JOB_ETCD!r}, not {kind!r}")
+        if kind == JOB_ETCD and cluster.etcd is None:
+            raise InvalidJob(f"job {job_id}: an etcd-only job needs the cluster's etcd (cluster.etcd)")
         return cls(
-            job_id=job_id, cluster=cluster, scope=scope, policy=policy, shard=shard, attempt=attempt, volumes=volumes
+            job_id=job_id,
+            cluster=cluster,
+            scope=scope,
+            policy=policy,
+            shard=shard,
+            attempt=attempt,
+            volumes=volumes,
+            etcd_only=kind == JOB_ETCD,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,6 +125,8 @@ class BackupJob:
             data["attempt"] = self.attempt
         if self.volumes.enabled:
             data["volumes"] = self.volumes.to_dict()
+        if self.etcd_only:
+            data["kind"] = JOB_ETCD
         return data
 
 

@@ -11,6 +11,10 @@ from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BackupId, BlobId
 
 FORMAT_VERSION = 1
+# What a backup holds: Kubernetes resources (and what the policy adds: volume and etcd snapshots), or an etcd snapshot
+# alone (an etcd-only backup of a policy whose etcd block has its own schedule; its root tree is empty).
+KIND_RESOURCES = "resources"
+KIND_ETCD = "etcd"
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,12 @@ class Manifest:
     # The uid of the cluster's kube-system namespace when the backup listed it: the cluster the trees' uids and
     # resourceVersions were read from. A later backup reuses blobs of unchanged objects only from the same cluster.
     cluster_uid: str | None = None
+    kind: str = KIND_RESOURCES
     format_version: int = FORMAT_VERSION
+
+    @property
+    def etcd_only(self) -> bool:
+        return self.kind == KIND_ETCD
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)

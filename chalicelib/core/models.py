@@ -84,3 +84,8 @@ class BackupRecord:
     # Set by the daily check when the backup reaches a damaged or missing blob: {"found_at", "checked_at",
     # "blobs" (the first few ids), "count"}; such a backup would not restore (the restore refuses before writing).
     damaged: dict[str, Any] | None = None
+
+    @property
+    def etcd_only(self) -> bool:
+        """An etcd-only backup (``extra.kind``): its own retention and RPO, never the parent of a resource backup."""
+        return self.extra.get("kind") == "etcd"

@@ -14,7 +14,7 @@ from typing import Any
 
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, parse_etcd_policy
-from chalicelib.core.schedule import Schedule, schedule_problems
+from chalicelib.core.schedule import Schedule, parse_schedule
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.verification import VerifyPolicy, parse_verify
 from chalicelib.core.volume_snapshots import VolumeSettings, parse_volumes
@@ -27,7 +27,6 @@ RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "ke
 POLICY_FIELDS = frozenset(
     {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes", "verify"}
 )
-SCHEDULE_FIELDS = frozenset({"cron", "timezone", "starting_deadline_seconds"})
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
 
 
@@ -134,7 +133,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     cluster = data.get("cluster")
     if not isinstance(cluster, str) or not CLUSTER_NAME.fullmatch(cluster):
         problems.append(f"{where}.cluster: {cluster!r} must be a cluster name (letters, digits and ._:@+=- only)")
-    schedule = _parse_schedule(data.get("schedule"), f"{where}.schedule", problems)
+    schedule = parse_schedule(data.get("schedule"), f"{where}.schedule", problems)
     scope = _parse_scope(data.get("scope"), f"{where}.scope", problems)
     retention = _parse_retention(data.get("retention"), f"{where}.retention", problems)
     rpo = data.get("rpo_target_minutes")
@@ -193,24 +192,6 @@ def parse_policy_document(doc: Any) -> list[Policy]:
     if problems:
         raise InvalidPolicy(problems)
     return policies
-
-
-def _parse_schedule(data: Any, where: str, problems: list[str]) -> Schedule | None:
-    if isinstance(data, str):
-        data = {"cron": data}
-    if not isinstance(data, Mapping):
-        problems.append(f"{where}: required, e.g. {{cron: '0 2 * * *', timezone: Europe/Berlin}}")
-        return None
-    unknown = sorted(set(data) - SCHEDULE_FIELDS)
-    if unknown:
-        problems.append(f"{where}: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(SCHEDULE_FIELDS))})")
-    cron, timezone = data.get("cron"), data.get("timezone", "UTC")
-    deadline = data.get("starting_deadline_seconds")
-    found = schedule_problems(cron, timezone, deadline, where)
-    problems.extend(found)
-    if found or unknown:
-        return None
-    return Schedule(cron=str(cron).strip(), timezone=str(timezone), starting_deadline_seconds=deadline)
 
 
 def _parse_scope(data: Any, where: str, problems: list[str]) -> BackupScope | None:

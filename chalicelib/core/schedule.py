@@ -8,6 +8,7 @@ every real hour, as an hourly job should). Missed runs follow a Kubernetes CronJ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +24,7 @@ ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@
 MAX_COUNTED_MISSES = 10_000
 _MAX_SKIPS = 1000  # repeated wall times skipped in a row (a handful at most in practice)
 _PROBE = datetime(2000, 1, 1, tzinfo=UTC)
+SCHEDULE_FIELDS = frozenset({"cron", "timezone", "starting_deadline_seconds"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,26 @@ def schedule_problems(cron: object, timezone: object, deadline: object, where: s
             f"(the dispatcher runs once a minute), or null for no deadline; got {deadline!r}"
         )
     return problems
+
+
+def parse_schedule(data: object, where: str, problems: list[str]) -> Schedule | None:
+    """A policy file's schedule (a cron string or {cron, timezone, starting_deadline_seconds}), or None with the
+    problems appended (each prefixed with ``where``)."""
+    if isinstance(data, str):
+        data = {"cron": data}
+    if not isinstance(data, Mapping):
+        problems.append(f"{where}: required, e.g. {{cron: '0 2 * * *', timezone: Europe/Berlin}}")
+        return None
+    unknown = sorted(set(data) - SCHEDULE_FIELDS)
+    if unknown:
+        problems.append(f"{where}: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(SCHEDULE_FIELDS))})")
+    cron, timezone = data.get("cron"), data.get("timezone", "UTC")
+    deadline = data.get("starting_deadline_seconds")
+    found = schedule_problems(cron, timezone, deadline, where)
+    problems.extend(found)
+    if found or unknown:
+        return None
+    return Schedule(cron=str(cron).strip(), timezone=str(timezone), starting_deadline_seconds=deadline)
 
 
 def _cron_problem(cron: str) -> str | None:

@@ -36,6 +36,9 @@ class RetentionPlan:
     cluster: str
     summary: str  # the retention rules in words
     decisions: list[Decision]  # newest first
+    # Etcd-only backups of a policy are kept by the same rules among themselves: an hourly etcd schedule must not push
+    # the policy's nightly backups out of their daily buckets.
+    etcd_only: bool = False
 
     @property
     def kept(self) -> list[Decision]:
@@ -72,15 +75,21 @@ class RetentionService:
         """What retention would keep and drop for one policy now, and why."""
         return self.plan_for(self._policies.get(name))
 
-    def plan_for(self, record: PolicyRecord) -> RetentionPlan:
+    def plan_for(self, record: PolicyRecord, *, etcd_only: bool = False) -> RetentionPlan:
         policy = record.policy
         backups = backups_of_policy(self._backups, policy.cluster, policy.name, states=RESTORABLE)
-        candidates = [Candidate(r.backup_id, taken_at(r)) for r in backups]
+        candidates = [Candidate(r.backup_id, taken_at(r)) for r in backups if r.etcd_only == etcd_only]
         decisions = apply_retention(candidates, policy.retention, zone(policy.schedule.timezone))
-        return RetentionPlan(policy.name, policy.cluster, policy.retention.summary(), decisions)
+        return RetentionPlan(policy.name, policy.cluster, policy.retention.summary(), decisions, etcd_only=etcd_only)
 
     def plans(self) -> list[RetentionPlan]:
-        return [self.plan_for(record) for record in self._policies.list()]
+        out = []
+        for record in self._policies.list():
+            out.append(self.plan_for(record))
+            etcd = self.plan_for(record, etcd_only=True)  # also after its etcd schedule was removed
+            if etcd.decisions:
+                out.append(etcd)
+        return out
 
     def expire(
         self, repo: Repository, plans: Iterable[RetentionPlan], *, check_lease: Callable[[], None] | None = None

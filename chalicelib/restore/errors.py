@@ -14,6 +14,10 @@ class BackupUnreadable(RestoreError):
     """A blob or tree of the backup is missing or corrupt; nothing was applied to the cluster."""
 
 
+class NothingToRestore(RestoreError):
+    """The backup holds no Kubernetes resources (an etcd-only backup); nothing was applied to the cluster."""
+
+
 class ClusterUnavailable(RestoreError, Transient):
     """The target cluster could not be reached, or refused our credentials, before anything was applied."""
 

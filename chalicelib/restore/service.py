@@ -22,7 +22,7 @@ from chalicelib.core.volume_facts import snapshot_handles
 from chalicelib.kube.errors import KubeError, WaitTimeout
 from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryError
-from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable
+from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable, NothingToRestore
 from chalicelib.restore.executor import ObjectApplier, run_parallel
 from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, final_state
 
@@ -88,6 +88,11 @@ class RestoreService:
     def _load(self, manifest: Manifest, options: RestoreOptions) -> list[tuple[Resource, dict[str, Any]]]:
         """Every object of the selected namespaces and types, read and verified before anything is applied."""
         where = f"backup {manifest.cluster}/{manifest.backup_id}"
+        if manifest.etcd_only:
+            raise NothingToRestore(
+                f"{where} is an etcd-only backup: it holds an etcd snapshot and no Kubernetes resources, so nothing "
+                f"was restored (restore etcd with: lifeboat etcd restore-plan {manifest.backup_id} --members ...)"
+            )
         try:
             entries = [(scope, e) for scope, e in self._reader.walk(manifest) if _wanted(scope, e, options)]
             blobs: dict[BlobId, bytes] = dict(self._reader.read_blobs({e.blob for _, e in entries}, where=where))

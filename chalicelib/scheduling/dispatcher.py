@@ -77,13 +77,16 @@ class Dispatcher:
         *,
         lock: Any | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        etcd: Any | None = None,
     ) -> None:
+        """``etcd`` (a ``scheduling.etcd_dispatch.EtcdDispatcher``) starts the etcd-only runs of etcd schedules."""
         self._policies = policies
         self._backups = backups
         self._clusters = clusters
         self._queue = queue
         self._lock = lock
         self._clock = clock
+        self._etcd = etcd
 
     def dispatch_due(self) -> DispatchReport:
         now = self._clock()
@@ -103,6 +106,8 @@ class Dispatcher:
             if outcome is not None:
                 outcomes.append(outcome)
                 logger().info("policy run", extra=outcome.__dict__)
+        if self._etcd is not None:
+            outcomes.extend(self._etcd.dispatch_due(now))
         return DispatchReport(iso(now), outcomes)
 
     def _dispatch(self, record: PolicyRecord, now: datetime) -> Outcome | None:
@@ -129,7 +134,9 @@ class Dispatcher:
                     cluster_auth = cluster.auth
                     # Refused when the policy was applied; a cluster re-registered since then just goes without.
                     managed = (cluster.auth or {}).get("type") in MANAGED_AUTH_TYPES
-                    etcd, _ = policy_etcd_target(policy.etcd, cluster.etcd, managed=managed)
+                    # A separate etcd schedule takes the snapshots (etcd_dispatch.py); these backups take none.
+                    if not policy.etcd.separate:
+                        etcd, _ = policy_etcd_target(policy.etcd, cluster.etcd, managed=managed)
                 except RecordNotFound:
                     reason = f"cluster {policy.cluster!r} is not registered (lifeboat clusters add)"
         run = RunRecord(

@@ -24,8 +24,13 @@ class EtcdSnapshotStatus:
     snapshot_at: str | None
     verified_at: str | None
     age_minutes: float | None
-    rpo_target_minutes: int | None  # the tightest target among those policies
+    rpo_target_minutes: int | None  # the tightest target among those policies (their etcd block's, else theirs)
     rpo_exceeded: bool
+    schedules: tuple[str, ...] = ()  # per policy: "with every backup" or its etcd schedule (cron, timezone)
+    # The newest verification attempt, whatever its result: "verified", "failed: ..." or "unverified: ..." (e.g. the
+    # deployment has no etcd binaries), so a snapshot nobody could check does not pass for a verified one.
+    latest_result: str | None = None
+    latest_backup_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,9 +51,10 @@ class EtcdStatusService:
                 by_cluster.setdefault(policy.cluster, []).append(policy)
         out = []
         for cluster, policies in sorted(by_cluster.items()):
-            targets = [p.rpo_target_minutes for p in policies if p.rpo_target_minutes]
+            targets = [t for p in policies if (t := p.etcd.rpo_target_minutes or p.rpo_target_minutes)]
             target = min(targets) if targets else None
             newest = self._verifications.latest(cluster, ok_only=True)
+            attempt = self._verifications.latest(cluster, ok_only=False)
             age = None
             if newest is not None:
                 taken = datetime.strptime(newest.snapshot_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -63,6 +69,21 @@ class EtcdStatusService:
                     age_minutes=age,
                     rpo_target_minutes=target,
                     rpo_exceeded=target is not None and (age is None or age > target),
+                    schedules=tuple(_schedule(p) for p in sorted(policies, key=lambda p: p.name)),
+                    latest_result=_result(attempt) if attempt else None,
+                    latest_backup_id=attempt.backup_id if attempt else None,
                 )
             )
         return out
+
+
+def _schedule(policy: Any) -> str:
+    schedule = policy.etcd.schedule
+    where = "with every backup" if schedule is None else f"{schedule.cron} ({schedule.timezone})"
+    return f"{policy.name}: {where}"
+
+
+def _result(attempt: Any) -> str:
+    if attempt.ok:
+        return "verified"
+    return f"{'unverified' if attempt.unverified else 'failed'}: {attempt.error}"

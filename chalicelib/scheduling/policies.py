@@ -16,6 +16,7 @@ from chalicelib.core.etcd import MANAGED_AUTH_TYPES, policy_etcd_target
 from chalicelib.core.policies import Policy, parse_policy_document
 from chalicelib.core.schedule import next_run
 from chalicelib.scheduling.errors import PolicyConflict, PolicyNotFound
+from chalicelib.scheduling.etcd_dispatch import sync_etcd_schedule
 
 _ATTEMPTS = 5
 
@@ -46,10 +47,20 @@ def load_policy_text(text: str | bytes) -> Any:
 
 
 class PolicyService:
-    def __init__(self, policies: Any, clusters: Any, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self, policies: Any, clusters: Any, *, clock: Callable[[], datetime] = _utcnow, etcd_schedules: Any = None
+    ) -> None:
+        """``etcd_schedules`` (``catalog.etcd_schedules.EtcdScheduleCatalog``) keeps separate etcd schedules."""
         self._policies = policies
         self._clusters = clusters
         self._clock = clock
+        self._etcd_schedules = etcd_schedules
+
+    def apply(self, policy: Policy) -> Applied:
+        applied = self._apply(policy)
+        if self._etcd_schedules is not None:
+            sync_etcd_schedule(self._etcd_schedules, policy, self._clock())
+        return applied
 
     def apply_text(self, text: str | bytes) -> list[Applied]:
         return self.apply_document(load_policy_text(text))
@@ -76,7 +87,7 @@ class PolicyService:
             raise InvalidPolicy(problems)
         return [self.apply(policy) for policy in policies]
 
-    def apply(self, policy: Policy) -> Applied:
+    def _apply(self, policy: Policy) -> Applied:
         for _attempt in range(_ATTEMPTS):
             now = self._clock()
             existing = self._policies.find(policy.cluster, policy.name)
@@ -128,9 +139,11 @@ class PolicyService:
         """Stop scheduling a policy. Its backups stay (retention no longer touches them)."""
         try:
             record: PolicyRecord = self._policies.delete(name)
-            return record
         except RecordNotFound as exc:
             raise PolicyNotFound(f"policy {name!r} not found") from exc
+        if self._etcd_schedules is not None:
+            self._etcd_schedules.remove(record.policy.cluster, name)
+        return record
 
 
 def policy_view(record: PolicyRecord) -> dict[str, Any]:

@@ -95,7 +95,8 @@ class StatusService:
     @staticmethod
     def _status(record: PolicyRecord, history: list[BackupRecord], now: datetime) -> PolicyStatus:
         policy = record.policy
-        mine = [b for b in history if b.policy == policy.name]
+        # Etcd-only backups hold no resources: their age is the etcd status's (etcd_status.py), not this RPO.
+        mine = [b for b in history if b.policy == policy.name and not b.etcd_only]
         success = next((b for b in mine if b.state == BackupState.COMPLETED), None)
         since = taken_at(success) if success is not None else datetime.fromisoformat(record.created_at)
         rpo = max(0.0, (now - since).total_seconds() / 60)

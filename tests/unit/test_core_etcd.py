@@ -6,8 +6,9 @@ import pytest
 
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, EtcdTarget, InvalidEtcdTarget
-from chalicelib.core.jobs import ClusterRef, InvalidJob
+from chalicelib.core.jobs import BackupJob, ClusterRef, InvalidJob
 from chalicelib.core.policies import Policy
+from chalicelib.core.schedule import Schedule
 
 POLICY = {"name": "cp", "cluster": "prod", "schedule": "*/15 * * * *", "scope": {"include_namespaces": ["*"]}}
 
@@ -50,11 +51,43 @@ def test_policy_etcd_block() -> None:
     ("block", "problem"),
     [
         ({"enabled": "yes"}, "etcd.enabled: must be true or false"),
-        ({"enabled": True, "schedule": "* * * * *"}, "unknown fields schedule"),
-        ({"enabled": True, "with_every_backup": False}, "not supported yet"),
+        ({"enabled": True, "every": "* * * * *"}, "unknown fields every"),
+        ({"enabled": True, "with_every_backup": False}, "with_every_backup: false needs a separate etcd schedule"),
+        ({"enabled": True, "schedule": "0 * * * *", "with_every_backup": True}, "contradicts schedule"),
+        ({"enabled": True, "schedule": "61 * * * *"}, r"etcd\.schedule\.cron"),
+        ({"enabled": True, "schedule": {"cron": "0 * * * *", "timezone": "Mars/Olympus"}}, r"etcd\.schedule\.timezone"),
+        ({"enabled": True, "rpo_target_minutes": 0}, r"etcd\.rpo_target_minutes"),
         (["enabled"], "etcd: must be a mapping"),
     ],
 )
 def test_bad_policy_etcd_blocks(block: object, problem: str) -> None:
     with pytest.raises(InvalidPolicy, match=problem):
         Policy.from_dict({**POLICY, "etcd": block})
+
+
+def test_policy_etcd_block_with_its_own_schedule_round_trips() -> None:
+    block = {"enabled": True, "schedule": {"cron": "0 * * * *", "timezone": "Europe/Berlin"}, "rpo_target_minutes": 90}
+    policy = Policy.from_dict({**POLICY, "etcd": block})
+    assert policy.etcd.separate and not policy.etcd.with_every_backup
+    assert policy.etcd.schedule == Schedule("0 * * * *", "Europe/Berlin")
+    assert policy.etcd.rpo_target_minutes == 90
+    assert Policy.from_dict(policy.to_dict()) == policy
+    every = Policy.from_dict({**POLICY, "etcd": {"enabled": True, "schedule": "with-every-backup"}})
+    assert every.etcd == EtcdPolicy(enabled=True) and not every.etcd.separate
+    assert every.to_dict()["etcd"]["schedule"] == "with-every-backup"
+    # A policy stored before the schedule field existed reads as it did.
+    legacy = Policy.from_dict({**POLICY, "etcd": {"enabled": True, "with_every_backup": True}})
+    assert legacy.etcd == every.etcd
+
+
+def test_etcd_only_jobs_round_trip_and_need_the_clusters_etcd() -> None:
+    target = EtcdTarget(("https://10.0.0.1:2379",), "s")
+    job = BackupJob("etcd:cp:20260101T000000Z", ClusterRef("prod", {"type": "kubeconfig"}, etcd=target), etcd_only=True)
+    assert job.to_dict()["kind"] == "etcd"
+    parsed = BackupJob.from_dict(job.to_dict())
+    assert parsed.etcd_only and parsed.cluster == job.cluster and parsed.job_id == job.job_id
+    assert "kind" not in BackupJob("j", ClusterRef("prod", {"type": "kubeconfig"})).to_dict()
+    with pytest.raises(InvalidJob, match="needs the cluster's etcd"):
+        BackupJob.from_dict({**job.to_dict(), "cluster": {"name": "prod", "auth": {"type": "kubeconfig"}}})
+    with pytest.raises(InvalidJob, match="kind must be"):
+        BackupJob.from_dict({**job.to_dict(), "kind": "volumes"})
