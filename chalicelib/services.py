@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from chalicelib.backup.volumes import VolumeStage
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
-    from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
     from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
     from chalicelib.catalog.policies import PolicyCatalog
     from chalicelib.catalog.restores import RestoreCatalog
+    from chalicelib.catalog.side_schedules import SideScheduleCatalog
     from chalicelib.core.etcd import EtcdTarget
     from chalicelib.etcd import EtcdClient
     from chalicelib.kube import KubeClient
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
+    from chalicelib.verification.queue import VerificationQueue
     from chalicelib.verification.worker import VerificationWorker
 
 T = TypeVar("T")
@@ -315,8 +316,14 @@ class Services:
 
     # -- restore verification ------------------------------------------------------------------------------------
 
+    def verification_queue(self) -> VerificationQueue:
+        from chalicelib.verification.queue import VerificationQueue
+
+        return VerificationQueue(self.client("sqs"), self.settings.verification_queue_url)
+
     def verification_worker(self, *, publish_metrics: bool = True) -> VerificationWorker:
-        """The worker; the CLI passes ``publish_metrics=False`` (EMF documents are for Lambda's log stream)."""
+        """The worker; the CLI passes ``publish_metrics=False`` (EMF documents are for Lambda's log stream) and has
+        no queue, so it polls readiness until the run ends instead of continuing from a delayed message."""
         from chalicelib.catalog.verifications import VerificationCatalog
         from chalicelib.observability import publish_verification_metrics
         from chalicelib.repository import RepositoryReader
@@ -330,6 +337,12 @@ class Services:
             reader=lambda: RepositoryReader(self.repository()),
             events=self.restore_events(),
             metrics=publish_verification_metrics if publish_metrics else None,
+            queue=self.verification_queue() if self.settings.verification_queue_url else None,
+            replica_reader=(lambda: RepositoryReader(self.repository(replica=True)))
+            if self.settings.replica_bucket
+            else None,
+            replica_region=self.settings.replica_region,
+            etcd_verifier=self.etcd_verifier,
         )
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
@@ -356,21 +369,35 @@ class Services:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
         from chalicelib.scheduling.etcd_dispatch import EtcdDispatcher
+        from chalicelib.scheduling.verify_dispatch import VerifyDispatcher
 
         queue = BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url)
         policies, backups, clusters = self.policy_catalog(), self.catalog(), self.cluster_catalog()
         etcd = EtcdDispatcher(self.etcd_schedules(), policies, backups, clusters, queue)
-        return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd)
+        verify = VerifyDispatcher(
+            self.verify_schedules(), policies, self.verification_worker().start, self.verification_queue()
+        )
+        return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd, verify=verify)
 
-    def etcd_schedules(self) -> EtcdScheduleCatalog:
-        from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
+    def etcd_schedules(self) -> SideScheduleCatalog:
+        from chalicelib.catalog.side_schedules import ETCD, SideScheduleCatalog
 
-        return EtcdScheduleCatalog(self.client("dynamodb"), self.settings.table)
+        return SideScheduleCatalog(self.client("dynamodb"), self.settings.table, ETCD)
+
+    def verify_schedules(self) -> SideScheduleCatalog:
+        from chalicelib.catalog.side_schedules import VERIFY, SideScheduleCatalog
+
+        return SideScheduleCatalog(self.client("dynamodb"), self.settings.table, VERIFY)
 
     def policy_service(self) -> PolicyService:
         from chalicelib.scheduling.policies import PolicyService
 
-        return PolicyService(self.policy_catalog(), self.cluster_catalog(), etcd_schedules=self.etcd_schedules())
+        return PolicyService(
+            self.policy_catalog(),
+            self.cluster_catalog(),
+            etcd_schedules=self.etcd_schedules(),
+            verify_schedules=self.verify_schedules(),
+        )
 
     def cluster_service(self) -> ClusterService:
         from chalicelib.scheduling.clusters import ClusterService
