@@ -89,6 +89,19 @@ def restore_worker(event: Any) -> None:
         worker.handle_message(record.body)
 
 
+# -- restore verification ----------------------------------------------------------------------------------------
+
+
+@app.on_sqs_message(queue="lifeboat-verification-jobs", batch_size=1)
+def verification_worker(event: Any) -> None:
+    """One message starts a policy's restore verification, or continues one that waits for readiness."""
+    from chalicelib.services import get_services
+
+    worker = get_services().verification_worker()
+    for record in event:
+        worker.handle_message(record.body)
+
+
 # -- cross-region replication ------------------------------------------------------------------------------------
 
 

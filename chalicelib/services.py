@@ -407,9 +407,15 @@ class Services:
         )
 
     def status_service(self) -> StatusService:
+        from chalicelib.catalog.verifications import VerificationCatalog
         from chalicelib.scheduling.status import StatusService
 
-        return StatusService(self.policy_catalog(), self.catalog())
+        return StatusService(
+            self.policy_catalog(),
+            self.catalog(),
+            verifications=VerificationCatalog(self.client("dynamodb"), self.settings.table),
+            verify_schedules=self.verify_schedules(),
+        )
 
     def etcd_status_service(self) -> EtcdStatusService:
         from chalicelib.scheduling.etcd_status import EtcdStatusService

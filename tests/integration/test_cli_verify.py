@@ -80,6 +80,14 @@ def test_verify_run_then_list_and_describe(
     assert f"verification {result['verification_id']} of {policy.name}: Succeeded" in out
     assert "vs target 15 min" in out and "phases: fetch" in out
 
+    capsys.readouterr()
+    main(["status", *AWS, "--output", "json"])
+    (mine,) = [s for s in json.loads(capsys.readouterr().out) if s["name"] == policy.name]
+    assert mine["verification"]["verified_backup_id"] == backup.backup_id
+    assert mine["verification"]["rto_target_minutes"] == 15 and mine["verification"]["overdue"] is False
+    code, out = _cli(capsys, "status", *AWS)
+    assert "Restore verification" in out and policy.name in out
+
 
 def test_verify_run_without_a_backup_exits_1_saying_why(capsys: Any, services: Any, registered: str) -> None:
     policy = _policy(services, registered, ["shop"])
