@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.etcd_status import EtcdStatusService
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
+    from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
     from chalicelib.verification.queue import VerificationQueue
     from chalicelib.verification.worker import VerificationWorker
@@ -230,6 +231,19 @@ class Services:
         snapshot = EtcdSnapshotter(self.etcd_client(target), store).take(cluster, backup_id)
         return snapshot.to_manifest()
 
+    def etcd_verification_sweep(self) -> EtcdVerificationSweep:
+        """The etcd verification function's work; it verifies with the binaries in ``settings.etcd_bin_dir``."""
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
+
+        return EtcdVerificationSweep(
+            policies=self.policy_catalog(),
+            backups=self.catalog(),
+            results=self.etcd_verifications(),
+            reader=lambda: RepositoryReader(self.repository()),
+            verifier=lambda: self.etcd_verifier(binaries_dir=self.settings.etcd_bin_dir),
+        )
+
     def etcd_verifications(self) -> EtcdVerificationCatalog:
         from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
 
@@ -342,7 +356,7 @@ class Services:
             if self.settings.replica_bucket
             else None,
             replica_region=self.settings.replica_region,
-            etcd_verifier=self.etcd_verifier,
+            etcd_verifier=lambda: self.etcd_verifier(binaries_dir=self.settings.etcd_bin_dir),
         )
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------

@@ -42,6 +42,7 @@ class Settings:
     backup_queue_url: str | None = None
     restore_queue_url: str | None = None
     verification_queue_url: str | None = None
+    etcd_bin_dir: str | None = None  # etcd and etcdutl for verifying etcd snapshots (a Lambda layer's /opt/bin)
     endpoint_url: str | None = None  # emulated AWS (moto server); None means the real endpoints
     repository_prefix: str = "lifeboat/v1/"
 
@@ -64,6 +65,7 @@ class Settings:
             backup_queue_url=env.get("LIFEBOAT_BACKUP_QUEUE_URL") or None,
             restore_queue_url=env.get("LIFEBOAT_RESTORE_QUEUE_URL") or None,
             verification_queue_url=env.get("LIFEBOAT_VERIFICATION_QUEUE_URL") or None,
+            etcd_bin_dir=env.get("LIFEBOAT_ETCD_BIN_DIR") or None,
             endpoint_url=env.get("LIFEBOAT_AWS_ENDPOINT_URL") or None,
         )
 
