@@ -65,6 +65,13 @@ class PolicyService:
         self._etcd_schedules = etcd_schedules
         self._verify_schedules = verify_schedules
 
+    def _registered(self, cluster: str) -> bool:
+        try:
+            self._clusters.get(cluster)
+        except RecordNotFound:
+            return False
+        return True
+
     def apply(self, policy: Policy) -> Applied:
         applied = self._apply(policy)
         if self._etcd_schedules is not None:
@@ -94,6 +101,12 @@ class PolicyService:
             _, refused = policy_etcd_target(policy.etcd, cluster.etcd, managed=managed)
             if refused:
                 problems.append(f"policies[{position}] ({policy.name}).etcd: {refused}")
+            target = policy.verify.target_cluster if policy.verify is not None else None
+            if target and target != policy.cluster and not self._registered(target):
+                problems.append(
+                    f"policies[{position}] ({policy.name}).verify.target_cluster: {target!r} is not registered; "
+                    f"run `lifeboat clusters add {target} ...` first"
+                )
         if problems:
             raise InvalidPolicy(problems)
         return [self.apply(policy) for policy in policies]
