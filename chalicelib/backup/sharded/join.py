@@ -3,6 +3,7 @@ the volume snapshots its job asked for (``volumes.py``)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,11 @@ from chalicelib.backup.commit import (
 )
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
-from chalicelib.catalog.errors import StaleState
+from chalicelib.catalog.errors import StaleState, WorkerSuperseded
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import CommitMessage
 from chalicelib.core.manifest import Manifest
-from chalicelib.core.models import TERMINAL, BackupRecord
+from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.shards import ShardResult, ShardState, add_stats, merge_errors
 from chalicelib.core.trees import CLUSTER_SCOPE
 from chalicelib.core.volume_snapshots import VolumeSettings
@@ -52,7 +53,11 @@ class ShardJoin:
         self._volumes = volumes
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
-        """(the backup's record, what happened): committed, duplicate, waiting or rejected."""
+        """(the backup's record, what happened): committed, duplicate, waiting, rejected or superseded.
+
+        The join takes the backup's worker token over before it writes anything: a commit message delivered again
+        (its first join stalled past the visibility timeout) makes a second join, and only the one holding the
+        token may record the commit; the other stops ("superseded")."""
         cluster, backup_id = msg.cluster.name, msg.backup_id
         record = self._catalog.get(cluster, backup_id)
         if record.state in TERMINAL:
@@ -70,18 +75,24 @@ class ShardJoin:
         stage = self._volumes if context.plan.volumes else None
         if stage is not None and stage.waiting(context.repo, cluster, backup_id):
             return record, "waiting"  # a commit sent twice: the first one handed the backup to the volume stage
-        manifest, writer = self._manifest(msg, context, record, {ns: r for ns, r in results.items() if r is not None})
+        token = uuid.uuid4().hex
         try:
+            record = self._catalog.transition(
+                cluster, backup_id, BackupState.RUNNING, now=self._clock(), worker=record.worker, claim=token
+            )
+            manifest, writer = self._manifest(msg, context, record, {n: r for n, r in results.items() if r is not None})
             if stage is not None:
                 namespaces = sorted({ns for r in results.values() if r is not None for ns in r.trees} - {CLUSTER_SCOPE})
-                done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces)
+                done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces, token)
                 if done is None:
                     return self._catalog.get(cluster, backup_id), "waiting"
             else:
                 # This writer refuses a manifest without its own index file; the manifest names the shards' too.
                 done = commit_manifest(
-                    self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True
+                    self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True, worker=token
                 )
+        except WorkerSuperseded:
+            return self._catalog.get(cluster, backup_id), "superseded"
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
         if done.outcome == REJECTED:
@@ -98,6 +109,7 @@ class ShardJoin:
         manifest: Manifest,
         writer: Any,
         namespaces: list[str],
+        worker: str,
     ) -> Commit | None:
         """The volume stage (``backup/volumes.py``) snapshots the claims and commits, now or after waiting (None)."""
         return stage.start(
@@ -111,6 +123,7 @@ class ShardJoin:
             writer=writer,
             namespaces=namespaces,
             check_reach=True,
+            worker=worker,
         )
 
     def _manifest(
