@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +169,8 @@ class ShardJoin:
             errors=errors,
             etcd_snapshot=etcd,
         )
-        return manifest, writer
+        # The cluster's identity, as one-shot manifests record it: the next backup reuses objects only with it.
+        return replace(manifest, cluster_uid=plan.cluster_uid), writer
 
 
 def _parse(stamp: str) -> datetime | None:

@@ -82,10 +82,12 @@ class ShardPlanner:
         cluster_types: list[Resource],
         errors: list[dict[str, str]],
         counts: dict[str, int | None],
+        cluster_uid: str | None = None,
     ) -> BackupRecord:
         """Store the Namespace objects (the cluster shard's starting point), the plan and one shard per work item
         (whole namespaces, about ``item_objects`` objects each), then send the shards. A type with no object
-        anywhere in the cluster at this moment is left out of them."""
+        anywhere in the cluster at this moment is left out of them. ``cluster_uid`` (the cluster's identity) goes into
+        the plan and from there into the manifest, so the next backup of the cluster may reuse this one's objects."""
         from chalicelib.repository import RepositoryReader, RepositoryWriter
 
         cluster, backup_id = job.cluster.name, record.backup_id
@@ -129,6 +131,7 @@ class ShardPlanner:
             page_size=self._page_size,
             per_item=per_item,
             volumes=job.volumes.to_dict() if job.volumes.enabled else {},
+            cluster_uid=cluster_uid,
         )
         _, created = self._shards.create_plan(cluster, backup_id, plan.to_dict(), now=self._clock())
         if not created:
