@@ -19,6 +19,7 @@ from chalicelib.backup.commit import (
 )
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
+from chalicelib.backup.verify import damaged_sample
 from chalicelib.catalog.errors import StaleState, WorkerSuperseded
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import CommitMessage
@@ -82,6 +83,9 @@ class ShardJoin:
                 cluster, backup_id, BackupState.RUNNING, now=self._clock(), worker=record.worker, claim=token
             )
             manifest, writer = self._manifest(msg, context, record, {n: r for n, r in results.items() if r is not None})
+            refused = self._refuse_damaged_reuse(context, manifest, token)
+            if refused is not None:
+                return refused, "rejected"
             if stage is not None:
                 namespaces = sorted({ns for r in results.values() if r is not None for ns in r.trees} - {CLUSTER_SCOPE})
                 done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces, token)
@@ -100,6 +104,47 @@ class ShardJoin:
             return done.record, "rejected"
         self._shards.forget_done(cluster, backup_id, now=self._clock())
         return done.record, "committed"
+
+    def _refuse_damaged_reuse(self, context: Any, manifest: Manifest, token: str) -> BackupRecord | None:
+        """Fail the backup before its commit when a sample of what its shards deduplicated against does not read
+        (as one-shot backups do, ``backup/verify.py``): the trees it shares with earlier backups are all re-read,
+        and up to ``SAMPLE_PER_PACK`` reused object blobs per pack. The Failed record, or None when all is well."""
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.repository.reach import list_packs, reachable
+
+        reader = RepositoryReader(context.repo)
+        index = reader.load_index()
+        files = reader.index_files()
+        # What this backup packed itself is in the index files it names; everything else it reaches, it reused.
+        own = {
+            row[0]
+            for name in manifest.index_files
+            if name in files
+            for rows in files[name].packs.values()
+            for row in rows
+        }
+        reach = reachable(reader, [manifest], stored_packs=list_packs(context.repo.store))
+        if reach.unindexed or reach.missing_packs:
+            return None  # gone, not damaged: the commit's own reach check fails the backup and says so
+        shared_trees = [b for b in reach.trees if b not in own]
+        reused = {b for b in reach.blobs if b not in own and b not in reach.trees}
+        damaged = damaged_sample(reader, index, reused, always=shared_trees)
+        damaged += [(u.blob, str(u.error)) for u in reach.unreadable if u.blob not in {b for b, _ in damaged}]
+        if not damaged:
+            return None
+        blob, error = damaged[0]
+        failure = (
+            f"{len(damaged)} blob(s) this backup deduplicates against are damaged (first: blob {blob}: {error}); "
+            "nothing was committed"
+        )
+        return self._catalog.transition(  # type: ignore[no-any-return]
+            manifest.cluster,
+            manifest.backup_id,
+            BackupState.FAILED,
+            now=self._clock(),
+            worker=token,
+            failure=failure[:2048],
+        )
 
     def _with_volumes(
         self,
