@@ -49,7 +49,7 @@ class BackupApi:
 
 
 # What the API shows of the daily check's damaged mark (``catalog/backups.py``: ``mark_damaged``).
-DAMAGED_FIELDS = ("found_at", "checked_at", "count", "blobs", "repaired_at", "repaired")
+DAMAGED_FIELDS = ("found_at", "checked_at", "count", "blobs")
 
 
 def backup_view(record: BackupRecord) -> dict[str, Any]:
