@@ -382,8 +382,15 @@ class Services:
         def clusters() -> list[ClusterRef]:
             return [ClusterRef(c.name, c.auth) for c in self.cluster_catalog().list() if c.auth is not None]
 
+        def cluster_client(name: str) -> Any:
+            auth = self.cluster_catalog().get(name).auth
+            if auth is None:
+                raise ValueError(f"cluster {name!r} is not registered with credentials")
+            return self.connect(ClusterRef(name, auth))
+
         options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog()))
         options.setdefault("catalog", self.catalog())
+        options.setdefault("repair", cluster_client)
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

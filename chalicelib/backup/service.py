@@ -287,6 +287,7 @@ class BackupService:
                     cluster_types=cluster_types,
                     errors=discovery_errors,
                     counts=type_counts,
+                    cluster_uid=cluster_uid,
                 )
 
         from chalicelib.repository import RepositoryWriter

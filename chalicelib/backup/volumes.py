@@ -117,9 +117,11 @@ class VolumeStage:
         namespaces: list[str],
         finished_at: datetime | None = None,
         check_reach: bool = False,
+        worker: str | None = None,
     ) -> Commit | None:
         """Snapshot the claims ``manifest``'s backup holds and commit now if they are all settled (the commit, with
-        ``check_reach`` as ``commit_manifest`` takes it); None when the backup now waits for them."""
+        ``check_reach`` and the fencing ``worker`` token as ``commit_manifest`` takes them); None when the backup now
+        waits for them."""
         csi = self._snapshots(client)
         claims = csi.claims(scope, namespaces)
         records = plan_claims(settings, record.backup_id, claims, csi.classes())
@@ -134,11 +136,12 @@ class VolumeStage:
                 clock=self._clock,
                 finished_at=finished_at,
                 check_reach=check_reach,
+                worker=worker,
             )
         deadline = iso(self._clock() + timedelta(seconds=settings.ready_timeout_s))
         self._store(Draft(manifest, tuple(records), deadline, settings.ready_timeout_s), repo)
         self._queue.send(VolumesMessage(ref, record.backup_id).to_dict(), delay_s=self._poll_delay_s)
-        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock())
+        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock(), worker=worker)
         return None
 
     def waiting(self, repo: Any, cluster: str, backup_id: str) -> bool:
