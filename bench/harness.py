@@ -24,6 +24,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB (Linux /proc), e.g. before the measured work starts."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _wait_ready(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import peak_rss_mb
+from bench.harness import peak_rss_mb, rss_mb
 
 STOP = b"STOP"
 LAMBDA_BUDGET_S = 900
@@ -101,11 +101,51 @@ def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[st
     service = services.backup_service()
     import chalicelib.repository  # noqa: F401  (warm)
 
+    rss_before = rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
     result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     record = services.catalog().get("oneshot", result["backup_id"])
-    return {**_report(record, wall), "cpu_s": round(cpu, 3)}
+    return {**_report(record, wall), "cpu_s": round(cpu, 3), "rss_before_mb": round(rss_before, 1)}
+
+
+def traced(kubeconfig: str, endpoint: str, prefix: str, job_id: str, top: str = "25") -> dict[str, Any]:
+    """``oneshot`` with tracemalloc: the heap's growth when the writer finishes (every tree written, nothing yet
+    let go by the backup), per allocating line, and tracemalloc's peak."""
+    import tracemalloc
+
+    from chalicelib.backup.worker import handle_message
+    from chalicelib.repository.writer import RepositoryWriter
+
+    services = _services(endpoint, prefix, kubeconfig)
+    service = services.backup_service()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    taken: list[Any] = []
+    finish = RepositoryWriter.finish
+
+    def snapshot_then_finish(self: RepositoryWriter) -> list[str]:
+        taken.append(tracemalloc.take_snapshot())
+        return finish(self)
+
+    RepositoryWriter.finish = snapshot_then_finish  # type: ignore[method-assign]
+    try:
+        result = handle_message(service, job(kubeconfig, "traced", job_id, shard=False))
+    finally:
+        RepositoryWriter.finish = finish  # type: ignore[method-assign]
+    _, peak = tracemalloc.get_traced_memory()
+    diff = taken[0].compare_to(before, "lineno")
+    rows = [
+        {"where": str(d.traceback[0]), "bytes": d.size_diff, "count": d.count_diff}
+        for d in diff[: int(top)]
+        if d.size_diff > 0
+    ]
+    return {
+        "state": result.get("status"),
+        "growth_bytes": sum(d.size_diff for d in diff),
+        "traced_peak_bytes": peak,
+        "top": rows,
+    }
 
 
 def worker(kubeconfig: str, endpoint: str, prefix: str, address: str, authkey: str, *, ready: Any) -> dict[str, Any]:
@@ -176,7 +216,7 @@ def _protocol_stream() -> Any:
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     out = _protocol_stream() if command == "worker" else sys.stdout
-    commands = {"oneshot": oneshot, "worker": worker, "root": manifest_root}
+    commands = {"oneshot": oneshot, "traced": traced, "worker": worker, "root": manifest_root}
     output = commands[command](*args) if command != "worker" else worker(*args, ready=out)
     out.write(orjson.dumps(output).decode() + "\n")
     out.flush()
