@@ -55,12 +55,16 @@ def main() -> None:
         )
     counted = max(1, plain["counts"]["objects"])
     print(f"objects loaded {loaded:,}, backed up {counted:,}; state {plain['state']}")
-    print(f"peak RSS (no tracemalloc): {plain['peak_rss_mb']:.1f} MiB; wall {plain['wall_s']:.2f} s")
-    print(f"traced heap growth at the last tree: {traced['growth_bytes'] / 2**20:.1f} MiB "
-          f"({traced['growth_bytes'] / counted:.0f} B/object); traced peak {traced['traced_peak_bytes'] / 2**20:.1f} MiB")
-    print(f"{'bytes/obj':>10} {'MiB':>8} {'blocks':>9}  where")
-    for row in traced["top"]:
-        print(f"{row['bytes'] / counted:10.0f} {row['bytes'] / 2**20:8.1f} {row['count']:9d}  {row['where']}")
+    print(f"peak RSS (no tracemalloc): {plain['peak_rss_mb']:.1f} MiB; {plain['rss_before_mb']:.1f} MiB before the "
+          f"backup; wall {plain['wall_s']:.2f} s")
+    growth, peak = traced["growth_bytes"], traced["traced_peak_bytes"]
+    print(f"traced heap growth when the writer finishes: {growth / 2**20:.1f} MiB ({growth / counted:.0f} B/object)")
+    print(f"traced peak: {peak / 2**20:.1f} MiB ({peak / counted:.0f} B/object)")
+    for title, key in (("when the writer finishes", "top"), ("at the sampled peak", "peak_top")):
+        print(f"-- {title}")
+        print(f"{'bytes/obj':>10} {'MiB':>8} {'blocks':>9}  where")
+        for row in traced[key]:
+            print(f"{row['bytes'] / counted:10.0f} {row['bytes'] / 2**20:8.1f} {row['count']:9d}  {row['where']}")
     print(orjson.dumps({"objects": counted, "peak_rss_mb": round(plain["peak_rss_mb"], 1), **traced}).decode())
 
 

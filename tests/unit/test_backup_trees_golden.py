@@ -61,3 +61,9 @@ def test_trees_of_a_fixed_fixture_keep_their_ids():
     trees, root = backup_trees()
     assert trees == GOLDEN_TREES
     assert root == GOLDEN_ROOT
+
+
+def test_the_compact_collector_writes_the_same_trees():
+    from chalicelib.backup.compact import CompactCollector
+
+    assert backup_trees(CompactCollector) == (GOLDEN_TREES, GOLDEN_ROOT)
