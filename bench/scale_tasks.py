@@ -85,16 +85,16 @@ def _services(endpoint: str, prefix: str, kubeconfig: str | None = None) -> Any:
     return services
 
 
-def job(kubeconfig: str, cluster: str, job_id: str, shard: bool) -> dict[str, Any]:
+def job(kubeconfig: str, cluster: str, job_id: str, shard: bool, namespaces: str = "bench-*") -> dict[str, Any]:
     return {
         "job_id": job_id,
         "cluster": {"name": cluster, "auth": {"type": "kubeconfig", "kubeconfig": Path(kubeconfig).read_text()}},
-        "scope": {"include_namespaces": ["bench-*"]},
+        "scope": {"include_namespaces": [namespaces]},
         "shard": shard,
     }
 
 
-def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str, Any]:
+def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces: str = "bench-*") -> dict[str, Any]:
     from chalicelib.backup.worker import handle_message
 
     services = _services(endpoint, prefix, kubeconfig)
@@ -103,7 +103,7 @@ def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[st
 
     rss_before = rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
-    result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False))
+    result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False, namespaces=namespaces))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     record = services.catalog().get("oneshot", result["backup_id"])
     return {**_report(record, wall), "cpu_s": round(cpu, 3), "rss_before_mb": round(rss_before, 1)}
