@@ -6,7 +6,10 @@ collector writes its last scope tree (everything the backup holds is still alive
 of the difference, per allocating line, with bytes per object. A second child runs the same backup without
 tracemalloc for its peak RSS (tracemalloc's own bookkeeping would inflate it).
 
-    python bench/memory.py --objects 50000 [--top 25]
+    python bench/memory.py --objects 50000 [--top 25] [--noop]
+
+``--noop`` traces a second backup of the unchanged cluster into the same repository instead: what an incremental
+holds (the parent's trees, the repository index) rather than what a first backup does.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=50_000)
     parser.add_argument("--namespaces", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--noop", action="store_true", help="trace an incremental of the unchanged cluster")
     args = parser.parse_args()
 
     from sandbox.synthetic import synthetic_objects
@@ -49,7 +53,7 @@ def main() -> None:
             "traced",
             kubeconfig,
             srv.aws_endpoint,
-            "mem-traced/lifeboat/v1/",
+            "mem-rss/lifeboat/v1/" if args.noop else "mem-traced/lifeboat/v1/",
             f"t-{uuid.uuid4()}",
             str(args.top),
         )

@@ -143,7 +143,7 @@ def traced(kubeconfig: str, endpoint: str, prefix: str, job_id: str, top: str = 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        result = handle_message(service, job(kubeconfig, "traced", job_id, shard=False))
+        result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False))
     finally:
         done.set()
         watcher.join()
