@@ -22,6 +22,8 @@ CLUSTER_TAG = "lifeboat.io/cluster"
 CLAIM_TAG = "lifeboat.io/persistent-volume-claim"  # <namespace>/<claim>
 SNAPSHOT_TAG = "lifeboat.io/snapshot"  # the deterministic name: how a redelivered job finds the snapshot it made
 COPY_OF_TAG = "lifeboat.io/copy-of"  # on a copy: <source region>/<source snapshot id>
+# The IAM policy lets the functions create and delete only snapshots carrying this tag.
+MANAGED_BY_TAG, MANAGED_BY = "lifeboat.io/managed-by", "lifeboat"
 
 PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
 EVENT_SOURCE = "aws.ec2"
@@ -45,6 +47,7 @@ def snapshot_tags(cluster: str, backup_id: str, namespace: str, claim: str, name
         CLUSTER_TAG: cluster,
         CLAIM_TAG: f"{namespace}/{claim}",
         SNAPSHOT_TAG: name,
+        MANAGED_BY_TAG: MANAGED_BY,
         "Name": name,
     }
 
