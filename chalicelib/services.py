@@ -418,7 +418,11 @@ class Services:
         def clusters() -> list[ClusterRef]:
             return [ClusterRef(c.name, c.auth) for c in self.cluster_catalog().list() if c.auth is not None]
 
-        options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog()))
+        def ebs_regions() -> list[Ec2Snapshots]:
+            regions = [self.settings.region, self.settings.replica_region]
+            return [self.ec2_snapshots(r) for r in dict.fromkeys(regions) if r]
+
+        options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog(), ebs=ebs_regions))
         options.setdefault("catalog", self.catalog())
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
