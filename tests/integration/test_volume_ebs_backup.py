@@ -336,3 +336,42 @@ def test_a_copy_event_records_the_copy_and_an_unknown_snapshot_is_ignored(
     reply = invoke_event(app_client, snapshot_event("createSnapshot", "succeeded", stranger, TEST_REGION, volume))
     assert reply["outcome"] == "ignored" and "not a backup's snapshot" in reply["reason"]
     assert invoke_event(app_client, {**event, "detail-type": "EBS Volume Notification"})["outcome"] == "ignored"
+
+
+def test_backups_describe_lists_every_volume_with_its_snapshot_size_and_copies(
+    services, kubeconfig_path, test_namespace, ebs_claims, queue, clock, app_client, capsys
+):
+    import json
+
+    from chalicelib.cli.main import main
+
+    record = services.backup_service(queue=queue, clock=clock).run(ebs_job(kubeconfig_path, test_namespace)).record
+    records = by_pvc(manifest_of(services, record))
+    copy = records["data"]["copies"][0]["snapshot_id"]
+    source = f"arn:aws:ec2::{TEST_REGION}:snapshot/{records['data']['snapshot_handle']}"
+    invoke_event(app_client, snapshot_event("copySnapshot", "succeeded", copy, REPLICA_REGION, source))
+    aws = ["--table", TEST_TABLE, "--bucket", TEST_BUCKET, "--region", TEST_REGION]
+
+    capsys.readouterr()
+    assert main(["backups", "describe", record.backup_id, *aws, "--output", "json"]) == 0
+    volumes = {v["claim"]: v for v in json.loads(capsys.readouterr().out)["volumes"]}
+    data = volumes[f"{test_namespace}/data"]
+    assert (data["mode"], data["state"], data["size"]) == ("ebs", "ready", "8Gi")
+    assert data["snapshot"] == f"{records['data']['snapshot_handle']} ({TEST_REGION})"
+    assert data["copies"] == [{"region": REPLICA_REGION, "snapshot_id": copy, "state": "completed"}]
+    assert volumes[f"{test_namespace}/legacy"]["copies"][0]["state"] == "pending"
+
+    assert main(["backups", "describe", record.backup_id, *aws]) == 0
+    text = capsys.readouterr().out
+    table = text[text.index("Volumes") :]
+    header = next(line for line in table.splitlines() if "┃" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == ["claim", "mode", "state", "snapshot", "size", "copies"]
+    # Cells may fold over lines: each column's text, read down the table, holds its values whole.
+    cells = [line.split("│")[1:-1] for line in table.splitlines() if "│" in line]
+    column = ["".join(row[i].strip() for row in cells) for i in range(6)]
+    for name in ("data", "legacy"):
+        assert f"{test_namespace}/{name}" in column[0]
+        assert records[name]["snapshot_handle"] in column[3], table
+        assert records[name]["copies"][0]["snapshot_id"] in column[5], table
+    assert column[1] == "ebsebs" and column[2] == "readyready" and column[4] == "8Gi8Gi"
+    assert "completed" in column[5] and "pending" in column[5]
