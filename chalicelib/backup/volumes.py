@@ -30,7 +30,9 @@ from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import (
+    AUTO,
     CSI,
+    EBS,
     SETTLED,
     VolumeRecord,
     VolumeSettings,
@@ -131,7 +133,8 @@ class VolumeStage:
         """Snapshot the claims ``manifest``'s backup holds and commit now if they are all settled (the commit, with
         ``check_reach`` as ``commit_manifest`` takes it); None when the backup now waits for them."""
         csi = self._snapshots(client)
-        ebs = self._ebs() if self._ebs is not None else None
+        # EC2 clients only for a mode that may use them.
+        ebs = self._ebs() if self._ebs is not None and settings.mode in (EBS, AUTO) else None
         claims = csi.claims(scope, namespaces)
         records = plan_claims(
             settings,

@@ -318,9 +318,9 @@ def plan_claims(
     """Per claim: PENDING with the snapshot to create (name, class, driver), or a settled record saying why not.
 
     ``ebs_region`` is where EBS direct snapshots are made (None: they cannot be); ``copy_region`` the region they are
-    copied into. ``ebs`` mode snapshots every EBS claim with EC2; ``auto`` does when the copy is asked for (a CSI
-    snapshot cannot leave its region) or no VolumeSnapshotClass serves the claim's driver, and takes a CSI snapshot
-    otherwise."""
+    copied into. ``ebs`` mode snapshots every EBS claim with EC2. ``auto`` takes a CSI snapshot when a
+    VolumeSnapshotClass serves the claim's driver, else snapshots an EBS claim with EC2 when a copy into another
+    region is asked for (a replica region), else records the claim as not snapshot-able."""
     known = list(classes)
     records = []
     for claim in sorted(claims, key=lambda c: (c.namespace, c.name)):
@@ -367,7 +367,7 @@ def _plan_ebs(
         problem = "EBS direct snapshots are not configured (no EC2 region)"
     if settings.mode == AUTO:
         has_class = bool(claim.driver) and _pick_class(settings, claim.driver, classes) is not None
-        if problem or (has_class and not copy_region):
+        if problem or has_class or not copy_region:
             return None
     if problem:
         return replace(base, type=EBS, state=FAILED, error=problem, reason=problem)

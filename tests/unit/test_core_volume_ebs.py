@@ -73,18 +73,20 @@ def test_ebs_mode_without_ec2_fails_each_claim_saying_so() -> None:
     assert records[0].state == "failed" and "not configured" in records[0].error
 
 
-def test_auto_mode_takes_ebs_direct_when_a_copy_is_asked_and_csi_otherwise() -> None:
+def test_auto_mode_takes_csi_when_a_class_serves_the_claim_and_ebs_direct_when_a_copy_is_asked() -> None:
     auto = VolumeSettings(mode="auto")
     copied = _by_pvc(plan_claims(auto, "B1", _claims(), CLASSES, ebs_region="us-east-1", copy_region="us-west-2"))
-    assert copied["data"].type == "ebs" and copied["legacy"].type == "ebs"
+    assert copied["data"].type == "csi" and copied["data"].snapshot_class == "ebs-snap"
+    assert copied["legacy"].type == "ebs", "no CSI class can snapshot an in-tree volume; EC2 can, and copy it"
     assert copied["files"].type == "csi" and copied["files"].snapshot_class == "efs-snap"
 
-    local = _by_pvc(plan_claims(auto, "B1", _claims(), CLASSES, ebs_region="us-east-1"))
-    assert local["data"].type == "csi" and local["data"].snapshot_class == "ebs-snap"
-    assert local["legacy"].type == "ebs", "no CSI class can snapshot an in-tree volume; EC2 can"
+    classless = _by_pvc(
+        plan_claims(auto, "B1", _claims(), CLASSES[1:], ebs_region="us-east-1", copy_region="us-west-2")
+    )
+    assert classless["data"].type == "ebs" and classless["data"].state == "pending"
 
-    without = _by_pvc(plan_claims(auto, "B1", _claims(), CLASSES))
-    assert without["legacy"].state == "not-snapshotable" and "in-tree" in without["legacy"].reason
+    local = _by_pvc(plan_claims(auto, "B1", _claims(), CLASSES, ebs_region="us-east-1"))
+    assert local["legacy"].state == "not-snapshotable" and "in-tree" in local["legacy"].reason, "no copy asked"
 
 
 def test_an_ebs_record_round_trips_with_its_copies() -> None:
