@@ -101,8 +101,13 @@ class Dispatcher:
                 outcome = self._dispatch(record, now)
             except Exception as exc:  # noqa: BLE001 -- one broken policy or a throttled call must not hold up the others
                 logger().exception("policy not dispatched", extra={"policy": record.policy.name})
-                outcome = Outcome(record.policy.name, record.policy.cluster, str(record.next_run_at), "failed",
-                                  f"{type(exc).__name__}: {exc}")
+                outcome = Outcome(
+                    record.policy.name,
+                    record.policy.cluster,
+                    str(record.next_run_at),
+                    "failed",
+                    f"{type(exc).__name__}: {exc}",
+                )
             if outcome is not None:
                 outcomes.append(outcome)
                 logger().info("policy run", extra=outcome.__dict__)
@@ -169,8 +174,11 @@ class Dispatcher:
         if cluster_auth is None:
             return "skipped"
         job = BackupJob(
-            job_id=str(run.job_id), cluster=ClusterRef(policy.cluster, cluster_auth, etcd=etcd), scope=policy.scope,
-            policy=policy.name, volumes=policy.volumes,
+            job_id=str(run.job_id),
+            cluster=ClusterRef(policy.cluster, cluster_auth, etcd=etcd),
+            scope=policy.scope,
+            policy=policy.name,
+            volumes=policy.volumes,
         )
         try:
             self._queue.send(job.to_dict())

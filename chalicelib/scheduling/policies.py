@@ -113,9 +113,7 @@ class PolicyService:
             if policy.enabled:
                 upcoming = next_run(policy.schedule, now) if reschedule else existing.next_run_at
             try:
-                record = self._policies.update(
-                    policy, next_run_at=upcoming, expected_version=existing.version, now=now
-                )
+                record = self._policies.update(policy, next_run_at=upcoming, expected_version=existing.version, now=now)
             except VersionConflict:
                 continue  # the dispatcher claimed a run meanwhile: recompute from the fresh record
             return Applied(policy.name, policy.cluster, "updated", record.next_run_at)
