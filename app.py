@@ -136,6 +136,25 @@ def replication_reconciler(event: Any) -> dict[str, Any]:
     return run_reconciler(get_services().replication_reconciler(), time_left)
 
 
+# -- EBS direct snapshots -----------------------------------------------------------------------------------------
+
+
+@app.on_cw_event({"source": ["aws.ec2"], "detail-type": ["EBS Snapshot Notification"]})
+def ebs_snapshot_events(event: Any) -> dict[str, Any]:
+    """A backup's EBS snapshot or its copy finished (or failed): recorded in the catalog."""
+    from chalicelib.services import get_services
+
+    return get_services().snapshot_events().handle(event.to_dict())
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def ebs_snapshot_poller(event: Any) -> dict[str, Any]:
+    """Settles EBS snapshots and copies whose notification never came, from EC2's own state."""
+    from chalicelib.services import get_services
+
+    return get_services().snapshot_events().poll()
+
+
 # -- policies, scheduling, maintenance ---------------------------------------------------------------------------
 
 _POLICY_CONTENT_TYPES = ["application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/plain"]

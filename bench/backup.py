@@ -14,10 +14,14 @@ Prints a table and, last, one JSON line:
   empty_scope_s              wall time of a backup whose scope selects no namespace: the fixed overhead
   empty_scope_requests       its AWS requests (S3 + DynamoDB)
   raw_list_all_types_s       plain paged GETs of every type the backup lists (discovery included): the second baseline
+
+``--kubeconfig PATH`` runs the same measurements against that cluster instead of the test server: the objects go
+into namespaces of the benchmark's own (``lifeboat-bench-*``), created with plain creates and deleted afterwards.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import uuid
@@ -27,36 +31,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from bench.harness import bulk_load, cold_import_ms, replace_objects, run_child, servers  # noqa: E402
+from bench.harness import cold_import_ms, load_objects, replace_objects, run_child, servers  # noqa: E402
 
 RUNS = 3
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", metavar="PATH", help="run against this cluster, not the test server")
+    args = parser.parse_args()
+
     from rich.console import Console
     from rich.table import Table
 
     from sandbox.synthetic import mutate_fraction, synthetic_objects
 
     objects = list(synthetic_objects(namespaces=20, configmaps=4750, secrets=4750, deployments=500, size_bytes=1024))
-    with servers(Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))) as srv:
-        bulk_load(srv, objects)
+    with servers(Path(tempfile.mkdtemp(prefix="lifeboat-bench-")), kubeconfig=args.kubeconfig) as srv:
+        load_objects(srv, objects)
         kubeconfig = str(srv.kubeconfig)
-        raw = [run_child("bench.tasks", "rawlist", kubeconfig) for _ in range(RUNS)]
-        raw_all = [run_child("bench.tasks", "rawlistall", kubeconfig) for _ in range(RUNS)]
+        owner, pattern = srv.owned_prefix or "", srv.ns("bench-*")
+        raw = [run_child("bench.tasks", "rawlist", kubeconfig, owner, "20") for _ in range(RUNS)]
+        raw_all = [run_child("bench.tasks", "rawlistall", kubeconfig, pattern) for _ in range(RUNS)]
         fulls = []
         for i in range(RUNS):
             prefix = f"bench-full-{i}/lifeboat/v1/"
             fulls.append(
                 (
                     prefix,
-                    run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"full-{uuid.uuid4()}"),
+                    run_child(
+                        "bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"full-{uuid.uuid4()}", pattern
+                    ),
                 )
             )
         prefix, full = min(fulls, key=lambda pair: pair[1]["wall_s"])
         assert full["state"] == "Completed", full
         noops = [
-            run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"noop-{uuid.uuid4()}")
+            run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"noop-{uuid.uuid4()}", pattern)
             for _ in range(RUNS)
         ]
         noop = min(noops, key=lambda r: r["wall_s"])
@@ -71,7 +82,9 @@ def main() -> None:
         )
         changed = mutate_fraction(objects, 0.01, seed=7)
         replace_objects(srv, changed)
-        incr = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"incr-{uuid.uuid4()}")
+        incr = run_child(
+            "bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"incr-{uuid.uuid4()}", pattern
+        )
 
     raw_best = min(r["wall_s"] for r in raw)
     full_best = full["wall_s"]

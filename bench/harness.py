@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,12 @@ sys.path.insert(0, str(ROOT))
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, in MiB (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, in MiB (Linux /proc), e.g. before the measured work starts."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _wait_ready(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
@@ -44,47 +50,183 @@ class Servers:
     kubeconfig: Path
     aws_endpoint: str
     token: str
+    # Given with --kubeconfig: the benchmark runs against that cluster, in namespaces whose names start with this
+    # prefix (it creates them and removes them afterwards). None: the Kubernetes API test server, started for it.
+    owned_prefix: str | None = None
+    created: set[str] = field(default_factory=set)  # namespaces the benchmark created there
+
+    def ns(self, name: str) -> str:
+        """The name the benchmark gives namespace ``name`` on this cluster."""
+        return f"{self.owned_prefix}{name}" if self.owned_prefix else name
+
+
+OWNED_PREFIX = "lifeboat-"  # bench-000 becomes lifeboat-bench-000 on a cluster given with --kubeconfig
 
 
 @contextmanager
-def servers(workdir: Path, *, moto_module: str = "moto.server") -> Iterator[Servers]:
+def servers(workdir: Path, *, moto_module: str = "moto.server", kubeconfig: str | None = None) -> Iterator[Servers]:
     """The Kubernetes API test server and a moto server, each in its own process (no shared GIL with the client).
 
-    ``moto_module`` runs another moto entry point (``bench.moto_serial``: one request at a time)."""
-    import yaml
-
-    from sandbox.environment import FAKE_CREDENTIALS, free_port, provision_aws
+    ``moto_module`` runs another moto entry point (``bench.moto_serial``: one request at a time). ``kubeconfig``
+    names a cluster to use instead of the test server (only moto is started); every namespace the benchmark
+    created there (``created_namespaces``) is deleted when the block ends."""
+    from sandbox.environment import FAKE_CREDENTIALS
 
     os.environ.update(FAKE_CREDENTIALS)
     workdir.mkdir(parents=True, exist_ok=True)
-    kubeconfig = workdir / "kubeconfig"
+    if kubeconfig is not None:
+        with _moto(moto_module) as endpoint:
+            url = _kubeconfig_server(Path(kubeconfig))
+            srv = Servers(url, Path(kubeconfig), endpoint, "", owned_prefix=OWNED_PREFIX)
+            try:
+                yield srv
+            finally:
+                delete_namespaces(srv)
+        return
+    import yaml
+
+    kubeconfig_path = workdir / "kubeconfig"
     kube = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.kubeapi", "--kubeconfig-out", str(kubeconfig)],
+        [sys.executable, "-m", "sandbox.kubeapi", "--kubeconfig-out", str(kubeconfig_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    try:
+        url = _wait_ready(kube, "READY ")
+        with _moto(moto_module) as endpoint:
+            token = yaml.safe_load(kubeconfig_path.read_text())["users"][0]["user"]["token"]
+            yield Servers(url, kubeconfig_path, endpoint, token)
+    finally:
+        _stop(kube)
+
+
+@contextmanager
+def _moto(module: str) -> Iterator[str]:
+    from sandbox.environment import free_port, provision_aws
+
     port = free_port()
     moto = subprocess.Popen(
-        [sys.executable, "-m", moto_module, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        url = _wait_ready(kube, "READY ")
         endpoint = f"http://127.0.0.1:{port}"
         _wait_http(endpoint)
         provision_aws(endpoint)
-        token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
-        yield Servers(url, kubeconfig, endpoint, token)
+        yield endpoint
     finally:
-        for proc in (kube, moto):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(moto)
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _kubeconfig_server(path: Path) -> str:
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    current = config.get("current-context")
+    contexts = {c["name"]: c["context"] for c in config.get("contexts") or []}
+    name = contexts[current]["cluster"] if current in contexts else config["clusters"][0]["name"]
+    return str(next(c["cluster"]["server"] for c in config["clusters"] if c["name"] == name))
+
+
+def _kube_client(srv: Servers) -> Any:
+    from chalicelib.kube import KubeClient
+
+    return KubeClient.from_kubeconfig(srv.kubeconfig.read_text())
+
+
+def owned(srv: Servers, objects: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``objects`` with their namespaces (and Namespace objects) renamed to the ones the benchmark owns."""
+    for obj in objects:
+        if not srv.owned_prefix:
+            yield obj
+            continue
+        meta = dict(obj["metadata"])
+        if obj["kind"] == "Namespace":
+            meta["name"] = srv.ns(meta["name"])
+        elif meta.get("namespace"):
+            meta["namespace"] = srv.ns(meta["namespace"])
+        yield {**obj, "metadata": meta}
+
+
+def create_objects(srv: Servers, objects: Iterable[dict[str, Any]], threads: int = 16) -> int:
+    """Create ``objects`` (namespaces first) with plain POSTs, ``threads`` at a time: how a benchmark loads a cluster
+    that has no bulk endpoint. Namespaces it creates are remembered for ``delete_namespaces``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.core.resources import Resource
+
+    kinds = {
+        "Namespace": ("", "namespaces", False),
+        "ConfigMap": ("", "configmaps", True),
+        "Secret": ("", "secrets", True),
+        "Deployment": ("apps", "deployments", True),
+    }
+
+    def resource_of(obj: dict[str, Any]) -> Resource:
+        group, plural, namespaced = kinds[obj["kind"]]
+        version = obj["apiVersion"].rpartition("/")[2]
+        return Resource(group, version, obj["kind"], plural, namespaced, frozenset({"create", "list"}))
+
+    client = _kube_client(srv)
+    items = list(objects)
+    namespaces = [o for o in items if o["kind"] == "Namespace"]
+    rest = [o for o in items if o["kind"] != "Namespace"]
+
+    def create(obj: dict[str, Any]) -> int:
+        client.create(resource_of(obj), obj)
+        return 1
+
+    with ThreadPoolExecutor(threads) as pool:
+        srv.created.update(ns["metadata"]["name"] for ns in namespaces)
+        created = sum(pool.map(create, namespaces))
+        created += sum(pool.map(create, rest))
+    client.close()
+    return created
+
+
+def delete_namespaces(srv: Servers, timeout_s: float = 300) -> None:
+    """Delete the namespaces the benchmark created, and wait until they are gone (their objects with them)."""
+    from chalicelib.kube.errors import NotFound
+
+    names = sorted(srv.created)
+    if not names:
+        return
+    client = _kube_client(srv)
+    try:
+        for name in names:
+            client.delete_namespace(name)
+
+        def gone() -> bool:
+            for name in names:
+                try:
+                    client.get(f"/api/v1/namespaces/{name}")
+                except NotFound:
+                    continue
+                return False
+            return True
+
+        client.wait_for(gone, timeout_s, 1.0, what=f"deletion of {len(names)} benchmark namespaces")
+    finally:
+        client.close()
+        srv.created.clear()
+
+
+def load_objects(srv: Servers, objects: Iterable[dict[str, Any]]) -> int:
+    """Seed the cluster: the test server's bulk endpoint, or plain creates in owned namespaces (``--kubeconfig``)."""
+    if srv.owned_prefix:
+        return create_objects(srv, owned(srv, objects))
+    return bulk_load(srv, objects)
 
 
 def _wait_http(url: str, timeout: float = 30) -> None:
@@ -162,6 +304,8 @@ def cold_import_ms(module: str = "app", runs: int = 5) -> float:
 
 def replace_objects(srv: Servers, objects: Iterable[dict[str, Any]]) -> int:
     """PUT changed ConfigMaps/Secrets back, as a user's edit would."""
+    if srv.owned_prefix:
+        return _replace_owned(srv, owned(srv, objects))
     pool = kube_pool(srv)
     plural = {"ConfigMap": "configmaps", "Secret": "secrets"}
     headers = {"Authorization": f"Bearer {srv.token}", "Content-Type": "application/json"}
@@ -173,4 +317,22 @@ def replace_objects(srv: Servers, objects: Iterable[dict[str, Any]]) -> int:
         if resp.status >= 300:
             raise RuntimeError(f"PUT {path} failed: HTTP {resp.status}")
         count += 1
+    return count
+
+
+def _replace_owned(srv: Servers, objects: Iterable[dict[str, Any]]) -> int:
+    client = _kube_client(srv)
+    plural = {"ConfigMap": "configmaps", "Secret": "secrets"}
+    count = 0
+    try:
+        for obj in objects:
+            meta = obj["metadata"]
+            path = f"/api/v1/namespaces/{meta['namespace']}/{plural[obj['kind']]}/{meta['name']}"
+            current = client.get(path)
+            # A real API server wants the stored resourceVersion back on a replace.
+            body = {**obj, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}}
+            client.request("PUT", path, body=body)
+            count += 1
+    finally:
+        client.close()
     return count

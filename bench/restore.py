@@ -5,10 +5,14 @@ Prints a table and, last, one JSON line:
   restore_objects_per_s   objects restored per second
   dry_run_s               time to plan the same restore without touching the cluster
   peak_rss_mb             peak RSS of the restore process (target <= 300)
+
+``--kubeconfig PATH`` runs it against that cluster instead of the test server, in namespaces of the benchmark's own
+(``lifeboat-bench-*``, ``lifeboat-raw-bench-*``, ``lifeboat-rst-bench-*``), deleted afterwards.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import uuid
@@ -18,23 +22,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from bench.harness import bulk_load, run_child, servers  # noqa: E402
+from bench.harness import load_objects, run_child, servers  # noqa: E402
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", metavar="PATH", help="run against this cluster, not the test server")
+    args = parser.parse_args()
+
     from rich.console import Console
     from rich.table import Table
 
     from sandbox.synthetic import synthetic_objects
 
     objects = list(synthetic_objects(namespaces=20, configmaps=4750, secrets=4750, deployments=500))
-    with servers(Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))) as srv:
-        bulk_load(srv, objects)
+    with servers(Path(tempfile.mkdtemp(prefix="lifeboat-bench-")), kubeconfig=args.kubeconfig) as srv:
+        load_objects(srv, objects)
         kubeconfig = str(srv.kubeconfig)
+        owner = srv.owned_prefix or ""
+        if owner:
+            # What the raw creates and the restore make: deleted with the benchmark's own namespaces.
+            srv.created.update(f"{owner}{p}bench-{i:03d}" for p in ("raw-", "rst-") for i in range(20))
         prefix = "bench-restore/lifeboat/v1/"
-        backup = run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"b-{uuid.uuid4()}")
+        backup = run_child(
+            "bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"b-{uuid.uuid4()}", srv.ns("bench-*")
+        )
         assert backup["state"] == "Completed", backup
-        raw = run_child("bench.tasks", "rawcreate", kubeconfig, "raw-")
+        raw = run_child("bench.tasks", "rawcreate", kubeconfig, "raw-", owner)
         dry = run_child(
             "bench.tasks",
             "restore",
@@ -45,6 +59,7 @@ def main() -> None:
             backup["backup_id"],
             "dry-",
             "dry",
+            owner,
         )
         real = run_child(
             "bench.tasks",
@@ -56,6 +71,7 @@ def main() -> None:
             backup["backup_id"],
             "rst-",
             "real",
+            owner,
         )
     assert real["state"] == "Completed" and real["failures"] == 0, real
     restored = real["counts"].get("created", 0)

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bench.harness import peak_rss_mb
+from bench.harness import peak_rss_mb, rss_mb
 
 STOP = b"STOP"
 LAMBDA_BUDGET_S = 900
@@ -85,27 +85,90 @@ def _services(endpoint: str, prefix: str, kubeconfig: str | None = None) -> Any:
     return services
 
 
-def job(kubeconfig: str, cluster: str, job_id: str, shard: bool) -> dict[str, Any]:
+def job(kubeconfig: str, cluster: str, job_id: str, shard: bool, namespaces: str = "bench-*") -> dict[str, Any]:
     return {
         "job_id": job_id,
         "cluster": {"name": cluster, "auth": {"type": "kubeconfig", "kubeconfig": Path(kubeconfig).read_text()}},
-        "scope": {"include_namespaces": ["bench-*"]},
+        "scope": {"include_namespaces": [namespaces]},
         "shard": shard,
     }
 
 
-def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str) -> dict[str, Any]:
+def oneshot(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces: str = "bench-*") -> dict[str, Any]:
     from chalicelib.backup.worker import handle_message
 
     services = _services(endpoint, prefix, kubeconfig)
     service = services.backup_service()
     import chalicelib.repository  # noqa: F401  (warm)
 
+    rss_before = rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
-    result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False))
+    result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False, namespaces=namespaces))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     record = services.catalog().get("oneshot", result["backup_id"])
-    return {**_report(record, wall), "cpu_s": round(cpu, 3)}
+    return {**_report(record, wall), "cpu_s": round(cpu, 3), "rss_before_mb": round(rss_before, 1)}
+
+
+def traced(kubeconfig: str, endpoint: str, prefix: str, job_id: str, top: str = "25") -> dict[str, Any]:
+    """``oneshot`` with tracemalloc: the heap's growth at its highest (sampled every 0.1 s, a snapshot whenever it
+    grew by a tenth) and when the writer finishes, per allocating line."""
+    import threading
+    import tracemalloc
+
+    from chalicelib.backup.worker import handle_message
+    from chalicelib.repository.writer import RepositoryWriter
+
+    services = _services(endpoint, prefix, kubeconfig)
+    service = services.backup_service()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    at_finish: list[Any] = []
+    at_peak: list[Any] = []
+    finish = RepositoryWriter.finish
+    done = threading.Event()
+
+    def snapshot_then_finish(self: RepositoryWriter) -> list[str]:
+        at_finish.append(tracemalloc.take_snapshot())
+        return finish(self)
+
+    def watch() -> None:
+        high = 0
+        while not done.wait(0.1):
+            current, _ = tracemalloc.get_traced_memory()
+            if current > high * 1.1:
+                high = current
+                at_peak[:] = [tracemalloc.take_snapshot()]
+
+    RepositoryWriter.finish = snapshot_then_finish  # type: ignore[method-assign]
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = handle_message(service, job(kubeconfig, "oneshot", job_id, shard=False))
+    finally:
+        done.set()
+        watcher.join()
+        RepositoryWriter.finish = finish  # type: ignore[method-assign]
+    _, peak = tracemalloc.get_traced_memory()
+
+    def rows(snapshot: Any) -> tuple[int, list[dict[str, Any]]]:
+        diff = snapshot.compare_to(before, "lineno")
+        top_rows = [
+            {"where": str(d.traceback[0]), "bytes": d.size_diff, "count": d.count_diff}
+            for d in diff[: int(top)]
+            if d.size_diff > 0
+        ]
+        return sum(d.size_diff for d in diff), top_rows
+
+    growth, top_rows = rows(at_finish[0])
+    peak_growth, peak_rows = rows(at_peak[0]) if at_peak else (0, [])
+    return {
+        "state": result.get("status"),
+        "growth_bytes": growth,
+        "top": top_rows,
+        "traced_peak_bytes": peak,
+        "peak_growth_bytes": peak_growth,
+        "peak_top": peak_rows,
+    }
 
 
 def worker(kubeconfig: str, endpoint: str, prefix: str, address: str, authkey: str, *, ready: Any) -> dict[str, Any]:
@@ -176,7 +239,7 @@ def _protocol_stream() -> Any:
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     out = _protocol_stream() if command == "worker" else sys.stdout
-    commands = {"oneshot": oneshot, "worker": worker, "root": manifest_root}
+    commands = {"oneshot": oneshot, "traced": traced, "worker": worker, "root": manifest_root}
     output = commands[command](*args) if command != "worker" else worker(*args, ready=out)
     out.write(orjson.dumps(output).decode() + "\n")
     out.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -13,8 +14,13 @@ from bench.harness import peak_rss_mb
 RAW_PATHS = ("/api/v1/namespaces", "/api/v1/configmaps", "/api/v1/secrets", "/apis/apps/v1/deployments")
 
 
-def raw_list(kubeconfig: str) -> dict[str, object]:
-    """The baseline: plain paged GETs (limit=500) of the same objects, JSON parsed, nothing else."""
+def raw_list(kubeconfig: str, owner: str = "", namespaces: str = "0") -> dict[str, object]:
+    """The baseline: plain paged GETs (limit=500) of the same objects, JSON parsed, nothing else.
+
+    With ``owner`` (a cluster given with --kubeconfig, where other objects live too) the types are listed in the
+    benchmark's ``namespaces`` namespaces only (``<owner>bench-NNN``), through the project's client (any auth)."""
+    if owner:
+        return _raw_list_owned(kubeconfig, [f"{owner}bench-{i:03d}" for i in range(int(namespaces))])
     import base64
     import tempfile
 
@@ -40,6 +46,25 @@ def raw_list(kubeconfig: str) -> dict[str, object]:
             if not token:
                 break
     return {"wall_s": time.perf_counter() - started, "objects": objects, "peak_rss_mb": peak_rss_mb()}
+
+
+def _raw_list_owned(kubeconfig: str, namespaces: list[str]) -> dict[str, object]:
+    from chalicelib.kube import KubeClient
+
+    client = KubeClient.from_kubeconfig(Path(kubeconfig).read_text())
+    started = time.perf_counter()
+    objects = 0
+    for path in RAW_PATHS:
+        paths = [path] if path == "/api/v1/namespaces" else [_in_namespace(path, ns) for ns in namespaces]
+        for one in paths:
+            for page in client.list_pages(one, limit=500):
+                objects += len(page.items)
+    return {"wall_s": time.perf_counter() - started, "objects": objects, "peak_rss_mb": peak_rss_mb()}
+
+
+def _in_namespace(path: str, namespace: str) -> str:
+    base, _, plural = path.rpartition("/")
+    return f"{base}/namespaces/{namespace}/{plural}"
 
 
 def raw_list_all_types(kubeconfig: str, namespaces: str = "bench-*") -> dict[str, object]:
@@ -150,13 +175,33 @@ def _pool(kubeconfig: str) -> tuple[object, str, dict[str, str]]:
     return pool, cluster["server"], headers
 
 
-def raw_create(kubeconfig: str, prefix: str) -> dict[str, object]:
-    """The baseline: the same objects POSTed by 16 threads into fresh namespaces (namespaces first)."""
+def _poster(kubeconfig: str, owner: str) -> Any:
+    """POST a JSON body to a path: plain urllib3 with the test server's token, or the project's client on a cluster
+    given with --kubeconfig (``owner`` set), whatever its authentication."""
+    if owner:
+        from chalicelib.kube import KubeClient
+
+        client = KubeClient.from_kubeconfig(Path(kubeconfig).read_text())
+        return lambda path, body: client.request("POST", path, body=orjson.loads(body))
+    pool, server, headers = _pool(kubeconfig)
+
+    def post(path: str, body: bytes) -> None:
+        resp = pool.request("POST", server + path, body=body, headers=headers)  # type: ignore[attr-defined]
+        if resp.status != 201:
+            raise RuntimeError(f"POST {path}: HTTP {resp.status}")
+
+    return post
+
+
+def raw_create(kubeconfig: str, prefix: str, owner: str = "") -> dict[str, object]:
+    """The baseline: the same objects POSTed by 16 threads into fresh namespaces (namespaces first), named
+    ``<owner><prefix>bench-NNN``."""
     from concurrent.futures import ThreadPoolExecutor
 
     from sandbox.synthetic import synthetic_objects
 
-    pool, server, headers = _pool(kubeconfig)
+    prefix = owner + prefix
+    post = _poster(kubeconfig, owner)
     objects = [dict(o) for o in synthetic_objects(namespaces=20, configmaps=4750, secrets=4750, deployments=500)]
     plural = {"ConfigMap": "configmaps", "Secret": "secrets"}
 
@@ -178,9 +223,7 @@ def raw_create(kubeconfig: str, prefix: str) -> dict[str, object]:
         return orjson.dumps({**obj, "metadata": meta})
 
     def create(obj: dict) -> int:
-        resp = pool.request("POST", server + path(obj), body=body(obj), headers=headers)  # type: ignore[attr-defined]
-        if resp.status != 201:
-            raise RuntimeError(f"POST {path(obj)}: HTTP {resp.status}")
+        post(path(obj), body(obj))
         return 1
 
     namespaces = [o for o in objects if o["kind"] == "Namespace"]
@@ -192,7 +235,14 @@ def raw_create(kubeconfig: str, prefix: str) -> dict[str, object]:
 
 
 def restore(
-    kubeconfig: str, endpoint: str, prefix: str, cluster: str, backup_id: str, target_prefix: str, dry_run: str
+    kubeconfig: str,
+    endpoint: str,
+    prefix: str,
+    cluster: str,
+    backup_id: str,
+    target_prefix: str,
+    dry_run: str,
+    owner: str = "",
 ) -> dict[str, object]:
     from chalicelib.core.restore_options import RestoreOptions
     from chalicelib.kube import KubeClient
@@ -207,9 +257,9 @@ def restore(
     )
     reader = RepositoryReader(services.repository())
     client = KubeClient.from_kubeconfig(Path(kubeconfig).read_text())
-    mapping = [f"bench-{i:03d}:{target_prefix}bench-{i:03d}" for i in range(20)]
+    mapping = [f"{owner}bench-{i:03d}:{owner}{target_prefix}bench-{i:03d}" for i in range(20)]
     options = RestoreOptions.from_dict(
-        {"namespace_mapping": mapping, "include_namespaces": ["bench-*"], "dry_run": dry_run == "dry"}
+        {"namespace_mapping": mapping, "include_namespaces": [f"{owner}bench-*"], "dry_run": dry_run == "dry"}
     )
     service = RestoreService(reader, client, concurrency=16)
     started = time.perf_counter()

@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     from chalicelib.api.policies import PolicyApi
     from chalicelib.api.restores import RestoreApi
     from chalicelib.api.signature import SignatureVerifier
+    from chalicelib.aws.ec2 import Ec2Snapshots
     from chalicelib.backup.queue import BackupWorkQueue
     from chalicelib.backup.sharded.context import Sharding, ShardingOptions
     from chalicelib.backup.volumes import VolumeStage
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
+    from chalicelib.catalog.ebs_snapshots import EbsSnapshotCatalog
     from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
     from chalicelib.catalog.policies import PolicyCatalog
     from chalicelib.catalog.restores import RestoreCatalog
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.etcd_status import EtcdStatusService
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
+    from chalicelib.snapshots.ebs import EbsSnapshots, SnapshotEvents
     from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
     from chalicelib.verification.queue import VerificationQueue
@@ -208,12 +211,52 @@ class Services:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.backup.volumes import VolumeStage
 
+        now = clock or (lambda: datetime.now(UTC))
         return VolumeStage(
             self.catalog(),
             queue if queue is not None else BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url),
             lambda: self.repository(create=True),
             self.connect,
+            clock=now,
+            ebs=lambda: self.ebs_snapshots(clock=now),
+        )
+
+    # -- EBS direct snapshots -------------------------------------------------------------------------------------
+
+    def ec2_snapshots(self, region: str | None = None) -> Ec2Snapshots:
+        from chalicelib.aws.ec2 import Ec2Snapshots
+
+        region = region or self.settings.region
+        return Ec2Snapshots(self.client("ec2", region), region)
+
+    def ebs_snapshot_catalog(self) -> EbsSnapshotCatalog:
+        from chalicelib.catalog.ebs_snapshots import EbsSnapshotCatalog
+
+        return EbsSnapshotCatalog(self.client("dynamodb"), self.settings.table)
+
+    def ebs_snapshots(self, *, clock: Callable[[], datetime] | None = None) -> EbsSnapshots:
+        """A backup's EBS snapshots in this region, copied into the replica region (with its key) when there is one."""
+        from datetime import UTC, datetime
+
+        from chalicelib.snapshots.ebs import EbsSnapshots
+
+        s = self.settings
+        return EbsSnapshots(
+            self.ec2_snapshots(),
+            self.ebs_snapshot_catalog(),
             clock=clock or (lambda: datetime.now(UTC)),
+            replica=self.ec2_snapshots(s.replica_region) if s.replica_region else None,
+            replica_kms_key_id=s.replica_kms_key_id,
+        )
+
+    def snapshot_events(self, *, clock: Callable[[], datetime] | None = None) -> SnapshotEvents:
+        """Settles EBS snapshots and copies from EventBridge's notifications, or by polling the pending ones."""
+        from datetime import UTC, datetime
+
+        from chalicelib.snapshots.ebs import SnapshotEvents
+
+        return SnapshotEvents(
+            self.ebs_snapshot_catalog(), self.ec2_snapshots, clock=clock or (lambda: datetime.now(UTC))
         )
 
     # -- etcd (self-managed clusters) -----------------------------------------------------------------------------
@@ -449,8 +492,19 @@ class Services:
         def clusters() -> list[ClusterRef]:
             return [ClusterRef(c.name, c.auth) for c in self.cluster_catalog().list() if c.auth is not None]
 
-        options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog()))
+        def cluster_client(name: str) -> Any:
+            auth = self.cluster_catalog().get(name).auth
+            if auth is None:
+                raise ValueError(f"cluster {name!r} is not registered with credentials")
+            return self.connect(ClusterRef(name, auth))
+
+        def ebs_regions() -> list[Ec2Snapshots]:
+            regions = [self.settings.region, self.settings.replica_region]
+            return [self.ec2_snapshots(r) for r in dict.fromkeys(regions) if r]
+
+        options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog(), ebs=ebs_regions))
         options.setdefault("catalog", self.catalog())
+        options.setdefault("repair", cluster_client)
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

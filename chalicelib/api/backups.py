@@ -48,7 +48,24 @@ class BackupApi:
         return Reply(200, {"cluster": cluster, "backups": [backup_view(r) for r in records], "next_token": next_token})
 
 
+# What the API shows of the daily check's damaged mark (``catalog/backups.py``: ``mark_damaged``).
+DAMAGED_FIELDS = ("found_at", "checked_at", "count", "blobs")
+
+
 def backup_view(record: BackupRecord) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     view = {k: data[k] for k in ("cluster", "backup_id", "policy", "parent", "created_at", "started_at", "finished_at")}
-    return {**view, "state": str(record.state), "counts": data["counts"], "stats": data["stats"]}
+    return {
+        **view,
+        "state": str(record.state),
+        "counts": data["counts"],
+        "stats": data["stats"],
+        "damaged": damaged_view(record.damaged),
+    }
+
+
+def damaged_view(damaged: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The damaged mark as the API shows it (None: the daily check found nothing this backup needs damaged)."""
+    if not damaged:
+        return None
+    return {k: damaged[k] for k in DAMAGED_FIELDS if k in damaged}

@@ -1,4 +1,4 @@
-"""Thin AWS adapters (SQS, EventBridge, Secrets Manager): each takes its boto3 client and only translates errors."""
+"""Thin AWS adapters (SQS, EventBridge, Secrets Manager, EC2 snapshots): each takes its client, only translates."""
 
 from __future__ import annotations
 

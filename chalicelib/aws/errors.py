@@ -19,7 +19,14 @@ _THROTTLING = frozenset(
     }
 )
 _NOT_FOUND = frozenset(
-    {"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NotFoundException"}
+    {
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NotFoundException",
+        "InvalidSnapshot.NotFound",
+        "InvalidVolume.NotFound",
+    }
 )
 _ACCESS_DENIED = frozenset(
     {
@@ -49,7 +56,7 @@ class Throttled(AwsUnavailable):
 
 
 class NotFound(AwsError):
-    """The queue, bus or secret does not exist."""
+    """The queue, bus, secret, volume or snapshot does not exist."""
 
 
 class AccessDenied(AwsError):

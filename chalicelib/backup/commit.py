@@ -115,8 +115,9 @@ def commit_manifest(
     With ``check_reach`` the blobs the manifest reaches must all still be in the repository, or the backup fails
     and nothing is written. A manifest already stored (a previous attempt died before recording it) is the backup:
     it is read back and recorded. The record's stats include the manifest's own PUT. Raises ``StaleState`` when the
-    record moved on meanwhile.
+    record moved on meanwhile, ``WorkerSuperseded`` when ``worker`` no longer holds the backup (another recorded it).
     """
+    from chalicelib.catalog.errors import WorkerSuperseded
     from chalicelib.repository.errors import ManifestExists
 
     cluster, backup_id = manifest.cluster, manifest.backup_id
@@ -136,13 +137,16 @@ def commit_manifest(
         stats = dict(manifest.stats)
         stats["puts"] = stats.get("puts", 0) + 1
         stats["bytes_uploaded"] = stats.get("bytes_uploaded", 0) + len(manifest.to_json())
-    except ManifestExists:
+    except ManifestExists as exists:
         from chalicelib.repository import RepositoryReader
 
         # Another attempt (or the worker that took this one over) committed first: if the record already says so,
         # that is the outcome; writing it again would only race that worker.
         current = catalog.get(cluster, backup_id)
         if current.state in (BackupState.COMPLETED, BackupState.PARTIALLY_FAILED) and current.manifest_key == key:
+            if worker is not None and current.worker != worker:
+                # The worker that took this backup over recorded the commit: this one committed nothing.
+                raise WorkerSuperseded(cluster, backup_id, current.state, current.state) from exists
             return Commit(current, COMMITTED)
         manifest = RepositoryReader(repo).load_manifest(cluster, backup_id)
         stats = dict(manifest.stats)

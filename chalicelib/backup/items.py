@@ -58,9 +58,8 @@ class ItemCollector:
         res = page.resource
         if page.restarted:
             self.drop(res, namespace)
-        entries = self.entries.setdefault(res.group_resource, [])
-        self._store(res, self._selected(res, page.items, refs), entries)
-        self.objects = sum(len(rows) for rows in self.entries.values())
+        self._store(res, self._selected(res, page.items, refs), self._sink(res))
+        self.objects = self._count()
         if self._progress is not None:
             self._progress(self.objects, res.group_resource)
 
@@ -90,11 +89,18 @@ class ItemCollector:
                     selected.append((CLUSTER_SCOPE, obj, obj.get("metadata") or {}))
         return selected
 
+    def _sink(self, res: Resource) -> Callable[[tuple[str, TreeEntry]], None]:
+        """Where ``_store`` puts each (scope, entry) of ``res``: here, the type's list in ``entries``."""
+        return self.entries.setdefault(res.group_resource, []).append
+
+    def _count(self) -> int:
+        return sum(len(rows) for rows in self.entries.values())
+
     def _store(
         self,
         res: Resource,
         selected: list[tuple[str, dict[str, Any], dict[str, Any]]],
-        entries: list[tuple[str, TreeEntry]],
+        append: Callable[[tuple[str, TreeEntry]], None],
     ) -> None:
         """Entries for the selected objects: an unchanged one (``prior``) reuses its entry, the rest are sanitized,
         serialized, hashed and packed."""
@@ -102,7 +108,6 @@ class ItemCollector:
         prior = self._prior.for_type(res) if self._prior is not None else None
         add_bytes = self.writer.add_bytes
         holds = self.writer.holds
-        append = entries.append
         raw = dedup = reused = 0
         for scope_key, obj, meta in selected:
             uid = meta.get("uid") or ""
@@ -142,6 +147,8 @@ class ItemCollector:
             self.entries.pop(res.group_resource, None)
         elif res.group_resource in self.entries:
             self.entries[res.group_resource] = [row for row in self.entries[res.group_resource] if row[0] != namespace]
+        # A type that fails after some pages were stored is the last thing a backup hears of it: count now.
+        self.objects = self._count()
 
     def fail(self, res: Resource, error: Exception | str, namespace: str | None = None) -> None:
         self.drop(res, namespace)

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
+from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
-from chalicelib.backup.verify import damaged_sample, reused_blobs
+from chalicelib.backup.verify import damaged_sample
 from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
@@ -287,6 +288,7 @@ class BackupService:
                     cluster_types=cluster_types,
                     errors=discovery_errors,
                     counts=type_counts,
+                    cluster_uid=cluster_uid,
                 )
 
         from chalicelib.repository import RepositoryWriter
@@ -294,7 +296,8 @@ class BackupService:
         opened = opening.result() if opening is not None else self._open(record)
         writer = RepositoryWriter(opened.repo, known=opened.index.__contains__, **self._writer_options)
         prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
-        collector = ItemCollector(scope, ns_objects, writer, progress=progress, prior=prior)
+        # Compact rows, each scope's tree written and let go in turn: memory per object is a row (docs/architecture.md).
+        collector = CompactCollector(scope, ns_objects, writer, progress=progress, prior=prior, index=opened.index)
         collector.errors.extend(discovery_errors)
 
         self._heartbeat_at = time.monotonic()
@@ -369,14 +372,14 @@ class BackupService:
         return committed.record
 
     def _refuse_damaged_reuse(
-        self, opened: _Opened, collector: ItemCollector, trees: list[BlobId], cluster: str
+        self, opened: _Opened, collector: CompactCollector, trees: list[BlobId], cluster: str
     ) -> None:
         """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
         a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup."""
         if opened.reader is None:
             return
-        reused = reused_blobs(collector.scope_entries(), opened.index)
-        damaged = damaged_sample(opened.reader, opened.index, reused, always=trees)
+        # The collector sampled the reused blobs per pack as it wrote the trees: no set of them all is kept.
+        damaged = damaged_sample(opened.reader, opened.index, collector.reused_sample(), always=trees)
         if damaged:
             packs = sorted({str(opened.index[blob].pack) for blob, _ in damaged})
             raise BackupError(

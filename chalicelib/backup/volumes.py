@@ -6,6 +6,10 @@ as it will be committed (without its volume records) and one record per claim, s
 delay, looks at the snapshots again; no invocation sleeps while a storage system takes its snapshots. When every
 snapshot is ready or has failed, or the policy's ``ready_timeout`` has passed, the manifest is committed with the
 records; a failed or timed-out snapshot makes the backup PartiallyFailed, naming the claim.
+
+EBS direct snapshots (``snapshots/ebs.py``) wait the same way; they need EC2, not the cluster. A cluster that
+cannot be reached during the wait is looked at again until the deadline, and its pending claims then fail naming
+the endpoint that could not be reached.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import (
+    AUTO,
+    CSI,
+    EBS,
+    SETTLED,
     VolumeRecord,
     VolumeSettings,
     all_settled,
@@ -34,7 +42,9 @@ from chalicelib.core.volume_snapshots import (
     volume_errors,
 )
 from chalicelib.repository.errors import ObjectExists, ObjectNotFound, StorageError
+from chalicelib.retry import is_transient
 from chalicelib.snapshots.csi import CsiSnapshots
+from chalicelib.snapshots.ebs import EbsSnapshots
 
 DEFAULT_POLL_DELAY_S = 30
 
@@ -94,6 +104,7 @@ class VolumeStage:
         clock: Callable[[], datetime],
         poll_delay_s: int = DEFAULT_POLL_DELAY_S,
         snapshots: Callable[[Any], CsiSnapshots] = CsiSnapshots,
+        ebs: Callable[[], EbsSnapshots | None] | None = None,
     ) -> None:
         self._catalog = catalog
         self._queue = queue
@@ -102,6 +113,7 @@ class VolumeStage:
         self._clock = clock
         self._poll_delay_s = poll_delay_s
         self._snapshots = snapshots
+        self._ebs = ebs
 
     def start(
         self,
@@ -117,14 +129,28 @@ class VolumeStage:
         namespaces: list[str],
         finished_at: datetime | None = None,
         check_reach: bool = False,
+        worker: str | None = None,
     ) -> Commit | None:
         """Snapshot the claims ``manifest``'s backup holds and commit now if they are all settled (the commit, with
-        ``check_reach`` as ``commit_manifest`` takes it); None when the backup now waits for them."""
+        ``check_reach`` and the fencing ``worker`` token as ``commit_manifest`` takes them); None when the backup now
+        waits for them."""
         csi = self._snapshots(client)
+        # EC2 clients only for a mode that may use them.
+        ebs = self._ebs() if self._ebs is not None and settings.mode in (EBS, AUTO) else None
         claims = csi.claims(scope, namespaces)
-        records = plan_claims(settings, record.backup_id, claims, csi.classes())
+        records = plan_claims(
+            settings,
+            record.backup_id,
+            claims,
+            csi.classes(),
+            ebs_region=ebs.region if ebs is not None else None,
+            copy_region=ebs.copy_region if ebs is not None else None,
+        )
         records = csi.create(records, record.backup_id)
         records = csi.observe(records, iso(self._clock()), record.backup_id)
+        if ebs is not None:
+            records = ebs.create(records, record.cluster, record.backup_id)
+            records = ebs.observe(records, iso(self._clock()), record.cluster, record.backup_id)
         if all_settled(records):
             return commit_manifest(
                 self._catalog,
@@ -134,11 +160,12 @@ class VolumeStage:
                 clock=self._clock,
                 finished_at=finished_at,
                 check_reach=check_reach,
+                worker=worker,
             )
         deadline = iso(self._clock() + timedelta(seconds=settings.ready_timeout_s))
         self._store(Draft(manifest, tuple(records), deadline, settings.ready_timeout_s), repo)
         self._queue.send(VolumesMessage(ref, record.backup_id).to_dict(), delay_s=self._poll_delay_s)
-        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock())
+        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock(), worker=worker)
         return None
 
     def waiting(self, repo: Any, cluster: str, backup_id: str) -> bool:
@@ -162,18 +189,15 @@ class VolumeStage:
         draft = self._load(repo, cluster, backup_id)
         if draft is None:
             return record, "rejected"
-        client = self._connect(msg.cluster)
-        try:
-            records = self._snapshots(client).observe(draft.records, iso(self._clock()), backup_id)
-        finally:
-            close = getattr(client, "close", None)
-            if close is not None:
-                close()
+        records, unreachable = self._observe_csi(msg, list(draft.records))
+        ebs = self._ebs() if self._ebs is not None and any(r.type != CSI for r in records) else None
+        if ebs is not None:
+            records = ebs.observe(records, iso(self._clock()), cluster, backup_id)
         if not all_settled(records) and iso(self._clock()) < draft.deadline:
             self._catalog.heartbeat(cluster, backup_id, now=self._clock())
             self._queue.send(msg.to_dict(), delay_s=self._poll_delay_s)
             return record, "waiting"
-        records = [time_out(r, draft.ready_timeout_s) for r in records]
+        records = [time_out(r, draft.ready_timeout_s, unreachable if r.type == CSI else "") for r in records]
         from chalicelib.repository import RepositoryWriter
 
         writer = RepositoryWriter(repo, known=())
@@ -186,6 +210,28 @@ class VolumeStage:
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
         return done.record, "rejected" if done.outcome == REJECTED else "committed"
+
+    def _observe_csi(self, msg: VolumesMessage, records: list[VolumeRecord]) -> tuple[list[VolumeRecord], str]:
+        """The CSI records as they stand, and why the cluster could not be reached ("" when it could): a cluster
+        that cannot be reached leaves them pending for the next look instead of failing the message."""
+        if not any(r.type == CSI and r.state not in SETTLED for r in records):
+            return records, ""
+        try:
+            client = self._connect(msg.cluster)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return records, f"cluster unreachable: {exc}"
+        try:
+            csi = self._snapshots(client)
+            seen = csi.observe(records, iso(self._clock()), msg.backup_id)
+            endpoint = getattr(client, "server", msg.cluster.name)
+            why = getattr(csi, "unreachable", None)
+            return seen, f"cluster unreachable at {endpoint} ({why})" if why else ""
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
 
     def _store(self, draft: Draft, repo: Any) -> None:
         key = draft_key(draft.manifest.cluster, draft.manifest.backup_id)

@@ -231,6 +231,23 @@ class BackupCatalog:
         except ConditionFailed as exc:
             raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
 
+    def clear_damaged(
+        self, cluster: str, backup_id: str, *, repaired: Sequence[str], now: datetime
+    ) -> BackupRecord:
+        """Remove the damaged mark of a backup whose damaged blobs were all repaired, and note the repair in
+        ``extra.repaired`` (when, how many blobs, the first few ids). Never touches ``state``."""
+        stamp = iso(now)
+        update = UpdateBuilder()
+        update.remove("damaged")
+        ids = [str(b) for b in repaired[:MAX_DAMAGED_BLOBS]]
+        update.set_nested("extra", "repaired", {"at": stamp, "count": len(repaired), "blobs": ids})
+        update.set("updated_at", stamp)
+        update.add_version()
+        try:
+            return self._mark(cluster, backup_id, update, "attribute_exists(pk)")
+        except ConditionFailed as exc:
+            raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
+
     def _mark(self, cluster: str, backup_id: str, update: UpdateBuilder, condition: str) -> BackupRecord:
         return _to_record(self._conditional(cluster, backup_id, update, condition))
 

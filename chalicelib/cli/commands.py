@@ -159,6 +159,10 @@ def backups_describe(args: Any, services: Any) -> int:
         per_kind[f"{entry.group}/{entry.kind}" if entry.group else entry.kind] += 1
         size[key] += entry.size
     damaged_blobs = _damaged_blobs(reader, manifest, record)
+    from chalicelib.cli.volumes import HEADERS, copies_cell, copy_states, volume_rows
+
+    recorded = manifest.volume_snapshots or []
+    volumes = volume_rows(recorded, copy_states(services, record.cluster, record.backup_id, recorded))
     data = {
         "record": _record_dict(record),
         "manifest": {
@@ -173,6 +177,7 @@ def backups_describe(args: Any, services: Any) -> int:
         "kinds": dict(sorted(per_kind.items())),
         "namespaces": {ns: {"objects": n, "bytes": size[ns]} for ns, n in sorted(per_namespace.items())},
         "damaged_blobs": damaged_blobs,
+        "volumes": volumes,
     }
     if args.output == "json":
         emit_json(data)
@@ -194,6 +199,11 @@ def backups_describe(args: Any, services: Any) -> int:
             [[ns, n, human_bytes(size[ns])] for ns, n in sorted(per_namespace.items())],
         )
     )
+    if volumes:
+        rows = [
+            [v["claim"], v["mode"], v["state"], v["snapshot"], v["size"], copies_cell(v["copies"])] for v in volumes
+        ]
+        out.print(table("Volumes", HEADERS, rows))
     return EXIT_OK
 
 

@@ -133,11 +133,7 @@ def _services(args: argparse.Namespace) -> Any:
         raise _UsageError(f"missing {' and '.join(missing)} (or LIFEBOAT_TABLE / LIFEBOAT_BUCKET)")
     # The CLI works in its own process: no queue (a backup is one-shot, a restore runs here), no webhook secret,
     # and no KMS key of its own (S3 applies the bucket's default encryption).
-    return Services(
-        dataclasses.replace(
-            settings, backup_queue_url=None, restore_queue_url=None, kms_key_id=None
-        )
-    )
+    return Services(dataclasses.replace(settings, backup_queue_url=None, restore_queue_url=None, kms_key_id=None))
 
 
 class _UsageError(Exception):

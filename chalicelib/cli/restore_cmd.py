@@ -81,7 +81,7 @@ def restore(args: argparse.Namespace, services: Any) -> int:
     reader = RepositoryReader(services.repository())
     manifest = locate_backup(reader, args.backup_id)
     client = KubeClient.from_kubeconfig(read_kubeconfig(args.kubeconfig), context=args.context)
-    service = RestoreService(reader, client, concurrency=args.concurrency)
+    service = RestoreService(reader, client, concurrency=args.concurrency, region=services.settings.region)
     if args.output == "json":
         result = service.run(manifest, options)
         emit_json(result.to_dict())

@@ -74,13 +74,23 @@ def index_id(data: bytes) -> str:
 
 def encode_index(packs: Mapping[PackId, Iterable[PackedBlob]], supersedes: Iterable[str] = ()) -> tuple[str, bytes]:
     """The id and bytes of an index file naming ``packs``; packs are sorted so equal content gives equal bytes."""
-    doc = {
-        "version": INDEX_FORMAT_VERSION,
-        "packs": [{"id": pack, "blobs": list(blobs)} for pack, blobs in sorted(packs.items())],
-        "supersedes": sorted(set(supersedes)),
-    }
+    return encode_index_rows({pack: encode_blob_rows(blobs) for pack, blobs in packs.items()}, supersedes)
+
+
+def encode_blob_rows(blobs: Iterable[PackedBlob]) -> bytes:
+    """One pack's ``blobs`` array as an index file spells it: what a writer keeps of a pack it uploaded (one bytes
+    object instead of a tuple and six values per blob)."""
     # ``default=list`` writes each PackedBlob row from C, as ``encode_header`` does.
-    data = zstandard.ZstdCompressor(level=METADATA_LEVEL).compress(orjson.dumps(doc, default=list))
+    return orjson.dumps(list(blobs), default=list)
+
+
+def encode_index_rows(packs: Mapping[PackId, bytes], supersedes: Iterable[str] = ()) -> tuple[str, bytes]:
+    """``encode_index`` from each pack's ``encode_blob_rows``: the same document, key for key, as orjson writes it."""
+    parts = [b'{"version":', orjson.dumps(INDEX_FORMAT_VERSION), b',"packs":[']
+    for i, (pack, rows) in enumerate(sorted(packs.items())):
+        parts += [b"," if i else b"", b'{"id":', orjson.dumps(pack), b',"blobs":', rows, b"}"]
+    parts += [b'],"supersedes":', orjson.dumps(sorted(set(supersedes))), b"}"]
+    data = zstandard.ZstdCompressor(level=METADATA_LEVEL).compress(b"".join(parts))
     return index_id(data), data
 
 

@@ -24,7 +24,7 @@ from chalicelib.core.restore_options import (
 )
 from chalicelib.core.restore_order import level_of
 from chalicelib.core.sanitize import sanitize
-from chalicelib.core.volume_restore import claim_notes, recorded_snapshot_objects
+from chalicelib.core.volume_restore import claim_notes, claim_sources, recorded_snapshot_objects
 
 Obj = dict[str, Any]
 Action = Literal["create", "update", "skip"]
@@ -339,6 +339,7 @@ def build_plan(
     selected.extend(recorded)
     ctx = RestoreContext.from_objects(selected, options, backup_id, snapshot_handles)
     notes = claim_notes(volume_snapshots)
+    sources = claim_sources(volume_snapshots)
     lookup: ExistingLookup = existing or (lambda resource, namespace, name: None)
 
     def plan(resource: Resource, obj: Obj) -> PlanItem:
@@ -349,7 +350,7 @@ def build_plan(
             if live is not None:
                 item = plan_object(obj, resource, options, live, ctx)
         if resource.group_resource == "persistentvolumeclaims" and item.action != "skip" and not item.detail:
-            item = replace(item, detail=_claim_detail(item, ctx, notes))
+            item = replace(item, detail=_claim_detail(item, ctx, notes, sources))
         return item
 
     items = [plan(r, o) for r, o in pairs]
@@ -364,12 +365,19 @@ def build_plan(
     return RestorePlan(backup_id, options, levels)
 
 
-def _claim_detail(item: PlanItem, ctx: RestoreContext, notes: Mapping[tuple[str, str], str]) -> str:
+def _claim_detail(
+    item: PlanItem,
+    ctx: RestoreContext,
+    notes: Mapping[tuple[str, str], str],
+    sources: Mapping[tuple[str, str], str] | None = None,
+) -> str:
     source = (item.source_namespace or "", item.name)
     snapshot = ctx.snapshot_for_claim.get(source)
     if snapshot:
         content = ctx.content_for_snapshot.get(source[:1] + (snapshot,), "")
-        return f"restored from VolumeSnapshot {snapshot}" + (f" (content {content})" if content else "")
+        detail = f"restored from VolumeSnapshot {snapshot}" + (f" (content {content})" if content else "")
+        storage = (sources or {}).get(source)
+        return f"{detail}, {storage}" if storage else detail
     return notes.get(source, "")
 
 

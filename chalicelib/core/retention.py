@@ -88,9 +88,7 @@ def apply_retention(candidates: Iterable[Candidate], retention: Retention, tz: Z
     return decisions
 
 
-def _reason(
-    label: str, local: datetime, bucket_of: Callable[[datetime], tuple[int, ...]] | None, oldest: bool
-) -> str:
+def _reason(label: str, local: datetime, bucket_of: Callable[[datetime], tuple[int, ...]] | None, oldest: bool) -> str:
     if bucket_of is None:
         return "last"
     when = {

@@ -6,18 +6,24 @@ A backup takes its VolumeSnapshots after listing the cluster, so its trees do no
 VolumeSnapshot bound to it, and the usual rules (``restore_volumes.py``) point the claim's ``dataSource`` at it:
 on the same cluster, in another namespace, on another cluster or from another region alike. Objects the backup
 holds itself take precedence over recorded ones.
+
+An EBS snapshot (``type: ebs``) is restored the same way through the EBS CSI driver; a restore in another region
+(from the replica bucket) uses the snapshot's copy in that region (``in_region``), and a claim whose snapshot has no
+copy there is restored empty, saying so.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.core.resources import Resource
 from chalicelib.core.restore_options import RestoreOptions
+from chalicelib.core.volume_ebs import EBS_CSI_DRIVER
 from chalicelib.core.volume_facts import SNAPSHOT_API_GROUP, SNAPSHOT_CONTENTS, SNAPSHOTS
-from chalicelib.core.volume_snapshots import READY, VolumeRecord
+from chalicelib.core.volume_snapshots import EBS, READY, VolumeRecord
 
 Obj = dict[str, Any]
 
@@ -29,6 +35,38 @@ CLAIMS = "persistentvolumeclaims"
 
 def _records(volume_snapshots: Iterable[Mapping[str, Any]]) -> list[VolumeRecord]:
     return [VolumeRecord.from_dict(r) for r in volume_snapshots if isinstance(r, Mapping) and r.get("pvc")]
+
+
+def in_region(volume_snapshots: Iterable[Mapping[str, Any]], region: str | None) -> list[dict[str, Any]]:
+    """The records as a restore in ``region`` sees them: an EBS snapshot taken elsewhere is its copy in ``region``
+    (or, with no copy there, a claim without a snapshot); every EBS snapshot restores through the EBS CSI driver
+    (in-tree EBS volumes too, as CSI migration does). ``region`` None: the records as they are."""
+    out = []
+    for data in volume_snapshots:
+        if not isinstance(data, Mapping) or data.get("type") != EBS or not data.get("pvc"):
+            out.append(dict(data))
+            continue
+        record = replace(VolumeRecord.from_dict(data), driver=EBS_CSI_DRIVER)
+        if region and record.region and record.region != region and record.state == READY:
+            copy = next((c for c in record.copies if c.region == region and c.snapshot_id), None)
+            if copy is None:
+                why = f"its EBS snapshot {record.snapshot_handle} has no copy in {region}"
+                record = replace(record, state="not-restorable", snapshot_handle="", reason=why)
+            else:
+                record = replace(record, snapshot_handle=copy.snapshot_id, region=region)
+        out.append(record.to_dict())
+    return out
+
+
+def claim_sources(volume_snapshots: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """(namespace, claim) -> the storage snapshot a ready record restores it from, where the plan says it."""
+    out = {}
+    for record in _records(volume_snapshots):
+        if record.state == READY and record.snapshot_handle:
+            where = f" in {record.region}" if record.region else ""
+            kind = "EBS snapshot" if record.type == EBS else "snapshot handle"
+            out[(record.namespace, record.pvc)] = f"{kind} {record.snapshot_handle}{where}"
+    return out
 
 
 def recorded_snapshot_objects(

@@ -1,6 +1,7 @@
 """Volume snapshots at backup time, the pure part: the policy's settings, which claims, names, and the manifest records.
 
-A backup snapshots every PersistentVolumeClaim it holds (after the policy's include/exclude selectors) and records
+A backup snapshots every PersistentVolumeClaim it holds (after the policy's include/exclude selectors), by a CSI
+VolumeSnapshot or, for an EBS volume, by an EC2 snapshot of its own (``type: ebs``, see ``volume_ebs.py``), and records
 one entry per claim in the manifest's ``volume_snapshots``, whatever happened to it: ``ready`` (with the snapshot,
 its content, the storage ``snapshot_handle``, driver, class, restore size and ready time), ``failed`` (the error,
 which makes the backup PartiallyFailed), ``not-snapshotable`` or ``excluded`` (with the reason). A claim is never
@@ -21,10 +22,10 @@ from typing import Any
 
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.selectors import parse_label_selector
+from chalicelib.core.volume_ebs import IN_TREE_EBS_DRIVER, ebs_volume_id
 
 NONE, CSI, EBS, AUTO = "none", "csi", "ebs", "auto"
 MODES = (NONE, CSI, EBS, AUTO)
-SUPPORTED_MODES = (NONE, CSI, AUTO)
 VOLUME_FIELDS = frozenset({"mode", "class", "include", "exclude", "ready_timeout"})
 SELECTOR_FIELDS = frozenset({"namespace", "name", "labels"})
 DEFAULT_READY_TIMEOUT_S = 1800
@@ -115,8 +116,6 @@ def parse_volumes(data: Any, where: str = "volumes") -> tuple[VolumeSettings | N
     mode = data.get("mode", NONE)
     if mode not in MODES:
         problems.append(f"{where}.mode: must be one of {', '.join(MODES)}; got {mode!r}")
-    elif mode not in SUPPORTED_MODES:
-        problems.append(f"{where}.mode: {mode!r} (EBS direct snapshots) is not supported yet; use csi or auto")
     single, classes = _parse_class(data.get("class"), f"{where}.class", problems)
     include = _parse_selectors(data.get("include"), f"{where}.include", problems)
     exclude = _parse_selectors(data.get("exclude"), f"{where}.exclude", problems)
@@ -177,6 +176,7 @@ class Claim:
     volume: str = ""  # the bound PersistentVolume, "" when unbound
     driver: str = ""  # the CSI driver of that volume, "" when it is not a CSI volume
     in_tree: str = ""  # the in-tree volume type (e.g. awsElasticBlockStore) when not CSI
+    volume_id: str = ""  # the EBS volume id, when the volume is an EBS volume (CSI or in-tree)
 
     @classmethod
     def of(cls, pvc: Obj, pv: Obj | None) -> Claim:
@@ -191,6 +191,7 @@ class Claim:
             volume=str(((pvc.get("spec") or {}).get("volumeName")) or "") if pv is not None else "",
             driver=driver,
             in_tree=in_tree,
+            volume_id=ebs_volume_id(pv_spec) if pv is not None else "",
         )
 
 
@@ -208,6 +209,23 @@ class SnapshotClassInfo:
             driver=str(obj.get("driver") or ""),
             default=annotations.get(DEFAULT_CLASS_ANNOTATION) == "true",
         )
+
+
+@dataclass(frozen=True)
+class SnapshotCopy:
+    """An EBS snapshot's copy in another region: its id there, or why the copy could not be started."""
+
+    region: str
+    snapshot_id: str = ""
+    error: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"region": self.region, "snapshot_id": self.snapshot_id, "error": self.error}
+        return {k: v for k, v in data.items() if v}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SnapshotCopy:
+        return cls(str(data.get("region", "")), str(data.get("snapshot_id", "")), str(data.get("error", "")))
 
 
 @dataclass(frozen=True)
@@ -230,9 +248,13 @@ class VolumeRecord:
     # The class's deletionPolicy, which retention honours when the backup expires. The content itself is switched to
     # Retain once ready, so deleting the namespace (or the VolumeSnapshot) does not delete the backup's data.
     deletion_policy: str = ""
+    # EBS direct (type ebs): the volume, the region of the snapshot (snapshot_handle is its id), and its copies.
+    volume_id: str = ""
+    region: str = ""
+    copies: tuple[SnapshotCopy, ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        data = {
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
             "type": self.type,
             "namespace": self.namespace,
             "pvc": self.pvc,
@@ -247,6 +269,9 @@ class VolumeRecord:
             "error": self.error,
             "reason": self.reason,
             "deletion_policy": self.deletion_policy,
+            "volume_id": self.volume_id,
+            "region": self.region,
+            "copies": [c.to_dict() for c in self.copies],
         }
         return {k: v for k, v in data.items() if v}
 
@@ -267,6 +292,9 @@ class VolumeRecord:
             error=str(data.get("error", "")),
             reason=str(data.get("reason", "")),
             deletion_policy=str(data.get("deletion_policy", "")),
+            volume_id=str(data.get("volume_id", "")),
+            region=str(data.get("region", "")),
+            copies=tuple(SnapshotCopy.from_dict(c) for c in data.get("copies") or () if isinstance(c, Mapping)),
         )
 
 
@@ -279,9 +307,20 @@ def snapshot_name(backup_id: str, namespace: str, claim: str) -> str:
 
 
 def plan_claims(
-    settings: VolumeSettings, backup_id: str, claims: Iterable[Claim], classes: Iterable[SnapshotClassInfo]
+    settings: VolumeSettings,
+    backup_id: str,
+    claims: Iterable[Claim],
+    classes: Iterable[SnapshotClassInfo],
+    *,
+    ebs_region: str | None = None,
+    copy_region: str | None = None,
 ) -> list[VolumeRecord]:
-    """Per claim: PENDING with the snapshot to create (name, class, driver), or a settled record saying why not."""
+    """Per claim: PENDING with the snapshot to create (name, class, driver), or a settled record saying why not.
+
+    ``ebs_region`` is where EBS direct snapshots are made (None: they cannot be); ``copy_region`` the region they are
+    copied into. ``ebs`` mode snapshots every EBS claim with EC2. ``auto`` takes a CSI snapshot when a
+    VolumeSnapshotClass serves the claim's driver, else snapshots an EBS claim with EC2 when a copy into another
+    region is asked for (a replica region), else records the claim as not snapshot-able."""
     known = list(classes)
     records = []
     for claim in sorted(claims, key=lambda c: (c.namespace, c.name)):
@@ -289,6 +328,11 @@ def plan_claims(
         if not _included(settings, claim):
             records.append(replace(base, state=EXCLUDED, reason="excluded by the policy's volume selectors"))
             continue
+        if settings.mode in (EBS, AUTO):
+            ebs = _plan_ebs(settings, backup_id, claim, base, known, ebs_region, copy_region)
+            if ebs is not None:
+                records.append(ebs)
+                continue
         problem = _unsnapshotable(claim)
         klass = _pick_class(settings, claim.driver, known) if not problem else None
         if not problem and klass is None:
@@ -302,6 +346,39 @@ def plan_claims(
         name = snapshot_name(backup_id, claim.namespace, claim.name)
         records.append(replace(base, snapshot_class=klass, snapshot_name=name))
     return records
+
+
+def _plan_ebs(
+    settings: VolumeSettings,
+    backup_id: str,
+    claim: Claim,
+    base: VolumeRecord,
+    classes: list[SnapshotClassInfo],
+    ebs_region: str | None,
+    copy_region: str | None,
+) -> VolumeRecord | None:
+    """The EBS record of a claim, or None when ``auto`` leaves it to CSI."""
+    problem = ""
+    if not claim.volume:
+        problem = "the claim is not bound to a PersistentVolume"
+    elif not claim.volume_id:
+        problem = f"volume {claim.volume} is not an EBS volume; EBS snapshots need one"
+    elif not ebs_region:
+        problem = "EBS direct snapshots are not configured (no EC2 region)"
+    if settings.mode == AUTO:
+        has_class = bool(claim.driver) and _pick_class(settings, claim.driver, classes) is not None
+        if problem or has_class or not copy_region:
+            return None
+    if problem:
+        return replace(base, type=EBS, state=FAILED, error=problem, reason=problem)
+    return replace(
+        base,
+        type=EBS,
+        driver=claim.driver or IN_TREE_EBS_DRIVER,
+        snapshot_name=snapshot_name(backup_id, claim.namespace, claim.name),
+        volume_id=claim.volume_id,
+        region=str(ebs_region),
+    )
 
 
 def _included(settings: VolumeSettings, claim: Claim) -> bool:
@@ -369,11 +446,13 @@ def observe(record: VolumeRecord, snapshot: Obj | None, content: Obj | None, now
     return record
 
 
-def time_out(record: VolumeRecord, timeout_s: int) -> VolumeRecord:
-    """A record still PENDING when the wait is over."""
+def time_out(record: VolumeRecord, timeout_s: int, cause: str = "") -> VolumeRecord:
+    """A record still PENDING when the wait is over; ``cause`` says why, when the wait knows (the cluster was
+    unreachable)."""
     if record.state != PENDING:
         return record
-    return replace(record, state=FAILED, error=f"snapshot not ready after {timeout_s}s")
+    error = f"snapshot not ready after {timeout_s}s" + (f": {cause}" if cause else "")
+    return replace(record, state=FAILED, error=error)
 
 
 def all_settled(records: Iterable[VolumeRecord]) -> bool:

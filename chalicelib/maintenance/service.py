@@ -16,6 +16,7 @@ from chalicelib.core.ids import BlobId
 from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.gc import DEFAULT_SAFETY_MARGIN, CollectionReport, collect_garbage
 from chalicelib.maintenance.lock import RepositoryLock
+from chalicelib.maintenance.repair import RepairReport, repair_blobs
 from chalicelib.maintenance.retention import Expired, RetentionService
 from chalicelib.maintenance.snapshots import SnapshotCollector, SnapshotReport
 from chalicelib.observability import logger
@@ -73,9 +74,12 @@ class MaintenanceService:
         check_blobs: int = DEFAULT_CHECK_BLOBS,
         snapshots: SnapshotCollector | None = None,
         catalog: BackupCatalog | None = None,
+        repair: Callable[[str], Any] | None = None,
     ) -> None:
         """``snapshots`` also collects the volume snapshots no remaining backup references; ``catalog`` is where
-        the backups that reach a damaged blob the check found are marked damaged."""
+        the backups that reach a damaged blob the check found are marked damaged. ``repair`` (a registered cluster's
+        name -> its Kubernetes client) lets the check re-upload a damaged blob from the cluster's current object
+        when that is identical (``repair.py``)."""
         self._lock = lock
         self._retention = retention
         self._open_repository = open_repository
@@ -85,6 +89,7 @@ class MaintenanceService:
         self._check_blobs = check_blobs
         self._snapshots = snapshots
         self._catalog = catalog
+        self._repair = repair
 
     def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
@@ -148,7 +153,8 @@ class MaintenanceService:
 
         result = check_repository(RepositoryReader(repo), read_data=True, sample=self._check_blobs)
         damaged = [p for p in result.problems if p.kind in _DAMAGE]
-        backups = self._mark_damaged(result, damaged)
+        repair = self._repair_damaged(repo, result, damaged)
+        backups = self._mark_damaged(result, [p for p in damaged if p.blob_id not in repair.repaired])
         if damaged:
             logger().error(
                 "repository check found damaged data",
@@ -159,7 +165,27 @@ class MaintenanceService:
             "damaged_blobs": len(damaged),
             "problems": [asdict(p) for p in result.problems[:_REPORTED_PROBLEMS]],
             "damaged_backups": backups,
+            "repaired_blobs": len(repair.repaired),
+            "repaired": repair.repaired,
+            "not_repaired": repair.not_repaired,
         }
+
+    def _repair_damaged(self, repo: Any, result: CheckReport, damaged: list[Problem]) -> RepairReport:
+        """Re-upload what can be re-uploaded, then clear the mark of the backups whose damaged blobs all were."""
+        blobs = [BlobId(p.blob_id) for p in damaged if p.blob_id is not None]
+        if self._repair is None or not blobs or result.reach is None:
+            return RepairReport()
+        repair = repair_blobs(repo, result.reach, blobs, self._repair)
+        if repair.repaired:
+            logger().warning("repository check repaired damaged blobs", extra={"repaired": repair.repaired})
+            still = set(blobs) - set(repair.repaired)
+            affected = result.reach.backups_reaching([BlobId(b) for b in repair.repaired])
+            for (cluster, backup_id), hits in sorted(affected.items()):
+                if self._catalog is None or set(result.reach.backups_reaching(still).get((cluster, backup_id), ())):
+                    continue  # still damaged elsewhere: marked below with what remains
+                with contextlib.suppress(RecordNotFound):
+                    self._catalog.clear_damaged(cluster, backup_id, repaired=[str(b) for b in hits], now=self._clock())
+        return repair
 
     def _mark_damaged(self, result: CheckReport, damaged: list[Problem]) -> list[dict[str, Any]]:
         """Mark every backup that reaches one of the ``damaged`` blobs, from the check's own walk."""
@@ -196,4 +222,7 @@ def publish_maintenance_metrics(report: MaintenanceReport) -> None:
         m.add_metric(name="GarbageCollectionDuration", unit=MetricUnit.Seconds, value=report.collection.seconds)
     if report.check is not None:
         m.add_metric(name="RepositoryDamagedBlobs", unit=MetricUnit.Count, value=report.check["damaged_blobs"])
+        m.add_metric(
+            name="RepositoryRepairedBlobs", unit=MetricUnit.Count, value=report.check.get("repaired_blobs", 0)
+        )
     m.flush_metrics()

@@ -8,19 +8,27 @@ records its storage handle, the backup's record is not still running (a backup w
 manifest yet), and it is older than the safety margin. That covers an expired backup's snapshots and orphans alike
 (a backup that failed, or whose manifest never landed). The content's storage snapshot is deleted too unless its
 class said ``Retain`` (kept in the content's annotation): the class's deletionPolicy is honoured.
+
+EBS direct snapshots are swept the same way in each region (the primary and the replica): every snapshot tagged
+with a backup id whose cluster has no remaining manifest of that backup, whose id no remaining manifest records
+(as the snapshot or as a copy), whose backup is not running, and which is older than the margin, is deleted
+(``ec2:DeleteSnapshot``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from chalicelib.aws.ec2 import Ec2Snapshots
+from chalicelib.aws.errors import AwsError
 from chalicelib.catalog.errors import RecordNotFound
 from chalicelib.core.jobs import ClusterRef
 from chalicelib.core.models import BackupState
+from chalicelib.core.volume_ebs import BACKUP_ID_TAG, CLUSTER_TAG
 from chalicelib.core.volume_snapshots import BACKUP_ID_LABEL, DELETION_POLICY_ANNOTATION
 from chalicelib.kube.errors import KubeError
 from chalicelib.repository.errors import RepositoryError
@@ -29,7 +37,7 @@ from chalicelib.snapshots.csi import CsiSnapshots
 
 DEFAULT_SNAPSHOT_MARGIN = timedelta(hours=24)
 RUNNING = (BackupState.PENDING, BackupState.RUNNING)
-SNAPSHOT, CONTENT = "VolumeSnapshot", "VolumeSnapshotContent"
+SNAPSHOT, CONTENT, EBS_SNAPSHOT = "VolumeSnapshot", "VolumeSnapshotContent", "EBSSnapshot"
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class SweptSnapshot:
     outcome: str  # deleted | would_delete | failed
     storage: str = ""  # for a content: deleted | retained (its class said Retain)
     error: str = ""
+    region: str = ""  # for an EBS snapshot (``name`` is its id)
 
 
 @dataclass(frozen=True)
@@ -65,11 +74,14 @@ class SnapshotCollector:
         backups: Any,
         *,
         safety_margin: timedelta = DEFAULT_SNAPSHOT_MARGIN,
+        ebs: Callable[[], Iterable[Ec2Snapshots]] | None = None,
     ) -> None:
+        """``ebs`` gives the EC2 adapters of the regions holding EBS snapshots (the primary and the replica)."""
         self._clusters = clusters
         self._connect = connect
         self._backups = backups
         self._margin = safety_margin
+        self._ebs = ebs
 
     def collect(
         self,
@@ -106,6 +118,12 @@ class SnapshotCollector:
                 close = getattr(client, "close", None)
                 if close is not None:
                     close()
+        for ec2 in self._ebs() if self._ebs is not None else ():
+            check()
+            try:
+                sweep.region(ec2)
+            except AwsError as exc:
+                unreachable.append(f"EC2 {ec2.region}: {exc}")
         return SnapshotReport(
             referenced=len(referenced),
             swept=tuple(sweep.swept),
@@ -147,13 +165,31 @@ class _Sweep:
                     cluster, CONTENT, "", name, obj, partial(csi.delete_content, name, delete_storage=not keep), storage
                 )
 
+    def region(self, ec2: Ec2Snapshots) -> None:
+        for snap in ec2.tagged(BACKUP_ID_TAG):
+            cluster, backup_id = snap.tags.get(CLUSTER_TAG, ""), snap.tags.get(BACKUP_ID_TAG, "")
+            if not cluster or not self._dead_backup(cluster, backup_id, snap.snapshot_id, snap.started_at):
+                continue
+            swept = SweptSnapshot(
+                cluster, EBS_SNAPSHOT, "", snap.snapshot_id, backup_id, "would_delete", region=ec2.region
+            )
+            if not self._dry_run:
+                try:
+                    ec2.delete(snap.snapshot_id)
+                    swept = replace(swept, outcome="deleted")
+                except AwsError as exc:
+                    swept = replace(swept, outcome="failed", error=str(exc))
+            self.swept.append(swept)
+
     def _dead(self, cluster: str, obj: dict[str, Any], handle: str) -> bool:
         meta = obj.get("metadata") or {}
         backup_id = str((meta.get("labels") or {}).get(BACKUP_ID_LABEL) or "")
+        return self._dead_backup(cluster, backup_id, handle, str(meta.get("creationTimestamp") or ""))
+
+    def _dead_backup(self, cluster: str, backup_id: str, handle: str, created: str) -> bool:
         if not backup_id or (cluster, backup_id) in self._live or (handle and handle in self._handles):
             return False
-        created = meta.get("creationTimestamp")
-        if not created or datetime.fromisoformat(str(created).replace("Z", "+00:00")) > self._older_than:
+        if not created or datetime.fromisoformat(created.replace("Z", "+00:00")) > self._older_than:
             self.young += 1
             return False
         try:

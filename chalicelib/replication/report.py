@@ -4,12 +4,13 @@ The rule as applied here: at least 3 copies of the data, on at least 2 kinds of 
 in the rule's usual statement the live cluster is the first copy (kind ``kubernetes``); the backup copies are the
 primary repository and the replica repository (kind ``s3``, the replica counted only once the catalog says
 Replicated) and volume snapshots when the backup has them (``ebs-snapshot`` / ``csi-snapshot``, one copy per
-region). Off-region means a backup copy in a region other than the primary repository's.
+region; an EBS snapshot's copy in another region only once the catalog says it completed). Off-region means a
+backup copy in a region other than the primary repository's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,7 +61,10 @@ def backup_copies(
     primary_present: bool,
     replica_region: str | None,
     volume_snapshots: Iterable[dict[str, Any]] = (),
+    copy_states: Mapping[str, str] | None = None,
 ) -> list[Copy]:
+    """``copy_states`` (snapshot id -> pending | completed | failed, from the catalog) counts an EBS snapshot's copy
+    only once completed; without it the copies are counted as the manifest records them."""
     copies = [Copy("cluster", "kubernetes", None)]
     if primary_present:
         copies.append(Copy("primary", "s3", primary_region))
@@ -75,7 +79,13 @@ def backup_copies(
             continue  # a claim the backup could not snapshot (failed, excluded, not snapshot-able) holds no copy
         kind = _snapshot_kind(snapshot)
         where = [snapshot.get("region") or primary_region]
-        where += [c.get("region") for c in snapshot.get("copies", []) if isinstance(c, dict) and c.get("region")]
+        where += [
+            c.get("region")
+            for c in snapshot.get("copies", [])
+            if isinstance(c, dict)
+            and c.get("region")
+            and (copy_states is None or copy_states.get(str(c.get("snapshot_id"))) == "completed")
+        ]
         for region in where:
             if (kind, region) not in seen:
                 seen.add((kind, region))
@@ -102,12 +112,17 @@ def copies_report(services: Any, cluster: str) -> list[dict[str, Any]]:
             snapshots, present = list(manifest.volume_snapshots or []), True
         except RepositoryError:
             present = False  # the primary copy is gone or unreadable: it does not count
+        copy_states = None
+        if any(s.get("copies") for s in snapshots if isinstance(s, dict)):
+            entries = services.ebs_snapshot_catalog().of_backup(cluster, record.backup_id)
+            copy_states = {e.snapshot_id: e.state for e in entries}
         copies = backup_copies(
             record,
             primary_region=settings.region,
             primary_present=present,
             replica_region=settings.replica_region,
             volume_snapshots=snapshots,
+            copy_states=copy_states,
         )
         rows.append(
             {"cluster": cluster, "policy": policy, "backup_id": record.backup_id, **assess(copies, settings.region)}

@@ -13,7 +13,7 @@ second one. Object blobs are only looked up in the index, never read.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,7 @@ class VolumeSnapshotRef:
     content_name: str
     backup: str  # "backup <cluster>/<id>"
     state: str
+    region: str = ""  # an EBS snapshot's region (its copies are refs of their own, in their regions)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,8 @@ def _first_needs(
 
 def volume_snapshots_of(manifests: Iterable[Manifest]) -> list[VolumeSnapshotRef]:
     """The volume snapshots ``manifests`` record: every record that names a snapshot or a storage handle (a claim
-    recorded as excluded or not snapshot-able has neither), in manifest order."""
+    recorded as excluded or not snapshot-able has neither), and each copy of an EBS snapshot in another region, in
+    manifest order."""
     out: list[VolumeSnapshotRef] = []
     for manifest in manifests:
         for record in manifest.volume_snapshots or ():
@@ -295,8 +297,12 @@ def volume_snapshots_of(manifests: Iterable[Manifest]) -> list[VolumeSnapshotRef
                     content_name=str(record.get("content_name") or ""),
                     backup=backup_label(manifest),
                     state=str(record.get("state") or ""),
+                    region=str(record.get("region") or ""),
                 )
             )
+            for copy in record.get("copies") or ():
+                if isinstance(copy, dict) and copy.get("snapshot_id"):
+                    out.append(replace(out[-1], snapshot_handle=str(copy["snapshot_id"]), region=str(copy["region"])))
     return out
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 from chalicelib.core.ids import BlobId, PackId
-from chalicelib.core.index_format import encode_index
+from chalicelib.core.index_format import encode_blob_rows, encode_index_rows
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import BLOB_DATA, BLOB_TYPES, DEFAULT_FRAME_TARGET, DEFAULT_LEVEL, PackBuilder, PackedBlob
 from chalicelib.repository.errors import (
@@ -85,8 +86,11 @@ class RepositoryWriter:
             self._known = known.__contains__
         self._target = pack_target_bytes
         self._builder = PackBuilder(level=compression_level, frame_target=frame_target_bytes)
-        self._added: set[BlobId] = set()
-        self._packs: dict[PackId, list[PackedBlob]] = {}  # uploaded packs, for the index
+        # What this run packed, as 32-byte digests (65 bytes each, not a 113-byte hex string), and each uploaded
+        # pack's index rows as fixed-size binary records (73 bytes a blob, not a tuple of seven values): a writer
+        # holds both for every new blob of a backup, so they set its memory per object (docs/architecture.md).
+        self._added: set[bytes] = set()
+        self._packs: dict[PackId, bytes] = {}
         self._slots = threading.BoundedSemaphore(max_pending_packs)
         self._executor = ThreadPoolExecutor(max_workers=upload_threads, thread_name_prefix="lifeboat-pack-upload")
         self._futures: list[Future[None]] = []
@@ -118,7 +122,7 @@ class RepositoryWriter:
             self._raise_upload_error()
         if type not in BLOB_TYPES:
             raise ValueError(f"unknown blob type {type!r}; expected one of {sorted(BLOB_TYPES)}")
-        if blob_id in self._added or self._known(blob_id):
+        if self.holds(blob_id):
             return False
         # A wrong id would store bytes under a name they do not have: every later read would call it corrupt.
         # Hashing again costs ~1.5 µs for a 1 KiB blob, about 5 % of backing up an object (parse, sanitize, pack).
@@ -128,9 +132,9 @@ class RepositoryWriter:
         self._pack(blob_id, data, type)
         return True
 
-    def _pack(self, blob_id: BlobId, data: bytes, type: str) -> None:
+    def _pack(self, blob_id: BlobId, data: bytes, type: str, digest: bytes | None = None) -> None:
         self._builder.add(blob_id, data, type)
-        self._added.add(blob_id)
+        self._added.add(bytes.fromhex(blob_id) if digest is None else digest)
         self._blobs_new += 1
         self._bytes_raw_new += len(data)
         if self._builder.size >= self._target:
@@ -148,15 +152,22 @@ class RepositoryWriter:
             self._raise_upload_error()
         if type not in BLOB_TYPES:
             raise ValueError(f"unknown blob type {type!r}; expected one of {sorted(BLOB_TYPES)}")
-        blob_id = BlobId(hashlib.sha256(data).hexdigest())
-        if blob_id in self._added or self._known(blob_id):
+        digest = hashlib.sha256(data).digest()
+        blob_id = BlobId(digest.hex())
+        if digest in self._added or self._known(blob_id):
             return blob_id, False
-        self._pack(blob_id, data, type)
+        self._pack(blob_id, data, type, digest)
         return blob_id, True
 
     def holds(self, blob_id: BlobId) -> bool:
         """Whether the repository's index (as loaded for this writer) or this run already has ``blob_id``."""
-        return blob_id in self._added or self._known(blob_id)
+        try:
+            digest = bytes.fromhex(blob_id)
+        except (TypeError, ValueError):
+            return False  # not a blob id (a damaged tree entry): nothing holds it
+        if len(digest) != 32 or digest.hex() != blob_id:
+            return False  # fromhex also reads upper case and spaces: only the canonical spelling names a blob
+        return digest in self._added or self._known(blob_id)
 
     def finish(self) -> list[str]:
         """Upload the last pack, wait for all uploads, write one index file; returns the index ids written."""
@@ -174,7 +185,9 @@ class RepositoryWriter:
         if not self._packs:
             self._index_ids = []
             return []
-        index, data = encode_index(self._packs)
+        # One pack's rows at a time back into JSON: the only moment the index exists as values.
+        rows = {pack: encode_blob_rows(_unpack_rows(packed)) for pack, packed in self._packs.items()}
+        index, data = encode_index_rows(rows)
         self._put_content_addressed(self._repo.index_key(index), data)
         self._index_ids = [index]
         return [index]
@@ -215,8 +228,9 @@ class RepositoryWriter:
     def _upload(self, pack: PackId, data: bytes, entries: list[PackedBlob]) -> None:
         try:
             self._put_content_addressed(self._repo.pack_key(pack), data)
+            rows = _pack_rows(entries)
             with self._lock:
-                self._packs[pack] = entries
+                self._packs[pack] = rows
         except BaseException as exc:
             with self._lock:
                 if self._error is None:
@@ -250,3 +264,18 @@ class RepositoryWriter:
 
 def _never(_: BlobId) -> bool:
     return False
+
+
+_ROW = struct.Struct("<32sB5Q")  # blob digest, type (its place in _TYPES), the five offsets and lengths
+_TYPES = tuple(sorted(BLOB_TYPES))
+
+
+def _pack_rows(entries: list[PackedBlob]) -> bytes:
+    """A pack's index rows as binary records, until ``finish`` writes them as an index file."""
+    pack, types = _ROW.pack, _TYPES.index
+    return b"".join(pack(bytes.fromhex(b), types(t), *rest) for b, t, *rest in entries)
+
+
+def _unpack_rows(data: bytes) -> list[PackedBlob]:
+    new = tuple.__new__
+    return [new(PackedBlob, (d.hex(), _TYPES[t], *rest)) for d, t, *rest in _ROW.iter_unpack(data)]

@@ -19,6 +19,7 @@ from chalicelib.core.restore_order import CRD_RESOURCE
 from chalicelib.core.restore_plan import NAMESPACES, PlanItem, Reason, RestorePlan, build_plan
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry
 from chalicelib.core.volume_facts import snapshot_handles
+from chalicelib.core.volume_restore import in_region
 from chalicelib.kube.errors import KubeError, WaitTimeout
 from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryError
@@ -55,7 +56,10 @@ class RestoreService:
         concurrency: int = DEFAULT_CONCURRENCY,
         crd_timeout: float = CRD_TIMEOUT_S,
         clock: Callable[[], datetime] = _utcnow,
+        region: str | None = None,
     ) -> None:
+        """``region`` is where the restore reads from (the replica's region when it reads the replica bucket): an
+        EBS snapshot is restored from its copy there (``core.volume_restore.in_region``)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._reader = reader
@@ -63,14 +67,15 @@ class RestoreService:
         self._concurrency = concurrency
         self._crd_timeout = crd_timeout
         self._clock = clock
+        self._region = region
 
     # -- planning ------------------------------------------------------------------------------------------------
 
     def plan(self, manifest: Manifest, options: RestoreOptions) -> RestorePlan:
         """What a restore would do, from the backup and the objects on the cluster; only GETs reach the cluster."""
         objects = self._resolve(self._load(manifest, options), self._served())
-        handles = snapshot_handles(manifest.volume_snapshots)
-        recorded = manifest.volume_snapshots
+        handles = snapshot_handles(self._volume_snapshots(manifest))
+        recorded = self._volume_snapshots(manifest)
         draft = build_plan(
             objects, options, backup_id=manifest.backup_id, snapshot_handles=handles, volume_snapshots=recorded
         )
@@ -84,6 +89,9 @@ class RestoreService:
             snapshot_handles=handles,
             volume_snapshots=recorded,
         )
+
+    def _volume_snapshots(self, manifest: Manifest) -> list[dict[str, Any]]:
+        return in_region(manifest.volume_snapshots or (), self._region)
 
     def _load(self, manifest: Manifest, options: RestoreOptions) -> list[tuple[Resource, dict[str, Any]]]:
         """Every object of the selected namespaces and types, read and verified before anything is applied."""
@@ -226,8 +234,8 @@ class RestoreService:
             self._resolve(objects, served),
             options,
             backup_id=manifest.backup_id,
-            snapshot_handles=snapshot_handles(manifest.volume_snapshots),
-            volume_snapshots=manifest.volume_snapshots,
+            snapshot_handles=snapshot_handles(self._volume_snapshots(manifest)),
+            volume_snapshots=self._volume_snapshots(manifest),
         )
         if on_plan:
             on_plan(plan)

@@ -11,6 +11,7 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import (
     BACKUP_ID_LABEL,
+    CSI,
     DELETION_POLICY_ANNOTATION,
     FAILED,
     PENDING,
@@ -21,7 +22,7 @@ from chalicelib.core.volume_snapshots import (
     observe,
     snapshot_body,
 )
-from chalicelib.kube.errors import AlreadyExists, KubeError, NotFound
+from chalicelib.kube.errors import AlreadyExists, KubeError, NotFound, Unreachable
 
 _VERBS = frozenset({"create", "delete", "get", "list", "patch", "update", "watch"})
 SNAPSHOTS = Resource("snapshot.storage.k8s.io", "v1", "VolumeSnapshot", "volumesnapshots", True, _VERBS)
@@ -37,6 +38,7 @@ class CsiSnapshots:
     def __init__(self, client: Any, *, page_size: int = 500) -> None:
         self._client = client
         self._page_size = page_size
+        self.unreachable: str | None = None  # why the last ``observe`` could not reach the API server, if it could not
 
     def claims(self, scope: BackupScope, namespaces: Iterable[str]) -> list[Claim]:
         """The claims the backup holds: claims are in its scope, in a selected namespace, and match its labels."""
@@ -66,7 +68,7 @@ class CsiSnapshots:
         """Create the VolumeSnapshot of every PENDING record; one that exists already (a redelivered job) is kept."""
         out = []
         for record in records:
-            if record.state == PENDING:
+            if record.state == PENDING and record.type == CSI:
                 try:
                     self._client.create(SNAPSHOTS, snapshot_body(record, backup_id), namespace=record.namespace)
                 except AlreadyExists:
@@ -83,8 +85,9 @@ class CsiSnapshots:
         an annotation), so retention and the orphan sweep find it, and deleting the namespace or the snapshot
         object does not delete the backup's data."""
         out = []
+        self.unreachable = None
         for record in records:
-            if record.state == PENDING:
+            if record.state == PENDING and record.type == CSI:
                 try:
                     snapshot = self._client.get_object(SNAPSHOTS, record.snapshot_name, record.namespace)
                     bound = ((snapshot or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
@@ -92,7 +95,9 @@ class CsiSnapshots:
                     seen = observe(record, snapshot, content, now)
                     if seen.state == READY:
                         self._keep(seen, backup_id)
-                except KubeError:
+                except KubeError as exc:
+                    if isinstance(exc, Unreachable):
+                        self.unreachable = str(exc)
                     out.append(record)  # looked at again next time
                     continue
                 record = seen

@@ -443,6 +443,24 @@ def test_backups_are_paginated_newest_first(client: Client, env: dict[str, Any])
     assert {b["state"] for b in first["backups"] + second["backups"]} == {"Completed", "Failed", "Running"}
 
 
+def test_backups_show_the_damaged_mark_of_the_daily_check(client: Client, env: dict[str, Any]) -> None:
+    damaged_id, whole_id = env["backups"]["Completed0"], env["backups"]["Completed1"]
+    found = T0 + timedelta(days=1)
+    env["catalog"].mark_damaged(CLUSTER, damaged_id, blobs=["ab" * 32, "cd" * 32], count=7, now=found)
+    env["catalog"].mark_damaged(CLUSTER, damaged_id, blobs=["ab" * 32], count=1, now=found + timedelta(days=1))
+
+    page = get(client, "/v1/backups?cluster=prod&limit=10").json_body
+    views = {b["backup_id"]: b for b in page["backups"]}
+    assert views[damaged_id]["state"] == "Completed"
+    assert views[damaged_id]["damaged"] == {
+        "found_at": "2026-11-23T10:00:00.000Z",
+        "checked_at": "2026-11-24T10:00:00.000Z",
+        "count": 1,
+        "blobs": ["ab" * 32],
+    }
+    assert views[whole_id]["damaged"] is None
+
+
 @pytest.mark.parametrize("query", ["", "?cluster=prod&limit=0", "?cluster=prod&limit=x", "?cluster=prod&next_token=zz"])
 def test_bad_backup_queries_are_400(client: Client, env: dict[str, Any], query: str) -> None:
     assert get(client, f"/v1/backups{query}").status_code == 400

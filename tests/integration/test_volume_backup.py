@@ -260,3 +260,29 @@ def test_a_sharded_backup_snapshots_its_claims_before_its_commit(
     records = _by_pvc(_manifest(services, record))
     assert records["data"]["state"] == records["logs"]["state"] == "ready"
     assert records["pending"]["state"] == "not-snapshotable"
+
+
+def test_a_wait_whose_cluster_is_unreachable_ends_at_the_deadline_naming_the_endpoint(
+    services, kubeconfig_path, test_namespace, snapshotter, claims, klass, queue, clock
+):
+    import re
+
+    snapshotter.inject(test_namespace, "logs", NEVER_READY)
+    service = services.backup_service(queue=queue, clock=clock)
+    job = _job(kubeconfig_path, test_namespace, **{"class": klass, "ready_timeout": 90})
+    assert handle_message(service, job.to_dict())["status"] == "Running"
+    # The cluster goes away while the backup waits: every later look meets a closed port.
+    gone = "https://127.0.0.1:9"
+    (message,) = queue.messages
+    auth = message["cluster"]["auth"]
+    auth["kubeconfig"] = re.sub(r"server: \S+", f"server: {gone}", auth["kubeconfig"])
+    results = _wait(service, queue, clock, step_s=30)
+    assert [r["status"] for r in results[:-1]] == ["waiting"] * (len(results) - 1), "looked at again, not failed"
+    assert results[-1]["status"] == "PartiallyFailed", results
+    record = services.catalog().get("vol-cluster", results[-1]["backup_id"])
+    (error,) = [e["error"] for e in record.errors]
+    assert f"{test_namespace}/logs" in error and "not ready after 90s" in error
+    assert f"cluster unreachable at {gone}" in error
+    records = _by_pvc(_manifest(services, record))
+    assert records["logs"]["state"] == "failed" and records["data"]["state"] == "ready"
+    assert record.manifest_key, "the manifest is committed"

@@ -67,7 +67,6 @@ def test_settings_default_to_no_snapshots_and_round_trip() -> None:
     [
         ("csi", "must be a mapping"),
         ({"mode": "always"}, "volumes.mode: must be one of none, csi, ebs, auto"),
-        ({"mode": "ebs"}, "not supported yet"),
         ({"mode": "csi", "class": 3}, "volumes.class"),
         ({"mode": "csi", "ready_timeout": 0}, "volumes.ready_timeout"),
         ({"mode": "csi", "include": [{"labels": "a in"}]}, "volumes.include[0].labels"),
@@ -79,6 +78,12 @@ def test_invalid_settings_name_the_field(data: object, problem: str) -> None:
     settings, problems = parse_volumes(data)
     assert settings is None
     assert any(problem in p for p in problems), problems
+
+
+def test_ebs_mode_is_accepted() -> None:
+    settings, problems = parse_volumes({"mode": "ebs", "ready_timeout": 900})
+    assert problems == [] and settings is not None
+    assert settings.mode == "ebs" and settings.ready_timeout_s == 900
 
 
 def test_a_policy_carries_its_volume_settings_to_its_jobs() -> None:

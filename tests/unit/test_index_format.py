@@ -96,3 +96,23 @@ def _one_row(row: list[object]) -> bytes:
 def test_malformed_index_files_are_format_errors(data: bytes) -> None:
     with pytest.raises(FormatError):
         decode_index(data)
+
+
+def test_an_index_from_encoded_rows_is_the_one_orjson_writes_of_the_whole_document():
+    from chalicelib.core.index_format import INDEX_FORMAT_VERSION, encode_blob_rows, encode_index_rows
+    from chalicelib.core.packs import METADATA_LEVEL
+
+    packs = {
+        "b" * 64: [PackedBlob("1" * 64, "data", 0, 10, 20, 0, 20), PackedBlob("2" * 64, "tree", 10, 5, 9, 0, 9)],
+        "a" * 64: [PackedBlob("3" * 64, "data", 0, 7, 7, 0, 7)],
+    }
+    doc = {
+        "version": INDEX_FORMAT_VERSION,
+        "packs": [{"id": pack, "blobs": [list(b) for b in blobs]} for pack, blobs in sorted(packs.items())],
+        "supersedes": ["c" * 64, "d" * 64],
+    }
+    expected = zstandard.ZstdCompressor(level=METADATA_LEVEL).compress(orjson.dumps(doc))
+    index, data = encode_index_rows({p: encode_blob_rows(b) for p, b in packs.items()}, ["d" * 64, "c" * 64, "d" * 64])
+    assert data == expected and index == hashlib.sha256(expected).hexdigest()
+    assert encode_index(packs, ["c" * 64, "d" * 64]) == (index, data)
+    assert decode_index(data).packs == {p: list(b) for p, b in sorted(packs.items())}

@@ -73,3 +73,22 @@ def test_only_ready_volume_snapshots_are_copies() -> None:
 def test_assess_counts_one_kind_as_a_problem() -> None:
     result = assess([Copy("primary", "s3", PRIMARY), Copy("replica", "s3", REPLICA), Copy("x", "s3", REPLICA)], PRIMARY)
     assert result["problems"] == ["1 kind of storage, fewer than 2"]
+
+
+def test_an_ebs_copy_counts_only_once_the_catalog_says_it_completed() -> None:
+    snapshots = [
+        {
+            "type": "ebs",
+            "state": "ready",
+            "snapshot_handle": "snap-1",
+            "region": PRIMARY,
+            "copies": [{"region": REPLICA, "snapshot_id": "snap-2"}],
+        }
+    ]
+    for state in ("pending", "failed"):
+        result = verdict(record(), volume_snapshots=snapshots, copy_states={"snap-2": state})
+        assert [c["region"] for c in result["locations"] if c["name"] == "volume-snapshots"] == [PRIMARY], state
+        assert not result["off_region"]
+    done = verdict(record(), volume_snapshots=snapshots, copy_states={"snap-2": "completed"})
+    assert [c["region"] for c in done["locations"] if c["name"] == "volume-snapshots"] == [PRIMARY, REPLICA]
+    assert done["rule_ok"] and done["off_region_regions"] == [REPLICA]

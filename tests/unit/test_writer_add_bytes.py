@@ -37,3 +37,15 @@ def test_add_bytes_skips_what_the_index_knows_and_refuses_after_finish():
         writer.add_bytes(b"[]")
     with pytest.raises(ValueError, match="unknown blob type"):
         RepositoryWriter(_repo()).add_bytes(b"{}", type="nonsense")
+
+
+def test_holds_answers_for_the_canonical_spelling_of_an_id_only():
+    writer = RepositoryWriter(_repo())
+    bid, _ = writer.add_bytes(b'{"a":1}')
+    assert writer.holds(bid)
+    assert not writer.holds(bid.upper())
+    assert not writer.holds(bid[:-2])
+    assert not writer.holds("not a blob id")
+    assert writer.add(bid, b'{"a":1}') is False  # packed once, under the id add_bytes gave
+    writer.finish()
+    assert writer.stats["blobs_new"] == 1

@@ -3,7 +3,9 @@ the volume snapshots its job asked for (``volumes.py``)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +19,12 @@ from chalicelib.backup.commit import (
 )
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
-from chalicelib.catalog.errors import StaleState
+from chalicelib.backup.verify import damaged_sample
+from chalicelib.catalog.errors import StaleState, WorkerSuperseded
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import CommitMessage
 from chalicelib.core.manifest import Manifest
-from chalicelib.core.models import TERMINAL, BackupRecord
+from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.shards import ShardResult, ShardState, add_stats, merge_errors
 from chalicelib.core.trees import CLUSTER_SCOPE
 from chalicelib.core.volume_snapshots import VolumeSettings
@@ -52,7 +55,11 @@ class ShardJoin:
         self._volumes = volumes
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
-        """(the backup's record, what happened): committed, duplicate, waiting or rejected."""
+        """(the backup's record, what happened): committed, duplicate, waiting, rejected or superseded.
+
+        The join takes the backup's worker token over before it writes anything: a commit message delivered again
+        (its first join stalled past the visibility timeout) makes a second join, and only the one holding the
+        token may record the commit; the other stops ("superseded")."""
         cluster, backup_id = msg.cluster.name, msg.backup_id
         record = self._catalog.get(cluster, backup_id)
         if record.state in TERMINAL:
@@ -70,24 +77,74 @@ class ShardJoin:
         stage = self._volumes if context.plan.volumes else None
         if stage is not None and stage.waiting(context.repo, cluster, backup_id):
             return record, "waiting"  # a commit sent twice: the first one handed the backup to the volume stage
-        manifest, writer = self._manifest(msg, context, record, {ns: r for ns, r in results.items() if r is not None})
+        token = uuid.uuid4().hex
         try:
+            record = self._catalog.transition(
+                cluster, backup_id, BackupState.RUNNING, now=self._clock(), worker=record.worker, claim=token
+            )
+            manifest, writer = self._manifest(msg, context, record, {n: r for n, r in results.items() if r is not None})
+            refused = self._refuse_damaged_reuse(context, manifest, token)
+            if refused is not None:
+                return refused, "rejected"
             if stage is not None:
                 namespaces = sorted({ns for r in results.values() if r is not None for ns in r.trees} - {CLUSTER_SCOPE})
-                done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces)
+                done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces, token)
                 if done is None:
                     return self._catalog.get(cluster, backup_id), "waiting"
             else:
                 # This writer refuses a manifest without its own index file; the manifest names the shards' too.
                 done = commit_manifest(
-                    self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True
+                    self._catalog, context.repo, writer, manifest, clock=self._clock, check_reach=True, worker=token
                 )
+        except WorkerSuperseded:
+            return self._catalog.get(cluster, backup_id), "superseded"
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
         if done.outcome == REJECTED:
             return done.record, "rejected"
         self._shards.forget_done(cluster, backup_id, now=self._clock())
         return done.record, "committed"
+
+    def _refuse_damaged_reuse(self, context: Any, manifest: Manifest, token: str) -> BackupRecord | None:
+        """Fail the backup before its commit when a sample of what its shards deduplicated against does not read
+        (as one-shot backups do, ``backup/verify.py``): the trees it shares with earlier backups are all re-read,
+        and up to ``SAMPLE_PER_PACK`` reused object blobs per pack. The Failed record, or None when all is well."""
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.repository.reach import list_packs, reachable
+
+        reader = RepositoryReader(context.repo)
+        index = reader.load_index()
+        files = reader.index_files()
+        # What this backup packed itself is in the index files it names; everything else it reaches, it reused.
+        own = {
+            row[0]
+            for name in manifest.index_files
+            if name in files
+            for rows in files[name].packs.values()
+            for row in rows
+        }
+        reach = reachable(reader, [manifest], stored_packs=list_packs(context.repo.store))
+        if reach.unindexed or reach.missing_packs:
+            return None  # gone, not damaged: the commit's own reach check fails the backup and says so
+        shared_trees = [b for b in reach.trees if b not in own]
+        reused = {b for b in reach.blobs if b not in own and b not in reach.trees}
+        damaged = damaged_sample(reader, index, reused, always=shared_trees)
+        damaged += [(u.blob, str(u.error)) for u in reach.unreadable if u.blob not in {b for b, _ in damaged}]
+        if not damaged:
+            return None
+        blob, error = damaged[0]
+        failure = (
+            f"{len(damaged)} blob(s) this backup deduplicates against are damaged (first: blob {blob}: {error}); "
+            "nothing was committed"
+        )
+        return self._catalog.transition(  # type: ignore[no-any-return]
+            manifest.cluster,
+            manifest.backup_id,
+            BackupState.FAILED,
+            now=self._clock(),
+            worker=token,
+            failure=failure[:2048],
+        )
 
     def _with_volumes(
         self,
@@ -98,6 +155,7 @@ class ShardJoin:
         manifest: Manifest,
         writer: Any,
         namespaces: list[str],
+        worker: str,
     ) -> Commit | None:
         """The volume stage (``backup/volumes.py``) snapshots the claims and commits, now or after waiting (None)."""
         return stage.start(
@@ -111,6 +169,7 @@ class ShardJoin:
             writer=writer,
             namespaces=namespaces,
             check_reach=True,
+            worker=worker,
         )
 
     def _manifest(
@@ -155,7 +214,8 @@ class ShardJoin:
             errors=errors,
             etcd_snapshot=etcd,
         )
-        return manifest, writer
+        # The cluster's identity, as one-shot manifests record it: the next backup reuses objects only with it.
+        return replace(manifest, cluster_uid=plan.cluster_uid), writer
 
 
 def _parse(stamp: str) -> datetime | None:

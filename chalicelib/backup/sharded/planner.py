@@ -82,10 +82,12 @@ class ShardPlanner:
         cluster_types: list[Resource],
         errors: list[dict[str, str]],
         counts: dict[str, int | None],
+        cluster_uid: str | None = None,
     ) -> BackupRecord:
         """Store the Namespace objects (the cluster shard's starting point), the plan and one shard per work item
         (whole namespaces, about ``item_objects`` objects each), then send the shards. A type with no object
-        anywhere in the cluster at this moment is left out of them."""
+        anywhere in the cluster at this moment is left out of them. ``cluster_uid`` (the cluster's identity) goes into
+        the plan and from there into the manifest, so the next backup of the cluster may reuse this one's objects."""
         from chalicelib.repository import RepositoryReader, RepositoryWriter
 
         cluster, backup_id = job.cluster.name, record.backup_id
@@ -129,11 +131,14 @@ class ShardPlanner:
             page_size=self._page_size,
             per_item=per_item,
             volumes=job.volumes.to_dict() if job.volumes.enabled else {},
+            cluster_uid=cluster_uid,
         )
         _, created = self._shards.create_plan(cluster, backup_id, plan.to_dict(), now=self._clock())
         if not created:
             # Another coordinator of this job got there first; what it planned is the backup.
             return self.adopt(job, record) or record
+        # Storing the shards overwrites them (a batch write): only the coordinator still holding the backup may.
+        self._fence(record)
         pointer = {"key": seed_key, "seq": 0, "objects": seed.objects, "index_files": list(index_files)}
         self._shards.add_shards(
             cluster, backup_id, names, seed=pointer, now=self._clock(), fresh=True, per_item=per_item
@@ -159,6 +164,7 @@ class ShardPlanner:
         item = self._shards.get_plan(cluster, backup_id)
         if item is None:
             return None
+        self._fence(record)
         if item.get("state") != "Planned":
             plan = ShardPlan.from_dict(item["plan"])
             repo = self._open_repository()
@@ -184,6 +190,7 @@ class ShardPlanner:
                 backup_id,
                 BackupState.FAILED,
                 now=self._clock(),
+                worker=record.worker,
                 failure=f"shard {failed[0].namespace or '(cluster-scoped)'} failed: {failed[0].error}",
             )
         waiting = [shard.namespace for shard in shards if shard.namespace and shard.state not in SHARD_TERMINAL]
@@ -193,3 +200,8 @@ class ShardPlanner:
             self._next.advance(job.cluster, backup_id)
         log("sharded backup adopted", backup_id=backup_id, waiting=len(waiting))
         return record
+
+    def _fence(self, record: BackupRecord) -> None:
+        """Prove this coordinator still holds the backup (its worker token), and refresh its heartbeat so no other
+        delivery takes it over meanwhile; ``WorkerSuperseded`` when one already has: this coordinator stops."""
+        self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock(), worker=record.worker)
