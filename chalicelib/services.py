@@ -378,7 +378,7 @@ class Services:
 
         return VerificationQueue(self.client("sqs"), self.settings.verification_queue_url)
 
-    def verification_worker(self, *, publish_metrics: bool = True) -> VerificationWorker:
+    def verification_worker(self, *, publish_metrics: bool = True, use_queue: bool = True) -> VerificationWorker:
         """The worker; the CLI passes ``publish_metrics=False`` (EMF documents are for Lambda's log stream) and has
         no queue, so it polls readiness until the run ends instead of continuing from a delayed message."""
         from chalicelib.catalog.verifications import VerificationCatalog
@@ -394,7 +394,7 @@ class Services:
             reader=lambda: RepositoryReader(self.repository()),
             events=self.restore_events(),
             metrics=publish_verification_metrics if publish_metrics else None,
-            queue=self.verification_queue() if self.settings.verification_queue_url else None,
+            queue=self.verification_queue() if use_queue and self.settings.verification_queue_url else None,
             replica_reader=(lambda: RepositoryReader(self.repository(replica=True)))
             if self.settings.replica_bucket
             else None,

@@ -15,12 +15,16 @@ def add_parsers(sub: Any, add_aws_options: Any) -> None:
     p = verify.add_parser(
         "run",
         help="restore the policy's newest backup into scratch namespaces, check every object, clean up",
-        description="Runs the verification in this process and waits for its end (exit 0 when it passed, 1 when "
-        "not). The cluster it restores into is the policy's verify.target_cluster (default the policy's own), "
-        "reached through its registration (lifeboat clusters add).",
+        description="With a deployment's verification queue (LIFEBOAT_VERIFICATION_QUEUE_URL) the run is sent there "
+        "and its id printed; --wait then waits for its end. Without one (or with --here) it runs in this process "
+        "and waits. Exit 0 when it passed, 1 when not. The cluster it restores into is the policy's "
+        "verify.target_cluster (default the policy's own), reached through its registration (lifeboat clusters add).",
     )
     add_aws_options(p)
     p.add_argument("policy")
+    p.add_argument("--wait", action="store_true", help="wait for a queued run to end and print its result")
+    p.add_argument("--here", action="store_true", help="run in this process even when a queue is configured")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds --wait waits at most (default 3600)")
 
     runs = sub.add_parser("verifications", help="verification runs and their results").add_subparsers(
         dest="action", required=True
@@ -41,13 +45,42 @@ def _catalog(services: Any) -> Any:
 
 
 def run(args: argparse.Namespace, services: Any) -> int:
-    worker = services.verification_worker(publish_metrics=False)
+    queued = bool(services.settings.verification_queue_url) and not args.here
+    worker = services.verification_worker(publish_metrics=False, use_queue=False)
     pending, _ = worker.start(args.policy)
-    done = worker.handle(pending.verification_id)
+    if queued:
+        from chalicelib.verification.worker import VerifyMessage
+
+        services.verification_queue().send(VerifyMessage(pending.verification_id).to_json())
+        if not args.wait:
+            console().print(f"verification {pending.verification_id} of {args.policy} queued", highlight=False)
+            return EXIT_OK
+        done = _wait_for(services, pending.verification_id, args.timeout)
+    else:
+        done = worker.handle(pending.verification_id)
     if done is None:
         raise CliError(f"verification {pending.verification_id} is held by another worker; see verifications describe")
     _show(args, done)
     return EXIT_OK if done.passed else EXIT_ERROR
+
+
+def _wait_for(services: Any, run_id: str, timeout_s: int, poll_s: float = 5.0) -> Any:
+    """The run once it has ended; a CliError naming it when it has not within ``timeout_s``."""
+    import time
+
+    from chalicelib.catalog.verifications import TERMINAL
+
+    catalog = _catalog(services)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = catalog.get(run_id)
+        if record.state in TERMINAL:
+            return record
+        if time.monotonic() >= deadline:
+            raise CliError(
+                f"verification {run_id} is still {record.state} after {timeout_s} s; see verifications describe"
+            )
+        time.sleep(poll_s)
 
 
 def list_runs(args: argparse.Namespace, services: Any) -> int:

@@ -102,3 +102,49 @@ def test_an_unknown_verification_is_one_sentence(capsys: Any, services: Any) -> 
     code, out = _cli(capsys, "verifications", "describe", "v000000000000", *AWS)
     assert code == EXIT_ERROR
     assert "verification 'v000000000000' is not in the catalog" in out
+
+
+def test_verify_run_queues_to_the_deployment_and_waits_for_its_end(
+    capsys: Any, services: Any, registered: str, kubeconfig_path: Any, app_ns: Any, monkeypatch: Any
+) -> None:
+    import threading
+
+    from chalicelib.services import Services
+    from chalicelib.settings import Settings
+
+    policy = _policy(services, registered, list(app_ns.namespaces))
+    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
+    job = BackupJob(
+        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef(registered, auth), scope=policy.scope, policy=policy.name
+    )
+    assert services.backup_service().run(job).record.state == "Completed"
+    sqs = services.client("sqs")
+    url = sqs.create_queue(QueueName=f"verify-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    monkeypatch.setenv("LIFEBOAT_VERIFICATION_QUEUE_URL", url)
+
+    code, out = _cli(capsys, "verify", "run", policy.name, *AWS)
+    assert code == EXIT_OK and "queued" in out
+    (queued,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=queued["ReceiptHandle"])
+
+    lambda_side = Services(
+        Settings(table=TEST_TABLE, bucket=TEST_BUCKET, region="us-east-1", verification_queue_url=url)
+    )
+
+    def deployment() -> None:  # what the verification_worker function does with the next message
+        for _ in range(60):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1).get("Messages", [])
+            if got:
+                lambda_side.verification_worker().handle_message(got[0]["Body"])
+                return
+
+    worker = threading.Thread(target=deployment)
+    worker.start()
+    capsys.readouterr()
+    code = main(["verify", "run", policy.name, *AWS, "--wait", "--output", "json"])
+    worker.join()
+    out = capsys.readouterr().out
+    # The deployment's side ran in this process too and logged to stdout; the command's answer is the indented doc.
+    result = json.loads(out[out.index("{\n") :])
+
+    assert code == EXIT_OK and result["state"] == "Succeeded" and result["policy"] == policy.name
