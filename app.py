@@ -89,6 +89,31 @@ def restore_worker(event: Any) -> None:
         worker.handle_message(record.body)
 
 
+# -- restore verification ----------------------------------------------------------------------------------------
+
+
+@app.on_sqs_message(queue="lifeboat-verification-jobs", batch_size=1)
+def verification_worker(event: Any) -> None:
+    """One message starts a policy's restore verification, or continues one that waits for readiness."""
+    from chalicelib.services import get_services
+
+    worker = get_services().verification_worker()
+    for record in event:
+        worker.handle_message(record.body)
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def etcd_verifier(event: Any) -> dict[str, Any]:
+    """Restores the newest etcd snapshot of each self-managed cluster with etcdutl and reads it back (where the
+    deployment ships the etcd binaries, LIFEBOAT_ETCD_BIN_DIR); records "unverified" where it does not."""
+    from chalicelib.services import get_services
+    from chalicelib.snapshots.etcd_sweep import publish_sweep_metrics
+
+    report = get_services().etcd_verification_sweep().run()
+    publish_sweep_metrics(report)
+    return report.to_dict()
+
+
 # -- cross-region replication ------------------------------------------------------------------------------------
 
 

@@ -65,3 +65,17 @@ def publish_backup_metrics(record: Any) -> None:
     m.add_metric(name="BackupErrors", unit=MetricUnit.Count, value=len(record.errors or []))
     m.add_metric(name="BackupsFailed", unit=MetricUnit.Count, value=1 if str(record.state) == "Failed" else 0)
     m.flush_metrics()
+
+
+def publish_verification_metrics(record: Any) -> None:
+    """One EMF document per ended verification run: failed or not, its RTO, and whether the RTO beat its target."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    m = metrics()
+    m.add_metadata(key="policy", value=record.policy)
+    m.add_metadata(key="verification_id", value=record.verification_id)
+    m.add_metric(name="VerificationsFailed", unit=MetricUnit.Count, value=0 if record.passed else 1)
+    m.add_metric(name="VerificationRtoOverTarget", unit=MetricUnit.Count, value=1 if record.rto_exceeded else 0)
+    if record.rto_s is not None:
+        m.add_metric(name="VerificationRto", unit=MetricUnit.Seconds, value=record.rto_s)
+    m.flush_metrics()

@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog
     from chalicelib.catalog.ebs_snapshots import EbsSnapshotCatalog
-    from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
     from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
     from chalicelib.catalog.policies import PolicyCatalog
     from chalicelib.catalog.restores import RestoreCatalog
+    from chalicelib.catalog.side_schedules import SideScheduleCatalog
     from chalicelib.core.etcd import EtcdTarget
     from chalicelib.etcd import EtcdClient
     from chalicelib.kube import KubeClient
@@ -50,7 +50,10 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
     from chalicelib.snapshots.ebs import EbsSnapshots, SnapshotEvents
+    from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
+    from chalicelib.verification.queue import VerificationQueue
+    from chalicelib.verification.worker import VerificationWorker
 
 T = TypeVar("T")
 
@@ -271,6 +274,19 @@ class Services:
         snapshot = EtcdSnapshotter(self.etcd_client(target), store).take(cluster, backup_id)
         return snapshot.to_manifest()
 
+    def etcd_verification_sweep(self) -> EtcdVerificationSweep:
+        """The etcd verification function's work; it verifies with the binaries in ``settings.etcd_bin_dir``."""
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
+
+        return EtcdVerificationSweep(
+            policies=self.policy_catalog(),
+            backups=self.catalog(),
+            results=self.etcd_verifications(),
+            reader=lambda: RepositoryReader(self.repository()),
+            verifier=lambda: self.etcd_verifier(binaries_dir=self.settings.etcd_bin_dir),
+        )
+
     def etcd_verifications(self) -> EtcdVerificationCatalog:
         from chalicelib.catalog.etcd_verifications import EtcdVerificationCatalog
 
@@ -355,6 +371,37 @@ class Services:
             remaining_ms=remaining_ms,
         )
 
+    # -- restore verification ------------------------------------------------------------------------------------
+
+    def verification_queue(self) -> VerificationQueue:
+        from chalicelib.verification.queue import VerificationQueue
+
+        return VerificationQueue(self.client("sqs"), self.settings.verification_queue_url)
+
+    def verification_worker(self, *, publish_metrics: bool = True, use_queue: bool = True) -> VerificationWorker:
+        """The worker; the CLI passes ``publish_metrics=False`` (EMF documents are for Lambda's log stream) and has
+        no queue, so it polls readiness until the run ends instead of continuing from a delayed message."""
+        from chalicelib.catalog.verifications import VerificationCatalog
+        from chalicelib.observability import publish_verification_metrics
+        from chalicelib.repository import RepositoryReader
+        from chalicelib.verification.worker import VerificationWorker
+
+        return VerificationWorker(
+            verifications=VerificationCatalog(self.client("dynamodb"), self.settings.table),
+            backups=self.catalog(),
+            policies=self.policy_catalog(),
+            connect=self.connect_registered,
+            reader=lambda: RepositoryReader(self.repository()),
+            events=self.restore_events(),
+            metrics=publish_verification_metrics if publish_metrics else None,
+            queue=self.verification_queue() if use_queue and self.settings.verification_queue_url else None,
+            replica_reader=(lambda: RepositoryReader(self.repository(replica=True)))
+            if self.settings.replica_bucket
+            else None,
+            replica_region=self.settings.replica_region,
+            etcd_verifier=lambda: self.etcd_verifier(binaries_dir=self.settings.etcd_bin_dir),
+        )
+
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
 
     def policy_catalog(self) -> PolicyCatalog:
@@ -379,21 +426,35 @@ class Services:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
         from chalicelib.scheduling.etcd_dispatch import EtcdDispatcher
+        from chalicelib.scheduling.verify_dispatch import VerifyDispatcher
 
         queue = BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url)
         policies, backups, clusters = self.policy_catalog(), self.catalog(), self.cluster_catalog()
         etcd = EtcdDispatcher(self.etcd_schedules(), policies, backups, clusters, queue)
-        return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd)
+        verify = VerifyDispatcher(
+            self.verify_schedules(), policies, self.verification_worker().start, self.verification_queue()
+        )
+        return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd, verify=verify)
 
-    def etcd_schedules(self) -> EtcdScheduleCatalog:
-        from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
+    def etcd_schedules(self) -> SideScheduleCatalog:
+        from chalicelib.catalog.side_schedules import ETCD, SideScheduleCatalog
 
-        return EtcdScheduleCatalog(self.client("dynamodb"), self.settings.table)
+        return SideScheduleCatalog(self.client("dynamodb"), self.settings.table, ETCD)
+
+    def verify_schedules(self) -> SideScheduleCatalog:
+        from chalicelib.catalog.side_schedules import VERIFY, SideScheduleCatalog
+
+        return SideScheduleCatalog(self.client("dynamodb"), self.settings.table, VERIFY)
 
     def policy_service(self) -> PolicyService:
         from chalicelib.scheduling.policies import PolicyService
 
-        return PolicyService(self.policy_catalog(), self.cluster_catalog(), etcd_schedules=self.etcd_schedules())
+        return PolicyService(
+            self.policy_catalog(),
+            self.cluster_catalog(),
+            etcd_schedules=self.etcd_schedules(),
+            verify_schedules=self.verify_schedules(),
+        )
 
     def cluster_service(self) -> ClusterService:
         from chalicelib.scheduling.clusters import ClusterService
@@ -403,9 +464,15 @@ class Services:
         )
 
     def status_service(self) -> StatusService:
+        from chalicelib.catalog.verifications import VerificationCatalog
         from chalicelib.scheduling.status import StatusService
 
-        return StatusService(self.policy_catalog(), self.catalog())
+        return StatusService(
+            self.policy_catalog(),
+            self.catalog(),
+            verifications=VerificationCatalog(self.client("dynamodb"), self.settings.table),
+            verify_schedules=self.verify_schedules(),
+        )
 
     def etcd_status_service(self) -> EtcdStatusService:
         from chalicelib.scheduling.etcd_status import EtcdStatusService

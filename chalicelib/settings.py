@@ -41,6 +41,8 @@ class Settings:
     replica_kms_key_id: str | None = None  # the replica region's key: KMS keys never leave their region
     backup_queue_url: str | None = None
     restore_queue_url: str | None = None
+    verification_queue_url: str | None = None
+    etcd_bin_dir: str | None = None  # etcd and etcdutl for verifying etcd snapshots (a Lambda layer's /opt/bin)
     endpoint_url: str | None = None  # emulated AWS (moto server); None means the real endpoints
     repository_prefix: str = "lifeboat/v1/"
 
@@ -62,6 +64,8 @@ class Settings:
             replica_kms_key_id=env.get("LIFEBOAT_REPLICA_KMS_KEY_ID") or None,
             backup_queue_url=env.get("LIFEBOAT_BACKUP_QUEUE_URL") or None,
             restore_queue_url=env.get("LIFEBOAT_RESTORE_QUEUE_URL") or None,
+            verification_queue_url=env.get("LIFEBOAT_VERIFICATION_QUEUE_URL") or None,
+            etcd_bin_dir=env.get("LIFEBOAT_ETCD_BIN_DIR") or None,
             endpoint_url=env.get("LIFEBOAT_AWS_ENDPOINT_URL") or None,
         )
 

@@ -7,7 +7,6 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.kubelet import node_names, play_kubelet, pod_ip
@@ -19,8 +18,6 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # reacts within a second.
 ADOPT_WAIT = 10.0
 _POLL_SECONDS = 0.2
-# kube-controller-manager renews its lease every 2 s; an older lease means it has stopped.
-_LEASE_FRESH_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -71,27 +68,11 @@ def seed_controller_objects(seeder: Seeder, web_ns: str, data_ns: str, *, wait: 
 
 
 def controller_manager_running(seeder: Seeder) -> bool:
-    """True when kube-controller-manager holds its leader-election lease (kube-system/kube-controller-manager)
-    renewed within the last minute; the test server and kube-apiserver alone (envtest) have none."""
-    from chalicelib.kube.errors import KubeError
+    """True when kube-controller-manager holds a fresh leader-election lease; the test server and kube-apiserver
+    alone (envtest) have none. The product's own check (chalicelib.kube.controllers), asked of the seeder's client."""
+    from chalicelib.kube.controllers import controller_manager_running as running
 
-    resource = seeder.resource("coordination.k8s.io/v1", "Lease")
-    if resource is None:
-        return False
-    try:
-        lease = seeder.client.get_object(resource, "kube-controller-manager", namespace="kube-system")
-    except KubeError:  # e.g. no permission to read leases: assume one may run, so wait before creating its objects
-        return True
-    if lease is None:
-        return False
-    renewed = (lease.get("spec") or {}).get("renewTime")
-    if not renewed:
-        return bool((lease.get("spec") or {}).get("holderIdentity"))
-    try:
-        age = datetime.now(UTC) - datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
-    except ValueError:  # a time we cannot read still says some holder renewed it
-        return True
-    return age.total_seconds() < _LEASE_FRESH_SECONDS
+    return running(seeder.client)
 
 
 def _adopted(

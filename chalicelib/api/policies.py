@@ -55,8 +55,12 @@ class PolicyApi:
         def action() -> Reply:
             caller = self._caller(headers, SignedRequest.of(method, "/v1/policies", None, headers, body or b""))
             document = load_policy_text(body or b"")
-            for cluster in sorted({policy.cluster for policy in parse_policy_document(document)}):
+            policies = parse_policy_document(document)
+            for cluster in sorted({policy.cluster for policy in policies}):
                 require(caller, Action.POLICIES, cluster)
+            # A verification restores into its target cluster: the caller must be allowed to restore there.
+            for target in sorted({p.verify.target_cluster for p in policies if p.verify and p.verify.target_cluster}):
+                require(caller, Action.RESTORE_INTO, target)
             applied = self._policies.apply_document(document)
             return Reply(200, {"applied": [a.__dict__ for a in applied]})
 

@@ -24,7 +24,7 @@ from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMess
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.references import ReferenceCollector, cluster_listing_order
 from chalicelib.core.resources import Resource
-from chalicelib.core.scope import EXCLUDE_LABEL, BackupScope
+from chalicelib.core.scope import EXCLUDE_LABEL, SERVER_EXCLUSIONS, BackupScope
 from chalicelib.observability import logger
 from chalicelib.retry import MAX_ATTEMPTS, describe, is_transient, retry_delay_s
 
@@ -427,7 +427,7 @@ class BackupService:
             # In auto mode the referring types must be read before the types they name, so list in order.
             ordered = cluster_listing_order(cluster_types)
             workers = 1 if mode == "auto" else self._list_workers
-            cluster_selector = scope.server_selector() if mode == "on" else f"{EXCLUDE_LABEL}!=true"
+            cluster_selector = scope.server_selector() if mode == "on" else SERVER_EXCLUSIONS
             pages = stream_pages(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
             cluster_refs = refs if mode == "auto" else None
             listed += self._consume(pages, ordered, collector, cluster_refs, cluster, backup_id)

@@ -42,6 +42,15 @@ class EtcdVerificationCatalog:
         attributes["type"] = {"S": "etcd_verification"}
         self._call("put_item", TableName=self._table, Item=attributes)
 
+    def get(self, cluster: str, backup_id: str) -> EtcdVerificationRecord | None:
+        """The latest verification of that backup's snapshot, or None when none ran."""
+        key = {
+            "pk": {"S": keys.cluster_pk(cluster)},
+            "sk": {"S": SK_PREFIX + keys.check_part("backup id", backup_id)},
+        }
+        found = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True)
+        return _to_record(decode_item(found["Item"])) if "Item" in found else None
+
     def latest(self, cluster: str, *, ok_only: bool = True) -> EtcdVerificationRecord | None:
         """The verification of the newest backup (ids sort by time) that was verified (successfully)."""
         query: dict[str, Any] = {

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     from chalicelib.cli.etcd_cmd import add_parser as add_etcd_parser
 
     add_etcd_parser(sub, _add_aws_options)
+    from chalicelib.cli.verify_cmd import add_parsers as add_verify_parsers
+
+    add_verify_parsers(sub, _add_aws_options)
+    from chalicelib.cli.report_cmd import add_parser as add_report_parser
+
+    add_report_parser(sub, _add_aws_options)
 
     return parser
 
@@ -215,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.etcd_cmd import HANDLERS as etcd_handlers
 
     handlers.update(etcd_handlers)
+    from chalicelib.cli.verify_cmd import HANDLERS as verify_handlers
+
+    handlers.update(verify_handlers)
+    from chalicelib.cli.report_cmd import HANDLERS as report_handlers
+
+    handlers.update(report_handlers)
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None

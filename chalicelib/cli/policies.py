@@ -225,8 +225,13 @@ def status(args: Any, services: Any) -> int:
     statuses = services.status_service().statuses()
     copies = _copies_by_policy(services, {s.cluster for s in statuses})
     etcd = {e.cluster: e for e in services.etcd_status_service().statuses()}
-    # Scripts (and cron jobs) can alarm on the exit code: 1 when any policy is past its RPO target.
-    exceeded = any(s.rpo_exceeded for s in statuses) or any(e.rpo_exceeded for e in etcd.values())
+    # Scripts (and cron jobs) can alarm on the exit code: 1 when any policy is past its RPO target, or its
+    # verification is overdue or over its RTO target.
+    exceeded = (
+        any(s.rpo_exceeded for s in statuses)
+        or any(e.rpo_exceeded for e in etcd.values())
+        or any(s.verification is not None and (s.verification.overdue or s.verification.rto_exceeded) for s in statuses)
+    )
     code = EXIT_ERROR if exceeded else EXIT_OK
     if args.output == "json":
         docs = []
@@ -262,9 +267,34 @@ def status(args: Any, services: Any) -> int:
         )
     headers = ["policy", "cluster", "last success", "RPO", "target", "next run", "retention", "3-2-1"]
     console().print(table("Policies", headers, rows))
+    verified = [s for s in statuses if s.verification is not None]
+    if verified:
+        console().print(table("Restore verification", *_verification_rows(verified)))
     if etcd:
         console().print(table("etcd snapshots", *_etcd_rows(list(etcd.values()))))
     return code
+
+
+def _verification_rows(statuses: list[Any]) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for s in statuses:
+        v = s.verification
+        rto = "-" if v.rto_s is None else (f"{v.rto_s:.0f} s" if v.rto_s < 120 else f"{v.rto_s / 60:.1f} min")
+        target = f"{v.rto_target_minutes} min" if v.rto_target_minutes else "-"
+        last = v.verified_at or "never"
+        state = v.last_state or "-"
+        rows.append(
+            [
+                s.name,
+                f"[red]{last} (overdue)[/red]" if v.overdue else last,
+                v.verified_backup_id or "-",
+                f"[red]{rto}[/red]" if v.rto_exceeded else rto,
+                target,
+                f"[red]{state}[/red]" if state == "Failed" else state,
+                v.next_at or "-",
+            ]
+        )
+    return ["policy", "last verified", "backup", "RTO", "target", "latest run", "next run"], rows
 
 
 def _etcd_rows(statuses: list[Any]) -> tuple[list[str], list[list[str]]]:

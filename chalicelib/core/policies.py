@@ -16,6 +16,7 @@ from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, parse_etcd_policy
 from chalicelib.core.schedule import Schedule, parse_schedule
 from chalicelib.core.scope import BackupScope
+from chalicelib.core.verification import VerifyPolicy, parse_verify
 from chalicelib.core.volume_snapshots import VolumeSettings, parse_volumes
 
 # DNS-label style: policy names appear in job ids, metric dimensions and CLI arguments.
@@ -24,7 +25,7 @@ POLICY_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,252}")
 RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 POLICY_FIELDS = frozenset(
-    {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes"}
+    {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes", "verify"}
 )
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
 
@@ -72,6 +73,7 @@ class Policy:
     enabled: bool = True
     etcd: EtcdPolicy = field(default_factory=EtcdPolicy)  # snapshot etcd too (self-managed clusters)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
+    verify: VerifyPolicy | None = None  # restore its backups on a schedule and check them (core/verification.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as a file holds it (``from_dict`` reads it back)."""
@@ -88,6 +90,8 @@ class Policy:
             data["etcd"] = self.etcd.to_dict()
         if self.volumes.enabled:
             data["volumes"] = self.volumes.to_dict()
+        if self.verify is not None:
+            data["verify"] = self.verify.to_dict()
         return data
 
     @classmethod
@@ -141,6 +145,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     etcd = parse_etcd_policy(data.get("etcd"), f"{where}.etcd", problems)
     volumes, found = parse_volumes(data.get("volumes"), f"{where}.volumes")
     problems.extend(found)
+    verify = parse_verify(data.get("verify"), f"{where}.verify", problems)
     if problems or schedule is None or scope is None or retention is None or etcd is None or volumes is None:
         return None, problems
     policy = Policy(
@@ -153,6 +158,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
         enabled=bool(enabled),
         etcd=etcd,
         volumes=volumes,
+        verify=verify,
     )
     return policy, []
 

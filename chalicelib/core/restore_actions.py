@@ -14,7 +14,7 @@ import orjson
 
 from chalicelib.core.resources import Resource
 from chalicelib.core.restore_context import RestoreContext
-from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL
+from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, VERIFICATION_LABEL
 from chalicelib.core.restore_volumes import (
     bind_snapshot_to_content,
     preprovision_content,
@@ -283,6 +283,8 @@ def label_restored(obj: Obj, ctx: RestoreContext) -> Obj:
     meta = _meta(obj)
     if ctx.options.restore_id:
         meta.setdefault("labels", {})[RESTORE_ID_LABEL] = ctx.options.restore_id
+    if ctx.options.verification_id:
+        meta.setdefault("labels", {})[VERIFICATION_LABEL] = ctx.options.verification_id
     if ctx.backup_id:
         meta.setdefault("annotations", {})[BACKUP_ID_ANNOTATION] = ctx.backup_id
     return obj

@@ -18,6 +18,8 @@ ExistingPolicy = Literal["skip", "update"]
 EXISTING_POLICIES: tuple[ExistingPolicy, ...] = ("skip", "update")
 
 RESTORE_ID_LABEL = "lifeboat.io/restore-id"
+# On every object a verification restores, so its cleanup and the janitor find them by label.
+VERIFICATION_LABEL = "lifeboat.io/verification"
 BACKUP_ID_ANNOTATION = "lifeboat.io/backup-id"
 
 # RFC 1123 label: what a namespace name must be.
@@ -50,6 +52,8 @@ class RestoreOptions:
     restore_pvcs_from_snapshots: bool = True
     restore_id: str | None = None
     dry_run: bool = False
+    # Set by a verification run only, never from a request: it labels every restored object for cleanup.
+    verification_id: str | None = None
 
     def __post_init__(self) -> None:
         # Frozen all the way down: a caller's dict or list must not change the options after the fact.
@@ -69,13 +73,13 @@ class RestoreOptions:
             raise InvalidRestoreOptions(
                 f"existing_policy must be one of {', '.join(EXISTING_POLICIES)}, not {self.existing_policy!r}"
             )
-        if self.restore_id is not None and (
-            not isinstance(self.restore_id, str) or not self.restore_id or not _LABEL_VALUE.match(self.restore_id)
-        ):
-            raise InvalidRestoreOptions(
-                f"restore_id {self.restore_id!r} cannot be a label value "
-                "(at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
-            )
+        for name in ("restore_id", "verification_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value or not _LABEL_VALUE.match(value)):
+                raise InvalidRestoreOptions(
+                    f"{name} {value!r} cannot be a label value "
+                    "(at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+                )
         try:
             parse_label_selector(self.label_selector)
         except CoreError as exc:

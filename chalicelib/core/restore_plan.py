@@ -16,7 +16,12 @@ from chalicelib.core.restore_actions import (
     skip_reason,
 )
 from chalicelib.core.restore_context import RestoreContext
-from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, RestoreOptions
+from chalicelib.core.restore_options import (
+    BACKUP_ID_ANNOTATION,
+    RESTORE_ID_LABEL,
+    VERIFICATION_LABEL,
+    RestoreOptions,
+)
 from chalicelib.core.restore_order import level_of
 from chalicelib.core.sanitize import sanitize
 from chalicelib.core.volume_restore import claim_notes, claim_sources, recorded_snapshot_objects
@@ -49,7 +54,7 @@ SATISFIED_SKIPS = frozenset({Reason.EXISTS, Reason.UNCHANGED, Reason.COMPLETED})
 # Maps read and written as a whole: a key present only on the cluster is a difference, not a server default.
 _EXACT_MAPS = frozenset({"data", "binaryData", "stringData", "metadata.labels"})
 # Labels that are not the object's content: our restore bookkeeping, and the name label the API server sets.
-_OWN_LABELS = frozenset({RESTORE_ID_LABEL, NAMESPACE_NAME_LABEL})
+_OWN_LABELS = frozenset({RESTORE_ID_LABEL, VERIFICATION_LABEL, NAMESPACE_NAME_LABEL})
 _OWN_ANNOTATIONS = frozenset({BACKUP_ID_ANNOTATION})
 
 

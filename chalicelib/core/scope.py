@@ -12,6 +12,12 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.selectors import LabelSelector, parse_label_selector
 
 EXCLUDE_LABEL = "lifeboat.io/exclude"
+# Lifeboat's own VolumeSnapshots and their contents carry the backup id they belong to: they are a backup's volume
+# data, recorded in its manifest, not objects of the cluster to back up again (a later backup holding them would
+# restore snapshots whose storage retention may already have deleted).
+OWN_SNAPSHOT_LABEL = "lifeboat.io/backup-id"
+# What every list excludes on the server, whatever the scope selects.
+SERVER_EXCLUSIONS = f"{EXCLUDE_LABEL}!=true,!{OWN_SNAPSHOT_LABEL}"
 ClusterScoped = Literal["on", "off", "auto"]
 
 # Never worth backing up: recreated by the API server or controllers, or pure telemetry.
@@ -99,7 +105,7 @@ class BackupScope:
 
     def server_selector(self) -> str:
         """The label selector sent with every list: the user's, plus the exclusion label."""
-        return str(self.selector.and_(parse_label_selector(f"{EXCLUDE_LABEL}!=true")))
+        return str(self.selector.and_(parse_label_selector(SERVER_EXCLUSIONS)))
 
     def namespace_selected(self, namespace: str) -> bool:
         if self.include_namespaces and not any(fnmatch.fnmatchcase(namespace, p) for p in self.include_namespaces):
@@ -121,7 +127,7 @@ class BackupScope:
         labels = (obj.get("metadata") or {}).get("labels")
         if not labels:
             return self._matches_unlabelled  # most objects: answer without walking the selector
-        if labels.get(EXCLUDE_LABEL) == "true":
+        if labels.get(EXCLUDE_LABEL) == "true" or OWN_SNAPSHOT_LABEL in labels:
             return False
         return self._no_selector or self.selector.matches(labels)
 

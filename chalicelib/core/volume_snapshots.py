@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.core.errors import CoreError, InvalidPolicy
+from chalicelib.core.scope import OWN_SNAPSHOT_LABEL
 from chalicelib.core.selectors import parse_label_selector
 from chalicelib.core.volume_ebs import IN_TREE_EBS_DRIVER, ebs_volume_id
 
@@ -29,7 +30,7 @@ MODES = (NONE, CSI, EBS, AUTO)
 VOLUME_FIELDS = frozenset({"mode", "class", "include", "exclude", "ready_timeout"})
 SELECTOR_FIELDS = frozenset({"namespace", "name", "labels"})
 DEFAULT_READY_TIMEOUT_S = 1800
-BACKUP_ID_LABEL = "lifeboat.io/backup-id"
+BACKUP_ID_LABEL = OWN_SNAPSHOT_LABEL  # on each VolumeSnapshot (and its content) a backup takes
 CLAIM_ANNOTATION = "lifeboat.io/persistent-volume-claim"
 # On a backup's VolumeSnapshotContent: the class's deletionPolicy, which the content itself no longer says (Retain).
 DELETION_POLICY_ANNOTATION = "lifeboat.io/deletion-policy"

@@ -196,12 +196,14 @@ class RestoreService:
         on_result: Callable[[ObjectResult], None] | None = None,
         completed: set[str] | None = None,
         stop: Callable[[], bool] | None = None,
+        on_plan: Callable[[RestorePlan], None] | None = None,
     ) -> RestoreResult:
         """Restore ``manifest`` as ``options`` say; a dry run returns the plan instead.
 
         ``on_result`` sees every object's outcome as it happens (on this thread), so a worker can persist progress;
         ``completed`` holds keys a previous run finished, which this one skips; ``stop`` is polled between objects
-        and levels, and a true answer ends the run as Interrupted (resume it with ``completed``).
+        and levels, and a true answer ends the run as Interrupted (resume it with ``completed``); ``on_plan`` sees
+        the plan, with the body of every object, once the selection is read and verified and before the first write.
         Raises BackupUnreadable before any write when a blob of the selection is missing or corrupt.
         """
         started = _iso(self._clock())
@@ -235,6 +237,8 @@ class RestoreService:
             snapshot_handles=snapshot_handles(self._volume_snapshots(manifest)),
             volume_snapshots=self._volume_snapshots(manifest),
         )
+        if on_plan:
+            on_plan(plan)
         run = _Run(plan, completed or set(), on_result, progress)
         applier = ObjectApplier(self._client, options.existing_policy)
         interrupted = False

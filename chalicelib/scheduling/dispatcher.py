@@ -78,8 +78,10 @@ class Dispatcher:
         lock: Any | None = None,
         clock: Callable[[], datetime] = _utcnow,
         etcd: Any | None = None,
+        verify: Any | None = None,
     ) -> None:
-        """``etcd`` (a ``scheduling.etcd_dispatch.EtcdDispatcher``) starts the etcd-only runs of etcd schedules."""
+        """``etcd`` (a ``scheduling.etcd_dispatch.EtcdDispatcher``) starts the etcd-only runs of etcd schedules;
+        ``verify`` (a ``scheduling.verify_dispatch.VerifyDispatcher``) the verifications of verify schedules."""
         self._policies = policies
         self._backups = backups
         self._clusters = clusters
@@ -87,6 +89,7 @@ class Dispatcher:
         self._lock = lock
         self._clock = clock
         self._etcd = etcd
+        self._verify = verify
 
     def dispatch_due(self) -> DispatchReport:
         now = self._clock()
@@ -111,8 +114,9 @@ class Dispatcher:
             if outcome is not None:
                 outcomes.append(outcome)
                 logger().info("policy run", extra=outcome.__dict__)
-        if self._etcd is not None:
-            outcomes.extend(self._etcd.dispatch_due(now))
+        for side in (self._etcd, self._verify):
+            if side is not None:
+                outcomes.extend(side.dispatch_due(now))
         return DispatchReport(iso(now), outcomes)
 
     def _dispatch(self, record: PolicyRecord, now: datetime) -> Outcome | None:

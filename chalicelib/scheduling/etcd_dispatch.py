@@ -1,6 +1,6 @@
 """The dispatcher's etcd side: start the etcd-only backups of policies whose etcd block has its own schedule.
 
-Each due schedule (``catalog/etcd_schedules.py``) is decided like a policy's (``plan_run``: only the latest missed
+Each due schedule (``catalog/side_schedules.py``) is decided like a policy's (``plan_run``: only the latest missed
 run, within ``starting_deadline_seconds``; skipped while the previous etcd-only backup is still active) and claimed in
 one conditional transaction with its run record, so racing dispatchers send each scheduled etcd run once. The job id
 ``etcd:<policy>:<time>`` is derived from the scheduled time, so even a duplicate send is absorbed by the worker.
@@ -13,14 +13,15 @@ from typing import Any
 
 from chalicelib.catalog.dynamo import iso
 from chalicelib.catalog.errors import RecordNotFound
-from chalicelib.catalog.etcd_schedules import EtcdScheduleRecord
 from chalicelib.catalog.policy_runs import DISPATCHED, SKIPPED, RunRecord, backups_of_policy
+from chalicelib.catalog.side_schedules import SideScheduleRecord
 from chalicelib.core.etcd import MANAGED_AUTH_TYPES, EtcdTarget, policy_etcd_target
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.models import BackupState
-from chalicelib.core.schedule import next_run, plan_run
+from chalicelib.core.schedule import plan_run
 from chalicelib.observability import logger
 from chalicelib.scheduling.errors import QueueUnavailable
+from chalicelib.scheduling.side_schedules import sync_schedule
 
 ACTIVE = (BackupState.PENDING, BackupState.RUNNING)
 STALE_BACKUP_S = 3600  # as for policy runs: a Pending/Running backup without a heartbeat this long no longer blocks
@@ -34,16 +35,7 @@ def etcd_job_id(policy: str, scheduled_for: datetime) -> str:
 def sync_etcd_schedule(schedules: Any, policy: Any, now: datetime) -> None:
     """Keep a policy's etcd schedule item as its definition says: there while enabled with a schedule of its own
     (its next run kept while the schedule is unchanged), gone otherwise."""
-    found = schedules.get(policy.cluster, policy.name)
-    wanted = policy.enabled and policy.etcd.separate
-    if not wanted:
-        if found is not None:
-            schedules.remove(policy.cluster, policy.name)
-        return
-    if found is None or found.schedule != policy.etcd.schedule:
-        schedules.put(
-            policy.cluster, policy.name, policy.etcd.schedule, next_run_at=next_run(policy.etcd.schedule, now)
-        )
+    sync_schedule(schedules, policy, policy.etcd.schedule if policy.etcd.separate else None, now)
 
 
 class EtcdDispatcher:
@@ -72,7 +64,7 @@ class EtcdDispatcher:
                 logger().info("etcd run", extra=outcome.__dict__)
         return outcomes
 
-    def _dispatch(self, record: EtcdScheduleRecord, now: datetime) -> Any:
+    def _dispatch(self, record: SideScheduleRecord, now: datetime) -> Any:
         from chalicelib.scheduling.dispatcher import Outcome
 
         due_at = datetime.fromisoformat(record.next_run_at)
@@ -141,7 +133,7 @@ class EtcdDispatcher:
 
     def _claim_and_send(
         self,
-        record: EtcdScheduleRecord,
+        record: SideScheduleRecord,
         run: RunRecord,
         next_run_at: datetime,
         now: datetime,

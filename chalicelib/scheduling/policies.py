@@ -17,6 +17,7 @@ from chalicelib.core.policies import Policy, parse_policy_document
 from chalicelib.core.schedule import next_run
 from chalicelib.scheduling.errors import PolicyConflict, PolicyNotFound
 from chalicelib.scheduling.etcd_dispatch import sync_etcd_schedule
+from chalicelib.scheduling.verify_dispatch import sync_verify_schedule
 
 _ATTEMPTS = 5
 
@@ -48,18 +49,35 @@ def load_policy_text(text: str | bytes) -> Any:
 
 class PolicyService:
     def __init__(
-        self, policies: Any, clusters: Any, *, clock: Callable[[], datetime] = _utcnow, etcd_schedules: Any = None
+        self,
+        policies: Any,
+        clusters: Any,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        etcd_schedules: Any = None,
+        verify_schedules: Any = None,
     ) -> None:
-        """``etcd_schedules`` (``catalog.etcd_schedules.EtcdScheduleCatalog``) keeps separate etcd schedules."""
+        """``etcd_schedules`` and ``verify_schedules`` (``catalog.side_schedules.SideScheduleCatalog`` of the kinds
+        etcd and verify) keep a policy's separate etcd schedule and its verification schedule."""
         self._policies = policies
         self._clusters = clusters
         self._clock = clock
         self._etcd_schedules = etcd_schedules
+        self._verify_schedules = verify_schedules
+
+    def _registered(self, cluster: str) -> bool:
+        try:
+            self._clusters.get(cluster)
+        except RecordNotFound:
+            return False
+        return True
 
     def apply(self, policy: Policy) -> Applied:
         applied = self._apply(policy)
         if self._etcd_schedules is not None:
             sync_etcd_schedule(self._etcd_schedules, policy, self._clock())
+        if self._verify_schedules is not None:
+            sync_verify_schedule(self._verify_schedules, policy, self._clock())
         return applied
 
     def apply_text(self, text: str | bytes) -> list[Applied]:
@@ -83,6 +101,12 @@ class PolicyService:
             _, refused = policy_etcd_target(policy.etcd, cluster.etcd, managed=managed)
             if refused:
                 problems.append(f"policies[{position}] ({policy.name}).etcd: {refused}")
+            target = policy.verify.target_cluster if policy.verify is not None else None
+            if target and target != policy.cluster and not self._registered(target):
+                problems.append(
+                    f"policies[{position}] ({policy.name}).verify.target_cluster: {target!r} is not registered; "
+                    f"run `lifeboat clusters add {target} ...` first"
+                )
         if problems:
             raise InvalidPolicy(problems)
         return [self.apply(policy) for policy in policies]
@@ -139,8 +163,9 @@ class PolicyService:
             record: PolicyRecord = self._policies.delete(name)
         except RecordNotFound as exc:
             raise PolicyNotFound(f"policy {name!r} not found") from exc
-        if self._etcd_schedules is not None:
-            self._etcd_schedules.remove(record.policy.cluster, name)
+        for schedules in (self._etcd_schedules, self._verify_schedules):
+            if schedules is not None:
+                schedules.remove(record.policy.cluster, name)
         return record
 
 

@@ -8,12 +8,13 @@ failing still breaches its target. PartiallyFailed backups are restorable but in
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.catalog.policies import PolicyRecord
 from chalicelib.core.models import BackupRecord, BackupState
+from chalicelib.core.schedule import next_run
 from chalicelib.maintenance.retention import RESTORABLE, taken_at
 
 
@@ -38,16 +39,44 @@ class PolicyStatus:
     retained: int  # restorable backups of the policy right now
     retention: str  # the rules in words
     last_run: dict[str, Any] | None
+    verification: VerificationStatus | None = None  # for a policy with a verify block
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class VerificationStatus:
+    """A policy's restore verification: the newest passed run, its RTO against the target, and whether it is overdue."""
+
+    verified_at: str | None  # when the newest passed verification ran
+    verified_backup_id: str | None
+    rto_s: float | None
+    rto_target_minutes: int | None
+    rto_exceeded: bool
+    last_state: str | None  # the newest ended run's state (it may have failed since the last pass)
+    last_id: str | None
+    overdue: bool  # no pass within two of the verify schedule's periods
+    next_at: str | None
+
+
 class StatusService:
-    def __init__(self, policies: Any, backups: Any, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        policies: Any,
+        backups: Any,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        verifications: Any | None = None,
+        verify_schedules: Any | None = None,
+    ) -> None:
+        """``verifications`` (``catalog.verifications.VerificationCatalog``) and ``verify_schedules`` add each
+        verified policy's last verification, its RTO and whether it is overdue."""
         self._policies = policies
         self._backups = backups
         self._clock = clock
+        self._verifications = verifications
+        self._verify_schedules = verify_schedules
 
     def statuses(self) -> list[PolicyStatus]:
         now = self._clock()
@@ -55,7 +84,37 @@ class StatusService:
         history: dict[str, list[BackupRecord]] = {}
         for cluster in sorted({r.policy.cluster for r in records}):
             history[cluster] = self._history(cluster)
-        return [self._status(r, history[r.policy.cluster], now) for r in records]
+        statuses = [self._status(r, history[r.policy.cluster], now) for r in records]
+        if self._verifications is None:
+            return statuses
+        return [
+            replace(status, verification=self._verification(record, now))
+            for status, record in zip(statuses, records, strict=True)
+        ]
+
+    def _verification(self, record: PolicyRecord, now: datetime) -> VerificationStatus | None:
+        block = record.policy.verify
+        if block is None or self._verifications is None:
+            return None
+        passed = self._verifications.latest(record.policy.name, passed_only=True)
+        last = self._verifications.latest(record.policy.name)
+        since = datetime.fromisoformat((passed.created_at if passed else record.created_at).replace("Z", "+00:00"))
+        first = next_run(block.schedule, now)
+        allowed = 2 * (next_run(block.schedule, first) - first)
+        scheduled = (
+            self._verify_schedules.get(record.policy.cluster, record.policy.name) if self._verify_schedules else None
+        )
+        return VerificationStatus(
+            verified_at=passed.created_at if passed else None,
+            verified_backup_id=passed.backup_id if passed else None,
+            rto_s=passed.rto_s if passed else None,
+            rto_target_minutes=block.rto_target_minutes,
+            rto_exceeded=bool(passed and passed.rto_exceeded),
+            last_state=last.state if last else None,
+            last_id=last.verification_id if last else None,
+            overdue=bool(record.policy.enabled and now - since > allowed),
+            next_at=scheduled.next_run_at if scheduled else None,
+        )
 
     def publish_rpo_metrics(self) -> list[PolicyStatus]:
         """One EMF document per enabled policy (dimensions cluster, policy) and a total the alarm watches."""
@@ -73,6 +132,9 @@ class StatusService:
                 m.add_metric(name="PolicyRpoTargetMinutes", unit=MetricUnit.Count, value=status.rpo_target_minutes)
             m.add_metric(name="PolicyRpoExceeded", unit=MetricUnit.Count, value=int(status.rpo_exceeded))
             m.flush_metrics()
+        overdue = sum(1 for s in statuses if s.verification is not None and s.verification.overdue)
+        if self._verifications is not None:
+            m.add_metric(name="PoliciesVerificationOverdue", unit=MetricUnit.Count, value=overdue)
         # Only the service dimension, so one alarm in infra/lifeboat.yaml covers every policy, present or future.
         m.add_metric(name="PoliciesOverRpoTarget", unit=MetricUnit.Count, value=sum(s.rpo_exceeded for s in statuses))
         m.add_metric(name="PoliciesMonitored", unit=MetricUnit.Count, value=len(statuses))

@@ -42,6 +42,8 @@ class Hooks:
         self.alloc = Allocators()
         self.ca_pem = ca_pem
         self.listeners: list[Listener] = []
+        # What a mutating admission webhook would do on create, per plural (a test control; none by default).
+        self.webhooks: dict[str, Callable[[Obj], None]] = {}
 
     # -- admission: before anything is stored ------------------------------------------------------------------
 
@@ -95,6 +97,9 @@ class Hooks:
 
     def mutate(self, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
         """Mutating admission and strategy steps that need no allocation."""
+        webhook = self.webhooks.get(rtype.plural) if old is None else None
+        if webhook is not None:
+            webhook(obj)
         kind = (rtype.group, rtype.kind)
         if kind == ("", "Secret"):
             _check_base64(obj)

@@ -6,7 +6,7 @@ import base64
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,14 @@ class KubeAPIServer:
             self.allow_all()
             return
         self._app.forbidden.append(ForbidRule.parse(target, tuple(verbs)))
+
+    def mutate_on_create(self, plural: str, change: Callable[[dict[str, Any]], None] | None) -> None:
+        """Change every new object of ``plural`` (e.g. "configmaps") before it is stored, as a mutating admission
+        webhook would; None removes the change."""
+        if change is None:
+            self._api.hooks.webhooks.pop(plural, None)
+        else:
+            self._api.hooks.webhooks[plural] = change
 
     def allow_all(self) -> None:
         self._app.forbidden.clear()

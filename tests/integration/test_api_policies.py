@@ -202,3 +202,35 @@ def test_policies_of_clusters_outside_the_grant_are_invisible_and_untouchable(
     both = staging + YAML.split(b"policies:\n", 1)[1]
     assert put(client, both, **mine).status_code == 403  # one cluster outside the grant refuses the whole file
     assert get(client, "/v1/policies/shop-nightly").json_body["retention"]["keep_last"] == 3
+
+
+def test_a_verification_into_another_cluster_needs_restore_into_there(client: Client, services: Services) -> None:
+    services.cluster_catalog().register("staging", EKS, kubernetes_version=None, now=utc(2026, 1, 1))
+    verified = YAML + b"""    verify: {schedule: "0 4 * * 0", target_cluster: staging}
+"""
+    refused = put(client, verified)  # the client manages prod's policies but may not write into staging
+    assert refused.status_code == 403 and refused.json_body["error"] == "Forbidden"
+    assert get(client, "/v1/policies/shop-nightly").status_code == 404  # nothing was applied
+    import boto3
+
+    sm = boto3.client("secretsmanager", region_name=TEST_REGION)
+    dynamodb = boto3.client("dynamodb", region_name=TEST_REGION)
+    add_client(dynamodb, sm, TEST_TABLE, "verifier", {"policies": ["prod"], "restore_into": ["staging"]}, "v-key")
+    assert put(client, verified, secret="v-key", client_id="verifier").status_code == 200
+
+
+def test_a_verification_target_must_be_registered(client: Client) -> None:
+    import boto3
+
+    sm = boto3.client("secretsmanager", region_name=TEST_REGION)
+    dynamodb = boto3.client("dynamodb", region_name=TEST_REGION)
+    add_client(dynamodb, sm, TEST_TABLE, "wide", {"policies": ["prod"], "restore_into": ["*"]}, "w-key")
+    unregistered = YAML + b"""    verify: {schedule: "0 4 * * 0", target_cluster: nowhere}
+"""
+    answer = put(client, unregistered, secret="w-key", client_id="wide")
+
+    assert answer.status_code == 422
+    assert answer.json_body["problems"] == [
+        "policies[0] (shop-nightly).verify.target_cluster: 'nowhere' is not registered; "
+        "run `lifeboat clusters add nowhere ...` first"
+    ]

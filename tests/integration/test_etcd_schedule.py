@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from chalicelib.backup.queue import BackupWorkQueue
-from chalicelib.catalog import BackupCatalog
+from chalicelib.catalog import BackupCatalog, side_schedules
 from chalicelib.catalog.clusters import ClusterCatalog
-from chalicelib.catalog.etcd_schedules import EtcdScheduleCatalog
 from chalicelib.catalog.policies import PolicyCatalog
 from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupState
@@ -53,7 +52,7 @@ class Env:
         self.policies = PolicyCatalog(self.client, table)
         self.backups = BackupCatalog(self.client, table)
         self.clusters = ClusterCatalog(self.client, table)
-        self.schedules = EtcdScheduleCatalog(self.client, table)
+        self.schedules = side_schedules.SideScheduleCatalog(self.client, table, side_schedules.ETCD)
         self.clusters.register("prod", AUTH, kubernetes_version="v1.31.0", now=clock(), etcd=ETCD)
         self.service = PolicyService(self.policies, self.clusters, clock=clock, etcd_schedules=self.schedules)
 

@@ -25,6 +25,7 @@ WORKER_TIMEOUT = 900  # seconds, .chalice/config.json's backup_worker and restor
 QUEUES = {
     "BackupJobsQueue": "BackupJobsDeadLetterQueue",
     "RestoreJobsQueue": "RestoreJobsDeadLetterQueue",
+    "VerificationJobsQueue": "VerificationJobsDeadLetterQueue",
     "ReplicationQueue": "ReplicationDeadLetterQueue",
 }
 UNSUPPORTED_BY_MOTO = {
@@ -310,3 +311,16 @@ def test_every_queue_denies_plain_http(template: dict[str, Any]) -> None:
             assert {q["Ref"] for q in policy["Properties"]["Queues"]} == arns
             denied |= arns
     assert denied == set(resources(template, "AWS::SQS::Queue"))
+
+
+def test_verification_alarms_watch_failures_rto_and_overdue_runs(template: dict[str, Any]) -> None:
+    alarms = {
+        a["Properties"].get("MetricName"): a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+    for metric in ("VerificationsFailed", "VerificationRtoOverTarget", "PoliciesVerificationOverdue"):
+        alarm = alarms[metric]
+        assert alarm["Namespace"] == "Lifeboat" and alarm["Threshold"] == 0
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": "lifeboat"}]  # what powertools publishes
+    # A monitor that stops reporting must not look like "nothing overdue".
+    assert alarms["PoliciesVerificationOverdue"]["TreatMissingData"] == "breaching"

@@ -286,3 +286,24 @@ def test_a_wait_whose_cluster_is_unreachable_ends_at_the_deadline_naming_the_end
     records = _by_pvc(_manifest(services, record))
     assert records["logs"]["state"] == "failed" and records["data"]["state"] == "ready"
     assert record.manifest_key, "the manifest is committed"
+
+
+def test_a_later_backup_does_not_back_up_the_snapshots_an_earlier_one_took(
+    services, kubeconfig_path, kube_client, test_namespace, snapshotter, claims, klass, queue, clock
+):
+    from chalicelib.repository import RepositoryReader
+
+    service = services.backup_service(queue=queue, clock=clock)
+    first = service.run(_job(kubeconfig_path, test_namespace, **{"class": klass})).record
+    assert first.state == "Completed", first.failure or first.errors
+    names = {r["snapshot_name"] for r in _manifest(services, first).volume_snapshots if r.get("snapshot_name")}
+    assert names and all(kube_client.get_object(VS, n, test_namespace) for n in names)  # they exist in the cluster
+
+    second = service.run(_job(kubeconfig_path, test_namespace, **{"class": klass})).record
+
+    assert second.state == "Completed", second.failure or second.errors
+    reader = RepositoryReader(services.repository())
+    kinds = {e.kind for _, e in reader.walk(reader.load_manifest(second.cluster, second.backup_id))}
+    assert "PersistentVolumeClaim" in kinds
+    assert not kinds & {"VolumeSnapshot", "VolumeSnapshotContent"}  # its own snapshots are its volume records
+    assert {r["pvc"] for r in _manifest(services, second).volume_snapshots} == {"data", "logs", "pending"}

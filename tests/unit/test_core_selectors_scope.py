@@ -72,9 +72,12 @@ def test_cluster_scoped_default_depends_on_namespace_filter():
 
 def test_exclusion_label_is_always_sent_and_checked():
     scope = BackupScope(label_selector="app=web")
-    assert scope.server_selector() == "app=web,lifeboat.io/exclude!=true"
+    assert scope.server_selector() == "app=web,lifeboat.io/exclude!=true,!lifeboat.io/backup-id"
     assert not scope.object_selected({"metadata": {"labels": {"app": "web", "lifeboat.io/exclude": "true"}}})
     assert scope.object_selected({"metadata": {"labels": {"app": "web"}}})
+    # Lifeboat's own VolumeSnapshots (and contents) are a backup's volume records, never backed up as objects.
+    assert not scope.object_selected({"metadata": {"labels": {"app": "web", "lifeboat.io/backup-id": "b-1"}}})
+    assert not BackupScope().object_selected({"metadata": {"labels": {"lifeboat.io/backup-id": "b-1"}}})
 
 
 def test_scope_from_dict_rejects_unknown_fields():

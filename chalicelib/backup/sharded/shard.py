@@ -17,7 +17,7 @@ from chalicelib.core.jobs import ShardMessage
 from chalicelib.core.models import BackupState
 from chalicelib.core.references import ReferenceCollector
 from chalicelib.core.resources import Resource
-from chalicelib.core.scope import EXCLUDE_LABEL
+from chalicelib.core.scope import SERVER_EXCLUSIONS
 from chalicelib.core.shards import Checkpoint, ShardRecord, ShardResult, ShardState, add_stats
 from chalicelib.core.trees import CLUSTER_SCOPE
 from chalicelib.retry import RetryLater, describe, is_transient
@@ -327,7 +327,7 @@ class ShardWorker:
             refs = ReferenceCollector(frozenset(namespaces))
             merged = _union(previous.refs, self._namespace_refs(context, msg))
             refs.wanted = {gr: set(names) for gr, names in merged.items()}
-        selector = scope.server_selector() if plan.mode == "on" else f"{EXCLUDE_LABEL}!=true"
+        selector = scope.server_selector() if plan.mode == "on" else SERVER_EXCLUSIONS
         # In auto mode the referring types must be read before the types they name, so list in order.
         workers = 1 if auto else self._list_workers
         return _Scope(list(plan.cluster_types), namespaces, selector, workers, refs, keep_refs=auto)

@@ -1,11 +1,13 @@
-"""The etcd schedules of policies whose etcd block has its own schedule: next run, due index and the run's claim.
+"""A policy's schedules beside its backup schedule (etcd snapshots, restore verification): next run, due index and
+the run's claim.
 
-``CLUSTER#<cluster>`` / ``ETCDSCHEDULE#<policy>``: the block's ``schedule`` and ``next_run_at``, with ``gsi2pk =
-ETCDDUE#0`` / ``gsi2sk = <next run>#<cluster>#<policy>`` in the dispatcher's sparse due index (a partition apart from
-the policies' ``DUE#<shard>``, so neither listing sees the other's items). ``claim`` advances it in one transaction
-with the run record ``RUN#<policy>:etcd#<scheduled for>`` (``attribute_not_exists``), as ``PolicyCatalog.claim``
-does for backups: each scheduled etcd run is claimed exactly once. ':' never occurs in a policy name, so these run
-records neither collide with nor list among the policy's own (``RUN#<policy>#``).
+For the kind ``etcd``: ``CLUSTER#<cluster>`` / ``ETCDSCHEDULE#<policy>`` holds the block's ``schedule`` and
+``next_run_at``, with ``gsi2pk = ETCDDUE#0`` / ``gsi2sk = <next run>#<cluster>#<policy>`` in the dispatcher's sparse
+due index (a partition apart from the policies' ``DUE#<shard>``, so neither listing sees the other's items); the kind
+``verify`` uses ``VERIFYSCHEDULE#`` and ``VERIFYDUE#0``. ``claim`` advances it in one transaction with the run record
+``RUN#<policy>:<kind>#<scheduled for>`` (``attribute_not_exists``), as ``PolicyCatalog.claim`` does for backups: each
+scheduled run is claimed exactly once. ':' never occurs in a policy name, so these run records neither collide with
+nor list among the policy's own (``RUN#<policy>#``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,25 @@ from chalicelib.catalog.policy_runs import RUN_RECORD_TTL_S, RunRecord, run_key
 from chalicelib.catalog.schema import GSI2, GSI2_PK, GSI2_SK, TTL_ATTRIBUTE
 from chalicelib.core.schedule import Schedule
 
-SK_PREFIX = "ETCDSCHEDULE#"
-DUE_PARTITION = "ETCDDUE#0"
-RUN_SUFFIX = ":etcd"
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    name: str
+    sk_prefix: str
+    due_partition: str
+    item_type: str
+
+    @property
+    def run_suffix(self) -> str:
+        return f":{self.name}"
+
+
+ETCD = ScheduleKind("etcd", "ETCDSCHEDULE#", "ETCDDUE#0", "etcd-schedule")
+VERIFY = ScheduleKind("verify", "VERIFYSCHEDULE#", "VERIFYDUE#0", "verify-schedule")
 
 
 @dataclass(frozen=True)
-class EtcdScheduleRecord:
+class SideScheduleRecord:
     cluster: str
     policy: str
     schedule: Schedule
@@ -35,53 +49,56 @@ class EtcdScheduleRecord:
     last_run: dict[str, Any] | None = None
 
 
-def schedule_key(cluster: str, policy: str) -> dict[str, dict[str, str]]:
+def schedule_key(kind: ScheduleKind, cluster: str, policy: str) -> dict[str, dict[str, str]]:
     return {
         "pk": {"S": cluster_pk(check_part("cluster", cluster))},
-        "sk": {"S": SK_PREFIX + check_part("policy", policy)},
+        "sk": {"S": kind.sk_prefix + check_part("policy", policy)},
     }
 
 
-def etcd_run_name(policy: str) -> str:
-    """The name etcd run records are keyed by (``run_key``): the policy's, with a suffix no policy name can have."""
-    return policy + RUN_SUFFIX
+def run_name(kind: ScheduleKind, policy: str) -> str:
+    """The name a kind's run records are keyed by (``run_key``): the policy's, with a suffix no policy name can have."""
+    return policy + kind.run_suffix
 
 
-class EtcdScheduleCatalog:
-    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+class SideScheduleCatalog:
+    def __init__(self, dynamodb_client: Any, table_name: str, kind: ScheduleKind) -> None:
         self._client = dynamodb_client
         self._table = table_name
+        self.kind = kind
 
-    def get(self, cluster: str, policy: str) -> EtcdScheduleRecord | None:
-        item = self._call("get_item", TableName=self._table, Key=schedule_key(cluster, policy), ConsistentRead=True)
+    def get(self, cluster: str, policy: str) -> SideScheduleRecord | None:
+        item = self._call(
+            "get_item", TableName=self._table, Key=schedule_key(self.kind, cluster, policy), ConsistentRead=True
+        )
         return _to_record(decode_item(item["Item"])) if "Item" in item else None
 
-    def put(self, cluster: str, policy: str, schedule: Schedule, *, next_run_at: datetime) -> EtcdScheduleRecord:
-        """Schedule a policy's etcd runs (again): the first at ``next_run_at``."""
+    def put(self, cluster: str, policy: str, schedule: Schedule, *, next_run_at: datetime) -> SideScheduleRecord:
+        """Schedule a policy's runs of this kind (again): the first at ``next_run_at``."""
         when = iso(next_run_at)
         item = {
-            **schedule_key(cluster, policy),
-            "type": {"S": "etcd-schedule"},
+            **schedule_key(self.kind, cluster, policy),
+            "type": {"S": self.kind.item_type},
             "cluster": {"S": cluster},
             "policy": {"S": policy},
             "schedule": encode(schedule.to_dict()),
             "next_run_at": {"S": when},
-            GSI2_PK: {"S": DUE_PARTITION},
+            GSI2_PK: {"S": self.kind.due_partition},
             GSI2_SK: {"S": f"{when}#{cluster}#{policy}"},
         }
         self._call("put_item", TableName=self._table, Item=item)
-        return EtcdScheduleRecord(cluster, policy, schedule, when)
+        return SideScheduleRecord(cluster, policy, schedule, when)
 
     def remove(self, cluster: str, policy: str) -> None:
-        self._call("delete_item", TableName=self._table, Key=schedule_key(cluster, policy))
+        self._call("delete_item", TableName=self._table, Key=schedule_key(self.kind, cluster, policy))
 
-    def due(self, now: datetime) -> Iterator[EtcdScheduleRecord]:
+    def due(self, now: datetime) -> Iterator[SideScheduleRecord]:
         """Schedules whose next run is at or before ``now`` (the index is eventually consistent)."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": GSI2,
             "KeyConditionExpression": f"{GSI2_PK} = :pk AND {GSI2_SK} < :bound",
-            "ExpressionAttributeValues": {":pk": {"S": DUE_PARTITION}, ":bound": {"S": iso(now) + "$"}},
+            "ExpressionAttributeValues": {":pk": {"S": self.kind.due_partition}, ":bound": {"S": iso(now) + "$"}},
         }
         while True:
             page = self._call("query", **query)
@@ -91,13 +108,13 @@ class EtcdScheduleCatalog:
                 return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def claim(self, record: EtcdScheduleRecord, run: RunRecord, *, next_run_at: datetime, now: datetime) -> bool:
+    def claim(self, record: SideScheduleRecord, run: RunRecord, *, next_run_at: datetime, now: datetime) -> bool:
         """Advance the schedule past ``run`` and record the run, if no other dispatcher did: True for the winner."""
         when = iso(next_run_at)
         update: dict[str, dict[str, Any]] = {
             "Update": {
                 "TableName": self._table,
-                "Key": schedule_key(record.cluster, record.policy),
+                "Key": schedule_key(self.kind, record.cluster, record.policy),
                 "UpdateExpression": f"SET next_run_at = :next, {GSI2_SK} = :gsk, last_run = :run",
                 "ConditionExpression": "next_run_at = :seen",
                 "ExpressionAttributeValues": {
@@ -109,7 +126,7 @@ class EtcdScheduleCatalog:
             }
         }
         run_item = {
-            **run_key(record.cluster, etcd_run_name(record.policy), run.scheduled_for),
+            **run_key(record.cluster, run_name(self.kind, record.policy), run.scheduled_for),
             **encode(run.to_dict())["M"],
             "type": {"S": "policy-run"},
             TTL_ATTRIBUTE: {"N": str(int(now.timestamp()) + RUN_RECORD_TTL_S)},
@@ -124,12 +141,12 @@ class EtcdScheduleCatalog:
             self._transact([{"Update": {**move_on, "ExpressionAttributeValues": values}}])
         return codes is None
 
-    def release_claim(self, record: EtcdScheduleRecord, run: RunRecord, *, claimed_next_run_at: datetime) -> bool:
+    def release_claim(self, record: SideScheduleRecord, run: RunRecord, *, claimed_next_run_at: datetime) -> bool:
         """Undo a claim whose job could not be sent, so the next dispatcher run tries again."""
         update = {
             "Update": {
                 "TableName": self._table,
-                "Key": schedule_key(record.cluster, record.policy),
+                "Key": schedule_key(self.kind, record.cluster, record.policy),
                 "UpdateExpression": f"SET next_run_at = :seen, {GSI2_SK} = :gsk",
                 "ConditionExpression": "next_run_at = :claimed",
                 "ExpressionAttributeValues": {
@@ -139,7 +156,7 @@ class EtcdScheduleCatalog:
                 },
             }
         }
-        key = run_key(record.cluster, etcd_run_name(record.policy), run.scheduled_for)
+        key = run_key(record.cluster, run_name(self.kind, record.policy), run.scheduled_for)
         return self._transact([update, {"Delete": {"TableName": self._table, "Key": key}}]) is None
 
     def _transact(self, items: list[dict[str, Any]]) -> list[str] | None:
@@ -165,9 +182,9 @@ class EtcdScheduleCatalog:
             raise translate_error(exc, self._table) from exc
 
 
-def _to_record(item: dict[str, Any]) -> EtcdScheduleRecord:
+def _to_record(item: dict[str, Any]) -> SideScheduleRecord:
     spec = item["schedule"]
-    return EtcdScheduleRecord(
+    return SideScheduleRecord(
         cluster=str(item["cluster"]),
         policy=str(item["policy"]),
         schedule=Schedule(
