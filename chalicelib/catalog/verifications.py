@@ -97,26 +97,15 @@ class VerificationCatalog:
         update.set("worker", worker)
         update.set("heartbeat_at", now)
         update.set_if_absent("started_at", now)
+        condition = "attribute_exists(pk) AND (#st = :pending OR (#st = :running AND #hb < :stale))"
+        names = {"#st": "state", "#hb": "heartbeat_at"}
+        values = {":pending": {"S": PENDING}, ":running": {"S": RUNNING}, ":stale": {"S": stale_before}}
         try:
-            item = conditional_update(
-                self._client,
-                self._table,
-                Key=_key(verification_id),
-                UpdateExpression=update.expression(),
-                ConditionExpression="attribute_exists(pk) AND (#st = :pending OR (#st = :running AND #hb < :stale))",
-                ExpressionAttributeNames={**update.names, "#st": "state", "#hb": "heartbeat_at"},
-                ExpressionAttributeValues={
-                    **update.values,
-                    ":pending": {"S": PENDING},
-                    ":running": {"S": RUNNING},
-                    ":stale": {"S": stale_before},
-                },
-            )
+            return self._update(verification_id, update, condition, names, values)
         except ConditionFailed as exc:
             if not exc.old:
                 raise RecordNotFound(f"verification {verification_id!r} is not in the catalog") from exc
             return None
-        return _to_record(item)
 
     def checkpoint(
         self, verification_id: str, worker: str, progress: dict[str, Any], now: str
@@ -139,18 +128,30 @@ class VerificationCatalog:
         return self._held(verification_id, worker, update)
 
     def _held(self, verification_id: str, worker: str, update: UpdateBuilder) -> VerificationRecord | None:
+        names = {"#st": "state", "#wk": "worker"}
+        values = {":running": {"S": RUNNING}, ":me": {"S": worker}}
         try:
-            item = conditional_update(
-                self._client,
-                self._table,
-                Key=_key(verification_id),
-                UpdateExpression=update.expression(),
-                ConditionExpression="#st = :running AND #wk = :me",
-                ExpressionAttributeNames={**update.names, "#st": "state", "#wk": "worker"},
-                ExpressionAttributeValues={**update.values, ":running": {"S": RUNNING}, ":me": {"S": worker}},
-            )
+            return self._update(verification_id, update, "#st = :running AND #wk = :me", names, values)
         except ConditionFailed:
             return None
+
+    def _update(
+        self,
+        verification_id: str,
+        update: UpdateBuilder,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> VerificationRecord:
+        item = conditional_update(
+            self._client,
+            self._table,
+            Key=_key(verification_id),
+            UpdateExpression=update.expression(),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={**update.names, **names},
+            ExpressionAttributeValues={**update.values, **values},
+        )
         return _to_record(item)
 
     def list_for_policy(self, policy: str, *, limit: int = 20) -> list[VerificationRecord]:

@@ -21,7 +21,7 @@ from chalicelib.core.models import BackupState
 from chalicelib.core.schedule import plan_run
 from chalicelib.observability import logger
 from chalicelib.scheduling.errors import QueueUnavailable
-from chalicelib.scheduling.side_schedules import sync_schedule
+from chalicelib.scheduling.side_schedules import dispatch_each, sync_schedule
 
 ACTIVE = (BackupState.PENDING, BackupState.RUNNING)
 STALE_BACKUP_S = 3600  # as for policy runs: a Pending/Running backup without a heartbeat this long no longer blocks
@@ -48,21 +48,7 @@ class EtcdDispatcher:
 
     def dispatch_due(self, now: datetime) -> list[Any]:
         """The outcome (``dispatcher.Outcome``) of every due etcd schedule."""
-        from chalicelib.scheduling.dispatcher import Outcome
-
-        outcomes = []
-        for record in self._schedules.due(now):
-            try:
-                outcome = self._dispatch(record, now)
-            except Exception as exc:  # noqa: BLE001 -- one broken schedule must not hold up the others
-                logger().exception("etcd run not dispatched", extra={"policy": record.policy})
-                outcome = Outcome(
-                    record.policy, record.cluster, record.next_run_at, "failed", f"{type(exc).__name__}: {exc}"
-                )
-            if outcome is not None:
-                outcomes.append(outcome)
-                logger().info("etcd run", extra=outcome.__dict__)
-        return outcomes
+        return dispatch_each(self._schedules, now, self._dispatch, "etcd run")
 
     def _dispatch(self, record: SideScheduleRecord, now: datetime) -> Any:
         from chalicelib.scheduling.dispatcher import Outcome

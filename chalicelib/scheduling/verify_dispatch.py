@@ -18,7 +18,7 @@ from chalicelib.catalog.policy_runs import DISPATCHED, SKIPPED, RunRecord
 from chalicelib.catalog.side_schedules import SideScheduleRecord
 from chalicelib.core.schedule import plan_run
 from chalicelib.observability import logger
-from chalicelib.scheduling.side_schedules import sync_schedule
+from chalicelib.scheduling.side_schedules import dispatch_each, sync_schedule
 from chalicelib.verification.worker import VerifyMessage, verification_id
 
 
@@ -35,21 +35,7 @@ class VerifyDispatcher:
         self._queue = queue
 
     def dispatch_due(self, now: datetime) -> list[Any]:
-        from chalicelib.scheduling.dispatcher import Outcome
-
-        outcomes = []
-        for record in self._schedules.due(now):
-            try:
-                outcome = self._dispatch(record, now)
-            except Exception as exc:  # noqa: BLE001 -- one broken schedule must not hold up the others
-                logger().exception("verification not dispatched", extra={"policy": record.policy})
-                outcome = Outcome(
-                    record.policy, record.cluster, record.next_run_at, "failed", f"{type(exc).__name__}: {exc}"
-                )
-            if outcome is not None:
-                outcomes.append(outcome)
-                logger().info("verification run", extra=outcome.__dict__)
-        return outcomes
+        return dispatch_each(self._schedules, now, self._dispatch, "verification run")
 
     def _dispatch(self, record: SideScheduleRecord, now: datetime) -> Any:
         from chalicelib.scheduling.dispatcher import Outcome

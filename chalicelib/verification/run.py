@@ -191,21 +191,13 @@ class VerificationRun:
         manifest: Manifest,
         verification_id: str,
         *,
-        scratch_prefix: str = "lbv-",
-        checks: tuple[Check, ...] = (),
-        wait_for_ready: bool | None = None,
-        timeout_s: int = DEFAULT_TIMEOUT_S,
         sleep: Callable[[float], None] = time.sleep,
         poll_every_s: float = 2.0,
+        **options: Any,
     ) -> VerificationResult:
-        progress = self.start(
-            manifest,
-            verification_id,
-            scratch_prefix=scratch_prefix,
-            checks=checks,
-            wait_for_ready=wait_for_ready,
-            timeout_s=timeout_s,
-        )
+        """``start`` (with ``options``: scratch_prefix, checks, wait_for_ready, timeout_s, scratch_id), ``poll``
+        until nothing is left to wait for, ``finish``."""
+        progress = self.start(manifest, verification_id, **options)
         while progress.waiting:
             sleep(poll_every_s)
             progress = self.poll(progress)

@@ -11,9 +11,9 @@ import pytest
 
 from chalicelib.cli.main import main
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK
-from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.policies import Policy
 from tests.conftest import TEST_BUCKET, TEST_TABLE
+from tests.support.verification import apply_policy, back_up
 
 AWS = ["--table", TEST_TABLE, "--bucket", TEST_BUCKET, "--region", "us-east-1"]
 
@@ -40,29 +40,14 @@ def registered(services: Any, kubeconfig_path: Any) -> str:
 
 
 def _policy(services: Any, cluster: str, namespaces: list[str]) -> Policy:
-    policy = Policy.from_dict(
-        {
-            "name": f"shop-{uuid.uuid4().hex[:6]}",
-            "cluster": cluster,
-            "schedule": "0 2 * * *",
-            "scope": {"include_namespaces": namespaces},
-            "verify": {"schedule": "0 4 * * 0", "rto_target_minutes": 15},
-        }
-    )
-    services.policy_catalog().create(policy, next_run_at=None, now=datetime.now(UTC))
-    return policy
+    return apply_policy(services, namespaces, {"schedule": "0 4 * * 0", "rto_target_minutes": 15}, cluster=cluster)
 
 
 def test_verify_run_then_list_and_describe(
     capsys: Any, services: Any, registered: str, kubeconfig_path: Any, app_ns: Any
 ) -> None:
     policy = _policy(services, registered, list(app_ns.namespaces))
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
-    job = BackupJob(
-        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef(registered, auth), scope=policy.scope, policy=policy.name
-    )
-    backup = services.backup_service().run(job).record
-    assert backup.state == "Completed"
+    backup = back_up(services, kubeconfig_path, policy)
 
     capsys.readouterr()
     code = main(["verify", "run", policy.name, *AWS, "--output", "json"])
@@ -113,11 +98,7 @@ def test_verify_run_queues_to_the_deployment_and_waits_for_its_end(
     from chalicelib.settings import Settings
 
     policy = _policy(services, registered, list(app_ns.namespaces))
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
-    job = BackupJob(
-        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef(registered, auth), scope=policy.scope, policy=policy.name
-    )
-    assert services.backup_service().run(job).record.state == "Completed"
+    back_up(services, kubeconfig_path, policy)
     sqs = services.client("sqs")
     url = sqs.create_queue(QueueName=f"verify-{uuid.uuid4().hex[:6]}")["QueueUrl"]
     monkeypatch.setenv("LIFEBOAT_VERIFICATION_QUEUE_URL", url)

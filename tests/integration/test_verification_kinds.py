@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from chalicelib.catalog.etcd_verifications import EtcdVerificationRecord
-from chalicelib.catalog.verifications import VerificationCatalog
-from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.policies import Policy
 from chalicelib.replication.worker import handle_messages
-from chalicelib.repository import RepositoryReader
 from chalicelib.verification.worker import VerificationWorker
 from tests.support.replication import PREFIX, PRIMARY_BUCKET, REPLICA_REGION, ReplicationEnv, make_env
+from tests.support.verification import apply_policy, back_up, worker
 
 
 @pytest.fixture
@@ -24,39 +20,15 @@ def env(aws: None, table: str) -> ReplicationEnv:
 
 
 def _policy(env: ReplicationEnv, namespaces: list[str], kinds: list[str]) -> Policy:
-    policy = Policy.from_dict(
-        {
-            "name": f"shop-{uuid.uuid4().hex[:6]}",
-            "cluster": "test-cluster",
-            "schedule": "0 2 * * *",
-            "scope": {"include_namespaces": namespaces},
-            "verify": {"schedule": "0 4 1 * *", "kinds": kinds},
-        }
-    )
-    env.services.policy_catalog().create(policy, next_run_at=None, now=datetime.now(UTC))
-    return policy
+    return apply_policy(env.services, namespaces, {"schedule": "0 4 1 * *", "kinds": kinds})
 
 
 def _backup(env: ReplicationEnv, kubeconfig_path: Any, policy: Policy) -> Any:
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
-    job = BackupJob(
-        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef("test-cluster", auth), scope=policy.scope, policy=policy.name
-    )
-    record = env.services.backup_service().run(job).record
-    assert record.state == "Completed", record.failure or record.errors
-    return record
+    return back_up(env.services, kubeconfig_path, policy)
 
 
 def _worker(env: ReplicationEnv, kube_client: Any, **kwargs: Any) -> VerificationWorker:
-    services = env.services
-    return VerificationWorker(
-        verifications=VerificationCatalog(services.client("dynamodb"), services.settings.table),
-        backups=services.catalog(),
-        policies=services.policy_catalog(),
-        connect=lambda name: kube_client,
-        reader=lambda: RepositoryReader(services.repository()),
-        **kwargs,
-    )
+    return worker(env.services, kube_client, **kwargs)
 
 
 def test_the_replica_kind_restores_the_replica_regions_copy_with_the_primary_gone(

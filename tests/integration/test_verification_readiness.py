@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.catalog.verifications import VerificationCatalog
-from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.policies import Policy
 from chalicelib.core.readiness import Target
 from chalicelib.core.resources import Resource
@@ -19,8 +17,9 @@ from chalicelib.kube.controllers import LEASES
 from chalicelib.repository import RepositoryReader
 from chalicelib.restore import RestoreService
 from chalicelib.verification.run import Progress, VerificationRun
-from chalicelib.verification.worker import VerificationWorker, VerifyMessage
-from tests.conftest import TEST_TABLE
+from chalicelib.verification.worker import VerifyMessage
+from tests.support.verification import apply_policy, back_up
+from tests.support.verification import worker as make_worker
 
 NAMESPACES = Resource("", "v1", "Namespace", "namespaces", False, frozenset({"get", "list"}))
 
@@ -43,31 +42,17 @@ def controller_lease(fake_kube: Any, kube_client: Any, manifest: Any) -> Any:
 
 @pytest.fixture
 def policy(services: Any, app_ns: Any) -> Policy:
-    policy = Policy.from_dict(
-        {
-            "name": f"shop-{uuid.uuid4().hex[:6]}",
-            "cluster": "test-cluster",
-            "schedule": "0 2 * * *",
-            "scope": {"include_namespaces": list(app_ns.namespaces)},
-            "verify": {
-                "schedule": "0 4 * * 0",
-                "timeout": 600,
-                "checks": [{"http": {"service": "web", "namespace": app_ns.namespaces[0], "port": 80}}],
-            },
-        }
-    )
-    services.policy_catalog().create(policy, next_run_at=None, now=datetime.now(UTC))
-    return policy
+    verify = {
+        "schedule": "0 4 * * 0",
+        "timeout": 600,
+        "checks": [{"http": {"service": "web", "namespace": app_ns.namespaces[0], "port": 80}}],
+    }
+    return apply_policy(services, list(app_ns.namespaces), verify)
 
 
 @pytest.fixture
 def manifest(services: Any, kubeconfig_path: Any, policy: Policy) -> Any:
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
-    job = BackupJob(
-        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef("test-cluster", auth), scope=policy.scope, policy=policy.name
-    )
-    record = services.backup_service().run(job).record
-    assert record.state == "Completed", record.failure or record.errors
+    record = back_up(services, kubeconfig_path, policy)
     return RepositoryReader(services.repository()).load_manifest(record.cluster, record.backup_id)
 
 
@@ -193,12 +178,9 @@ def test_the_worker_waits_across_invocations_through_the_queue(
     services: Any, kube_client: Any, controller_lease: Any, manifest: Any, policy: Policy
 ) -> None:
     queue = Queue()
-    worker = VerificationWorker(
-        verifications=VerificationCatalog(services.client("dynamodb"), TEST_TABLE),
-        backups=services.catalog(),
-        policies=services.policy_catalog(),
-        connect=lambda name: kube_client,
-        reader=lambda: RepositoryReader(services.repository()),
+    worker = make_worker(
+        services,
+        kube_client,
         queue=queue,
         inline_wait_s=0,  # checkpoint at the first wait: the next step comes from the delayed message
     )

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.repository import RepositoryReader
 from chalicelib.restore import RestoreService
 from chalicelib.verification.run import SUCCEEDED, VerificationRun, backup_namespaces
+from tests.support.verification import back_up
 
 VERIFY_LABEL = "lifeboat.io/verification"
 NAMESPACES = Resource("", "v1", "Namespace", "namespaces", False, frozenset({"get", "list", "delete"}))
@@ -22,14 +22,7 @@ CONFIGMAPS = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get
 
 @pytest.fixture
 def backed_up(services: Any, kubeconfig_path: Any, app_ns: Any) -> tuple[RepositoryReader, Any]:
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
-    job = BackupJob(
-        job_id=f"t-{uuid.uuid4()}",
-        cluster=ClusterRef("test-cluster", auth),
-        scope=BackupScope(include_namespaces=tuple(app_ns.namespaces)),
-    )
-    record = services.backup_service().run(job).record
-    assert record.state == "Completed", record.failure or record.errors
+    record = back_up(services, kubeconfig_path, None, scope=BackupScope(include_namespaces=tuple(app_ns.namespaces)))
     reader = RepositoryReader(services.repository())
     return reader, reader.load_manifest(record.cluster, record.backup_id)
 

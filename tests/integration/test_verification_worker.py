@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from chalicelib.catalog.verifications import VerificationCatalog
-from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.policies import Policy
 from chalicelib.core.resources import Resource
 from chalicelib.core.restore_options import VERIFICATION_LABEL
-from chalicelib.repository import RepositoryReader
 from chalicelib.verification.janitor import Janitor
 from chalicelib.verification.worker import VerificationWorker, VerifyMessage, verification_id
 from tests.conftest import TEST_TABLE
+from tests.support.verification import apply_policy, back_up
+from tests.support.verification import worker as make_worker
 
 NAMESPACES = Resource("", "v1", "Namespace", "namespaces", False, frozenset({"get", "list", "create", "delete"}))
 
@@ -32,40 +32,17 @@ class Events:
 
 @pytest.fixture
 def policy(services: Any, app_ns: Any) -> Policy:
-    name = f"shop-{uuid.uuid4().hex[:6]}"
-    policy = Policy.from_dict(
-        {
-            "name": name,
-            "cluster": "test-cluster",
-            "schedule": "0 2 * * *",
-            "scope": {"include_namespaces": list(app_ns.namespaces)},
-            "verify": {"schedule": "0 4 * * 0", "kinds": ["resources", "volumes"], "rto_target_minutes": 30},
-        }
-    )
-    services.policy_catalog().create(policy, next_run_at=None, now=datetime.now(UTC))
-    return policy
+    verify = {"schedule": "0 4 * * 0", "kinds": ["resources", "volumes"], "rto_target_minutes": 30}
+    return apply_policy(services, list(app_ns.namespaces), verify)
 
 
 @pytest.fixture
 def backed_up(services: Any, kubeconfig_path: Any, policy: Policy) -> Any:
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
-    job = BackupJob(
-        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef("test-cluster", auth), scope=policy.scope, policy=policy.name
-    )
-    record = services.backup_service().run(job).record
-    assert record.state == "Completed", record.failure or record.errors
-    return record
+    return back_up(services, kubeconfig_path, policy)
 
 
 def _worker(services: Any, kube_client: Any, events: Events) -> VerificationWorker:
-    return VerificationWorker(
-        verifications=VerificationCatalog(services.client("dynamodb"), TEST_TABLE),
-        backups=services.catalog(),
-        policies=services.policy_catalog(),
-        connect=lambda name: kube_client,
-        reader=lambda: RepositoryReader(services.repository()),
-        events=events,
-    )
+    return make_worker(services, kube_client, events=events)
 
 
 def test_a_dispatched_run_verifies_the_newest_backup_once(
@@ -108,14 +85,7 @@ def test_a_policy_without_a_backup_fails_saying_so(services: Any, kube_client: A
 
 def test_an_rto_above_target_is_recorded(services: Any, kube_client: Any, policy: Policy, backed_up: Any) -> None:
     ticks = iter(range(0, 1_000_000, 700))  # each reading 700 s after the last: the restore "takes" far over 30 min
-    worker = VerificationWorker(
-        verifications=VerificationCatalog(services.client("dynamodb"), TEST_TABLE),
-        backups=services.catalog(),
-        policies=services.policy_catalog(),
-        connect=lambda name: kube_client,
-        reader=lambda: RepositoryReader(services.repository()),
-        monotonic=lambda: float(next(ticks)),
-    )
+    worker = make_worker(services, kube_client, monotonic=lambda: float(next(ticks)))
     run, _ = worker.start(policy.name)
 
     done = worker.handle(run.verification_id)
