@@ -57,6 +57,11 @@ class ExecHandlers:
         self._lock = threading.Lock()
         self.calls: list[ExecCall] = []
         self.subprotocols: tuple[str, ...] = (V5, V4)  # what the server accepts; (V4,) plays an older cluster
+        self._defaults()
+
+    def _defaults(self) -> None:
+        # What every image of the sample app has: its Velero pre hook flushes with /bin/sync.
+        self._handlers["/bin/sync"] = lambda _call: ExecOutcome()
 
     def register(self, program: str, outcome: ExecOutcome | Handler) -> None:
         handler: Handler = outcome if callable(outcome) else (lambda _call, o=outcome: o)  # type: ignore[misc]
@@ -64,9 +69,11 @@ class ExecHandlers:
             self._handlers[program] = handler
 
     def clear(self) -> None:
+        """Forget registered commands (the defaults stay) and the calls seen."""
         with self._lock:
             self._handlers.clear()
             self.calls.clear()
+            self._defaults()
 
     def run(self, call: ExecCall) -> ExecOutcome | None:
         with self._lock:
