@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.core.jobs import ClusterRef
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.api.restores import RestoreApi
     from chalicelib.api.signature import SignatureVerifier
     from chalicelib.aws.ec2 import Ec2Snapshots
+    from chalicelib.backup.hooks import HookRunner
     from chalicelib.backup.queue import BackupWorkQueue
     from chalicelib.backup.sharded.context import Sharding, ShardingOptions
     from chalicelib.backup.volumes import VolumeStage
@@ -195,10 +196,28 @@ class Services:
             sharding=sharding,
             etcd_snapshot=self.etcd_snapshot,
             volumes=volumes,
+            hooks=self.hook_runner(),
             **options,
         )
         # The shared repository lease keeps garbage collection from deleting blobs a running backup relies on.
         return LeasedBackupService(service, self.repository_lock())
+
+    def hook_runner(self) -> HookRunner:
+        """Backup hooks: webhooks signed with each policy's secret (``lifeboat/hooks/<policy>``), Lambda invokes."""
+        from chalicelib.api.signature import SignedRequest, sign
+        from chalicelib.aws.functions import FunctionInvoker
+        from chalicelib.aws.secrets import SecretReader
+        from chalicelib.backup.hooks import HookRunner, WebhookSender
+
+        def signer(
+            key_id: str, secret: str, path: str, query: Sequence[tuple[str, str]], body: bytes, t: int
+        ) -> dict[str, str]:
+            # The API's own request signature (docs/api.md), so a receiver verifies it with the same code.
+            return {"Lifeboat-Signature": sign(key_id, secret, SignedRequest("POST", path, tuple(query), "", body), t)}
+
+        # Clients are built when a hook first needs one: most backups have no webhook or Lambda hook.
+        webhooks = WebhookSender(lambda secret_id: SecretReader(self.client("secretsmanager")).read(secret_id), signer)
+        return HookRunner(webhooks=webhooks, functions=lambda: FunctionInvoker(self.client("lambda")))
 
     def volume_stage(
         self, *, queue: BackupWorkQueue | None = None, clock: Callable[[], datetime] | None = None

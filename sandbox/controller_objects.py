@@ -238,7 +238,7 @@ def _replica_set(deployment: Manifest) -> Manifest:
 
 def _pod(owner: Manifest, name: str, labels: dict[str, str], spec: dict[str, Any], node: str | None) -> Manifest:
     namespace = owner["metadata"]["namespace"]
-    return {
+    pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -249,6 +249,11 @@ def _pod(owner: Manifest, name: str, labels: dict[str, str], spec: dict[str, Any
         },
         "spec": {**spec, "nodeName": node} if node else spec,
     }
+    # As the controllers do, a pod carries its template's annotations (e.g. Velero's hook annotations).
+    annotations = (owner["spec"]["template"].get("metadata") or {}).get("annotations")
+    if annotations:
+        pod["metadata"]["annotations"] = dict(annotations)
+    return pod
 
 
 def _owned_pod(replica_set: Manifest, name: str, node: str | None) -> Manifest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from chalicelib.observability import logger
 from chalicelib.retry import MAX_ATTEMPTS, describe, is_transient, retry_delay_s
 
 if TYPE_CHECKING:
+    from chalicelib.backup.hooks import HookContext, HookPlan, HookRunner
     from chalicelib.backup.sharded.context import Sharding
     from chalicelib.backup.volumes import VolumeStage
 
@@ -59,6 +60,8 @@ class _Opened:
 class BackupOutcome:
     record: BackupRecord
     created: bool  # False when the job had been claimed before (a duplicate delivery)
+    # Post hooks that failed: logged, and never written into the backup (its manifest is already the commit).
+    post_hook_errors: tuple[dict[str, str], ...] = ()
 
 
 class BackupService:
@@ -78,12 +81,13 @@ class BackupService:
         reuse_unchanged: bool = True,
         etcd_snapshot: EtcdSnapshotFn | None = None,
         volumes: VolumeStage | None = None,
+        hooks: HookRunner | None = None,
     ) -> None:
         """With ``sharding`` (a ``backup.sharded.context.Sharding``: shard catalog, queue, per-process cache) a large
         backup is sharded over many invocations (``docs/architecture.md``); without it, it never is. ``etcd_snapshot``
         takes the etcd snapshot of a job whose cluster names its etcd (``commit.take_etcd_snapshot``). ``volumes``
         (a ``backup.volumes.VolumeStage``) takes the volume snapshots a job asks for; a job asking for them fails
-        without it."""
+        without it. ``hooks`` (a ``backup.hooks.HookRunner``) runs the job's and the pods' hooks."""
         self._catalog = catalog
         self._open_repository = open_repository
         self._connect = connect
@@ -96,6 +100,9 @@ class BackupService:
         self._etcd_snapshot = etcd_snapshot
         self._worker: str | None = None  # the token of the job this service is running (fences its record writes)
         self._volumes = volumes
+        self._hooks = hooks
+        # The hooks of the backup this service is running: post hooks run once it ends, if its pre phase began.
+        self._hook_run: tuple[HookPlan, Any, HookContext] | None = None
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -132,6 +139,14 @@ class BackupService:
         except WorkerSuperseded as exc:
             return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=False)
         self._worker = token
+        self._hook_run = None
+        outcome = self._run_claimed(job, record, progress, created=created)
+        return self._post_hooks(outcome)
+
+    def _run_claimed(
+        self, job: BackupJob, record: BackupRecord, progress: Callable[[int, str], None] | None, *, created: bool
+    ) -> BackupOutcome:
+        cluster = job.cluster.name
         try:
             return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
         except WorkerSuperseded as exc:
@@ -141,6 +156,42 @@ class BackupService:
                 return BackupOutcome(self._fail(job, record, exc), created=created)
             except WorkerSuperseded as lost:
                 return BackupOutcome(self._superseded(cluster, record.backup_id, lost, cause=exc), created=created)
+
+    def _start_hooks(self, job: BackupJob, record: BackupRecord) -> None:
+        """From here on the backup's post hooks run however it ends (the policy's, until the pods' are known)."""
+        if self._hooks is None:
+            if job.hooks.enabled:
+                raise BackupError("the job has hooks, which this deployment was not given a hook runner for")
+            return
+        from chalicelib.backup.hooks import HookContext, HookPlan
+
+        context = HookContext(record.backup_id, job.cluster.name, job.policy)
+        self._hook_run = (HookPlan(job.hooks.pre, job.hooks.post), None, context)
+
+    def _pre_hooks(self, job: BackupJob, client: Any, namespaces: Iterable[str]) -> list[dict[str, str]]:
+        """Run the pre hooks (the policy's, then the pods' Velero annotations); their errors, or HookFailed."""
+        if self._hooks is None or self._hook_run is None:
+            return []
+        from chalicelib.core.hooks import PRE
+
+        context = self._hook_run[2]
+        plan = self._hooks.plan(job.hooks, client, namespaces, job.scope.label_selector or "")
+        self._hook_run = (plan, client, context)
+        errors = [{"resource": "hook/annotations", "error": warning} for warning in plan.warnings]
+        return errors + self._hooks.run(PRE, plan.pre, context, client)
+
+    def _post_hooks(self, outcome: BackupOutcome) -> BackupOutcome:
+        """Post hooks run after the commit and after a failure alike; a sharded backup still listing runs them once
+        its plan is stored (its shards list in later invocations, so no freeze can span them)."""
+        if self._hooks is None or self._hook_run is None:
+            return outcome
+        from chalicelib.core.hooks import POST
+
+        plan, client, context = self._hook_run
+        self._hook_run = None
+        state = str(getattr(outcome.record.state, "value", outcome.record.state))
+        errors = self._hooks.run(POST, plan.post, context, client, state=state)
+        return replace(outcome, post_hook_errors=tuple(errors)) if errors else outcome
 
     def _fail(self, job: BackupJob, record: BackupRecord, exc: Exception) -> BackupRecord:
         """Retry a transient failure, or record the backup Failed (by this worker only: the write is fenced)."""
@@ -251,6 +302,7 @@ class BackupService:
             adopted = self._sharding.planner().adopt(job, record)
             if adopted is not None:
                 return adopted
+        self._start_hooks(job, record)
         # The repository's side (config, index, the parent's trees) is a few S3 round trips that need nothing from the
         # cluster: read it while discovery and the namespace list run. Not when the backup may be sharded: the plan
         # does not need it, and it would be requests for nothing.
@@ -272,6 +324,7 @@ class BackupService:
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
         ]
+        discovery_errors.extend(self._pre_hooks(job, client, ns_objects))
         if self._sharding is not None:
             planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))

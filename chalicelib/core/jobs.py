@@ -7,6 +7,7 @@ from typing import Any
 
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdTarget
+from chalicelib.core.hooks import HookSettings
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import VolumeSettings
 
@@ -70,6 +71,7 @@ class BackupJob:
     volumes: VolumeSettings = field(default_factory=VolumeSettings)  # the policy's volume snapshots
     # An etcd-only backup (the policy's etcd block has a schedule of its own): the snapshot and no resources.
     etcd_only: bool = False
+    hooks: HookSettings = field(default_factory=HookSettings)  # the policy's pre and post hooks
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -95,6 +97,10 @@ class BackupJob:
             volumes = VolumeSettings.from_dict(data.get("volumes"))
         except InvalidPolicy as exc:
             raise InvalidJob(f"job {job_id}: invalid volumes: {exc}") from exc
+        try:
+            hooks = HookSettings.from_dict(data.get("hooks"))
+        except InvalidPolicy as exc:
+            raise InvalidJob(f"job {job_id}: invalid hooks: {exc}") from exc
         cluster = ClusterRef.from_dict(data.get("cluster"))
         kind = data.get("kind", JOB_RESOURCES)
         if kind not in (JOB_RESOURCES, JOB_ETCD):
@@ -110,6 +116,7 @@ class BackupJob:
             attempt=attempt,
             volumes=volumes,
             etcd_only=kind == JOB_ETCD,
+            hooks=hooks,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +134,8 @@ class BackupJob:
             data["volumes"] = self.volumes.to_dict()
         if self.etcd_only:
             data["kind"] = JOB_ETCD
+        if self.hooks.enabled or not self.hooks.annotations:
+            data["hooks"] = self.hooks.to_dict()
         return data
 
 

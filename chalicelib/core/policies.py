@@ -14,6 +14,7 @@ from typing import Any
 
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, parse_etcd_policy
+from chalicelib.core.hooks import HookSettings, parse_hooks
 from chalicelib.core.schedule import Schedule, parse_schedule
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.verification import VerifyPolicy, parse_verify
@@ -26,7 +27,7 @@ CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,252}")
 RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 POLICY_FIELDS = frozenset(
     {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes", "verify"}
-)
+) | {"hooks"}
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
 
 
@@ -74,6 +75,7 @@ class Policy:
     etcd: EtcdPolicy = field(default_factory=EtcdPolicy)  # snapshot etcd too (self-managed clusters)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     verify: VerifyPolicy | None = None  # restore its backups on a schedule and check them (core/verification.py)
+    hooks: HookSettings = field(default_factory=HookSettings)  # run before and after each backup (core/hooks.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as a file holds it (``from_dict`` reads it back)."""
@@ -92,6 +94,8 @@ class Policy:
             data["volumes"] = self.volumes.to_dict()
         if self.verify is not None:
             data["verify"] = self.verify.to_dict()
+        if self.hooks.enabled or not self.hooks.annotations:
+            data["hooks"] = self.hooks.to_dict()
         return data
 
     @classmethod
@@ -146,6 +150,10 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     volumes, found = parse_volumes(data.get("volumes"), f"{where}.volumes")
     problems.extend(found)
     verify = parse_verify(data.get("verify"), f"{where}.verify", problems)
+    hooks, found = parse_hooks(data.get("hooks"), f"{where}.hooks")
+    problems.extend(found)
+    if hooks is None:
+        return None, problems
     if problems or schedule is None or scope is None or retention is None or etcd is None or volumes is None:
         return None, problems
     policy = Policy(
@@ -159,6 +167,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
         etcd=etcd,
         volumes=volumes,
         verify=verify,
+        hooks=hooks,
     )
     return policy, []
 

@@ -27,6 +27,7 @@ from chalicelib.kube.errors import (
     error_for_status,
 )
 from chalicelib.kube.paging import ListPage, iter_pages
+from chalicelib.kube.podexec import MAX_OUTPUT, STDERR, STDOUT, SUBPROTOCOLS, ExecResult, ExecTimeout, exit_code
 from chalicelib.observability import logger
 
 JSON = "application/json"
@@ -298,6 +299,66 @@ class KubeClient:
             return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
         self.wait_for(established, timeout, 0.2, what=f"CustomResourceDefinition {name} Established")
+
+    # -- exec -------------------------------------------------------------------------------------------------------
+
+    def exec(
+        self, namespace: str, pod: str, container: str, command: list[str] | tuple[str, ...], timeout: float
+    ) -> ExecResult:
+        """Run ``command`` in a pod's container through the exec subresource (WebSocket, v5/v4 channel protocol,
+        see ``podexec``) and wait at most ``timeout`` seconds for it to end. No stdin, no TTY."""
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/exec"
+        where = f"exec in {namespace}/{pod} container {container}"
+        deadline = time.monotonic() + timeout
+        stream = self._open_exec(path, [("container", container), *(("command", c) for c in command)], timeout)
+        try:
+            while stream.is_open():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ExecTimeout(f"{where}: {list(command)} did not end within {timeout:g}s", path=path)
+                stream.update(timeout=min(left, 1.0))
+            stdout = stream.read_channel(STDOUT)[:MAX_OUTPUT]
+            stderr = stream.read_channel(STDERR)[:MAX_OUTPUT]
+            from kubernetes.stream.ws_client import ERROR_CHANNEL
+
+            return ExecResult(exit_code(stream.read_channel(ERROR_CHANNEL), where), stdout, stderr)
+        finally:
+            stream.close()
+
+    def _open_exec(self, path: str, params: list[tuple[str, str]], timeout: float) -> Any:
+        """The kubernetes package's channel WebSocket client, connected with this client's credentials."""
+        import ssl
+
+        import websocket
+        from kubernetes.client.configuration import Configuration
+        from kubernetes.stream.ws_client import WSClient, get_websocket_url
+
+        query = [*params, ("stdout", "1"), ("stderr", "1")]
+        url = get_websocket_url(self.server + path, query)  # type: ignore[no-untyped-call]
+        headers = {"sec-websocket-protocol": ",".join(SUBPROTOCOLS)}
+        if self.credentials.token_provider is not None:
+            headers["authorization"] = f"Bearer {self.credentials.token_provider.token()}"
+        configuration = Configuration(host=self.server)
+        configuration.verify_ssl = not self.credentials.insecure_skip_tls_verify
+        configuration.tls_server_name = self.credentials.tls_server_name
+        configuration.cert_file = str(Path(self._tmpdir) / "client.crt") if self._tmpdir else None
+        configuration.key_file = str(Path(self._tmpdir) / "client.key") if self._tmpdir else None
+        with tempfile.TemporaryDirectory(prefix="lifeboat-exec-") as tmp:
+            # The stream module reads the CA from a file only; ssl loads it during the handshake, so it may go after.
+            if self.credentials.ca_data:
+                configuration.ssl_ca_cert = _private_file(tmp, "ca.crt", self.credentials.ca_data)
+            # The stream module connects without a timeout, so websocket-client's module default bounds the connect
+            # and every read; nothing else in Lifeboat uses websocket-client.
+            previous = websocket.getdefaulttimeout()
+            try:
+                websocket.setdefaulttimeout(timeout)
+                return WSClient(configuration, url, headers, capture_all=False, binary=True)  # type: ignore[no-untyped-call]
+            except websocket.WebSocketBadStatusException as exc:
+                raise error_for_status(exc.status_code, "GET", path, _parse_status(exc.resp_body or b"")) from exc
+            except (websocket.WebSocketException, ssl.SSLError, OSError) as exc:
+                raise Unreachable(f"exec {path} on {self.server}: {exc}", method="GET", path=path) from exc
+            finally:
+                websocket.setdefaulttimeout(previous)
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
 

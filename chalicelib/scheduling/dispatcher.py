@@ -183,6 +183,7 @@ class Dispatcher:
             scope=policy.scope,
             policy=policy.name,
             volumes=policy.volumes,
+            hooks=policy.hooks,
         )
         try:
             self._queue.send(job.to_dict())

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from sandbox.kubeapi import patch, reviews, routing
+from sandbox.kubeapi import patch, podexec, reviews, routing
 from sandbox.kubeapi.catalog import ResourceType
 from sandbox.kubeapi.errors import (
     ApiError,
@@ -53,12 +53,34 @@ class App:
         self.forbidden: list[ForbidRule] = []
         self.requests: list[RequestRecord] = []
         self.requests_lock = threading.Lock()
+        self.exec_handlers = podexec.ExecHandlers()
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], raw: bytes) -> Reply:
         reply = self._handle(method, path, query, headers, raw)
         with self.requests_lock:
             self.requests.append(RequestRecord(method, path, query, reply[0]))
         return reply
+
+    def upgrade(
+        self, method: str, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]
+    ) -> tuple[Reply | None, podexec.ExecCall | None]:
+        """A WebSocket upgrade (only pods/exec has one here): the error reply, or the exec call to stream."""
+        reply: Reply | None = None
+        call = None
+        auth = headers.get("Authorization") or ""
+        if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
+            reply = _error(ApiError(401, "Unauthorized"))
+        else:
+            try:
+                call = podexec.prepare(self.api, self.exec_handlers, path, query, headers)
+            except ApiError as exc:
+                reply = _error(exc)
+            except Exception as exc:  # as _handle: a bug here must still answer
+                logger.exception("internal error upgrading %s %s", method, path)
+                reply = _error(ApiError(500, f"Internal error occurred: {type(exc).__name__}", "InternalError"))
+        with self.requests_lock:
+            self.requests.append(RequestRecord(method, path, dict(query), reply[0] if reply else 101))
+        return reply, call
 
     def _handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], raw: bytes) -> Reply:
         auth = headers.get("Authorization") or ""

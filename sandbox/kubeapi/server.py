@@ -18,6 +18,7 @@ from sandbox.kubeapi.app import App
 from sandbox.kubeapi.errors import ApiError, bad_request
 from sandbox.kubeapi.faults import WRITE_METHODS, Faults, ForbidRule, RequestRecord
 from sandbox.kubeapi.objects import ObjectAPI
+from sandbox.kubeapi.podexec import ExecHandlers
 from sandbox.kubeapi.registry import Registry
 from sandbox.kubeapi.snapshotter import Snapshotter
 from sandbox.kubeapi.store import Store
@@ -144,6 +145,11 @@ class KubeAPIServer:
     @property
     def faults(self) -> Faults:
         return self._app.faults
+
+    @property
+    def exec_handlers(self) -> ExecHandlers:
+        """The commands pods/exec "runs": register what each prints and its exit code (``podexec``)."""
+        return self._app.exec_handlers
 
     def forbid(self, target: str | None, verbs: Iterable[str] = ("list",)) -> None:
         """Answer 403 for these verbs on a resource ("secrets", "deployments.apps") or URL paths matching a regex;

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from sandbox.kubeapi import podexec
 from sandbox.kubeapi.app import App
 
 _REASON_PHRASES = {s.value: s.phrase for s in HTTPStatus}
@@ -76,6 +77,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
+        if (self.headers.get("Upgrade") or "").lower() == "websocket":
+            self._upgrade(url.path, parse_qsl(url.query, keep_blank_values=True))
+            return
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         raw = self._read_body()
         headers_in = cast("Mapping[str, str]", self.headers)  # an email.message.Message: case-insensitive get()
@@ -92,6 +96,23 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _upgrade(self, path: str, query: list[tuple[str, str]]) -> None:
+        """pods/exec over WebSocket (``podexec``): the connection is the stream's and closes after it."""
+        headers_in = cast("Mapping[str, str]", self.headers)
+        self.close_connection = True
+        reply, call = self.server.app.upgrade(self.command, path, query, headers_in)
+        if call is None:
+            assert reply is not None
+            status, content_type, headers, body = reply
+            lines = [f"HTTP/1.1 {status} {_REASON_PHRASES.get(status, '')}", f"Content-Type: {content_type}"]
+            lines += [f"Content-Length: {len(body)}", "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            return
+        self.wfile.write(podexec.handshake(headers_in, call.subprotocol))
+        self.wfile.flush()
+        self.wfile.write(podexec.stream(self.server.app.exec_handlers, call))
+        self.wfile.flush()
 
     def _read_body(self) -> bytes:
         if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
