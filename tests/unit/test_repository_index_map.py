@@ -99,3 +99,11 @@ def test_the_writer_asks_the_loaded_index_by_digest_and_packs_only_what_it_lacks
     assert writer.holds_digest(hashlib.sha256(data).digest())
     assert not writer.holds_digest(hashlib.sha256(b"other").digest())
     assert writer.stats["blobs_new"] == 1
+
+
+def test_pack_of_names_the_pack_without_the_rest_of_the_location():
+    index = IndexMap()
+    index.add_pack(PACK_A, _rows(PACK_A, 0, 3))
+    index.add(_blob(7), IndexEntry(PACK_B, "tree", 5 << 32, 10, 20, 3, 4))
+    assert index.pack_of(_blob(1)) == PACK_A and index.pack_of(_blob(7)) == PACK_B
+    assert index.pack_of(_blob(99)) is None and index.pack_of(_blob(1).upper()) is None
