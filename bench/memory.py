@@ -9,7 +9,8 @@ tracemalloc for its peak RSS (tracemalloc's own bookkeeping would inflate it).
     python bench/memory.py --objects 50000 [--top 25] [--noop]
 
 ``--noop`` traces a second backup of the unchanged cluster into the same repository instead: what an incremental
-holds (the parent's trees, the repository index) rather than what a first backup does.
+holds (the parent's trees, the repository index) rather than what a first backup does; a plain child runs that
+incremental first, for its peak RSS.
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ def main() -> None:
         plain = run_child(
             "bench.scale_tasks", "oneshot", kubeconfig, srv.aws_endpoint, "mem-rss/lifeboat/v1/", f"m-{uuid.uuid4()}"
         )
+        noop = (
+            run_child(
+                "bench.scale_tasks",
+                "oneshot",
+                kubeconfig,
+                srv.aws_endpoint,
+                "mem-rss/lifeboat/v1/",
+                f"n-{uuid.uuid4()}",
+            )
+            if args.noop
+            else None
+        )
         traced = run_child(
             "bench.scale_tasks",
             "traced",
@@ -61,6 +74,9 @@ def main() -> None:
     print(f"objects loaded {loaded:,}, backed up {counted:,}; state {plain['state']}")
     print(f"peak RSS (no tracemalloc): {plain['peak_rss_mb']:.1f} MiB; {plain['rss_before_mb']:.1f} MiB before the "
           f"backup; wall {plain['wall_s']:.2f} s")
+    if noop is not None:
+        print(f"no-op incremental peak RSS (no tracemalloc): {noop['peak_rss_mb']:.1f} MiB; "
+              f"{noop['rss_before_mb']:.1f} MiB before the backup; wall {noop['wall_s']:.2f} s; state {noop['state']}")
     growth, peak = traced["growth_bytes"], traced["traced_peak_bytes"]
     print(f"traced heap growth when the writer finishes: {growth / 2**20:.1f} MiB ({growth / counted:.0f} B/object)")
     print(f"traced peak: {peak / 2**20:.1f} MiB ({peak / counted:.0f} B/object)")
@@ -69,7 +85,10 @@ def main() -> None:
         print(f"{'bytes/obj':>10} {'MiB':>8} {'blocks':>9}  where")
         for row in traced[key]:
             print(f"{row['bytes'] / counted:10.0f} {row['bytes'] / 2**20:8.1f} {row['count']:9d}  {row['where']}")
-    print(orjson.dumps({"objects": counted, "peak_rss_mb": round(plain["peak_rss_mb"], 1), **traced}).decode())
+    summary: dict[str, object] = {"objects": counted, "peak_rss_mb": round(plain["peak_rss_mb"], 1)}
+    if noop is not None:
+        summary["noop_peak_rss_mb"] = round(noop["peak_rss_mb"], 1)
+    print(orjson.dumps({**summary, **traced}).decode())
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ With ``--oneshot`` it runs only a one-shot backup, of 300,000 objects unless ``-
                              backup (the test server and moto are processes of their own); target <= 400
   oneshot_300k_objects_per_s objects per second of that backup
   oneshot_rss_before_mb      the child's RSS once warm, before the backup (imports and clients)
+With ``--oneshot --noop`` it then runs a second one-shot backup of the unchanged cluster into the same repository, in
+another fresh child process (the incremental: the parent's trees and the repository index loaded), and adds:
+  noop_300k_peak_rss_mb      peak RSS of that incremental's process; target <= 400
+  noop_300k_s                its wall time, and noop_vs_full (its wall time / the first backup's)
 
 With ``--kubeconfig PATH`` it uses that cluster instead of starting the test server: it creates its objects in
 namespaces of its own (``lifeboat-bench-*``) with plain creates, and deletes them afterwards.
@@ -120,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=None, help="default 100,000; 300,000 with --oneshot")
     parser.add_argument("--oneshot", action="store_true", help="only a one-shot backup: its peak RSS and speed")
+    parser.add_argument("--noop", action="store_true", help="with --oneshot: then an incremental of the same cluster")
     parser.add_argument("--kubeconfig", metavar="PATH", help="run against this cluster, not the test server")
     parser.add_argument("--namespaces", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
@@ -241,6 +246,19 @@ def oneshot_only(args: argparse.Namespace) -> None:
             srv.ns("bench-*"),
         )
         servers_cpu = _delta(before, server_cpu())
+        noop = (
+            run_child(
+                "bench.scale_tasks",
+                "oneshot",
+                str(srv.kubeconfig),
+                srv.aws_endpoint,
+                "scale-oneshot/lifeboat/v1/",
+                f"noop-{uuid.uuid4()}",
+                srv.ns("bench-*"),
+            )
+            if args.noop
+            else None
+        )
     assert run["state"] == "Completed", run
     result = {
         "objects": loaded,
@@ -255,6 +273,14 @@ def oneshot_only(args: argparse.Namespace) -> None:
         "oneshot_cpu_s": run["cpu_s"],
         "servers_cpu_s": servers_cpu,
     }
+    if noop is not None:
+        assert noop["state"] == "Completed", noop
+        result["noop_300k_peak_rss_mb"] = round(noop["peak_rss_mb"], 1)
+        result["noop_300k_s"] = round(noop["wall_s"], 3)
+        result["noop_vs_full"] = round(noop["wall_s"] / run["wall_s"], 3)
+        result["noop_cpu_s"] = noop["cpu_s"]
+        result["noop_reused"] = noop["stats"].get("objects_reused")
+        result["noop_puts"] = noop["stats"].get("puts")
     print(orjson.dumps(result).decode())
 
 

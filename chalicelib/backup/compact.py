@@ -136,15 +136,15 @@ class CompactCollector(ItemCollector):
         """One tree blob per scope that holds objects, written one scope at a time; the rows are gone afterwards
         (``kinds`` and ``objects`` still count them)."""
         trees: dict[str, BlobId] = {}
-        index = self._index
+        pack_of = _pack_lookup(self._index)
         offer = self._sample.offer
         for scope_key in self._scope_keys():
             entries = self._take(scope_key)
-            if index is not None:
+            if pack_of is not None:
                 for entry in entries:
-                    where = index.get(entry.blob)
-                    if where is not None:
-                        offer(where.pack, entry.blob)
+                    pack = pack_of(entry.blob)
+                    if pack is not None:
+                        offer(pack, entry.blob)
             trees[scope_key] = self.add_tree(*encode_tree(entries))
         self._rows.clear()
         return trees
@@ -152,6 +152,21 @@ class CompactCollector(ItemCollector):
     def reused_sample(self) -> list[BlobId]:
         """Up to ``per_pack`` distinct blobs per pack, at random, of those the trees name that ``index`` held."""
         return self._sample.blobs()
+
+
+def _pack_lookup(index: Mapping[BlobId, Any] | None) -> Callable[[BlobId], PackId | None] | None:
+    """blob -> its pack in ``index``: an ``IndexMap`` answers without decoding the whole location."""
+    if index is None:
+        return None
+    pack_of = getattr(index, "pack_of", None)
+    if pack_of is not None:
+        return pack_of  # type: ignore[no-any-return]
+
+    def lookup(blob: BlobId) -> PackId | None:
+        where = index.get(blob)
+        return where.pack if where is not None else None
+
+    return lookup
 
 
 class _PackSample:

@@ -347,7 +347,7 @@ class BackupService:
         from chalicelib.repository import RepositoryWriter
 
         opened = opening.result() if opening is not None else self._open(record)
-        writer = RepositoryWriter(opened.repo, known=opened.index.__contains__, **self._writer_options)
+        writer = RepositoryWriter(opened.repo, known=opened.index, **self._writer_options)
         prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
         # Compact rows, each scope's tree written and let go in turn: memory per object is a row (docs/architecture.md).
         collector = CompactCollector(scope, ns_objects, writer, progress=progress, prior=prior, index=opened.index)

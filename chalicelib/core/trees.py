@@ -90,6 +90,18 @@ def read_tree(data: bytes) -> Tree:
     return Tree(_entries(doc["entries"]), sanitizer if isinstance(sanitizer, int) else None)
 
 
+def read_tree_rows(data: bytes) -> tuple[int | None, list[Any]]:
+    """A scope tree's sanitizer version (None for a v1 tree) and its rows as decoded, unchecked: each
+    ``[group, version, kind, resource, name, blob, size, uid, resourceVersion]`` in a v2 tree. For a reader that
+    keeps a few fields of every row in its own form (``backup/reuse.py``) without building entries first."""
+    doc = _tree_doc(data)
+    sanitizer = doc.get("sanitizer") if doc["v"] >= 2 else None
+    rows = doc.get("entries")
+    if not isinstance(rows, list):
+        raise FormatError("scope tree has no list of entries")
+    return (sanitizer if isinstance(sanitizer, int) else None), rows
+
+
 def _entries(rows: list[list[Any]]) -> list[TreeEntry]:
     # A backup reads every entry of its parent's trees: one comprehension, no call per row (TreeEntry.from_list).
     if all(len(row) == 9 for row in rows):

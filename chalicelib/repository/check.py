@@ -97,7 +97,8 @@ def check_repository(
     reach = reachable(reader, manifests, stored_packs=packs, keep_entries=True)
     problems.extend(_walk_problems(reach))
 
-    reported = {index[BlobId(p.blob_id)].pack for p in problems if p.kind == PACK_MISSING and p.blob_id in index}
+    missing_packs = (p for p in problems if p.kind == PACK_MISSING and p.blob_id and p.blob_id in index)
+    reported = {index[BlobId(p.blob_id)].pack for p in missing_packs if p.blob_id}
     for pack in sorted({e.pack for e in index.values()} - packs - reported):
         problems.append(Problem(PACK_MISSING, None, f"pack {pack}", "named by the index, not in the store"))
 

@@ -12,7 +12,7 @@ second one. Object blobs are only looked up in the index, never read.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -80,7 +80,7 @@ class Reach:
     """Everything the walked manifests reach, and what could not be read on the way."""
 
     manifests: tuple[Manifest, ...]
-    index: dict[BlobId, Any]  # the reader's index (blob -> IndexEntry), as the walk saw it
+    index: Mapping[BlobId, Any]  # the reader's index (blob -> IndexEntry), as the walk saw it
     first: dict[BlobId, _Need]  # every reached blob, in walk order, with the first place that needs it
     roots: dict[BlobId, dict[str, BlobId]]  # root tree -> its scopes, for the roots that could be read
     unreadable: tuple[Unreadable, ...]

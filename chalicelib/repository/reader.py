@@ -27,6 +27,7 @@ from chalicelib.repository.errors import (
     UnsupportedFormat,
 )
 from chalicelib.repository.frame_cache import FrameCache
+from chalicelib.repository.index_map import IndexMap
 from chalicelib.repository.reach import reachable
 from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
 
@@ -59,44 +60,57 @@ class RepositoryReader:
         self._store = repo.store
         self._threads = threads
         self._frames = FrameCache(frame_cache_bytes)
-        self._index: dict[BlobId, IndexEntry] | None = None
+        self._index: IndexMap | None = None
         self._pack_ends: dict[PackId, int] = {}
-        self._index_files: dict[str, IndexFile] = {}
+        self._index_data: dict[str, bytes] = {}  # index id -> the file's (compressed) bytes, verified
         self._lock = threading.Lock()
 
     # -- index ------------------------------------------------------------------------------------------------
 
-    def load_index(self, *, refresh: bool = False) -> dict[BlobId, IndexEntry]:
-        """Blob id -> where it lives, from every index file not superseded by another one."""
+    def load_index(self, *, refresh: bool = False) -> IndexMap:
+        """Blob id -> where it lives, from every index file not superseded by another one.
+
+        Kept compact (``IndexMap``: 32-byte digests and binary rows): the index names every blob of the repository,
+        and a backup holds it for its whole run. Index files are decoded one at a time, and only their compressed
+        bytes are kept, for ``index_files``.
+        """
         with self._lock:
             if self._index is not None and not refresh:
                 return self._index
             # Only hex names can be index files; anything else (a folder marker, a stray upload) is not ours.
             keys = [k for k in self._store.list(INDEX_DIR) if is_hex_id(k[len(INDEX_DIR) :])]
             with ThreadPoolExecutor(max_workers=self._threads) as pool:
-                files = dict(zip(keys, pool.map(self._read_index_file, keys), strict=True))
-            self._index_files = {k[len(INDEX_DIR) :]: f for k, f in files.items()}
-            superseded = {s for f in files.values() for s in f.supersedes}
-            index: dict[BlobId, IndexEntry] = {}
-            ends: dict[PackId, int] = {}
-            # Sorted so that a blob stored twice (two concurrent backups) resolves the same way every time.
-            for name in sorted(self._index_files):
-                if name in superseded:
-                    continue
-                for pack, blobs in self._index_files[name].packs.items():
-                    # tuple.__new__ rather than IndexEntry(...): half the cost, and this runs once per blob.
-                    for blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length in blobs:
-                        if blob not in index:
-                            row = (pack, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length)
-                            index[blob] = _new_tuple(IndexEntry, row)
-                    ends[pack] = max(ends.get(pack, 0), max(b.frame_offset + b.frame_length for b in blobs))
+                names = [k[len(INDEX_DIR) :] for k in keys]
+                data = dict(zip(names, pool.map(self._read_index_file, keys), strict=True))
+            index, ends, superseded = self._merge(data, frozenset())
+            if superseded & data.keys():
+                # Rare (a consolidation not yet cleaned up): the files a later one supersedes were merged too.
+                index, ends, _ = self._merge(data, frozenset(superseded))
+            self._index_data = data
             self._index, self._pack_ends = index, ends
             return index
 
+    def _merge(self, data: dict[str, bytes], skip: frozenset[str]) -> tuple[IndexMap, dict[PackId, int], set[str]]:
+        """The index of the files in ``data`` not in ``skip``, each pack's data end, and what those files supersede."""
+        index = IndexMap()
+        ends: dict[PackId, int] = {}
+        superseded: set[str] = set()
+        # Sorted so that a blob stored twice (two concurrent backups) resolves the same way every time.
+        for name in sorted(data):
+            if name in skip:
+                continue
+            index_file = _decode_index_file(name, data[name])
+            superseded.update(index_file.supersedes)
+            for pack, blobs in index_file.packs.items():
+                index.add_pack(pack, blobs)
+                ends[pack] = max(ends.get(pack, 0), max(b.frame_offset + b.frame_length for b in blobs))
+            del index_file  # one decoded file at a time
+        return index, ends, superseded
+
     def index_files(self) -> dict[str, IndexFile]:
-        """Every index file by id (superseded ones included), as read by ``load_index``."""
+        """Every index file by id (superseded ones included), as read by ``load_index``, decoded anew."""
         self.load_index()
-        return dict(self._index_files)
+        return {name: _decode_index_file(name, data) for name, data in self._index_data.items()}
 
     def has_blob(self, blob_id: BlobId) -> bool:
         return blob_id in self.load_index()
@@ -104,15 +118,11 @@ class RepositoryReader:
     def known_blob_ids(self) -> set[BlobId]:
         return set(self.load_index())
 
-    def _read_index_file(self, key: str) -> IndexFile:
+    def _read_index_file(self, key: str) -> bytes:
         data = self._store.get(key)
-        name = key[len(INDEX_DIR) :]
-        if index_id(data) != name:
+        if index_id(data) != key[len(INDEX_DIR) :]:
             raise RepositoryCorrupt(f"index file {key} does not hash to its name: damaged or altered")
-        try:
-            return decode_index(data)
-        except FormatError as exc:
-            raise RepositoryCorrupt(f"index file {key}: {exc}") from exc
+        return data
 
     # -- blobs ------------------------------------------------------------------------------------------------
 
@@ -362,6 +372,13 @@ def _decode_tree(tree_id: BlobId, data: bytes, where: str | None) -> list[TreeEn
     except (FormatError, KeyError, TypeError, ValueError) as exc:
         context = f" ({where})" if where else ""
         raise RepositoryCorrupt(f"blob {tree_id}{context} is not a scope tree: {exc}") from exc
+
+
+def _decode_index_file(name: str, data: bytes) -> IndexFile:
+    try:
+        return decode_index(data)
+    except FormatError as exc:
+        raise RepositoryCorrupt(f"index file {INDEX_DIR}{name}: {exc}") from exc
 
 
 def _manifest_version(data: bytes, key: str) -> Any:

@@ -21,6 +21,7 @@ from chalicelib.repository.errors import (
     StorageError,
     WriterStateError,
 )
+from chalicelib.repository.index_map import IndexMap
 from chalicelib.repository.repo import Repository
 
 MiB = 1 << 20
@@ -78,8 +79,13 @@ class RepositoryWriter:
                 "pack_target_bytes, frame_target_bytes, upload_threads and max_pending_packs must be positive"
             )
         self._repo = repo
+        # The reader's loaded index is used as it is, never copied: it names every blob of the repository. An
+        # ``IndexMap`` is asked by digest, so the per-object path makes no hex id to look one up.
+        self._known_digest: Callable[[bytes], bool] | None = None
         if known is None:
             self._known: Callable[[BlobId], bool] = _never
+        elif isinstance(known, IndexMap):
+            self._known, self._known_digest = known.__contains__, known.holds_digest
         elif callable(known):
             self._known = known
         else:
@@ -154,7 +160,7 @@ class RepositoryWriter:
             raise ValueError(f"unknown blob type {type!r}; expected one of {sorted(BLOB_TYPES)}")
         digest = hashlib.sha256(data).digest()
         blob_id = BlobId(digest.hex())
-        if digest in self._added or self._known(blob_id):
+        if digest in self._added or self._known_by(digest, blob_id):
             return blob_id, False
         self._pack(blob_id, data, type, digest)
         return blob_id, True
@@ -167,7 +173,18 @@ class RepositoryWriter:
             return False  # not a blob id (a damaged tree entry): nothing holds it
         if len(digest) != 32 or digest.hex() != blob_id:
             return False  # fromhex also reads upper case and spaces: only the canonical spelling names a blob
-        return digest in self._added or self._known(blob_id)
+        return digest in self._added or self._known_by(digest, blob_id)
+
+    def holds_digest(self, digest: bytes) -> bool:
+        """``holds`` for a blob given by its 32-byte digest."""
+        if digest in self._added:
+            return True
+        known = self._known_digest
+        return known(digest) if known is not None else self._known(BlobId(digest.hex()))
+
+    def _known_by(self, digest: bytes, blob_id: BlobId) -> bool:
+        known = self._known_digest
+        return known(digest) if known is not None else self._known(blob_id)
 
     def finish(self) -> list[str]:
         """Upload the last pack, wait for all uploads, write one index file; returns the index ids written."""

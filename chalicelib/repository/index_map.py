@@ -1,0 +1,133 @@
+"""The loaded repository index kept compact: 32-byte blob digests mapped to packed binary locations."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+
+from chalicelib.core.ids import BlobId, PackId
+from chalicelib.core.index_format import IndexEntry
+from chalicelib.core.packs import BLOB_TYPES
+
+# pack (its number in ``_packs``), type (its place in _TYPES), frame offset, frame length, frame raw length, offset,
+# raw length: 25 bytes, where an IndexEntry with its own hex blob id costs ~550 bytes a blob.
+_ROW = struct.Struct("<IB5I")
+_TYPES = tuple(sorted(BLOB_TYPES))
+_TYPE_NUMBERS = {name: number for number, name in enumerate(_TYPES)}
+_new_tuple = tuple.__new__
+
+
+def blob_digest(blob_id: str) -> bytes | None:
+    """The 32 bytes a blob id spells, or None when it is not a blob id's canonical spelling (64 lower-case hex)."""
+    try:
+        digest = bytes.fromhex(blob_id)
+    except (TypeError, ValueError):
+        return None
+    # fromhex also reads upper case and spaces: only the canonical spelling names a blob.
+    if len(digest) != 32 or digest.hex() != blob_id:
+        return None
+    return digest
+
+
+class IndexMap(Mapping[BlobId, IndexEntry]):
+    """Blob id -> ``IndexEntry``, as ``RepositoryReader.load_index`` returns it, holding ~110 bytes a blob.
+
+    Keys are the 32-byte digests and values fixed-size binary rows, decoded into an ``IndexEntry`` only when one is
+    looked up. The first location added for a blob wins (``add`` ignores the later ones), as in the reader's
+    sorted walk over index files. A value that does not fit a row's 32-bit fields (no pack this code writes comes
+    near) is kept as the ``IndexEntry`` itself.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[bytes, bytes | IndexEntry] = {}
+        self._packs: list[PackId] = []
+        self._pack_numbers: dict[PackId, int] = {}
+
+    def add(self, blob: str, entry: IndexEntry) -> bool:
+        """Record where ``blob`` lives unless a location is known already; False when it was (or is no blob id)."""
+        digest = blob_digest(blob)
+        if digest is None or digest in self._rows:
+            return False
+        self._rows[digest] = self._row(entry)
+        return True
+
+    def add_pack(self, pack: PackId, blobs: Iterable[tuple[str, str, int, int, int, int, int]]) -> None:
+        """Every (blob, type, frame offset, frame length, frame raw length, offset, raw length) of one pack.
+
+        The loop a load runs once per blob: no call per row beyond the row's encoding.
+        """
+        rows, number, pack_row, types = self._rows, self._pack_number(pack), _ROW.pack, _TYPE_NUMBERS
+        fromhex = bytes.fromhex
+        for blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length in blobs:
+            # Rows come from a decoded index file (PackedBlob.from_row checked the id is 64 lower-case hex).
+            digest = fromhex(blob)
+            if digest in rows:
+                continue
+            try:
+                rows[digest] = pack_row(
+                    number, types[kind], frame_offset, frame_length, frame_raw_length, offset, raw_length
+                )
+            except (struct.error, KeyError):
+                row = (pack, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length)
+                rows[digest] = _new_tuple(IndexEntry, row)
+
+    def _pack_number(self, pack: PackId) -> int:
+        number = self._pack_numbers.get(pack)
+        if number is None:
+            number = self._pack_numbers[pack] = len(self._packs)
+            self._packs.append(pack)
+        return number
+
+    def _row(self, entry: IndexEntry) -> bytes | IndexEntry:
+        try:
+            return _ROW.pack(self._pack_number(entry.pack), _TYPE_NUMBERS[entry.type], *entry[2:])
+        except (struct.error, KeyError):
+            return entry
+
+    def _entry(self, row: bytes | IndexEntry) -> IndexEntry:
+        if type(row) is not bytes:
+            return row  # type: ignore[return-value]
+        pack, kind, *rest = _ROW.unpack(row)
+        return _new_tuple(IndexEntry, (self._packs[pack], _TYPES[kind], *rest))
+
+    def pack_of(self, blob: BlobId) -> PackId | None:
+        """The pack ``blob`` is indexed in, or None: what sampling reused blobs per pack needs, nothing decoded."""
+        digest = blob_digest(blob)
+        row = self._rows.get(digest) if digest is not None else None
+        if row is None:
+            return None
+        if type(row) is not bytes:
+            return row.pack  # type: ignore[union-attr]
+        return self._packs[int.from_bytes(row[:4], "little")]
+
+    def holds_digest(self, digest: bytes) -> bool:
+        """Whether the blob of this 32-byte digest is indexed: the writer's check, without a hex id."""
+        return digest in self._rows
+
+    def __getitem__(self, blob: BlobId) -> IndexEntry:
+        digest = blob_digest(blob)
+        row = self._rows.get(digest) if digest is not None else None
+        if row is None:
+            raise KeyError(blob)
+        return self._entry(row)
+
+    def get(self, blob: BlobId, default: IndexEntry | None = None) -> IndexEntry | None:  # type: ignore[override]
+        digest = blob_digest(blob)
+        row = self._rows.get(digest) if digest is not None else None
+        return default if row is None else self._entry(row)
+
+    def __contains__(self, blob: object) -> bool:
+        if not isinstance(blob, str):
+            return False
+        digest = blob_digest(blob)
+        return digest is not None and digest in self._rows
+
+    def __iter__(self) -> Iterator[BlobId]:
+        return (BlobId(digest.hex()) for digest in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def packs(self) -> list[PackId]:
+        """Every pack some blob is indexed in, in the order first seen."""
+        return list(self._packs)
