@@ -86,6 +86,8 @@ class Services:
                 from botocore.config import Config
 
                 config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=32)
+                if service == "s3":  # presigned URLs (database dump Jobs) must be SigV4; calls are anyway
+                    config = config.merge(Config(signature_version="s3v4"))
                 self._clients[key] = boto3.client(
                     service, region_name=region, endpoint_url=self.settings.endpoint_url, config=config
                 )
