@@ -18,9 +18,8 @@ from chalicelib.repository.presigned import (
     complete_presigned_upload,
     start_presigned_upload,
 )
-from chalicelib.repository.repo import MANIFEST_NAME, Repository
+from chalicelib.repository.repo import DUMPS_DIR, MANIFEST_NAME, Repository
 
-DUMPS_DIR = "dumps"
 REPORT_SUFFIX = ".report.json"
 DEFAULT_MAX_SIZE = 10 << 30  # 160 parts of 64 MiB: about 200 KB of URLs in the run's Secret (a Secret holds 1 MiB)
 URL_MARGIN_S = 600  # the URLs outlive the Job's deadline by this much: a part sent at the deadline still lands
