@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.etcd_status import EtcdStatusService
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
+    from chalicelib.snapshots.dump_jobs import DumpJobs
     from chalicelib.snapshots.ebs import EbsSnapshots, SnapshotEvents
     from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
@@ -221,7 +222,15 @@ class Services:
             self.connect,
             clock=now,
             ebs=lambda: self.ebs_snapshots(clock=now),
+            dump_jobs=self.dump_jobs,
         )
+
+    def dump_jobs(self, client: Any) -> DumpJobs:
+        """Database dump Jobs in the cluster ``client`` speaks to, uploading into the primary repository."""
+        from chalicelib.snapshots.dump_jobs import DumpJobs
+        from chalicelib.snapshots.dumps import DumpUploads
+
+        return DumpJobs(client, DumpUploads(self.store()))
 
     # -- EBS direct snapshots -------------------------------------------------------------------------------------
 

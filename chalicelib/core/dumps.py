@@ -183,7 +183,7 @@ def _parse_dump(item: Any, where: str, problems: list[str]) -> DumpSpec | None: 
     if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= MAX_TIMEOUT_S:
         problems.append(f"{where}.timeout: must be a number of seconds from 1 to {MAX_TIMEOUT_S}; got {timeout!r}")
     name = item.get("name") or (f"{engine}-{service or 'db'}" if engine else "")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if (name or engine) and (not isinstance(name, str) or not _NAME.match(name)):  # no engine: no default name
         problems.append(f"{where}.name: must be lowercase letters, digits and '-', at most 40 characters; got {name!r}")
     if len(problems) > before or engine is None:
         return None

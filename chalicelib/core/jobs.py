@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.core.dumps import DumpSpec, parse_dumps
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdTarget
 from chalicelib.core.scope import BackupScope
@@ -70,6 +71,12 @@ class BackupJob:
     volumes: VolumeSettings = field(default_factory=VolumeSettings)  # the policy's volume snapshots
     # An etcd-only backup (the policy's etcd block has a schedule of its own): the snapshot and no resources.
     etcd_only: bool = False
+    dumps: tuple[DumpSpec, ...] = ()  # the policy's database dumps, taken with this backup (core/dumps.py)
+
+    @property
+    def waits(self) -> bool:
+        """Whether the backup waits on the cluster before its commit (volume snapshots, dump Jobs)."""
+        return self.volumes.enabled or bool(self.dumps)
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -95,6 +102,9 @@ class BackupJob:
             volumes = VolumeSettings.from_dict(data.get("volumes"))
         except InvalidPolicy as exc:
             raise InvalidJob(f"job {job_id}: invalid volumes: {exc}") from exc
+        dumps, problems = parse_dumps(data.get("dumps"), f"job {job_id}: dumps")
+        if dumps is None:
+            raise InvalidJob("; ".join(problems))
         cluster = ClusterRef.from_dict(data.get("cluster"))
         kind = data.get("kind", JOB_RESOURCES)
         if kind not in (JOB_RESOURCES, JOB_ETCD):
@@ -110,6 +120,7 @@ class BackupJob:
             attempt=attempt,
             volumes=volumes,
             etcd_only=kind == JOB_ETCD,
+            dumps=dumps,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +138,8 @@ class BackupJob:
             data["volumes"] = self.volumes.to_dict()
         if self.etcd_only:
             data["kind"] = JOB_ETCD
+        if self.dumps:
+            data["dumps"] = [d.to_dict() for d in self.dumps]
         return data
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.core.dumps import DumpSpec, parse_dumps
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, parse_etcd_policy
 from chalicelib.core.schedule import Schedule, parse_schedule
@@ -26,7 +27,7 @@ CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,252}")
 RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 POLICY_FIELDS = frozenset(
     {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes", "verify"}
-)
+) | {"dumps"}
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
 
 
@@ -74,10 +75,11 @@ class Policy:
     etcd: EtcdPolicy = field(default_factory=EtcdPolicy)  # snapshot etcd too (self-managed clusters)
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     verify: VerifyPolicy | None = None  # restore its backups on a schedule and check them (core/verification.py)
+    dumps: tuple[DumpSpec, ...] = ()  # database dumps by Jobs in the cluster, with every backup (core/dumps.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as a file holds it (``from_dict`` reads it back)."""
-        data = {
+        data: dict[str, Any] = {
             "name": self.name,
             "cluster": self.cluster,
             "schedule": self.schedule.to_dict(),
@@ -92,6 +94,8 @@ class Policy:
             data["volumes"] = self.volumes.to_dict()
         if self.verify is not None:
             data["verify"] = self.verify.to_dict()
+        if self.dumps:
+            data["dumps"] = [d.to_dict() for d in self.dumps]
         return data
 
     @classmethod
@@ -146,6 +150,8 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     volumes, found = parse_volumes(data.get("volumes"), f"{where}.volumes")
     problems.extend(found)
     verify = parse_verify(data.get("verify"), f"{where}.verify", problems)
+    dumps, found = parse_dumps(data.get("dumps"), f"{where}.dumps")
+    problems.extend(found)
     if problems or schedule is None or scope is None or retention is None or etcd is None or volumes is None:
         return None, problems
     policy = Policy(
@@ -159,6 +165,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
         etcd=etcd,
         volumes=volumes,
         verify=verify,
+        dumps=dumps or (),
     )
     return policy, []
 

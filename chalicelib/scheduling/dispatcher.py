@@ -183,6 +183,7 @@ class Dispatcher:
             scope=policy.scope,
             policy=policy.name,
             volumes=policy.volumes,
+            dumps=policy.dumps,
         )
         try:
             self._queue.send(job.to_dict())

@@ -21,6 +21,8 @@ from chalicelib.core.dumps import (
     upload_secret,
 )
 from chalicelib.core.errors import InvalidPolicy
+from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.policies import Policy
 
 BACKUP = "20261202T030000Z-abc123"
 CREDS = {"secret": "db-credentials", "password_key": "password", "user_key": "username"}
@@ -234,3 +236,28 @@ def test_the_restore_script_pipes_the_presigned_get_into_the_engine_tool(engine:
 def test_engines_without_a_restore_job_say_so(engine: str) -> None:
     with pytest.raises(InvalidPolicy, match=rf"{engine} dumps have no restore Job"):
         restore_script(spec_of(engine))
+
+
+def test_a_policy_with_dumps_round_trips_and_names_bad_entries() -> None:
+    doc = {
+        "name": "shop",
+        "cluster": "prod",
+        "schedule": {"cron": "0 * * * *"},
+        "scope": {"include_namespaces": ["shop"]},
+        "dumps": [
+            {
+                "engine": "postgres",
+                "namespace": "shop",
+                "target": "db",
+                "databases": ["shop"],
+                "credentials": {"secret": "pg"},
+            }
+        ],
+    }
+    policy = Policy.from_dict(doc)
+    assert [d.name for d in policy.dumps] == ["postgres-db"]
+    assert Policy.from_dict(policy.to_dict()) == policy
+    job = BackupJob("j", ClusterRef("prod", {"type": "eks", "cluster_name": "prod"}), dumps=policy.dumps)
+    assert BackupJob.from_dict(job.to_dict()).dumps == policy.dumps
+    with pytest.raises(InvalidPolicy, match=r"^policy \(shop\)\.dumps\[0\]\.engine: must be one of .*; got 'db2'$"):
+        Policy.from_dict({**doc, "dumps": [{"engine": "db2", "namespace": "shop", "target": "db"}]})
