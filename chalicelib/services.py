@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from chalicelib.scheduling.etcd_status import EtcdStatusService
     from chalicelib.scheduling.policies import PolicyService
     from chalicelib.scheduling.status import StatusService
+    from chalicelib.snapshots.dump_jobs import DumpJobs
     from chalicelib.snapshots.ebs import EbsSnapshots, SnapshotEvents
     from chalicelib.snapshots.etcd_sweep import EtcdVerificationSweep
     from chalicelib.snapshots.etcd_verify import EtcdVerifier
@@ -87,6 +88,8 @@ class Services:
                 from botocore.config import Config
 
                 config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=32)
+                if service == "s3":  # presigned URLs (database dump Jobs) must be SigV4; calls are anyway
+                    config = config.merge(Config(signature_version="s3v4"))
                 self._clients[key] = boto3.client(
                     service, region_name=region, endpoint_url=self.settings.endpoint_url, config=config
                 )
@@ -238,7 +241,15 @@ class Services:
             self.connect,
             clock=now,
             ebs=lambda: self.ebs_snapshots(clock=now),
+            dump_jobs=self.dump_jobs,
         )
+
+    def dump_jobs(self, client: Any) -> DumpJobs:
+        """Database dump Jobs in the cluster ``client`` speaks to, uploading into the primary repository."""
+        from chalicelib.snapshots.dump_jobs import DumpJobs
+        from chalicelib.snapshots.dumps import DumpUploads
+
+        return DumpJobs(client, DumpUploads(self.store()))
 
     # -- EBS direct snapshots -------------------------------------------------------------------------------------
 

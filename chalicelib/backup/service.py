@@ -290,9 +290,9 @@ class BackupService:
                 clock=self._clock,
                 worker=self._worker,
             )
-        if job.volumes.enabled and self._volumes is None:
-            raise BackupError(f"the job asks for volume snapshots ({job.volumes.mode}), which need the backup queue")
-        if not created and self._volumes is not None and job.volumes.enabled:
+        if job.waits and self._volumes is None:
+            raise BackupError("the job asks for volume snapshots or database dumps, which need the backup queue")
+        if not created and self._volumes is not None and job.waits:
             # A duplicate job taking over from a worker that died waiting for snapshots: its draft is the backup.
             waiting = self._volumes.adopt(job, record)
             if waiting is not None:
@@ -398,7 +398,7 @@ class BackupService:
         )
         manifest = replace(manifest, cluster_uid=cluster_uid)
         self._maybe_heartbeat(cluster, backup_id)
-        if self._volumes is not None and job.volumes.enabled:
+        if self._volumes is not None and job.waits:
             done = self._volumes.start(
                 job.cluster,
                 job.scope,
@@ -410,6 +410,7 @@ class BackupService:
                 writer=writer,
                 namespaces=list(ns_objects),
                 finished_at=finished_at,
+                dumps=job.dumps,
             )
             # None: the backup waits for its snapshots, and a later invocation commits it.
             return done.record if done is not None else self._catalog.get(cluster, backup_id)

@@ -10,6 +10,9 @@ records; a failed or timed-out snapshot makes the backup PartiallyFailed, naming
 EBS direct snapshots (``snapshots/ebs.py``) wait the same way; they need EC2, not the cluster. A cluster that
 cannot be reached during the wait is looked at again until the deadline, and its pending claims then fail naming
 the endpoint that could not be reached.
+
+Database dump Jobs (``dumps.py``) wait in the same draft: started with the snapshots, looked at on each look, the
+draft stored anew when one settles (its Job is deleted then), and the commit waits for the last of them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ from typing import Any
 import orjson
 
 from chalicelib.backup.commit import REJECTED, Commit, commit_manifest, iso
+from chalicelib.backup.dumps import (
+    DumpState,
+    all_dumps_settled,
+    observe_dumps,
+    start_dumps,
+    time_out_dumps,
+    with_dumps,
+)
 from chalicelib.backup.errors import CheckpointError
 from chalicelib.backup.sharded.checkpoints import backup_checkpoints_prefix
 from chalicelib.catalog.errors import StaleState
+from chalicelib.core.dumps import DumpSpec
 from chalicelib.core.jobs import BackupJob, ClusterRef, VolumesMessage
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import TERMINAL, BackupRecord
@@ -44,6 +56,7 @@ from chalicelib.core.volume_snapshots import (
 from chalicelib.repository.errors import ObjectExists, ObjectNotFound, StorageError
 from chalicelib.retry import is_transient
 from chalicelib.snapshots.csi import CsiSnapshots
+from chalicelib.snapshots.dump_jobs import DumpJobs
 from chalicelib.snapshots.ebs import EbsSnapshots
 
 DEFAULT_POLL_DELAY_S = 30
@@ -57,6 +70,7 @@ class Draft:
     records: tuple[VolumeRecord, ...]
     deadline: str  # ISO-8601 UTC
     ready_timeout_s: int
+    dumps: tuple[DumpState, ...] = ()  # the backup's database dump Jobs (``dumps.py``)
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -65,6 +79,7 @@ class Draft:
                 "records": [r.to_dict() for r in self.records],
                 "deadline": self.deadline,
                 "ready_timeout_s": self.ready_timeout_s,
+                "dumps": [d.to_dict() for d in self.dumps],
             }
         )
 
@@ -76,6 +91,7 @@ class Draft:
             records=tuple(VolumeRecord.from_dict(r) for r in doc["records"]),
             deadline=str(doc["deadline"]),
             ready_timeout_s=int(doc["ready_timeout_s"]),
+            dumps=tuple(DumpState.from_dict(d) for d in doc.get("dumps") or ()),
         )
 
 
@@ -105,6 +121,7 @@ class VolumeStage:
         poll_delay_s: int = DEFAULT_POLL_DELAY_S,
         snapshots: Callable[[Any], CsiSnapshots] = CsiSnapshots,
         ebs: Callable[[], EbsSnapshots | None] | None = None,
+        dump_jobs: Callable[[Any], DumpJobs] | None = None,
     ) -> None:
         self._catalog = catalog
         self._queue = queue
@@ -114,6 +131,7 @@ class VolumeStage:
         self._poll_delay_s = poll_delay_s
         self._snapshots = snapshots
         self._ebs = ebs
+        self._dump_jobs = dump_jobs
 
     def start(
         self,
@@ -130,40 +148,31 @@ class VolumeStage:
         finished_at: datetime | None = None,
         check_reach: bool = False,
         worker: str | None = None,
+        dumps: tuple[DumpSpec, ...] = (),
     ) -> Commit | None:
         """Snapshot the claims ``manifest``'s backup holds and commit now if they are all settled (the commit, with
         ``check_reach`` and the fencing ``worker`` token as ``commit_manifest`` takes them); None when the backup now
         waits for them."""
-        csi = self._snapshots(client)
-        # EC2 clients only for a mode that may use them.
-        ebs = self._ebs() if self._ebs is not None and settings.mode in (EBS, AUTO) else None
-        claims = csi.claims(scope, namespaces)
-        records = plan_claims(
-            settings,
-            record.backup_id,
-            claims,
-            csi.classes(),
-            ebs_region=ebs.region if ebs is not None else None,
-            copy_region=ebs.copy_region if ebs is not None else None,
-        )
-        records = csi.create(records, record.backup_id)
-        records = csi.observe(records, iso(self._clock()), record.backup_id)
-        if ebs is not None:
-            records = ebs.create(records, record.cluster, record.backup_id)
-            records = ebs.observe(records, iso(self._clock()), record.cluster, record.backup_id)
-        if all_settled(records):
+        records = self._snapshot(settings, record, client, scope, namespaces) if settings.enabled else []
+        jobs = self._dump_jobs(client) if self._dump_jobs is not None and dumps else None
+        states = start_dumps(jobs, record.cluster, record.backup_id, dumps, self._clock())
+        if all_settled(records) and all_dumps_settled(states):
             return commit_manifest(
                 self._catalog,
                 repo,
                 writer,
-                with_volumes(manifest, records),
+                with_dumps(with_volumes(manifest, records), states),
                 clock=self._clock,
                 finished_at=finished_at,
                 check_reach=check_reach,
                 worker=worker,
             )
-        deadline = iso(self._clock() + timedelta(seconds=settings.ready_timeout_s))
-        self._store(Draft(manifest, tuple(records), deadline, settings.ready_timeout_s), repo)
+        # The wait lasts until the snapshots' timeout, or the last dump Job's deadline when that is later.
+        deadline = max(
+            [self._clock() + timedelta(seconds=settings.ready_timeout_s if records else 0)]
+            + [s.pending.deadline for s in states if s.pending is not None]
+        )
+        self._store(Draft(manifest, tuple(records), iso(deadline), settings.ready_timeout_s, tuple(states)), repo)
         self._queue.send(VolumesMessage(ref, record.backup_id).to_dict(), delay_s=self._poll_delay_s)
         self._catalog.heartbeat(record.cluster, record.backup_id, now=self._clock(), worker=worker)
         return None
@@ -193,11 +202,17 @@ class VolumeStage:
         ebs = self._ebs() if self._ebs is not None and any(r.type != CSI for r in records) else None
         if ebs is not None:
             records = ebs.observe(records, iso(self._clock()), cluster, backup_id)
-        if not all_settled(records) and iso(self._clock()) < draft.deadline:
+        states, dumps_unreachable = self._observe_dumps(msg, list(draft.dumps))
+        settled = all_settled(records) and all_dumps_settled(states)
+        if not settled and iso(self._clock()) < draft.deadline:
+            if states != list(draft.dumps):
+                # A settled dump's Job is deleted and its upload completed: the next look must not do it again.
+                self._replace(replace(draft, records=tuple(records), dumps=tuple(states)), repo)
             self._catalog.heartbeat(cluster, backup_id, now=self._clock())
             self._queue.send(msg.to_dict(), delay_s=self._poll_delay_s)
             return record, "waiting"
         records = [time_out(r, draft.ready_timeout_s, unreachable if r.type == CSI else "") for r in records]
+        states = self._time_out_dumps(msg, states, dumps_unreachable)
         from chalicelib.repository import RepositoryWriter
 
         writer = RepositoryWriter(repo, known=())
@@ -205,11 +220,73 @@ class VolumeStage:
         try:
             # A wait may outlast the repository lease of the backup's first invocation: check what it reaches.
             done = commit_manifest(
-                self._catalog, repo, writer, with_volumes(draft.manifest, records), clock=self._clock, check_reach=True
+                self._catalog,
+                repo,
+                writer,
+                with_dumps(with_volumes(draft.manifest, records), states),
+                clock=self._clock,
+                check_reach=True,
             )
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
         return done.record, "rejected" if done.outcome == REJECTED else "committed"
+
+    def _snapshot(
+        self, settings: VolumeSettings, record: BackupRecord, client: Any, scope: BackupScope, namespaces: list[str]
+    ) -> list[VolumeRecord]:
+        csi = self._snapshots(client)
+        # EC2 clients only for a mode that may use them.
+        ebs = self._ebs() if self._ebs is not None and settings.mode in (EBS, AUTO) else None
+        claims = csi.claims(scope, namespaces)
+        records = plan_claims(
+            settings,
+            record.backup_id,
+            claims,
+            csi.classes(),
+            ebs_region=ebs.region if ebs is not None else None,
+            copy_region=ebs.copy_region if ebs is not None else None,
+        )
+        records = csi.create(records, record.backup_id)
+        records = csi.observe(records, iso(self._clock()), record.backup_id)
+        if ebs is not None:
+            records = ebs.create(records, record.cluster, record.backup_id)
+            records = ebs.observe(records, iso(self._clock()), record.cluster, record.backup_id)
+        return records
+
+    def _observe_dumps(self, msg: VolumesMessage, states: list[DumpState]) -> tuple[list[DumpState], str]:
+        """The dumps after one look at their Jobs, and why the cluster could not be reached ("" when it could)."""
+        if all_dumps_settled(states) or self._dump_jobs is None:
+            return states, ""
+        try:
+            client = self._connect(msg.cluster)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return states, f"cluster unreachable: {exc}"
+        try:
+            return observe_dumps(self._dump_jobs(client), states, self._clock())
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+
+    def _time_out_dumps(self, msg: VolumesMessage, states: list[DumpState], unreachable: str) -> list[DumpState]:
+        if all_dumps_settled(states):
+            return states
+        if unreachable or self._dump_jobs is None:
+            return time_out_dumps(None, states, unreachable)
+        try:
+            client = self._connect(msg.cluster)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return time_out_dumps(None, states, f"cluster unreachable: {exc}")
+        try:
+            return time_out_dumps(self._dump_jobs(client), states)
+        finally:
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
 
     def _observe_csi(self, msg: VolumesMessage, records: list[VolumeRecord]) -> tuple[list[VolumeRecord], str]:
         """The CSI records as they stand, and why the cluster could not be reached ("" when it could): a cluster
@@ -239,6 +316,14 @@ class VolumeStage:
             repo.store.put(key, draft.encode(), create_only=True)
         except ObjectExists:
             pass  # a takeover of this backup stored it first; the records are the same claims and names
+        except StorageError as exc:
+            raise CheckpointError(f"storing {key} failed: {exc}") from exc
+
+    def _replace(self, draft: Draft, repo: Any) -> None:
+        """Store the draft anew: a checkpoint, not part of the repository format, so it may be overwritten."""
+        key = draft_key(draft.manifest.cluster, draft.manifest.backup_id)
+        try:
+            repo.store.put(key, draft.encode(), create_only=False)
         except StorageError as exc:
             raise CheckpointError(f"storing {key} failed: {exc}") from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.core.dumps import DumpSpec, parse_dumps
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdTarget
 from chalicelib.core.hooks import HookSettings
@@ -72,6 +73,12 @@ class BackupJob:
     # An etcd-only backup (the policy's etcd block has a schedule of its own): the snapshot and no resources.
     etcd_only: bool = False
     hooks: HookSettings = field(default_factory=HookSettings)  # the policy's pre and post hooks
+    dumps: tuple[DumpSpec, ...] = ()  # the policy's database dumps, taken with this backup (core/dumps.py)
+
+    @property
+    def waits(self) -> bool:
+        """Whether the backup waits on the cluster before its commit (volume snapshots, dump Jobs)."""
+        return self.volumes.enabled or bool(self.dumps)
 
     @classmethod
     def from_dict(cls, data: Any) -> BackupJob:
@@ -101,6 +108,9 @@ class BackupJob:
             hooks = HookSettings.from_dict(data.get("hooks"))
         except InvalidPolicy as exc:
             raise InvalidJob(f"job {job_id}: invalid hooks: {exc}") from exc
+        dumps, problems = parse_dumps(data.get("dumps"), f"job {job_id}: dumps")
+        if dumps is None:
+            raise InvalidJob("; ".join(problems))
         cluster = ClusterRef.from_dict(data.get("cluster"))
         kind = data.get("kind", JOB_RESOURCES)
         if kind not in (JOB_RESOURCES, JOB_ETCD):
@@ -117,6 +127,7 @@ class BackupJob:
             volumes=volumes,
             etcd_only=kind == JOB_ETCD,
             hooks=hooks,
+            dumps=dumps,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +147,8 @@ class BackupJob:
             data["kind"] = JOB_ETCD
         if self.hooks.enabled or not self.hooks.annotations:
             data["hooks"] = self.hooks.to_dict()
+        if self.dumps:
+            data["dumps"] = [d.to_dict() for d in self.dumps]
         return data
 
 

@@ -39,6 +39,8 @@ class Manifest:
     # resourceVersions were read from. A later backup reuses blobs of unchanged objects only from the same cluster.
     cluster_uid: str | None = None
     kind: str = KIND_RESOURCES
+    # Database dumps the policy asked for, stored (``dumps/<namespace>/<name>.<ext>`` beside the manifest) or failed.
+    dumps: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -46,7 +48,10 @@ class Manifest:
         return self.kind == KIND_ETCD
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        doc = asdict(self)
+        if not self.dumps:  # a backup without dumps keeps the bytes (and readers) it had before dumps existed
+            del doc["dumps"]
+        return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.core.dumps import DumpSpec, parse_dumps
 from chalicelib.core.errors import CoreError, InvalidPolicy
 from chalicelib.core.etcd import EtcdPolicy, parse_etcd_policy
 from chalicelib.core.hooks import HookSettings, parse_hooks
@@ -27,7 +28,7 @@ CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,252}")
 RETENTION_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 POLICY_FIELDS = frozenset(
     {"name", "cluster", "schedule", "scope", "retention", "rpo_target_minutes", "enabled", "etcd", "volumes", "verify"}
-) | {"hooks"}
+) | {"hooks", "dumps"}
 KEEP_ALL = -1  # as restic's "unlimited": every distinct bucket is kept
 
 
@@ -76,10 +77,11 @@ class Policy:
     volumes: VolumeSettings = field(default_factory=VolumeSettings)
     verify: VerifyPolicy | None = None  # restore its backups on a schedule and check them (core/verification.py)
     hooks: HookSettings = field(default_factory=HookSettings)  # run before and after each backup (core/hooks.py)
+    dumps: tuple[DumpSpec, ...] = ()  # database dumps by Jobs in the cluster, with every backup (core/dumps.py)
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as a file holds it (``from_dict`` reads it back)."""
-        data = {
+        data: dict[str, Any] = {
             "name": self.name,
             "cluster": self.cluster,
             "schedule": self.schedule.to_dict(),
@@ -96,6 +98,8 @@ class Policy:
             data["verify"] = self.verify.to_dict()
         if self.hooks.enabled or not self.hooks.annotations:
             data["hooks"] = self.hooks.to_dict()
+        if self.dumps:
+            data["dumps"] = [d.to_dict() for d in self.dumps]
         return data
 
     @classmethod
@@ -152,9 +156,11 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
     verify = parse_verify(data.get("verify"), f"{where}.verify", problems)
     hooks, found = parse_hooks(data.get("hooks"), f"{where}.hooks")
     problems.extend(found)
-    if hooks is None:
-        return None, problems
+    dumps, found = parse_dumps(data.get("dumps"), f"{where}.dumps")
+    problems.extend(found)
     if problems or schedule is None or scope is None or retention is None or etcd is None or volumes is None:
+        return None, problems
+    if hooks is None:
         return None, problems
     policy = Policy(
         name=str(name),
@@ -168,6 +174,7 @@ def parse_policy(data: Any, where: str = "policy") -> tuple[Policy | None, list[
         volumes=volumes,
         verify=verify,
         hooks=hooks,
+        dumps=dumps or (),
     )
     return policy, []
 

@@ -104,6 +104,7 @@ class ShardPlan:
     page_size: int = 500
     per_item: int = 1  # namespaces per work item (``group_namespaces``)
     volumes: dict[str, Any] = field(default_factory=dict)  # the job's volume settings, when it takes snapshots
+    dumps: list[dict[str, Any]] = field(default_factory=list)  # the job's database dumps, taken before the commit
     cluster_uid: str | None = None  # the cluster's identity (kube-system's uid), for the manifest
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +123,7 @@ class ShardPlan:
             "page_size": self.page_size,
             "per_item": self.per_item,
             **({"volumes": dict(self.volumes)} if self.volumes else {}),
+            **({"dumps": list(self.dumps)} if self.dumps else {}),
             **({"cluster_uid": self.cluster_uid} if self.cluster_uid else {}),
         }
 
@@ -143,6 +145,7 @@ class ShardPlan:
                 page_size=int(data.get("page_size") or 500),
                 per_item=int(data.get("per_item") or 1),
                 volumes=dict(data.get("volumes") or {}),
+                dumps=list(data.get("dumps") or []),
                 cluster_uid=str(data["cluster_uid"]) if data.get("cluster_uid") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:

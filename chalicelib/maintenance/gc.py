@@ -36,7 +36,7 @@ from chalicelib.maintenance.errors import CollectionAborted
 from chalicelib.repository.errors import AccessDenied, ObjectExists, RepositoryError
 from chalicelib.repository.reach import ROOT_TREE, Reach, reachable
 from chalicelib.repository.reader import RepositoryReader
-from chalicelib.repository.repo import CLUSTERS_DIR, INDEX_DIR, MANIFEST_NAME, PACKS_DIR, Repository
+from chalicelib.repository.repo import CLUSTERS_DIR, INDEX_DIR, PACKS_DIR, Repository
 from chalicelib.repository.store import ObjectStore
 
 DEFAULT_SAFETY_MARGIN = timedelta(hours=24)
@@ -176,10 +176,10 @@ def orphan_artifacts(
     backup still running (which also holds a shared lease that keeps this collection from running at all)."""
     out: list[str] = []
     for info in store.list_info(CLUSTERS_DIR):
-        parts = info.key.split("/")
-        if len(parts) != 5 or parts[2] != "backups" or parts[4] == MANIFEST_NAME:
+        found = Repository.parse_artifact_key(info.key)
+        if found is None:
             continue
-        if (parts[1], parts[3]) in manifests or now - info.last_modified < safety_margin:
+        if found[:2] in manifests or now - info.last_modified < safety_margin:
             continue
         out.append(info.key)
     return out

@@ -12,7 +12,7 @@ import orjson
 from chalicelib.core.packs import is_hex_id
 from chalicelib.replication.errors import InvalidEvent
 from chalicelib.repository.errors import InvalidName
-from chalicelib.repository.repo import CONFIG_KEY, INDEX_DIR, MANIFEST_NAME, PACKS_DIR, Repository, check_name
+from chalicelib.repository.repo import CONFIG_KEY, INDEX_DIR, PACKS_DIR, Repository, check_name
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class ObjectKind(StrEnum):
     PACK = "pack"
     INDEX = "index"
     MANIFEST = "manifest"
-    ARTIFACT = "artifact"  # a large file beside a manifest (etcd snapshot), not packed
+    ARTIFACT = "artifact"  # a large file of a backup (etcd snapshot, database dump), not packed
     OTHER = "other"
 
 
@@ -95,10 +95,12 @@ def classify(key: str) -> RepositoryObject:
         return RepositoryObject(ObjectKind.PACK, key, content_id=parts[2])
     if key.startswith(INDEX_DIR) and len(parts) == 2 and is_hex_id(parts[1]):
         return RepositoryObject(ObjectKind.INDEX, key, content_id=parts[1])
-    backup = Repository.parse_manifest_key("/".join([*parts[:4], MANIFEST_NAME])) if len(parts) == 5 else None
-    if backup is not None and parts[4] and _valid_names(*backup):
-        kind = ObjectKind.MANIFEST if parts[4] == MANIFEST_NAME else ObjectKind.ARTIFACT
-        return RepositoryObject(kind, key, cluster=backup[0], backup_id=backup[1])
+    backup = Repository.parse_manifest_key(key)
+    if backup is not None and _valid_names(*backup):
+        return RepositoryObject(ObjectKind.MANIFEST, key, cluster=backup[0], backup_id=backup[1])
+    artifact = Repository.parse_artifact_key(key)
+    if artifact is not None and _valid_names(*artifact[:2]):
+        return RepositoryObject(ObjectKind.ARTIFACT, key, cluster=artifact[0], backup_id=artifact[1])
     return RepositoryObject(ObjectKind.OTHER, key)
 
 

@@ -317,29 +317,28 @@ def artifacts_of(manifests: Sequence[Manifest], listing: Iterable[str]) -> list[
     out: list[Artifact] = []
     for manifest in manifests:
         recorded = recorded_checksums(manifest)
+        directory = Repository.manifest_key(manifest.cluster, manifest.backup_id)[: -len(MANIFEST_NAME)]
         for key in artifact_keys(keys, manifest.cluster, manifest.backup_id):
-            out.append(Artifact(key, recorded.get(key.rsplit("/", 1)[-1])))
+            out.append(Artifact(key, recorded.get(key[len(directory) :])))
     return sorted(out, key=lambda a: a.key)
 
 
 def artifact_keys(keys: Iterable[str], cluster: str, backup_id: str) -> list[str]:
-    """The large files stored beside a backup's manifest (etcd snapshots), from a listing of its directory."""
-    directory = Repository.manifest_key(cluster, backup_id)[: -len(MANIFEST_NAME)]
-    return sorted(
-        k for k in keys if k.startswith(directory) and k != directory + MANIFEST_NAME and "/" not in k[len(directory) :]
-    )
+    """The large files of a backup (etcd snapshots beside its manifest, database dumps), from a listing of its
+    directory."""
+    return sorted(k for k in keys if (found := Repository.parse_artifact_key(k)) and found[:2] == (cluster, backup_id))
 
 
 def recorded_checksums(manifest: Manifest) -> dict[str, str]:
-    """File name -> SHA-256 (hex) for artifacts whose checksum the manifest records (``etcd_snapshot``)."""
+    """Name in the backup's directory -> SHA-256 (hex) for artifacts whose checksum the manifest records
+    (``etcd_snapshot``, and each stored dump of ``dumps``)."""
     out: dict[str, str] = {}
-    for entry in (manifest.etcd_snapshot,):
-        if not isinstance(entry, dict):
-            continue
-        digest = _hex_digest(entry.get("sha256"))
-        name = str(entry.get("key") or entry.get("name") or "etcd.db").rsplit("/", 1)[-1]
-        if digest:
-            out[name] = digest
+    etcd = manifest.etcd_snapshot
+    if isinstance(etcd, dict) and (digest := _hex_digest(etcd.get("sha256"))):
+        out[str(etcd.get("key") or etcd.get("name") or "etcd.db").rsplit("/", 1)[-1]] = digest
+    for dump in manifest.dumps:
+        if isinstance(dump, dict) and dump.get("key") and (digest := _hex_digest(dump.get("sha256"))):
+            out[str(dump["key"])] = digest
     return out
 
 

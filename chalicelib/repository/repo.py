@@ -27,6 +27,7 @@ CONFIG_KEY = "config.json"
 PACKS_DIR = "packs/"
 INDEX_DIR = "index/"
 CLUSTERS_DIR = "clusters/"
+DUMPS_DIR = "dumps"  # database dumps, in a backup's directory: dumps/<namespace>/<name>.<ext>
 MANIFEST_NAME = "manifest.json"
 
 # Cluster names and backup ids become key segments: no "/", no control characters, no "." or "..".
@@ -120,6 +121,20 @@ class Repository:
         if len(parts) == 5 and parts[0] + "/" == CLUSTERS_DIR and parts[2] == "backups" and parts[4] == MANIFEST_NAME:
             return parts[1], parts[3]
         return None
+
+    @staticmethod
+    def parse_artifact_key(key: str) -> tuple[str, str, str] | None:
+        """(cluster, backup id, name in the backup's directory) of an artifact key, or None for any other key.
+
+        Artifacts are files beside the manifest (``etcd.db``) and database dumps in ``dumps/<namespace>/<file>``.
+        """
+        parts = key.split("/")
+        if len(parts) < 5 or parts[0] + "/" != CLUSTERS_DIR or parts[2] != "backups" or not all(parts):
+            return None
+        rest = parts[4:]
+        if rest == [MANIFEST_NAME] or not (len(rest) == 1 or (len(rest) == 3 and rest[0] == DUMPS_DIR)):
+            return None
+        return parts[1], parts[3], "/".join(rest)
 
 
 def check_name(value: str, what: str) -> str:

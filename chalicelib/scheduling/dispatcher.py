@@ -184,6 +184,7 @@ class Dispatcher:
             policy=policy.name,
             volumes=policy.volumes,
             hooks=policy.hooks,
+            dumps=policy.dumps,
         )
         try:
             self._queue.send(job.to_dict())

@@ -21,6 +21,7 @@ from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.sharded.context import BackupContexts
 from chalicelib.backup.verify import damaged_sample
 from chalicelib.catalog.errors import StaleState, WorkerSuperseded
+from chalicelib.core.dumps import dumps_from_list
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import CommitMessage
 from chalicelib.core.manifest import Manifest
@@ -74,7 +75,7 @@ class ShardJoin:
         results = {shard.namespace: shard.result for shard in shards if shard.state == ShardState.DONE}
         if len(results) < len(shards) or CLUSTER_SCOPE not in results:
             return record, "waiting"  # a commit sent twice and early: the cluster shard sends it again when done
-        stage = self._volumes if context.plan.volumes else None
+        stage = self._volumes if context.plan.volumes or context.plan.dumps else None
         if stage is not None and stage.waiting(context.repo, cluster, backup_id):
             return record, "waiting"  # a commit sent twice: the first one handed the backup to the volume stage
         token = uuid.uuid4().hex
@@ -170,6 +171,7 @@ class ShardJoin:
             namespaces=namespaces,
             check_reach=True,
             worker=worker,
+            dumps=dumps_from_list(context.plan.dumps, "the shard plan's dumps"),
         )
 
     def _manifest(

@@ -131,6 +131,7 @@ class ShardPlanner:
             page_size=self._page_size,
             per_item=per_item,
             volumes=job.volumes.to_dict() if job.volumes.enabled else {},
+            dumps=[d.to_dict() for d in job.dumps],
             cluster_uid=cluster_uid,
         )
         _, created = self._shards.create_plan(cluster, backup_id, plan.to_dict(), now=self._clock())

@@ -1,0 +1,504 @@
+"""Database dumps by ephemeral Jobs, the pure part: the policy's ``dumps`` block, the Job and Secret, the scripts.
+
+A dump runs the engine's own tool in a Job in the application's namespace and streams its output to S3 through
+presigned multipart upload part URLs made for that one run (one key, short expiry), so no AWS credential ever enters
+the cluster. The URLs reach the Job in a Secret of its own (a presigned URL is a bearer token until it expires); the
+database credentials stay in the application's Secret and reach the Job only as ``secretKeyRef`` environment
+variables. The Job cannot complete the multipart upload (that needs credentials): it PUTs a small JSON report
+(SHA-256, size, parts, tool version) through one more presigned URL, and Lifeboat completes the upload and re-checks
+the SHA-256 by reading the object back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.core.errors import InvalidPolicy
+from chalicelib.core.scope import OWN_SNAPSHOT_LABEL
+from chalicelib.core.selectors import parse_label_selector
+
+POSTGRES, MYSQL, MONGODB, REDIS, ELASTICSEARCH = "postgres", "mysql", "mongodb", "redis", "elasticsearch"
+ENGINES = (POSTGRES, MYSQL, MONGODB, REDIS, ELASTICSEARCH)
+WITH_EVERY_BACKUP = "with-every-backup"
+DUMP_FIELDS = frozenset(
+    {"name", "engine", "namespace", "target", "port", "credentials", "databases", "image", "schedule", "timeout"}
+)
+TARGET_FIELDS = frozenset({"service", "selector", "port"})
+CREDENTIAL_FIELDS = frozenset({"secret", "user", "user_key", "password_key"})
+DEFAULT_TIMEOUT_S = 3600
+MAX_TIMEOUT_S = 6 * 3600  # a presigned URL lives as long as the run may; six hours bounds what a leaked one allows
+# The images must bring bash, curl and GNU coreutils (split --filter, sha256sum) beside the engine's tool.
+DEFAULT_IMAGES = {
+    POSTGRES: "postgres:16-bookworm",
+    MYSQL: "mysql:8.4",
+    MONGODB: "mongo:7.0",
+    REDIS: "redis:7.2-bookworm",
+    ELASTICSEARCH: "curlimages/curl:8.10.1",
+}
+DEFAULT_PORTS = {POSTGRES: 5432, MYSQL: 3306, MONGODB: 27017, REDIS: 6379, ELASTICSEARCH: 9200}
+EXTENSIONS = {POSTGRES: "pgdump", MYSQL: "sql.gz", MONGODB: "archive.gz", REDIS: "rdb", ELASTICSEARCH: "snapshot.json"}
+DEFAULT_USERS = {POSTGRES: "postgres", MYSQL: "root", MONGODB: "root", REDIS: "", ELASTICSEARCH: "elastic"}
+
+BACKUP_ID_LABEL = OWN_SNAPSHOT_LABEL
+DUMP_LABEL = "lifeboat.io/dump"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "lifeboat"}
+UPLOAD_MOUNT = "/var/run/lifeboat/upload"  # the run's Secret: ``parts`` (one URL a line) and ``report``
+WORK_MOUNT = "/var/run/lifeboat/work"  # an emptyDir: one part at a time, the checksum pipes
+DEFAULT_PART_SIZE = 64 << 20
+JOB_TTL_S = 3600  # Lifeboat deletes the Job itself; the TTL only cleans up after a backup that was abandoned
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where the database credentials live in the cluster: a Secret's keys, never copied out of it."""
+
+    secret: str
+    password_key: str = "password"
+    user_key: str = ""  # the user from the Secret, or ...
+    user: str = ""  # ... given in the policy (the engine's usual admin user when neither is)
+
+
+@dataclass(frozen=True)
+class DumpSpec:
+    """One entry of a policy's ``dumps``: what to dump, from where, with what."""
+
+    name: str
+    engine: str
+    namespace: str
+    service: str = ""  # the target by Service name, or ...
+    selector: str = ""  # ... by a pod label selector (the caller resolves it to a pod's address)
+    port: int = 0
+    credentials: Credentials | None = None
+    databases: tuple[str, ...] = ()
+    image: str = ""
+    timeout_s: int = DEFAULT_TIMEOUT_S
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.engine]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.{self.extension}"
+
+    @property
+    def effective_image(self) -> str:
+        return self.image or DEFAULT_IMAGES[self.engine]
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or DEFAULT_PORTS[self.engine]
+
+    def service_host(self) -> str | None:
+        """The in-cluster DNS name of the target Service, or None when the target is a pod selector."""
+        return f"{self.service}.{self.namespace}.svc" if self.service else None
+
+    def to_dict(self) -> dict[str, Any]:
+        target: dict[str, Any] = {"service": self.service} if self.service else {"selector": self.selector}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "engine": self.engine,
+            "namespace": self.namespace,
+            "target": target,
+            "schedule": WITH_EVERY_BACKUP,
+            "timeout": self.timeout_s,
+        }
+        if self.port:
+            data["port"] = self.port
+        if self.credentials:
+            c = self.credentials
+            creds = {"secret": c.secret, "password_key": c.password_key}
+            creds.update({k: v for k, v in (("user_key", c.user_key), ("user", c.user)) if v})
+            data["credentials"] = creds
+        if self.databases:
+            data["databases"] = list(self.databases)
+        if self.image:
+            data["image"] = self.image
+        return data
+
+
+def parse_dumps(data: Any, where: str = "dumps") -> tuple[tuple[DumpSpec, ...] | None, list[str]]:
+    """The dumps and no problems, or None and every problem found (each prefixed with ``where``)."""
+    if data is None:
+        return (), []
+    if not isinstance(data, list):
+        return None, [f"{where}: must be a list of dumps such as [{{engine: postgres, namespace: shop, target: db}}]"]
+    problems: list[str] = []
+    specs: list[DumpSpec] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, item in enumerate(data):
+        spec = _parse_dump(item, f"{where}[{i}]", problems)
+        if spec is None:
+            continue
+        first = seen.setdefault((spec.namespace, spec.name), i)
+        if first != i:
+            problems.append(f"{where}[{i}]: {spec.namespace}/{spec.name} is also {where}[{first}]; names must differ")
+            continue
+        specs.append(spec)
+    return (None, problems) if problems else (tuple(specs), [])
+
+
+def dumps_from_list(data: Any, where: str = "dumps") -> tuple[DumpSpec, ...]:
+    """``parse_dumps`` that raises ``InvalidPolicy`` naming every problem."""
+    specs, problems = parse_dumps(data, where)
+    if specs is None:
+        raise InvalidPolicy(problems)
+    return specs
+
+
+def _parse_dump(item: Any, where: str, problems: list[str]) -> DumpSpec | None:  # noqa: C901 - one check a field
+    if not isinstance(item, Mapping):
+        problems.append(f"{where}: must be a mapping with engine, namespace, target and credentials")
+        return None
+    before = len(problems)
+    unknown = sorted(set(item) - DUMP_FIELDS)
+    if unknown:
+        problems.append(f"{where}: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(DUMP_FIELDS))})")
+    engine = item.get("engine")
+    if engine not in ENGINES:
+        problems.append(f"{where}.engine: must be one of {', '.join(ENGINES)}; got {engine!r}")
+        engine = None
+    namespace = item.get("namespace")
+    if not isinstance(namespace, str) or not _DNS_LABEL.match(namespace):
+        problems.append(f"{where}.namespace: must be the application's namespace name; got {namespace!r}")
+    service, selector, target_port = _parse_target(item.get("target"), f"{where}.target", problems)
+    port = item.get("port", target_port)
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        problems.append(f"{where}.port: must be a TCP port number; got {port!r}")
+    credentials = _parse_credentials(item.get("credentials"), engine, f"{where}.credentials", problems)
+    databases = _parse_databases(item.get("databases"), engine, f"{where}.databases", problems)
+    image = item.get("image", "")
+    if not isinstance(image, str):
+        problems.append(f"{where}.image: must be an image reference such as postgres:16; got {image!r}")
+    schedule = item.get("schedule", WITH_EVERY_BACKUP)
+    if schedule != WITH_EVERY_BACKUP:
+        problems.append(f"{where}.schedule: only {WITH_EVERY_BACKUP!r} is supported; got {schedule!r}")
+    timeout = item.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= MAX_TIMEOUT_S:
+        problems.append(f"{where}.timeout: must be a number of seconds from 1 to {MAX_TIMEOUT_S}; got {timeout!r}")
+    name = item.get("name") or (f"{engine}-{service or 'db'}" if engine else "")
+    if (name or engine) and (not isinstance(name, str) or not _NAME.match(name)):  # no engine: no default name
+        problems.append(f"{where}.name: must be lowercase letters, digits and '-', at most 40 characters; got {name!r}")
+    if len(problems) > before or engine is None:
+        return None
+    return DumpSpec(
+        name=str(name),
+        engine=str(engine),
+        namespace=str(namespace),
+        service=service,
+        selector=selector,
+        port=int(port or 0),
+        credentials=credentials,
+        databases=databases,
+        image=str(image),
+        timeout_s=int(timeout),
+    )
+
+
+def _parse_target(value: Any, where: str, problems: list[str]) -> tuple[str, str, int | None]:
+    if isinstance(value, str):
+        value = {"service": value}
+    if not isinstance(value, Mapping) or set(value) - TARGET_FIELDS or ("service" in value) == ("selector" in value):
+        problems.append(f"{where}: must be a Service name, {{service: NAME}} or {{selector: 'app=db'}}; got {value!r}")
+        return "", "", None
+    service, selector = value.get("service", ""), value.get("selector", "")
+    if service and (not isinstance(service, str) or not _DNS_LABEL.match(service)):
+        problems.append(f"{where}.service: must be a Service name; got {service!r}")
+    if "selector" in value:
+        try:
+            if not isinstance(selector, str) or not selector or not parse_label_selector(selector):
+                raise ValueError(selector)
+        except Exception:  # noqa: BLE001 - whatever the selector parser finds, the message names the field
+            problems.append(f"{where}.selector: must be a non-empty label selector such as app=db; got {selector!r}")
+    return str(service or ""), str(selector or ""), value.get("port")
+
+
+def _parse_credentials(value: Any, engine: str | None, where: str, problems: list[str]) -> Credentials | None:
+    if value is None:
+        if engine in (POSTGRES, MYSQL, MONGODB):
+            problems.append(f"{where}: {engine} needs {{secret: NAME, password_key: KEY}} (a Secret in the namespace)")
+        return None
+    if not isinstance(value, Mapping) or set(value) - CREDENTIAL_FIELDS or not value.get("secret"):
+        problems.append(f"{where}: must be {{secret, password_key, user_key or user}}; got {sorted(value or ())}")
+        return None
+    if not all(isinstance(v, str) for v in value.values()):
+        problems.append(f"{where}: secret, password_key, user_key and user must be strings")
+        return None
+    if value.get("user") and value.get("user_key"):
+        problems.append(f"{where}: give user or user_key, not both")
+        return None
+    return Credentials(
+        value["secret"], value.get("password_key", "password"), value.get("user_key", ""), value.get("user", "")
+    )
+
+
+def _parse_databases(value: Any, engine: str | None, where: str, problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        if engine == POSTGRES:
+            problems.append(f"{where}: postgres needs the one database to dump (pg_dump --format=custom holds one)")
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        problems.append(f"{where}: must be a non-empty list of database names; got {value!r}")
+        return ()
+    if engine in (POSTGRES, MONGODB) and len(value) != 1:
+        problems.append(f"{where}: {engine} dumps one database per entry; list one (add an entry for each other)")
+    if engine == REDIS:
+        problems.append(f"{where}: redis dumps every database in one RDB file; leave databases out")
+    return tuple(value)
+
+
+# -- one run: the Secret, the Job --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DumpRun:
+    """The presigned URLs of one run of one dump: part N to ``part_urls[N-1]``, the JSON report to ``report_url``."""
+
+    backup_id: str
+    key: str  # the artifact's key, relative to the repository prefix
+    part_urls: tuple[str, ...]
+    report_url: str
+    part_size: int = DEFAULT_PART_SIZE
+
+
+def job_name(backup_id: str, spec: DumpSpec) -> str:
+    """``lifeboat-dump-<name>-<hash>``: one Job per backup and dump, a valid DNS label."""
+    digest = hashlib.sha256(f"{backup_id}/{spec.namespace}/{spec.name}".encode()).hexdigest()[:8]
+    return f"lifeboat-dump-{spec.name[:40]}-{digest}"
+
+
+def labels(backup_id: str, spec: DumpSpec) -> dict[str, str]:
+    return {**MANAGED_BY, BACKUP_ID_LABEL: backup_id, DUMP_LABEL: spec.name}
+
+
+def upload_secret(spec: DumpSpec, run: DumpRun) -> dict[str, Any]:
+    """The Secret holding the run's presigned URLs; it dies with the Job (owner reference set by the caller)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": job_name(run.backup_id, spec),
+            "namespace": spec.namespace,
+            "labels": labels(run.backup_id, spec),
+        },
+        "type": "Opaque",
+        "stringData": {"parts": "\n".join(run.part_urls) + "\n", "report": run.report_url + "\n"},
+    }
+
+
+def dump_job(spec: DumpSpec, run: DumpRun, host: str) -> dict[str, Any]:
+    """The Job that dumps ``spec`` from ``host`` (the Service's DNS name, or a pod's address) into ``run``'s URLs."""
+    name = job_name(run.backup_id, spec)
+    env = [
+        *_connection_env(spec, host),
+        {"name": "LIFEBOAT_UPLOAD_DIR", "value": UPLOAD_MOUNT},
+        {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
+        {"name": "LIFEBOAT_PART_SIZE", "value": str(run.part_size)},
+        {"name": "LIFEBOAT_SNAPSHOT", "value": name},
+    ]
+    container = {
+        "name": "dump",
+        "image": spec.effective_image,
+        "command": ["bash", "-c", dump_script(spec)],
+        "env": env,
+        "volumeMounts": [
+            {"name": "upload", "mountPath": UPLOAD_MOUNT, "readOnly": True},
+            {"name": "work", "mountPath": WORK_MOUNT},
+        ],
+        "terminationMessagePolicy": "File",
+    }
+    pod_labels = labels(run.backup_id, spec)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": spec.namespace, "labels": pod_labels},
+        "spec": {
+            "backoffLimit": 0,  # a second attempt would need fresh URLs: Lifeboat decides, not the Job controller
+            "activeDeadlineSeconds": spec.timeout_s,
+            "ttlSecondsAfterFinished": JOB_TTL_S,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,  # the Job needs no Kubernetes API
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "upload", "secret": {"secretName": name, "defaultMode": 0o400}},
+                        {"name": "work", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _connection_env(spec: DumpSpec, host: str) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "LIFEBOAT_HOST", "value": host},
+        {"name": "LIFEBOAT_PORT", "value": str(spec.effective_port)},
+        {"name": "LIFEBOAT_DATABASES", "value": " ".join(spec.databases)},
+    ]
+    c = spec.credentials
+    if c is None:
+        env.append({"name": "LIFEBOAT_USER", "value": DEFAULT_USERS[spec.engine]})
+        return env
+    if c.user_key:
+        env.append({"name": "LIFEBOAT_USER", "valueFrom": {"secretKeyRef": {"name": c.secret, "key": c.user_key}}})
+    else:
+        env.append({"name": "LIFEBOAT_USER", "value": c.user or DEFAULT_USERS[spec.engine]})
+    env.append({"name": "LIFEBOAT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": c.secret, "key": c.password_key}}})
+    return env
+
+
+# -- the scripts -------------------------------------------------------------------------------------------------
+
+# Each engine's tool, writing the dump to stdout, and its version (for the manifest). The connection comes from
+# LIFEBOAT_HOST/PORT/USER/PASSWORD/DATABASES; passwords go through the tools' environment variables or a file in the
+# work directory, never the command line (other processes in the pod could read it there).
+_DUMP_COMMANDS = {
+    POSTGRES: """
+lifeboat_version() { pg_dump --version; }
+lifeboat_dump() {
+    PGPASSWORD="${LIFEBOAT_PASSWORD:-}" pg_dump --format=custom --no-password --host="$LIFEBOAT_HOST" \\
+        --port="$LIFEBOAT_PORT" --username="$LIFEBOAT_USER" --dbname="$LIFEBOAT_DATABASES"
+}
+""",
+    MYSQL: """
+lifeboat_version() { mysqldump --version; }
+lifeboat_dump() {
+    # One database: no CREATE DATABASE/USE in the dump, so it restores into any database name.
+    local which=(--all-databases)
+    read -r -a dbs <<< "$LIFEBOAT_DATABASES"
+    if [ "${#dbs[@]}" = 1 ]; then which=("${dbs[0]}")
+    elif [ "${#dbs[@]}" -gt 1 ]; then which=(--databases "${dbs[@]}"); fi
+    MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysqldump --single-transaction --routines --triggers \\
+        --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" --user="$LIFEBOAT_USER" "${which[@]}" | gzip -c
+}
+""",
+    MONGODB: """
+lifeboat_version() { mongodump --version | head -n 1; }
+lifeboat_dump() {
+    printf 'password: "%s"\\n' "${LIFEBOAT_PASSWORD:-}" > "$LIFEBOAT_WORK/mongo.yaml"
+    local which=()
+    [ -n "$LIFEBOAT_DATABASES" ] && which=(--db="$LIFEBOAT_DATABASES")
+    mongodump --archive --gzip --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" --username="$LIFEBOAT_USER" \\
+        --authenticationDatabase=admin --config="$LIFEBOAT_WORK/mongo.yaml" "${which[@]}"
+}
+""",
+    REDIS: """
+lifeboat_version() { redis-cli --version; }
+lifeboat_dump() {
+    # redis-cli --rdb writes a file (the server's BGSAVE, sent over the replication protocol).
+    REDISCLI_AUTH="${LIFEBOAT_PASSWORD:-}" redis-cli -h "$LIFEBOAT_HOST" -p "$LIFEBOAT_PORT" \\
+        --rdb "$LIFEBOAT_WORK/dump.rdb" >&2
+    cat "$LIFEBOAT_WORK/dump.rdb"
+    rm -f "$LIFEBOAT_WORK/dump.rdb"
+}
+""",
+    ELASTICSEARCH: """
+lifeboat_version() {
+    curl -fsS -u "$LIFEBOAT_USER:${LIFEBOAT_PASSWORD:-}" "$LIFEBOAT_URL/" | grep -o '"number" *: *"[^"]*"'
+}
+lifeboat_dump() {
+    # The data goes into the cluster's own snapshot repository (registered by the user, named 'lifeboat');
+    # what is stored here is the snapshot's description, which names it for a restore.
+    local indices="${LIFEBOAT_DATABASES// /,}"
+    curl -fsS -u "$LIFEBOAT_USER:${LIFEBOAT_PASSWORD:-}" -X PUT -H 'Content-Type: application/json' \\
+        "$LIFEBOAT_URL/_snapshot/lifeboat/$LIFEBOAT_SNAPSHOT?wait_for_completion=true" \\
+        -d "{\\"indices\\": \\"${indices:-*}\\", \\"include_global_state\\": false}"
+}
+LIFEBOAT_URL="${LIFEBOAT_SCHEME:-http}://$LIFEBOAT_HOST:$LIFEBOAT_PORT"
+""",
+}
+
+# dump | tee (SHA-256, byte count) | split into parts, each PUT with curl to its presigned URL, then the report.
+_UPLOAD = r"""
+W="${LIFEBOAT_WORK:?}"
+U="${LIFEBOAT_UPLOAD_DIR:?}"
+started=$(date +%s)
+rm -f "$W/hash" "$W/count" "$W/parts-done"
+mkfifo "$W/hash" "$W/count"
+sha256sum < "$W/hash" | cut -d' ' -f1 > "$W/sha256" & hash_pid=$!
+wc -c < "$W/count" | tr -d ' ' > "$W/size" & count_pid=$!
+cat > "$W/put-part" <<'EOF'
+set -euo pipefail
+n=$(( 10#${FILE##*part-} ))
+url=$(sed -n "${n}p" "$LIFEBOAT_UPLOAD_DIR/parts")
+if [ -z "$url" ]; then
+    echo "lifeboat: the dump is larger than the $(wc -l < "$LIFEBOAT_UPLOAD_DIR/parts") parts" \
+        "of $LIFEBOAT_PART_SIZE bytes this run was given" >&2
+    exit 1
+fi
+cat > "$LIFEBOAT_WORK/part"
+curl -fsS --retry 3 --retry-all-errors -o /dev/null -T "$LIFEBOAT_WORK/part" "$url"
+rm -f "$LIFEBOAT_WORK/part"
+echo "$n" >> "$LIFEBOAT_WORK/parts-done"
+EOF
+lifeboat_dump | tee "$W/hash" "$W/count" \
+    | split --bytes="${LIFEBOAT_PART_SIZE:?}" --numeric-suffixes=1 --suffix-length=5 \
+        --filter="bash $W/put-part" - "$W/part-"
+wait "$hash_pid" "$count_pid"
+if [ ! -s "$W/parts-done" ]; then  # an empty dump: S3 wants one part, even an empty one
+    FILE="$W/part-00001" bash "$W/put-part" < /dev/null
+fi
+report=$(printf '{"sha256": "%s", "size": %s, "parts": %s, "tool_version": "%s", "duration_s": %s}' \
+    "$(cat "$W/sha256")" "$(cat "$W/size")" "$(wc -l < "$W/parts-done" | tr -d ' ')" \
+    "$(lifeboat_version 2>/dev/null | head -n 1 | tr -d '"\\')" "$(( $(date +%s) - started ))")
+curl -fsS --retry 3 --retry-all-errors -o /dev/null -X PUT -H 'Content-Type: application/json' \
+    --data-binary "$report" "$(head -n 1 "$U/report")"
+echo "$report" > /dev/termination-log 2>/dev/null || true
+echo "$report"
+"""
+
+_RESTORE_COMMANDS = {
+    POSTGRES: """
+lifeboat_restore() {
+    PGPASSWORD="${LIFEBOAT_PASSWORD:-}" pg_restore --no-password --no-owner --exit-on-error --host="$LIFEBOAT_HOST" \\
+        --port="$LIFEBOAT_PORT" --username="$LIFEBOAT_USER" --dbname="$LIFEBOAT_DATABASES"
+}
+""",
+    MYSQL: """
+lifeboat_restore() {
+    gunzip -c | MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysql --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
+        --user="$LIFEBOAT_USER" $LIFEBOAT_DATABASES
+}
+""",
+    MONGODB: """
+lifeboat_restore() {
+    printf 'password: "%s"\\n' "${LIFEBOAT_PASSWORD:-}" > "$LIFEBOAT_WORK/mongo.yaml"
+    local into=()
+    [ -n "$LIFEBOAT_DATABASES" ] && into=(--nsFrom="$LIFEBOAT_SOURCE_DATABASE.*" --nsTo="$LIFEBOAT_DATABASES.*")
+    mongorestore --archive --gzip --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" --username="$LIFEBOAT_USER" \\
+        --authenticationDatabase=admin --config="$LIFEBOAT_WORK/mongo.yaml" "${into[@]}"
+}
+""",
+}
+
+
+def dump_script(spec: DumpSpec) -> str:
+    """The bash script the dump Job runs (its environment as ``dump_job`` sets it)."""
+    return "set -euo pipefail\n" + _DUMP_COMMANDS[spec.engine] + _UPLOAD
+
+
+def restore_script(spec: DumpSpec) -> str:
+    """The bash script of the mirror Job: the artifact through its presigned GET URL (a file) into the engine's tool.
+
+    Environment: LIFEBOAT_HOST/PORT/USER/PASSWORD, LIFEBOAT_DATABASES (the database to restore into),
+    LIFEBOAT_GET_URL_FILE, LIFEBOAT_WORK. Redis and Elasticsearch dumps are restored outside a Job (an RDB file
+    is loaded by a server at start; an Elasticsearch snapshot by its own _restore API), so they have none.
+    """
+    if spec.engine not in _RESTORE_COMMANDS:
+        raise InvalidPolicy([f"dump {spec.namespace}/{spec.name}: {spec.engine} dumps have no restore Job"])
+    return (
+        "set -euo pipefail\n"
+        + _RESTORE_COMMANDS[spec.engine]
+        + 'curl -fsS --retry 3 "$(head -n 1 "${LIFEBOAT_GET_URL_FILE:?}")" | lifeboat_restore\n'
+    )
