@@ -165,6 +165,7 @@ class Services:
             region=str(self.settings.replica_region),
             open_reader=lambda: RepositoryReader(self.repository()),
             catalog=self.catalog(),
+            events=self.events(),
         )
 
     def replication_reconciler(self) -> Reconciler:
@@ -271,7 +272,10 @@ class Services:
         from chalicelib.snapshots.ebs import SnapshotEvents
 
         return SnapshotEvents(
-            self.ebs_snapshot_catalog(), self.ec2_snapshots, clock=clock or (lambda: datetime.now(UTC))
+            self.ebs_snapshot_catalog(),
+            self.ec2_snapshots,
+            clock=clock or (lambda: datetime.now(UTC)),
+            events=self.events(),
         )
 
     # -- etcd (self-managed clusters) -----------------------------------------------------------------------------

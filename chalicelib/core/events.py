@@ -128,10 +128,19 @@ def _backup_fields(record: BackupRecord) -> dict[str, Any]:
     }
 
 
-def replication_completed(cluster: str, backup_id: str, region: str, *, lag_s: float | None, copied: int) -> Event:
-    """A backup is complete and verified in the replica ``region`` (sent by the run that completed it)."""
+def replication_completed(
+    cluster: str, backup_id: str, region: str, *, lag_s: float | None, copied: int, repaired: int = 0
+) -> Event:
+    """A backup is complete and verified in the replica ``region`` (sent by the run that completed it): ``lag_s``
+    from its manifest's write in the primary, ``copied``/``repaired`` objects this run wrote."""
     return _event(
-        REPLICATION_COMPLETED, cluster=cluster, backup_id=backup_id, region=region, lag_s=lag_s, copied=copied
+        REPLICATION_COMPLETED,
+        cluster=cluster,
+        backup_id=backup_id,
+        region=region,
+        lag_s=lag_s,
+        copied=copied,
+        repaired=repaired,
     )
 
 

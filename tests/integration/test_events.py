@@ -169,3 +169,49 @@ def test_a_sharded_backup_whose_commit_is_refused_announces_failed(services, bus
     drain(service, queue)
     assert bus.types(backup_id) == ["Backup Started", "Backup Failed"]
     assert "no longer in the repository" in bus.one("Backup Failed")["detail"]["failure"]
+
+
+# -- replication ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replication(aws: None, table: str) -> Any:
+    from tests.support.replication import make_env
+
+    return make_env()
+
+
+def test_replication_completed_is_announced_once_by_the_run_that_completed_it(replication):
+    from chalicelib.replication.worker import handle_messages
+    from tests.support.replication import REPLICA_REGION, objects, write_backup
+
+    bus = EventQueue(replication.services)
+    write_backup(replication, "20260101T000000Z-aaaaaa", objects())
+    bodies = replication.drain()
+    handle_messages(replication.services.replicator(), bodies)
+    handle_messages(replication.services.replicator(), bodies)  # every notification delivered again
+    done = bus.one("Replication Completed")
+    _schema_ok(done)
+    detail = done["detail"]
+    assert detail["backup_id"] == "20260101T000000Z-aaaaaa" and detail["region"] == REPLICA_REGION
+    # The data came with its own notifications first; the run that completes the backup copies its manifest.
+    assert detail["copied"] >= 1 and detail["repaired"] == 0 and detail["lag_s"] >= 0
+    assert "Replication Failed" not in bus.types()
+
+
+def test_a_failed_replication_is_announced(replication):
+    import orjson
+
+    from chalicelib.replication import BatchFailed
+    from chalicelib.replication.worker import handle_messages
+    from tests.support.replication import PREFIX, REPLICA_BUCKET, objects, write_backup
+
+    bus = EventQueue(replication.services)
+    foreign = {"compression": "zstd", "created_at": "2026-01-01T00:00:00Z", "id": "f" * 32, "version": 1}
+    replication.s3_replica.put_object(Bucket=REPLICA_BUCKET, Key=PREFIX + "config.json", Body=orjson.dumps(foreign))
+    write_backup(replication, "20260101T000000Z-aaaaaa", objects())
+    with pytest.raises(BatchFailed):
+        handle_messages(replication.services.replicator(), replication.drain())
+    failed = bus.one("Replication Failed")["detail"]
+    assert failed["backup_id"] == "20260101T000000Z-aaaaaa" and failed["error"]
+    assert "Replication Completed" not in bus.types()
