@@ -524,6 +524,7 @@ class Services:
         options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog(), ebs=ebs_regions))
         options.setdefault("catalog", self.catalog())
         options.setdefault("repair", cluster_client)
+        options.setdefault("events", self.events())
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

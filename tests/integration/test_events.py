@@ -215,3 +215,44 @@ def test_a_failed_replication_is_announced(replication):
     failed = bus.one("Replication Failed")["detail"]
     assert failed["backup_id"] == "20260101T000000Z-aaaaaa" and failed["error"]
     assert "Replication Completed" not in bus.types()
+
+
+# -- maintenance ----------------------------------------------------------------------------------------------------
+
+
+def test_a_maintenance_pass_is_announced_with_what_it_did(services, bus, kubeconfig_path, test_namespace):
+    from datetime import timedelta
+
+    services.backup_service().run(_job(kubeconfig_path, [test_namespace]))
+    maintenance = services.maintenance_service(safety_margin=timedelta(0), wait_s=0, check_blobs=100)
+    maintenance.run(dry_run=True)  # deletes nothing, announces nothing
+    assert "Maintenance Completed" not in bus.types()
+    report = maintenance.run()
+    done = bus.one("Maintenance Completed")
+    _schema_ok(done)
+    detail = done["detail"]
+    assert detail["status"] == "done" == report.status
+    assert detail["expired"] == 0 and detail["packs_deleted"] == 0
+    assert detail["blobs_checked"] == report.check["blobs_checked"] > 0 and detail["damaged_blobs"] == 0
+
+
+def test_a_maintenance_pass_that_breaks_is_announced_failed_and_still_raises(services, bus, monkeypatch):
+    def broken(**_: Any) -> Any:
+        raise RuntimeError("S3 said no")
+
+    monkeypatch.setattr(services, "repository", broken)
+    with pytest.raises(RuntimeError, match="S3 said no"):
+        services.maintenance_service(wait_s=0).run()
+    assert "S3 said no" in bus.one("Maintenance Failed")["detail"]["error"]
+    assert "Maintenance Completed" not in bus.types()
+
+
+def test_a_maintenance_pass_that_finds_the_repository_busy_says_so(services, bus, kubeconfig_path, test_namespace):
+    services.backup_service().run(_job(kubeconfig_path, [test_namespace]))
+    held = services.repository_lock().acquire_exclusive("another-maintenance")
+    try:
+        assert services.maintenance_service(wait_s=0).run().status == "busy"
+    finally:
+        held.release()
+    detail = bus.one("Maintenance Completed")["detail"]
+    assert detail["status"] == "busy" and detail["message"]
