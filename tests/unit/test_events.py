@@ -74,3 +74,11 @@ def test_every_builder_stamps_the_schema_version_and_a_known_type():
 def test_the_failure_types_are_exactly_the_failed_detail_types():
     assert set(ev.FAILURE_TYPES) == {t for t in ev.DETAIL_TYPES if "Failed" in t}
     assert len(set(ev.DETAIL_TYPES)) == len(ev.DETAIL_TYPES)
+
+
+def test_every_event_is_documented():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    assert [t for t in ev.DETAIL_TYPES if f"`{t}`" not in text] == []
+    assert f"today `\"{ev.SCHEMA_VERSION}\"`" in text
