@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.api.restores import RestoreApi
     from chalicelib.api.signature import SignatureVerifier
     from chalicelib.aws.ec2 import Ec2Snapshots
+    from chalicelib.aws.events import LifeboatEvents
     from chalicelib.backup.hooks import HookRunner
     from chalicelib.backup.queue import BackupWorkQueue
     from chalicelib.backup.sharded.context import Sharding, ShardingOptions
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from chalicelib.catalog.restores import RestoreCatalog
     from chalicelib.catalog.side_schedules import SideScheduleCatalog
     from chalicelib.core.etcd import EtcdTarget
+    from chalicelib.core.models import BackupRecord
     from chalicelib.etcd import EtcdClient
     from chalicelib.kube import KubeClient
     from chalicelib.maintenance.leased_backup import LeasedBackupService
@@ -99,9 +101,22 @@ class Services:
         def build() -> BackupCatalog:
             from chalicelib.catalog import BackupCatalog
 
-            return BackupCatalog(self.client("dynamodb"), self.settings.table)
+            return BackupCatalog(self.client("dynamodb"), self.settings.table, on_transition=self.announce_backup)
 
         return self._cached("catalog", build)
+
+    def events(self) -> LifeboatEvents:
+        """Lifeboat's events on the default bus (``docs/events.md``); publish them with ``aws.events.announce``."""
+        from chalicelib.aws.events import LifeboatEvents
+
+        return self._cached("events", lambda: LifeboatEvents(self.client("events")))
+
+    def announce_backup(self, record: BackupRecord, started: bool) -> None:
+        """Announce the backup event of a transition the catalog won (never fails the transition)."""
+        from chalicelib.aws.events import announce
+        from chalicelib.core.events import backup_event
+
+        announce(self.events(), backup_event(record, started=started))
 
     def store(self, *, replica: bool = False) -> S3ObjectStore:
         from chalicelib.repository import S3ObjectStore
@@ -154,6 +169,7 @@ class Services:
             region=str(self.settings.replica_region),
             open_reader=lambda: RepositoryReader(self.repository()),
             catalog=self.catalog(),
+            events=self.events(),
         )
 
     def replication_reconciler(self) -> Reconciler:
@@ -286,7 +302,10 @@ class Services:
         from chalicelib.snapshots.ebs import SnapshotEvents
 
         return SnapshotEvents(
-            self.ebs_snapshot_catalog(), self.ec2_snapshots, clock=clock or (lambda: datetime.now(UTC))
+            self.ebs_snapshot_catalog(),
+            self.ec2_snapshots,
+            clock=clock or (lambda: datetime.now(UTC)),
+            events=self.events(),
         )
 
     # -- etcd (self-managed clusters) -----------------------------------------------------------------------------
@@ -422,7 +441,7 @@ class Services:
             policies=self.policy_catalog(),
             connect=self.connect_registered,
             reader=lambda: RepositoryReader(self.repository()),
-            events=self.restore_events(),
+            events=self.events(),
             metrics=publish_verification_metrics if publish_metrics else None,
             queue=self.verification_queue() if use_queue and self.settings.verification_queue_url else None,
             replica_reader=(lambda: RepositoryReader(self.repository(replica=True)))
@@ -535,6 +554,7 @@ class Services:
         options.setdefault("snapshots", SnapshotCollector(clusters, self.connect, self.catalog(), ebs=ebs_regions))
         options.setdefault("catalog", self.catalog())
         options.setdefault("repair", cluster_client)
+        options.setdefault("events", self.events())
         return MaintenanceService(
             self.repository_lock(), self.retention_service(), lambda: self.repository(), **options
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,9 +50,19 @@ _UNFENCED = object()  # a write that names no worker token (maintenance, sharded
 class BackupCatalog:
     """Backup records of every cluster, in the single catalog table."""
 
-    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+    def __init__(
+        self,
+        dynamodb_client: Any,
+        table_name: str,
+        *,
+        on_transition: Callable[[BackupRecord, bool], None] | None = None,
+    ) -> None:
+        """``on_transition(record, started)`` is told of every transition this catalog wins (``started``: the first
+        claim of a backup); a transition is a conditional write, so each is told once however often a job is
+        delivered (``services.py`` announces the backup events with it)."""
         self._client = dynamodb_client
         self._table = table_name
+        self._on_transition = on_transition
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
@@ -183,7 +193,10 @@ class BackupCatalog:
             condition += " AND attribute_not_exists(worker)" if worker is None else ""
         if worker is not None:
             condition += f" AND worker = {update.value(worker)}"
-        return self._update(cluster, backup_id, target, update, condition, worker=worker if fenced else _UNFENCED)
+        record = self._update(cluster, backup_id, target, update, condition, worker=worker if fenced else _UNFENCED)
+        if self._on_transition is not None:
+            self._on_transition(record, claim is not None and worker is None)
+        return record
 
     def heartbeat(self, cluster: str, backup_id: str, now: datetime, *, worker: str | None = None) -> BackupRecord:
         """Record that the worker of a Running backup is alive (StaleState if it is no longer Running).

@@ -105,6 +105,12 @@ class EbsSnapshotCatalog:
     ) -> EbsSnapshotEntry | None:
         """Move a pending entry to completed or failed; a settled one is returned unchanged (the first word stays:
         an event and a poll may both report it), an unknown one is None."""
+        return self.settle_once(cluster, backup_id, snapshot_id, state, now=now, error=error)[0]
+
+    def settle_once(
+        self, cluster: str, backup_id: str, snapshot_id: str, state: str, *, now: datetime, error: str = ""
+    ) -> tuple[EbsSnapshotEntry | None, bool]:
+        """``settle``, and whether this call is the one that settled the entry (what announces it, once)."""
         if state not in (COMPLETED, FAILED):
             raise ValueError(f"a snapshot settles as {COMPLETED} or {FAILED}, not {state!r}")
         try:
@@ -123,8 +129,8 @@ class EbsSnapshotCatalog:
                 },
             )
         except ConditionFailed as exc:
-            return _entry_plain(exc.old) if exc.old else None
-        return _entry_plain(data)
+            return (_entry_plain(exc.old) if exc.old else None), False
+        return _entry_plain(data), True
 
     def _call(self, method: str, **params: Any) -> dict[str, Any]:
         from botocore.exceptions import ClientError

@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.aws.events import Publisher, announce
 from chalicelib.catalog.backups import MAX_DAMAGED_BLOBS
 from chalicelib.catalog.errors import RecordNotFound
+from chalicelib.core.events import Event, maintenance_completed, maintenance_failed
 from chalicelib.core.ids import BlobId
 from chalicelib.maintenance.errors import RepositoryBusy
 from chalicelib.maintenance.gc import DEFAULT_SAFETY_MARGIN, CollectionReport, collect_garbage
@@ -75,11 +77,13 @@ class MaintenanceService:
         snapshots: SnapshotCollector | None = None,
         catalog: BackupCatalog | None = None,
         repair: Callable[[str], Any] | None = None,
+        events: Publisher | None = None,
     ) -> None:
         """``snapshots`` also collects the volume snapshots no remaining backup references; ``catalog`` is where
         the backups that reach a damaged blob the check found are marked damaged. ``repair`` (a registered cluster's
         name -> its Kubernetes client) lets the check re-upload a damaged blob from the cluster's current object
-        when that is identical (``repair.py``)."""
+        when that is identical (``repair.py``). ``events`` announces each pass that is not a dry run (Maintenance
+        Completed, or Failed when it stopped on an error)."""
         self._lock = lock
         self._retention = retention
         self._open_repository = open_repository
@@ -90,6 +94,7 @@ class MaintenanceService:
         self._snapshots = snapshots
         self._catalog = catalog
         self._repair = repair
+        self._events = events
 
     def run(self, *, dry_run: bool = False) -> MaintenanceReport:
         """One maintenance pass; ``busy`` (nothing done) when the lease could not be taken in time.
@@ -98,6 +103,15 @@ class MaintenanceService:
         """
         if dry_run:
             return self._pass(dry_run=True, check_lease=None)
+        try:
+            report = self._leased_pass()
+        except Exception as exc:
+            announce(self._events, maintenance_failed(f"{type(exc).__name__}: {exc}"))
+            raise
+        announce(self._events, maintenance_event(report))
+        return report
+
+    def _leased_pass(self) -> MaintenanceReport:
         holder = f"maintenance-{uuid.uuid4().hex[:12]}"
         try:
             held = self._lock.acquire_exclusive(holder, wait_s=self._wait_s)
@@ -204,6 +218,21 @@ class MaintenanceService:
                     self._catalog.mark_damaged(cluster, backup_id, blobs=entry["blobs"], count=len(hits), now=now)
             marked.append(entry)
         return marked
+
+
+def maintenance_event(report: MaintenanceReport) -> Event:
+    """The Maintenance Completed event of a pass: what it expired, deleted and found damaged."""
+    collection, check = report.collection, report.check or {}
+    return maintenance_completed(
+        status=report.status,
+        message=report.message,
+        expired=sum(1 for e in report.expired if e.outcome == "expired"),
+        packs_deleted=len(collection.packs_deleted) if collection is not None else 0,
+        bytes_freed=collection.bytes_deleted if collection is not None else 0,
+        snapshots_deleted=len(report.snapshots.swept) if report.snapshots is not None else 0,
+        blobs_checked=check.get("blobs_checked") if report.check is not None else None,
+        damaged_blobs=check.get("damaged_blobs") if report.check is not None else None,
+    )
 
 
 def publish_maintenance_metrics(report: MaintenanceReport) -> None:

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from chalicelib.aws.events import Publisher, announce
 from chalicelib.catalog.dynamo import iso
 from chalicelib.catalog.errors import CatalogError, RecordNotFound, StaleState
 from chalicelib.core.errors import FormatError
+from chalicelib.core.events import replication_completed, replication_failed
 from chalicelib.core.index_format import decode_index, index_id
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.models import ReplicaState
@@ -88,7 +90,9 @@ class Replicator:
         clock: Callable[[], datetime] = _utcnow,
         attempts: int = DEFAULT_ATTEMPTS,
         threads: int = DEFAULT_THREADS,
+        events: Publisher | None = None,
     ) -> None:
+        """``events`` announces Replication Completed (by the run that completed a backup) and Failed."""
         if attempts < 1 or threads < 1:
             raise ValueError("attempts and threads must be at least 1")
         self.buckets = buckets
@@ -100,6 +104,7 @@ class Replicator:
         self._threads = threads
         self._reader: RepositoryReader | None = None
         self._config_ok = False
+        self._events = events
 
     # -- entry points -------------------------------------------------------------------------------------------
 
@@ -167,6 +172,7 @@ class Replicator:
             copies.append(self.ensure(key, hashlib.sha256(data).hexdigest()))
         except (ReplicationError, RepositoryError) as exc:
             self._mark(cluster, backup_id, ReplicaState.FAILED, error=str(exc))
+            announce(self._events, replication_failed(cluster, backup_id, self.region, error=str(exc)))
             raise
         now = self._clock()
         lag = (now - written).total_seconds() if written is not None else None
@@ -174,6 +180,10 @@ class Replicator:
         # Only the run that completed it measures lag; a duplicate event or a reconciler pass would re-measure.
         first = record is None or record.replicas.get(self.region, {}).get("replicated_at") == iso(now)
         result = BackupReplicated(cluster, backup_id, self.region, lag, tuple(copies), first)
+        if first:
+            copied, repaired = result.count("copied"), result.count("repaired")
+            event = replication_completed(cluster, backup_id, self.region, lag_s=lag, copied=copied, repaired=repaired)
+            announce(self._events, event)
         logger().info(
             "backup replicated",
             extra={

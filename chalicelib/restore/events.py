@@ -1,4 +1,4 @@
-"""Restore outcomes published on EventBridge."""
+"""Restore outcomes published on EventBridge (their details are built by ``core/events.py``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import Any
 
 from chalicelib.aws.errors import AwsError
 from chalicelib.aws.events import EventBus
+from chalicelib.core.events import RESTORE_COMPLETED, RESTORE_FAILED, SOURCE
 from chalicelib.restore.errors import MessagingUnavailable
 
-EVENT_SOURCE = "lifeboat"
-RESTORE_COMPLETED = "Restore Completed"
-RESTORE_FAILED = "Restore Failed"
+EVENT_SOURCE = SOURCE
+__all__ = ["EVENT_SOURCE", "RESTORE_COMPLETED", "RESTORE_FAILED", "EventPublisher"]
 
 
 class EventPublisher:

@@ -10,11 +10,11 @@ from typing import Any
 
 from chalicelib.catalog.errors import CatalogError, RecordNotFound
 from chalicelib.catalog.restore_records import MAX_PLAN_ITEMS, RestoreRecord, RestoreStateConflict
+from chalicelib.core.events import restore_event
 from chalicelib.core.restore_jobs import TERMINAL, RestoreState, job_outcome
 from chalicelib.observability import logger
 from chalicelib.restore.checkpointer import Checkpointer, Heartbeat
 from chalicelib.restore.errors import LeaseLost, RetryLater
-from chalicelib.restore.events import RESTORE_COMPLETED, RESTORE_FAILED
 from chalicelib.retry import describe, is_transient, retry_delay_s
 
 # A Running job whose heartbeat is older than this lost its worker (crash, timeout): a redelivery takes it over.
@@ -190,8 +190,10 @@ class RestoreWorker:
         return {"status": str(final.state), **event_detail(final)}
 
     def _announce(self, record: RestoreRecord) -> None:
-        detail_type = RESTORE_COMPLETED if record.state == RestoreState.COMPLETED else RESTORE_FAILED
-        self._events.publish(detail_type, event_detail(record))
+        # Unlike the other events, a restore's is retried until it is put: a redelivery announces a finished
+        # restore whose event was not sent (``event_sent_at``), so the caller waiting on it is never left waiting.
+        event = restore_event(completed=record.state == RestoreState.COMPLETED, detail=event_detail(record))
+        self._events.publish(event.detail_type, event.detail)
         self._catalog.mark_event_sent(record.restore_id, self._clock())
 
     def _release(self, record: RestoreRecord, *, failed_attempt: bool = False) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 
 from chalicelib.aws.ec2 import Ec2Snapshot, Ec2Snapshots
 from chalicelib.aws.errors import AwsError
+from chalicelib.aws.events import Publisher, announce
 from chalicelib.catalog.ebs_snapshots import COPY, SNAPSHOT, EbsSnapshotCatalog, EbsSnapshotEntry
+from chalicelib.core.events import snapshot_copy_event
 from chalicelib.core.volume_ebs import (
     BACKUP_ID_TAG,
     CLUSTER_TAG,
@@ -169,11 +171,18 @@ class SnapshotEvents:
     """Settles catalog entries from "EBS Snapshot Notification" events, and by polling the ones still pending."""
 
     def __init__(
-        self, catalog: EbsSnapshotCatalog, ec2: Callable[[str], Ec2Snapshots], *, clock: Callable[[], datetime]
+        self,
+        catalog: EbsSnapshotCatalog,
+        ec2: Callable[[str], Ec2Snapshots],
+        *,
+        clock: Callable[[], datetime],
+        events: Publisher | None = None,
     ) -> None:
+        """``events`` announces each copy into the replica region once it settles (Snapshot Copy Completed/Failed)."""
         self._catalog = catalog
         self._ec2 = ec2  # region -> that region's adapter
         self._clock = clock
+        self._events = events
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         """One EventBridge event: the entry it settles, or why it was ignored (not a snapshot event, not ours)."""
@@ -184,9 +193,7 @@ class SnapshotEvents:
         if owner is None:
             return {"outcome": "ignored", "reason": f"{parsed.snapshot_id} is not a backup's snapshot"}
         cluster, backup_id = owner
-        entry = self._catalog.settle(
-            cluster, backup_id, parsed.snapshot_id, parsed.state, now=self._clock(), error=parsed.cause
-        )
+        entry = self._settle(cluster, backup_id, parsed.snapshot_id, parsed.state, parsed.cause)
         if entry is None:
             return {"outcome": "ignored", "reason": f"{parsed.snapshot_id} is not recorded in the catalog"}
         return {"outcome": entry.state, "snapshot_id": entry.snapshot_id, "backup_id": backup_id, "kind": entry.kind}
@@ -211,8 +218,27 @@ class SnapshotEvents:
             if state == PENDING:
                 continue
             error = "the snapshot is gone" if seen is None else seen.message
-            self._catalog.settle(
-                entry.cluster, entry.backup_id, entry.snapshot_id, state, now=self._clock(), error=error
-            )
+            self._settle(entry.cluster, entry.backup_id, entry.snapshot_id, state, error)
             counts[state] += 1
         return counts
+
+    def _settle(
+        self, cluster: str, backup_id: str, snapshot_id: str, state: str, error: str
+    ) -> EbsSnapshotEntry | None:
+        """Settle one entry; the call that settles a copy announces it (an event and a poll may both see it)."""
+        entry, won = self._catalog.settle_once(cluster, backup_id, snapshot_id, state, now=self._clock(), error=error)
+        if won and entry is not None and entry.kind == COPY:
+            event = snapshot_copy_event(
+                cluster,
+                backup_id,
+                snapshot_id=entry.snapshot_id,
+                region=entry.region,
+                source_snapshot_id=entry.source_snapshot_id,
+                source_region=entry.source_region,
+                namespace=entry.namespace,
+                pvc=entry.pvc,
+                failed=entry.state == FAILED,
+                error=entry.error,
+            )
+            announce(self._events, event)
+        return entry

@@ -19,8 +19,10 @@ from typing import Any
 
 import orjson
 
+from chalicelib.aws.events import announce
 from chalicelib.catalog.errors import RecordNotFound
 from chalicelib.catalog.verifications import FAILED, RUNNING, SUCCEEDED, VerificationCatalog, VerificationRecord
+from chalicelib.core.events import VERIFICATION_FAILED, VERIFICATION_SUCCEEDED, verification_event
 from chalicelib.core.models import BackupState
 from chalicelib.core.verification import DEFAULT_SCRATCH_PREFIX, DEFAULT_TIMEOUT_S, VerifyPolicy
 from chalicelib.observability import logger
@@ -33,8 +35,8 @@ from chalicelib.verification.run import Progress, VerificationResult, Verificati
 INLINE_WAIT_S = 30.0
 POLL_EVERY_S = 2.0
 CONTINUE_AFTER_S = 30  # the delay of a continuation message (SQS allows up to 900)
-EVENT_SUCCEEDED = "Verification Succeeded"
-EVENT_FAILED = "Verification Failed"
+EVENT_SUCCEEDED = VERIFICATION_SUCCEEDED
+EVENT_FAILED = VERIFICATION_FAILED
 # Kinds this worker proves today; the others are recorded as not verified, with the reason, never as passed.
 _NOT_YET = {"dumps": "database dumps are not taken by this version"}
 
@@ -337,23 +339,22 @@ class VerificationWorker:
             self._metrics(record)
         if self._events is None:
             return
-        detail = {
-            "verification_id": record.verification_id,
-            "policy": record.policy,
-            "cluster": record.cluster,
-            "target_cluster": record.target_cluster,
-            "backup_id": record.backup_id,
-            "state": record.state,
-            "rto_s": record.rto_s,
-            "rto_target_minutes": record.rto_target_minutes,
-            "rto_exceeded": record.rto_exceeded,
-            "problems": record.problems_total,
-            "message": record.message,
-        }
-        try:
-            self._events.publish(EVENT_SUCCEEDED if record.passed else EVENT_FAILED, detail)
-        except Exception as exc:  # noqa: BLE001 - the result is recorded; a lost event is logged, not fatal
-            logger().warning("verification event not published", extra={"error": describe(exc)})
+        event = verification_event(
+            passed=record.passed,
+            verification_id=record.verification_id,
+            policy=record.policy,
+            cluster=record.cluster,
+            target_cluster=record.target_cluster,
+            backup_id=record.backup_id,
+            state=record.state,
+            rto_s=record.rto_s,
+            rto_target_minutes=record.rto_target_minutes,
+            rto_exceeded=record.rto_exceeded,
+            problems=record.problems_total,
+            message=record.message,
+            outcomes=record.outcomes,
+        )
+        announce(self._events, event)  # the result is recorded; a lost event is logged, not fatal
 
 
 def get_record(verifications: VerificationCatalog, run_id: str) -> VerificationRecord | None:

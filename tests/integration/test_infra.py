@@ -1,10 +1,11 @@
 """infra/lifeboat.yaml: lint-clean, consistent with the catalog schema, deployable (into moto) for both roles.
 
 moto's CloudFormation creates the KMS key and alias, the bucket (name, region, default encryption), the table,
-the queues (visibility timeout, redrive, KMS key) and the topic. It skips AWS::S3::BucketPolicy,
-AWS::SQS::QueuePolicy and AWS::CloudWatch::Alarm, and ignores the bucket's versioning, Object Lock, public access
-block, lifecycle and notification properties and the table's TTL, PITR and SSE settings. Those are asserted on the
-template itself (and cfn-lint validates them against the resource schemas).
+the queues (visibility timeout, redrive, KMS key), the topic and the failure-events rule. It skips
+AWS::S3::BucketPolicy, AWS::SQS::QueuePolicy, AWS::SNS::TopicPolicy and AWS::CloudWatch::Alarm, and ignores the
+bucket's versioning, Object Lock, public access block, lifecycle and notification properties and the table's TTL,
+PITR and SSE settings. Those are asserted on the template itself (and cfn-lint validates them against the resource
+schemas).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ QUEUES = {
     "ReplicationQueue": "ReplicationDeadLetterQueue",
 }
 UNSUPPORTED_BY_MOTO = {
-    "primary": {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm"},
+    "primary": {"AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm", "AWS::SNS::TopicPolicy"},
     "replica": {"AWS::S3::BucketPolicy"},
 }
 
@@ -197,6 +198,31 @@ def test_an_alarm_watches_damaged_blobs_found_by_the_daily_check(template: dict[
     assert {"Name": "service", "Value": "lifeboat"} in props["Dimensions"]
 
 
+def test_every_failure_event_goes_to_the_alarm_topic(template: dict[str, Any]) -> None:
+    from chalicelib.core.events import DETAIL_TYPES, FAILURE_TYPES, SOURCE
+
+    rule = template["Resources"]["FailureEventsRule"]
+    assert rule["Type"] == "AWS::Events::Rule" and rule["Condition"] == "IsPrimary"
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == [SOURCE]
+    assert set(pattern["detail-type"]) == set(FAILURE_TYPES)
+    assert set(pattern["detail-type"]) <= set(DETAIL_TYPES)  # no misspelt type that would never match
+    assert rule["Properties"]["Targets"] == [{"Id": "alarm-topic", "Arn": {"Ref": "AlarmTopic"}}]
+    # EventBridge may publish to the topic (only from this rule) and use the key that encrypts it.
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": "AlarmTopic"}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_service = {st["Principal"]["Service"]: st for st in statements}
+    assert by_service["events.amazonaws.com"]["Action"] == "sns:Publish"
+    assert by_service["events.amazonaws.com"]["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["FailureEventsRule", "Arn"]}}
+    }
+    assert by_service["cloudwatch.amazonaws.com"]["Action"] == "sns:Publish"  # the alarms keep publishing
+    key_statements = template["Resources"]["Key"]["Properties"]["KeyPolicy"]["Statement"]
+    services = [st["Fn::If"][1]["Principal"]["Service"] for st in key_statements if "Fn::If" in st]
+    assert any("events.amazonaws.com" in s for s in services)
+
+
 def test_only_storage_exists_in_the_replica_role(template: dict[str, Any]) -> None:
     unconditional = {name for name, r in template["Resources"].items() if "Condition" not in r}
     assert unconditional == {"Key", "KeyAlias", "Bucket", "BucketPolicy"}
@@ -276,6 +302,11 @@ def _check_catalog_and_queues(region: str, outputs: dict[str, str]) -> None:
         assert dlq["KmsMasterKeyId"] == key_id
     topics = [t["TopicArn"] for t in boto3.client("sns", region_name=region).list_topics()["Topics"]]
     assert outputs["AlarmTopicArn"] in topics
+    events = boto3.client("events", region_name=region)
+    (rule,) = events.list_rules(NamePrefix="lifeboat-dev-failures")["Rules"]
+    assert json.loads(rule["EventPattern"])["source"] == ["lifeboat"]
+    targets = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    assert [t["Arn"] for t in targets] == [outputs["AlarmTopicArn"]]
 
 
 @pytest.mark.parametrize(("primary_region", "replica_region"), [("us-east-1", "us-west-2"), ("us-west-2", "us-east-1")])
