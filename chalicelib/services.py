@@ -236,7 +236,9 @@ class Services:
 
         # Clients are built when a hook first needs one: most backups have no webhook or Lambda hook.
         webhooks = WebhookSender(lambda secret_id: SecretReader(self.client("secretsmanager")).read(secret_id), signer)
-        return HookRunner(webhooks=webhooks, functions=lambda: FunctionInvoker(self.client("lambda")))
+        return HookRunner(
+            webhooks=webhooks, functions=lambda: FunctionInvoker(self.client("lambda")), events=self.events()
+        )
 
     def volume_stage(
         self, *, queue: BackupWorkQueue | None = None, clock: Callable[[], datetime] | None = None

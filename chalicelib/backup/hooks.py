@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from chalicelib.aws.events import Publisher, announce
 from chalicelib.backup.errors import BackupError
+from chalicelib.core.events import hook_failed
 from chalicelib.core.hooks import EXEC, FAIL, LAMBDA, POST, PRE, WEBHOOK, Hook, HookSettings, velero_hook
 from chalicelib.observability import logger
 
@@ -122,11 +124,18 @@ class WebhookSender:
 class HookRunner:
     """Plans and runs a backup's hooks; each hook kind needs its backend (a webhook sender, a function invoker)."""
 
-    def __init__(self, *, webhooks: WebhookSender | None = None, functions: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        webhooks: WebhookSender | None = None,
+        functions: Callable[[], Any] | None = None,
+        events: Publisher | None = None,
+    ) -> None:
         """``functions`` builds an ``aws.functions.FunctionInvoker`` when a Lambda hook first needs one (its client is
-        not built for backups without one)."""
+        not built for backups without one); ``events`` announces every hook failure ("Hook Failed")."""
         self._webhooks = webhooks
         self._functions = functions
+        self._events = events
 
     def plan(
         self, settings: HookSettings, client: Any, namespaces: Iterable[str], label_selector: str = ""
@@ -169,6 +178,7 @@ class HookRunner:
                 self._run_one(hook, phase, context, client, state)
             except Exception as exc:  # noqa: BLE001 -- every hook failure is named, then stops or is recorded
                 message = f"{phase} hook {position + 1} ({hook.describe()}) failed: {exc}"
+                self._announce(phase, position, hook, context, exc)
                 if phase == PRE and hook.on_error == FAIL:
                     raise HookFailed(f"{message}; on_error is fail, so nothing was backed up") from exc
                 errors.append({"resource": f"hook/{phase}", "error": message})
@@ -184,6 +194,20 @@ class HookRunner:
                 },
             )
         return errors
+
+    def _announce(self, phase: str, position: int, hook: Hook, context: HookContext, exc: Exception) -> None:
+        event = hook_failed(
+            cluster=context.cluster,
+            backup_id=context.backup_id,
+            policy=context.policy,
+            phase=phase,
+            hook=f"{phase} hook {position + 1}",
+            hook_type=hook.kind,
+            on_error=hook.on_error,
+            error=str(exc),
+            target=hook.describe(),
+        )
+        announce(self._events, event)
 
     def _run_one(self, hook: Hook, phase: str, context: HookContext, client: Any, state: str | None) -> None:
         if hook.kind == WEBHOOK:
