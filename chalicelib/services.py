@@ -260,6 +260,7 @@ class Services:
             clock=now,
             ebs=lambda: self.ebs_snapshots(clock=now),
             dump_jobs=self.dump_jobs,
+            events=self.events(),
         )
 
     def dump_jobs(self, client: Any) -> DumpJobs:

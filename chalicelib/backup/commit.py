@@ -109,6 +109,7 @@ def commit_manifest(
     finished_at: datetime | None = None,
     check_reach: bool = False,
     worker: str | None = None,
+    on_recorded: Callable[[BackupRecord, Manifest], None] | None = None,
 ) -> Commit:
     """Write ``manifest`` (the commit point) and record the backup Completed, or PartiallyFailed with errors.
 
@@ -116,6 +117,8 @@ def commit_manifest(
     and nothing is written. A manifest already stored (a previous attempt died before recording it) is the backup:
     it is read back and recorded. The record's stats include the manifest's own PUT. Raises ``StaleState`` when the
     record moved on meanwhile, ``WorkerSuperseded`` when ``worker`` no longer holds the backup (another recorded it).
+    ``on_recorded(record, manifest)`` is called once the catalog has recorded the commit, which happens once per
+    backup: a redelivery that finds the record already Completed or PartiallyFailed does not call it again.
     """
     from chalicelib.catalog.errors import WorkerSuperseded
     from chalicelib.repository.errors import ManifestExists
@@ -151,6 +154,8 @@ def commit_manifest(
         manifest = RepositoryReader(repo).load_manifest(cluster, backup_id)
         stats = dict(manifest.stats)
     committed = record_commit(catalog, manifest, key, now=clock(), finished_at=finished_at, stats=stats, worker=worker)
+    if on_recorded is not None:
+        on_recorded(committed, manifest)
     return Commit(committed, COMMITTED)
 
 

@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.core.dumps import DumpSpec
+from chalicelib.core.events import Event, dump_event
 from chalicelib.core.manifest import Manifest
 from chalicelib.kube.errors import KubeError
+from chalicelib.repository.repo import MANIFEST_NAME, Repository
 from chalicelib.retry import is_transient
 from chalicelib.snapshots.dump_jobs import RUNNING, DumpJobs, PendingDump
 from chalicelib.snapshots.dumps import DumpError, DumpRecord
@@ -117,3 +119,29 @@ def with_dumps(manifest: Manifest, states: Sequence[DumpState]) -> Manifest:
     errors = [*manifest.errors, *failed]
     counts = {**manifest.counts, "errors": len(errors), "dumps": sum(1 for r in records if r.state == "completed")}
     return replace(manifest, dumps=[r.to_manifest() for r in records], errors=errors, counts=counts)
+
+
+def dump_events(manifest: Manifest) -> list[Event]:
+    """A Dump Completed or Dump Failed event for each dump the committed ``manifest`` records."""
+    directory = Repository.manifest_key(manifest.cluster, manifest.backup_id)[: -len(MANIFEST_NAME)]
+    events = []
+    for d in manifest.dumps or ():
+        completed = d.get("state") == "completed"
+        events.append(
+            dump_event(
+                cluster=manifest.cluster,
+                backup_id=manifest.backup_id,
+                policy=manifest.policy,
+                name=str(d["name"]),
+                engine=str(d["engine"]),
+                namespace=str(d["namespace"]),
+                failed=not completed,
+                key=directory + str(d["key"]) if completed else None,
+                size=d.get("size") if completed else None,
+                sha256=d.get("sha256") if completed else None,
+                duration_s=d.get("duration_s") if completed else None,
+                engine_version=d.get("version") if completed else None,
+                error=None if completed else str(d.get("error", "")),
+            )
+        )
+    return events

@@ -24,10 +24,12 @@ from typing import Any
 
 import orjson
 
+from chalicelib.aws.events import Publisher, announce
 from chalicelib.backup.commit import REJECTED, Commit, commit_manifest, iso
 from chalicelib.backup.dumps import (
     DumpState,
     all_dumps_settled,
+    dump_events,
     observe_dumps,
     start_dumps,
     time_out_dumps,
@@ -122,6 +124,7 @@ class VolumeStage:
         snapshots: Callable[[Any], CsiSnapshots] = CsiSnapshots,
         ebs: Callable[[], EbsSnapshots | None] | None = None,
         dump_jobs: Callable[[Any], DumpJobs] | None = None,
+        events: Publisher | None = None,
     ) -> None:
         self._catalog = catalog
         self._queue = queue
@@ -132,6 +135,7 @@ class VolumeStage:
         self._snapshots = snapshots
         self._ebs = ebs
         self._dump_jobs = dump_jobs
+        self._events = events
 
     def start(
         self,
@@ -166,6 +170,7 @@ class VolumeStage:
                 finished_at=finished_at,
                 check_reach=check_reach,
                 worker=worker,
+                on_recorded=self._announce_dumps,
             )
         # The wait lasts until the snapshots' timeout, or the last dump Job's deadline when that is later.
         deadline = max(
@@ -226,6 +231,7 @@ class VolumeStage:
                 with_dumps(with_volumes(draft.manifest, records), states),
                 clock=self._clock,
                 check_reach=True,
+                on_recorded=self._announce_dumps,
             )
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
@@ -252,6 +258,12 @@ class VolumeStage:
             records = ebs.create(records, record.cluster, record.backup_id)
             records = ebs.observe(records, iso(self._clock()), record.cluster, record.backup_id)
         return records
+
+    def _announce_dumps(self, record: BackupRecord, manifest: Manifest) -> None:
+        """Each dump's event, once the catalog recorded the manifest holding its record (once per backup: a dump
+        settled in a look that died before storing its draft is settled again, so the settle step could repeat)."""
+        for event in dump_events(manifest):
+            announce(self._events, event)
 
     def _observe_dumps(self, msg: VolumesMessage, states: list[DumpState]) -> tuple[list[DumpState], str]:
         """The dumps after one look at their Jobs, and why the cluster could not be reached ("" when it could)."""

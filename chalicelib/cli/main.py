@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chalicelib.cli.verify_cmd import add_parsers as add_verify_parsers
 
     add_verify_parsers(sub, _add_aws_options)
+    from chalicelib.cli.dumps_cmd import add_parsers as add_dumps_parsers
+
+    add_dumps_parsers(sub, _add_aws_options)
     from chalicelib.cli.report_cmd import add_parser as add_report_parser
 
     add_report_parser(sub, _add_aws_options)
@@ -224,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.verify_cmd import HANDLERS as verify_handlers
 
     handlers.update(verify_handlers)
+    from chalicelib.cli.dumps_cmd import HANDLERS as dumps_handlers
+
+    handlers.update(dumps_handlers)
     from chalicelib.cli.report_cmd import HANDLERS as report_handlers
 
     handlers.update(report_handlers)

@@ -502,3 +502,111 @@ def restore_script(spec: DumpSpec) -> str:
         + _RESTORE_COMMANDS[spec.engine]
         + 'curl -fsS --retry 3 "$(head -n 1 "${LIFEBOAT_GET_URL_FILE:?}")" | lifeboat_restore\n'
     )
+
+
+# -- the mirror: a restore Job -----------------------------------------------------------------------------------
+
+RESTORE_LABEL = "lifeboat.io/dump-restore"
+DOWNLOAD_MOUNT = "/var/run/lifeboat/download"  # the run's Secret: ``url`` (the artifact's presigned GET URL)
+
+
+@dataclass(frozen=True)
+class RestoreTarget:
+    """Where a dump is restored: a Service in a namespace, the database in it, and the Secret with its credentials."""
+
+    namespace: str
+    service: str
+    database: str = ""
+    credentials: Credentials | None = None
+    port: int = 0
+
+
+def restore_job_name(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> str:
+    """``lifeboat-restore-<name>-<hash>``: one Job per backup, dump and target, a valid DNS label."""
+    digest = hashlib.sha256(
+        f"{backup_id}/{spec.namespace}/{spec.name}/{target.namespace}/{target.service}/{target.database}".encode()
+    ).hexdigest()[:8]
+    return f"lifeboat-restore-{spec.name[:37]}-{digest}"
+
+
+def restore_labels(backup_id: str, spec: DumpSpec) -> dict[str, str]:
+    return {**MANAGED_BY, BACKUP_ID_LABEL: backup_id, RESTORE_LABEL: spec.name}
+
+
+def restore_secret(backup_id: str, spec: DumpSpec, target: RestoreTarget, url: str) -> dict[str, Any]:
+    """The Secret holding the artifact's presigned GET URL (a bearer token until it expires), the Job's alone."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": restore_job_name(backup_id, spec, target),
+            "namespace": target.namespace,
+            "labels": restore_labels(backup_id, spec),
+        },
+        "type": "Opaque",
+        "stringData": {"url": url + "\n"},
+    }
+
+
+def restore_job(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> dict[str, Any]:
+    """The Job that restores ``spec``'s artifact (its URL in ``restore_secret``) into ``target`` with the engine's tool.
+
+    The connection is the dump's own, pointed at the target: its Service's DNS name, the target's database (the
+    dump's when none is given) and the target's credentials (the dump's when none are given), by ``secretKeyRef``.
+    Raises ``InvalidPolicy`` for an engine without a restore Job (redis, elasticsearch).
+    """
+    name = restore_job_name(backup_id, spec, target)
+    database = target.database or (spec.databases[0] if len(spec.databases) == 1 else "")
+    into = DumpSpec(
+        name=spec.name,
+        engine=spec.engine,
+        namespace=target.namespace,
+        service=target.service,
+        port=target.port or spec.port,
+        credentials=target.credentials or spec.credentials,
+        databases=(database,) if database else (),
+        image=spec.image,
+        timeout_s=spec.timeout_s,
+    )
+    script = restore_script(spec)
+    env = [
+        *_connection_env(into, into.service_host() or target.service),
+        {"name": "LIFEBOAT_SOURCE_DATABASE", "value": spec.databases[0] if spec.databases else ""},
+        {"name": "LIFEBOAT_GET_URL_FILE", "value": f"{DOWNLOAD_MOUNT}/url"},
+        {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
+    ]
+    container = {
+        "name": "restore",
+        "image": spec.effective_image,
+        "command": ["bash", "-c", script],
+        "env": env,
+        "volumeMounts": [
+            {"name": "download", "mountPath": DOWNLOAD_MOUNT, "readOnly": True},
+            {"name": "work", "mountPath": WORK_MOUNT},
+        ],
+        # The tool's last words (pg_restore's error) become the pod's termination message when it fails.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_labels = restore_labels(backup_id, spec)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": target.namespace, "labels": pod_labels},
+        "spec": {
+            "backoffLimit": 0,  # a restore half applied is not retried blindly: the user decides
+            "activeDeadlineSeconds": spec.timeout_s,
+            "ttlSecondsAfterFinished": JOB_TTL_S,
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "download", "secret": {"secretName": name, "defaultMode": 0o400}},
+                        {"name": "work", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }

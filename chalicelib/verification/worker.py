@@ -38,7 +38,7 @@ CONTINUE_AFTER_S = 30  # the delay of a continuation message (SQS allows up to 9
 EVENT_SUCCEEDED = VERIFICATION_SUCCEEDED
 EVENT_FAILED = VERIFICATION_FAILED
 # Kinds this worker proves today; the others are recorded as not verified, with the reason, never as passed.
-_NOT_YET = {"dumps": "database dumps are not taken by this version"}
+_NOT_YET = {"dumps": "dump restores are not part of verification runs yet; run lifeboat dumps restore"}
 
 
 def _utcnow() -> datetime:

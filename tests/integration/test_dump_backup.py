@@ -136,3 +136,53 @@ def test_a_policy_takes_its_dumps_with_every_backup(
     assert hashlib.sha256(stored).hexdigest() == by_name["orders"]["sha256"]
     assert not _jobs_of(kube_client, test_namespace, backup_id), "every dump Job is deleted"
     assert not services.repository().store.exists(key.replace("orders", "users"))
+
+
+class _Published:
+    """Stands in for the event bus: remembers every event published."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        self.events.append((detail_type, detail))
+
+
+def test_each_dump_is_announced_once_when_its_backup_is_recorded(
+    services: Services,
+    kubeconfig_path: Any,
+    kube_client: Any,
+    test_namespace: str,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published = _Published()
+    monkeypatch.setattr(services, "events", lambda: published)
+    queue = ListQueue()
+    service = services.backup_service(queue=queue, clock=clock)
+    backup_id = handle_message(service, _job(kubeconfig_path, test_namespace, "orders", "users").to_dict())["backup_id"]
+    jobs = {j["metadata"]["labels"]["lifeboat.io/dump"]: j for j in _jobs_of(kube_client, test_namespace, backup_id)}
+    body = b"-- MySQL dump\nCREATE TABLE t (id int);\n"
+    _run_the_job(kube_client, jobs["orders"], body)
+    clock.advance(seconds=30)
+    assert handle_message(service, queue.messages.popleft())["status"] == "waiting"
+    dump_types = ("Dump Completed", "Dump Failed")
+    assert not [e for e in published.events if e[0] in dump_types], "a settled dump waits for the commit"
+    _run_the_job(kube_client, jobs["users"], None)
+    clock.advance(seconds=30)
+    look = queue.messages.popleft()
+    assert handle_message(service, look)["status"] == "PartiallyFailed"
+    assert handle_message(service, look)["status"] == "duplicate", "a redelivered look"
+
+    dumps = {d["name"]: (t, d) for t, d in published.events if t in dump_types}
+    assert len([e for e in published.events if e[0] in dump_types]) == 2, published.events
+    completed_type, completed = dumps["orders"]
+    assert completed_type == "Dump Completed"
+    assert completed["backup_id"] == backup_id and completed["cluster"] == "dump-cluster"
+    assert completed["engine"] == "mysql" and completed["namespace"] == test_namespace
+    assert completed["size"] == len(body) and completed["sha256"] == hashlib.sha256(body).hexdigest()
+    assert completed["key"] == f"clusters/dump-cluster/backups/{backup_id}/dumps/{test_namespace}/orders.sql.gz"
+    assert completed["engine_version"] == "mysqldump  Ver 10.19"
+    failed_type, failed = dumps["users"]
+    assert failed_type == "Dump Failed" and "Access denied" in failed["error"]
+    assert "sha256" not in failed or failed["sha256"] is None
