@@ -385,6 +385,7 @@ class Services:
             options=options,
             etcd_snapshot=self.etcd_snapshot,
             volumes=self.volume_stage(queue=queue, clock=service_options.get("clock")),
+            hooks=self.hook_runner(),
         )
 
     # -- restores: the job catalog, its queue and events ---------------------------------------------------------

@@ -2,10 +2,13 @@
 
 A pre hook that fails with ``on_error: fail`` fails the backup before anything is listed (no manifest), naming the
 hook; with ``continue`` its failure is one of the backup's errors (PartiallyFailed). Post hooks always run, after
-the commit or the failure, and their failures are logged and returned: the manifest is already written and is never
-rewritten. Webhooks are HTTPS POSTs of ``{backup_id, cluster, policy, phase}`` (and ``state`` for post hooks) signed
-with the API's request signature under the policy's hook secret (``lifeboat/hooks/<policy>`` in Secrets Manager);
-Lambda hooks are synchronous invokes of the same payload; exec hooks run through the pods/exec subresource.
+the commit or the failure, and their failures are logged, returned and kept on the backup record
+(``extra.post_hooks``): the manifest is already written and is never rewritten. A sharded backup's post hooks are
+planned with its pre hooks, stored in its shard plan and run by the join that wins, after the commit or the failure
+(or by the shard whose failure fails the backup). Webhooks are HTTPS POSTs of ``{backup_id, cluster, policy, phase}``
+(and ``state`` for post hooks) signed with the API's request signature under the policy's hook secret
+(``lifeboat/hooks/<policy>`` in Secrets Manager); Lambda hooks are synchronous invokes of the same payload; exec
+hooks run through the pods/exec subresource.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -247,6 +251,37 @@ class HookRunner:
             detail = (result.stderr or result.stdout).decode(errors="replace").strip()[-MAX_DETAIL:]
             where = f"pod {hook.namespace}/{name} container {container}"
             raise BackupError(f"exit code {result.exit_code} in {where}" + (f": {detail}" if detail else ""))
+
+
+def run_post_hooks(
+    runner: HookRunner,
+    hooks: Sequence[Hook],
+    context: HookContext,
+    client: Any,
+    *,
+    state: str,
+    catalog: Any,
+    now: datetime,
+) -> list[dict[str, str]]:
+    """Run a finished backup's post hooks and keep their failures on its record; the failures."""
+    errors = runner.run(POST, hooks, context, client, state=state)
+    if errors:
+        keep_post_hook_failures(catalog, context.cluster, context.backup_id, errors, now=now)
+    return errors
+
+
+def keep_post_hook_failures(
+    catalog: Any, cluster: str, backup_id: str, errors: Sequence[Mapping[str, str]], *, now: datetime
+) -> None:
+    """Add post-hook failures to the backup record (``extra.post_hooks``); a catalog that refuses is logged, since
+    the backup itself is already decided and nothing about it may change now."""
+    try:
+        catalog.record_post_hooks(cluster, backup_id, errors, now=now)
+    except Exception as exc:  # noqa: BLE001 -- the failures are still logged and returned
+        logger().warning(
+            "post hook failures not recorded on the backup",
+            extra={"backup_id": backup_id, "error": f"{type(exc).__name__}: {exc}"},
+        )
 
 
 def _within(timeout: float, call: Callable[..., Any], *args: Any) -> Any:

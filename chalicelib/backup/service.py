@@ -60,7 +60,7 @@ class _Opened:
 class BackupOutcome:
     record: BackupRecord
     created: bool  # False when the job had been claimed before (a duplicate delivery)
-    # Post hooks that failed: logged, and never written into the backup (its manifest is already the commit).
+    # Post hooks that failed: logged and kept on the record (extra.post_hooks), never in the manifest (already written).
     post_hook_errors: tuple[dict[str, str], ...] = ()
 
 
@@ -181,16 +181,18 @@ class BackupService:
         return errors + self._hooks.run(PRE, plan.pre, context, client)
 
     def _post_hooks(self, outcome: BackupOutcome) -> BackupOutcome:
-        """Post hooks run after the commit and after a failure alike; a sharded backup still listing runs them once
-        its plan is stored (its shards list in later invocations, so no freeze can span them)."""
+        """Post hooks run after the commit and after a failure alike; a sharded backup whose plan is stored leaves them
+        to its join (they are in the plan), so a freeze spans its shards' listing and the commit."""
         if self._hooks is None or self._hook_run is None:
             return outcome
-        from chalicelib.core.hooks import POST
+        from chalicelib.backup.hooks import run_post_hooks
 
         plan, client, context = self._hook_run
         self._hook_run = None
         state = str(getattr(outcome.record.state, "value", outcome.record.state))
-        errors = self._hooks.run(POST, plan.post, context, client, state=state)
+        errors = run_post_hooks(
+            self._hooks, plan.post, context, client, state=state, catalog=self._catalog, now=self._clock()
+        )
         return replace(outcome, post_hook_errors=tuple(errors)) if errors else outcome
 
     def _fail(self, job: BackupJob, record: BackupRecord, exc: Exception) -> BackupRecord:
@@ -329,7 +331,7 @@ class BackupService:
             planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
             if shard:
-                return planner.plan(
+                planned = planner.plan(
                     job,
                     record,
                     client,
@@ -342,7 +344,11 @@ class BackupService:
                     errors=discovery_errors,
                     counts=type_counts,
                     cluster_uid=cluster_uid,
+                    post_hooks=self._hook_run[0].post if self._hook_run is not None else (),
                 )
+                # The plan holds the post hooks now: the join runs them after the commit or the failure.
+                self._hook_run = None
+                return planned
 
         from chalicelib.repository import RepositoryWriter
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -241,6 +241,21 @@ class BackupCatalog:
         again.add_version()
         try:
             return self._mark(cluster, backup_id, again, "attribute_exists(pk) AND attribute_exists(damaged)")
+        except ConditionFailed as exc:
+            raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
+
+    def record_post_hooks(
+        self, cluster: str, backup_id: str, failures: Sequence[Mapping[str, str]], *, now: datetime
+    ) -> BackupRecord:
+        """Add post-hook failures to ``extra.post_hooks`` (each with ``at``). Never touches ``state``: the backup's
+        run is over and its manifest, if any, already written, so they are kept beside it rather than in it."""
+        stamp = iso(now)
+        update = UpdateBuilder()
+        update.append_nested("extra", "post_hooks", [{**dict(f), "at": stamp} for f in failures])
+        update.set("updated_at", stamp)
+        update.add_version()
+        try:
+            return self._mark(cluster, backup_id, update, "attribute_exists(pk)")
         except ConditionFailed as exc:
             raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
 

@@ -164,6 +164,14 @@ class UpdateBuilder:
         self.names[key_placeholder] = key
         self._set.append(f"{self.name(attribute)}.{key_placeholder} = {self.value(value)}")
 
+    def append_nested(self, attribute: str, key: str, items: list[Any]) -> None:
+        """``attribute.key += items``, a list started when absent (``attribute`` must be a map already)."""
+        self._keys += 1
+        key_placeholder = f"#key_{self._keys}"
+        self.names[key_placeholder] = key
+        path = f"{self.name(attribute)}.{key_placeholder}"
+        self._set.append(f"{path} = list_append(if_not_exists({path}, {self.value([])}), {self.value(items)})")
+
     def increment(self, attribute: str, delta: int) -> None:
         """``attribute += delta``, counting from 0 when the attribute is absent."""
         name = self.name(attribute)

@@ -191,6 +191,9 @@ def backups_describe(args: Any, services: Any) -> int:
         )
         for found in damaged_blobs:
             out.print(f"  {found['blob_id']}: {found['where']}")
+    # Post hooks run after the commit, so their failures are on the record, not among the manifest's errors.
+    for failure in record.extra.get("post_hooks") or []:
+        out.print(f"[yellow]post hook failed[/yellow] at {failure.get('at')}: {failure.get('error')}")
     out.print(table("Objects per kind", ["kind", "objects"], [[k, n] for k, n in sorted(per_kind.items())]))
     out.print(
         table(

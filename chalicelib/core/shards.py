@@ -9,7 +9,7 @@ their trees.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +17,7 @@ import orjson
 import zstandard
 
 from chalicelib.core.errors import FormatError
+from chalicelib.core.hooks import Hook
 from chalicelib.core.ids import BlobId
 from chalicelib.core.resources import Resource
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry
@@ -106,6 +107,8 @@ class ShardPlan:
     volumes: dict[str, Any] = field(default_factory=dict)  # the job's volume settings, when it takes snapshots
     dumps: list[dict[str, Any]] = field(default_factory=list)  # the job's database dumps, taken before the commit
     cluster_uid: str | None = None  # the cluster's identity (kube-system's uid), for the manifest
+    # The post hooks planned with the pre hooks (the policy's and the pods' Velero ones): the join runs them.
+    post_hooks: tuple[Hook, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +128,7 @@ class ShardPlan:
             **({"volumes": dict(self.volumes)} if self.volumes else {}),
             **({"dumps": list(self.dumps)} if self.dumps else {}),
             **({"cluster_uid": self.cluster_uid} if self.cluster_uid else {}),
+            **({"post_hooks": [hook_to_row(h) for h in self.post_hooks]} if self.post_hooks else {}),
         }
 
     @classmethod
@@ -147,9 +151,21 @@ class ShardPlan:
                 volumes=dict(data.get("volumes") or {}),
                 dumps=list(data.get("dumps") or []),
                 cluster_uid=str(data["cluster_uid"]) if data.get("cluster_uid") else None,
+                post_hooks=tuple(hook_from_row(h) for h in data.get("post_hooks") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"shard plan is malformed: {exc}") from exc
+
+
+def hook_to_row(hook: Hook) -> dict[str, Any]:
+    """A planned hook as the plan stores it: every field, so a Velero annotation's hook comes back as it was."""
+    return {**asdict(hook), "command": list(hook.command)}
+
+
+def hook_from_row(row: Mapping[str, Any]) -> Hook:
+    """The hook ``hook_to_row`` stored (TypeError on a field this version does not know: the plan is malformed)."""
+    fields = dict(row)
+    return Hook(**{**fields, "timeout_s": float(fields["timeout_s"]), "command": tuple(fields.get("command") or ())})
 
 
 EntryRows = dict[str, list[tuple[str, TreeEntry]]]  # group_resource -> (scope, entry), in listing order

@@ -431,3 +431,22 @@ def test_latest_does_not_trust_a_stale_index_entry(dynamodb: Any) -> None:
     with stub:
         latest = BackupCatalog(client, "t").latest("prod", states={S.COMPLETED})
     assert latest is not None and latest.backup_id == backup_id(0)
+
+
+def test_post_hook_failures_are_appended_to_a_finished_record_without_touching_its_state(
+    catalog: BackupCatalog,
+) -> None:
+    bid = make(catalog, "prod", 0, S.COMPLETED)
+    first = catalog.record_post_hooks(
+        "prod", bid, [{"resource": "hook/post", "error": "post hook 1 (exec) failed: exit code 2"}], now=NOW
+    )
+    later = NOW + timedelta(minutes=1)
+    again = catalog.record_post_hooks("prod", bid, [{"resource": "hook/post", "error": "second"}], now=later)
+    assert first.state == again.state == S.COMPLETED
+    assert again.extra["post_hooks"] == [
+        {"resource": "hook/post", "error": "post hook 1 (exec) failed: exit code 2", "at": "2026-11-22T10:15:00.000Z"},
+        {"resource": "hook/post", "error": "second", "at": "2026-11-22T10:16:00.000Z"},
+    ]
+    assert catalog.get("prod", bid).extra["post_hooks"] == again.extra["post_hooks"]
+    with pytest.raises(RecordNotFound, match="prod/20991231T000000Z-000000 not found"):
+        catalog.record_post_hooks("prod", "20991231T000000Z-000000", [{"error": "x"}], now=NOW)

@@ -177,3 +177,30 @@ def test_a_list_resumes_from_a_token_and_restarts_when_it_expired():
     pages = list(iter_pages(get, "/api/v1/configmaps", limit=2, continue_token="old"))
     assert calls == ["old", None, "2", "4"]
     assert pages[0].restarted and [len(p.items) for p in pages] == [2, 2, 1]
+
+
+def test_plan_keeps_its_post_hooks_field_for_field_through_the_catalog_encoding():
+    from chalicelib.catalog.dynamo import decode_item, encode
+    from chalicelib.core.hooks import ANNOTATION, EXEC, FAIL, WEBHOOK, Hook
+
+    hooks = (
+        Hook(EXEC, FAIL, 2.5, namespace="db", pod="db-0", container="pg", command=("sync",), source=ANNOTATION),
+        Hook(WEBHOOK, "continue", 10.0, url="https://hooks.example/thaw?t=1"),
+    )
+    plan = ShardPlan(
+        mode="auto",
+        scope={},
+        namespaced=(CM,),
+        cluster_types=(),
+        kubernetes_version="v1.31.0",
+        started_at="2026-11-22T10:15:00Z",
+        seed_key="k",
+        namespaces=1,
+        post_hooks=hooks,
+    )
+    stored = decode_item({"plan": encode(plan.to_dict())})["plan"]
+    back = ShardPlan.from_dict(stored)
+    assert back.post_hooks == hooks
+    assert "post_hooks" not in ShardPlan.from_dict(plan.to_dict() | {"post_hooks": []}).to_dict()
+    with pytest.raises(FormatError, match="shard plan is malformed"):
+        ShardPlan.from_dict({**plan.to_dict(), "post_hooks": [{"kind": "exec", "shell": "x"}]})

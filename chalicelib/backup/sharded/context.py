@@ -206,8 +206,10 @@ class Sharding:
         options: ShardingOptions | None = None,
         etcd_snapshot: Any = None,
         volumes: Any = None,
+        hooks: Any = None,
     ) -> None:
-        """``volumes`` (a ``backup.volumes.VolumeStage``) takes the volume snapshots the join waits for."""
+        """``volumes`` (a ``backup.volumes.VolumeStage``) takes the volume snapshots the join waits for; ``hooks`` (a
+        ``backup.hooks.HookRunner``) runs the post hooks the plan holds, once the backup is committed or failed."""
         self.catalog = catalog
         self.shards = shards
         self.queue = queue
@@ -219,6 +221,7 @@ class Sharding:
         self.writer_options = writer_options or {}
         self.options = options or ShardingOptions()
         self.volumes = volumes
+        self.hooks = hooks
         self.contexts = BackupContexts(catalog, shards, open_repository, connect, writer_options=self.writer_options)
         self.next_step = NextStep(shards, queue, clock)
 
@@ -250,6 +253,7 @@ class Sharding:
             clock=self.clock,
             options=self.options,
             list_workers=self.list_workers,
+            hooks=self.hooks,
         )
 
     def join(self) -> ShardJoin:
@@ -262,7 +266,34 @@ class Sharding:
             clock=self.clock,
             etcd_snapshot=self.etcd_snapshot,
             volumes=self.volumes,
+            hooks=self.hooks,
         )
+
+
+def run_planned_post_hooks(
+    hooks: Any,
+    catalog: Any,
+    contexts: BackupContexts,
+    context: BackupContext,
+    ref: ClusterRef,
+    record: Any,
+    now: datetime,
+) -> list[dict[str, str]]:
+    """Run the post hooks a sharded backup's plan holds, told the backup's state, and keep their failures on its
+    record. Callers run this once per backup: after the write that ended it (its commit, or its Failed state) won."""
+    if hooks is None or not context.plan.post_hooks:
+        return []
+    from chalicelib.backup.hooks import HookContext, run_post_hooks
+
+    try:
+        client = contexts.client(context, ref)
+    except Exception as exc:  # noqa: BLE001 -- webhook and Lambda hooks still run; exec hooks then say why not
+        extra = {"backup_id": record.backup_id, "error": str(exc)}
+        logger().warning("no cluster client for the post hooks", extra=extra)
+        client = None
+    state = str(getattr(record.state, "value", record.state))
+    hook_context = HookContext(record.backup_id, ref.name, record.policy)
+    return run_post_hooks(hooks, context.plan.post_hooks, hook_context, client, state=state, catalog=catalog, now=now)
 
 
 def log(message: str, **fields: Any) -> None:

@@ -18,7 +18,7 @@ from chalicelib.backup.commit import (
     take_etcd_snapshot,
 )
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.sharded.context import BackupContexts
+from chalicelib.backup.sharded.context import BackupContexts, run_planned_post_hooks
 from chalicelib.backup.verify import damaged_sample
 from chalicelib.catalog.errors import StaleState, WorkerSuperseded
 from chalicelib.core.dumps import dumps_from_list
@@ -46,14 +46,17 @@ class ShardJoin:
         clock: Callable[[], datetime],
         etcd_snapshot: EtcdSnapshotFn | None = None,
         volumes: VolumeStage | None = None,
+        hooks: Any = None,
     ) -> None:
-        """``volumes`` takes the volume snapshots of backups whose job asked for them, before their commit."""
+        """``volumes`` takes the volume snapshots of backups whose job asked for them, before their commit; ``hooks``
+        (a ``backup.hooks.HookRunner``) runs the plan's post hooks after it, or after the join fails the backup."""
         self._catalog = catalog
         self._shards = shards
         self._contexts = contexts
         self._clock = clock
         self._etcd_snapshot = etcd_snapshot
         self._volumes = volumes
+        self._hooks = hooks
 
     def commit(self, msg: CommitMessage) -> tuple[BackupRecord | None, str]:
         """(the backup's record, what happened): committed, duplicate, waiting, rejected or superseded.
@@ -86,12 +89,13 @@ class ShardJoin:
             manifest, writer = self._manifest(msg, context, record, {n: r for n, r in results.items() if r is not None})
             refused = self._refuse_damaged_reuse(context, manifest, token)
             if refused is not None:
-                return refused, "rejected"
+                return self._post_hooks(msg, context, refused), "rejected"
             if stage is not None:
                 namespaces = sorted({ns for r in results.values() if r is not None for ns in r.trees} - {CLUSTER_SCOPE})
                 done = self._with_volumes(stage, msg, context, record, manifest, writer, namespaces, token)
                 if done is None:
-                    return self._catalog.get(cluster, backup_id), "waiting"
+                    # The snapshots are taken, the stage waits for them to be ready: a freeze need not last longer.
+                    return self._post_hooks(msg, context, self._catalog.get(cluster, backup_id)), "waiting"
             else:
                 # This writer refuses a manifest without its own index file; the manifest names the shards' too.
                 done = commit_manifest(
@@ -101,10 +105,16 @@ class ShardJoin:
             return self._catalog.get(cluster, backup_id), "superseded"
         except StaleState:
             return self._catalog.get(cluster, backup_id), "duplicate"
+        # Only the join holding the token got here (the others stopped as superseded or duplicate): hooks run once.
+        self._post_hooks(msg, context, done.record)
         if done.outcome == REJECTED:
             return done.record, "rejected"
         self._shards.forget_done(cluster, backup_id, now=self._clock())
         return done.record, "committed"
+
+    def _post_hooks(self, msg: CommitMessage, context: Any, record: BackupRecord) -> BackupRecord:
+        run_planned_post_hooks(self._hooks, self._catalog, self._contexts, context, msg.cluster, record, self._clock())
+        return record
 
     def _refuse_damaged_reuse(self, context: Any, manifest: Manifest, token: str) -> BackupRecord | None:
         """Fail the backup before its commit when a sample of what its shards deduplicated against does not read

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page, count_objects
 from chalicelib.backup.sharded.checkpoints import CheckpointStore
 from chalicelib.backup.sharded.context import BackupContext, BackupContexts, NextStep, ShardingOptions, log
+from chalicelib.core.hooks import Hook
 from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupRecord, BackupState
 from chalicelib.core.references import cluster_listing_order
@@ -83,11 +84,13 @@ class ShardPlanner:
         errors: list[dict[str, str]],
         counts: dict[str, int | None],
         cluster_uid: str | None = None,
+        post_hooks: Sequence[Hook] = (),
     ) -> BackupRecord:
         """Store the Namespace objects (the cluster shard's starting point), the plan and one shard per work item
         (whole namespaces, about ``item_objects`` objects each), then send the shards. A type with no object
         anywhere in the cluster at this moment is left out of them. ``cluster_uid`` (the cluster's identity) goes into
-        the plan and from there into the manifest, so the next backup of the cluster may reuse this one's objects."""
+        the plan and from there into the manifest, so the next backup of the cluster may reuse this one's objects.
+        ``post_hooks`` (the policy's and the pods', planned with the pre hooks) go into the plan: the join runs them."""
         from chalicelib.repository import RepositoryReader, RepositoryWriter
 
         cluster, backup_id = job.cluster.name, record.backup_id
@@ -133,6 +136,7 @@ class ShardPlanner:
             volumes=job.volumes.to_dict() if job.volumes.enabled else {},
             dumps=[d.to_dict() for d in job.dumps],
             cluster_uid=cluster_uid,
+            post_hooks=tuple(post_hooks),
         )
         _, created = self._shards.create_plan(cluster, backup_id, plan.to_dict(), now=self._clock())
         if not created:

@@ -11,7 +11,14 @@ from typing import Any
 
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, stream_pages
-from chalicelib.backup.sharded.context import BackupContext, BackupContexts, NextStep, ShardingOptions, log
+from chalicelib.backup.sharded.context import (
+    BackupContext,
+    BackupContexts,
+    NextStep,
+    ShardingOptions,
+    log,
+    run_planned_post_hooks,
+)
 from chalicelib.catalog.errors import ShardConflict, StaleState
 from chalicelib.core.jobs import ShardMessage
 from chalicelib.core.models import BackupState
@@ -80,7 +87,9 @@ class ShardWorker:
         clock: Callable[[], datetime],
         options: ShardingOptions,
         list_workers: int,
+        hooks: Any = None,
     ) -> None:
+        """``hooks`` (a ``backup.hooks.HookRunner``) runs the plan's post hooks when a shard fails the backup."""
         self._catalog = catalog
         self._shards = shards
         self._queue = queue
@@ -89,6 +98,7 @@ class ShardWorker:
         self._clock = clock
         self._options = options
         self._list_workers = list_workers
+        self._hooks = hooks
 
     def run(self, msg: ShardMessage, remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
         opts = self._options
@@ -119,7 +129,7 @@ class ShardWorker:
             log("shard no longer ours", error=str(exc), **base)
             return {"status": "lost", **base}
         except Exception as exc:  # noqa: BLE001 -- a failed attempt is recorded and retried with its checkpoint
-            return self._attempt_failed(msg, shard, run_id, exc, base)
+            return self._attempt_failed(msg, shard, run_id, exc, base, context)
         # The shard's progress is stored. If sending what follows fails, the error returns this message to the
         # queue: its redelivery continues from the checkpoint, or finds the shard Done and sends the next step.
         if isinstance(outcome, Checkpoint):
@@ -156,7 +166,13 @@ class ShardWorker:
         )
 
     def _attempt_failed(
-        self, msg: ShardMessage, shard: ShardRecord, run_id: str, exc: Exception, base: dict[str, Any]
+        self,
+        msg: ShardMessage,
+        shard: ShardRecord,
+        run_id: str,
+        exc: Exception,
+        base: dict[str, Any],
+        context: BackupContext,
     ) -> dict[str, Any]:
         opts = self._options
         cluster, backup_id = msg.cluster.name, msg.backup_id
@@ -172,10 +188,14 @@ class ShardWorker:
             self._shards.fail(cluster, backup_id, msg.namespace, run_id, now=self._clock(), error=text)
             where = msg.namespace or "(cluster-scoped)"
             failure = f"shard {where} failed after {attempt} attempts: {text}"
-            self._catalog.transition(cluster, backup_id, BackupState.FAILED, now=self._clock(), failure=failure[:2048])
+            record = self._catalog.transition(
+                cluster, backup_id, BackupState.FAILED, now=self._clock(), failure=failure[:2048]
+            )
         except (ShardConflict, StaleState) as lost:
             log("shard no longer ours", error=str(lost), **base)
             return {"status": "lost", **base}
+        # This shard's write failed the backup (a second failing shard finds it Failed already): its post hooks run.
+        run_planned_post_hooks(self._hooks, self._catalog, self._contexts, context, msg.cluster, record, self._clock())
         log("shard failed; the backup failed", attempt=attempt, error=text, **base)
         return {"status": "Failed", "error": text, **base}
 
