@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from chalicelib.cli.main import main
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK
 from chalicelib.core.policies import Policy
 from tests.conftest import TEST_BUCKET, TEST_TABLE
+from tests.support.api import register_test_cluster
 from tests.support.verification import apply_policy, back_up
 
 AWS = ["--table", TEST_TABLE, "--bucket", TEST_BUCKET, "--region", "us-east-1"]
@@ -27,16 +27,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 @pytest.fixture
 def registered(services: Any, kubeconfig_path: Any) -> str:
-    name = f"verify-{uuid.uuid4().hex[:6]}"
-    secrets = services.client("secretsmanager")
-    secrets.create_secret(Name=f"lifeboat/{name}", SecretString=kubeconfig_path.read_text())
-    services.cluster_catalog().register(
-        name,
-        {"type": "kubeconfig_secret", "secret_id": f"lifeboat/{name}"},
-        kubernetes_version=None,
-        now=datetime.now(UTC),
-    )
-    return name
+    return register_test_cluster(services, kubeconfig_path.read_text(), "verify")
 
 
 def _policy(services: Any, cluster: str, namespaces: list[str]) -> Policy:

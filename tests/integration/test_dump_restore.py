@@ -26,6 +26,7 @@ from chalicelib.core.scope import BackupScope
 from chalicelib.snapshots.dump_jobs import JOBS, PODS, SECRETS
 from tests.conftest import TEST_BUCKET, TEST_TABLE
 from tests.integration.test_dump_backup import _jobs_of, _run_the_job
+from tests.support.api import register_test_cluster
 from tests.support.clocks import Clock
 from tests.support.sharded import ListQueue
 
@@ -37,16 +38,7 @@ DUMP = b"-- MySQL dump\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1),(2);\
 
 @pytest.fixture
 def registered(services: Any, kubeconfig_path: Any) -> str:
-    name = f"dumps-{uuid.uuid4().hex[:6]}"
-    secrets = services.client("secretsmanager")
-    secrets.create_secret(Name=f"lifeboat/{name}", SecretString=kubeconfig_path.read_text())
-    services.cluster_catalog().register(
-        name,
-        {"type": "kubeconfig_secret", "secret_id": f"lifeboat/{name}"},
-        kubernetes_version=None,
-        now=datetime.now(UTC),
-    )
-    return name
+    return register_test_cluster(services, kubeconfig_path.read_text(), "dumps")
 
 
 @pytest.fixture

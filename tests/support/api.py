@@ -59,3 +59,17 @@ def signed_headers(
     request = SignedRequest.of(method, path, query, headers, body)
     ts = time.time() if t is None else t
     return {**headers, "Lifeboat-Signature": sign(client_id, key, request, ts)}
+
+
+def register_test_cluster(services: Any, kubeconfig_text: str, prefix: str) -> str:
+    """A uniquely named cluster registered with its kubeconfig in Secrets Manager (``lifeboat/<name>``), the way
+    ``lifeboat clusters add --secret-id`` leaves it: workers reach it by its registered name only."""
+    import uuid
+
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    services.client("secretsmanager").create_secret(Name=f"lifeboat/{name}", SecretString=kubeconfig_text)
+    auth = {"type": "kubeconfig_secret", "secret_id": f"lifeboat/{name}"}
+    ClusterCatalog(services.client("dynamodb"), services.settings.table).register(
+        name, auth, kubernetes_version=None, now=datetime.now(UTC)
+    )
+    return name
