@@ -249,7 +249,7 @@ class Services:
         from datetime import UTC, datetime
 
         from chalicelib.backup.queue import BackupWorkQueue
-        from chalicelib.backup.volumes import VolumeStage
+        from chalicelib.backup.volumes import DEFAULT_POLL_DELAY_S, VolumeStage
 
         now = clock or (lambda: datetime.now(UTC))
         return VolumeStage(
@@ -261,6 +261,7 @@ class Services:
             ebs=lambda: self.ebs_snapshots(clock=now),
             dump_jobs=self.dump_jobs,
             events=self.events(),
+            poll_delay_s=self.settings.poll_delay_s if self.settings.poll_delay_s is not None else DEFAULT_POLL_DELAY_S,
         )
 
     def dump_jobs(self, client: Any) -> DumpJobs:
@@ -422,6 +423,9 @@ class Services:
             self.restore_events(),
             self.restore_queue(),
             remaining_ms=remaining_ms,
+            open_replica_reader=(lambda: RepositoryReader(self.repository(replica=True)))
+            if self.settings.replica_bucket
+            else None,
         )
 
     # -- restore verification ------------------------------------------------------------------------------------
@@ -437,7 +441,7 @@ class Services:
         from chalicelib.catalog.verifications import VerificationCatalog
         from chalicelib.observability import publish_verification_metrics
         from chalicelib.repository import RepositoryReader
-        from chalicelib.verification.worker import VerificationWorker
+        from chalicelib.verification.worker import CONTINUE_AFTER_S, VerificationWorker
 
         return VerificationWorker(
             verifications=VerificationCatalog(self.client("dynamodb"), self.settings.table),
@@ -453,6 +457,7 @@ class Services:
             else None,
             replica_region=self.settings.replica_region,
             etcd_verifier=lambda: self.etcd_verifier(binaries_dir=self.settings.etcd_bin_dir),
+            continue_after_s=self.settings.poll_delay_s if self.settings.poll_delay_s is not None else CONTINUE_AFTER_S,
         )
 
     # -- policies, scheduling, maintenance -----------------------------------------------------------------------
@@ -475,7 +480,7 @@ class Services:
         scope = f"s3://{self.settings.bucket}/{self.settings.repository_prefix}"
         return RepositoryLock(LeaseCatalog(self.client("dynamodb"), self.settings.table), scope)
 
-    def dispatcher(self) -> Dispatcher:
+    def dispatcher(self, *, clock: Callable[[], datetime] | None = None) -> Dispatcher:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
         from chalicelib.scheduling.etcd_dispatch import EtcdDispatcher
@@ -487,7 +492,10 @@ class Services:
         verify = VerifyDispatcher(
             self.verify_schedules(), policies, self.verification_worker().start, self.verification_queue()
         )
-        return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd, verify=verify)
+        timing = {"clock": clock} if clock is not None else {}
+        return Dispatcher(
+            policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd, verify=verify, **timing
+        )
 
     def etcd_schedules(self) -> SideScheduleCatalog:
         from chalicelib.catalog.side_schedules import ETCD, SideScheduleCatalog

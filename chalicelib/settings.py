@@ -44,6 +44,9 @@ class Settings:
     verification_queue_url: str | None = None
     etcd_bin_dir: str | None = None  # etcd and etcdutl for verifying etcd snapshots (a Lambda layer's /opt/bin)
     endpoint_url: str | None = None  # emulated AWS (moto server); None means the real endpoints
+    # The delay of the messages a wait continues from (volume snapshots, verification readiness); None keeps each
+    # one's default (30 s). The sandbox shortens it so its demo does not wait on SQS delays.
+    poll_delay_s: int | None = None
     repository_prefix: str = "lifeboat/v1/"
 
     @classmethod
@@ -67,6 +70,7 @@ class Settings:
             verification_queue_url=env.get("LIFEBOAT_VERIFICATION_QUEUE_URL") or None,
             etcd_bin_dir=env.get("LIFEBOAT_ETCD_BIN_DIR") or None,
             endpoint_url=env.get("LIFEBOAT_AWS_ENDPOINT_URL") or None,
+            poll_delay_s=int(env["LIFEBOAT_POLL_DELAY_S"]) if env.get("LIFEBOAT_POLL_DELAY_S") else None,
         )
 
     def with_overrides(self, **overrides: Any) -> Settings:

@@ -97,6 +97,10 @@ def running_sandbox(workdir: Path) -> Iterator[Sandbox]:
     kube.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"
+        # moto keeps its accounts in the process: a sandbox started after another one begins empty all the same.
+        import urllib3
+
+        urllib3.request("POST", f"{endpoint}/moto-api/reset", timeout=10)
         provision_aws(endpoint)
         workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = workdir / "kubeconfig"

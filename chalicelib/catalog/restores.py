@@ -35,7 +35,7 @@ from chalicelib.catalog.restore_records import (
     to_record,
 )
 from chalicelib.catalog.schema import GSI1_PK, TTL_ATTRIBUTE
-from chalicelib.core.restore_jobs import TERMINAL, RestoreState
+from chalicelib.core.restore_jobs import JOB_STATES, TERMINAL, RestoreState
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _CREATE_ATTEMPTS = 3
@@ -283,6 +283,27 @@ class RestoreCatalog:
         if item is None:
             raise RecordNotFound(f"restore {restore_id} not found")
         return to_record(item)
+
+    def recent(self, *, limit: int = 50) -> list[RestoreRecord]:
+        """Recent restore jobs of every state, newest first: one query per state on the state index."""
+        from chalicelib.catalog.schema import GSI1
+
+        records: list[RestoreRecord] = []
+        for state in JOB_STATES:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": GSI1,
+                "KeyConditionExpression": f"{GSI1_PK} = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": state_gsi1pk(state)}},
+            }
+            while True:
+                response = self._call("query", **query)
+                records.extend(to_record(item) for item in response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        records.sort(key=lambda r: (r.created_at, r.restore_id), reverse=True)
+        return records[:limit]
 
     def done_markers(self, restore_id: str) -> DoneMarkers:
         """Every object key a worker of this restore already finished, and the next chunk number to write."""

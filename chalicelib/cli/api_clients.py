@@ -50,7 +50,7 @@ def list_clients(args: Any, services: Any) -> int:
     from chalicelib.api.clients import describe
 
     records = services.api_client_service().list()
-    if args.output == "json":
+    if args.output != "table":
         emit_json([describe(r) for r in records])
         return EXIT_OK
     rows = [
@@ -80,7 +80,7 @@ def revoke(args: Any, services: Any) -> int:
     from chalicelib.api.clients import describe
 
     record = services.api_client_service().revoke(args.client_id)
-    if args.output == "json":
+    if args.output != "table":
         emit_json(describe(record))
     else:
         console().print(f"API client {record.client_id} revoked at {record.revoked_at}; its key was deleted")
@@ -90,7 +90,7 @@ def revoke(args: Any, services: Any) -> int:
 def _print_key(args: Any, record: Any, key: str, what: str) -> int:
     from chalicelib.api.clients import describe
 
-    if args.output == "json":
+    if args.output != "table":
         emit_json({**describe(record), "key": key})
         return EXIT_OK
     out = console()

@@ -10,6 +10,7 @@ from chalicelib.cli.output import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PARTIAL,
+    CliError,
     console,
     emit_json,
     human_bytes,
@@ -67,22 +68,44 @@ def run_backup_with_progress(services: Any, job: BackupJob, *, show: bool = True
         return service.run(job, progress=progress)
 
 
-def backup(args: Any, services: Any) -> int:
-    kubeconfig = read_kubeconfig(args.kubeconfig)
+def _backup_target(args: Any, services: Any) -> tuple[ClusterRef, BackupScope, str | None]:
+    """The cluster, scope and policy of ``backup create``: a schedule's, a registered cluster's or a kubeconfig's."""
+    from chalicelib.settings import default_kubeconfig
+
+    scope, policy = scope_from_args(args), args.policy
+    cluster = args.cluster
+    if getattr(args, "from_schedule", None):
+        record = services.policy_service().get(args.from_schedule).policy
+        scope, policy = record.scope, record.name
+        if cluster and cluster != record.cluster:
+            raise CliError(f"schedule {record.name} backs up cluster {record.cluster}, not {cluster}")
+        cluster = record.cluster
+    if args.kubeconfig is None and cluster and services.settings.table:
+        from chalicelib.catalog.errors import RecordNotFound
+
+        try:
+            registered = services.cluster_catalog().get(cluster)
+        except RecordNotFound:
+            registered = None
+        if registered is not None and registered.auth is not None:
+            # The credentials stay where the registration keeps them (EKS token, Secrets Manager): this process
+            # fetches them the way a worker does.
+            return ClusterRef(cluster, dict(registered.auth)), scope, policy
+    if getattr(args, "from_schedule", None):
+        raise CliError(f"cluster {cluster} of schedule {args.from_schedule} is not registered; pass --kubeconfig")
+    kubeconfig = read_kubeconfig(args.kubeconfig or default_kubeconfig())
     context = args.context or _current_context(kubeconfig)
-    name = args.cluster or context or "default"
-    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig, "context": args.context}
+    name = cluster or context or "default"
+    return ClusterRef(name, {"type": "kubeconfig", "kubeconfig": kubeconfig, "context": args.context}), scope, policy
+
+
+def backup(args: Any, services: Any) -> int:
+    cluster, scope, policy = _backup_target(args, services)
     # A local run does the whole backup in this process: there are no workers to hand shards to.
-    job = BackupJob(
-        job_id=f"cli-{uuid.uuid4()}",
-        cluster=ClusterRef(name, auth),
-        scope=scope_from_args(args),
-        policy=args.policy,
-        shard=False,
-    )
+    job = BackupJob(job_id=f"cli-{uuid.uuid4()}", cluster=cluster, scope=scope, policy=policy, shard=False)
     outcome = run_backup_with_progress(services, job, show=args.output == "table")
     record = outcome.record
-    if args.output == "json":
+    if args.output != "table":
         emit_json(_record_dict(record))
     else:
         print_backup_summary(record)
@@ -121,7 +144,7 @@ def backups_list(args: Any, services: Any) -> int:
         records.extend(page)
     records.sort(key=lambda r: r.backup_id, reverse=True)
     records = records[: args.limit]
-    if args.output == "json":
+    if args.output != "table":
         emit_json([_record_dict(r) for r in records])
         return EXIT_OK
     rows = [
@@ -153,8 +176,12 @@ def backups_describe(args: Any, services: Any) -> int:
     per_namespace: Counter[str] = Counter()
     per_kind: Counter[str] = Counter()
     size: Counter[str] = Counter()
+    details = bool(getattr(args, "details", False))
+    objects: list[list[str]] = []
     for scope, entry in reader.walk(manifest):
         key = scope or "(cluster)"
+        if details:
+            objects.append([f"{entry.group}/{entry.kind}" if entry.group else entry.kind, scope or "", entry.name])
         per_namespace[key] += 1
         per_kind[f"{entry.group}/{entry.kind}" if entry.group else entry.kind] += 1
         size[key] += entry.size
@@ -179,7 +206,9 @@ def backups_describe(args: Any, services: Any) -> int:
         "damaged_blobs": damaged_blobs,
         "volumes": volumes,
     }
-    if args.output == "json":
+    if details:
+        data["objects"] = [{"kind": k, "namespace": ns, "name": n} for k, ns, n in sorted(objects)]
+    if args.output != "table":
         emit_json(data)
         return EXIT_OK
     print_backup_summary(record)
@@ -207,6 +236,8 @@ def backups_describe(args: Any, services: Any) -> int:
             [v["claim"], v["mode"], v["state"], v["snapshot"], v["size"], copies_cell(v["copies"])] for v in volumes
         ]
         out.print(table("Volumes", HEADERS, rows))
+    if details:
+        out.print(table("Objects", ["kind", "namespace", "name"], sorted(objects)))
     return EXIT_OK
 
 
@@ -232,7 +263,7 @@ def export(args: Any, services: Any) -> int:
     reader = _reader(services)
     manifest = reader.load_manifest(record.cluster, record.backup_id)
     report = export_backup(reader, manifest, args.to_dir)
-    if args.output == "json":
+    if args.output != "table":
         emit_json(
             {
                 "backup_id": record.backup_id,
@@ -264,7 +295,7 @@ def repo_check(args: Any, services: Any) -> int:
 
     reader = _reader(services)
     sample = _sample_size(reader, args.read_data_subset)
-    if args.output == "json":
+    if args.output != "table":
         report = check_repository(reader, read_data=not args.no_read_data, sample=sample)
     else:
         with Progress(transient=True) as bar:
@@ -276,7 +307,7 @@ def repo_check(args: Any, services: Any) -> int:
                 sample=sample,
             )
     problems = [dict(kind=p.kind, blob_id=p.blob_id, where=p.where, detail=p.detail) for p in report.problems]
-    if args.output == "json":
+    if args.output != "table":
         emit_json({"manifests": report.manifests_checked, "blobs": report.blobs_checked, "problems": problems})
     else:
         out = console()
@@ -292,3 +323,90 @@ def repo_check(args: Any, services: Any) -> int:
         else:
             out.print("[green]no problems found[/green]")
     return EXIT_ERROR if problems else EXIT_OK
+
+
+def backup_get(args: Any, services: Any) -> int:
+    """``backup get``: the list, or one backup's row."""
+    if not args.backup_id:
+        return backups_list(args, services)
+    services.repository()
+    record = services.catalog().find(args.backup_id)
+    if args.output != "table":
+        emit_json([_record_dict(record)])
+        return EXIT_OK
+    print_backup_summary(record)
+    return EXIT_OK
+
+
+def backup_logs(args: Any, services: Any) -> int:
+    """The warnings and errors recorded for a backup: the manifest's (per resource type) and the record's."""
+    record = services.catalog().find(args.backup_id)
+    entries: list[dict[str, Any]] = []
+    if record.failure:
+        entries.append({"level": "error", "where": "backup", "message": record.failure})
+    for err in record.errors or []:
+        where = err.get("resource", "") + (f" in {err['namespace']}" if err.get("namespace") else "")
+        entries.append({"level": "error", "where": where or "backup", "message": err.get("error", "")})
+    for failure in record.extra.get("post_hooks") or []:
+        entries.append({"level": "error", "where": "post hook", "message": failure.get("error", "")})
+    for warning in record.extra.get("warnings") or []:
+        entries.append({"level": "warning", "where": "backup", "message": str(warning)})
+    if args.output != "table":
+        emit_json({"backup_id": record.backup_id, "state": str(record.state), "entries": entries})
+        return EXIT_OK
+    if not entries:
+        console().print(f"backup {record.backup_id} ({record.state}) recorded no warnings or errors")
+        return EXIT_OK
+    rows = [[e["level"], e["where"], e["message"]] for e in entries]
+    console().print(table(f"Log of {record.backup_id}", ["level", "where", "message"], rows))
+    return EXIT_OK
+
+
+def backup_delete(args: Any, services: Any) -> int:
+    """Delete one backup now: its manifest goes, its record is marked Expired, its data goes at the next GC."""
+    import sys
+
+    from chalicelib.maintenance.retention import expire_backup
+
+    record = services.catalog().find(args.backup_id)
+    if not args.confirm:
+        if not sys.stdin.isatty():
+            raise CliError(f"backup delete {record.backup_id}: pass --confirm to delete without asking")
+        answer = input(f"Delete backup {record.backup_id} of {record.cluster}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            console().print("nothing deleted")
+            return EXIT_OK
+    outcome = expire_backup(services.repository(), services.catalog(), record, by="user")
+    if args.output != "table":
+        emit_json({"backup_id": record.backup_id, "cluster": record.cluster, "outcome": outcome})
+    elif outcome == "expired":
+        console().print(f"deleted backup {record.backup_id}; its data is removed by the next garbage collection")
+    else:
+        console().print(f"backup {record.backup_id} not deleted: {outcome}")
+    return EXIT_OK if outcome == "expired" else EXIT_ERROR
+
+
+def backup_download(args: Any, services: Any) -> int:
+    """A backup's objects as YAML files in a .tar.gz (what ``export`` writes, packed in one file)."""
+    import os
+    import tarfile
+    import tempfile
+    from pathlib import Path
+
+    from chalicelib.repository.export import export_backup
+
+    record = services.catalog().find(args.backup_id)
+    reader = _reader(services)
+    manifest = reader.load_manifest(record.cluster, record.backup_id)
+    target = Path(args.to_file or f"{record.backup_id}-data.tar.gz")
+    with tempfile.TemporaryDirectory(prefix="lifeboat-download-") as tmp:
+        report = export_backup(reader, manifest, Path(tmp) / record.backup_id)
+        partial = target.with_name(target.name + ".partial")
+        with tarfile.open(partial, "w:gz") as archive:
+            archive.add(Path(tmp) / record.backup_id, arcname=record.backup_id)
+        os.replace(partial, target)  # a download that fails half-way never leaves a truncated archive behind
+    if args.output != "table":
+        emit_json({"backup_id": record.backup_id, "file": str(target), "objects": report.objects})
+    else:
+        console().print(f"downloaded {report.objects} objects of {record.backup_id} to {target}")
+    return EXIT_OK

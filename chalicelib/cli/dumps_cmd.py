@@ -121,7 +121,7 @@ def restore(args: argparse.Namespace, services: Any) -> int:
         "duration_s": round(time.monotonic() - started, 1),
         "error": why,
     }
-    if args.output == "json":
+    if args.output != "table":
         emit_json(result)
     elif ok:
         console().print(f"restored {result['dump']} of {manifest.backup_id} into {result['into']} ({result['job']})")

@@ -76,7 +76,7 @@ def restore_plan(args: argparse.Namespace, services: Any) -> int:
         "cluster_token": facts.cluster_token,
         "scripts": scripts,
     }
-    if args.output == "json":
+    if args.output != "table":
         emit_json(summary)
     else:
         console().print(f"snapshot verified: {summary['snapshot']} (sha256 {snap.sha256})")
@@ -90,7 +90,7 @@ def verify(args: argparse.Namespace, services: Any) -> int:
     from dataclasses import asdict
 
     result = services.etcd_verifier(binaries_dir=args.etcd_bin).verify(_manifest(services, args.backup_id))
-    if args.output == "json":
+    if args.output != "table":
         emit_json(asdict(result))
     elif result.ok:
         console().print(f"ok: {result.keys} keys at revision {result.revision} (snapshot {result.expected_revision})")

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, err_console
-from chalicelib.settings import default_kubeconfig
+from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, FORMATS, err_console
 
 
 def _add_aws_options(p: argparse.ArgumentParser) -> None:
@@ -21,7 +20,9 @@ def _add_aws_options(p: argparse.ArgumentParser) -> None:
         "--endpoint-url",
         help="emulated AWS endpoint such as a moto server (env LIFEBOAT_AWS_ENDPOINT_URL); omit for real AWS",
     )
-    p.add_argument("--output", choices=("table", "json"), default="table")
+    p.add_argument(
+        "-o", "--output", choices=FORMATS, default="table", help="table for people; json or yaml for scripts"
+    )
 
 
 def _add_scope_options(p: argparse.ArgumentParser) -> None:
@@ -46,13 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifeboat", description="Backup and disaster recovery for Kubernetes.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("backup", help="back up a cluster now")
-    _add_aws_options(p)
-    p.add_argument("--kubeconfig", default=default_kubeconfig())
-    p.add_argument("--context", default=None, help="kubeconfig context (default: current-context)")
-    p.add_argument("--cluster", default=None, help="cluster name in the repository (default: the context name)")
-    p.add_argument("--policy", default=None)
-    _add_scope_options(p)
+    from chalicelib.cli import velero
+
+    velero.add_backup_parsers(sub, _add_aws_options, _add_scope_options)
+    velero.add_schedule_parsers(sub, _add_aws_options, _add_scope_options)
+    velero.add_completion_parser(sub)
 
     backups = sub.add_parser("backups", help="list and describe backups").add_subparsers(dest="action", required=True)
     p = backups.add_parser("list", help="backups, newest first")
@@ -81,9 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read only N blobs chosen at random (or N%% of the indexed blobs), and only their packs' headers",
     )
 
-    from chalicelib.cli.restore_cmd import add_parser as add_restore_parser
-
-    add_restore_parser(sub, _add_aws_options)
+    velero.add_restore_parsers(sub, _add_aws_options)
 
     from chalicelib.cli.replication_cmd import add_parser as add_replication_parser
 
@@ -129,7 +126,7 @@ def _services(args: argparse.Namespace) -> Any:
     )
     # restore and export read the repository alone, so they work against a replica bucket when the primary
     # region (and its table) is gone.
-    needs_table = args.command not in ("restore",)
+    needs_table = not (args.command == "restore" and args.action == "create" and not args.from_schedule)
     required = [("--bucket", settings.bucket)] + ([("--table", settings.table)] if needs_table else [])
     missing = [flag for flag, value in required if not value]
     if missing:
@@ -198,19 +195,25 @@ def _sentence(exc: Exception) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from chalicelib.cli.output import set_data_format
+    from chalicelib.cli.velero import completion, normalize_argv
+
+    parser = build_parser()
+    args = parser.parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
+    if args.command == "completion":
+        sys.stdout.write(completion(parser, args.shell))
+        return EXIT_OK
+    set_data_format(getattr(args, "output", "table"))
     from chalicelib.observability import log_to_stderr
 
     log_to_stderr()
-    from chalicelib.cli import commands, replication_cmd, restore_cmd
+    from chalicelib.cli import commands, replication_cmd
 
     handlers = {
-        ("backup", None): commands.backup,
         ("backups", "list"): commands.backups_list,
         ("backups", "describe"): commands.backups_describe,
         ("export", None): commands.export,
         ("repo", "check"): commands.repo_check,
-        ("restore", None): restore_cmd.restore,
         ("replication", "status"): replication_cmd.status,
         ("replication", "copies"): replication_cmd.copies,
         ("replication", "reconcile"): replication_cmd.reconcile,
@@ -233,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.report_cmd import HANDLERS as report_handlers
 
     handlers.update(report_handlers)
+    from chalicelib.cli.velero import handlers as velero_handlers
+
+    handlers.update(velero_handlers())
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
         services = _services(args) if hasattr(args, "table") else None

@@ -14,8 +14,25 @@ EXIT_USAGE = 2  # bad arguments (argparse uses 2 as well)
 EXIT_PARTIAL = 3  # finished, but some objects or resource types failed
 
 
+FORMATS = ("table", "json", "yaml")
+_format = "json"  # what emit_json writes: set from ``-o`` by the CLI's entry point
+
+
+def set_data_format(fmt: str) -> None:
+    """``-o json`` or ``-o yaml``: the format of the machine-readable output every read command writes."""
+    global _format
+    _format = "yaml" if fmt == "yaml" else "json"
+
+
 def emit_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+    """``data`` as JSON (or YAML, with ``-o yaml``): the same document either way, as JSON types."""
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    if _format == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(orjson.loads(text), sort_keys=False, allow_unicode=True))
+        return
+    sys.stdout.write(text.decode() + "\n")
 
 
 def console() -> Any:

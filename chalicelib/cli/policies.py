@@ -61,7 +61,7 @@ def add_parsers(sub: Any, add_aws_options: Callable[[argparse.ArgumentParser], N
 
 def policies_apply(args: Any, services: Any) -> int:
     applied = services.policy_service().apply_text(args.file.read_bytes())
-    if args.output == "json":
+    if args.output != "table":
         emit_json([a.__dict__ for a in applied])
     else:
         rows = [[a.name, a.cluster, a.change, a.next_run_at] for a in applied]
@@ -73,7 +73,7 @@ def policies_list(args: Any, services: Any) -> int:
     from chalicelib.scheduling.policies import policy_view
 
     records = services.policy_service().list()
-    if args.output == "json":
+    if args.output != "table":
         emit_json([policy_view(r) for r in records])
         return EXIT_OK
     rows = [
@@ -97,7 +97,7 @@ def policies_describe(args: Any, services: Any) -> int:
     service = services.policy_service()
     record = service.get(args.name)
     runs = service.runs(args.name)
-    if args.output == "json":
+    if args.output != "table":
         emit_json({**policy_view(record), "recent_runs": [r.to_dict() for r in runs]})
         return EXIT_OK
     import yaml
@@ -112,7 +112,7 @@ def policies_describe(args: Any, services: Any) -> int:
 
 def policies_delete(args: Any, services: Any) -> int:
     record = services.policy_service().delete(args.name)
-    if args.output == "json":
+    if args.output != "table":
         emit_json({"deleted": record.policy.name, "cluster": record.policy.cluster})
     else:
         console().print(f"deleted policy {record.policy.name} (cluster {record.policy.cluster}); its backups stay")
@@ -149,7 +149,7 @@ def clusters_add(args: Any, services: Any) -> int:
     try:
         record, check = services.cluster_service().add(args.name, auth, verify=not args.no_verify, etcd=etcd)
     except ClusterCheckFailed as exc:
-        if args.output == "json":
+        if args.output != "table":
             emit_json({"cluster": args.name, "registered": False, "error": str(exc)})
         else:
             err_console().print(f"[red]error:[/red] {exc}")
@@ -163,7 +163,7 @@ def clusters_add(args: Any, services: Any) -> int:
         "discovery_errors": check.discovery_errors,
         "etcd": record.etcd,
     }
-    if args.output == "json":
+    if args.output != "table":
         emit_json(data)
     else:
         version = check.kubernetes_version or "not checked"
@@ -175,7 +175,7 @@ def clusters_add(args: Any, services: Any) -> int:
 
 def clusters_list(args: Any, services: Any) -> int:
     records = services.cluster_service().list()
-    if args.output == "json":
+    if args.output != "table":
         emit_json([r.__dict__ for r in records])
         return EXIT_OK
     rows = [
@@ -194,7 +194,7 @@ def clusters_remove(args: Any, services: Any) -> int:
 
 def retention_preview(args: Any, services: Any) -> int:
     plan = services.retention_service().plan(args.policy)
-    if args.output == "json":
+    if args.output != "table":
         decisions = [
             {"backup_id": d.backup_id, "taken_at": d.taken_at.isoformat(), "keep": d.keep, "reasons": list(d.reasons)}
             for d in plan.decisions
@@ -233,7 +233,7 @@ def status(args: Any, services: Any) -> int:
         or any(s.verification is not None and (s.verification.overdue or s.verification.rto_exceeded) for s in statuses)
     )
     code = EXIT_ERROR if exceeded else EXIT_OK
-    if args.output == "json":
+    if args.output != "table":
         docs = []
         for s in statuses:
             doc = {**s.to_dict(), "copies": copies.get((s.cluster, s.name))}
@@ -314,7 +314,7 @@ def maintenance_run(args: Any, services: Any) -> int:
         safety_margin=timedelta(hours=args.safety_margin_hours), wait_s=args.wait_seconds
     )
     report = service.run(dry_run=args.dry_run)
-    if args.output == "json":
+    if args.output != "table":
         emit_json(report.to_dict())
     else:
         _print_maintenance(report)

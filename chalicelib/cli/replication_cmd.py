@@ -47,7 +47,7 @@ def status(args: argparse.Namespace, services: Any) -> int:
     rows = replication_status(
         services.catalog(), regions=regions, now=datetime.now(UTC), clusters=_clusters(args, services)
     )
-    if args.output == "json":
+    if args.output != "table":
         emit_json(rows)
         return EXIT_OK
     columns = [
@@ -89,7 +89,7 @@ def copies(args: argparse.Namespace, services: Any) -> int:
     from chalicelib.replication.report import copies_report
 
     rows = [row for cluster in _clusters(args, services) for row in copies_report(services, cluster)]
-    if args.output == "json":
+    if args.output != "table":
         emit_json(rows)
     else:
         lines = [
@@ -121,7 +121,7 @@ def reconcile(args: argparse.Namespace, services: Any) -> int:
         max_backups=1_000_000,
     )
     report = reconciler.run().to_dict()
-    if args.output == "json":
+    if args.output != "table":
         emit_json(report)
     else:
         rows = [[key, value if not isinstance(value, list | dict) else len(value)] for key, value in report.items()]

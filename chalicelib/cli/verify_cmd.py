@@ -87,7 +87,7 @@ def list_runs(args: argparse.Namespace, services: Any) -> int:
     from rich.table import Table
 
     records = _catalog(services).list_for_policy(args.policy, limit=args.limit)
-    if args.output == "json":
+    if args.output != "table":
         emit_json([_as_dict(r) for r in records])
         return EXIT_OK
     table = Table(title=f"verifications of {args.policy}")
@@ -114,7 +114,7 @@ def describe(args: argparse.Namespace, services: Any) -> int:
 
 
 def _show(args: argparse.Namespace, record: Any) -> None:
-    if args.output == "json":
+    if args.output != "table":
         emit_json(_as_dict(record))
         return
     out = console()

@@ -104,19 +104,38 @@ class RetentionService:
         return out
 
     def _expire_one(self, repo: Repository, plan: RetentionPlan, backup_id: str) -> Expired:
-        try:
-            repo.store.delete(Repository.manifest_key(plan.cluster, backup_id))
-        except AccessDenied:
-            # Object Lock: the manifest must stay until its retention date; try again on a later run.
-            return Expired(plan.policy, plan.cluster, backup_id, "manifest_locked")
-        try:
-            self._backups.transition(
-                plan.cluster,
-                backup_id,
-                BackupState.EXPIRED,
-                now=self._clock(),
-                extra={"expired_by": "retention", "expired_policy": plan.policy},
-            )
-        except (StaleState, RecordNotFound):
-            return Expired(plan.policy, plan.cluster, backup_id, "changed")
-        return Expired(plan.policy, plan.cluster, backup_id, "expired")
+        outcome = expire(
+            repo,
+            self._backups,
+            plan.cluster,
+            backup_id,
+            now=self._clock(),
+            extra={"expired_by": "retention", "expired_policy": plan.policy},
+        )
+        return Expired(plan.policy, plan.cluster, backup_id, outcome)
+
+
+def expire(
+    repo: Repository, backups: Any, cluster: str, backup_id: str, *, now: datetime, extra: dict[str, Any]
+) -> str:
+    """Delete one backup's manifest, then mark its record Expired: ``expired``, ``manifest_locked`` or ``changed``.
+
+    Its blobs stay until garbage collection finds them unreachable from every other manifest.
+    """
+    try:
+        repo.store.delete(Repository.manifest_key(cluster, backup_id))
+    except AccessDenied:
+        # Object Lock: the manifest must stay until its retention date; try again on a later run.
+        return "manifest_locked"
+    try:
+        backups.transition(cluster, backup_id, BackupState.EXPIRED, now=now, extra=extra)
+    except (StaleState, RecordNotFound):
+        return "changed"
+    return "expired"
+
+
+def expire_backup(repo: Repository, backups: Any, record: BackupRecord, *, by: str) -> str:
+    """``backup delete``: expire one restorable backup now, as retention would (``expired_by`` says who)."""
+    if record.state not in RESTORABLE:
+        return f"it is {record.state}; only Completed and PartiallyFailed backups are deleted"
+    return expire(repo, backups, record.cluster, record.backup_id, now=_utcnow(), extra={"expired_by": by})

@@ -47,8 +47,13 @@ class RestoreWorker:
         clock: Callable[[], datetime] = _utcnow,
         remaining_ms: Callable[[], int] | None = None,
         heartbeat_every_s: float = HEARTBEAT_EVERY_S,
+        open_replica_reader: Callable[[], Any] | None = None,
     ) -> None:
+        """``open_replica_reader``: the replica region's repository, read when the primary's cannot be (its bucket
+        or the backup's manifest is gone): a restore is what a lost primary region calls for."""
         self._catalog = catalog
+        self._open_replica_reader = open_replica_reader
+        self._source_note: str | None = None
         self._open_reader = open_reader
         self._connect = connect
         self._make_engine = make_engine
@@ -121,8 +126,7 @@ class RestoreWorker:
             from chalicelib.core.restore_options import RestoreOptions
 
             options = RestoreOptions.from_dict(record.options)
-            reader = self._open_reader()
-            manifest = reader.load_manifest(record.backup_cluster, record.backup_id)
+            reader, manifest = self._open_backup(record)
             # The job names its target by registration only; ``connect`` resolves the registered credentials now, so
             # neither a request nor an old job record can point the worker at other credentials.
             engine = self._make_engine(reader, self._connect(str(record.target_cluster["name"])))
@@ -183,7 +187,25 @@ class RestoreWorker:
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
+    def _open_backup(self, record: RestoreRecord) -> tuple[Any, Any]:
+        """The reader and manifest of the job's backup: the primary repository's, else the replica's."""
+        from chalicelib.repository.errors import BackupNotFound, BucketNotFound, ObjectNotFound, RepositoryNotFound
+
+        try:
+            reader = self._open_reader()
+            return reader, reader.load_manifest(record.backup_cluster, record.backup_id)
+        except (BucketNotFound, RepositoryNotFound, BackupNotFound, ObjectNotFound) as exc:
+            if self._open_replica_reader is None:
+                raise
+            reader = self._open_replica_reader()
+            manifest = reader.load_manifest(record.backup_cluster, record.backup_id)
+            self._source_note = f"read from the replica repository: the primary one could not be read ({exc})"
+            logger().warning("restore reads the replica repository", extra={"error": str(exc)})
+            return reader, manifest
+
     def _finish(self, record: RestoreRecord, state: RestoreState, **fields: Any) -> dict[str, Any]:
+        if self._source_note:
+            fields["warnings"] = [self._source_note, *(fields.get("warnings") or [])][:MAX_WARNINGS]
         final = self._catalog.finish(record.restore_id, self._worker, state, self._clock(), **fields)
         self._announce(final)
         logger().info("restore finished", extra={"state": str(final.state), "counts": final.counts})

@@ -98,10 +98,12 @@ class VerificationWorker:
         replica_reader: Callable[[], Any] | None = None,
         replica_region: str | None = None,
         etcd_verifier: Callable[[], Any] | None = None,
+        continue_after_s: int = CONTINUE_AFTER_S,
     ) -> None:
         self._replica_reader = replica_reader
         self._replica_region = replica_region
         self._etcd_verifier = etcd_verifier
+        self._continue_after_s = continue_after_s
         self._monotonic = monotonic
         self._queue = queue
         # With a queue, a run polls readiness for at most this long per invocation, then checkpoints and continues
@@ -193,7 +195,7 @@ class VerificationWorker:
     def _checkpoint(self, run: VerificationRecord, token: str, progress: Progress) -> None:
         held = self._verifications.checkpoint(run.verification_id, token, progress.to_dict(), _iso(self._clock()))
         if held is not None and self._queue is not None:
-            self._queue.send(VerifyMessage(run.verification_id, token).to_json(), delay_s=CONTINUE_AFTER_S)
+            self._queue.send(VerifyMessage(run.verification_id, token).to_json(), delay_s=self._continue_after_s)
 
     def _end(self, run_id: str, token: str, result: dict[str, Any]) -> VerificationRecord | None:
         result["finished_at"] = _iso(self._clock())
