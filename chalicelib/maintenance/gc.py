@@ -24,6 +24,7 @@ are ignored by readers and deleted next time. Nothing an index names is ever del
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from chalicelib.core.index_format import encode_index
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import PackedBlob, is_hex_id
 from chalicelib.maintenance.errors import CollectionAborted
-from chalicelib.maintenance.immutability import Sweep, sweep
+from chalicelib.maintenance.immutability import Sweep, default_retention, sweep
 from chalicelib.repository.errors import ObjectExists, RepositoryError
 from chalicelib.repository.reach import ROOT_TREE, Reach, reachable
 from chalicelib.repository.reader import RepositoryReader
@@ -134,6 +135,9 @@ def collect_garbage(
     deleted_packs: list[str] = []
     deleted_index: list[str] = []
     swept = Sweep()
+    # The bucket's Object Lock default retention, read once; it decides how garbage is deleted.
+    lock = default_retention(store) if not dry_run and (rewrite or orphans) else None
+    remove = functools.partial(sweep, store, now=now, threads=threads, retention=lock)
     if rewrite and not dry_run:
         carried = {name for f in index_files.values() for name in f.supersedes} & referenced_index_files
         index_written, data = encode_index(keep, supersedes=set(index_files) | carried)
@@ -142,15 +146,13 @@ def collect_garbage(
         with contextlib.suppress(ObjectExists):
             store.put(repo.index_key(index_written), data, create_only=True)
         check()
-        deleted_packs = swept.add(sweep(store, [repo.pack_key(p) for p in garbage], now=now, threads=threads))
+        deleted_packs = swept.add(remove([repo.pack_key(p) for p in garbage]))
         check()
-        deleted_index = swept.add(
-            sweep(store, [repo.index_key(n) for n in sorted(index_files)], now=now, threads=threads)
-        )
+        deleted_index = swept.add(remove([repo.index_key(n) for n in sorted(index_files)]))
     deleted_artifacts = orphans
     if not dry_run and orphans:
         check()
-        deleted_artifacts = swept.add(sweep(store, orphans, now=now, threads=threads))
+        deleted_artifacts = swept.add(remove(orphans))
     if dry_run:
         deleted_packs = [repo.pack_key(p) for p in garbage]
     sizes = {repo.pack_key(p): stored[p].size for p in garbage}

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from chalicelib.repository.errors import AccessDenied, ObjectNotFound, StorageError
 from chalicelib.repository.store import ObjectStore, S3ObjectStore
@@ -99,12 +99,21 @@ def list_versions(store: S3ObjectStore, prefix: str) -> Iterator[Version]:
         params["VersionIdMarker"] = page.get("NextVersionIdMarker")
 
 
-def sweep(store: ObjectStore, keys: list[str], *, now: datetime, threads: int = 8) -> Sweep:
-    """Delete ``keys`` as far as the bucket's Object Lock allows (see the module docstring)."""
+def sweep(
+    store: ObjectStore,
+    keys: list[str],
+    *,
+    now: datetime,
+    threads: int = 8,
+    retention: DefaultRetention | None | Literal["ask"] = "ask",
+) -> Sweep:
+    """Delete ``keys`` as far as the bucket's Object Lock allows (see the module docstring); ``retention`` is the
+    bucket's default retention when the caller already read it (``default_retention``)."""
     out = Sweep()
     if not keys:
         return out
-    retention = default_retention(store)
+    if retention == "ask":
+        retention = default_retention(store)
     if retention is None or not isinstance(store, S3ObjectStore):
         deleted, out.refused = _parallel(lambda key: _plain(store, key), keys, threads)
         out.deleted = [k for k, ok in zip(keys, deleted, strict=True) if ok]
