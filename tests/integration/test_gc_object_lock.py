@@ -63,7 +63,7 @@ def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], datetime]:
 
 
 def versions(store: S3ObjectStore, key: str) -> list[dict[str, Any]]:
-    page = store._s3.list_object_versions(Bucket=BUCKET, Prefix=store.prefix + key)
+    page = store._s3.list_object_versions(Bucket=store.bucket, Prefix=store.prefix + key)
     found = page.get("Versions", []) + page.get("DeleteMarkers", [])
     return [v for v in found if v["Key"] == store.prefix + key]
 
@@ -172,3 +172,51 @@ def test_default_retention_is_read_once_from_the_bucket(aws: None) -> None:
     store = locked_store("COMPLIANCE", days=7)
     found = default_retention(store)
     assert found is not None and found.mode == "COMPLIANCE" and found.period == timedelta(days=7)
+
+
+def test_replica_in_compliance_mode_copies_are_locked_and_its_collection_retains_garbage(
+    aws: None, later: Callable[[timedelta], datetime]
+) -> None:
+    from chalicelib.replication.storage import ReplicaBuckets
+
+    primary = locked_store("GOVERNANCE", days=1)
+    repo = Repository.open(primary, create=True)
+    shared = configmaps("shared", 2)
+    _, reach_a = backup_reaching(repo, "prod", A, shared + configmaps("only-a", 2))
+    _, reach_b = backup_reaching(repo, "prod", B, shared)
+    index = RepositoryReader(repo).load_index()
+    dead = {repo.pack_key(index[b].pack) for b in reach_a - reach_b}
+    client = primary._s3
+    client.create_bucket(Bucket="lifeboat-test-replica", ObjectLockEnabledForBucket=True)
+    client.put_object_lock_configuration(
+        Bucket="lifeboat-test-replica",
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    buckets = ReplicaBuckets(client, BUCKET, client, "lifeboat-test-replica")
+    replica = S3ObjectStore(client, "lifeboat-test-replica")
+    # Copied as the replicator's verified copies would be. moto refuses a CopyObject into a bucket with a default
+    # retention unless it carries Content-MD5 (it applies PutObject's rule), so the bytes are put instead.
+    for key in primary.list():
+        replica.put(key, primary.get(key))
+    copied = replica._s3.head_object(Bucket="lifeboat-test-replica", Key=replica.prefix + "config.json")
+    assert copied["ObjectLockMode"] == "COMPLIANCE", "the replica's default retention stamps every copy"
+
+    # The replicator removes a copy that failed verification with a plain delete: allowed, a delete marker.
+    buckets.replica_delete("config.json")
+    assert buckets.replica_head("config.json") is None
+    assert len(versions(replica, "config.json")) == 2, "the locked version stays under the marker"
+    replica.put("config.json", primary.get("config.json"))
+
+    replica_repo = Repository.open(replica)
+    replica.delete(Repository.manifest_key("prod", A))
+    report = collect_garbage(replica_repo, now=datetime.now(UTC), safety_margin=NO_MARGIN)
+    assert dead <= {key for key, _ in report.retained} and not report.packs_deleted and not report.skipped
+    assert check_repository(RepositoryReader(replica_repo), read_data=True).ok
+
+    expired = collect_garbage(replica_repo, now=later(timedelta(days=2)), safety_margin=NO_MARGIN)
+    assert set(expired.packs_deleted) == dead and not expired.retained and not expired.skipped
+    assert all(versions(replica, key) == [] for key in expired.packs_deleted)
+    assert check_repository(RepositoryReader(replica_repo), read_data=True).ok
