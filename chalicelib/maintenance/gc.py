@@ -136,8 +136,8 @@ def collect_garbage(
     deleted_index: list[str] = []
     swept = Sweep()
     # The bucket's Object Lock default retention, read once; it decides how garbage is deleted.
-    lock = default_retention(store) if not dry_run and (rewrite or orphans) else None
-    remove = functools.partial(sweep, store, now=now, threads=threads, retention=lock)
+    lock = default_retention(store) if garbage or orphans or (rewrite and not dry_run) else None
+    remove = functools.partial(sweep, store, now=now, threads=threads, retention=lock, dry_run=dry_run)
     if rewrite and not dry_run:
         carried = {name for f in index_files.values() for name in f.supersedes} & referenced_index_files
         index_written, data = encode_index(keep, supersedes=set(index_files) | carried)
@@ -154,7 +154,7 @@ def collect_garbage(
         check()
         deleted_artifacts = swept.add(remove(orphans))
     if dry_run:
-        deleted_packs = [repo.pack_key(p) for p in garbage]
+        deleted_packs = swept.add(remove([repo.pack_key(p) for p in garbage]))
     sizes = {repo.pack_key(p): stored[p].size for p in garbage}
     return CollectionReport(
         dry_run=dry_run,

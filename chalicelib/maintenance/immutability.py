@@ -106,14 +106,19 @@ def sweep(
     now: datetime,
     threads: int = 8,
     retention: DefaultRetention | None | Literal["ask"] = "ask",
+    dry_run: bool = False,
 ) -> Sweep:
     """Delete ``keys`` as far as the bucket's Object Lock allows (see the module docstring); ``retention`` is the
-    bucket's default retention when the caller already read it (``default_retention``)."""
+    bucket's default retention when the caller already read it (``default_retention``). A dry run deletes nothing
+    and says what would be deleted and what is still retained."""
     out = Sweep()
     if not keys:
         return out
     if retention == "ask":
         retention = default_retention(store)
+    if dry_run and (retention is None or not isinstance(store, S3ObjectStore)):
+        out.deleted = list(keys)
+        return out
     if retention is None or not isinstance(store, S3ObjectStore):
         deleted, out.refused = _parallel(lambda key: _plain(store, key), keys, threads)
         out.deleted = [k for k, ok in zip(keys, deleted, strict=True) if ok]
@@ -128,6 +133,9 @@ def sweep(
             out.retained[key] = until
         elif found:
             to_delete.append(key)
+    if dry_run:
+        out.deleted = to_delete
+        return out
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(lambda key: _delete_versions(store, versions[key]), to_delete))
     for key, (gone, until) in zip(to_delete, results, strict=True):

@@ -220,3 +220,16 @@ def test_replica_in_compliance_mode_copies_are_locked_and_its_collection_retains
     assert set(expired.packs_deleted) == dead and not expired.retained and not expired.skipped
     assert all(versions(replica, key) == [] for key in expired.packs_deleted)
     assert check_repository(RepositoryReader(replica_repo), read_data=True).ok
+
+
+def test_a_dry_run_says_what_is_retained_and_deletes_nothing(aws: None, later: Callable[[timedelta], datetime]) -> None:
+    store = locked_store("COMPLIANCE", days=1)
+    repo = Repository.open(store, create=True)
+    dead, live = dead_and_live(repo)
+
+    now = collect_garbage(repo, now=datetime.now(UTC), safety_margin=NO_MARGIN, dry_run=True)
+    assert not now.packs_deleted and dead == {key for key, _ in now.retained}
+
+    expired = collect_garbage(repo, now=later(timedelta(days=2)), safety_margin=NO_MARGIN, dry_run=True)
+    assert set(expired.packs_deleted) == dead and not expired.retained
+    assert set(store.list(PACKS_DIR)) == dead | live and expired.versions_deleted == 0
