@@ -13,7 +13,9 @@ the repository valid if the collection stops at any point:
 3. write one consolidated index naming every kept pack, superseding every index file read (and carrying the names
    manifests still list, so ``check`` can account for them). Readers switch to it atomically: they ignore
    superseded files;
-4. delete the garbage packs (no index names them any more), then the superseded index files.
+4. delete the garbage packs (no index names them any more), then the superseded index files. On a bucket with
+   Object Lock default retention, garbage still retained is left and reported, and deleted (every version) by a
+   later run once it expires (``maintenance/immutability.py``).
 
 A crash after 3 leaves unindexed dead packs (collected next time); after 4 began, the remaining superseded files
 are ignored by readers and deleted next time. Nothing an index names is ever deleted first.
@@ -22,9 +24,9 @@ are ignored by readers and deleted next time. Nothing an index names is ever del
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,7 +35,8 @@ from chalicelib.core.index_format import encode_index
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import PackedBlob, is_hex_id
 from chalicelib.maintenance.errors import CollectionAborted
-from chalicelib.repository.errors import AccessDenied, ObjectExists, RepositoryError
+from chalicelib.maintenance.immutability import Sweep, default_retention, sweep
+from chalicelib.repository.errors import ObjectExists, RepositoryError
 from chalicelib.repository.reach import ROOT_TREE, Reach, reachable
 from chalicelib.repository.reader import RepositoryReader
 from chalicelib.repository.repo import CLUSTERS_DIR, INDEX_DIR, PACKS_DIR, Repository
@@ -55,10 +58,13 @@ class CollectionReport:
     bytes_deleted: int
     index_written: str | None
     index_files_deleted: tuple[str, ...]
-    skipped: tuple[str, ...]  # deletes the store refused (Object Lock): retried next time
+    skipped: tuple[str, ...]  # deletes the store refused (bucket policy, unknown lock): retried next time
     seconds: float
     # Artifacts (etcd snapshots) of backups whose manifest retention deleted: they follow their backup.
     artifacts_deleted: tuple[str, ...] = ()
+    # Garbage still under Object Lock retention, (key, "retained until <ISO date>"): deleted by a later run.
+    retained: tuple[tuple[str, str], ...] = ()
+    versions_deleted: int = 0  # object versions and delete markers removed for good (Object Lock buckets)
 
 
 def collect_garbage(
@@ -128,7 +134,10 @@ def collect_garbage(
     index_written: str | None = None
     deleted_packs: list[str] = []
     deleted_index: list[str] = []
-    skipped: list[str] = []
+    swept = Sweep()
+    # The bucket's Object Lock default retention, read once; it decides how garbage is deleted.
+    lock = default_retention(store) if garbage or orphans or (rewrite and not dry_run) else None
+    remove = functools.partial(sweep, store, now=now, threads=threads, retention=lock, dry_run=dry_run)
     if rewrite and not dry_run:
         carried = {name for f in index_files.values() for name in f.supersedes} & referenced_index_files
         index_written, data = encode_index(keep, supersedes=set(index_files) | carried)
@@ -137,18 +146,15 @@ def collect_garbage(
         with contextlib.suppress(ObjectExists):
             store.put(repo.index_key(index_written), data, create_only=True)
         check()
-        deleted_packs, refused = _delete(store, [repo.pack_key(p) for p in garbage], threads)
-        skipped += refused
+        deleted_packs = swept.add(remove([repo.pack_key(p) for p in garbage]))
         check()
-        deleted_index, refused = _delete(store, [repo.index_key(n) for n in sorted(index_files)], threads)
-        skipped += refused
+        deleted_index = swept.add(remove([repo.index_key(n) for n in sorted(index_files)]))
     deleted_artifacts = orphans
     if not dry_run and orphans:
         check()
-        deleted_artifacts, refused = _delete(store, orphans, threads)
-        skipped += refused
+        deleted_artifacts = swept.add(remove(orphans))
     if dry_run:
-        deleted_packs = [repo.pack_key(p) for p in garbage]
+        deleted_packs = swept.add(remove([repo.pack_key(p) for p in garbage]))
     sizes = {repo.pack_key(p): stored[p].size for p in garbage}
     return CollectionReport(
         dry_run=dry_run,
@@ -162,9 +168,11 @@ def collect_garbage(
         bytes_deleted=sum(sizes.get(k, 0) for k in deleted_packs),
         index_written=index_written,
         index_files_deleted=tuple(k[len(INDEX_DIR) :] for k in deleted_index),
-        skipped=tuple(skipped),
+        skipped=tuple(swept.refused),
         seconds=time.monotonic() - started,
         artifacts_deleted=tuple(deleted_artifacts),
+        retained=tuple((key, f"retained until {until.isoformat()}") for key, until in sorted(swept.retained.items())),
+        versions_deleted=swept.versions_deleted,
     )
 
 
@@ -205,22 +213,3 @@ def _mark(reader: RepositoryReader, manifests: Iterable[tuple[str, str]]) -> Rea
             f"{problem.what} {problem.blob} of {problem.backup} cannot be read, nothing deleted: {problem.error}"
         ) from problem.error
     return reach
-
-
-def _delete(store: ObjectStore, keys: list[str], threads: int) -> tuple[list[str], list[str]]:
-    """Delete ``keys`` in parallel; (deleted, refused by Object Lock or policy)."""
-
-    def one(key: str) -> str | None:
-        try:
-            store.delete(key)
-        except AccessDenied:
-            return None
-        return key
-
-    if not keys:
-        return [], []
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(one, keys))
-    deleted = [k for k in results if k is not None]
-    refused = [k for k, r in zip(keys, results, strict=True) if r is None]
-    return deleted, refused

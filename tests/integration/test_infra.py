@@ -124,6 +124,24 @@ def test_bucket_is_encrypted_versioned_lockable_and_private(template: dict[str, 
     assert template["Resources"]["Key"]["Properties"]["EnableKeyRotation"] is True
 
 
+def test_immutability_mode_is_governance_in_the_primary_compliance_in_the_replica_and_never_undercut(
+    template: dict[str, Any],
+) -> None:
+    props = template["Resources"]["Bucket"]["Properties"]
+    _, with_retention, _ = props["ObjectLockConfiguration"]["Fn::If"]
+    assert with_retention["Rule"]["DefaultRetention"]["Mode"] == {
+        "Fn::If": ["LockModeByRole", {"Fn::If": ["IsPrimary", "GOVERNANCE", "COMPLIANCE"]}, {"Ref": "ObjectLockMode"}]
+    }
+    assert template["Parameters"]["ObjectLockMode"]["Default"] == "ByRole"
+    assert template["Conditions"]["LockModeByRole"] == {"Fn::Equals": [{"Ref": "ObjectLockMode"}, "ByRole"]}
+    (noncurrent,) = [r for r in props["LifecycleConfiguration"]["Rules"] if "NoncurrentVersionExpiration" in r]
+    # With retention on, noncurrent versions live the retention's days after turning noncurrent: never less.
+    assert noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"] == {
+        "Fn::If": ["HasRetention", {"Ref": "ObjectLockRetentionDays"}, {"Ref": "NoncurrentVersionDays"}]
+    }
+    assert noncurrent["ExpiredObjectDeleteMarker"] is True
+
+
 def test_bucket_policy_denies_plain_http(template: dict[str, Any]) -> None:
     (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
     assert policy["Properties"]["Bucket"] == {"Ref": "Bucket"}

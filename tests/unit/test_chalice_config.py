@@ -42,6 +42,11 @@ REQUIRED_ACTIONS = {
     "s3:PutObject",
     "s3:ListBucket",
     "s3:DeleteObject",
+    # garbage collection in immutability mode (maintenance/immutability.py)
+    "s3:DeleteObjectVersion",
+    "s3:GetObjectRetention",
+    "s3:ListBucketVersions",
+    "s3:GetBucketObjectLockConfiguration",
     "kms:Encrypt",
     "kms:Decrypt",
     "kms:GenerateDataKey",
