@@ -231,7 +231,8 @@ def export(args: Any, services: Any) -> int:
     record = services.catalog().find(args.backup_id)
     reader = _reader(services)
     manifest = reader.load_manifest(record.cluster, record.backup_id)
-    report = export_backup(reader, manifest, args.to_dir)
+    secrets: Any = args.secrets or ("omit" if args.export_for == "gitops" else "include")
+    report = export_backup(reader, manifest, args.to_dir, for_=args.export_for, secrets=secrets)
     if args.output == "json":
         emit_json(
             {
@@ -240,6 +241,7 @@ def export(args: Any, services: Any) -> int:
                 "objects": report.objects,
                 "files": report.files,
                 "bytes": report.bytes_written,
+                "skipped": report.skipped,
             }
         )
     else:

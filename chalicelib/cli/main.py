@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws_options(p)
     p.add_argument("backup_id")
     p.add_argument("--to", required=True, type=Path, dest="to_dir")
+    p.add_argument(
+        "--for",
+        dest="export_for",
+        choices=("kubectl", "gitops"),
+        default="kubectl",
+        help="kubectl: every object as stored; gitops: only what you would commit by hand",
+    )
+    p.add_argument(
+        "--secrets",
+        choices=("omit", "include"),
+        default=None,
+        help="write Secrets or leave them out (default: include for kubectl, omit for gitops)",
+    )
 
     repo = sub.add_parser("repo", help="repository maintenance").add_subparsers(dest="action", required=True)
     p = repo.add_parser("check", help="every referenced blob exists and re-hashes to its name")
