@@ -10,8 +10,10 @@ from chalicelib.cli.output import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PARTIAL,
+    EXIT_USAGE,
     console,
     emit_json,
+    err_console,
     human_bytes,
     read_kubeconfig,
     table,
@@ -232,7 +234,19 @@ def export(args: Any, services: Any) -> int:
     reader = _reader(services)
     manifest = reader.load_manifest(record.cluster, record.backup_id)
     secrets: Any = args.secrets or ("omit" if args.export_for == "gitops" else "include")
-    report = export_backup(reader, manifest, args.to_dir, for_=args.export_for, secrets=secrets)
+    sealing_key = None
+    if secrets == "sealed":
+        from chalicelib.core.sealed_secrets import load_public_key
+
+        if args.sealed_secrets_cert is None:
+            err_console().print(
+                "[red]error:[/red] --secrets sealed needs --sealed-secrets-cert FILE (kubeseal --fetch-cert)"
+            )
+            return EXIT_USAGE
+        sealing_key = load_public_key(args.sealed_secrets_cert.read_bytes())
+    report = export_backup(
+        reader, manifest, args.to_dir, for_=args.export_for, secrets=secrets, sealing_key=sealing_key
+    )
     if args.output == "json":
         emit_json(
             {

@@ -76,9 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--secrets",
-        choices=("omit", "include"),
+        choices=("omit", "include", "sealed"),
         default=None,
-        help="write Secrets or leave them out (default: include for kubectl, omit for gitops)",
+        help="leave Secrets out, write them as stored, or as SealedSecrets (default: include for kubectl, omit for "
+        "gitops)",
+    )
+    p.add_argument(
+        "--sealed-secrets-cert",
+        type=Path,
+        default=None,
+        help="the sealed-secrets controller's certificate (kubeseal --fetch-cert), for --secrets sealed",
     )
 
     repo = sub.add_parser("repo", help="repository maintenance").add_subparsers(dest="action", required=True)

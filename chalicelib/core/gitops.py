@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from chalicelib.core.nodeports import LAST_APPLIED, PortKey, strip_allocated_node_ports, user_node_ports
 
-SecretsMode = Literal["omit", "include"]
-SECRETS_MODES: tuple[SecretsMode, ...] = ("omit", "include")
+SecretsMode = Literal["omit", "include", "sealed"]  # sealed: kept here, sealed by the export (core/sealed_secrets.py)
+SECRETS_MODES: tuple[SecretsMode, ...] = ("omit", "include", "sealed")
 
 _CLUSTER_MADE = frozenset(
     {("", "Event"), ("events.k8s.io", "Event"), ("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice")}

@@ -57,12 +57,16 @@ def export_backup(
     overwrite: bool = False,
     for_: ExportFor = "kubectl",
     secrets: SecretsMode = "include",
+    sealing_key: Any = None,
 ) -> ExportReport:
     """Write the objects of ``manifest`` under ``to_dir`` (see ``export_layout``) with a ``Kustomization`` per
     namespace directory and one at the root.
 
+    ``secrets="sealed"`` writes each Secret as a SealedSecret for ``sealing_key`` (``core/sealed_secrets.py``).
     Refuses to write outside ``to_dir`` and, unless ``overwrite``, to replace an existing file.
     """
+    if secrets == "sealed" and sealing_key is None:
+        raise ExportError("secrets='sealed' needs the sealed-secrets controller's public key")
     root = Path(to_dir)
     root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
     root = root.resolve()
@@ -80,6 +84,10 @@ def export_backup(
             doc = for_gitops(doc, secrets=secrets)
         elif secrets == "omit" and isinstance(doc, dict) and doc.get("kind") == "Secret":
             doc = None
+        if secrets == "sealed" and isinstance(doc, dict) and doc.get("kind") == "Secret":
+            from chalicelib.core.sealed_secrets import seal_secret
+
+            doc = seal_secret(doc, sealing_key)
         if doc is None:
             skipped += len(by_blob[blob])
             continue

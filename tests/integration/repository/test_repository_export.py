@@ -253,3 +253,80 @@ def test_headless_service_keeps_cluster_ip_none() -> None:
     _, _, _, obj = _svc(clusterIP="None", ports=[{"port": 80, "protocol": "TCP"}])
     out = for_gitops(obj)
     assert out is not None and out["spec"]["clusterIP"] == "None"
+
+
+def _controller_key() -> tuple[Any, bytes]:
+    """A sealed-secrets controller's key pair and its self-signed certificate, as kubeseal --fetch-cert gives it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealed-secret")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _hybrid_decrypt(key: Any, ciphertext: bytes, label: bytes) -> bytes:
+    """HybridDecrypt of sealed-secrets pkg/crypto, as the controller runs it."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    rsa_len = int.from_bytes(ciphertext[:2], "big")
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=label)
+    session_key = key.decrypt(ciphertext[2 : 2 + rsa_len], oaep)
+    return AESGCM(session_key).decrypt(bytes(12), ciphertext[2 + rsa_len :], None)
+
+
+def test_sealed_secrets_decrypt_with_the_controller_key_under_strict_scope(tmp_path: Path, repo: Repository) -> None:
+    import base64
+
+    from chalicelib.core.sealed_secrets import load_public_key
+
+    key, cert_pem = _controller_key()
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "db", "namespace": "shop", "labels": {"app": "db"}},
+        "data": {"password": base64.b64encode(b"s3cr\x00t").decode(), "user": base64.b64encode(b"admin").decode()},
+    }
+    manifest = _backup(repo, [("", "v1", "secrets", secret)])
+    out = tmp_path / "out"
+
+    export_backup(
+        RepositoryReader(repo), manifest, out, for_="gitops", secrets="sealed", sealing_key=load_public_key(cert_pem)
+    )
+
+    text = (out / "shop/secret/db.yaml").read_text()
+    assert "czNjcgB0" not in text and "YWRtaW4=" not in text  # no value in the clear
+    sealed = yaml.safe_load(text)
+    assert sealed["apiVersion"] == "bitnami.com/v1alpha1" and sealed["kind"] == "SealedSecret"
+    assert sealed["metadata"] == {"name": "db", "namespace": "shop"}
+    assert sealed["spec"]["template"] == {
+        "metadata": {"name": "db", "namespace": "shop", "labels": {"app": "db"}},
+        "type": "Opaque",
+    }
+    encrypted = {k: base64.b64decode(v) for k, v in sealed["spec"]["encryptedData"].items()}
+    assert _hybrid_decrypt(key, encrypted["password"], b"shop/db") == b"s3cr\x00t"
+    assert _hybrid_decrypt(key, encrypted["user"], b"shop/db") == b"admin"
+    # strict scope: sealed for shop/db, useless under another name
+    with pytest.raises(ValueError, match="[Dd]ecryption"):
+        _hybrid_decrypt(key, encrypted["user"], b"shop/other")
+
+    with pytest.raises(ExportError, match="public key"):
+        export_backup(RepositoryReader(repo), manifest, tmp_path / "nokey", secrets="sealed")
