@@ -245,7 +245,14 @@ def export(args: Any, services: Any) -> int:
             return EXIT_USAGE
         sealing_key = load_public_key(args.sealed_secrets_cert.read_bytes())
     report = export_backup(
-        reader, manifest, args.to_dir, for_=args.export_for, secrets=secrets, sealing_key=sealing_key
+        reader,
+        manifest,
+        args.to_dir,
+        for_=args.export_for,
+        secrets=secrets,
+        sealing_key=sealing_key,
+        argocd_repo=args.argocd_repo,
+        argocd_path=args.argocd_path,
     )
     if args.output == "json":
         emit_json(

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the sealed-secrets controller's certificate (kubeseal --fetch-cert), for --secrets sealed",
     )
+    p.add_argument("--argocd-repo", default=None, help="also write an Argo CD Application per namespace for this repo")
+    p.add_argument("--argocd-path", default="", help="where the export lives in that repository (default: its root)")
 
     repo = sub.add_parser("repo", help="repository maintenance").add_subparsers(dest="action", required=True)
     p = repo.add_parser("check", help="every referenced blob exists and re-hashes to its name")

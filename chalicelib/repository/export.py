@@ -22,6 +22,7 @@ from chalicelib.repository.errors import ExportError
 from chalicelib.repository.export_layout import (
     CLUSTER_DIR,
     DEFINITIONS_DIR,
+    argocd_applications,
     dump_yaml,
     kustomizations,
     safe_name,
@@ -58,11 +59,15 @@ def export_backup(
     for_: ExportFor = "kubectl",
     secrets: SecretsMode = "include",
     sealing_key: Any = None,
+    argocd_repo: str | None = None,
+    argocd_path: str = "",
 ) -> ExportReport:
     """Write the objects of ``manifest`` under ``to_dir`` (see ``export_layout``) with a ``Kustomization`` per
     namespace directory and one at the root.
 
     ``secrets="sealed"`` writes each Secret as a SealedSecret for ``sealing_key`` (``core/sealed_secrets.py``).
+    ``argocd_repo`` adds ``_argocd/<namespace>.yaml``: an Argo CD Application per namespace directory, with the
+    directory at ``argocd_path`` in that repository.
     Refuses to write outside ``to_dir`` and, unless ``overwrite``, to replace an existing file.
     """
     if secrets == "sealed" and sealing_key is None:
@@ -99,7 +104,10 @@ def export_backup(
     for (_scope, _entry, text), rel in zip(kept, paths, strict=True):
         _write(root, rel, text, overwrite)
         total += len(text)
-    for rel, text_str in kustomizations(paths).items():
+    extra = kustomizations(paths)
+    if argocd_repo:
+        extra.update(argocd_applications(paths, argocd_repo, argocd_path))
+    for rel, text_str in extra.items():
         _write(root, rel, text_str.encode(), overwrite)
     return ExportReport(
         directory=str(root), objects=len(kept), files=sorted(paths), bytes_written=total, skipped=skipped

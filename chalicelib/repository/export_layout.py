@@ -16,6 +16,7 @@ from typing import Any
 DEFINITIONS_DIR = "_0-definitions"
 CLUSTER_DIR = "_cluster"
 KUSTOMIZATION = "Kustomization"
+ARGOCD_DIR = "_argocd"
 # Applied first: what other objects need to exist (a CRD before its resources, a Namespace before its contents).
 FIRST_KINDS = frozenset({("apiextensions.k8s.io", "customresourcedefinition"), ("", "namespace")})
 # A file name is at most 255 bytes; keep room for "-<hash>" and ".yaml".
@@ -66,6 +67,26 @@ def kustomizations(files: list[str]) -> dict[str, str]:
         out[f"{top}/{KUSTOMIZATION}"] = yaml.safe_dump(_kustomization(per_top[top]), sort_keys=False)
         root.append(top)
     out[KUSTOMIZATION] = yaml.safe_dump(_kustomization(root), sort_keys=False)
+    return out
+
+
+def argocd_applications(files: list[str], repo_url: str, path_prefix: str = "") -> dict[str, str]:
+    """One Argo CD ``Application`` per namespace directory of ``files``, syncing that directory of ``repo_url``."""
+
+    out: dict[str, str] = {}
+    for top in sorted({rel.split("/", 1)[0] for rel in files} - {DEFINITIONS_DIR, CLUSTER_DIR}):
+        path = f"{path_prefix.strip('/')}/{top}" if path_prefix.strip("/") else top
+        app = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": top, "namespace": "argocd"},
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": repo_url, "targetRevision": "HEAD", "path": path},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": top},
+            },
+        }
+        out[f"{ARGOCD_DIR}/{top}.yaml"] = dump_yaml(app)
     return out
 
 

@@ -230,8 +230,21 @@ def test_gitops_export_keeps_only_what_an_author_writes(tmp_path: Path, repo: Re
     ]
     assert "clusterIP" not in svc["spec"] and "clusterIPs" not in svc["spec"]
 
-    included = export_backup(RepositoryReader(repo), manifest, tmp_path / "with", for_="gitops", secrets="include")
+    included = export_backup(
+        RepositoryReader(repo),
+        manifest,
+        tmp_path / "with",
+        for_="gitops",
+        secrets="include",
+        argocd_repo="https://git.example.com/shop.git",
+        argocd_path="clusters/prod/",
+    )
     assert "shop/secret/s.yaml" in included.files
+    app = yaml.safe_load((tmp_path / "with/_argocd/shop.yaml").read_text())
+    assert app["kind"] == "Application" and app["spec"]["destination"]["namespace"] == "shop"
+    assert app["spec"]["source"]["repoURL"] == "https://git.example.com/shop.git"
+    assert app["spec"]["source"]["path"] == "clusters/prod/shop"
+    assert not (out / "_argocd").exists()  # only when asked
 
 
 def test_gitops_service_node_ports_from_managed_fields() -> None:
