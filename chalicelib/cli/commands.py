@@ -10,9 +10,11 @@ from chalicelib.cli.output import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_PARTIAL,
+    EXIT_USAGE,
     CliError,
     console,
     emit_json,
+    err_console,
     human_bytes,
     read_kubeconfig,
     table,
@@ -262,7 +264,27 @@ def export(args: Any, services: Any) -> int:
     record = services.catalog().find(args.backup_id)
     reader = _reader(services)
     manifest = reader.load_manifest(record.cluster, record.backup_id)
-    report = export_backup(reader, manifest, args.to_dir)
+    secrets: Any = args.secrets or ("omit" if args.export_for == "gitops" else "include")
+    sealing_key = None
+    if secrets == "sealed":
+        from chalicelib.core.sealed_secrets import load_public_key
+
+        if args.sealed_secrets_cert is None:
+            err_console().print(
+                "[red]error:[/red] --secrets sealed needs --sealed-secrets-cert FILE (kubeseal --fetch-cert)"
+            )
+            return EXIT_USAGE
+        sealing_key = load_public_key(args.sealed_secrets_cert.read_bytes())
+    report = export_backup(
+        reader,
+        manifest,
+        args.to_dir,
+        for_=args.export_for,
+        secrets=secrets,
+        sealing_key=sealing_key,
+        argocd_repo=args.argocd_repo,
+        argocd_path=args.argocd_path,
+    )
     if args.output != "table":
         emit_json(
             {
@@ -271,6 +293,7 @@ def export(args: Any, services: Any) -> int:
                 "objects": report.objects,
                 "files": report.files,
                 "bytes": report.bytes_written,
+                "skipped": report.skipped,
             }
         )
     else:

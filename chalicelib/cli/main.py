@@ -66,6 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws_options(p)
     p.add_argument("backup_id")
     p.add_argument("--to", required=True, type=Path, dest="to_dir")
+    p.add_argument(
+        "--for",
+        dest="export_for",
+        choices=("kubectl", "gitops"),
+        default="kubectl",
+        help="kubectl: every object as stored; gitops: only what you would commit by hand",
+    )
+    p.add_argument(
+        "--secrets",
+        choices=("omit", "include", "sealed"),
+        default=None,
+        help="leave Secrets out, write them as stored, or as SealedSecrets (default: include for kubectl, omit for "
+        "gitops)",
+    )
+    p.add_argument(
+        "--sealed-secrets-cert",
+        type=Path,
+        default=None,
+        help="the sealed-secrets controller's certificate (kubeseal --fetch-cert), for --secrets sealed",
+    )
+    p.add_argument("--argocd-repo", default=None, help="also write an Argo CD Application per namespace for this repo")
+    p.add_argument("--argocd-path", default="", help="where the export lives in that repository (default: its root)")
 
     repo = sub.add_parser("repo", help="repository maintenance").add_subparsers(dest="action", required=True)
     p = repo.add_parser("check", help="every referenced blob exists and re-hashes to its name")

@@ -85,6 +85,13 @@ def test_backup_list_describe_export_check_and_restore(
     doc = yaml.safe_load((out_dir / namespace / "configmap" / "app-config.yaml").read_text())
     assert doc["apiVersion"] == "v1" and doc["kind"] == "ConfigMap" and doc["data"] == {"mode": "blue"}
     assert "uid" not in doc["metadata"] and "resourceVersion" not in doc["metadata"]
+    assert (out_dir / "Kustomization").exists() and (out_dir / namespace / "Kustomization").exists()
+
+    gitops_dir = tmp_path / "gitops"
+    args = ("export", backup_id, *AWS, "--to", str(gitops_dir), "--for", "gitops", "--output", "json")
+    code, gitops = run(capsys, *args)
+    assert code == EXIT_OK and gitops["skipped"] >= 1  # the Secret, left out by default
+    assert not any("/secret/" in f for f in gitops["files"])
 
     code, check = run(capsys, "repo", "check", *AWS, "--output", "json")
     assert code == EXIT_OK and check["problems"] == [] and check["blobs"] >= 4
