@@ -34,6 +34,7 @@ from chalicelib.observability import logger
 SECRET_PREFIX = "lifeboat/hooks/"  # + the policy's name: the key webhooks are signed with
 DEFAULT_KEY = "default"  # the secret (and key id) of a job without a policy
 PODS_PATH = "/api/v1/pods"
+NAMESPACE_LISTS_MAX = 4  # up to this many namespaces in scope, their pods are listed namespace by namespace
 MAX_DETAIL = 300  # characters of a hook's output or answer kept in its error
 
 # (key id, secret, path, query, body, unix time) -> the signature headers (``api.signature``, wired in services).
@@ -151,9 +152,17 @@ class HookRunner:
         selected = set(namespaces)
         if settings.annotations and selected:
             try:
+                # A few namespaces: each one's own pod list (one request each for most); more: one cluster-wide
+                # list, whose pages (500 pods each) cost less than a list per namespace.
+                paths = (
+                    [f"/api/v1/namespaces/{ns}/pods" for ns in sorted(selected)]
+                    if len(selected) <= NAMESPACE_LISTS_MAX
+                    else [PODS_PATH]
+                )
                 pods = [
                     p
-                    for page in client.list_pages(PODS_PATH, label_selector=label_selector or None)
+                    for path in paths
+                    for page in client.list_pages(path, label_selector=label_selector or None)
                     for p in page.items
                 ]
             except Exception as exc:  # noqa: BLE001 -- the policy's own hooks still run; the backup says what it missed

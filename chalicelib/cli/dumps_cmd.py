@@ -75,7 +75,7 @@ def _spec(services: Any, manifest: Any, record: dict[str, Any]) -> Any:
 
 
 def restore(args: argparse.Namespace, services: Any) -> int:
-    from chalicelib.core.dumps import Credentials, RestoreTarget
+    from chalicelib.core.dumps import Credentials, RestoreTarget, restore_database
     from chalicelib.repository import RepositoryReader
     from chalicelib.repository.presigned import presigned_get
     from chalicelib.repository.repo import MANIFEST_NAME
@@ -115,7 +115,7 @@ def restore(args: argparse.Namespace, services: Any) -> int:
         "dump": f"{record['namespace']}/{record['name']}",
         "engine": record["engine"],
         "into": f"{namespace}/{service}",
-        "database": target.database or (spec.databases[0] if len(spec.databases) == 1 else ""),
+        "database": restore_database(spec, target),
         "job": f"{namespace}/{job}",
         "state": "succeeded" if ok else "failed",
         "duration_s": round(time.monotonic() - started, 1),

@@ -480,6 +480,66 @@ lifeboat_restore() {
         --authenticationDatabase=admin --config="$LIFEBOAT_WORK/mongo.yaml" "${into[@]}"
 }
 """,
+    REDIS: r"""
+lifeboat_restore() {
+    # An RDB is loaded only by a server at its start: a scratch redis-server in this pod loads it, then MIGRATE
+    # (COPY REPLACE) sends every key to the target, each into its own database number. The commands go to
+    # redis-cli on stdin, so the target's password is never on a command line; keys are quoted for it, and a key
+    # whose name holds a newline cannot be listed by --scan one a line, so it is not supported.
+    cat > "$LIFEBOAT_WORK/dump.rdb"
+    redis-server --port 6390 --bind 127.0.0.1 --dir "$LIFEBOAT_WORK" --dbfilename dump.rdb --save '' \
+        --appendonly no --logfile "$LIFEBOAT_WORK/scratch.log" &
+    local scratch=$!
+    until redis-cli -p 6390 ping 2>/dev/null | grep -q PONG; do
+        if ! kill -0 "$scratch" 2>/dev/null; then
+            echo "lifeboat: the scratch redis-server did not load the RDB:" \
+                "$(tail -n 1 "$LIFEBOAT_WORK/scratch.log")" >&2
+            exit 1
+        fi
+        sleep 1
+    done
+    local auth=""
+    if [ -n "${LIFEBOAT_PASSWORD:-}" ]; then auth="AUTH $(lifeboat_quote "$LIFEBOAT_PASSWORD")"; fi
+    local db keys=0
+    for db in $(redis-cli -p 6390 info keyspace | sed -n 's/^db\([0-9]*\):.*/\1/p'); do
+        redis-cli -p 6390 -n "$db" --scan --count 1000 | while IFS= read -r key; do
+            printf 'MIGRATE %s %s "" %s 60000 COPY REPLACE %s KEYS %s\n' "$LIFEBOAT_HOST" "$LIFEBOAT_PORT" "$db" \
+                "$auth" "$(lifeboat_quote "$key")"
+        done | redis-cli -p 6390 -n "$db" > "$LIFEBOAT_WORK/migrated"
+        if grep -v -x -e OK -e NOKEY "$LIFEBOAT_WORK/migrated" | head -n 1 | grep . >&2; then
+            echo "lifeboat: MIGRATE into $LIFEBOAT_HOST:$LIFEBOAT_PORT database $db failed" >&2
+            exit 1
+        fi
+        keys=$(( keys + $(wc -l < "$LIFEBOAT_WORK/migrated") ))
+    done
+    redis-cli -p 6390 shutdown nosave > /dev/null 2>&1 || true
+    wait "$scratch" 2>/dev/null || true
+    echo "lifeboat: $keys keys restored"
+}
+# A value double-quoted for redis-cli's parser: backslashes and double quotes escaped.
+lifeboat_quote() { local v="${1//\\/\\\\}"; v="${v//\"/\\\"}"; printf '"%s"' "$v"; }
+""",
+    ELASTICSEARCH: r"""
+lifeboat_restore() {
+    # The artifact is the snapshot's description; the data is in the snapshot repository named 'lifeboat', which
+    # the target cluster must have registered (read-only is enough) on the bucket the source wrote it to.
+    cat > "$LIFEBOAT_WORK/snapshot.json"
+    local snapshot
+    snapshot=$(grep -o '"snapshot" *: *"[^"]*"' "$LIFEBOAT_WORK/snapshot.json" | head -n 1 | sed 's/.*: *"//; s/"$//')
+    if [ -z "$snapshot" ] || ! grep -q '"state" *: *"SUCCESS"' "$LIFEBOAT_WORK/snapshot.json"; then
+        echo "lifeboat: the artifact does not describe a successful snapshot:" \
+            "$(head -c 300 "$LIFEBOAT_WORK/snapshot.json")" >&2
+        exit 1
+    fi
+    local body='{"include_global_state": false'
+    if [ -n "$LIFEBOAT_DATABASES" ]; then  # a prefix: each index restored as <prefix>_<index>, beside the originals
+        body+=", \"rename_pattern\": \"(.+)\", \"rename_replacement\": \"${LIFEBOAT_DATABASES}_\$1\""
+    fi
+    curl -fsS -u "$LIFEBOAT_USER:${LIFEBOAT_PASSWORD:-}" -X POST -H 'Content-Type: application/json' \
+        "$LIFEBOAT_URL/_snapshot/lifeboat/$snapshot/_restore?wait_for_completion=true" -d "$body}"
+}
+LIFEBOAT_URL="${LIFEBOAT_SCHEME:-http}://$LIFEBOAT_HOST:$LIFEBOAT_PORT"
+""",
 }
 
 
@@ -492,11 +552,10 @@ def restore_script(spec: DumpSpec) -> str:
     """The bash script of the mirror Job: the artifact through its presigned GET URL (a file) into the engine's tool.
 
     Environment: LIFEBOAT_HOST/PORT/USER/PASSWORD, LIFEBOAT_DATABASES (the database to restore into),
-    LIFEBOAT_GET_URL_FILE, LIFEBOAT_WORK. Redis and Elasticsearch dumps are restored outside a Job (an RDB file
-    is loaded by a server at start; an Elasticsearch snapshot by its own _restore API), so they have none.
+    LIFEBOAT_GET_URL_FILE, LIFEBOAT_WORK. Redis: a scratch server in the pod loads the RDB and MIGRATEs every key
+    to the target. Elasticsearch: the snapshot the artifact names is restored by the target's ``_restore`` API from
+    its repository ``lifeboat``, each index renamed ``<database>_<index>`` when a database (a prefix) is given.
     """
-    if spec.engine not in _RESTORE_COMMANDS:
-        raise InvalidPolicy([f"dump {spec.namespace}/{spec.name}: {spec.engine} dumps have no restore Job"])
     return (
         "set -euo pipefail\n"
         + _RESTORE_COMMANDS[spec.engine]
@@ -548,15 +607,27 @@ def restore_secret(backup_id: str, spec: DumpSpec, target: RestoreTarget, url: s
     }
 
 
+def restore_database(spec: DumpSpec, target: RestoreTarget) -> str:
+    """The database a restore goes into: the target's, else the dump's one (an Elasticsearch dump's indices never)."""
+    if target.database or spec.engine == ELASTICSEARCH:
+        return target.database
+    return spec.databases[0] if len(spec.databases) == 1 else ""
+
+
 def restore_job(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> dict[str, Any]:
     """The Job that restores ``spec``'s artifact (its URL in ``restore_secret``) into ``target`` with the engine's tool.
 
     The connection is the dump's own, pointed at the target: its Service's DNS name, the target's database (the
     dump's when none is given) and the target's credentials (the dump's when none are given), by ``secretKeyRef``.
-    Raises ``InvalidPolicy`` for an engine without a restore Job (redis, elasticsearch).
+    Redis keeps each key's database number, so a target database is refused; for Elasticsearch the database is
+    only the target's (a prefix for the restored indices), never the dump's index list.
     """
     name = restore_job_name(backup_id, spec, target)
-    database = target.database or (spec.databases[0] if len(spec.databases) == 1 else "")
+    if spec.engine == REDIS and target.database:
+        raise InvalidPolicy(
+            [f"dump {spec.namespace}/{spec.name}: a redis restore keeps each key's database number; give no database"]
+        )
+    database = restore_database(spec, target)
     into = DumpSpec(
         name=spec.name,
         engine=spec.engine,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -88,7 +94,92 @@ def test_restore_job_names_differ_per_target_and_are_dns_labels() -> None:
     assert one != two and len(one) <= 63 and len(two) <= 63
 
 
-def test_engines_without_a_restore_job_are_refused_naming_the_dump() -> None:
-    spec = dumps_from_list([{"name": "cache", "engine": "redis", "namespace": "shop", "target": "redis"}])[0]
-    with pytest.raises(InvalidPolicy, match="shop/cache: redis dumps have no restore Job"):
-        restore_job("b1", spec, RestoreTarget("scratch", "redis"))
+def _redis() -> Any:
+    return dumps_from_list([{"name": "cache", "engine": "redis", "namespace": "shop", "target": "redis"}])[0]
+
+
+def test_the_redis_restore_job_loads_the_rdb_in_a_scratch_server_and_migrates_every_key_to_the_target() -> None:
+    job = restore_job("b1", _redis(), RestoreTarget("scratch", "redis-copy"))
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    assert "redis-server --port 6390 --bind 127.0.0.1" in script and "--dbfilename dump.rdb" in script
+    assert "MIGRATE" in script and "COPY REPLACE" in script
+    env = _env(job)
+    assert env["LIFEBOAT_HOST"] == "redis-copy.scratch.svc" and env["LIFEBOAT_PORT"] == "6379"
+    assert env["LIFEBOAT_DATABASES"] == ""
+
+
+def test_a_redis_restore_into_a_named_database_is_refused_in_one_sentence() -> None:
+    with pytest.raises(InvalidPolicy, match="shop/cache: a redis restore keeps each key's database number"):
+        restore_job("b1", _redis(), RestoreTarget("scratch", "redis", "0"))
+
+
+def test_the_redis_quote_escapes_backslashes_and_double_quotes_for_redis_cli(tmp_path: Path) -> None:
+    script = restore_script(_redis())
+    quote = next(line for line in script.splitlines() if line.startswith("lifeboat_quote()"))
+    out = subprocess.run(
+        ["bash", "-c", quote + '\nlifeboat_quote "$1"', "-", 'a"b\\c d'], capture_output=True, text=True, check=True
+    )
+    assert out.stdout == '"a\\"b\\\\c d"'
+
+
+def _es(**extra: Any) -> Any:
+    entry = {"name": "search", "engine": "elasticsearch", "namespace": "shop", "target": "es", **extra}
+    return dumps_from_list([entry])[0]
+
+
+def test_the_elasticsearch_restore_job_never_takes_the_dumps_index_as_its_prefix() -> None:
+    spec = _es(databases=["products"])
+    assert _env(restore_job("b1", spec, RestoreTarget("scratch", "es")))["LIFEBOAT_DATABASES"] == ""
+    env = _env(restore_job("b1", spec, RestoreTarget("scratch", "es", "lifeboat_verify_ab12")))
+    assert env["LIFEBOAT_DATABASES"] == "lifeboat_verify_ab12" and env["LIFEBOAT_PORT"] == "9200"
+
+
+class _Restore(BaseHTTPRequestHandler):
+    seen: ClassVar[list[tuple[str, str, str]]] = []
+
+    def do_GET(self) -> None:  # the artifact: the snapshot's description as the dump Job stored it
+        body = json.dumps({"snapshot": {"snapshot": "lifeboat-b1-search", "state": "SUCCESS"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Restore.seen.append((self.path, self.headers["Authorization"], self.rfile.read(length).decode()))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_elasticsearch_restore_script_restores_the_named_snapshot_renamed_under_the_prefix(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Restore)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    (tmp_path / "url").write_text(f"http://127.0.0.1:{port}/artifact\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LIFEBOAT_HOST": "127.0.0.1",
+        "LIFEBOAT_PORT": str(port),
+        "LIFEBOAT_USER": "elastic",
+        "LIFEBOAT_PASSWORD": "pw",
+        "LIFEBOAT_DATABASES": "lifeboat_verify_ab12",
+        "LIFEBOAT_GET_URL_FILE": str(tmp_path / "url"),
+        "LIFEBOAT_WORK": str(tmp_path),
+    }
+    try:
+        subprocess.run(["bash", "-c", restore_script(_es())], env=env, check=True, capture_output=True, timeout=30)
+    finally:
+        server.shutdown()
+    path, auth, body = _Restore.seen[-1]
+    assert path == "/_snapshot/lifeboat/lifeboat-b1-search/_restore?wait_for_completion=true"
+    assert auth == "Basic " + base64.b64encode(b"elastic:pw").decode()
+    assert json.loads(body) == {
+        "include_global_state": False,
+        "rename_pattern": "(.+)",
+        "rename_replacement": "lifeboat_verify_ab12_$1",
+    }

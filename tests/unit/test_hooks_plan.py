@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from chalicelib.backup.hooks import HookRunner
+from chalicelib.backup.hooks import NAMESPACE_LISTS_MAX, HookRunner
 from chalicelib.core.hooks import ANNOTATION, HookSettings
 
 SYNC = '["/bin/sync"]'
@@ -56,7 +56,18 @@ def test_plan_orders_policy_and_pod_hooks_and_keeps_to_the_scope() -> None:
     # Thawed first, then the policy's post hooks.
     assert [h.url or h.pod for h in plan.post] == ["db-0", "https://h.example.com/post"]
     assert plan.pre[1].source == ANNOTATION and plan.pre[1].namespace == "shop"
-    assert client.selectors == [("/api/v1/pods", "tier=data")]
+    assert client.selectors == [("/api/v1/namespaces/shop/pods", "tier=data")], "one namespace: its own pod list"
+
+
+def test_many_namespaces_are_searched_with_one_cluster_wide_pod_list() -> None:
+    namespaces = [f"ns-{n}" for n in range(NAMESPACE_LISTS_MAX + 1)]
+    client = _Client([_pod(ns, "db-0", **{"pre_hook_backup_velero_io/command": SYNC}) for ns in namespaces])
+    plan = HookRunner().plan(POLICY, client, namespaces)
+    assert client.selectors == [("/api/v1/pods", None)]
+    assert sorted(h.namespace for h in plan.pre[1:]) == namespaces
+    few = _Client([])
+    HookRunner().plan(POLICY, few, ["b", "a"])
+    assert few.selectors == [("/api/v1/namespaces/a/pods", None), ("/api/v1/namespaces/b/pods", None)]
 
 
 def test_annotations_off_or_unlistable_pods() -> None:

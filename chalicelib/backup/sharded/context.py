@@ -239,6 +239,7 @@ class Sharding:
             list_workers=self.list_workers,
             page_size=self.page_size,
             writer_options=self.writer_options,
+            hooks=self.hooks,
         )
 
     def worker(self) -> ShardWorker:

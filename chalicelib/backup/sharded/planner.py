@@ -11,7 +11,14 @@ from chalicelib.backup.commit import iso
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page, count_objects
 from chalicelib.backup.sharded.checkpoints import CheckpointStore
-from chalicelib.backup.sharded.context import BackupContext, BackupContexts, NextStep, ShardingOptions, log
+from chalicelib.backup.sharded.context import (
+    BackupContext,
+    BackupContexts,
+    NextStep,
+    ShardingOptions,
+    log,
+    run_planned_post_hooks,
+)
 from chalicelib.core.hooks import Hook
 from chalicelib.core.jobs import BackupJob
 from chalicelib.core.models import BackupRecord, BackupState
@@ -44,8 +51,10 @@ class ShardPlanner:
         list_workers: int,
         page_size: int,
         writer_options: dict[str, Any],
+        hooks: Any = None,
     ) -> None:
         self._catalog = catalog
+        self._hooks = hooks
         self._shards = shards
         self._contexts = contexts
         self._next = next_step
@@ -190,7 +199,9 @@ class ShardPlanner:
         shards = self._shards.list_shards(cluster, backup_id)
         failed = [shard for shard in shards if shard.state == ShardState.FAILED]
         if failed:
-            return self._catalog.transition(  # type: ignore[no-any-return]
+            # The shard that failed did not get to fail the backup (its coordinator died first): this write does,
+            # so the post hooks the plan holds run here, once, as they would have after that shard's write.
+            ended = self._catalog.transition(
                 cluster,
                 backup_id,
                 BackupState.FAILED,
@@ -198,6 +209,17 @@ class ShardPlanner:
                 worker=record.worker,
                 failure=f"shard {failed[0].namespace or '(cluster-scoped)'} failed: {failed[0].error}",
             )
+            plan = ShardPlan.from_dict(item["plan"])
+            if self._hooks is not None and plan.post_hooks:
+                repo = self._open_repository()
+                context = BackupContext(plan, job.scope, repo, frozenset(), CheckpointStore(repo.store))
+                try:
+                    run_planned_post_hooks(
+                        self._hooks, self._catalog, self._contexts, context, job.cluster, ended, self._clock()
+                    )
+                finally:
+                    context.close()
+            return ended  # type: ignore[no-any-return]
         waiting = [shard.namespace for shard in shards if shard.namespace and shard.state not in SHARD_TERMINAL]
         if waiting:
             self._next.send_shards(job.cluster, backup_id, waiting)

@@ -124,6 +124,58 @@ def test_a_shard_that_fails_the_backup_runs_its_post_hooks(repos, kubeconfig_pat
     assert seen == [("Failed", False)]
 
 
+def test_a_coordinator_taking_over_a_backup_whose_shard_failed_runs_its_post_hooks_once(
+    repos, kubeconfig_path, app_ns, exec_handlers, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib.backup.items import ItemCollector
+    from chalicelib.backup.sharded.context import ShardingOptions
+
+    _, sharded = repos
+    catalog = sharded.catalog()
+    seen = _watch_thaw(exec_handlers, catalog, ExecOutcome())
+    shop = app_ns.namespaces[0]
+    real_page = ItemCollector.handle_page
+
+    def broken(self, page, refs, namespace=None):
+        if shop in self.namespaces and page.resource.plural == "secrets":
+            raise RuntimeError("disk on fire")
+        return real_page(self, page, refs, namespace)
+
+    real_transition = type(catalog).transition
+
+    def die_failing(self, cluster, backup_id, state, **kwargs):
+        if state == "Failed":  # the shard is marked failed, then its Lambda dies before the backup is
+            raise SystemExit("the shard's Lambda timed out")
+        return real_transition(self, cluster, backup_id, state, **kwargs)
+
+    monkeypatch.setattr(ItemCollector, "handle_page", broken)
+    monkeypatch.setattr(type(catalog), "transition", die_failing)
+    queue = ListQueue()
+    options = ShardingOptions(max_attempts=1)
+    service = sharded.backup_service(queue=queue, sharding_options=options)
+    job = _hooked_job(kubeconfig_path, app_ns.namespaces)
+    backup_id = handle_message(service, job.to_dict())["backup_id"]
+    with pytest.raises(SystemExit):
+        drain(service, queue)
+    monkeypatch.setattr(type(catalog), "transition", real_transition)
+    assert catalog.get(CLUSTER, backup_id).state == "Running"
+    assert _programs(exec_handlers) == ["freeze"], "nothing ended the backup yet, so nothing thawed"
+
+    # SQS delivers the job again with the heartbeat stale: this coordinator adopts the plan and fails the backup.
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    again = sharded.backup_service(queue=queue, sharding_options=options, clock=lambda: later)
+    assert handle_message(again, job.to_dict())["backup_id"] == backup_id
+    record = catalog.get(CLUSTER, backup_id)
+    assert record.state == "Failed" and "disk on fire" in (record.failure or "")
+    assert seen == [("Failed", False)]
+    # A third delivery finds the backup Failed: the post hooks do not run twice.
+    handle_message(again, job.to_dict())
+    drain(again, queue)
+    assert _programs(exec_handlers) == ["freeze", "thaw"]
+
+
 def test_post_hook_failures_of_a_sharded_backup_are_kept_on_its_record(repos, kubeconfig_path, app_ns, exec_handlers):
     _, sharded = repos
     _watch_thaw(exec_handlers, sharded.catalog(), ExecOutcome(stderr=b"thaw: not frozen\n", exit_code=3))
