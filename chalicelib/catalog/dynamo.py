@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from enum import StrEnum
 from typing import Any
 
@@ -83,6 +83,10 @@ def iso(value: datetime | str) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+# DynamoDB's number limits, as boto3 declares them: 38 digits, and no silent rounding.
+_DYNAMODB_NUMBERS = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
+
+
 def _to_dynamo_numbers(value: Any) -> Any:
     # The boto3 serializer refuses floats (precision); a JSON round trip turns them into Decimals.
     return json.loads(json.dumps(value), parse_float=Decimal)
@@ -99,18 +103,56 @@ def _from_dynamo_numbers(value: Any) -> Any:
 
 
 def encode(value: Any) -> dict[str, Any]:
-    """One attribute value in DynamoDB's wire format (dicts become maps, numbers N)."""
-    from boto3.dynamodb.types import TypeSerializer
+    """One attribute value in DynamoDB's wire format (dicts become maps, numbers N), as boto3's TypeSerializer
+    writes it for JSON values; written here so the functions need botocore only (boto3 costs ~100 ms to import)."""
+    return _wire(_to_dynamo_numbers(value))
 
-    return dict(TypeSerializer().serialize(_to_dynamo_numbers(value)))
+
+def _wire(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        number = _DYNAMODB_NUMBERS.create_decimal(value)  # refuses what DynamoDB cannot store exactly
+        return {"N": str(number)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, dict):
+        return {"M": {str(k): _wire(v) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"L": [_wire(v) for v in value]}
+    raise TypeError(f"cannot store a {type(value).__name__} in DynamoDB")
 
 
 def decode_item(item: dict[str, Any]) -> dict[str, Any]:
     """A whole item from DynamoDB's wire format to plain Python values (integral numbers as int)."""
-    from boto3.dynamodb.types import TypeDeserializer
+    return {k: _from_dynamo_numbers(_plain(v)) for k, v in item.items()}
 
-    deserializer = TypeDeserializer()
-    return {k: _from_dynamo_numbers(deserializer.deserialize(v)) for k, v in item.items()}
+
+def _plain(wire: dict[str, Any]) -> Any:
+    ((tag, value),) = wire.items()
+    if tag == "S":
+        return value
+    if tag == "N":
+        return Decimal(value)
+    if tag == "M":
+        return {k: _plain(v) for k, v in value.items()}
+    if tag == "L":
+        return [_plain(v) for v in value]
+    if tag == "BOOL":
+        return bool(value)
+    if tag == "NULL":
+        return None
+    if tag == "SS":
+        return set(value)
+    if tag == "NS":
+        return {Decimal(v) for v in value}
+    if tag == "B":
+        return bytes(value)
+    if tag == "BS":
+        return {bytes(v) for v in value}
+    raise TypeError(f"unknown DynamoDB type {tag!r}")
 
 
 def encode_token(item: dict[str, Any]) -> str:

@@ -205,9 +205,9 @@ def _native_eks_exec(exec_config: Mapping[str, Any]) -> EksTokenProvider | None:
     if not cluster or role:
         return None
     region = _flag(args, "--region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    import boto3
+    import botocore.session
 
-    sts = boto3.client("sts", region_name=region) if region else boto3.client("sts")
+    sts = botocore.session.get_session().create_client("sts", region_name=region or None)
     return EksTokenProvider(sts, cluster)
 
 

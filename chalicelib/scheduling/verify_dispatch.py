@@ -3,7 +3,7 @@
 Each due schedule (``catalog/side_schedules.py``, kind ``verify``) is decided like a policy's run (``plan_run``: only
 the latest missed run, within the deadline) and claimed in one conditional transaction with its run record, so
 racing dispatchers start each scheduled verification once; its id follows from the policy and scheduled time
-(``verification/worker.py:verification_id``), so even a repeated send names the same run, which runs once.
+(``verification/messages.py:verification_id``), so even a repeated send names the same run, which runs once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from chalicelib.catalog.side_schedules import SideScheduleRecord
 from chalicelib.core.schedule import plan_run
 from chalicelib.observability import logger
 from chalicelib.scheduling.side_schedules import dispatch_each, sync_schedule
-from chalicelib.verification.worker import VerifyMessage, verification_id
+from chalicelib.verification.messages import VerifyMessage, verification_id
 
 
 def sync_verify_schedule(schedules: Any, policy: Any, now: datetime) -> None:
