@@ -40,8 +40,9 @@ package: $(STAMP)
 	$(BIN)/python infra/deploy.py package --stage $(STAGE)
 
 ## Replica stack in the replica region, then the primary stack; prints the outputs (API URL, bucket, table).
+## PARAMS="SubnetIds=subnet-a,subnet-b SecurityGroupIds=sg-x VpcId=vpc-y" sets primary stack parameters.
 deploy: $(STAMP)
-	$(BIN)/python infra/deploy.py deploy --stage $(STAGE)
+	$(BIN)/python infra/deploy.py deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))
 
 ## Deletes both stacks; buckets, table and keys are retained (the command lists them).
 undeploy: $(STAMP)

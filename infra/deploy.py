@@ -215,8 +215,13 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def deploy(stage: str, region: str, replica_region: str, template: Path) -> dict[str, str]:
-    """Replica stack first, then the primary stack fed with the replica's outputs; returns the primary outputs."""
+def deploy(
+    stage: str, region: str, replica_region: str, template: Path, parameters: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Replica stack first, then the primary stack fed with the replica's outputs; returns the primary outputs.
+
+    ``parameters`` go to the primary stack as well (VPC settings: SubnetIds, SecurityGroupIds, VpcId, ...).
+    """
     replica = _deploy_stack(
         replica_region,
         stack_name(stage, "replica"),
@@ -233,6 +238,7 @@ def deploy(stage: str, region: str, replica_region: str, template: Path) -> dict
             "ReplicaRegion": replica_region,
             "ReplicaBucketName": replica["BucketName"],
             "ReplicaKeyArn": replica["KeyArn"],
+            **(parameters or {}),
         },
     )
 
@@ -254,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     parser.add_argument("--replica-region", default=os.environ.get("LIFEBOAT_REPLICA_REGION", "us-west-2"))
     parser.add_argument("--out", type=Path, default=ROOT / "out")
+    parser.add_argument(
+        "--parameter", action="append", default=[], metavar="KEY=VALUE", help="primary stack parameter (repeatable)"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "undeploy":
@@ -261,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         template = package(args.stage, args.out / args.stage)
         if args.command == "deploy":
-            outputs = deploy(args.stage, args.region, args.replica_region, template)
+            extra = dict(item.split("=", 1) for item in args.parameter)
+            outputs = deploy(args.stage, args.region, args.replica_region, template, extra)
             for key, value in sorted(outputs.items()):
                 print(f"{key}: {value}")
     except PackagingError as error:

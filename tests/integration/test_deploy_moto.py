@@ -101,3 +101,37 @@ def test_undeploy_deletes_both_stacks_and_keeps_the_data(aws: Any, template: Pat
         assert {s["StackStatus"] for s in stacks if s["StackName"] == name} == {"DELETE_COMPLETE"}
     assert boto3.client("s3", region_name="us-east-1").head_bucket(Bucket=outputs["BucketName"])
     assert boto3.client("dynamodb", region_name="us-east-1").describe_table(TableName=outputs["TableName"])
+
+
+def test_functions_in_a_vpc_get_the_endpoints_they_need(aws: Any, template: Path) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="lifeboat", Description="functions", VpcId=vpc)["GroupId"]
+    table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]["RouteTableId"]
+
+    deploy.deploy(
+        "dev",
+        "us-east-1",
+        "us-west-2",
+        template,
+        {
+            "VpcId": vpc,
+            "SubnetIds": subnet,
+            "SecurityGroupIds": group,
+            "VpcRouteTableIds": table,
+            "VpcEndpointSubnetIds": subnet,
+        },
+    )
+
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
+    services = {e["ServiceName"].rsplit(".", 1)[1]: e["VpcEndpointType"] for e in endpoints}
+    assert services == {
+        "s3": "Gateway",
+        "dynamodb": "Interface",
+        "sqs": "Interface",
+        "sts": "Interface",
+        "secretsmanager": "Interface",
+        "events": "Interface",
+        "kms": "Interface",
+    }
