@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: sandbox test lint bench clean
+.PHONY: sandbox test lint bench clean package deploy undeploy
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ bench: $(STAMP)
 	$(BIN)/python bench/replicate.py
 	$(BIN)/python bench/gc.py
 	$(BIN)/python bench/scale.py
+
+STAGE ?= dev
+## Merged template (chalice package + infra/lifeboat.yaml) into out/$(STAGE)/.
+package: $(STAMP)
+	$(BIN)/python infra/deploy.py package --stage $(STAGE)
+
+## Replica stack in the replica region, then the primary stack; prints the outputs (API URL, bucket, table).
+## PARAMS="SubnetIds=subnet-a,subnet-b SecurityGroupIds=sg-x VpcId=vpc-y" sets primary stack parameters.
+deploy: $(STAMP)
+	$(BIN)/python infra/deploy.py deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))
+
+## Deletes both stacks; buckets, table and keys are retained (the command lists them).
+undeploy: $(STAMP)
+	$(BIN)/python infra/deploy.py undeploy --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
