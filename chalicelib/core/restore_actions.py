@@ -194,11 +194,21 @@ class ItemAction:
 
 def reset_metadata(obj: Obj, ctx: RestoreContext) -> Obj:
     # Blobs are sanitized already; objects read back from a cluster are not. ownerReferences name owners by uid,
-    # and uids change on restore: a stale one makes the garbage collector delete the object (Velero drops them too).
+    # and uids change on restore: a stale one makes the garbage collector delete the object. References to owners
+    # this restore recreates are kept with their source uid; the executor re-links them to the owner's new uid.
     out = sanitize(obj, obj.get("kind", ""), obj.get("apiVersion", ""))
-    for key in ("ownerReferences", "generateName"):
-        out["metadata"].pop(key, None)
+    out["metadata"].pop("generateName", None)
+    kept = [r for r in _owners(obj) if r.get("uid") in ctx.restored_uids]
+    if kept:
+        out["metadata"]["ownerReferences"] = kept
+    else:
+        out["metadata"].pop("ownerReferences", None)
     return out
+
+
+def dropped_owner_references(obj: Obj, ctx: RestoreContext) -> list[str]:
+    """``Kind/name`` of each owner ``obj`` references that this restore does not recreate."""
+    return [f"{r.get('kind')}/{r.get('name')}" for r in _owners(obj) if r.get("uid") not in ctx.restored_uids]
 
 
 def map_namespace(obj: Obj, ctx: RestoreContext) -> Obj:

@@ -80,3 +80,68 @@ def test_preserve_node_ports_keeps_allocated_ones(kube_client: KubeClient, names
     assert result.state == RestoreState.COMPLETED, result.failures
     restored = kube_client.get_object(resource, "web", namespace)
     assert restored is not None and _node_ports(restored) == _node_ports(created)
+
+
+def _crd(group: str) -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}", "uid": "src-crd"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+
+
+def test_object_owned_by_a_restored_custom_resource_is_linked_to_its_new_uid(kube_client: KubeClient) -> None:
+    name = f"lbo-{uuid.uuid4().hex[:8]}"
+    group = f"g{uuid.uuid4().hex[:8]}.lifeboat.test"
+    gadget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g1", "namespace": name, "uid": "src-gadget"},
+        "spec": {"size": 3},
+    }
+
+    def owned(cm_name: str, owner_uid: str, owner_name: str) -> dict:
+        ref = {"apiVersion": f"{group}/v1", "kind": "Gadget", "name": owner_name, "uid": owner_uid}
+        meta = {"name": cm_name, "namespace": name, "uid": f"src-{cm_name}", "ownerReferences": [ref]}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": "v"}}
+
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": "src-ns"}}
+    gadgets = resource_of(gadget, "gadgets", True)
+    linked, orphan = owned("linked", "src-gadget", "g1"), owned("orphan", "src-gone", "g0")
+    backup = make_backup([_crd(group), namespace, (gadgets, gadget), linked, orphan])
+    service = RestoreService(backup.reader(), kube_client)
+    try:
+        plan = service.plan(backup.manifest, RestoreOptions())
+        by_name = {item.name: item for item in plan.items}
+        assert "Gadget/g0" in by_name["orphan"].detail and "dropped" in by_name["orphan"].detail
+        assert by_name["linked"].detail == ""
+        assert by_name["linked"].order > by_name["g1"].order  # the owner first, though ConfigMaps come early
+
+        result = service.run(backup.manifest, RestoreOptions(restore_id="r-own"))
+        assert result.state == RestoreState.COMPLETED, (result.failures, result.warnings)
+        owner = kube_client.get_object(gadgets, "g1", name)
+        assert owner is not None
+        cms = resource_of(linked)
+        restored = kube_client.get_object(cms, "linked", name)
+        assert restored is not None
+        refs = restored["metadata"]["ownerReferences"]
+        assert [(r["kind"], r["name"], r["uid"]) for r in refs] == [("Gadget", "g1", owner["metadata"]["uid"])]
+        assert owner["metadata"]["uid"] != "src-gadget"
+        lone = kube_client.get_object(cms, "orphan", name)
+        assert lone is not None and "ownerReferences" not in lone["metadata"]
+    finally:
+        kube_client.delete(resource_of(_crd(group)), f"gadgets.{group}")
+        kube_client.delete_namespace(name)
