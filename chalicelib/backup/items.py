@@ -12,7 +12,7 @@ from chalicelib.core.canonical import canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector
 from chalicelib.core.resources import Resource
-from chalicelib.core.sanitize import sanitize
+from chalicelib.core.sanitize import sanitize_for_backup
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.shards import Checkpoint, EntryRows, kind_key
 from chalicelib.core.trees import CLUSTER_SCOPE, TreeEntry, encode_root, encode_tree
@@ -129,7 +129,7 @@ class ItemCollector:
                     reused += 1
                     append((scope_key, known))
                     continue
-            data = canonical_json(sanitize(obj, kind, api_version))
+            data = canonical_json(sanitize_for_backup(obj, kind, api_version))
             bid, new = add_bytes(data)
             size = len(data)
             if not new:

@@ -171,6 +171,25 @@ def _reader(services: Any) -> Any:
     return RepositoryReader(services.repository())
 
 
+def backups_logs(args: Any, services: Any) -> int:
+    """The backup's log from the repository (written before its manifest); empty when nothing was recorded."""
+    from chalicelib.repository.backup_log import read_log
+
+    record = services.catalog().find(args.backup_id)
+    entries = read_log(services.repository().store, record.cluster, record.backup_id)
+    if args.output == "json":
+        emit_json([e.to_dict() for e in entries])
+        return EXIT_OK
+    if not entries:
+        console().print(f"backup {record.backup_id}: no warnings or errors recorded")
+        return EXIT_OK
+    rows = [
+        [e.level, e.resource or "(backup)", "/".join(p for p in (e.namespace, e.name) if p), e.message] for e in entries
+    ]
+    console().print(table(f"Log of {record.backup_id}", ["level", "resource", "object", "message"], rows))
+    return EXIT_OK
+
+
 def backups_describe(args: Any, services: Any) -> int:
     record = services.catalog().find(args.backup_id)
     reader = _reader(services)

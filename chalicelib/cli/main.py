@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = backups.add_parser("describe", help="one backup: counts per kind and namespace, parent, sizes")
     _add_aws_options(p)
     p.add_argument("backup_id")
+    p = backups.add_parser("logs", help="the warnings and errors recorded for one backup, per type and object")
+    _add_aws_options(p)
+    p.add_argument("backup_id")
 
     p = sub.add_parser("export", help="write a backup as plain YAML files that kubectl apply accepts")
     _add_aws_options(p)
@@ -234,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         ("backups", "list"): commands.backups_list,
         ("backups", "describe"): commands.backups_describe,
+        ("backups", "logs"): commands.backups_logs,
         ("export", None): commands.export,
         ("repo", "check"): commands.repo_check,
         ("replication", "status"): replication_cmd.status,

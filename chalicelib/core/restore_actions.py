@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from chalicelib.core.nodeports import strip_allocated_node_ports
 from chalicelib.core.resources import Resource
 from chalicelib.core.restore_context import RestoreContext
 from chalicelib.core.restore_options import BACKUP_ID_ANNOTATION, RESTORE_ID_LABEL, VERIFICATION_LABEL
@@ -24,7 +25,7 @@ from chalicelib.core.restore_volumes import (
     unrestorable_snapshot,
     volume_of_snapshot_claim,
 )
-from chalicelib.core.sanitize import sanitize
+from chalicelib.core.sanitize import USER_NODE_PORTS_ANNOTATION, sanitize
 from chalicelib.core.volume_facts import SNAPSHOT_CONTENTS, SNAPSHOTS
 
 Obj = dict[str, Any]
@@ -193,11 +194,21 @@ class ItemAction:
 
 def reset_metadata(obj: Obj, ctx: RestoreContext) -> Obj:
     # Blobs are sanitized already; objects read back from a cluster are not. ownerReferences name owners by uid,
-    # and uids change on restore: a stale one makes the garbage collector delete the object (Velero drops them too).
+    # and uids change on restore: a stale one makes the garbage collector delete the object. References to owners
+    # this restore recreates are kept with their source uid; the executor re-links them to the owner's new uid.
     out = sanitize(obj, obj.get("kind", ""), obj.get("apiVersion", ""))
-    for key in ("ownerReferences", "generateName"):
-        out["metadata"].pop(key, None)
+    out["metadata"].pop("generateName", None)
+    kept = [r for r in _owners(obj) if r.get("uid") in ctx.restored_uids]
+    if kept:
+        out["metadata"]["ownerReferences"] = kept
+    else:
+        out["metadata"].pop("ownerReferences", None)
     return out
+
+
+def dropped_owner_references(obj: Obj, ctx: RestoreContext) -> list[str]:
+    """``Kind/name`` of each owner ``obj`` references that this restore does not recreate."""
+    return [f"{r.get('kind')}/{r.get('name')}" for r in _owners(obj) if r.get("uid") not in ctx.restored_uids]
 
 
 def map_namespace(obj: Obj, ctx: RestoreContext) -> Obj:
@@ -228,13 +239,24 @@ def strip_service_addresses(obj: Obj, ctx: RestoreContext) -> Obj:
     if spec.get("clusterIP") != "None":
         spec.pop("clusterIP", None)
         spec.pop("clusterIPs", None)
+    annotations = _meta(obj).get("annotations") or {}
+    user_set = _user_node_ports(annotations.pop(USER_NODE_PORTS_ANNOTATION, ""))
+    if not annotations:
+        _meta(obj).pop("annotations", None)
     if not ctx.options.preserve_node_ports:
-        # Node ports are allocated per cluster; keeping them collides with whatever owns the port there.
-        for port in spec.get("ports") or []:
-            if isinstance(port, dict):
-                port.pop("nodePort", None)
-        spec.pop("healthCheckNodePort", None)
+        # Allocated node ports are the source cluster's choice and collide with whatever owns the port here; the ones
+        # the Service's author set are kept, since load balancers outside the cluster point at them (as Velero does).
+        strip_allocated_node_ports(spec, user_set)
     return obj
+
+
+def _user_node_ports(value: str) -> set[tuple[int, str]]:
+    keys = set()
+    for item in value.split(","):
+        port, _, proto = item.strip().partition("/")
+        if port.isdigit():
+            keys.add((int(port), proto or "TCP"))
+    return keys
 
 
 def unschedule_pod(obj: Obj, ctx: RestoreContext) -> Obj:

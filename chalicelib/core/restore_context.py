@@ -27,6 +27,8 @@ class RestoreContext:
     content_for_snapshot: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # (source namespace, name) of Services without selector: their Endpoints were written by hand
     selectorless_services: frozenset[tuple[str, str]] = frozenset()
+    # source uids of the objects this restore recreates: references to these owners are kept and re-linked
+    restored_uids: frozenset[str] = frozenset()
 
     @classmethod
     def from_objects(

@@ -12,6 +12,7 @@ from chalicelib.core.restore_actions import (
     NAMESPACE_NAME_LABEL,
     SYSTEM_NAMESPACES,
     apply_actions,
+    dropped_owner_references,
     label_restored,
     skip_reason,
 )
@@ -76,6 +77,10 @@ class PlanItem:
     diff: tuple[str, ...] = ()  # for an update: the paths that differ (metadata.labels, spec.replicas, data, ...)
     # The body to send. Kept out of repr and to_dict: it may be a Secret.
     desired: Obj | None = field(default=None, repr=False, compare=False)
+    source_uid: str = field(default="", repr=False, compare=False)  # the backed-up object's uid, when recorded
+    # Runs after the items of its type's level whose rank is lower: an object owned by another restored object
+    # runs after its owner, so the owner's new uid is known when the reference is re-linked.
+    rank: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -84,6 +89,11 @@ class PlanItem:
     @property
     def level(self) -> int:
         return level_of(self.resource)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Where the item runs: its type's level, then its place after the restored owners it references."""
+        return self.rank or (self.level, 0)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -157,14 +167,17 @@ def plan_object(
     meta = desired["metadata"]
     source_ns = (obj.get("metadata") or {}).get("namespace") if resource.namespaced else None
     target = (resource, meta.get("namespace") if resource.namespaced else None, meta.get("name") or "", source_ns)
+    uid = str((obj.get("metadata") or {}).get("uid") or "")
+    dropped = dropped_owner_references(obj, ctx)
+    note = f"ownerReferences dropped, owners not restored: {', '.join(dropped)}" if dropped else ""
     if existing is None:
-        return PlanItem(*target, "create", Reason.NEW, desired=desired)
+        return PlanItem(*target, "create", Reason.NEW, note, desired=desired, source_uid=uid)
     if options.existing_policy == "skip":
         return PlanItem(*target, "skip", Reason.EXISTS, "already on the cluster; existing_policy is skip")
     changed = diff_paths(desired, existing)
     if not changed:
         return PlanItem(*target, "skip", Reason.UNCHANGED, "already as in the backup")
-    return PlanItem(*target, "update", Reason.CHANGED, diff=tuple(changed), desired=desired)
+    return PlanItem(*target, "update", Reason.CHANGED, note, diff=tuple(changed), desired=desired, source_uid=uid)
 
 
 # -- comparing with what is on the cluster ----------------------------------------------------------------------------
@@ -338,6 +351,12 @@ def build_plan(
     pairs.extend(recorded)
     selected.extend(recorded)
     ctx = RestoreContext.from_objects(selected, options, backup_id, snapshot_handles)
+    restored = {
+        str(o["metadata"]["uid"])
+        for r, o in selected
+        if (o.get("metadata") or {}).get("uid") and skip_reason(o, r, ctx) is None
+    }
+    ctx = replace(ctx, restored_uids=frozenset(restored))
     notes = claim_notes(volume_snapshots)
     sources = claim_sources(volume_snapshots)
     lookup: ExistingLookup = existing or (lambda resource, namespace, name: None)
@@ -353,16 +372,36 @@ def build_plan(
             item = replace(item, detail=_claim_detail(item, ctx, notes, sources))
         return item
 
-    items = [plan(r, o) for r, o in pairs]
+    items = _owners_first([plan(r, o) for r, o in pairs])
     items.extend(_implied_namespaces(items, ctx, lookup))
-    by_level: dict[int, list[PlanItem]] = {}
+    by_level: dict[tuple[int, int], list[PlanItem]] = {}
     for item in items:
-        by_level.setdefault(item.level, []).append(item)
+        by_level.setdefault(item.order, []).append(item)
     levels = tuple(
         tuple(sorted(by_level[n], key=lambda i: (i.resource.group_resource, i.namespace or "", i.name)))
         for n in sorted(by_level)
     )
     return RestorePlan(backup_id, options, levels)
+
+
+def _owners_first(items: list[PlanItem]) -> list[PlanItem]:
+    """Each item ranked by its type's level, and after every restored owner it references (chains included)."""
+    rank = {i.source_uid: (i.level, 0) for i in items if i.source_uid}
+    owners = {
+        i.source_uid: [str(r.get("uid")) for r in (i.desired or {}).get("metadata", {}).get("ownerReferences") or []]
+        for i in items
+        if i.source_uid and i.desired
+    }
+    for _ in range(len(owners)):  # a longest chain settles in as many rounds as it has links
+        moved = False
+        for uid, refs in owners.items():
+            for ref in refs:
+                if ref in rank and rank[ref] >= rank[uid]:
+                    rank[uid] = (rank[ref][0], rank[ref][1] + 1)
+                    moved = True
+        if not moved:
+            break
+    return [replace(i, rank=rank[i.source_uid]) if i.source_uid in rank else i for i in items]
 
 
 def _claim_detail(

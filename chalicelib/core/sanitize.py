@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.core.nodeports import user_node_ports
+
 # Bump whenever the rules below change what a blob holds: trees record it, and a backup reuses an earlier backup's
 # blob for an unchanged object only when that blob was made by the same rules (backup/reuse.py).
-SANITIZER_VERSION = 1
+SANITIZER_VERSION = 2  # 2: Services name their user-set node ports (USER_NODE_PORTS_ANNOTATION)
 
 # metadata fields set by the API server; they change without the object changing.
 _SERVER_METADATA = (
@@ -31,6 +33,26 @@ SERVER_ANNOTATIONS = frozenset(
         "control-plane.alpha.kubernetes.io/leader",
     }
 )
+
+
+# On a backed-up Service: the ports whose node port its author set, as "port/protocol" joined by commas. The
+# last-applied annotation and managedFields that tell them apart from allocated ones are stripped from the blob;
+# the restore keeps these node ports and lets the target cluster allocate the others.
+USER_NODE_PORTS_ANNOTATION = "lifeboat.io/user-node-ports"
+
+
+def sanitize_for_backup(obj: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]:
+    """``sanitize`` plus what a blob records before the server-set fields go: a Service's user-set node ports."""
+    out = sanitize(obj, kind, api_version)
+    if kind == "Service" and api_version == "v1":
+        keys = user_node_ports(obj)
+        if keys:
+            meta = out["metadata"] = dict(out["metadata"])
+            meta["annotations"] = {
+                **(meta.get("annotations") or {}),
+                USER_NODE_PORTS_ANNOTATION: ",".join(f"{port}/{proto}" for port, proto in sorted(keys)),
+            }
+    return out
 
 
 def sanitize(obj: dict[str, Any], kind: str, api_version: str) -> dict[str, Any]:

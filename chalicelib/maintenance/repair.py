@@ -10,7 +10,7 @@ from chalicelib.core.canonical import canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.index_format import encode_index
 from chalicelib.core.resources import Resource
-from chalicelib.core.sanitize import sanitize
+from chalicelib.core.sanitize import sanitize_for_backup
 from chalicelib.core.trees import TreeEntry
 from chalicelib.repository.reach import Reach
 
@@ -95,7 +95,7 @@ def _current_bytes(client: Any, namespace: str, entry: TreeEntry) -> bytes | Non
         obj = client.get(res.object_path(entry.name, namespace or None))
     except NotFound:
         return None
-    return canonical_json(sanitize(obj, entry.kind, res.api_version))
+    return canonical_json(sanitize_for_backup(obj, entry.kind, res.api_version))
 
 
 def _sha256(data: bytes) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
@@ -13,6 +13,7 @@ from chalicelib.core.ids import BlobId, PackId
 from chalicelib.core.index_format import encode_blob_rows, encode_index_rows
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.packs import BLOB_DATA, BLOB_TYPES, DEFAULT_FRAME_TARGET, DEFAULT_LEVEL, PackBuilder, PackedBlob
+from chalicelib.repository.backup_log import LogEntry, entries_of, write_log
 from chalicelib.repository.errors import (
     BlobIdMismatch,
     ManifestExists,
@@ -209,8 +210,11 @@ class RepositoryWriter:
         self._index_ids = [index]
         return [index]
 
-    def write_manifest(self, manifest: Manifest) -> str:
-        """The commit point: write the manifest (never overwriting one); returns its key."""
+    def write_manifest(self, manifest: Manifest, log: Iterable[LogEntry] = ()) -> str:
+        """The commit point: write the backup's log, then the manifest (never overwriting one); returns its key.
+
+        The log holds the manifest's per-type errors and ``log``'s entries; nothing to log writes no log object.
+        """
         if self._index_ids is None:
             raise WriterStateError("write_manifest() before a successful finish(): packs and index come first")
         missing = set(self._index_ids) - set(manifest.index_files)
@@ -219,6 +223,12 @@ class RepositoryWriter:
                 f"manifest of backup {manifest.cluster}/{manifest.backup_id} does not name index files "
                 f"{sorted(missing)} written for it"
             )
+        try:
+            logged = write_log(self._repo.store, manifest, entries_of(manifest, log))
+        except ObjectExists:
+            logged = 0  # a retried commit: the first attempt's log is there and the manifest decides below
+        if logged:
+            self._count_put(logged)
         key = self._repo.manifest_key(manifest.cluster, manifest.backup_id)
         data = manifest.to_json()
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.core.restore_options import ExistingPolicy
@@ -76,6 +77,7 @@ class ObjectApplier:
         self._client = client
         self._policy = policy
         self._breaker = _Breaker(unreachable_limit)
+        self._uids: dict[str, str] = {}  # source uid -> uid on the target cluster, of the objects written so far
 
     @property
     def cluster_gone(self) -> bool:
@@ -93,22 +95,53 @@ class ObjectApplier:
         self._breaker.record(None)
         return result
 
-    def _create(self, item: PlanItem) -> ObjectResult:
+    def _linked(self, item: PlanItem) -> tuple[PlanItem, str]:
+        """``item`` with its owner references pointing at the owners' new uids, and a note on any dropped.
+
+        Owners run in earlier levels, so their uids are known here unless they failed, were skipped or were done by
+        an earlier run of a resumed restore: those references are dropped, as a stale uid would get the object
+        garbage-collected.
+        """
+        desired = item.desired or {}
+        refs = (desired.get("metadata") or {}).get("ownerReferences")
+        if not refs:
+            return item, ""
+        linked = [{**r, "uid": self._uids[r.get("uid")]} for r in refs if r.get("uid") in self._uids]
+        meta = {k: v for k, v in desired["metadata"].items() if k != "ownerReferences"}
+        if linked:
+            meta["ownerReferences"] = linked
+        note = ""
+        if len(linked) < len(refs):
+            lost = [f"{r.get('kind')}/{r.get('name')}" for r in refs if r.get("uid") not in self._uids]
+            note = f"ownerReferences dropped, owners not restored in this run: {', '.join(lost)}"
+        return replace(item, desired={**desired, "metadata": meta}), note
+
+    def _remember(self, item: PlanItem, written: dict[str, Any] | None) -> None:
+        uid = ((written or {}).get("metadata") or {}).get("uid")
+        if item.source_uid and uid:
+            self._uids[item.source_uid] = uid
+
+    def _create(self, planned: PlanItem) -> ObjectResult:
+        item, note = self._linked(planned)
         try:
-            self._client.create(item.resource, item.desired, item.namespace)
+            self._remember(item, self._client.create(item.resource, item.desired, item.namespace))
         except AlreadyExists:
             if self._policy == "skip":
+                live = self._client.get_object(item.resource, item.name, item.namespace)
+                self._remember(item, live)
                 return ObjectResult.of(item, Outcome.SKIPPED, Reason.EXISTS, "already on the cluster")
-            return self._update(item)
-        return ObjectResult.of(item, Outcome.CREATED, Reason.NEW)
+            return self._update(planned)
+        return ObjectResult.of(item, Outcome.CREATED, Reason.NEW, note)
 
     def _update(self, item: PlanItem) -> ObjectResult:
+        item, note = self._linked(item)
         assert item.desired is not None
         for attempt in range(2):
             live = self._client.get_object(item.resource, item.name, item.namespace)
             if live is None:  # deleted since: create it after all
-                self._client.create(item.resource, item.desired, item.namespace)
-                return ObjectResult.of(item, Outcome.CREATED, Reason.NEW)
+                self._remember(item, self._client.create(item.resource, item.desired, item.namespace))
+                return ObjectResult.of(item, Outcome.CREATED, Reason.NEW, note)
+            self._remember(item, live)  # an update keeps the uid
             changed = tuple(diff_paths(item.desired, live))
             if not changed:
                 return ObjectResult.of(item, Outcome.SKIPPED, Reason.UNCHANGED, "already as in the backup")
@@ -120,7 +153,7 @@ class ObjectApplier:
                 if attempt == 0 and not isinstance(exc, AlreadyExists):
                     continue
                 raise
-            return ObjectResult.of(item, Outcome.UPDATED, Reason.CHANGED, diff=changed)
+            return ObjectResult.of(item, Outcome.UPDATED, Reason.CHANGED, note, diff=changed)
         raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -114,6 +114,10 @@ class RestoreService:
                 raise BackupUnreadable(
                     f"{where}: blob {entry.blob} of {entry.kind} {scope}/{entry.name} is not JSON; nothing was restored"
                 ) from exc
+            if entry.uid and isinstance(obj.get("metadata"), dict):
+                # Blobs hold no uid; the tree entry does. Owner references name owners by it (the plan keeps
+                # references to restored owners, and the run re-links them to the new uids).
+                obj["metadata"]["uid"] = entry.uid
             objects.append((_entry_resource(scope, entry), obj))
         return objects
 

@@ -74,7 +74,7 @@ def _refuse_sanitize(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: Any) -> Any:
         raise AssertionError("an unchanged object was sanitized again")
 
-    monkeypatch.setattr(items_module, "sanitize", refuse)
+    monkeypatch.setattr(items_module, "sanitize_for_backup", refuse)
 
 
 def test_entries_record_uid_and_resource_version():
@@ -169,10 +169,11 @@ def test_another_or_unknown_cluster_reuses_nothing(parent_uid, current_uid):
 
 def test_trees_of_another_sanitizer_version_reuse_nothing(monkeypatch):
     tree = _parent_tree()
-    monkeypatch.setattr(sanitize_module, "SANITIZER_VERSION", 2)
+    other = sanitize_module.SANITIZER_VERSION + 1
+    monkeypatch.setattr(sanitize_module, "SANITIZER_VERSION", other)
     import chalicelib.backup.reuse as reuse_module
 
-    monkeypatch.setattr(reuse_module, "SANITIZER_VERSION", 2)
+    monkeypatch.setattr(reuse_module, "SANITIZER_VERSION", other)
     prior = load_prior(FakeReader(tree), ParentManifest("cluster-a"), "cluster-a")
     assert prior is not None and len(prior) == 0
     writer = MemoryWriter()

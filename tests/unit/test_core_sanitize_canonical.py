@@ -67,3 +67,18 @@ def test_a_real_change_changes_the_hash():
     a = sanitize(_cm(), "ConfigMap", "v1")
     b = sanitize({**_cm(), "data": {"k": "v2"}}, "ConfigMap", "v1")
     assert canonical_blob(a)[0] != canonical_blob(b)[0]
+
+
+def test_backup_sanitize_names_a_services_user_set_node_ports() -> None:
+    from chalicelib.core.sanitize import USER_NODE_PORTS_ANNOTATION, sanitize_for_backup
+
+    fields = {"f:spec": {"f:ports": {'k:{"port":80,"protocol":"TCP"}': {"f:nodePort": {}}}}}
+    svc = {
+        "metadata": {"name": "web", "managedFields": [{"manager": "kubectl", "fieldsV1": fields}]},
+        "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30480}, {"port": 81, "nodePort": 31000}]},
+    }
+    out = sanitize_for_backup(svc, "Service", "v1")
+    assert out["metadata"]["annotations"] == {USER_NODE_PORTS_ANNOTATION: "80/TCP"}
+    assert "managedFields" not in out["metadata"] and "annotations" not in svc["metadata"]
+    plain = sanitize_for_backup({"metadata": {"name": "web"}, "spec": svc["spec"]}, "Service", "v1")
+    assert "annotations" not in plain["metadata"]

@@ -254,3 +254,17 @@ def test_restore_label_is_applied_last() -> None:
     assert out["metadata"]["labels"] == {"lifeboat.io/restore-id": "r-9"}
     no_id = apply_actions(obj("Deployment", "web", apiVersion="apps/v1"), DEPLOY, RestoreContext())
     assert "labels" not in no_id["metadata"] and "annotations" not in no_id["metadata"]
+
+
+def test_service_keeps_the_node_ports_its_author_set() -> None:
+    svc = obj(
+        "Service",
+        "web",
+        spec={"type": "NodePort", "ports": [{"port": 80, "nodePort": 30480}, {"port": 443, "nodePort": 31443}]},
+    )
+    svc["metadata"]["annotations"] = {"lifeboat.io/user-node-ports": "80/TCP"}
+    out = apply_actions(svc, SVC, ctx())
+    assert out["spec"]["ports"] == [{"port": 80, "nodePort": 30480}, {"port": 443}]
+    assert "lifeboat.io/user-node-ports" not in (out["metadata"].get("annotations") or {})
+    kept = apply_actions(svc, SVC, ctx(preserve_node_ports=True))
+    assert [p.get("nodePort") for p in kept["spec"]["ports"]] == [30480, 31443]

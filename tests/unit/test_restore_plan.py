@@ -279,3 +279,21 @@ def test_plan_to_dict_never_holds_object_bodies() -> None:
 def test_object_key() -> None:
     assert object_key(DEPLOY, "shop", "web") == "deployments.apps/shop/web"
     assert object_key(NS, None, "shop") == "namespaces/shop"
+
+
+def test_owned_objects_run_after_their_restored_owners_and_foreign_owners_are_named() -> None:
+    def ref(kind: str, name: str, uid: str) -> dict[str, Any]:
+        return {"apiVersion": "example.com/v1", "kind": kind, "name": name, "uid": uid}
+
+    widget = obj("Widget", "w", apiVersion="example.com/v1", metadata={"uid": "u-w"})
+    child = obj("ConfigMap", "child", metadata={"uid": "u-c", "ownerReferences": [ref("Widget", "w", "u-w")]})
+    grandchild = obj("ConfigMap", "gc", metadata={"uid": "u-g", "ownerReferences": [ref("ConfigMap", "child", "u-c")]})
+    stray = obj("ConfigMap", "stray", metadata={"uid": "u-s", "ownerReferences": [ref("Widget", "gone", "u-x")]})
+    plan = build_plan([(WIDGET, widget), (CM, child), (CM, grandchild), (CM, stray)], RestoreOptions())
+    items = {i.name: i for i in plan.items}
+    assert items["w"].order < items["child"].order < items["gc"].order
+    assert items["stray"].order == (level_of(CM), 0)
+    assert items["child"].desired["metadata"]["ownerReferences"][0]["uid"] == "u-w"
+    assert "ownerReferences" not in items["stray"].desired["metadata"]
+    assert items["stray"].detail == "ownerReferences dropped, owners not restored: Widget/gone"
+    assert [i.name for level in plan.levels for i in level].index("gc") == len(plan.items) - 1
