@@ -171,25 +171,6 @@ def _reader(services: Any) -> Any:
     return RepositoryReader(services.repository())
 
 
-def backups_logs(args: Any, services: Any) -> int:
-    """The backup's log from the repository (written before its manifest); empty when nothing was recorded."""
-    from chalicelib.repository.backup_log import read_log
-
-    record = services.catalog().find(args.backup_id)
-    entries = read_log(services.repository().store, record.cluster, record.backup_id)
-    if args.output == "json":
-        emit_json([e.to_dict() for e in entries])
-        return EXIT_OK
-    if not entries:
-        console().print(f"backup {record.backup_id}: no warnings or errors recorded")
-        return EXIT_OK
-    rows = [
-        [e.level, e.resource or "(backup)", "/".join(p for p in (e.namespace, e.name) if p), e.message] for e in entries
-    ]
-    console().print(table(f"Log of {record.backup_id}", ["level", "resource", "object", "message"], rows))
-    return EXIT_OK
-
-
 def backups_describe(args: Any, services: Any) -> int:
     record = services.catalog().find(args.backup_id)
     reader = _reader(services)
@@ -381,26 +362,34 @@ def backup_get(args: Any, services: Any) -> int:
 
 
 def backup_logs(args: Any, services: Any) -> int:
-    """The warnings and errors recorded for a backup: the manifest's (per resource type) and the record's."""
+    """A backup's warnings and errors: its log in the repository (written before its manifest, per resource type
+    and object) and what happened after the commit (post hooks), or why it failed, from its record."""
+    from chalicelib.repository.backup_log import read_log
+
     record = services.catalog().find(args.backup_id)
-    entries: list[dict[str, Any]] = []
+    entries: list[dict[str, str]] = []
     if record.failure:
-        entries.append({"level": "error", "where": "backup", "message": record.failure})
-    for err in record.errors or []:
-        where = err.get("resource", "") + (f" in {err['namespace']}" if err.get("namespace") else "")
-        entries.append({"level": "error", "where": where or "backup", "message": err.get("error", "")})
+        entries.append({"level": "error", "resource": "", "message": record.failure})
+    if str(record.state) in ("Completed", "PartiallyFailed"):
+        entries.extend(e.to_dict() for e in read_log(services.repository().store, record.cluster, record.backup_id))
     for failure in record.extra.get("post_hooks") or []:
-        entries.append({"level": "error", "where": "post hook", "message": failure.get("error", "")})
-    for warning in record.extra.get("warnings") or []:
-        entries.append({"level": "warning", "where": "backup", "message": str(warning)})
+        entries.append({"level": "error", "resource": "post hook", "message": str(failure.get("error", ""))})
     if args.output != "table":
         emit_json({"backup_id": record.backup_id, "state": str(record.state), "entries": entries})
         return EXIT_OK
     if not entries:
         console().print(f"backup {record.backup_id} ({record.state}) recorded no warnings or errors")
         return EXIT_OK
-    rows = [[e["level"], e["where"], e["message"]] for e in entries]
-    console().print(table(f"Log of {record.backup_id}", ["level", "where", "message"], rows))
+    rows = [
+        [
+            e["level"],
+            e.get("resource") or "(backup)",
+            "/".join(p for p in (e.get("namespace", ""), e.get("name", "")) if p),
+            e["message"],
+        ]
+        for e in entries
+    ]
+    console().print(table(f"Log of {record.backup_id}", ["level", "resource", "object", "message"], rows))
     return EXIT_OK
 
 

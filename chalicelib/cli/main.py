@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         ("backups", "list"): commands.backups_list,
         ("backups", "describe"): commands.backups_describe,
-        ("backups", "logs"): commands.backups_logs,
+        ("backups", "logs"): commands.backup_logs,
         ("export", None): commands.export,
         ("repo", "check"): commands.repo_check,
         ("replication", "status"): replication_cmd.status,

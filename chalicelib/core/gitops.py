@@ -13,6 +13,7 @@ import copy
 from typing import Any, Literal
 
 from chalicelib.core.nodeports import LAST_APPLIED, PortKey, strip_allocated_node_ports, user_node_ports
+from chalicelib.core.sanitize import USER_NODE_PORTS_ANNOTATION
 
 SecretsMode = Literal["omit", "include", "sealed"]  # sealed: kept here, sealed by the export (core/sealed_secrets.py)
 SECRETS_MODES: tuple[SecretsMode, ...] = ("omit", "include", "sealed")
@@ -33,7 +34,6 @@ _SERVER_METADATA = (
 )
 # Backups strip last-applied and managedFields, so a blob names its Service's user-set node ports in this
 # annotation ("80/TCP,443/TCP"; written by core/sanitize.py, sanitizer version 2). It is Lifeboat's, not the author's.
-USER_NODE_PORTS_ANNOTATION = "lifeboat.io/user-node-ports"
 _SERVER_ANNOTATIONS = (LAST_APPLIED, "deployment.kubernetes.io/revision", USER_NODE_PORTS_ANNOTATION)
 
 

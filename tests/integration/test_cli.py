@@ -80,7 +80,7 @@ def test_backup_list_describe_export_check_and_restore(
     assert described["kinds"]["ConfigMap"] >= 1 and described["kinds"]["Secret"] >= 1
 
     code, logged = run(capsys, "backups", "logs", backup_id, *AWS, "--output", "json")
-    assert code == EXIT_OK and logged == []  # a clean backup records nothing and writes no log
+    assert code == EXIT_OK and logged["entries"] == []  # a clean backup records nothing and writes no log
 
     out_dir = tmp_path / "export"
     code, exported = run(capsys, "export", backup_id, *AWS, "--to", str(out_dir), "--output", "json")
