@@ -26,6 +26,27 @@ _ROUTES = {
 }
 _RECORDED: dict[str, set[str]] = defaultdict(set)
 _original = botocore.client.BaseClient._make_api_call
+# Operations whose IAM action has another name.
+_ACTIONS = {
+    "s3:HeadObject": ["s3:GetObject"],
+    "s3:ListObjectsV2": ["s3:ListBucket"],
+    "s3:CopyObject": ["s3:GetObject", "s3:PutObject"],
+    "s3:CreateMultipartUpload": ["s3:PutObject"],
+    "s3:UploadPart": ["s3:PutObject"],
+    "s3:CompleteMultipartUpload": ["s3:PutObject"],
+    "dynamodb:TransactWriteItems": ["dynamodb:UpdateItem"],
+}
+
+
+def missing_from_table(recorded: dict[str, list[str]], table: dict[str, Any]) -> dict[str, list[str]]:
+    """Actions recorded for a function that infra/iam-actions.json does not grant it."""
+    missing = {}
+    for function, operations in recorded.items():
+        granted = {a for key, acts in table.get(function, {}).items() if key != "reason" for a in acts}
+        needed = {a for op in operations for a in _ACTIONS.get(op, [op])}
+        if needed - granted:
+            missing[function] = sorted(needed - granted)
+    return missing
 
 
 def _function_on_stack() -> str | None:
