@@ -98,3 +98,11 @@ def test_least_privilege_rules_of_the_issue() -> None:
         "ebs_snapshot_events",
         "ebs_snapshot_poller",
     }
+
+
+def test_recorded_operations_outside_the_table_are_reported() -> None:
+    from tests.support.iam_recorder import missing_from_table
+
+    table = _table()
+    recorded = {"replicator": ["s3:CopyObject", "s3:ListObjectsV2"], "api_handler": ["s3:DeleteObject"]}
+    assert missing_from_table(recorded, table) == {"api_handler": ["s3:DeleteObject"]}
