@@ -1,0 +1,108 @@
+"""infra/lifeboat.yaml's function roles grant exactly the actions in infra/iam-actions.json, never "*"."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# Actions without resource-level permissions: AWS requires Resource "*".
+RESOURCE_STAR_ALLOWED = {"ec2:DescribeSnapshots", "sts:GetCallerIdentity", "cloudwatch:PutMetricData"}
+FUNCTIONS = {
+    "api_handler",
+    "backup_worker",
+    "run_backup",
+    "restore_worker",
+    "verification_worker",
+    "etcd_verifier",
+    "replicator",
+    "replication_reconciler",
+    "ebs_snapshot_events",
+    "ebs_snapshot_poller",
+    "dispatcher",
+    "maintenance",
+    "rpo_monitor",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_multi_constructor("!", lambda loader, suffix, node: f"!{suffix}")
+
+
+def _template() -> dict[str, Any]:
+    return yaml.load((ROOT / "infra" / "lifeboat.yaml").read_text(), Loader=_Loader)  # noqa: S506
+
+
+def _table() -> dict[str, Any]:
+    data = json.loads((ROOT / "infra" / "iam-actions.json").read_text())
+    return {name: spec for name, spec in data.items() if not name.startswith("_")}
+
+
+def _logical_id(function: str) -> str:
+    if function == "api_handler":
+        return "APIHandlerRole"  # Chalice's logical id for the API function
+    return "".join(part.capitalize() for part in function.split("_")) + "Role"
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_every_function_has_a_role_and_a_table_entry() -> None:
+    resources = _template()["Resources"]
+    assert set(_table()) == FUNCTIONS
+    for function in FUNCTIONS:
+        assert resources[_logical_id(function)]["Type"] == "AWS::IAM::Role"
+
+
+def test_role_actions_equal_the_table() -> None:
+    resources = _template()["Resources"]
+    for function, spec in _table().items():
+        granted = {a for s in _statements(resources[_logical_id(function)]) for a in _as_list(s["Action"])}
+        wanted = {a for key, acts in spec.items() if key != "reason" for a in acts}
+        assert granted == wanted, function
+
+
+def test_no_star_actions_and_star_resources_only_where_required() -> None:
+    resources = _template()["Resources"]
+    for function in FUNCTIONS:
+        for statement in _statements(resources[_logical_id(function)]):
+            actions = _as_list(statement["Action"])
+            assert not any("*" in a for a in actions), function
+            if "*" in _as_list(statement["Resource"]):
+                assert set(actions) <= RESOURCE_STAR_ALLOWED, (function, actions)
+
+
+def test_least_privilege_rules_of_the_issue() -> None:
+    table = _table()
+
+    def actions(function: str, *keys: str) -> set[str]:
+        return {a for k in keys for a in table[function].get(k, [])}
+
+    everything = {f: actions(f, *[k for k in table[f] if k != "reason"]) for f in table}
+    assert not any(a.startswith("s3:Delete") for a in everything["api_handler"])
+    deleting_primary = {f for f in table if any(a.startswith("s3:Delete") for a in actions(f, "bucket"))}
+    assert deleting_primary == {"maintenance"}
+    assert {f for f in table if "replica" in table[f]} == {"replicator"}
+    assert {f for f in table if any(a.startswith("ec2:") for a in everything[f])} == {
+        "ebs_snapshot_events",
+        "ebs_snapshot_poller",
+    }
+
+
+def test_recorded_operations_outside_the_table_are_reported() -> None:
+    from tests.support.iam_recorder import missing_from_table
+
+    table = _table()
+    recorded = {"replicator": ["s3:CopyObject", "s3:ListObjectsV2"], "api_handler": ["s3:DeleteObject"]}
+    assert missing_from_table(recorded, table) == {"api_handler": ["s3:DeleteObject"]}
