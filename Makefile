@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replicate.py
 	$(BIN)/python bench/gc.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/cold.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
