@@ -70,6 +70,7 @@ class Services:
         self._clients: dict[tuple[str, str], BaseClient] = {}
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
+        self._session: Any = None
 
     def _cached(self, name: str, build: Callable[[], T]) -> T:
         """The one ``name`` built by ``build`` for this process (the one caching style of this module)."""
@@ -86,16 +87,25 @@ class Services:
         key = (service, region)
         with self._lock:
             if key not in self._clients:
-                import boto3
                 from botocore.config import Config
 
                 config = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=32)
                 if service == "s3":  # presigned URLs (database dump Jobs) must be SigV4; calls are anyway
                     config = config.merge(Config(signature_version="s3v4"))
-                self._clients[key] = boto3.client(
+                self._clients[key] = self._botocore_session().create_client(
                     service, region_name=region, endpoint_url=self.settings.endpoint_url, config=config
                 )
             return self._clients[key]
+
+    def _botocore_session(self) -> Any:
+        """One botocore session for every client (called under the lock): its loader reads the endpoint rules and
+        partitions once, and each client loads only its own service's model. Plain botocore, not boto3: importing
+        boto3 loads s3transfer, and nothing here uses boto3's resources or transfer methods."""
+        if self._session is None:
+            import botocore.session
+
+            self._session = botocore.session.get_session()
+        return self._session
 
     def catalog(self) -> BackupCatalog:
         def build() -> BackupCatalog:
@@ -484,9 +494,10 @@ class Services:
         queue = BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url)
         policies, backups, clusters = self.policy_catalog(), self.catalog(), self.cluster_catalog()
         etcd = EtcdDispatcher(self.etcd_schedules(), policies, backups, clusters, queue)
-        verify = VerifyDispatcher(
-            self.verify_schedules(), policies, self.verification_worker().start, self.verification_queue()
-        )
+        def start_verification(*args: Any, **kwargs: Any) -> Any:  # the worker is built only when one is due
+            return self.verification_worker().start(*args, **kwargs)
+
+        verify = VerifyDispatcher(self.verify_schedules(), policies, start_verification, self.verification_queue())
         return Dispatcher(policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd, verify=verify)
 
     def etcd_schedules(self) -> SideScheduleCatalog:

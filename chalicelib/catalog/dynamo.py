@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from enum import StrEnum
 from typing import Any
 
@@ -100,17 +100,12 @@ def _from_dynamo_numbers(value: Any) -> Any:
 
 def encode(value: Any) -> dict[str, Any]:
     """One attribute value in DynamoDB's wire format (dicts become maps, numbers N)."""
-    from boto3.dynamodb.types import TypeSerializer
-
-    return dict(TypeSerializer().serialize(_to_dynamo_numbers(value)))
+    return _serialize(_to_dynamo_numbers(value))
 
 
 def decode_item(item: dict[str, Any]) -> dict[str, Any]:
     """A whole item from DynamoDB's wire format to plain Python values (integral numbers as int)."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    return {k: _from_dynamo_numbers(deserializer.deserialize(v)) for k, v in item.items()}
+    return {k: _from_dynamo_numbers(_deserialize(v)) for k, v in item.items()}
 
 
 def encode_token(item: dict[str, Any]) -> str:
@@ -188,3 +183,56 @@ class UpdateBuilder:
         if self._remove:
             parts.append(f"REMOVE {', '.join(self._remove)}")
         return " ".join(parts)
+
+
+# DynamoDB's wire format for the values a JSON round trip gives (boto3's TypeSerializer and TypeDeserializer do the
+# same, but importing boto3 loads s3transfer, a third of a cold start; the clients are plain botocore ones).
+# Numbers are checked as boto3 checks them: at most 38 significant digits, no rounding.
+_DYNAMODB_CONTEXT = Context(Emin=-128, Emax=126, prec=38, traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
+
+
+def _number(value: int | Decimal) -> str:
+    return str(_DYNAMODB_CONTEXT.create_decimal(value))
+
+
+def _serialize(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | Decimal):
+        return {"N": _number(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bytes | bytearray):
+        return {"B": bytes(value)}
+    if isinstance(value, dict):
+        return {"M": {str(k): _serialize(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [_serialize(v) for v in value]}
+    raise TypeError(f"unsupported type for DynamoDB: {type(value).__name__}")
+
+
+def _deserialize(value: dict[str, Any]) -> Any:
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return data
+    if kind == "N":
+        return _DYNAMODB_CONTEXT.create_decimal(data)
+    if kind == "M":
+        return {k: _deserialize(v) for k, v in data.items()}
+    if kind == "L":
+        return [_deserialize(v) for v in data]
+    if kind == "BOOL":
+        return bool(data)
+    if kind == "NULL":
+        return None
+    if kind == "B":
+        return bytes(data)
+    if kind == "SS":
+        return set(data)
+    if kind == "NS":
+        return {_DYNAMODB_CONTEXT.create_decimal(v) for v in data}
+    if kind == "BS":
+        return {bytes(v) for v in data}
+    raise TypeError(f"unsupported DynamoDB type: {kind}")

@@ -19,7 +19,6 @@ from chalicelib.catalog.side_schedules import SideScheduleRecord
 from chalicelib.core.schedule import plan_run
 from chalicelib.observability import logger
 from chalicelib.scheduling.side_schedules import dispatch_each, sync_schedule
-from chalicelib.verification.worker import VerifyMessage, verification_id
 
 
 def sync_verify_schedule(schedules: Any, policy: Any, now: datetime) -> None:
@@ -39,6 +38,7 @@ class VerifyDispatcher:
 
     def _dispatch(self, record: SideScheduleRecord, now: datetime) -> Any:
         from chalicelib.scheduling.dispatcher import Outcome
+        from chalicelib.verification.worker import verification_id  # the worker's imports: only when one is due
 
         due_at = datetime.fromisoformat(record.next_run_at)
         if due_at > now:
@@ -73,6 +73,8 @@ class VerifyDispatcher:
             return "lost"
         if run.outcome == SKIPPED:
             return "skipped"
+        from chalicelib.verification.worker import VerifyMessage
+
         try:
             pending, _ = self._start(record.policy, scheduled_for=run.scheduled_for)
             self._queue.send(VerifyMessage(pending.verification_id).to_json())
