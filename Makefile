@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/replicate.py
 	$(BIN)/python bench/gc.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/cold.py
 
 STAGE ?= dev
 ## Merged template (chalice package + infra/lifeboat.yaml) into out/$(STAGE)/.
