@@ -244,7 +244,11 @@ def test_every_failure_event_goes_to_the_alarm_topic(template: dict[str, Any]) -
 def test_only_storage_exists_in_the_replica_role(template: dict[str, Any]) -> None:
     unconditional = {name for name, r in template["Resources"].items() if "Condition" not in r}
     assert unconditional == {"Key", "KeyAlias", "Bucket", "BucketPolicy"}
-    assert {r.get("Condition") for r in template["Resources"].values()} == {None, "IsPrimary"}
+    # The VPC endpoints' conditions include IsPrimary (they exist only where the functions run).
+    conditions = {r.get("Condition") for r in template["Resources"].values()}
+    assert conditions == {None, "IsPrimary", "HasVpcEndpoints", "HasVpcInterfaceEndpoints"}
+    for name in conditions - {None, "IsPrimary"}:
+        assert {"Condition": "IsPrimary"} in template["Conditions"][name]["Fn::And"]
 
 
 # -- deployment into moto -----------------------------------------------------------------------------------------

@@ -93,11 +93,21 @@ def test_least_privilege_rules_of_the_issue() -> None:
     assert not any(a.startswith("s3:Delete") for a in everything["api_handler"])
     deleting_primary = {f for f in table if any(a.startswith("s3:Delete") for a in actions(f, "bucket"))}
     assert deleting_primary == {"maintenance"}
-    assert {f for f in table if "replica" in table[f]} == {"replicator"}
+    # Only the replicator writes the replica bucket; the restore and verification workers may read it.
+    writing_replica = {f for f in table if any(not a.startswith("s3:Get") for a in actions(f, "replica"))}
+    assert writing_replica == {"replicator"}
+    # Only the snapshot functions touch EC2 snapshots: the backup worker takes EBS snapshots (its volume stage),
+    # the EBS functions settle and copy them, maintenance deletes those no backup records any more.
     assert {f for f in table if any(a.startswith("ec2:") for a in everything[f])} == {
+        "backup_worker",
+        "run_backup",
         "ebs_snapshot_events",
         "ebs_snapshot_poller",
+        "maintenance",
     }
+    assert {f for f in table if "ec2:DeleteSnapshot" in everything[f]} == {"maintenance"}
+    # The internet-facing API handler: no S3 at all, secrets only to resolve a grant's registered cluster.
+    assert not any(a.startswith(("s3:", "ec2:", "kms:")) for a in everything["api_handler"])
 
 
 def test_recorded_operations_outside_the_table_are_reported() -> None:
@@ -106,3 +116,11 @@ def test_recorded_operations_outside_the_table_are_reported() -> None:
     table = _table()
     recorded = {"replicator": ["s3:CopyObject", "s3:ListObjectsV2"], "api_handler": ["s3:DeleteObject"]}
     assert missing_from_table(recorded, table) == {"api_handler": ["s3:DeleteObject"]}
+
+
+def test_the_roles_section_is_written_from_the_table() -> None:
+    import subprocess
+    import sys
+
+    check = subprocess.run([sys.executable, "infra/iam_roles.py", "--check"], cwd=ROOT)
+    assert check.returncode == 0, "the template's roles differ from infra/iam-actions.json: run infra/iam_roles.py"
