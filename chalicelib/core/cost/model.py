@@ -79,23 +79,28 @@ def packed_bytes(shape: ClusterShape, fraction: float) -> int:
     return int(shape.objects * fraction * shape.avg_object_bytes * shape.compression)
 
 
-def backup_requests(shape: ClusterShape, fraction: float) -> Requests:
-    """One backup in which ``fraction`` of the objects changed (1.0: a full backup with no parent)."""
+def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: bool = False) -> Requests:
+    """One backup in which ``fraction`` of the objects changed (1.0: a full backup with no parent).
+
+    Measured on moto (tests/integration/test_cost_requests.py): trees are blobs inside the packs, so the PUTs are
+    the packs, one index file and the manifest (and the repository's config the first time); an incremental reads
+    its parent's manifest, index and trees (6 GETs for one namespace; one more per further changed namespace tree).
+    """
     changed = math.ceil(shape.objects * fraction)
-    data = packed_bytes(shape, fraction)
-    packs = math.ceil(data / PACK_TARGET) if changed else 0
     trees = (min(shape.namespaces, changed) + 2) if changed else 0  # changed namespaces, cluster tree, root tree
+    data = packed_bytes(shape, fraction) + trees * 256
+    packs = math.ceil(data / PACK_TARGET) if changed else 0
     parent = fraction < 1.0
-    puts = packs + (1 if changed else 0) + trees + 1  # packs, index, trees, manifest
+    puts = packs + (1 if changed else 0) + 1 + (1 if new_repository else 0)  # packs, index, manifest, config
     puts += (1 if shape.etcd_mib else 0) + (1 if shape.dump_mib else 0)
-    gets = (3 if parent else 0) + (1 if parent else 0)  # parent manifest, trees it reuses, index
+    gets = (5 + shape.namespaces) if parent else 1  # parent's manifest, index, root, cluster and namespace trees
     return Requests(
         s3_put=puts,
         s3_get=gets,
-        s3_list=1 + (1 if parent else 0),  # index files; parent lookup
-        ddb_write=6,  # claim, running, heartbeat, commit, state, dispatcher mark
-        ddb_read=4,
-        sqs=3,  # send, receive, delete
+        s3_list=1,  # the index files
+        ddb_write=5,  # claim (transaction), running, commit (transaction), lease, lease release
+        ddb_read=3,  # parent lookup, latest, record
+        sqs=3,  # send, receive, delete (the worker path; the one-shot CLI has none)
         events=2,  # Backup Started, Backup Completed
         bytes_written=data + int((shape.etcd_mib + shape.dump_mib) * MIB),
     )
