@@ -77,7 +77,7 @@ def _measured(calls: collections.Counter[str]) -> dict[str, int]:
 def _agree(predicted: Any, measured: dict[str, int], what: str) -> None:
     for key, count in measured.items():
         guess = getattr(predicted, key)
-        assert abs(guess - count) <= max(0.1 * count, 0), f"{what}: {key} predicted {guess}, measured {count}"
+        assert abs(guess - count) <= 0.1 * count, f"{what}: {key} predicted {guess}, measured {count}"
 
 
 def test_predicted_puts_agree_with_measured(services: Any, kubeconfig_path: Any, many: str, kube_client: Any) -> None:
@@ -99,3 +99,28 @@ def test_predicted_puts_agree_with_measured(services: Any, kubeconfig_path: Any,
     _agree(backup_requests(shape, 1.0, new_repository=True), _measured(measured["full"]), "full backup")
     _agree(backup_requests(shape, 0.0), _measured(measured["noop"]), "no-op incremental")
     _agree(backup_requests(shape, 0.01), _measured(measured["one_percent"]), "1% incremental")
+
+
+def test_predicted_replication_requests_agree_with_measured(aws: None, table: str) -> None:
+    from chalicelib.core.cost.model import Requests, replication_requests
+    from chalicelib.replication.worker import handle_messages
+    from tests.support.replication import make_env, objects, write_backup
+
+    env = make_env()
+    full, incr = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
+    for backup_id, objs, parent in ((full, objects(), None), (incr, objects(changed=["app-0/config-001"]), full)):
+        with counting() as writes:
+            write_backup(env, backup_id, objs, parent=parent)
+        with counting() as calls:
+            handle_messages(env.services.replicator(), env.drain())
+        written = Requests(s3_put=writes["s3.PutObject"])
+        predicted = replication_requests(written, incremental=parent is not None)
+        measured = {
+            "s3_copy": calls["s3.CopyObject"],
+            "s3_get": calls["s3.GetObject"] + calls["s3.HeadObject"],
+            "s3_list": calls["s3.ListObjectsV2"],
+            "ddb_write": calls["dynamodb.UpdateItem"] + calls["dynamodb.PutItem"],
+            "sqs": calls["sqs.ReceiveMessage"] + calls["sqs.DeleteMessage"] + calls["sqs.DeleteMessageBatch"],
+            "events": calls["events.PutEvents"],
+        }
+        _agree(predicted, measured, f"replication of {backup_id}")
