@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chalicelib.cli.report_cmd import add_parser as add_report_parser
 
     add_report_parser(sub, _add_aws_options)
+    from chalicelib.cli.cost_cmd import add_parser as add_cost_parser
+
+    add_cost_parser(sub, _add_aws_options)
 
     return parser
 
@@ -262,12 +265,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chalicelib.cli.report_cmd import HANDLERS as report_handlers
 
     handlers.update(report_handlers)
+    from chalicelib.cli.cost_cmd import HANDLERS as cost_handlers
+
+    handlers.update(cost_handlers)
     from chalicelib.cli.velero import handlers as velero_handlers
 
     handlers.update(velero_handlers())
     handler = handlers[(args.command, getattr(args, "action", None))]
     try:
-        services = _services(args) if hasattr(args, "table") else None
+        lazy = getattr(args, "lazy_services", False)
+        services = _services(args) if hasattr(args, "table") and not lazy else None
         return int(handler(args, services))
     except KeyboardInterrupt:
         return EXIT_ERROR

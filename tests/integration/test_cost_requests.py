@@ -1,0 +1,126 @@
+"""The cost model's request counts against the requests a backup really makes (moto, the test server)."""
+
+from __future__ import annotations
+
+import collections
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from chalicelib.core.cost.model import ClusterShape, backup_requests
+from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.resources import Resource
+from chalicelib.core.scope import BackupScope
+
+CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patch"}))
+OBJECTS = 400
+
+
+@contextmanager
+def counting() -> Iterator[collections.Counter[str]]:
+    """Every AWS API call made inside, by ``service.Operation`` (a botocore before-call hook on every client)."""
+    from botocore.client import BaseClient
+
+    calls: collections.Counter[str] = collections.Counter()
+    original = BaseClient._make_api_call
+
+    def counted(self: Any, operation: str, params: Any) -> Any:
+        calls[f"{self.meta.service_model.service_name}.{operation}"] += 1
+        return original(self, operation, params)
+
+    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def many(kube_client: Any) -> Iterator[str]:
+    ns = f"cost-{uuid.uuid4().hex[:6]}"
+    kube_client.create_namespace(ns)
+    for i in range(OBJECTS):
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"cm-{i}", "namespace": ns},
+            "data": {"v": uuid.uuid4().hex * 8},
+        }
+        kube_client.create(CM, body, namespace=ns)
+    yield ns
+    kube_client.delete_namespace(ns)
+
+
+def _job(kubeconfig_path: Any, ns: str) -> BackupJob:
+    auth = {"type": "kubeconfig", "kubeconfig": kubeconfig_path.read_text()}
+    return BackupJob(
+        job_id=f"t-{uuid.uuid4()}", cluster=ClusterRef("cost", auth), scope=BackupScope(include_namespaces=(ns,))
+    )
+
+
+def _measured(calls: collections.Counter[str]) -> dict[str, int]:
+    return {
+        "s3_put": calls["s3.PutObject"] + calls["s3.CreateMultipartUpload"],
+        "s3_get": calls["s3.GetObject"] + calls["s3.HeadObject"],
+        "s3_list": calls["s3.ListObjectsV2"],
+        "ddb_write": sum(
+            calls[f"dynamodb.{op}"] for op in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems")
+        ),
+        "ddb_read": sum(calls[f"dynamodb.{op}"] for op in ("GetItem", "Query", "Scan")),
+        "events": calls["events.PutEvents"],
+    }
+
+
+def _agree(predicted: Any, measured: dict[str, int], what: str) -> None:
+    for key, count in measured.items():
+        guess = getattr(predicted, key)
+        assert abs(guess - count) <= 0.1 * count, f"{what}: {key} predicted {guess}, measured {count}"
+
+
+def test_predicted_puts_agree_with_measured(services: Any, kubeconfig_path: Any, many: str, kube_client: Any) -> None:
+    svc = services.backup_service()
+    measured: dict[str, collections.Counter[str]] = {}
+    with counting() as calls:
+        record = svc.run(_job(kubeconfig_path, many)).record
+    assert record.state == "Completed", record.failure
+    measured["full"] = calls
+    with counting() as calls:
+        svc.run(_job(kubeconfig_path, many))
+    measured["noop"] = calls
+    for i in range(OBJECTS // 100):
+        kube_client.patch(CM, f"cm-{i}", {"data": {"changed": uuid.uuid4().hex}}, namespace=many)
+    with counting() as calls:
+        svc.run(_job(kubeconfig_path, many))
+    measured["one_percent"] = calls
+    shape = ClusterShape(objects=record.counts["objects"], namespaces=1)
+    _agree(backup_requests(shape, 1.0, new_repository=True), _measured(measured["full"]), "full backup")
+    _agree(backup_requests(shape, 0.0), _measured(measured["noop"]), "no-op incremental")
+    _agree(backup_requests(shape, 0.01), _measured(measured["one_percent"]), "1% incremental")
+
+
+def test_predicted_replication_requests_agree_with_measured(aws: None, table: str) -> None:
+    from chalicelib.core.cost.model import Requests, replication_requests
+    from chalicelib.replication.worker import handle_messages
+    from tests.support.replication import make_env, objects, write_backup
+
+    env = make_env()
+    full, incr = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
+    for backup_id, objs, parent in ((full, objects(), None), (incr, objects(changed=["app-0/config-001"]), full)):
+        with counting() as writes:
+            write_backup(env, backup_id, objs, parent=parent)
+        with counting() as calls:
+            handle_messages(env.services.replicator(), env.drain())
+        written = Requests(s3_put=writes["s3.PutObject"])
+        predicted = replication_requests(written, incremental=parent is not None)
+        measured = {
+            "s3_copy": calls["s3.CopyObject"],
+            "s3_get": calls["s3.GetObject"] + calls["s3.HeadObject"],
+            "s3_list": calls["s3.ListObjectsV2"],
+            "ddb_write": calls["dynamodb.UpdateItem"] + calls["dynamodb.PutItem"],
+            "sqs": calls["sqs.ReceiveMessage"] + calls["sqs.DeleteMessage"] + calls["sqs.DeleteMessageBatch"],
+            "events": calls["events.PutEvents"],
+        }
+        _agree(predicted, measured, f"replication of {backup_id}")
