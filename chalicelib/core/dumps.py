@@ -461,12 +461,20 @@ echo "$report"
 _RESTORE_COMMANDS = {
     POSTGRES: """
 lifeboat_restore() {
+    if [ -n "${LIFEBOAT_CREATE_DATABASE:-}" ]; then
+        PGPASSWORD="${LIFEBOAT_PASSWORD:-}" createdb --no-password --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
+            --username="$LIFEBOAT_USER" "$LIFEBOAT_DATABASES"
+    fi
     PGPASSWORD="${LIFEBOAT_PASSWORD:-}" pg_restore --no-password --no-owner --exit-on-error --host="$LIFEBOAT_HOST" \\
         --port="$LIFEBOAT_PORT" --username="$LIFEBOAT_USER" --dbname="$LIFEBOAT_DATABASES"
 }
 """,
     MYSQL: """
 lifeboat_restore() {
+    if [ -n "${LIFEBOAT_CREATE_DATABASE:-}" ]; then
+        MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysql --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
+            --user="$LIFEBOAT_USER" -e "CREATE DATABASE \\`$LIFEBOAT_DATABASES\\`" < /dev/null
+    fi
     gunzip -c | MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysql --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
         --user="$LIFEBOAT_USER" $LIFEBOAT_DATABASES
 }
@@ -578,6 +586,7 @@ class RestoreTarget:
     database: str = ""
     credentials: Credentials | None = None
     port: int = 0
+    create_database: bool = False  # create ``database`` first (postgres, mysql): a scratch one, for verification
 
 
 def restore_job_name(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> str:
@@ -646,6 +655,8 @@ def restore_job(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> dict[s
         {"name": "LIFEBOAT_GET_URL_FILE", "value": f"{DOWNLOAD_MOUNT}/url"},
         {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
     ]
+    if target.create_database and database:
+        env.append({"name": "LIFEBOAT_CREATE_DATABASE", "value": "1"})
     container = {
         "name": "restore",
         "image": spec.effective_image,
