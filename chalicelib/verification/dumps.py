@@ -24,6 +24,7 @@ from chalicelib.snapshots.dumps import DumpError
 
 WAITING, STARTED, PASSED, NOT_RUN, FAILED_ = "waiting", "running", "passed", "not run", "failed"
 URL_EXPIRY_S = 3600
+_NEVER_STARTED = "its restore Job never started, since the run failed or timed out before the restore was ready"
 
 
 def scratch_database(scratch_id: str) -> str:
@@ -133,7 +134,7 @@ def outcome(entries: tuple[dict[str, Any], ...], backup_id: str) -> tuple[str, l
     failed = [e for e in entries if e["state"] in (FAILED_, WAITING, STARTED)]
     not_run = [e for e in entries if e["state"] == NOT_RUN]
     passed = [e for e in entries if e["state"] == PASSED]
-    problems = [f"dump {e['dump']} did not restore: {e['error'] or 'it never started'}" for e in failed]
+    problems = [f"dump {e['dump']} did not restore: {e['error'] or _NEVER_STARTED}" for e in failed]
     if failed:
         return f"failed: {len(failed)} of {len(entries)} dumps did not restore", problems
     if not_run:
