@@ -54,6 +54,7 @@ class VerificationRecord:
     message: str = ""
     cleanup: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)  # per kind asked for: verified / not verified / failed
+    dumps: list[dict[str, Any]] = field(default_factory=list)  # the dumps kind: per dump, its state and error
     progress: dict[str, Any] | None = None  # while a Running run waits for readiness between invocations
 
     @property

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.core.dumps import DumpSpec
 from chalicelib.core.manifest import Manifest
 from chalicelib.core.readiness import Target, check_job, readiness, targets
 from chalicelib.core.resources import Resource
@@ -29,6 +30,7 @@ from chalicelib.restore.errors import BackupUnreadable
 from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult
 from chalicelib.restore.service import RestoreService
 from chalicelib.retry import describe
+from chalicelib.verification import dumps as dump_kind
 
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
@@ -81,6 +83,7 @@ class VerificationResult:
     message: str = ""
     cleanup: Cleanup = field(default_factory=Cleanup)
     ready: dict[str, int] = field(default_factory=dict)  # restored objects that became ready, per plural
+    dumps: tuple[dict[str, Any], ...] = ()  # the dumps kind: one entry per dump (verification/dumps.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,15 +137,18 @@ class Progress:
     checks: str = "objects"
     message: str = ""
     ready: dict[str, int] = field(default_factory=dict)  # targets that became ready, per plural
+    dumps: tuple[dict[str, Any], ...] = ()  # the dumps kind's entries (verification/dumps.py), started once ready
 
     @property
     def waiting(self) -> bool:
-        return bool(self.pending) and not self.problems and not self.message
+        if self.problems or self.message:
+            return False
+        return bool(self.pending) or dump_kind.waiting(self.dumps)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
         out["problems"] = [p.to_dict() for p in self.problems]
-        for name in ("namespaces", "cluster_objects", "pending"):
+        for name in ("namespaces", "cluster_objects", "pending", "dumps"):
             out[name] = list(out[name])
         return out
 
@@ -153,7 +159,7 @@ class Progress:
             ObjectProblem(str(p["key"]), str(p["problem"]), tuple(p.get("differences") or ()))
             for p in data.get("problems") or ()
         )
-        for name in ("namespaces", "cluster_objects", "pending"):
+        for name in ("namespaces", "cluster_objects", "pending", "dumps"):
             values[name] = tuple(data.get(name) or ())
         values["elapsed_s"] = float(values.get("elapsed_s", 0.0))
         values["phases"] = {k: float(v) for k, v in (data.get("phases") or {}).items()}
@@ -213,12 +219,14 @@ class VerificationRun:
         wait_for_ready: bool | None = None,
         timeout_s: int = DEFAULT_TIMEOUT_S,
         scratch_id: str | None = None,
+        dumps: tuple[DumpSpec, ...] | None = None,
     ) -> Progress:
         """Restore and compare every object; then what is left to wait for (nothing on a cluster without controllers).
 
         ``wait_for_ready`` None asks the cluster whether kube-controller-manager runs. ``scratch_id`` names the scratch
         namespaces (default the run's id): a takeover uses its own, so it never restores into namespaces the crashed
-        delivery left terminating."""
+        delivery left terminating. ``dumps`` (the policy's, for the dumps kind) restores every dump of the backup
+        into a scratch database once the restored workloads are ready."""
         started_at, t0 = self._clock(), self._monotonic()
         phases: dict[str, float] = {}
         plans: list[RestorePlan] = []
@@ -265,6 +273,10 @@ class VerificationRun:
                 "of workloads were not checked (objects only)"
             )
             problems.append(ObjectProblem("checks", message))
+        dump_entries: tuple[dict[str, Any], ...] = ()
+        if dumps is not None:
+            scratch = scratch_id or verification_id
+            dump_entries = dump_kind.plan(manifest, dumps, mapping, scratch, controllers=bool(controllers))
         now = self._clock()
         return Progress(
             verification_id=verification_id,
@@ -283,6 +295,7 @@ class VerificationRun:
             problems=tuple(problems),
             checks=checks_done,
             message=message,
+            dumps=dump_entries,
         )
 
     def poll(self, progress: Progress) -> Progress:
@@ -314,6 +327,7 @@ class VerificationRun:
                 problems.append(ObjectProblem(target.key, f"{target.key} was not ready before the run's timeout"))
             message = f"timed out after {int(waited)} s with {len(still)} objects not ready"
             still = []
+        entries = self._poll_dumps(progress, still, problems, now >= _parse(progress.deadline))
         phases = dict(progress.phases)
         elapsed = round(waited + (self._monotonic() - t0), 3)
         phases["ready"] = round(elapsed - sum(v for k, v in phases.items() if k not in ("ready", "cleanup")), 3)
@@ -326,7 +340,19 @@ class VerificationRun:
             elapsed_s=elapsed,
             checkpoint_at=_iso(self._clock()),
             ready=ready_counts,
+            dumps=entries,
         )
+
+    def _poll_dumps(
+        self, progress: Progress, still: list[dict[str, str]], problems: list[ObjectProblem], timed_out: bool
+    ) -> tuple[dict[str, Any], ...]:
+        """The dumps kind: its Jobs start once nothing else is pending (the databases are ready), then are watched."""
+        entries = progress.dumps
+        if still or problems or not dump_kind.waiting(entries):
+            return entries
+        if not dump_kind.running(entries):
+            return dump_kind.start(self._client, self._reader.repo, progress.cluster, progress.backup_id, entries)
+        return dump_kind.poll(self._client, entries, timed_out=timed_out)
 
     def finish(self, progress: Progress) -> VerificationResult:
         """Clean up (always) and the result; the RTO is the time to the last check passing, None when one failed."""
@@ -350,6 +376,7 @@ class VerificationRun:
             message=progress.message or _summary(list(progress.problems)),
             cleanup=cleanup,
             ready=dict(progress.ready),
+            dumps=progress.dumps,
         )
 
     def _start_checks(

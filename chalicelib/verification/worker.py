@@ -25,6 +25,7 @@ from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.restore.service import RestoreService
 from chalicelib.retry import describe
+from chalicelib.verification import dumps as dump_kind
 from chalicelib.verification.janitor import Janitor
 from chalicelib.verification.messages import VerifyMessage as VerifyMessage
 from chalicelib.verification.messages import verification_id as verification_id
@@ -36,7 +37,7 @@ CONTINUE_AFTER_S = 30  # the delay of a continuation message (SQS allows up to 9
 EVENT_SUCCEEDED = VERIFICATION_SUCCEEDED
 EVENT_FAILED = VERIFICATION_FAILED
 # Kinds this worker proves today; the others are recorded as not verified, with the reason, never as passed.
-_NOT_YET = {"dumps": "dump restores are not part of verification runs yet; run lifeboat dumps restore"}
+_NOT_YET: dict[str, str] = {}
 
 
 def _utcnow() -> datetime:
@@ -218,6 +219,7 @@ class VerificationWorker:
             checks=block.checks if block else (),
             timeout_s=run.timeout_s,
             scratch_id=f"{run.verification_id}-{token[:4]}",
+            dumps=tuple(getattr(policy_record.policy, "dumps", ()) or ()) if "dumps" in run.kinds else None,
         )
         return verifier, progress
 
@@ -228,6 +230,7 @@ class VerificationWorker:
         out["cleanup"] = result.cleanup.to_dict()
         outcomes, failures = self._kind_outcomes(run, result)
         out["outcomes"] = outcomes
+        out["dumps"] = dump_kind.recorded(result.dumps)
         if failures:
             out["state"] = FAILED
             out["rto_s"] = None
@@ -262,6 +265,9 @@ class VerificationWorker:
                     if readiness_checked
                     else "not verified: no kube-controller-manager runs on the target cluster, so no claim binds"
                 )
+            elif kind == "dumps":
+                outcomes[kind], problems = dump_kind.outcome(result.dumps, result.backup_id)
+                failures += [{"key": "dumps", "problem": p} for p in problems]
             elif kind == "etcd":
                 outcomes[kind], failure = self._etcd(result)
                 if failure:

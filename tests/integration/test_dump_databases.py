@@ -64,10 +64,12 @@ def run_container(job: dict[str, Any], secret: dict[str, Any], tmp: Path, server
     return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=300)  # type: ignore[return-value]
 
 
-def run_restore(spec: DumpSpec, store: S3ObjectStore, key: str, database: str, tmp: Path, server: Server) -> None:
+def run_restore(
+    spec: DumpSpec, store: S3ObjectStore, key: str, database: str, tmp: Path, server: Server, *, create: bool = False
+) -> None:
     url_file = tmp / "get-url"
     url_file.write_text(presigned_get(store, key, expires_s=600) + "\n")
-    (tmp / "restore-work").mkdir()
+    (tmp / "restore-work").mkdir(exist_ok=True)
     env = {
         "PATH": f"{server.bin_dir}:{os.environ['PATH']}",
         "LIFEBOAT_HOST": server.host,
@@ -77,6 +79,7 @@ def run_restore(spec: DumpSpec, store: S3ObjectStore, key: str, database: str, t
         "LIFEBOAT_DATABASES": database,
         "LIFEBOAT_GET_URL_FILE": str(url_file),
         "LIFEBOAT_WORK": str(tmp / "restore-work"),
+        **({"LIFEBOAT_CREATE_DATABASE": "1"} if create else {}),
     }
     done = subprocess.run(["bash", "-c", restore_script(spec)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -131,6 +134,9 @@ def test_postgres_dump_restores_into_a_fresh_database(pg: Server, store: S3Objec
     psql(pg, "postgres", "CREATE DATABASE shop_restored")
     run_restore(spec, store, upload.key, "shop_restored", tmp_path, pg)
     assert psql(pg, "shop_restored", checksum) == before
+    # The verification's restore: into a scratch database the script creates itself.
+    run_restore(spec, store, upload.key, "lifeboat_verify_ab12", tmp_path, pg, create=True)
+    assert psql(pg, "lifeboat_verify_ab12", checksum) == before
     assert before.startswith(f"{ROWS}|")
 
 
@@ -162,6 +168,8 @@ def test_mysql_dump_restores_into_a_fresh_database(maria: Server, store: S3Objec
     mysql(maria, "", "CREATE DATABASE shop_restored")
     run_restore(spec, store, upload.key, "shop_restored", tmp_path, maria)
     assert mysql(maria, "shop_restored", checksum) == before
+    run_restore(spec, store, upload.key, "lifeboat_verify_ab12", tmp_path, maria, create=True)
+    assert mysql(maria, "lifeboat_verify_ab12", checksum) == before
     assert before.startswith(f"{ROWS}\t")
 
 

@@ -95,9 +95,7 @@ def test_the_etcd_kind_says_when_the_backup_holds_no_snapshot(
     assert (
         done.outcomes["etcd"].startswith("not verified: backup ") and "holds no etcd snapshot" in done.outcomes["etcd"]
     )
-    assert done.outcomes["dumps"] == (
-        "not verified: dump restores are not part of verification runs yet; run lifeboat dumps restore"
-    )
+    assert done.outcomes["dumps"] == f"not verified: backup {done.backup_id} holds no dumps"
     assert verifier.asked == []
     assert "etcd not verified" in done.message and "dumps not verified" in done.message
 
