@@ -66,6 +66,18 @@ LIFEBOAT_URL="${LIFEBOAT_SCHEME:-http}://$LIFEBOAT_HOST:$LIFEBOAT_PORT"
 }
 
 # dump | tee (SHA-256, byte count) | split into parts, each PUT with curl to its presigned URL, then the report.
+# First in every Job: an image without the tools the script needs fails at once, saying which one is missing (the
+# engines' official images do not all bring curl; a policy's dumps[].image then names one that does).
+PREFLIGHT = r"""
+for lifeboat_tool in curl sha256sum split mkfifo; do
+    command -v "$lifeboat_tool" > /dev/null 2>&1 || {
+        echo "lifeboat: the image has no $lifeboat_tool; set the dump's image to one with bash, curl and GNU" \
+            "coreutils beside the engine's tools" >&2
+        exit 3
+    }
+done
+"""
+
 UPLOAD = r"""
 W="${LIFEBOAT_WORK:?}"
 U="${LIFEBOAT_UPLOAD_DIR:?}"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.dump_scripts import DUMP_COMMANDS, RESTORE_COMMANDS, UPLOAD
+from chalicelib.core.dump_scripts import DUMP_COMMANDS, PREFLIGHT, RESTORE_COMMANDS, UPLOAD
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.core.scope import OWN_SNAPSHOT_LABEL
 from chalicelib.core.selectors import parse_label_selector
@@ -364,7 +364,7 @@ def _connection_env(spec: DumpSpec, host: str) -> list[dict[str, Any]]:
 
 def dump_script(spec: DumpSpec) -> str:
     """The bash script the dump Job runs (its environment as ``dump_job`` sets it)."""
-    return "set -euo pipefail\n" + DUMP_COMMANDS[spec.engine] + UPLOAD
+    return "set -euo pipefail\n" + PREFLIGHT + DUMP_COMMANDS[spec.engine] + UPLOAD
 
 
 def restore_script(spec: DumpSpec) -> str:
@@ -377,6 +377,7 @@ def restore_script(spec: DumpSpec) -> str:
     """
     return (
         "set -euo pipefail\n"
+        + PREFLIGHT
         + RESTORE_COMMANDS[spec.engine]
         + 'curl -fsS --retry 3 "$(head -n 1 "${LIFEBOAT_GET_URL_FILE:?}")" | lifeboat_restore\n'
     )

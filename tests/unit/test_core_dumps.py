@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +263,26 @@ def test_a_policy_with_dumps_round_trips_and_names_bad_entries() -> None:
     assert BackupJob.from_dict(job.to_dict()).dumps == policy.dumps
     with pytest.raises(InvalidPolicy, match=r"^policy \(shop\)\.dumps\[0\]\.engine: must be one of .*; got 'db2'$"):
         Policy.from_dict({**doc, "dumps": [{"engine": "db2", "namespace": "shop", "target": "db"}]})
+
+
+@pytest.mark.parametrize("which", ["dump", "restore"])
+def test_an_image_without_curl_fails_at_once_naming_it(tmp_path: Path, which: str) -> None:
+    import shutil
+    import subprocess
+
+    from chalicelib.core.dumps import dump_script, restore_script
+
+    # A PATH with bash and coreutils but no curl, as in an engine's official image.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "sha256sum", "split", "mkfifo", "cat", "rm", "date", "wc", "tr", "cut", "head", "sed"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    spec = spec_of("postgres")
+    script = dump_script(spec) if which == "dump" else restore_script(spec)
+    ran = subprocess.run(
+        [str(bin_dir / "bash"), "-c", script], env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=30
+    )
+    assert ran.returncode == 3
+    assert "the image has no curl" in ran.stderr
