@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.cli.commands import scope_from_args
 from chalicelib.cli.output import EXIT_OK, CliError, console, emit_json
 from chalicelib.cli.policies import policies_delete, policies_describe, policies_list
+from chalicelib.core.policies import scope_dict
 
 
 def ttl_keep_last(cron: str, timezone: str, ttl_seconds: int, *, now: datetime | None = None) -> int:
@@ -29,25 +31,13 @@ def ttl_keep_last(cron: str, timezone: str, ttl_seconds: int, *, now: datetime |
     return max(runs, 1)
 
 
-def _scope(args: Any) -> dict[str, Any]:
-    scope: dict[str, Any] = {}
-    for field in ("include_namespaces", "exclude_namespaces", "include_resources", "exclude_resources"):
-        if getattr(args, field):
-            scope[field] = list(getattr(args, field))
-    if args.selector:
-        scope["label_selector"] = args.selector
-    if args.cluster_scoped:
-        scope["cluster_scoped"] = args.cluster_scoped
-    return scope
-
-
 def create(args: Any, services: Any) -> int:
     """Create or replace a schedule: a policy with this cron, scope and retention."""
     spec: dict[str, Any] = {
         "name": args.name,
         "cluster": args.cluster,
         "schedule": {"cron": args.schedule, "timezone": args.timezone},
-        "scope": _scope(args),
+        "scope": scope_dict(scope_from_args(args)),
         "enabled": not args.paused,
     }
     if args.ttl is not None:

@@ -16,26 +16,14 @@ from chalicelib.cli.main import main
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK, EXIT_USAGE, set_data_format
 from chalicelib.cli.schedule_cmd import ttl_keep_last
 from chalicelib.cli.velero import normalize_argv
-from tests.conftest import TEST_BUCKET, TEST_TABLE
+from tests.integration.test_cli import AWS, run
 from tests.support.api import register_test_cluster
-
-AWS = ["--table", TEST_TABLE, "--bucket", TEST_BUCKET, "--region", "us-east-1"]
 
 
 @pytest.fixture(autouse=True)
 def _json_output() -> Any:
     yield
     set_data_format("json")  # the format is process-wide: a yaml test must not leak into the next one
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out = capsys.readouterr().out
-    try:
-        return code, json.loads(out)
-    except json.JSONDecodeError:
-        return code, out
 
 
 @pytest.fixture
