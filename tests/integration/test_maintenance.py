@@ -310,7 +310,12 @@ def test_maintenance_runs_a_sampled_read_data_check_and_publishes_damaged_blobs(
 
     repo = world["repo"]
     reader = RepositoryReader(repo)
-    blob, entry = sorted(reader.load_index().items())[0]
+    index = reader.load_index()
+    # An object's blob in a frame that holds no tree: a damaged tree would stop the collection, by design.
+    tree_frames = {(e.pack, e.frame_offset) for e in index.values() if e.type == "tree"}
+    blob, entry = next(
+        (b, e) for b, e in sorted(index.items()) if e.type != "tree" and (e.pack, e.frame_offset) not in tree_frames
+    )
     key = repo.pack_key(entry.pack)
     body = bytearray(repo.store.get(key))
     body[entry.frame_offset] ^= 0x55

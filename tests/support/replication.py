@@ -160,7 +160,11 @@ def write_backup(
         }
 
         def upload() -> None:
-            env.s3.upload_fileobj(_Reader(etcd), PRIMARY_BUCKET, PREFIX + key)
+            import boto3  # upload_fileobj is boto3's; the product's clients are plain botocore ones
+
+            settings = env.services.settings
+            s3 = boto3.client("s3", region_name=settings.region, endpoint_url=settings.endpoint_url)
+            s3.upload_fileobj(_Reader(etcd), PRIMARY_BUCKET, PREFIX + key)
 
     written = write_backup_in(
         env.services.repository(create=True),

@@ -31,6 +31,10 @@ class Client:
             raise self.error
         return obj
 
+    def get_object(self, resource: Resource, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The live object a skipped create found (its uid re-links what the restore owns)."""
+        return {"metadata": {"name": name, "namespace": namespace, "uid": "live-uid"}}
+
 
 def test_created_exists_and_failed_outcomes() -> None:
     assert ObjectApplier(Client(), "skip").apply(item("a")).outcome == Outcome.CREATED
