@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import resource
 import subprocess
@@ -336,3 +337,22 @@ def _replace_owned(srv: Servers, objects: Iterable[dict[str, Any]]) -> int:
     finally:
         client.close()
     return count
+
+
+@contextmanager
+def counting() -> Iterator[collections.Counter[str]]:
+    """Every AWS API call made inside, by ``service.Operation`` (a botocore before-call hook on every client)."""
+    from botocore.client import BaseClient
+
+    calls: collections.Counter[str] = collections.Counter()
+    original = BaseClient._make_api_call
+
+    def counted(self: Any, operation: str, params: Any) -> Any:
+        calls[f"{self.meta.service_model.service_name}.{operation}"] += 1
+        return original(self, operation, params)
+
+    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        BaseClient._make_api_call = original  # type: ignore[method-assign]

@@ -16,36 +16,16 @@ per minute, SQS messages per minute, peak Lambda concurrency against the reserve
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def counting() -> Any:
-    from botocore.client import BaseClient
-
-    calls: collections.Counter[str] = collections.Counter()
-    original = BaseClient._make_api_call
-
-    def counted(self: Any, operation: str, params: Any) -> Any:
-        calls[f"{self.meta.service_model.service_name}.{operation}"] += 1
-        return original(self, operation, params)
-
-    BaseClient._make_api_call = counted  # type: ignore[method-assign]
-    try:
-        yield calls
-    finally:
-        BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
 def measure_tick(clusters: int) -> dict[str, Any]:
@@ -55,6 +35,7 @@ def measure_tick(clusters: int) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
+    from bench.harness import counting
     from chalicelib.backup.queue import BackupWorkQueue
     from chalicelib.catalog import BackupCatalog
     from chalicelib.catalog.clusters import ClusterCatalog

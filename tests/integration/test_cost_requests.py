@@ -5,11 +5,11 @@ from __future__ import annotations
 import collections
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
+from bench.harness import counting
 from chalicelib.core.cost.model import ClusterShape, backup_requests
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
@@ -17,25 +17,6 @@ from chalicelib.core.scope import BackupScope
 
 CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patch"}))
 OBJECTS = 400
-
-
-@contextmanager
-def counting() -> Iterator[collections.Counter[str]]:
-    """Every AWS API call made inside, by ``service.Operation`` (a botocore before-call hook on every client)."""
-    from botocore.client import BaseClient
-
-    calls: collections.Counter[str] = collections.Counter()
-    original = BaseClient._make_api_call
-
-    def counted(self: Any, operation: str, params: Any) -> Any:
-        calls[f"{self.meta.service_model.service_name}.{operation}"] += 1
-        return original(self, operation, params)
-
-    BaseClient._make_api_call = counted  # type: ignore[method-assign]
-    try:
-        yield calls
-    finally:
-        BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
 @pytest.fixture
