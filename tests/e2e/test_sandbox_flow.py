@@ -60,8 +60,14 @@ def test_the_sandbox_runs_the_product_from_schedule_to_restore_from_the_replica(
     assert report.is_file() and "sandbox-hourly" in report.read_text()
 
 
-def test_the_sandbox_demo_prints_one_summary(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_sandbox_demo_prints_one_summary(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sandbox.demo import run_demo
+
+    # The demo quiets logs and metrics for its process; here they are undone after the test, for the tests after it.
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "ERROR")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
 
     assert run_demo(output="table") == 0
     out = capsys.readouterr().out
