@@ -44,6 +44,12 @@ _RENAMED = {
 }
 # S3 actions on the bucket itself (the "-list" resource); every other S3 action is on its objects.
 _BUCKET_LEVEL = {"s3:ListBucket", "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"}
+
+
+def _bucket_level(action: str) -> bool:
+    return action in _BUCKET_LEVEL or action.startswith(("s3:GetBucket", "s3:PutBucket"))
+
+
 _TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 
 
@@ -133,7 +139,7 @@ class Recorder:
         if prefix == "s3":
             for bucket, action in _s3_actions(operation, params):
                 base = self.buckets.get(bucket)
-                level = f"{base}-list" if base and action in _BUCKET_LEVEL else base
+                level = f"{base}-list" if base and _bucket_level(action) else base
                 entries.add((level, action))
                 if missing and action in ("s3:GetObject", "s3:GetObjectVersion"):
                     # Without ListBucket a missing object answers 403, not the 404 the code relies on.

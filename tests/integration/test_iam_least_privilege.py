@@ -1,0 +1,185 @@
+"""Each function's role (its row of infra/iam-actions.json) against the AWS actions its flows call on moto.
+
+Every test drives one function's flows through its Chalice handler (or the service the handler calls) inside
+``recorder.as_function(<function>)`` and asserts: nothing it called is outside its row, and every action of the row
+it did not reach has a reason in the row's ``reason`` (and no reason is left for an action it does reach). The row
+cannot silently grow: an action added without a flow that calls it needs a written reason.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import services as services_module
+from chalicelib.services import Services
+from chalicelib.settings import Settings
+from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
+from tests.support.api import EVERYTHING, add_client, signed_headers
+from tests.support.builders import backup_id_at, backup_reaching, record_backup
+from tests.support.iam_actions import Recorder, compare
+from tests.support.objects import configmaps
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = json.loads((ROOT / "infra" / "iam-actions.json").read_text())
+REPLICA_BUCKET = "lifeboat-test-replica"
+QUEUES = {
+    "backup-queue": "lifeboat-backup-jobs",
+    "restore-queue": "lifeboat-restore-jobs",
+    "verification-queue": "lifeboat-verification-jobs",
+}
+EKS = {"type": "eks", "cluster_name": "prod", "region": "eu-central-1"}
+CLIENT_ID = "iam-admin"
+SECRET = "iam-secret"
+
+
+class UnreachedOnMoto(UserWarning):
+    """An action of a function's row that its flows on moto do not call (each has a reason in the row)."""
+
+
+def assert_least_privilege(recorder: Recorder, function: str) -> None:
+    row = TABLE[function]
+    result = compare(recorder.recorded[function], row)
+    unexplained = sorted(a for a, reason in result.unreached.items() if not reason)
+    problems = {
+        "calls what its role does not grant": result.outside,
+        "grants what no flow reaches and no reason explains": unexplained,
+        "gives reasons for actions its flows reach, or does not grant": result.stale_reasons,
+    }
+    assert not any(problems.values()), f"{function}: " + "; ".join(f"{k}: {v}" for k, v in problems.items() if v)
+    if result.unreached:
+        listed = "; ".join(f"{a} ({reason})" for a, reason in result.unreached.items())
+        warnings.warn(UnreachedOnMoto(f"{function}: not reached on moto: {listed}"), stacklevel=2)
+
+
+@pytest.fixture
+def world(aws: None, bucket: str, table: str) -> Iterator[dict[str, Any]]:
+    """The template's queues, an API client allowed everything, services on them, and an app client."""
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=TEST_REGION)
+    urls = {key: sqs.create_queue(QueueName=name)["QueueUrl"] for key, name in QUEUES.items()}
+    dynamodb = boto3.client("dynamodb", region_name=TEST_REGION)
+    add_client(dynamodb, boto3.client("secretsmanager", region_name=TEST_REGION), table, CLIENT_ID, EVERYTHING, SECRET)
+    settings = Settings(
+        table=TEST_TABLE,
+        bucket=TEST_BUCKET,
+        region=TEST_REGION,
+        backup_queue_url=urls["backup-queue"],
+        restore_queue_url=urls["restore-queue"],
+        verification_queue_url=urls["verification-queue"],
+    )
+    services = Services(settings)
+    services_module.set_services(services)
+    import app as app_module
+
+    try:
+        with Recorder(
+            buckets={TEST_BUCKET: "bucket", REPLICA_BUCKET: "replica"}, queues={u: k for k, u in urls.items()}
+        ) as recorder:
+            with Client(app_module.app) as client:
+                yield {"services": services, "recorder": recorder, "client": client, "urls": urls, "sqs": sqs}
+    finally:
+        services_module.set_services(None)
+
+
+def signed(body: bytes, method: str, path: str, content_type: str = "application/json") -> dict[str, str]:
+    headers = {"Content-Type": content_type, "Idempotency-Key": uuid.uuid4().hex}
+    return signed_headers(CLIENT_ID, SECRET, method, path, body, **headers)
+
+
+def policy_file(name: str = "nightly", **extra: Any) -> bytes:
+    policy = {
+        "name": name,
+        "cluster": "prod",
+        "schedule": {"cron": "0 2 * * *"},
+        "scope": {"include_namespaces": ["shop"]},
+        "retention": {"keep_last": 1},
+        **extra,
+    }
+    return json.dumps({"policies": [policy]}).encode()
+
+
+def scheduled(client: Client) -> Any:
+    return client.events.generate_cw_event("", "", {}, [])
+
+
+# -- the API --------------------------------------------------------------------------------------------------------
+
+
+def test_api_handler(world: dict[str, Any]) -> None:
+    services, recorder, client = world["services"], world["recorder"], world["client"]
+    for name in ("prod", "dr"):
+        auth = {"type": "kubeconfig_secret", "secret_id": f"lifeboat/clusters/{name}"}
+        services.cluster_catalog().register(name, auth, kubernetes_version=None, now=datetime.now(UTC))
+    backup_id = backup_id_at(datetime(2026, 1, 1, tzinfo=UTC))
+    record_backup(services.catalog(), "prod", backup_id, policy=None, started=datetime(2026, 1, 1, tzinfo=UTC))
+    with recorder.as_function("api_handler"):
+        body = policy_file()
+        assert (
+            client.http.put("/v1/policies", headers=signed(body, "PUT", "/v1/policies"), body=body).status_code == 200
+        )
+        assert client.http.get("/v1/policies", headers=signed(b"", "GET", "/v1/policies")).status_code == 200
+        path = "/v1/policies/nightly"
+        assert client.http.get(path, headers=signed(b"", "GET", path)).status_code == 200
+        body = json.dumps({"backup_id": backup_id, "target_cluster": "dr"}).encode()
+        created = client.http.post("/v1/restores", headers=signed(body, "POST", "/v1/restores"), body=body)
+        assert created.status_code == 202, created.body
+        path = created.json_body["status_url"]
+        assert client.http.get(path, headers=signed(b"", "GET", path)).status_code == 200
+        query = {"cluster": "prod"}
+        headers = signed_headers(CLIENT_ID, SECRET, "GET", "/v1/backups", b"", query=query)
+        listed = client.http.get("/v1/backups?cluster=prod", headers=headers)
+        assert listed.status_code == 200 and listed.json_body["backups"], listed.body
+        body = json.dumps({"name": "nightly"}).encode()
+        path = "/v1/policies/nightly"
+        assert client.http.delete(path, headers=signed(body, "DELETE", path), body=body).status_code == 200
+    assert_least_privilege(recorder, "api_handler")
+
+
+# -- scheduling and monitoring --------------------------------------------------------------------------------------
+
+
+def test_dispatcher_and_rpo_monitor(world: dict[str, Any]) -> None:
+    services, recorder, client = world["services"], world["recorder"], world["client"]
+    services.cluster_catalog().register("prod", EKS, kubernetes_version="v1.31.0", now=datetime.now(UTC))
+    services.policy_service().apply_document(json.loads(policy_file()))
+    verify = {"schedule": {"cron": "0 4 * * *"}, "target_cluster": "prod"}
+    services.policy_service().apply_document(json.loads(policy_file("verified", verify=verify)))
+    later = datetime.now(UTC) + timedelta(days=2)
+    with recorder.as_function("dispatcher"):
+        client.lambda_.invoke("dispatcher", scheduled(client))
+        summary = dict(services.dispatcher(clock=lambda: later).dispatch_due().summary())
+    assert summary["counts"], summary
+    with recorder.as_function("rpo_monitor"):
+        assert client.lambda_.invoke("rpo_monitor", scheduled(client)).payload["policies"] == 2
+    assert_least_privilege(recorder, "dispatcher")
+    assert_least_privilege(recorder, "rpo_monitor")
+
+
+# -- maintenance ----------------------------------------------------------------------------------------------------
+
+
+def test_maintenance(world: dict[str, Any]) -> None:
+    services, recorder, client = world["services"], world["recorder"], world["client"]
+    services.cluster_catalog().register("prod", EKS, kubernetes_version="v1.31.0", now=datetime.now(UTC))
+    services.policy_service().apply_document(json.loads(policy_file()))
+    repo = services.repository(create=True)
+    for i in range(3):
+        day = datetime(2026, 1, 1 + i, 2, tzinfo=UTC)
+        bid = backup_id_at(day)
+        backup_reaching(repo, "prod", bid, configmaps("shared", 2) + configmaps(f"night{i}", 2))
+        record_backup(services.catalog(), "prod", bid, policy="nightly", started=day)
+    with recorder.as_function("maintenance"):
+        assert client.lambda_.invoke("maintenance", scheduled(client)).payload["status"] == "done"
+        report = services.maintenance_service(safety_margin=timedelta(0)).run()
+    assert report.to_dict()["status"] == "done", report.to_dict()
+    assert_least_privilege(recorder, "maintenance")
