@@ -20,17 +20,26 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import services as services_module
+from chalicelib.core.jobs import BackupJob, ClusterRef
+from chalicelib.core.resources import Resource
+from chalicelib.core.scope import BackupScope
+from chalicelib.core.volume_snapshots import VolumeSettings
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
-from tests.support.api import EVERYTHING, add_client, signed_headers
+from tests.integration.test_volume_ebs_backup import snapshot_event
+from tests.support.api import EVERYTHING, add_client, register_test_cluster, signed_headers
 from tests.support.builders import backup_id_at, backup_reaching, record_backup
 from tests.support.iam_actions import Recorder, compare
+from tests.support.kube import configmap
 from tests.support.objects import configmaps
+from tests.support.sharded import CM
+from tests.support.volumes import claim
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = json.loads((ROOT / "infra" / "iam-actions.json").read_text())
 REPLICA_BUCKET = "lifeboat-test-replica"
+REPLICA_REGION = "us-west-2"
 QUEUES = {
     "backup-queue": "lifeboat-backup-jobs",
     "restore-queue": "lifeboat-restore-jobs",
@@ -45,19 +54,24 @@ class UnreachedOnMoto(UserWarning):
     """An action of a function's row that its flows on moto do not call (each has a reason in the row)."""
 
 
-def assert_least_privilege(recorder: Recorder, function: str) -> None:
-    row = TABLE[function]
-    result = compare(recorder.recorded[function], row)
-    unexplained = sorted(a for a, reason in result.unreached.items() if not reason)
-    problems = {
-        "calls what its role does not grant": result.outside,
-        "grants what no flow reaches and no reason explains": unexplained,
-        "gives reasons for actions its flows reach, or does not grant": result.stale_reasons,
-    }
-    assert not any(problems.values()), f"{function}: " + "; ".join(f"{k}: {v}" for k, v in problems.items() if v)
-    if result.unreached:
-        listed = "; ".join(f"{a} ({reason})" for a, reason in result.unreached.items())
-        warnings.warn(UnreachedOnMoto(f"{function}: not reached on moto: {listed}"), stacklevel=2)
+def assert_least_privilege(recorder: Recorder, *functions: str) -> None:
+    """Each function called only what its row grants, and its row grants nothing unreached without a reason."""
+    failures = []
+    for function in functions:
+        row = TABLE[function]
+        result = compare(recorder.recorded[function], row)
+        unexplained = sorted(a for a, reason in result.unreached.items() if not reason)
+        problems = {
+            "calls what its role does not grant": result.outside,
+            "grants what no flow reaches and no reason explains": unexplained,
+            "gives reasons for actions its flows reach, or does not grant": result.stale_reasons,
+        }
+        if any(problems.values()):
+            failures.append(f"{function}: " + "; ".join(f"{k}: {v}" for k, v in problems.items() if v))
+        if result.unreached:
+            listed = "; ".join(f"{a} ({reason})" for a, reason in result.unreached.items())
+            warnings.warn(UnreachedOnMoto(f"{function}: not reached on moto: {listed}"), stacklevel=2)
+    assert not failures, "\n".join(failures)
 
 
 @pytest.fixture
@@ -69,10 +83,18 @@ def world(aws: None, bucket: str, table: str) -> Iterator[dict[str, Any]]:
     urls = {key: sqs.create_queue(QueueName=name)["QueueUrl"] for key, name in QUEUES.items()}
     dynamodb = boto3.client("dynamodb", region_name=TEST_REGION)
     add_client(dynamodb, boto3.client("secretsmanager", region_name=TEST_REGION), table, CLIENT_ID, EVERYTHING, SECRET)
+    boto3.client("s3", region_name=REPLICA_REGION).create_bucket(
+        Bucket=REPLICA_BUCKET, CreateBucketConfiguration={"LocationConstraint": REPLICA_REGION}
+    )
+    replica_key = boto3.client("kms", region_name=REPLICA_REGION).create_key()["KeyMetadata"]["Arn"]
     settings = Settings(
         table=TEST_TABLE,
         bucket=TEST_BUCKET,
         region=TEST_REGION,
+        replica_bucket=REPLICA_BUCKET,
+        replica_region=REPLICA_REGION,
+        replica_kms_key_id=replica_key,
+        poll_delay_s=0,
         backup_queue_url=urls["backup-queue"],
         restore_queue_url=urls["restore-queue"],
         verification_queue_url=urls["verification-queue"],
@@ -82,11 +104,13 @@ def world(aws: None, bucket: str, table: str) -> Iterator[dict[str, Any]]:
     import app as app_module
 
     try:
-        with Recorder(
-            buckets={TEST_BUCKET: "bucket", REPLICA_BUCKET: "replica"}, queues={u: k for k, u in urls.items()}
-        ) as recorder:
-            with Client(app_module.app) as client:
-                yield {"services": services, "recorder": recorder, "client": client, "urls": urls, "sqs": sqs}
+        with (
+            Recorder(
+                buckets={TEST_BUCKET: "bucket", REPLICA_BUCKET: "replica"}, queues={u: k for k, u in urls.items()}
+            ) as recorder,
+            Client(app_module.app) as client,
+        ):
+            yield {"services": services, "recorder": recorder, "client": client, "urls": urls, "sqs": sqs}
     finally:
         services_module.set_services(None)
 
@@ -161,8 +185,7 @@ def test_dispatcher_and_rpo_monitor(world: dict[str, Any]) -> None:
     assert summary["counts"], summary
     with recorder.as_function("rpo_monitor"):
         assert client.lambda_.invoke("rpo_monitor", scheduled(client)).payload["policies"] == 2
-    assert_least_privilege(recorder, "dispatcher")
-    assert_least_privilege(recorder, "rpo_monitor")
+    assert_least_privilege(recorder, "dispatcher", "rpo_monitor")
 
 
 # -- maintenance ----------------------------------------------------------------------------------------------------
@@ -183,3 +206,85 @@ def test_maintenance(world: dict[str, Any]) -> None:
         report = services.maintenance_service(safety_margin=timedelta(0)).run()
     assert report.to_dict()["status"] == "done", report.to_dict()
     assert_least_privilege(recorder, "maintenance")
+
+
+# -- backups and their EBS snapshots --------------------------------------------------------------------------------
+
+PV = Resource("", "v1", "PersistentVolume", "persistentvolumes", False, frozenset({"create", "delete", "list"}))
+PVC = Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, frozenset({"create", "list"}))
+
+
+@pytest.fixture
+def ebs_claim(world: dict[str, Any], kube_client: Any, test_namespace: str) -> Iterator[str]:
+    """A claim in the test namespace on a moto EBS volume (the EBS CSI driver)."""
+    from tests.integration.test_volume_ebs_backup import ebs_volume
+
+    ec2 = world["services"].client("ec2")
+    volume_id = ec2.create_volume(AvailabilityZone=f"{TEST_REGION}a", Size=8)["VolumeId"]
+    pv = f"pv-{test_namespace}-data"
+    kube_client.create(PV, ebs_volume(pv, test_namespace, "data", volume_id))
+    kube_client.create(PVC, claim("data", pv, "8Gi"), namespace=test_namespace)
+    kube_client.create(CM, configmap("cfg", test_namespace), namespace=test_namespace)
+    yield volume_id
+    kube_client.delete(PV, pv)
+
+
+def backup_job(cluster: str, namespace: str, *, shard: bool, ebs: bool) -> dict[str, Any]:
+    auth = {"type": "kubeconfig_secret", "secret_id": f"lifeboat/{cluster}"}
+    volumes = VolumeSettings.from_dict({"mode": "ebs"}) if ebs else VolumeSettings()
+    job = BackupJob(
+        f"t-{uuid.uuid4()}",
+        ClusterRef(cluster, auth),
+        BackupScope(include_namespaces=(namespace,)),
+        shard=shard,
+        volumes=volumes,
+    )
+    return job.to_dict()
+
+
+def drain_backup_queue(world: dict[str, Any]) -> int:
+    """Hand every message of the backup-jobs queue to the backup worker's handler until none is left."""
+    sqs, url, client = world["sqs"], world["urls"]["backup-queue"], world["client"]
+    handled = 0
+    for _ in range(200):
+        with world["recorder"].outside():  # the SQS event source receives and deletes, not the function
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return handled
+        event = client.events.generate_sqs_event(message_bodies=[got[0]["Body"]], queue_name=QUEUES["backup-queue"])
+        client.lambda_.invoke("backup_worker", event)
+        with world["recorder"].outside():
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+        handled += 1
+    raise AssertionError("the backup queue never drained")
+
+
+def send_backup(world: dict[str, Any], job: dict[str, Any]) -> None:
+    with world["recorder"].outside():  # the dispatcher's message
+        world["sqs"].send_message(QueueUrl=world["urls"]["backup-queue"], MessageBody=json.dumps(job))
+
+
+def test_backup_worker_run_backup_and_the_ebs_functions(
+    world: dict[str, Any], kubeconfig_path: Any, test_namespace: str, ebs_claim: str
+) -> None:
+    services, recorder, client = world["services"], world["recorder"], world["client"]
+    cluster = register_test_cluster(services, kubeconfig_path.read_text(), "iam")
+    with recorder.as_function("backup_worker"):
+        send_backup(world, backup_job(cluster, test_namespace, shard=False, ebs=True))
+        send_backup(world, backup_job(cluster, test_namespace, shard=True, ebs=False))
+        assert drain_backup_queue(world) >= 3
+    with recorder.as_function("run_backup"):
+        result = client.lambda_.invoke("run_backup", backup_job(cluster, test_namespace, shard=False, ebs=True))
+        assert result.payload["status"] in ("Completed", "Running"), result.payload
+    drain_backup_queue(world)
+    records, _ = services.catalog().list(cluster)
+    assert {r.state for r in records} == {"Completed"}, [(r.state, r.errors) for r in records]
+    copies = services.ec2_snapshots(REPLICA_REGION).tagged("lifeboat.io/backup-id")
+    assert copies, "the EBS snapshots were copied into the replica region"
+    with recorder.as_function("ebs_snapshot_events"):
+        source = f"arn:aws:ec2::{TEST_REGION}:snapshot/{copies[0].tags['lifeboat.io/copy-of'].split('/')[-1]}"
+        event = snapshot_event("copySnapshot", "succeeded", copies[0].snapshot_id, REPLICA_REGION, source)
+        assert client.lambda_.invoke("ebs_snapshot_events", event).payload["outcome"] == "completed"
+    with recorder.as_function("ebs_snapshot_poller"):
+        client.lambda_.invoke("ebs_snapshot_poller", scheduled(client))
+    assert_least_privilege(recorder, "backup_worker", "run_backup", "ebs_snapshot_events", "ebs_snapshot_poller")
