@@ -20,12 +20,14 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import services as services_module
+from chalicelib.catalog.verifications import VerificationCatalog
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import VolumeSettings
 from chalicelib.services import Services
 from chalicelib.settings import Settings
+from chalicelib.verification.messages import VerifyMessage
 from tests.conftest import TEST_BUCKET, TEST_REGION, TEST_TABLE
 from tests.integration.test_volume_ebs_backup import snapshot_event
 from tests.support.api import EVERYTHING, add_client, register_test_cluster, signed_headers
@@ -34,6 +36,7 @@ from tests.support.iam_actions import Recorder, compare
 from tests.support.kube import configmap
 from tests.support.objects import configmaps
 from tests.support.sharded import CM
+from tests.support.verification import apply_policy
 from tests.support.volumes import claim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,23 +245,6 @@ def backup_job(cluster: str, namespace: str, *, shard: bool, ebs: bool) -> dict[
     return job.to_dict()
 
 
-def drain_backup_queue(world: dict[str, Any]) -> int:
-    """Hand every message of the backup-jobs queue to the backup worker's handler until none is left."""
-    sqs, url, client = world["sqs"], world["urls"]["backup-queue"], world["client"]
-    handled = 0
-    for _ in range(200):
-        with world["recorder"].outside():  # the SQS event source receives and deletes, not the function
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return handled
-        event = client.events.generate_sqs_event(message_bodies=[got[0]["Body"]], queue_name=QUEUES["backup-queue"])
-        client.lambda_.invoke("backup_worker", event)
-        with world["recorder"].outside():
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
-        handled += 1
-    raise AssertionError("the backup queue never drained")
-
-
 def send_backup(world: dict[str, Any], job: dict[str, Any]) -> None:
     with world["recorder"].outside():  # the dispatcher's message
         world["sqs"].send_message(QueueUrl=world["urls"]["backup-queue"], MessageBody=json.dumps(job))
@@ -272,11 +258,11 @@ def test_backup_worker_run_backup_and_the_ebs_functions(
     with recorder.as_function("backup_worker"):
         send_backup(world, backup_job(cluster, test_namespace, shard=False, ebs=True))
         send_backup(world, backup_job(cluster, test_namespace, shard=True, ebs=False))
-        assert drain_backup_queue(world) >= 3
+        assert drain(world, "backup-queue", "backup_worker") >= 3
     with recorder.as_function("run_backup"):
         result = client.lambda_.invoke("run_backup", backup_job(cluster, test_namespace, shard=False, ebs=True))
         assert result.payload["status"] in ("Completed", "Running"), result.payload
-    drain_backup_queue(world)
+    drain(world, "backup-queue", "backup_worker")
     records, _ = services.catalog().list(cluster)
     assert {r.state for r in records} == {"Completed"}, [(r.state, r.errors) for r in records]
     copies = services.ec2_snapshots(REPLICA_REGION).tagged("lifeboat.io/backup-id")
@@ -288,3 +274,62 @@ def test_backup_worker_run_backup_and_the_ebs_functions(
     with recorder.as_function("ebs_snapshot_poller"):
         client.lambda_.invoke("ebs_snapshot_poller", scheduled(client))
     assert_least_privilege(recorder, "backup_worker", "run_backup", "ebs_snapshot_events", "ebs_snapshot_poller")
+
+
+# -- restores and restore verification ------------------------------------------------------------------------------
+
+
+def drain(world: dict[str, Any], queue: str, function: str) -> int:
+    """Hand every message of ``queue`` (a QUEUES key) to ``function``'s handler until none is left."""
+    sqs, url, client, recorder = world["sqs"], world["urls"][queue], world["client"], world["recorder"]
+    for handled in range(100):
+        with recorder.outside():  # the SQS event source receives and deletes, not the function
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get("Messages", [])
+            if got:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+        if not got:
+            return handled
+        event = client.events.generate_sqs_event(message_bodies=[got[0]["Body"]], queue_name=QUEUES[queue])
+        client.lambda_.invoke(function, event)
+    raise AssertionError(f"the {queue} never drained")
+
+
+def test_restore_and_verification_workers(
+    world: dict[str, Any], kubeconfig_path: Any, kube_client: Any, test_namespace: str
+) -> None:
+    services, recorder, client = world["services"], world["recorder"], world["client"]
+    kube_client.create(CM, configmap("cfg", test_namespace), namespace=test_namespace)
+    cluster = register_test_cluster(services, kubeconfig_path.read_text(), "iam")
+    verify = {"schedule": "0 4 * * 0", "kinds": ["resources"]}
+    policy = apply_policy(services, [test_namespace], verify, cluster=cluster)
+    auth = {"type": "kubeconfig_secret", "secret_id": f"lifeboat/{cluster}"}
+    job = BackupJob(f"t-{uuid.uuid4()}", ClusterRef(cluster, auth), policy.scope, policy=policy.name, shard=False)
+    record = services.backup_service().run(job).record
+    assert record.state == "Completed", record.errors
+    target = f"{test_namespace}-r"
+    try:
+        body = json.dumps(
+            {
+                "backup_id": record.backup_id,
+                "target_cluster": cluster,
+                "options": {"namespace_mapping": [f"{test_namespace}:{target}"]},
+            }
+        ).encode()
+        with recorder.as_function("api_handler"):
+            created = client.http.post("/v1/restores", headers=signed(body, "POST", "/v1/restores"), body=body)
+        assert created.status_code == 202, created.body
+        with recorder.as_function("restore_worker"):
+            assert drain(world, "restore-queue", "restore_worker") >= 1
+        restore_id = created.json_body["restore_id"]
+        assert services.restore_catalog().get(restore_id).state == "Completed"
+        assert kube_client.get(f"/api/v1/namespaces/{target}/configmaps/cfg")["data"]
+    finally:
+        kube_client.delete_namespace(target)
+    with recorder.outside():  # what the dispatcher does when the policy's verification is due
+        run, _ = services.verification_worker().start(policy.name)
+        services.verification_queue().send(VerifyMessage(run.verification_id).to_json())
+    with recorder.as_function("verification_worker"):
+        assert drain(world, "verification-queue", "verification_worker") >= 1
+    ended = VerificationCatalog(services.client("dynamodb"), TEST_TABLE).get(run.verification_id)
+    assert ended.state == "Succeeded", ended
+    assert_least_privilege(recorder, "restore_worker", "verification_worker")
