@@ -25,6 +25,8 @@ from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import VolumeSettings
+from chalicelib.replication import Reconciler
+from chalicelib.replication.worker import run_reconciler
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from chalicelib.verification.messages import VerifyMessage
@@ -35,6 +37,9 @@ from tests.support.builders import backup_id_at, backup_reaching, record_backup
 from tests.support.iam_actions import Recorder, compare
 from tests.support.kube import configmap
 from tests.support.objects import configmaps
+from tests.support.replication import make_env as replication_env
+from tests.support.replication import objects as replication_objects
+from tests.support.replication import write_backup as write_replicated
 from tests.support.sharded import CM
 from tests.support.verification import apply_policy
 from tests.support.volumes import claim
@@ -333,3 +338,44 @@ def test_restore_and_verification_workers(
     ended = VerificationCatalog(services.client("dynamodb"), TEST_TABLE).get(run.verification_id)
     assert ended.state == "Succeeded", ended
     assert_least_privilege(recorder, "restore_worker", "verification_worker")
+
+
+# -- cross-region replication ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replication(aws: None, table: str) -> Iterator[dict[str, Any]]:
+    """Both regions' buckets with S3 -> SQS notifications (tests/support/replication.py), services on them."""
+    from chalice.test import Client as ChaliceClient
+
+    import app as app_module
+
+    env = replication_env()
+    services_module.set_services(env.services)
+    try:
+        recorder = Recorder(buckets={TEST_BUCKET: "bucket", REPLICA_BUCKET: "replica"})
+        with recorder, ChaliceClient(app_module.app) as client:
+            yield {"env": env, "recorder": recorder, "client": client}
+    finally:
+        services_module.set_services(None)
+
+
+def test_replicator_and_reconciler(replication: dict[str, Any]) -> None:
+    env, recorder, client = replication["env"], replication["recorder"], replication["client"]
+    full, next_one = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
+    write_replicated(env, full, replication_objects(), etcd=b"etcd snapshot bytes")
+    with recorder.outside():
+        bodies = env.drain()
+    with recorder.as_function("replicator"):
+        for start in range(0, len(bodies), 10):
+            event = client.events.generate_sqs_event(message_bodies=bodies[start : start + 10], queue_name="x")
+            client.lambda_.invoke("replicator", event)
+    write_replicated(env, next_one, replication_objects(changed=["ns-0/cm-1"]), parent=full)
+    with recorder.outside():
+        env.drain()  # lost: the reconciler replicates the backup
+    with recorder.as_function("replication_reconciler"):
+        client.lambda_.invoke("replication_reconciler", scheduled(client))  # defers the new backup: too young
+        later = datetime.now(UTC) + timedelta(hours=1)
+        run_reconciler(Reconciler(env.services.replicator(), env.services.catalog(), clock=lambda: later))
+    assert env.stored(replica=True) == env.stored()
+    assert_least_privilege(recorder, "replicator", "replication_reconciler")
