@@ -29,6 +29,9 @@ RESOURCES = {
     "key": ["!GetAtt Key.Arn"],
     "replica-key": ["!If [HasReplicaKey, !Ref ReplicaKeyArn, !GetAtt Key.Arn]"],
     "secrets": ['!Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:lifeboat/*"'],
+    "api-client-secrets": [
+        '!Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:lifeboat/api-clients/*"'
+    ],
     "events": ['!Sub "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"'],
     "backup-queue": ["!GetAtt BackupJobsQueue.Arn"],
     "restore-queue": ["!GetAtt RestoreJobsQueue.Arn"],

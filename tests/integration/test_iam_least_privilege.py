@@ -206,6 +206,9 @@ def test_dispatcher_and_rpo_monitor(world: dict[str, Any]) -> None:
     services.policy_service().apply_document(json.loads(policy_file()))
     verify = {"schedule": {"cron": "0 4 * * *"}, "target_cluster": "prod"}
     services.policy_service().apply_document(json.loads(policy_file("verified", verify=verify)))
+    services.policy_service().apply_document(json.loads(policy_file("dropped", verify=verify)))
+    with recorder.outside():  # its verification schedule stays behind: the dispatcher removes it
+        services.policy_catalog().delete("dropped")
     later = datetime.now(UTC) + timedelta(days=2)
     with recorder.as_function("dispatcher"):
         client.lambda_.invoke("dispatcher", scheduled(client))
@@ -219,9 +222,10 @@ def test_dispatcher_and_rpo_monitor(world: dict[str, Any]) -> None:
 # -- maintenance ----------------------------------------------------------------------------------------------------
 
 
-def test_maintenance(world: dict[str, Any]) -> None:
+def test_maintenance(world: dict[str, Any], kubeconfig_path: Any) -> None:
     services, recorder, client = world["services"], world["recorder"], world["client"]
     services.cluster_catalog().register("prod", EKS, kubernetes_version="v1.31.0", now=datetime.now(UTC))
+    register_test_cluster(services, kubeconfig_path.read_text(), "iam")  # its credentials in Secrets Manager
     services.policy_service().apply_document(json.loads(policy_file()))
     repo = services.repository(create=True)
     for i in range(3):
@@ -285,8 +289,9 @@ def test_backup_worker_run_backup_and_the_ebs_functions(
         send_backup(world, backup_job(cluster, test_namespace, shard=True, ebs=False))
         assert drain(world, "backup-queue", "backup_worker") >= 3
     with recorder.as_function("run_backup"):
-        result = client.lambda_.invoke("run_backup", backup_job(cluster, test_namespace, shard=False, ebs=True))
-        assert result.payload["status"] in ("Completed", "Running"), result.payload
+        for shard, ebs in ((False, True), (True, False)):
+            result = client.lambda_.invoke("run_backup", backup_job(cluster, test_namespace, shard=shard, ebs=ebs))
+            assert result.payload["status"] in ("Completed", "Running"), result.payload
     drain(world, "backup-queue", "backup_worker")
     records, _ = services.catalog().list(cluster)
     assert {r.state for r in records} == {"Completed"}, [(r.state, r.errors) for r in records]

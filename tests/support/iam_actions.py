@@ -50,6 +50,8 @@ def _bucket_level(action: str) -> bool:
     return action in _BUCKET_LEVEL or action.startswith(("s3:GetBucket", "s3:PutBucket"))
 
 
+# Secret ids -> the table's resource keys, the most specific prefix first (infra/iam_roles.py's RESOURCES).
+SECRETS = {"lifeboat/api-clients/": "api-client-secrets", "lifeboat/": "secrets"}
 _TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 
 
@@ -97,6 +99,7 @@ class Recorder:
 
     buckets: dict[str, str] = field(default_factory=dict)  # bucket name -> "bucket" / "replica"
     queues: dict[str, str] = field(default_factory=dict)  # queue URL -> "backup-queue" / ...
+    secrets: dict[str, str] = field(default_factory=lambda: dict(SECRETS))  # secret id prefix -> key, first match
     recorded: dict[str, set[Entry]] = field(default_factory=lambda: defaultdict(set))
     function: str | None = None
     _original: Any = None
@@ -156,6 +159,10 @@ class Recorder:
                     entries.add((f"{base}-list" if base else None, "s3:ListBucket"))
         elif prefix == "dynamodb":
             entries.update((None, a) for a in _dynamodb_actions(operation, params))
+        elif prefix == "secretsmanager":
+            secret = str(params.get("SecretId", ""))
+            key = next((k for p, k in self.secrets.items() if secret.startswith(p)), None)
+            entries.add((key, f"secretsmanager:{operation}"))
         elif prefix == "sqs":
             action = _RENAMED.get(f"sqs:{operation}", f"sqs:{operation}")
             entries.add((self.queues.get(str(params.get("QueueUrl", ""))), action))
