@@ -1,7 +1,8 @@
 """Writes the "# Function roles" section of infra/lifeboat.yaml from infra/iam-actions.json.
 
-The table is the record of what each function's code calls (tests/unit/test_iam_roles.py checks the template
-against it, and tests/support/iam_recorder.py checks recorded calls against it); this keeps the two from drifting:
+The table is the record of what each function's code calls (tests/integration/test_iam_least_privilege.py checks
+the calls each function's flows make against it, tests/unit/test_iam_roles.py the template); this keeps the two
+from drifting:
 
     python infra/iam_roles.py          # rewrite the section
     python infra/iam_roles.py --check  # exit 1 when the section is not what the table says

@@ -121,12 +121,19 @@ def test_least_privilege_rules_of_the_issue() -> None:
     assert {f for f in table if "api-client-secrets" in table[f]} == {"api_handler"}
 
 
-def test_recorded_operations_outside_the_table_are_reported() -> None:
-    from tests.support.iam_recorder import missing_from_table
+def test_recorded_calls_outside_a_row_are_reported() -> None:
+    from tests.support.iam_actions import compare
 
     table = _table()
-    recorded = {"replicator": ["s3:CopyObject", "s3:ListObjectsV2"], "api_handler": ["s3:DeleteObject"]}
-    assert missing_from_table(recorded, table) == {"api_handler": ["s3:DeleteObject"]}
+    assert compare({("replica", "s3:PutObject"), ("bucket", "s3:GetObject")}, table["replicator"]).outside == []
+    assert compare({("bucket", "s3:DeleteObject")}, table["api_handler"]).outside == ["bucket s3:DeleteObject"]
+
+
+def test_every_reason_names_an_action_of_its_row() -> None:
+    for function, spec in _table().items():
+        granted = {a for key, acts in spec.items() if key != "reason" for a in acts}
+        assert set(spec.get("reason", {})) <= granted, function
+        assert all(isinstance(r, str) and r for r in spec.get("reason", {}).values()), function
 
 
 def test_the_roles_section_is_written_from_the_table() -> None:
