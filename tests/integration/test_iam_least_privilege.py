@@ -31,6 +31,7 @@ from chalicelib.core.scope import BackupScope
 from chalicelib.core.volume_snapshots import VolumeSettings
 from chalicelib.replication import Reconciler
 from chalicelib.replication.worker import run_reconciler
+from chalicelib.repository import Repository
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from chalicelib.verification.messages import VerifyMessage
@@ -222,7 +223,35 @@ def test_dispatcher_and_rpo_monitor(world: dict[str, Any]) -> None:
 # -- maintenance ----------------------------------------------------------------------------------------------------
 
 
-def test_maintenance(world: dict[str, Any], kubeconfig_path: Any) -> None:
+def locked_repository(services: Services, recorder: Recorder) -> Services:
+    """Services on a second repository, in an Object Lock bucket (immutability mode), holding a dead backup."""
+    locked = "lifeboat-test-locked"
+    s3 = services.client("s3")
+    s3.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    rule = {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}
+    s3.put_object_lock_configuration(
+        Bucket=locked, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": rule}
+    )
+    recorder.buckets[locked] = "bucket"  # the same role resource: the repository bucket
+    locked_services = Services(dataclasses.replace(services.settings, bucket=locked))
+    repo = locked_services.repository(create=True)
+    dead = backup_id_at(datetime(2026, 3, 1, tzinfo=UTC))
+    backup_reaching(repo, "prod", dead, configmaps("only-dead", 2))
+    backup_reaching(repo, "prod", backup_id_at(datetime(2026, 3, 2, tzinfo=UTC)), configmaps("live", 2))
+    repo.store.delete(Repository.manifest_key("prod", dead))  # as retention deletes it: a delete marker
+    return locked_services
+
+
+def moto_later(monkeypatch: pytest.MonkeyPatch, by: timedelta) -> datetime:
+    """Now plus ``by``, on moto's S3 clock too (it checks Object Lock retention against its own clock)."""
+    import moto.s3.models as s3_models
+
+    real = s3_models.utcnow  # type: ignore[attr-defined]
+    monkeypatch.setattr(s3_models, "utcnow", lambda: real() + by)
+    return datetime.now(UTC) + by
+
+
+def test_maintenance(world: dict[str, Any], kubeconfig_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     services, recorder, client = world["services"], world["recorder"], world["client"]
     services.cluster_catalog().register("prod", EKS, kubernetes_version="v1.31.0", now=datetime.now(UTC))
     register_test_cluster(services, kubeconfig_path.read_text(), "iam")  # its credentials in Secrets Manager
@@ -233,9 +262,24 @@ def test_maintenance(world: dict[str, Any], kubeconfig_path: Any) -> None:
         bid = backup_id_at(day)
         backup_reaching(repo, "prod", bid, configmaps("shared", 2) + configmaps(f"night{i}", 2))
         record_backup(services.catalog(), "prod", bid, policy="nightly", started=day)
+    ec2 = services.client("ec2")
+    volume = ec2.create_volume(AvailabilityZone=f"{TEST_REGION}a", Size=8)["VolumeId"]
+    tags = [
+        {"Key": "lifeboat.io/backup-id", "Value": "20251201T000000Z-gone00"},
+        {"Key": "lifeboat.io/cluster", "Value": "prod"},
+    ]
+    orphan = ec2.create_snapshot(VolumeId=volume, TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
     with recorder.as_function("maintenance"):
         assert client.lambda_.invoke("maintenance", scheduled(client)).payload["status"] == "done"
-        report = services.maintenance_service(safety_margin=timedelta(0)).run()
+        # A month on: the garbage and the orphan snapshot are older than their safety margins.
+        later = datetime.now(UTC) + timedelta(days=30)
+        report = services.maintenance_service(safety_margin=timedelta(0), clock=lambda: later).run()
+    assert report.to_dict()["status"] == "done", report.to_dict()
+    assert not ec2.describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [orphan["SnapshotId"]]}])["Snapshots"]
+    locked = locked_repository(services, recorder)
+    two_days_on = moto_later(monkeypatch, timedelta(days=2))
+    with recorder.as_function("maintenance"):
+        report = locked.maintenance_service(safety_margin=timedelta(0), clock=lambda: two_days_on).run()
     assert report.to_dict()["status"] == "done", report.to_dict()
     assert_least_privilege(recorder, "maintenance")
 
