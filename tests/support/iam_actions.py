@@ -12,10 +12,15 @@ SSE-KMS objects (kms:GenerateDataKey on writes, kms:Decrypt on reads), which nee
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import warnings
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import botocore.client
@@ -193,7 +198,49 @@ def compare(recorded: set[Entry], row: Mapping[str, Any]) -> Comparison:
         if ((key, action) not in granted if key else action not in granted_actions)
     )
     reached = {(key, action) for key, action in granted if (key, action) in recorded or (None, action) in recorded}
-    unreached_actions = {action for entry in granted - reached for action in [entry[1]]}
+    unreached_actions = {action for _, action in granted - reached}
     unreached = {action: reasons.get(action) for action in sorted(unreached_actions)}
     stale = sorted(set(reasons) - unreached_actions)
     return Comparison(outside, unreached, stale)
+
+
+class UnreachedOnMoto(UserWarning):
+    """An action of a function's row that its flows on moto do not call (each has a reason in the row)."""
+
+
+def check_rows(
+    recorder: Recorder, table: Mapping[str, Any], functions: Iterable[str], *, partial: bool = False
+) -> None:
+    """Each function called only what its row of ``table`` grants, and its row grants nothing unreached without a
+    reason (``partial``: only the first; the caller drove some of the function's flows, another test drives them
+    all). Unreached actions are reported as ``UnreachedOnMoto`` warnings."""
+    failures = []
+    for function in functions:
+        row = table[function]
+        result = compare(recorder.recorded[function], row)
+        _write_record(function, recorder.recorded[function])
+        if partial:
+            result = dataclasses.replace(result, unreached={}, stale_reasons=[])
+        unexplained = sorted(a for a, reason in result.unreached.items() if not reason)
+        problems = {
+            "calls what its role does not grant": result.outside,
+            "grants what no flow reaches and no reason explains": unexplained,
+            "gives reasons for actions its flows reach, or does not grant": result.stale_reasons,
+        }
+        if any(problems.values()):
+            failures.append(f"{function}: " + "; ".join(f"{k}: {v}" for k, v in problems.items() if v))
+        if result.unreached:
+            listed = "; ".join(f"{a} ({reason})" for a, reason in result.unreached.items())
+            warnings.warn(UnreachedOnMoto(f"{function}: not reached on moto: {listed}"), stacklevel=3)
+    assert not failures, "\n".join(failures)
+
+
+def _write_record(function: str, entries: set[tuple[str | None, str]]) -> None:
+    """With LIFEBOAT_IAM_RECORD set, add what ``function`` called to that JSON file (function -> "key action")."""
+    path = os.environ.get("LIFEBOAT_IAM_RECORD")
+    if not path:
+        return
+    recorded = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    calls = set(recorded.get(function, [])) | {f"{key or '*'} {action}" for key, action in entries}
+    recorded[function] = sorted(calls)
+    Path(path).write_text(json.dumps(recorded, indent=1, sort_keys=True))
