@@ -125,11 +125,11 @@ class Recorder:
             recorder._record(function, client, operation_name, api_params, missing=False)
             return result
 
-        botocore.client.BaseClient._make_api_call = recording_call  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = recording_call
         return self
 
     def __exit__(self, *exc: object) -> None:
-        botocore.client.BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = self._original
 
     @contextmanager
     def as_function(self, function: str) -> Iterator[None]:
