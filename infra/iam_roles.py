@@ -1,7 +1,8 @@
 """Writes the "# Function roles" section of infra/lifeboat.yaml from infra/iam-actions.json.
 
-The table is the record of what each function's code calls (tests/unit/test_iam_roles.py checks the template
-against it, and tests/support/iam_recorder.py checks recorded calls against it); this keeps the two from drifting:
+The table is the record of what each function's code calls (tests/integration/test_iam_least_privilege.py checks
+the calls each function's flows make against it, tests/unit/test_iam_roles.py the template); this keeps the two
+from drifting:
 
     python infra/iam_roles.py          # rewrite the section
     python infra/iam_roles.py --check  # exit 1 when the section is not what the table says
@@ -29,6 +30,9 @@ RESOURCES = {
     "key": ["!GetAtt Key.Arn"],
     "replica-key": ["!If [HasReplicaKey, !Ref ReplicaKeyArn, !GetAtt Key.Arn]"],
     "secrets": ['!Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:lifeboat/*"'],
+    "api-client-secrets": [
+        '!Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:lifeboat/api-clients/*"'
+    ],
     "events": ['!Sub "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"'],
     "backup-queue": ["!GetAtt BackupJobsQueue.Arn"],
     "restore-queue": ["!GetAtt RestoreJobsQueue.Arn"],

@@ -93,9 +93,16 @@ def test_least_privilege_rules_of_the_issue() -> None:
     assert not any(a.startswith("s3:Delete") for a in everything["api_handler"])
     deleting_primary = {f for f in table if any(a.startswith("s3:Delete") for a in actions(f, "bucket"))}
     assert deleting_primary == {"maintenance"}
-    # Only the replicator writes the replica bucket; the restore and verification workers may read it.
+    # Only replication writes the replica bucket (the replicator, and its reconciler, which replicates the backups
+    # whose events were lost); the restore and verification workers may read it. Nothing else deletes there either.
     writing_replica = {f for f in table if any(not a.startswith("s3:Get") for a in actions(f, "replica"))}
-    assert writing_replica == {"replicator"}
+    assert writing_replica == {"replicator", "replication_reconciler"}
+    assert {f for f in table if any(a.startswith("s3:") for a in actions(f, "replica-list", "replica"))} == {
+        "replicator",
+        "replication_reconciler",
+        "restore_worker",
+        "verification_worker",
+    }
     # Only the snapshot functions touch EC2 snapshots: the backup worker takes EBS snapshots (its volume stage),
     # the EBS functions settle and copy them, maintenance deletes those no backup records any more.
     assert {f for f in table if any(a.startswith("ec2:") for a in everything[f])} == {
@@ -106,16 +113,27 @@ def test_least_privilege_rules_of_the_issue() -> None:
         "maintenance",
     }
     assert {f for f in table if "ec2:DeleteSnapshot" in everything[f]} == {"maintenance"}
-    # The internet-facing API handler: no S3 at all, secrets only to resolve a grant's registered cluster.
+    # The internet-facing API handler: no S3, KMS or EC2 at all; of the secrets, only the API clients' keys, which
+    # verifying a request's signature (and so resolving its grant) needs; never a cluster's credentials.
     assert not any(a.startswith(("s3:", "ec2:", "kms:")) for a in everything["api_handler"])
+    assert "secrets" not in table["api_handler"]
+    assert table["api_handler"]["api-client-secrets"] == ["secretsmanager:GetSecretValue"]
+    assert {f for f in table if "api-client-secrets" in table[f]} == {"api_handler"}
 
 
-def test_recorded_operations_outside_the_table_are_reported() -> None:
-    from tests.support.iam_recorder import missing_from_table
+def test_recorded_calls_outside_a_row_are_reported() -> None:
+    from tests.support.iam_actions import compare
 
     table = _table()
-    recorded = {"replicator": ["s3:CopyObject", "s3:ListObjectsV2"], "api_handler": ["s3:DeleteObject"]}
-    assert missing_from_table(recorded, table) == {"api_handler": ["s3:DeleteObject"]}
+    assert compare({("replica", "s3:PutObject"), ("bucket", "s3:GetObject")}, table["replicator"]).outside == []
+    assert compare({("bucket", "s3:DeleteObject")}, table["api_handler"]).outside == ["bucket s3:DeleteObject"]
+
+
+def test_every_reason_names_an_action_of_its_row() -> None:
+    for function, spec in _table().items():
+        granted = {a for key, acts in spec.items() if key != "reason" for a in acts}
+        assert set(spec.get("reason", {})) <= granted, function
+        assert all(isinstance(r, str) and r for r in spec.get("reason", {}).values()), function
 
 
 def test_the_roles_section_is_written_from_the_table() -> None:
