@@ -89,10 +89,9 @@ def list_versions(store: S3ObjectStore, prefix: str) -> Iterator[Version]:
     params: dict[str, Any] = {"Bucket": store.bucket, "Prefix": store.prefix + prefix}
     while True:
         page = store._call("list_versions", prefix, store._s3.list_object_versions, **params)
-        for item in page.get("Versions", []):
-            yield Version(item["Key"][cut:], item["VersionId"], item["LastModified"], False)
-        for item in page.get("DeleteMarkers", []):
-            yield Version(item["Key"][cut:], item["VersionId"], item["LastModified"], True)
+        for listed, marker in (("Versions", False), ("DeleteMarkers", True)):
+            for item in page.get(listed, []):
+                yield Version(item["Key"][cut:], item["VersionId"], item["LastModified"], marker)
         if not page.get("IsTruncated"):
             return
         params["KeyMarker"] = page.get("NextKeyMarker")

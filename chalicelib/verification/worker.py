@@ -29,7 +29,8 @@ from chalicelib.verification import dumps as dump_kind
 from chalicelib.verification.janitor import Janitor
 from chalicelib.verification.messages import VerifyMessage as VerifyMessage
 from chalicelib.verification.messages import verification_id as verification_id
-from chalicelib.verification.run import Progress, VerificationResult, VerificationRun
+from chalicelib.verification.results import Progress, VerificationResult
+from chalicelib.verification.run import VerificationRun
 
 INLINE_WAIT_S = 30.0
 POLL_EVERY_S = 2.0

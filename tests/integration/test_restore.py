@@ -13,6 +13,7 @@ from chalicelib.core.restore_plan import diff_paths
 from chalicelib.kube import KubeClient
 from chalicelib.restore import BackupUnreadable, Outcome, RestoreService, RestoreState
 from tests.support.builders import make_backup
+from tests.support.objects import gadget_crd
 from tests.support.resources import resource_of
 
 RESTORE_LABEL = "lifeboat.io/restore-id"
@@ -321,24 +322,7 @@ def test_stop_interrupts_between_objects(kube_client: KubeClient, new_namespace:
 def test_custom_resources_wait_for_their_definition(kube_client: KubeClient, new_namespace: Callable[[], str]) -> None:
     name = new_namespace()
     group = f"g{uuid.uuid4().hex[:8]}.lifeboat.test"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
+    crd = gadget_crd(group)
     gadget = {
         "apiVersion": f"{group}/v1",
         "kind": "Gadget",

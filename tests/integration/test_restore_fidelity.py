@@ -13,6 +13,7 @@ from chalicelib.core.restore_options import RestoreOptions
 from chalicelib.kube import KubeClient
 from chalicelib.restore import RestoreService, RestoreState
 from tests.support.builders import make_backup
+from tests.support.objects import gadget_crd
 from tests.support.resources import resource_of
 
 
@@ -82,27 +83,6 @@ def test_preserve_node_ports_keeps_allocated_ones(kube_client: KubeClient, names
     assert restored is not None and _node_ports(restored) == _node_ports(created)
 
 
-def _crd(group: str) -> dict:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}", "uid": "src-crd"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
-    }
-
-
 def test_object_owned_by_a_restored_custom_resource_is_linked_to_its_new_uid(kube_client: KubeClient) -> None:
     name = f"lbo-{uuid.uuid4().hex[:8]}"
     group = f"g{uuid.uuid4().hex[:8]}.lifeboat.test"
@@ -121,7 +101,7 @@ def test_object_owned_by_a_restored_custom_resource_is_linked_to_its_new_uid(kub
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "uid": "src-ns"}}
     gadgets = resource_of(gadget, "gadgets", True)
     linked, orphan = owned("linked", "src-gadget", "g1"), owned("orphan", "src-gone", "g0")
-    backup = make_backup([_crd(group), namespace, (gadgets, gadget), linked, orphan])
+    backup = make_backup([gadget_crd(group, uid="src-crd"), namespace, (gadgets, gadget), linked, orphan])
     service = RestoreService(backup.reader(), kube_client)
     try:
         plan = service.plan(backup.manifest, RestoreOptions())
@@ -143,5 +123,5 @@ def test_object_owned_by_a_restored_custom_resource_is_linked_to_its_new_uid(kub
         lone = kube_client.get_object(cms, "orphan", name)
         assert lone is not None and "ownerReferences" not in lone["metadata"]
     finally:
-        kube_client.delete(resource_of(_crd(group)), f"gadgets.{group}")
+        kube_client.delete(resource_of(gadget_crd(group, uid="src-crd")), f"gadgets.{group}")
         kube_client.delete_namespace(name)

@@ -18,7 +18,7 @@ from chalicelib.core.policies import Policy
 from chalicelib.repository import RepositoryReader
 from chalicelib.snapshots.dump_jobs import JOBS
 from chalicelib.verification import dumps as dump_kind
-from chalicelib.verification.run import Progress
+from chalicelib.verification.results import Progress
 from chalicelib.verification.worker import VerifyMessage
 from tests.integration.test_verification_readiness import (  # noqa: F401 - fixtures shared with the readiness tests
     Queue,

@@ -103,7 +103,7 @@ def test_the_etcd_kind_says_when_the_backup_holds_no_snapshot(
 @pytest.mark.parametrize("ok", [True, False])
 def test_the_etcd_kind_runs_the_snapshots_restore_test(ok: bool) -> None:
     from chalicelib.catalog.verifications import VerificationRecord
-    from chalicelib.verification.run import VerificationResult
+    from chalicelib.verification.results import VerificationResult
 
     class Manifest:
         cluster, backup_id, etcd_snapshot = "dc1", "20261201T000000Z-abcdef", {"key": "etcd.db", "revision": 42}

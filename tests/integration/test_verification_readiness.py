@@ -16,7 +16,8 @@ from chalicelib.core.resources import Resource
 from chalicelib.kube.controllers import LEASES
 from chalicelib.repository import RepositoryReader
 from chalicelib.restore import RestoreService
-from chalicelib.verification.run import Progress, VerificationRun
+from chalicelib.verification.results import Progress
+from chalicelib.verification.run import VerificationRun
 from chalicelib.verification.worker import VerifyMessage
 from tests.support.verification import apply_policy, back_up
 from tests.support.verification import worker as make_worker

@@ -25,3 +25,25 @@ def obj(kind: str, name: str, namespace: str | None = "shop", **fields: Any) -> 
         meta["namespace"] = namespace
     meta.update(fields.pop("metadata", {}))
     return {"apiVersion": fields.pop("apiVersion", "v1"), "kind": kind, "metadata": meta, **fields}
+
+
+def gadget_crd(group: str, **metadata: Any) -> dict[str, Any]:
+    """A namespaced ``Gadget`` CustomResourceDefinition in ``group``, served at v1, its schema keeping any field."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}", **metadata},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
