@@ -58,7 +58,7 @@ def _run(
     print(
         f"== {name}: {result['state']}, wall {result['wall_s']:.3f} s, cpu {result['cpu_s']:.3f} s, "
         f"{result['cpu_s'] / objects * 1e6:.1f} µs CPU/object, reused {result['stats'].get('objects_reused')}, "
-        f"puts {result['stats'].get('puts')}"
+        f"puts {result['stats'].get('puts')}, gc {result['gc']}"
     )
     if stats is not None:
         out = io.StringIO()
@@ -88,6 +88,15 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
 
     def profiled_run(self: BackupService, *args: Any, **kwargs: Any) -> Any:
         before = set(sys.modules)
+        import gc
+
+        mode = os.environ.get("PROFILE_GC", "")
+        if mode == "freeze":
+            gc.freeze()
+        elif mode == "off":
+            gc.disable()
+        elif mode.isdigit():
+            gc.set_threshold(int(mode), 10, 10)
         if not stats:
             result = original_run(self, *args, **kwargs)
         else:
@@ -102,8 +111,10 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
         return result
 
     BackupService.run = profiled_run  # type: ignore[method-assign]
+    gc_time = _time_gc()
     result = tasks.backup(kubeconfig, endpoint, prefix, job_id, namespaces)
     result["imported"] = imported
+    result["gc"] = gc_time
     if stats:
         merged = pstats.Stats(profiles[0])
         for profile in profiles[1:]:
@@ -113,6 +124,25 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
                 continue  # a thread still running has no stats yet
         merged.dump_stats(stats)
     return result
+
+
+def _time_gc() -> dict[str, float]:
+    """Collections by generation and the wall time they took, from now on (the GIL is held while they run)."""
+    import gc
+    import time
+
+    totals: dict[str, float] = {"s": 0.0, "0": 0, "1": 0, "2": 0}
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            totals["s"] += time.perf_counter() - started[0]
+            totals[str(info["generation"])] += 1
+
+    gc.callbacks.append(callback)
+    return totals
 
 
 if __name__ == "__main__":

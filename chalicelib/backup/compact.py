@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -10,7 +11,8 @@ from typing import Any
 import orjson
 
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.reuse import PriorObjects
+from chalicelib.backup.reuse import PriorObjects, blob_digest_of, scope_number
+from chalicelib.backup.reuse import entry as packed_entry
 from chalicelib.backup.verify import SAMPLE_PER_PACK
 from chalicelib.core.ids import BlobId, PackId
 from chalicelib.core.resources import Resource
@@ -53,6 +55,8 @@ class CompactCollector(ItemCollector):
         what ``reused_sample`` samples, up to ``per_pack`` per pack."""
         super().__init__(scope, namespaces, writer, progress=progress, prior=prior)
         self._rows: dict[str, dict[str, list[str]]] = {}  # group_resource -> scope -> rows
+        # group_resource -> scope -> uids of the unchanged objects, whose entries are the parent's (``prior``)
+        self._hits: dict[str, dict[str, list[str]]] = {}
         self._types: dict[str, Resource] = {}
         self._counts: dict[str, int] = {}
         self._last: str | None = None  # the type of the page being stored
@@ -76,20 +80,36 @@ class CompactCollector(ItemCollector):
 
         return add
 
+    def _reuse_sink(self, res: Resource) -> Callable[[str, str, bytes], None]:
+        gr = res.group_resource
+        self._types[gr] = res
+        scopes = self._hits.setdefault(gr, {})
+
+        def add(scope_key: str, uid: str, _: bytes) -> None:
+            uids = scopes.get(scope_key)
+            if uids is None:
+                uids = scopes[scope_key] = []
+            uids.append(uid)
+
+        return add
+
     def _count(self) -> int:
         if self._last is not None:
             self._recount(self._last)
         return sum(self._counts.values())
 
     def _recount(self, gr: str) -> None:
-        self._counts[gr] = sum(len(rows) for rows in self._rows.get(gr, {}).values())
+        self._counts[gr] = sum(len(rows) for rows in self._rows.get(gr, {}).values()) + sum(
+            len(uids) for uids in self._hits.get(gr, {}).values()
+        )
 
     def drop(self, res: Resource, namespace: str | None = None) -> None:
         gr = res.group_resource
-        if namespace is None:
-            self._rows.pop(gr, None)
-        else:
-            self._rows.get(gr, {}).pop(namespace, None)
+        for held in (self._rows, self._hits):
+            if namespace is None:
+                held.pop(gr, None)
+            else:
+                held.get(gr, {}).pop(namespace, None)
         self._recount(gr)
         self.objects = sum(self._counts.values())
 
@@ -102,7 +122,8 @@ class CompactCollector(ItemCollector):
         return dict(sorted(counts.items()))
 
     def _scope_keys(self) -> list[str]:
-        return sorted({scope_key for scopes in self._rows.values() for scope_key, rows in scopes.items() if rows})
+        held = (self._rows, self._hits)
+        return sorted({key for by_type in held for scopes in by_type.values() for key, rows in scopes.items() if rows})
 
     def _take(self, scope_key: str) -> list[TreeEntry]:
         """The entries of one scope, decoded; their rows are let go."""
@@ -117,7 +138,18 @@ class CompactCollector(ItemCollector):
             for row in rows:
                 n, b, s, u, rv = loads(row)
                 entries.append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
+        for gr, scopes in self._hits.items():
+            uids = scopes.pop(scope_key, None)
+            if uids:
+                res = self._types[gr]
+                packed = self._packed(res)
+                entries.extend(packed_entry(res, uid, packed[uid]) for uid in uids)
         return entries
+
+    def _packed(self, res: Resource) -> dict[str, bytes]:
+        packed = self._prior.packed(res) if self._prior is not None else None
+        assert packed is not None, "unchanged objects of a type the parent has no entries of"
+        return packed
 
     def scope_entries(self) -> dict[str, list[TreeEntry]]:
         """Every scope's entries, decoded (all at once: ``write_trees`` is what keeps memory low)."""
@@ -130,15 +162,25 @@ class CompactCollector(ItemCollector):
                 for row in rows:
                     n, b, s, u, rv = loads(row)
                     scopes.setdefault(scope_key, []).append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
+        for gr, by_scope in self._hits.items():
+            res = self._types[gr]
+            packed = self._packed(res)
+            for scope_key, uids in by_scope.items():
+                scopes.setdefault(scope_key, []).extend(packed_entry(res, uid, packed[uid]) for uid in uids)
         return scopes
 
     def write_trees(self) -> dict[str, BlobId]:
         """One tree blob per scope that holds objects, written one scope at a time; the rows are gone afterwards
-        (``kinds`` and ``objects`` still count them)."""
+        (``kinds`` and ``objects`` still count them). A scope holding exactly its tree's objects in the parent
+        backup, every one unchanged, has that tree again: it is named, not decoded, encoded and hashed again."""
         trees: dict[str, BlobId] = {}
         pack_of = _pack_lookup(self._index)
         offer = self._sample.offer
         for scope_key in self._scope_keys():
+            reused = self._parent_tree(scope_key)
+            if reused is not None:
+                trees[scope_key] = reused
+                continue
             entries = self._take(scope_key)
             if pack_of is not None:
                 for entry in entries:
@@ -147,7 +189,57 @@ class CompactCollector(ItemCollector):
                         offer(pack, entry.blob)
             trees[scope_key] = self.add_tree(*encode_tree(entries))
         self._rows.clear()
+        self._hits.clear()
         return trees
+
+    def _parent_tree(self, scope_key: str) -> BlobId | None:
+        """The parent's tree of ``scope_key`` when this backup's entries of the scope are exactly its rows (then
+        taken, their reused blobs offered to the sample), else None (nothing taken).
+
+        Every object of the scope is unchanged, so each entry is a row of a parent tree; each came from this
+        scope's tree (its packed entry says so), no two are the same (type, uid), and there are as many as the tree
+        has rows, every one of which was kept: the entries are the tree's rows, so their tree is the parent's,
+        byte for byte (trees are canonical, and the parent's is of this tree version and sanitizer version)."""
+        tree = self._prior.parent_tree(scope_key) if self._prior is not None else None
+        if tree is None or any(scopes.get(scope_key) for scopes in self._rows.values()):
+            return None
+        if not self.writer.holds(tree.tree_id):
+            return None  # the repository lost it: write it again from the entries
+        hits = [(gr, scopes[scope_key]) for gr, scopes in self._hits.items() if scopes.get(scope_key)]
+        if sum(len(uids) for _, uids in hits) != tree.rows:
+            return None
+        digests: list[bytes] = []
+        for gr, uids in hits:
+            packed = self._packed(self._types[gr])
+            values = [packed[uid] for uid in uids]
+            if len(set(uids)) != len(uids) or any(scope_number(value) != tree.number for value in values):
+                return None
+            digests.extend(blob_digest_of(value) for value in values)
+        for scopes in self._hits.values():
+            scopes.pop(scope_key, None)
+        self._offer_digests(digests)
+        # Held already (checked above): what writing it again would count, without its bytes.
+        self.bytes_raw += tree.size
+        self.bytes_dedup += tree.size
+        return tree.tree_id
+
+    def _offer_digests(self, digests: list[bytes]) -> None:
+        pack_of = getattr(self._index, "pack_of_digest", None) if self._index is not None else None
+        offer = self._sample.offer
+        if pack_of is None:
+            lookup = _pack_lookup(self._index)
+            if lookup is None:
+                return
+            for digest in digests:
+                blob = BlobId(digest.hex())
+                pack = lookup(blob)
+                if pack is not None:
+                    offer(pack, blob)
+            return
+        for digest in digests:
+            pack = pack_of(digest)
+            if pack is not None:
+                offer(pack, digest)
 
     def reused_sample(self) -> list[BlobId]:
         """Up to ``per_pack`` distinct blobs per pack, at random, of those the trees name that ``index`` held."""
@@ -170,23 +262,50 @@ def _pack_lookup(index: Mapping[BlobId, Any] | None) -> Callable[[BlobId], PackI
 
 
 class _PackSample:
-    """A reservoir of blob ids per pack: a uniform sample of what was offered, in memory bounded by the packs."""
+    """A reservoir of blobs per pack: a uniform sample of what was offered, in memory bounded by the packs.
+
+    Blobs are offered as hex ids or as 32-byte digests (``blobs`` spells them all as ids). Once a pack's reservoir
+    is full, the next offer that replaces one of its blobs is drawn ahead (Li's algorithm L): the offers in between
+    cost a count, not a random number each.
+    """
 
     def __init__(self, per_pack: int, rng: random.Random) -> None:
         self._per_pack = per_pack
         self._rng = rng
-        self._packs: dict[PackId, tuple[list[int], list[BlobId]]] = {}
+        # pack -> ([offers so far, the offer number that replaces a kept blob next, the algorithm's weight], kept)
+        self._packs: dict[PackId, tuple[list[Any], list[BlobId | bytes]]] = {}
 
-    def offer(self, pack: PackId, blob: BlobId) -> None:
-        seen, kept = self._packs.setdefault(pack, ([0], []))
-        seen[0] += 1
-        if len(kept) < self._per_pack:
+    def offer(self, pack: PackId, blob: BlobId | bytes) -> None:
+        state = self._packs.get(pack)
+        if state is None:
+            state = self._packs[pack] = ([0, 0, 1.0], [])
+        counts, kept = state
+        counts[0] += 1
+        seen = counts[0]
+        if seen <= self._per_pack:
             if blob not in kept:
                 kept.append(blob)
+            if seen == self._per_pack:
+                self._skip(counts)
             return
-        slot = self._rng.randrange(seen[0])
-        if slot < self._per_pack and blob not in kept:
-            kept[slot] = blob
+        if seen == counts[1]:
+            if blob not in kept:
+                kept[self._rng.randrange(len(kept))] = blob
+            self._skip(counts)
+
+    def _skip(self, counts: list[Any]) -> None:
+        """Draw the next offer that replaces a kept blob (every offer is then equally likely to be kept)."""
+        random = self._rng.random
+        weight = counts[2] * math.exp(math.log(random() or _TINY) / self._per_pack)
+        counts[2] = weight
+        if weight >= 1.0:
+            counts[1] = counts[0] + 1
+            return
+        counts[1] = counts[0] + 1 + int(math.log(random() or _TINY) / math.log1p(-weight))
 
     def blobs(self) -> list[BlobId]:
-        return sorted({blob for _, kept in self._packs.values() for blob in kept})
+        kept = (blob for _, blobs in self._packs.values() for blob in blobs)
+        return sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in kept})
+
+
+_TINY = 5e-324  # random() may return 0.0, whose log is undefined

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chalicelib.backup.listing import Page
-from chalicelib.backup.reuse import PriorObjects
+from chalicelib.backup.reuse import PriorObjects, blob_digest_of, blob_size, same_state
+from chalicelib.backup.reuse import entry as packed_entry
 from chalicelib.core.canonical import canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector
@@ -96,6 +97,12 @@ class ItemCollector:
     def _count(self) -> int:
         return sum(len(rows) for rows in self.entries.values())
 
+    def _reuse_sink(self, res: Resource) -> Callable[[str, str, bytes], None]:
+        """Where ``_store`` puts each unchanged object (scope, uid, the parent's packed entry): here, the entry
+        itself, in ``_sink``'s list."""
+        append = self._sink(res)
+        return lambda scope_key, uid, value: append((scope_key, packed_entry(res, uid, value)))
+
     def _store(
         self,
         res: Resource,
@@ -105,29 +112,25 @@ class ItemCollector:
         """Entries for the selected objects: an unchanged one (``prior``) reuses its entry, the rest are sanitized,
         serialized, hashed and packed."""
         group, plural, version, kind, api_version = res.group, res.plural, res.version, res.kind, res.api_version
-        prior = self._prior.for_type(res) if self._prior is not None else None
+        prior = self._prior.packed(res) if self._prior is not None else None
         add_bytes = self.writer.add_bytes
-        holds = self.writer.holds
+        reuse = self._reuse_sink(res) if prior else None
+        holds_digest = _digest_check(self.writer)
         raw = dedup = reused = 0
         for scope_key, obj, meta in selected:
             uid = meta.get("uid") or ""
             rv = meta.get("resourceVersion") or ""
             name = meta.get("name", "")
             if prior:
-                known = prior.get(uid)
+                value = prior.get(uid)
                 # The same uid and resourceVersion is the same object state: the blob made from it last time is
                 # this object's blob, provided the repository still holds it. Anything else takes the full path.
-                if (
-                    known is not None
-                    and rv
-                    and known.resource_version == rv
-                    and known.name == name
-                    and holds(known.blob)
-                ):
-                    raw += known.size
-                    dedup += known.size
+                if value is not None and rv and same_state(value, rv, name) and holds_digest(blob_digest_of(value)):
+                    size = blob_size(value)
+                    raw += size
+                    dedup += size
                     reused += 1
-                    append((scope_key, known))
+                    reuse(scope_key, uid, value)  # type: ignore[misc]
                     continue
             data = canonical_json(sanitize_for_backup(obj, kind, api_version))
             bid, new = add_bytes(data)
@@ -205,3 +208,12 @@ class ItemCollector:
         self.bytes_raw = int(checkpoint.stats.get("bytes_raw", 0))
         self.bytes_dedup = int(checkpoint.stats.get("bytes_deduplicated", 0))
         self.objects = checkpoint.objects
+
+
+def _digest_check(writer: Any) -> Callable[[bytes], bool]:
+    """``writer.holds`` for a blob given by its digest (a ``RepositoryWriter`` answers without a hex id)."""
+    holds_digest = getattr(writer, "holds_digest", None)
+    if holds_digest is not None:
+        return holds_digest  # type: ignore[no-any-return]
+    holds = writer.holds
+    return lambda digest: bool(holds(digest.hex()))
