@@ -15,6 +15,7 @@ import pstats
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def _run(
     print(
         f"== {name}: {result['state']}, wall {result['wall_s']:.3f} s, cpu {result['cpu_s']:.3f} s, "
         f"{result['cpu_s'] / objects * 1e6:.1f} µs CPU/object, reused {result['stats'].get('objects_reused')}, "
-        f"puts {result['stats'].get('puts')}, gc {result['gc']}"
+        f"puts {result['stats'].get('puts')}, gc {result['gc']}, stages (ms CPU) {result['stages']}"
     )
     if stats is not None:
         out = io.StringIO()
@@ -81,7 +82,7 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
     imported: list[str] = []
 
     def profiled_thread(self: threading.Thread) -> None:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         with lock:
             profiles.append(profile)
         profile.runcall(original_thread_run, self)
@@ -97,11 +98,14 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
             gc.disable()
         elif mode.isdigit():
             gc.set_threshold(int(mode), 10, 10)
+        elif mode.startswith("freeze"):
+            gc.freeze()
+            gc.set_threshold(int(mode[len("freeze") :]), 10, 10)
         if not stats:
             result = original_run(self, *args, **kwargs)
         else:
             threading.Thread.run = profiled_thread  # type: ignore[method-assign]
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.thread_time)
             profiles.append(profile)
             try:
                 result = profile.runcall(original_run, self, *args, **kwargs)
@@ -111,10 +115,12 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
         return result
 
     BackupService.run = profiled_run  # type: ignore[method-assign]
+    stages = _time_stages(BackupService, ("_collect", "_refuse_damaged_reuse", "_list_namespaces", "_open"))
     gc_time = _time_gc()
     result = tasks.backup(kubeconfig, endpoint, prefix, job_id, namespaces)
     result["imported"] = imported
     result["gc"] = gc_time
+    result["stages"] = stages
     if stats:
         merged = pstats.Stats(profiles[0])
         for profile in profiles[1:]:
@@ -124,6 +130,29 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
                 continue  # a thread still running has no stats yet
         merged.dump_stats(stats)
     return result
+
+
+def _time_stages(cls: Any, names: tuple[str, ...]) -> dict[str, float]:
+    """CPU of the whole process (every thread) while each of ``cls``'s methods ``names`` runs, in ms."""
+    import resource
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    totals: dict[str, float] = {}
+    for name in names:
+        original = getattr(cls, name)
+
+        def timed(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            started = cpu()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                totals[_name] = round(totals.get(_name, 0.0) + (cpu() - started) * 1000, 1)
+
+        setattr(cls, name, timed)
+    return totals
 
 
 def _time_gc() -> dict[str, float]:

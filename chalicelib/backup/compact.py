@@ -51,8 +51,9 @@ class CompactCollector(ItemCollector):
         per_pack: int = SAMPLE_PER_PACK,
         rng: random.Random | None = None,
     ) -> None:
-        """``index``: the repository's index as loaded before the backup; blobs it holds that the trees name are
-        what ``reused_sample`` samples, up to ``per_pack`` per pack."""
+        """``index``: the repository's index as loaded before the backup, the one ``writer`` was given as what it
+        knows; blobs it holds that the trees name are what ``reused_sample`` samples, up to ``per_pack`` per pack
+        (a blob the writer packed as new is never looked up in it)."""
         super().__init__(scope, namespaces, writer, progress=progress, prior=prior)
         self._rows: dict[str, dict[str, list[str]]] = {}  # group_resource -> scope -> rows
         # group_resource -> scope -> uids of the unchanged objects, whose entries are the parent's (``prior``)
@@ -77,6 +78,23 @@ class CompactCollector(ItemCollector):
                 rows = scopes[scope_key] = []
             # As str: the bytes orjson returns keep its whole 4 KiB output buffer allocated, a str is exact.
             rows.append(dumps((entry[2], entry[5], entry[6], entry[7], entry[8])).decode())
+
+        return add
+
+    def _held_sink(
+        self, res: Resource, append: Callable[[tuple[str, TreeEntry]], None]
+    ) -> Callable[[tuple[str, TreeEntry]], None]:
+        # A sixth field marks the rows whose blob was held already: only their blobs can be in the index, so only
+        # they are looked up there for the reuse sample (a new blob never is).
+        scopes = self._rows.setdefault(res.group_resource, {})
+        dumps = orjson.dumps
+
+        def add(row: tuple[str, TreeEntry]) -> None:
+            scope_key, entry = row
+            rows = scopes.get(scope_key)
+            if rows is None:
+                rows = scopes[scope_key] = []
+            rows.append(dumps((entry[2], entry[5], entry[6], entry[7], entry[8], 1)).decode())
 
         return add
 
@@ -125,9 +143,11 @@ class CompactCollector(ItemCollector):
         held = (self._rows, self._hits)
         return sorted({key for by_type in held for scopes in by_type.values() for key, rows in scopes.items() if rows})
 
-    def _take(self, scope_key: str) -> list[TreeEntry]:
-        """The entries of one scope, decoded; their rows are let go."""
+    def _take(self, scope_key: str) -> tuple[list[TreeEntry], list[BlobId | bytes]]:
+        """The entries of one scope, decoded, and the blobs among them that were held before this run (as ids, or
+        as digests): their rows are let go."""
         entries: list[TreeEntry] = []
+        held: list[BlobId | bytes] = []
         loads = orjson.loads
         for gr, scopes in self._rows.items():
             rows = scopes.pop(scope_key, None)
@@ -136,15 +156,20 @@ class CompactCollector(ItemCollector):
             res = self._types[gr]
             g, r, v, k = res.group, res.plural, res.version, res.kind
             for row in rows:
-                n, b, s, u, rv = loads(row)
+                n, b, s, u, rv, *was_held = loads(row)
                 entries.append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
+                if was_held:
+                    held.append(b)
         for gr, scopes in self._hits.items():
             uids = scopes.pop(scope_key, None)
             if uids:
                 res = self._types[gr]
                 packed = self._packed(res)
-                entries.extend(packed_entry(res, uid, packed[uid]) for uid in uids)
-        return entries
+                for uid in uids:
+                    value = packed[uid]
+                    entries.append(packed_entry(res, uid, value))
+                    held.append(blob_digest_of(value))
+        return entries, held
 
     def _packed(self, res: Resource) -> dict[str, bytes]:
         packed = self._prior.packed(res) if self._prior is not None else None
@@ -160,7 +185,7 @@ class CompactCollector(ItemCollector):
             g, r, v, k = res.group, res.plural, res.version, res.kind
             for scope_key, rows in by_scope.items():
                 for row in rows:
-                    n, b, s, u, rv = loads(row)
+                    n, b, s, u, rv, *_ = loads(row)
                     scopes.setdefault(scope_key, []).append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
         for gr, by_scope in self._hits.items():
             res = self._types[gr]
@@ -174,19 +199,13 @@ class CompactCollector(ItemCollector):
         (``kinds`` and ``objects`` still count them). A scope holding exactly its tree's objects in the parent
         backup, every one unchanged, has that tree again: it is named, not decoded, encoded and hashed again."""
         trees: dict[str, BlobId] = {}
-        pack_of = _pack_lookup(self._index)
-        offer = self._sample.offer
         for scope_key in self._scope_keys():
             reused = self._parent_tree(scope_key)
             if reused is not None:
                 trees[scope_key] = reused
                 continue
-            entries = self._take(scope_key)
-            if pack_of is not None:
-                for entry in entries:
-                    pack = pack_of(entry.blob)
-                    if pack is not None:
-                        offer(pack, entry.blob)
+            entries, held = self._take(scope_key)
+            self._offer(held)
             trees[scope_key] = self.add_tree(*encode_tree(entries))
         self._rows.clear()
         self._hits.clear()
@@ -208,7 +227,7 @@ class CompactCollector(ItemCollector):
         hits = [(gr, scopes[scope_key]) for gr, scopes in self._hits.items() if scopes.get(scope_key)]
         if sum(len(uids) for _, uids in hits) != tree.rows:
             return None
-        digests: list[bytes] = []
+        digests: list[BlobId | bytes] = []
         for gr, uids in hits:
             packed = self._packed(self._types[gr])
             values = [packed[uid] for uid in uids]
@@ -217,29 +236,27 @@ class CompactCollector(ItemCollector):
             digests.extend(blob_digest_of(value) for value in values)
         for scopes in self._hits.values():
             scopes.pop(scope_key, None)
-        self._offer_digests(digests)
+        self._offer(digests)
         # Held already (checked above): what writing it again would count, without its bytes.
         self.bytes_raw += tree.size
         self.bytes_dedup += tree.size
         return tree.tree_id
 
-    def _offer_digests(self, digests: list[bytes]) -> None:
-        pack_of = getattr(self._index, "pack_of_digest", None) if self._index is not None else None
-        offer = self._sample.offer
-        if pack_of is None:
-            lookup = _pack_lookup(self._index)
-            if lookup is None:
-                return
-            for digest in digests:
-                blob = BlobId(digest.hex())
-                pack = lookup(blob)
-                if pack is not None:
-                    offer(pack, blob)
+    def _offer(self, blobs: Iterable[BlobId | bytes]) -> None:
+        """Offer the blobs ``index`` holds (given as ids or as digests) to the reuse sample, by their pack."""
+        if self._index is None:
             return
-        for digest in digests:
-            pack = pack_of(digest)
+        offer = self._sample.offer
+        by_digest = getattr(self._index, "pack_of_digest", None)
+        by_id = _pack_lookup(self._index)
+        assert by_id is not None
+        for blob in blobs:
+            if isinstance(blob, bytes):
+                pack = by_digest(blob) if by_digest is not None else by_id(BlobId(blob.hex()))
+            else:
+                pack = by_id(blob)
             if pack is not None:
-                offer(pack, digest)
+                offer(pack, blob)
 
     def reused_sample(self) -> list[BlobId]:
         """Up to ``per_pack`` distinct blobs per pack, at random, of those the trees name that ``index`` held."""

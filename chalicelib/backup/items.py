@@ -97,6 +97,12 @@ class ItemCollector:
     def _count(self) -> int:
         return sum(len(rows) for rows in self.entries.values())
 
+    def _held_sink(
+        self, res: Resource, append: Callable[[tuple[str, TreeEntry]], None]
+    ) -> Callable[[tuple[str, TreeEntry]], None]:
+        """Where ``_store`` puts an entry whose blob was held already (the index or this run had it): ``append``."""
+        return append
+
     def _reuse_sink(self, res: Resource) -> Callable[[str, str, bytes], None]:
         """Where ``_store`` puts each unchanged object (scope, uid, the parent's packed entry): here, the entry
         itself, in ``_sink``'s list."""
@@ -115,6 +121,7 @@ class ItemCollector:
         prior = self._prior.packed(res) if self._prior is not None else None
         add_bytes = self.writer.add_bytes
         reuse = self._reuse_sink(res) if prior else None
+        append_held = self._held_sink(res, append)
         holds_digest = _digest_check(self.writer)
         raw = dedup = reused = 0
         for scope_key, obj, meta in selected:
@@ -135,10 +142,13 @@ class ItemCollector:
             data = canonical_json(sanitize_for_backup(obj, kind, api_version))
             bid, new = add_bytes(data)
             size = len(data)
-            if not new:
+            row = (scope_key, _new_entry(TreeEntry, (group, plural, name, version, kind, bid, size, uid, rv)))
+            if new:
+                append(row)
+            else:
                 dedup += size
+                append_held(row)
             raw += size
-            append((scope_key, _new_entry(TreeEntry, (group, plural, name, version, kind, bid, size, uid, rv))))
         self.bytes_raw += raw
         self.bytes_dedup += dedup
         self.reused += reused

@@ -185,3 +185,28 @@ def test_the_pack_sample_keeps_every_offer_equally_likely():
     assert abs(first - 20 * expected) < 0.15 * 20 * expected
     assert abs(last - 20 * expected) < 0.15 * 20 * expected
     assert min(kept.values()) > 0.5 * expected and max(kept.values()) < 1.6 * expected
+
+
+class RecordingIndex(dict):
+    """An index that records which blobs were looked up for their pack."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.asked: list[str] = []
+
+    def pack_of(self, blob: str) -> str | None:
+        self.asked.append(blob)
+        entry = self.get(blob)
+        return entry.pack if entry is not None else None
+
+
+def test_only_blobs_held_before_the_run_are_looked_up_for_the_sample():
+    _, writer, _ = _parent()
+    held = [next(bid for bid, data in writer.added.items() if b'"one"' in data and b'"type":"tree"' not in data)]
+    index = RecordingIndex({held[0]: IndexEntry("pack-0", "data", 0, 1, 1, 0, 1)})
+    collector = CompactCollector(BackupScope(), ["a", "b"], MemoryWriter(set(held)), index=index, per_pack=2)
+    for page in _pages():
+        collector.handle_page(page, None)
+    collector.write_trees()
+    assert index.asked == held
+    assert collector.reused_sample() == held
