@@ -72,15 +72,17 @@ class ItemCollector:
         object_selected = self.scope.object_selected
         if res.namespaced:
             namespaces = self.namespaces
-            observe = refs.observe if refs is not None else None
+            observe = refs.observer(res) if refs is not None else None
             for obj in items:
                 meta = obj.get("metadata") or {}
                 ns = meta.get("namespace", "")
                 if ns not in namespaces or not object_selected(obj):
                     continue
                 if observe is not None:
-                    observe(res, obj)
+                    observe(obj)
                 selected.append((ns, obj, meta))
+            if refs is not None and selected:
+                refs.observed(res)
         elif res.group_resource == "namespaces":
             selected = [(CLUSTER_SCOPE, obj, obj.get("metadata") or {}) for obj in items]
         else:
