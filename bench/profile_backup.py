@@ -115,7 +115,7 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
         return result
 
     BackupService.run = profiled_run  # type: ignore[method-assign]
-    stages = _time_stages(BackupService, ("_collect", "_refuse_damaged_reuse", "_list_namespaces", "_open"))
+    stages = _time_stages(BackupService, ("_collect", "_refuse_damaged_reuse", "_list_namespaces", "_open", "_execute"))
     gc_time = _time_gc()
     result = tasks.backup(kubeconfig, endpoint, prefix, job_id, namespaces)
     result["imported"] = imported
@@ -133,7 +133,8 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
 
 
 def _time_stages(cls: Any, names: tuple[str, ...]) -> dict[str, float]:
-    """CPU of the whole process (every thread) while each of ``cls``'s methods ``names`` runs, in ms."""
+    """CPU of the whole process (every thread) while each of ``cls``'s methods ``names`` runs, and its wall time
+    (``<name>_wall``), in ms."""
     import resource
 
     def cpu() -> float:
@@ -145,11 +146,12 @@ def _time_stages(cls: Any, names: tuple[str, ...]) -> dict[str, float]:
         original = getattr(cls, name)
 
         def timed(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
-            started = cpu()
+            started, wall = cpu(), time.perf_counter()
             try:
                 return _original(*args, **kwargs)
             finally:
                 totals[_name] = round(totals.get(_name, 0.0) + (cpu() - started) * 1000, 1)
+                totals[_name + "_wall"] = round(totals.get(_name + "_wall", 0.0) + (time.perf_counter() - wall) * 1000)
 
         setattr(cls, name, timed)
     return totals
