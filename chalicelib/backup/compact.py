@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -10,7 +11,8 @@ from typing import Any
 import orjson
 
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.reuse import PriorObjects
+from chalicelib.backup.reuse import PriorObjects, blob_digest_of, scope_number
+from chalicelib.backup.reuse import entry as packed_entry
 from chalicelib.backup.verify import SAMPLE_PER_PACK
 from chalicelib.core.ids import BlobId, PackId
 from chalicelib.core.resources import Resource
@@ -49,10 +51,13 @@ class CompactCollector(ItemCollector):
         per_pack: int = SAMPLE_PER_PACK,
         rng: random.Random | None = None,
     ) -> None:
-        """``index``: the repository's index as loaded before the backup; blobs it holds that the trees name are
-        what ``reused_sample`` samples, up to ``per_pack`` per pack."""
+        """``index``: the repository's index as loaded before the backup, the one ``writer`` was given as what it
+        knows; blobs it holds that the trees name are what ``reused_sample`` samples, up to ``per_pack`` per pack
+        (a blob the writer packed as new is never looked up in it)."""
         super().__init__(scope, namespaces, writer, progress=progress, prior=prior)
         self._rows: dict[str, dict[str, list[str]]] = {}  # group_resource -> scope -> rows
+        # group_resource -> scope -> uids of the unchanged objects, whose entries are the parent's (``prior``)
+        self._hits: dict[str, dict[str, list[str]]] = {}
         self._types: dict[str, Resource] = {}
         self._counts: dict[str, int] = {}
         self._last: str | None = None  # the type of the page being stored
@@ -76,20 +81,53 @@ class CompactCollector(ItemCollector):
 
         return add
 
+    def _held_sink(
+        self, res: Resource, append: Callable[[tuple[str, TreeEntry]], None]
+    ) -> Callable[[tuple[str, TreeEntry]], None]:
+        # A sixth field marks the rows whose blob was held already: only their blobs can be in the index, so only
+        # they are looked up there for the reuse sample (a new blob never is).
+        scopes = self._rows.setdefault(res.group_resource, {})
+        dumps = orjson.dumps
+
+        def add(row: tuple[str, TreeEntry]) -> None:
+            scope_key, entry = row
+            rows = scopes.get(scope_key)
+            if rows is None:
+                rows = scopes[scope_key] = []
+            rows.append(dumps((entry[2], entry[5], entry[6], entry[7], entry[8], 1)).decode())
+
+        return add
+
+    def _reuse_sink(self, res: Resource) -> Callable[[str, str, bytes], None]:
+        gr = res.group_resource
+        self._types[gr] = res
+        scopes = self._hits.setdefault(gr, {})
+
+        def add(scope_key: str, uid: str, _: bytes) -> None:
+            uids = scopes.get(scope_key)
+            if uids is None:
+                uids = scopes[scope_key] = []
+            uids.append(uid)
+
+        return add
+
     def _count(self) -> int:
         if self._last is not None:
             self._recount(self._last)
         return sum(self._counts.values())
 
     def _recount(self, gr: str) -> None:
-        self._counts[gr] = sum(len(rows) for rows in self._rows.get(gr, {}).values())
+        self._counts[gr] = sum(len(rows) for rows in self._rows.get(gr, {}).values()) + sum(
+            len(uids) for uids in self._hits.get(gr, {}).values()
+        )
 
     def drop(self, res: Resource, namespace: str | None = None) -> None:
         gr = res.group_resource
-        if namespace is None:
-            self._rows.pop(gr, None)
-        else:
-            self._rows.get(gr, {}).pop(namespace, None)
+        for held in (self._rows, self._hits):
+            if namespace is None:
+                held.pop(gr, None)
+            else:
+                held.get(gr, {}).pop(namespace, None)
         self._recount(gr)
         self.objects = sum(self._counts.values())
 
@@ -102,11 +140,14 @@ class CompactCollector(ItemCollector):
         return dict(sorted(counts.items()))
 
     def _scope_keys(self) -> list[str]:
-        return sorted({scope_key for scopes in self._rows.values() for scope_key, rows in scopes.items() if rows})
+        held = (self._rows, self._hits)
+        return sorted({key for by_type in held for scopes in by_type.values() for key, rows in scopes.items() if rows})
 
-    def _take(self, scope_key: str) -> list[TreeEntry]:
-        """The entries of one scope, decoded; their rows are let go."""
+    def _take(self, scope_key: str) -> tuple[list[TreeEntry], list[BlobId | bytes]]:
+        """The entries of one scope, decoded, and the blobs among them that were held before this run (as ids, or
+        as digests): their rows are let go."""
         entries: list[TreeEntry] = []
+        held: list[BlobId | bytes] = []
         loads = orjson.loads
         for gr, scopes in self._rows.items():
             rows = scopes.pop(scope_key, None)
@@ -115,9 +156,25 @@ class CompactCollector(ItemCollector):
             res = self._types[gr]
             g, r, v, k = res.group, res.plural, res.version, res.kind
             for row in rows:
-                n, b, s, u, rv = loads(row)
+                n, b, s, u, rv, *was_held = loads(row)
                 entries.append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
-        return entries
+                if was_held:
+                    held.append(b)
+        for gr, scopes in self._hits.items():
+            uids = scopes.pop(scope_key, None)
+            if uids:
+                res = self._types[gr]
+                packed = self._packed(res)
+                for uid in uids:
+                    value = packed[uid]
+                    entries.append(packed_entry(res, uid, value))
+                    held.append(blob_digest_of(value))
+        return entries, held
+
+    def _packed(self, res: Resource) -> dict[str, bytes]:
+        packed = self._prior.packed(res) if self._prior is not None else None
+        assert packed is not None, "unchanged objects of a type the parent has no entries of"
+        return packed
 
     def scope_entries(self) -> dict[str, list[TreeEntry]]:
         """Every scope's entries, decoded (all at once: ``write_trees`` is what keeps memory low)."""
@@ -128,26 +185,78 @@ class CompactCollector(ItemCollector):
             g, r, v, k = res.group, res.plural, res.version, res.kind
             for scope_key, rows in by_scope.items():
                 for row in rows:
-                    n, b, s, u, rv = loads(row)
+                    n, b, s, u, rv, *_ = loads(row)
                     scopes.setdefault(scope_key, []).append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
+        for gr, by_scope in self._hits.items():
+            res = self._types[gr]
+            packed = self._packed(res)
+            for scope_key, uids in by_scope.items():
+                scopes.setdefault(scope_key, []).extend(packed_entry(res, uid, packed[uid]) for uid in uids)
         return scopes
 
     def write_trees(self) -> dict[str, BlobId]:
         """One tree blob per scope that holds objects, written one scope at a time; the rows are gone afterwards
-        (``kinds`` and ``objects`` still count them)."""
+        (``kinds`` and ``objects`` still count them). A scope holding exactly its tree's objects in the parent
+        backup, every one unchanged, has that tree again: it is named, not decoded, encoded and hashed again."""
         trees: dict[str, BlobId] = {}
-        pack_of = _pack_lookup(self._index)
-        offer = self._sample.offer
         for scope_key in self._scope_keys():
-            entries = self._take(scope_key)
-            if pack_of is not None:
-                for entry in entries:
-                    pack = pack_of(entry.blob)
-                    if pack is not None:
-                        offer(pack, entry.blob)
+            reused = self._parent_tree(scope_key)
+            if reused is not None:
+                trees[scope_key] = reused
+                continue
+            entries, held = self._take(scope_key)
+            self._offer(held)
             trees[scope_key] = self.add_tree(*encode_tree(entries))
         self._rows.clear()
+        self._hits.clear()
         return trees
+
+    def _parent_tree(self, scope_key: str) -> BlobId | None:
+        """The parent's tree of ``scope_key`` when this backup's entries of the scope are exactly its rows (then
+        taken, their reused blobs offered to the sample), else None (nothing taken).
+
+        Every object of the scope is unchanged, so each entry is a row of a parent tree; each came from this
+        scope's tree (its packed entry says so), no two are the same (type, uid), and there are as many as the tree
+        has rows, every one of which was kept: the entries are the tree's rows, so their tree is the parent's,
+        byte for byte (trees are canonical, and the parent's is of this tree version and sanitizer version)."""
+        tree = self._prior.parent_tree(scope_key) if self._prior is not None else None
+        if tree is None or any(scopes.get(scope_key) for scopes in self._rows.values()):
+            return None
+        if not self.writer.holds(tree.tree_id):
+            return None  # the repository lost it: write it again from the entries
+        hits = [(gr, scopes[scope_key]) for gr, scopes in self._hits.items() if scopes.get(scope_key)]
+        if sum(len(uids) for _, uids in hits) != tree.rows:
+            return None
+        digests: list[BlobId | bytes] = []
+        for gr, uids in hits:
+            packed = self._packed(self._types[gr])
+            values = [packed[uid] for uid in uids]
+            if len(set(uids)) != len(uids) or any(scope_number(value) != tree.number for value in values):
+                return None
+            digests.extend(blob_digest_of(value) for value in values)
+        for scopes in self._hits.values():
+            scopes.pop(scope_key, None)
+        self._offer(digests)
+        # Held already (checked above): what writing it again would count, without its bytes.
+        self.bytes_raw += tree.size
+        self.bytes_dedup += tree.size
+        return tree.tree_id
+
+    def _offer(self, blobs: Iterable[BlobId | bytes]) -> None:
+        """Offer the blobs ``index`` holds (given as ids or as digests) to the reuse sample, by their pack."""
+        if self._index is None:
+            return
+        offer = self._sample.offer
+        by_digest = getattr(self._index, "pack_of_digest", None)
+        by_id = _pack_lookup(self._index)
+        assert by_id is not None
+        for blob in blobs:
+            if isinstance(blob, bytes):
+                pack = by_digest(blob) if by_digest is not None else by_id(BlobId(blob.hex()))
+            else:
+                pack = by_id(blob)
+            if pack is not None:
+                offer(pack, blob)
 
     def reused_sample(self) -> list[BlobId]:
         """Up to ``per_pack`` distinct blobs per pack, at random, of those the trees name that ``index`` held."""
@@ -170,23 +279,50 @@ def _pack_lookup(index: Mapping[BlobId, Any] | None) -> Callable[[BlobId], PackI
 
 
 class _PackSample:
-    """A reservoir of blob ids per pack: a uniform sample of what was offered, in memory bounded by the packs."""
+    """A reservoir of blobs per pack: a uniform sample of what was offered, in memory bounded by the packs.
+
+    Blobs are offered as hex ids or as 32-byte digests (``blobs`` spells them all as ids). Once a pack's reservoir
+    is full, the next offer that replaces one of its blobs is drawn ahead (Li's algorithm L): the offers in between
+    cost a count, not a random number each.
+    """
 
     def __init__(self, per_pack: int, rng: random.Random) -> None:
         self._per_pack = per_pack
         self._rng = rng
-        self._packs: dict[PackId, tuple[list[int], list[BlobId]]] = {}
+        # pack -> ([offers so far, the offer number that replaces a kept blob next, the algorithm's weight], kept)
+        self._packs: dict[PackId, tuple[list[Any], list[BlobId | bytes]]] = {}
 
-    def offer(self, pack: PackId, blob: BlobId) -> None:
-        seen, kept = self._packs.setdefault(pack, ([0], []))
-        seen[0] += 1
-        if len(kept) < self._per_pack:
+    def offer(self, pack: PackId, blob: BlobId | bytes) -> None:
+        state = self._packs.get(pack)
+        if state is None:
+            state = self._packs[pack] = ([0, 0, 1.0], [])
+        counts, kept = state
+        counts[0] += 1
+        seen = counts[0]
+        if seen <= self._per_pack:
             if blob not in kept:
                 kept.append(blob)
+            if seen == self._per_pack:
+                self._skip(counts)
             return
-        slot = self._rng.randrange(seen[0])
-        if slot < self._per_pack and blob not in kept:
-            kept[slot] = blob
+        if seen == counts[1]:
+            if blob not in kept:
+                kept[self._rng.randrange(len(kept))] = blob
+            self._skip(counts)
+
+    def _skip(self, counts: list[Any]) -> None:
+        """Draw the next offer that replaces a kept blob (every offer is then equally likely to be kept)."""
+        random = self._rng.random
+        weight = counts[2] * math.exp(math.log(random() or _TINY) / self._per_pack)
+        counts[2] = weight
+        if weight >= 1.0:
+            counts[1] = counts[0] + 1
+            return
+        counts[1] = counts[0] + 1 + int(math.log(random() or _TINY) / math.log1p(-weight))
 
     def blobs(self) -> list[BlobId]:
-        return sorted({blob for _, kept in self._packs.values() for blob in kept})
+        kept = (blob for _, blobs in self._packs.values() for blob in blobs)
+        return sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in kept})
+
+
+_TINY = 5e-324  # random() may return 0.0, whose log is undefined

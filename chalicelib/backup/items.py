@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from chalicelib.backup.listing import Page
-from chalicelib.backup.reuse import PriorObjects
+from chalicelib.backup.reuse import PriorObjects, blob_digest_of, blob_size, same_state
+from chalicelib.backup.reuse import entry as packed_entry
 from chalicelib.core.canonical import canonical_json
 from chalicelib.core.ids import BlobId
 from chalicelib.core.references import ReferenceCollector
@@ -71,15 +72,17 @@ class ItemCollector:
         object_selected = self.scope.object_selected
         if res.namespaced:
             namespaces = self.namespaces
-            observe = refs.observe if refs is not None else None
+            observe = refs.observer(res) if refs is not None else None
             for obj in items:
                 meta = obj.get("metadata") or {}
                 ns = meta.get("namespace", "")
                 if ns not in namespaces or not object_selected(obj):
                     continue
                 if observe is not None:
-                    observe(res, obj)
+                    observe(obj)
                 selected.append((ns, obj, meta))
+            if refs is not None and selected:
+                refs.observed(res)
         elif res.group_resource == "namespaces":
             selected = [(CLUSTER_SCOPE, obj, obj.get("metadata") or {}) for obj in items]
         else:
@@ -96,6 +99,18 @@ class ItemCollector:
     def _count(self) -> int:
         return sum(len(rows) for rows in self.entries.values())
 
+    def _held_sink(
+        self, res: Resource, append: Callable[[tuple[str, TreeEntry]], None]
+    ) -> Callable[[tuple[str, TreeEntry]], None]:
+        """Where ``_store`` puts an entry whose blob was held already (the index or this run had it): ``append``."""
+        return append
+
+    def _reuse_sink(self, res: Resource) -> Callable[[str, str, bytes], None]:
+        """Where ``_store`` puts each unchanged object (scope, uid, the parent's packed entry): here, the entry
+        itself, in ``_sink``'s list."""
+        append = self._sink(res)
+        return lambda scope_key, uid, value: append((scope_key, packed_entry(res, uid, value)))
+
     def _store(
         self,
         res: Resource,
@@ -105,37 +120,37 @@ class ItemCollector:
         """Entries for the selected objects: an unchanged one (``prior``) reuses its entry, the rest are sanitized,
         serialized, hashed and packed."""
         group, plural, version, kind, api_version = res.group, res.plural, res.version, res.kind, res.api_version
-        prior = self._prior.for_type(res) if self._prior is not None else None
+        prior = self._prior.packed(res) if self._prior is not None else None
         add_bytes = self.writer.add_bytes
-        holds = self.writer.holds
+        reuse = self._reuse_sink(res) if prior else None
+        append_held = self._held_sink(res, append)
+        holds_digest = _digest_check(self.writer)
         raw = dedup = reused = 0
         for scope_key, obj, meta in selected:
             uid = meta.get("uid") or ""
             rv = meta.get("resourceVersion") or ""
             name = meta.get("name", "")
             if prior:
-                known = prior.get(uid)
+                value = prior.get(uid)
                 # The same uid and resourceVersion is the same object state: the blob made from it last time is
                 # this object's blob, provided the repository still holds it. Anything else takes the full path.
-                if (
-                    known is not None
-                    and rv
-                    and known.resource_version == rv
-                    and known.name == name
-                    and holds(known.blob)
-                ):
-                    raw += known.size
-                    dedup += known.size
+                if value is not None and rv and same_state(value, rv, name) and holds_digest(blob_digest_of(value)):
+                    size = blob_size(value)
+                    raw += size
+                    dedup += size
                     reused += 1
-                    append((scope_key, known))
+                    reuse(scope_key, uid, value)  # type: ignore[misc]
                     continue
             data = canonical_json(sanitize_for_backup(obj, kind, api_version))
             bid, new = add_bytes(data)
             size = len(data)
-            if not new:
+            row = (scope_key, _new_entry(TreeEntry, (group, plural, name, version, kind, bid, size, uid, rv)))
+            if new:
+                append(row)
+            else:
                 dedup += size
+                append_held(row)
             raw += size
-            append((scope_key, _new_entry(TreeEntry, (group, plural, name, version, kind, bid, size, uid, rv))))
         self.bytes_raw += raw
         self.bytes_dedup += dedup
         self.reused += reused
@@ -205,3 +220,12 @@ class ItemCollector:
         self.bytes_raw = int(checkpoint.stats.get("bytes_raw", 0))
         self.bytes_dedup = int(checkpoint.stats.get("bytes_deduplicated", 0))
         self.objects = checkpoint.objects
+
+
+def _digest_check(writer: Any) -> Callable[[bytes], bool]:
+    """``writer.holds`` for a blob given by its digest (a ``RepositoryWriter`` answers without a hex id)."""
+    holds_digest = getattr(writer, "holds_digest", None)
+    if holds_digest is not None:
+        return holds_digest  # type: ignore[no-any-return]
+    holds = writer.holds
+    return lambda digest: bool(holds(digest.hex()))

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from chalicelib.core.ids import BlobId
 from chalicelib.core.resources import Resource
 from chalicelib.core.sanitize import SANITIZER_VERSION
-from chalicelib.core.trees import TreeEntry, read_tree_rows
+from chalicelib.core.trees import TREE_VERSION, TreeEntry, read_tree_rows
 
-# After the blob's 32-byte digest: its size and the length of the resourceVersion that follows; the name is the rest.
-_HEAD = struct.Struct("<IB")
+# After the blob's 32-byte digest: its size, the length of the resourceVersion that follows and the number of the
+# parent's scope tree the row came from (``NO_SCOPE``: unknown); the name is the rest.
+_HEAD = struct.Struct("<IBH")
+_SIZE = struct.Struct("<I")
 _DIGEST = 32
-_REST = _DIGEST + _HEAD.size
+RV_LENGTH_AT = _DIGEST + 4  # the byte holding the resourceVersion's length
+SCOPE_AT = RV_LENGTH_AT + 1  # the two bytes holding the scope tree's number
+STATE_AT = _DIGEST + _HEAD.size  # resourceVersion then name: what a listed object is compared with
+NO_SCOPE = 0xFFFF
 _new_entry = tuple.__new__
 
 _TypeKey = tuple[str, str, str, str]  # group, resource, version, kind
@@ -36,14 +41,32 @@ class PriorObjects:
 
     def __init__(self, entries: Iterable[TreeEntry] = ()) -> None:
         self._types: dict[_TypeKey, dict[str, bytes]] = {}
+        self._trees: dict[str, ParentTree] = {}
         self.add(entries)
 
     def add(self, entries: Iterable[TreeEntry]) -> None:
-        self.add_rows([e.group, e.version, e.kind, e.resource, e.name, e.blob, e.size, e.uid, e.resource_version]
-                      for e in entries)
+        self.add_rows(
+            [e.group, e.version, e.kind, e.resource, e.name, e.blob, e.size, e.uid, e.resource_version] for e in entries
+        )
 
-    def add_rows(self, rows: Iterable[Any]) -> None:
-        """Rows as a v2 scope tree holds them: ``[group, version, kind, resource, name, blob, size, uid, rv]``.
+    def add_tree(self, scope: str, tree_id: BlobId, size: int, rows: list[Any]) -> None:
+        """The rows of the parent's tree of ``scope`` (``tree_id``, ``size`` bytes): ``add_rows``, and what
+        ``parent_tree`` needs to tell that a scope holds exactly these rows again."""
+        number = len(self._trees)
+        kept = self.add_rows(rows, number if number < NO_SCOPE else NO_SCOPE)
+        if number < NO_SCOPE:
+            # Every row kept or none of this tree is reusable whole: a row left out has no entry a hit could match.
+            whole = kept == len(rows)
+            self._trees[scope] = ParentTree(tree_id, size, len(rows) if whole else -1, number)
+
+    def parent_tree(self, scope: str) -> ParentTree | None:
+        """The parent's tree of ``scope``, when it was read whole by ``add_tree``."""
+        tree = self._trees.get(scope)
+        return tree if tree is not None and tree.rows >= 0 else None
+
+    def add_rows(self, rows: Iterable[Any], scope: int = NO_SCOPE) -> int:
+        """Rows as a v2 scope tree holds them: ``[group, version, kind, resource, name, blob, size, uid, rv]``, of
+        the parent's scope tree numbered ``scope``; returns how many were kept.
 
         A row this cannot keep exactly (not nine fields, no uid or resourceVersion, a blob that is not a canonical
         id, a size or resourceVersion beyond its field) is left out: its object takes the full path.
@@ -52,6 +75,7 @@ class PriorObjects:
         last: _TypeKey | None = None
         table: dict[str, bytes] = {}
         head = _HEAD.pack
+        kept = 0
         for row in rows:
             if type(row) is not list or len(row) != 9:
                 continue
@@ -65,12 +89,14 @@ class PriorObjects:
                     last = key
                 digest = bytes.fromhex(blob)
                 rv_bytes = rv.encode()
-                value = digest + head(size, len(rv_bytes)) + rv_bytes + name.encode()
+                value = digest + head(size, len(rv_bytes), scope) + rv_bytes + name.encode()
             except (AttributeError, TypeError, ValueError, struct.error):
                 continue
             # fromhex also reads upper case and spaces: only the canonical spelling names a blob.
             if len(digest) == _DIGEST and digest.hex() == blob:
                 table[uid] = value
+                kept += 1
+        return kept
 
     def for_type(self, res: Resource) -> Mapping[str, TreeEntry]:
         """uid -> entry for ``res`` as it is served now; a hit still needs the same resourceVersion and name."""
@@ -79,8 +105,53 @@ class PriorObjects:
             return {}
         return _TypeEntries(res, table)
 
+    def packed(self, res: Resource) -> dict[str, bytes] | None:
+        """uid -> packed entry for ``res`` as it is served now (None: no entry): the per-object path of a backup
+        compares a listed object with ``same_state`` and reads the entry only on a hit (``entry``, ``blob_size``)."""
+        return self._types.get((res.group, res.plural, res.version, res.kind)) or None
+
     def __len__(self) -> int:
         return sum(len(t) for t in self._types.values())
+
+
+class ParentTree(NamedTuple):
+    """One scope tree of the parent backup: its id and size, its rows (all kept), its number in packed entries."""
+
+    tree_id: BlobId
+    size: int
+    rows: int
+    number: int
+
+
+def same_state(value: bytes, rv: str, name: str) -> bool:
+    """Whether a packed entry records this resourceVersion and name: with its uid, the object's state is the one
+    its blob was made from."""
+    rv_bytes = rv.encode()
+    return value[RV_LENGTH_AT] == len(rv_bytes) and value[STATE_AT:] == rv_bytes + name.encode()
+
+
+def blob_size(value: bytes) -> int:
+    """The blob size a packed entry records."""
+    return int(_SIZE.unpack_from(value, _DIGEST)[0])
+
+
+def blob_digest_of(value: bytes) -> bytes:
+    """The 32-byte digest of the blob a packed entry names."""
+    return value[:_DIGEST]
+
+
+def scope_number(value: bytes) -> int:
+    """The number of the parent's scope tree a packed entry came from (``NO_SCOPE``: unknown)."""
+    return int.from_bytes(value[SCOPE_AT : SCOPE_AT + 2], "little")
+
+
+def entry(res: Resource, uid: str, value: bytes) -> TreeEntry:
+    """The tree entry a packed entry of ``res`` stands for."""
+    size, rv_length, _ = _HEAD.unpack_from(value, _DIGEST)
+    name_at = STATE_AT + rv_length
+    blob = BlobId(value[:_DIGEST].hex())
+    rv, name = value[STATE_AT:name_at].decode(), value[name_at:].decode()
+    return _new_entry(TreeEntry, (res.group, res.plural, name, res.version, res.kind, blob, size, uid, rv))
 
 
 class _TypeEntries(Mapping[str, TreeEntry]):
@@ -101,11 +172,11 @@ class _TypeEntries(Mapping[str, TreeEntry]):
         return self._entry(uid, value)
 
     def _entry(self, uid: str, value: bytes) -> TreeEntry:
-        size, rv_length = _HEAD.unpack_from(value, _DIGEST)
-        name_at = _REST + rv_length
+        size, rv_length, _ = _HEAD.unpack_from(value, _DIGEST)
+        name_at = STATE_AT + rv_length
         group, resource, version, kind = self._type
         blob = BlobId(value[:_DIGEST].hex())
-        rv, name = value[_REST:name_at].decode(), value[name_at:].decode()
+        rv, name = value[STATE_AT:name_at].decode(), value[name_at:].decode()
         return _new_entry(TreeEntry, (group, resource, name, version, kind, blob, size, uid, rv))
 
     def __iter__(self) -> Iterator[str]:
@@ -126,9 +197,14 @@ def load_prior(reader: Any, manifest: Any, cluster_uid: str | None) -> PriorObje
         return None
     prior = PriorObjects()
     root = reader.root(manifest)
+    scopes = {tree: scope for scope, tree in root.items()}
     where = f"trees of backup {manifest.cluster}/{manifest.backup_id}"
-    for _, data in reader.read_blobs(root.values(), where=where):
-        sanitizer, rows = read_tree_rows(data)
-        if sanitizer == SANITIZER_VERSION:
-            prior.add_rows(rows)
+    for tree_id, data in reader.read_blobs(root.values(), where=where):
+        version, sanitizer, rows = read_tree_rows(data)
+        if sanitizer != SANITIZER_VERSION:
+            continue
+        if version == TREE_VERSION:
+            prior.add_tree(scopes[tree_id], tree_id, len(data), rows)
+        else:
+            prior.add_rows(rows)  # its entries are reused, but a tree of another version is not this one's
     return prior

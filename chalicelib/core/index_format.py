@@ -119,7 +119,7 @@ def decode_index(data: bytes) -> IndexFile:
         rows = _list_field(item, "blobs")
         if not rows:
             raise FormatError(f"index names pack {item['id']} without any blob")
-        packs.setdefault(PackId(item["id"]), []).extend(PackedBlob.from_row(row) for row in rows)
+        packs.setdefault(PackId(item["id"]), []).extend(PackedBlob.from_rows(rows))
     supersedes = _list_field(doc, "supersedes")
     if not all(is_hex_id(s) for s in supersedes):
         raise FormatError("index 'supersedes' holds something that is not an index id")

@@ -84,36 +84,55 @@ class PackedBlob(NamedTuple):
 
     @classmethod
     def from_row(cls, row: object) -> PackedBlob:
-        # An index names every blob of a repository, hundreds of thousands of rows: checks are kept cheap.
-        if type(row) is not list or len(row) != 7:
-            raise FormatError(
-                "blob entry must be [id, type, frame offset, frame length, frame raw length, offset, raw length],"
-                f" got {row!r:.120}"
-            )
-        blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length = row
-        if type(blob) is not str or _HEX_ID.fullmatch(blob) is None:
-            raise FormatError(f"blob entry has an invalid blob id {blob!r:.80}")
-        if kind not in BLOB_TYPES:
-            raise FormatError(f"blob {blob} has unknown type {kind!r:.40}")
-        # type() rather than isinstance(): a JSON true is a bool, which isinstance() would accept as an int.
-        if not (
-            type(frame_offset) is int
-            and type(frame_length) is int
-            and type(frame_raw_length) is int
-            and type(offset) is int
-            and type(raw_length) is int
-        ):
-            raise FormatError(f"blob {blob} has a non-integer offset or length: {row!r:.160}")
-        if (
-            frame_offset < 0
-            or not 0 <= frame_raw_length <= MAX_FRAME_BYTES
-            or not 0 < frame_length <= frame_bound(frame_raw_length)
-            or offset < 0
-            or raw_length < 0
-            or offset + raw_length > frame_raw_length
-        ):
-            raise FormatError(f"blob {blob} has an impossible range or size: {row!r:.160}")
-        return _new_tuple(cls, row)
+        return cls.from_rows([row])[0]
+
+    @classmethod
+    def from_rows(cls, rows: list[object]) -> list[PackedBlob]:
+        """Every row checked and made an entry, in one loop: loading an index runs it once per blob of the
+        repository, and a call per row cost as much as the checks. ``FormatError`` names the first bad row."""
+        out: list[PackedBlob] = []
+        append, fullmatch, types = out.append, _HEX_ID.fullmatch, BLOB_TYPES
+        for row in rows:
+            # type() rather than isinstance(): a JSON true is a bool, which isinstance() would accept as an int.
+            if type(row) is list and len(row) == 7:
+                blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length = row
+                if (
+                    type(blob) is str
+                    and fullmatch(blob) is not None
+                    and kind in types
+                    and type(frame_offset) is int
+                    and type(frame_length) is int
+                    and type(frame_raw_length) is int
+                    and type(offset) is int
+                    and type(raw_length) is int
+                    and frame_offset >= 0
+                    and 0 <= frame_raw_length <= MAX_FRAME_BYTES
+                    and 0 < frame_length <= frame_raw_length + (frame_raw_length >> 7) + 1024  # frame_bound()
+                    and offset >= 0
+                    and raw_length >= 0
+                    and offset + raw_length <= frame_raw_length
+                ):
+                    append(_new_tuple(cls, row))
+                    continue
+            raise _bad_row(row)
+        return out
+
+
+def _bad_row(row: object) -> FormatError:
+    """What is wrong with a blob entry ``PackedBlob.from_rows`` refused."""
+    if type(row) is not list or len(row) != 7:
+        return FormatError(
+            "blob entry must be [id, type, frame offset, frame length, frame raw length, offset, raw length],"
+            f" got {row!r:.120}"
+        )
+    blob, kind, *numbers = row
+    if type(blob) is not str or _HEX_ID.fullmatch(blob) is None:
+        return FormatError(f"blob entry has an invalid blob id {blob!r:.80}")
+    if kind not in BLOB_TYPES:
+        return FormatError(f"blob {blob} has unknown type {kind!r:.40}")
+    if not all(type(n) is int for n in numbers):
+        return FormatError(f"blob {blob} has a non-integer offset or length: {row!r:.160}")
+    return FormatError(f"blob {blob} has an impossible range or size: {row!r:.160}")
 
 
 class PackBuilder:
@@ -209,7 +228,7 @@ def decode_header(header: bytes) -> list[PackedBlob]:
     rows = doc.get("blobs")
     if not isinstance(rows, list) or not rows:
         raise FormatError("pack header lists no blobs")
-    entries = [PackedBlob.from_row(row) for row in rows]
+    entries = PackedBlob.from_rows(rows)
     frame: PackedBlob | None = None  # the first blob of the current frame
     next_frame = filled = 0  # where the next frame must start; raw bytes of the current one its blobs account for
     for entry in entries:

@@ -6,6 +6,7 @@ its PVCs, the StorageClasses they use, the ClusterRoles its RoleBindings grant, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,24 +31,43 @@ class ReferenceCollector:
 
     def observe(self, resource: Resource, obj: dict[str, Any]) -> None:
         """Record what a selected object refers to (call with the raw object, before sanitizing)."""
-        spec = obj.get("spec") or {}
-        gr = resource.group_resource
-        if gr == "persistentvolumeclaims":
-            self._want("persistentvolumes", spec.get("volumeName"))
-            self._want("storageclasses.storage.k8s.io", spec.get("storageClassName"))
-        elif gr == "rolebindings.rbac.authorization.k8s.io":
-            ref = obj.get("roleRef") or {}
-            if ref.get("kind") == "ClusterRole":
-                self._want("clusterroles.rbac.authorization.k8s.io", ref.get("name"))
-        elif gr == "volumesnapshots.snapshot.storage.k8s.io":
-            self._want("volumesnapshotclasses.snapshot.storage.k8s.io", spec.get("volumeSnapshotClassName"))
-            status = obj.get("status") or {}
-            self._want("volumesnapshotcontents.snapshot.storage.k8s.io", status.get("boundVolumeSnapshotContentName"))
-        elif gr == "ingresses.networking.k8s.io":
-            self._want("ingressclasses.networking.k8s.io", spec.get("ingressClassName"))
+        refer = self.observer(resource)
+        if refer is not None:
+            refer(obj)
+        self.observed(resource)
+
+    def observer(self, resource: Resource) -> Callable[[dict[str, Any]], None] | None:
+        """``observe`` for each selected object of one type, without what is the type's (``observed``, once): None
+        when an object of this type names nothing, so a page of them costs no call per object."""
+        refer = _REFERS.get(resource.group_resource)
+        if refer is None:
+            return None
+        return lambda obj: refer(self, obj)
+
+    def observed(self, resource: Resource) -> None:
+        """What a type's selected objects need whatever they hold: if a CRD serves it, its definition, named
+        plural.group (built-in types have none)."""
         if resource.group:
-            # If the type is served by a CRD, its definition is named plural.group; built-in types have none.
             self._want("customresourcedefinitions.apiextensions.k8s.io", resource.group_resource)
+
+    def _claim(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec") or {}
+        self._want("persistentvolumes", spec.get("volumeName"))
+        self._want("storageclasses.storage.k8s.io", spec.get("storageClassName"))
+
+    def _role_binding(self, obj: dict[str, Any]) -> None:
+        ref = obj.get("roleRef") or {}
+        if ref.get("kind") == "ClusterRole":
+            self._want("clusterroles.rbac.authorization.k8s.io", ref.get("name"))
+
+    def _volume_snapshot(self, obj: dict[str, Any]) -> None:
+        spec = obj.get("spec") or {}
+        self._want("volumesnapshotclasses.snapshot.storage.k8s.io", spec.get("volumeSnapshotClassName"))
+        status = obj.get("status") or {}
+        self._want("volumesnapshotcontents.snapshot.storage.k8s.io", status.get("boundVolumeSnapshotContentName"))
+
+    def _ingress(self, obj: dict[str, Any]) -> None:
+        self._want("ingressclasses.networking.k8s.io", (obj.get("spec") or {}).get("ingressClassName"))
 
     def wants(self, resource: Resource, obj: dict[str, Any]) -> bool:
         """Whether a cluster-scoped object is referred to; observes its own references when it is."""
@@ -76,6 +96,15 @@ class ReferenceCollector:
             spec = obj.get("spec") or {}
             self._want("volumesnapshotclasses.snapshot.storage.k8s.io", spec.get("volumeSnapshotClassName"))
         return True
+
+
+# The namespaced types whose objects name cluster objects, and how to read the names from one of them.
+_REFERS: dict[str, Callable[[ReferenceCollector, dict[str, Any]], None]] = {
+    "persistentvolumeclaims": ReferenceCollector._claim,
+    "rolebindings.rbac.authorization.k8s.io": ReferenceCollector._role_binding,
+    "volumesnapshots.snapshot.storage.k8s.io": ReferenceCollector._volume_snapshot,
+    "ingresses.networking.k8s.io": ReferenceCollector._ingress,
+}
 
 
 def cluster_listing_order(resources: list[Resource]) -> list[Resource]:

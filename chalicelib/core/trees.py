@@ -90,8 +90,8 @@ def read_tree(data: bytes) -> Tree:
     return Tree(_entries(doc["entries"]), sanitizer if isinstance(sanitizer, int) else None)
 
 
-def read_tree_rows(data: bytes) -> tuple[int | None, list[Any]]:
-    """A scope tree's sanitizer version (None for a v1 tree) and its rows as decoded, unchecked: each
+def read_tree_rows(data: bytes) -> tuple[int, int | None, list[Any]]:
+    """A scope tree's version, sanitizer version (None for a v1 tree) and rows as decoded, unchecked: each
     ``[group, version, kind, resource, name, blob, size, uid, resourceVersion]`` in a v2 tree. For a reader that
     keeps a few fields of every row in its own form (``backup/reuse.py``) without building entries first."""
     doc = _tree_doc(data)
@@ -99,7 +99,7 @@ def read_tree_rows(data: bytes) -> tuple[int | None, list[Any]]:
     rows = doc.get("entries")
     if not isinstance(rows, list):
         raise FormatError("scope tree has no list of entries")
-    return (sanitizer if isinstance(sanitizer, int) else None), rows
+    return doc["v"], (sanitizer if isinstance(sanitizer, int) else None), rows
 
 
 def _entries(rows: list[list[Any]]) -> list[TreeEntry]:

@@ -100,6 +100,15 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
             return row.pack  # type: ignore[union-attr]
         return self._packs[int.from_bytes(row[:4], "little")]
 
+    def pack_of_digest(self, digest: bytes) -> PackId | None:
+        """``pack_of`` for a blob given by its 32-byte digest."""
+        row = self._rows.get(digest)
+        if row is None:
+            return None
+        if type(row) is not bytes:
+            return row.pack  # type: ignore[union-attr]
+        return self._packs[int.from_bytes(row[:4], "little")]
+
     def holds_digest(self, digest: bytes) -> bool:
         """Whether the blob of this 32-byte digest is indexed: the writer's check, without a hex id."""
         return digest in self._rows

@@ -88,8 +88,10 @@ def test_the_reuse_sample_is_bounded_per_pack_and_names_only_indexed_blobs():
     blobs = sorted({e.blob for e in _entries(full)})
     # Every blob but the last is "in the repository", spread over two packs.
     index = {b: IndexEntry(f"pack-{i % 2}", "data", 0, 1, 1, 0, 1) for i, b in enumerate(blobs[:-1])}
-    compact = CompactCollector(BackupScope(), ["a", "b"], MemoryWriter(), index=index, per_pack=2,
-                               rng=random.Random(1))
+    # The writer knows what the index holds, as a backup's writer does (it is given the same index).
+    compact = CompactCollector(
+        BackupScope(), ["a", "b"], MemoryWriter(set(index)), index=index, per_pack=2, rng=random.Random(1)
+    )
     for page in _pages():
         compact.handle_page(page, None)
     trees = compact.write_trees()

@@ -272,3 +272,31 @@ def test_builder_refuses_unknown_types_and_empty_packs_and_resets_after_finish()
     assert len(builder) == 0 and builder.size == 0
     with pytest.raises(ValueError, match="frame_target must be positive"):
         PackBuilder(frame_target=0)
+
+
+_GOOD_ROW = ["ab" * 32, "data", 0, 100, 1000, 10, 20]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        pytest.param(["ab" * 32, "data", 0, 100, 1000, 10], "must be \\[id, type", id="six fields"),
+        pytest.param("not a row", "must be \\[id, type", id="not a list"),
+        pytest.param(["AB" * 32, "data", 0, 100, 1000, 10, 20], "invalid blob id", id="upper-case id"),
+        pytest.param(["ab" * 32, "blob", 0, 100, 1000, 10, 20], "unknown type", id="unknown type"),
+        pytest.param(["ab" * 32, "data", 0, True, 1000, 10, 20], "non-integer", id="a bool for a length"),
+        pytest.param(["ab" * 32, "data", 0, 100, 1000, 990, 20], "impossible range", id="past its frame"),
+        pytest.param(["ab" * 32, "data", -1, 100, 1000, 10, 20], "impossible range", id="negative offset"),
+        pytest.param(["ab" * 32, "data", 0, 3000, 1000, 10, 20], "impossible range", id="frame beyond bound"),
+    ],
+)
+def test_from_rows_refuses_a_bad_row_anywhere_and_names_what_is_wrong(row, message):
+    with pytest.raises(FormatError, match=message):
+        PackedBlob.from_rows([_GOOD_ROW, row, _GOOD_ROW])
+    with pytest.raises(FormatError, match=message):
+        PackedBlob.from_row(row)
+
+
+def test_from_rows_makes_the_entries_from_row_makes():
+    rows = [_GOOD_ROW, ["cd" * 32, "tree", 100, 50, 64, 0, 64]]
+    assert PackedBlob.from_rows(rows) == [PackedBlob.from_row(r) for r in rows] == [tuple(r) for r in rows]
