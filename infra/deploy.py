@@ -25,6 +25,11 @@ from typing import Any
 import boto3
 import yaml
 
+try:
+    from infra import codezip
+except ModuleNotFoundError:  # run as a script (python infra/deploy.py): infra/ itself is on sys.path
+    import codezip  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parent.parent
 INFRA_TEMPLATE = ROOT / "infra" / "lifeboat.yaml"
 FUNCTION_TYPE = "AWS::Serverless::Function"
@@ -137,18 +142,35 @@ def complete(template: dict[str, Any], infra: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
-def package(stage: str, out: Path, merge_template: Path = INFRA_TEMPLATE) -> Path:
-    """`chalice package` merged with infra/lifeboat.yaml, completed; returns the template path (sam.json)."""
+def chalice_package(stage: str, out: Path, *, project: Path = ROOT, merge_template: Path | None = None) -> Path:
+    """`chalice package` of ``project`` into ``out``, its zip finished by infra/codezip.py; returns the template."""
     out.mkdir(parents=True, exist_ok=True)
     chalice = Path(sys.executable).with_name("chalice")
-    subprocess.run(
-        [str(chalice), "package", "--stage", stage, "--merge-template", str(merge_template), str(out)],
-        cwd=ROOT,
-        check=True,
+    merge = ["--merge-template", str(merge_template)] if merge_template else []
+    done = subprocess.run(
+        [str(chalice), "package", "--stage", stage, *merge, str(out)],
+        cwd=project,
+        check=False,
+        capture_output=True,
+        text=True,
         env={**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")},
     )
+    if done.returncode != 0:
+        raise PackagingError(f"chalice package failed:\n{done.stdout}{done.stderr}")
     # A YAML merge template makes chalice write sam.yaml (long-form intrinsics, so plain YAML loads it).
-    generated = out / "sam.yaml"
+    generated = out / ("sam.yaml" if merge_template else "sam.json")
+    resources = yaml.safe_load(generated.read_text())["Resources"].values()
+    try:
+        codezip.check_runtime(r["Properties"]["Runtime"] for r in resources if r.get("Type") == FUNCTION_TYPE)
+    except ValueError as error:
+        raise PackagingError(str(error)) from error
+    codezip.finish(out / "deployment.zip", workers=2)
+    return generated
+
+
+def package(stage: str, out: Path, merge_template: Path = INFRA_TEMPLATE) -> Path:
+    """`chalice package` merged with infra/lifeboat.yaml, completed; returns the template path (sam.json)."""
+    generated = chalice_package(stage, out, merge_template=merge_template)
     template = complete(yaml.safe_load(generated.read_text()), yaml.load(merge_template.read_text(), _CfnLoader))
     generated.unlink()
     path = out / "sam.json"
