@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.core.dumps import DumpSpec, dump_job, dumps_from_list, job_name, upload_secret
+from chalicelib.core.dump_job import dump_job, job_name, upload_secret
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.core.resources import Resource
 from chalicelib.kube.errors import AlreadyExists, KubeError, NotFound
 from chalicelib.repository.errors import StorageError

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from chalicelib.core.dumps import DumpSpec, RestoreTarget, restore_job, restore_secret
+from chalicelib.core.dump_restore_job import RestoreTarget, restore_job, restore_secret
+from chalicelib.core.dumps import DumpSpec
 from chalicelib.kube.errors import AlreadyExists, KubeError, NotFound
 from chalicelib.snapshots.dump_jobs import FAILED, JOBS, PODS, RUNNING, SECRETS, SUCCEEDED
 from chalicelib.snapshots.dumps import DumpError

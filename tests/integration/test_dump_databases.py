@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.core.dumps import DumpSpec, dump_job, dumps_from_list, restore_script, upload_secret
+from chalicelib.core.dump_job import dump_job, upload_secret
+from chalicelib.core.dump_restore_job import restore_script
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.repository.presigned import presigned_get
 from chalicelib.repository.store import S3ObjectStore
 from chalicelib.snapshots.dumps import DumpError, DumpUploads

@@ -19,7 +19,8 @@ from chalicelib.backup.worker import handle_message
 from chalicelib.cli import dumps_cmd
 from chalicelib.cli.main import main
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK
-from chalicelib.core.dumps import DumpSpec, dumps_from_list, restore_script
+from chalicelib.core.dump_restore_job import restore_script
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope

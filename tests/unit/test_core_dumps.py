@@ -7,20 +7,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.core.dumps import (
-    DEFAULT_IMAGES,
-    ENGINES,
-    UPLOAD_MOUNT,
-    DumpRun,
-    DumpSpec,
-    dump_job,
-    dump_script,
-    dumps_from_list,
-    job_name,
-    parse_dumps,
-    restore_script,
-    upload_secret,
-)
+from chalicelib.core.dump_job import UPLOAD_MOUNT, DumpRun, dump_job, dump_script, job_name, upload_secret
+from chalicelib.core.dump_restore_job import restore_script
+from chalicelib.core.dumps import DEFAULT_IMAGES, ENGINES, DumpSpec, dumps_from_list, parse_dumps
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.policies import Policy
@@ -270,7 +259,8 @@ def test_an_image_without_curl_fails_at_once_naming_it(tmp_path: Path, which: st
     import shutil
     import subprocess
 
-    from chalicelib.core.dumps import dump_script, restore_script
+    from chalicelib.core.dump_job import dump_script
+    from chalicelib.core.dump_restore_job import restore_script
 
     # A PATH with bash and coreutils but no curl, as in an engine's official image.
     bin_dir = tmp_path / "bin"

@@ -12,16 +12,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from chalicelib.core.dumps import (
+from chalicelib.core.dump_restore_job import (
     DOWNLOAD_MOUNT,
-    Credentials,
     RestoreTarget,
-    dumps_from_list,
     restore_job,
     restore_job_name,
     restore_script,
     restore_secret,
 )
+from chalicelib.core.dumps import Credentials, dumps_from_list
 from chalicelib.core.errors import InvalidPolicy
 
 
