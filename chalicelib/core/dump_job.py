@@ -1,4 +1,9 @@
-"""A dump's run in the cluster as data: the Secret with its presigned URLs and the Job that dumps into them."""
+"""A dump's run in the cluster as data: the Secret with its presigned URLs and the Job that dumps into them.
+
+The Job's pod has two containers sharing an emptyDir: ``dump`` runs the engine's tool in the engine's image (it gets
+the database credentials, never the URLs) and ``upload`` runs curl in the uploader image (it gets the URLs, never
+the credentials); ``core/dump_transfer.py`` has their bash and how they hand the stream over.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.dump_scripts import DUMP_COMMANDS, PREFLIGHT, UPLOAD
+from chalicelib.core.dump_transfer import engine_dump_script, uploader_script
 from chalicelib.core.dumps import DEFAULT_USERS, DumpSpec
 from chalicelib.core.scope import OWN_SNAPSHOT_LABEL
 
@@ -14,7 +19,7 @@ BACKUP_ID_LABEL = OWN_SNAPSHOT_LABEL
 DUMP_LABEL = "lifeboat.io/dump"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "lifeboat"}
 UPLOAD_MOUNT = "/var/run/lifeboat/upload"  # the run's Secret: ``parts`` (one URL a line) and ``report``
-WORK_MOUNT = "/var/run/lifeboat/work"  # an emptyDir: one part at a time, the checksum pipes
+WORK_MOUNT = "/var/run/lifeboat/work"  # the emptyDir both containers share: the FIFO, status files, one part
 DEFAULT_PART_SIZE = 64 << 20
 JOB_TTL_S = 3600  # Lifeboat deletes the Job itself; the TTL only cleans up after a backup that was abandoned
 
@@ -58,41 +63,65 @@ def upload_secret(spec: DumpSpec, run: DumpRun) -> dict[str, Any]:
 def dump_job(spec: DumpSpec, run: DumpRun, host: str) -> dict[str, Any]:
     """The Job that dumps ``spec`` from ``host`` (the Service's DNS name, or a pod's address) into ``run``'s URLs."""
     name = job_name(run.backup_id, spec)
-    env = [
-        *connection_env(spec, host),
-        {"name": "LIFEBOAT_UPLOAD_DIR", "value": UPLOAD_MOUNT},
-        {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
-        {"name": "LIFEBOAT_PART_SIZE", "value": str(run.part_size)},
-        {"name": "LIFEBOAT_SNAPSHOT", "value": name},
-    ]
-    container = {
+    work = {"name": "work", "mountPath": WORK_MOUNT}
+    engine = {
         "name": "dump",
         "image": spec.effective_image,
         "command": ["bash", "-c", dump_script(spec)],
-        "env": env,
-        "volumeMounts": [
-            {"name": "upload", "mountPath": UPLOAD_MOUNT, "readOnly": True},
-            {"name": "work", "mountPath": WORK_MOUNT},
-        ],
-        "terminationMessagePolicy": "File",
+        "env": [*connection_env(spec, host), *run_env(spec), {"name": "LIFEBOAT_SNAPSHOT", "value": name}],
+        "volumeMounts": [work],
+        # The tool's last words (pg_dump's error) become the container's termination message when it fails.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    uploader = {
+        "name": "upload",
+        "image": spec.effective_uploader_image,
+        "command": ["bash", "-c", upload_script(spec)],
+        "env": [
+            *run_env(spec),
+            {"name": "LIFEBOAT_UPLOAD_DIR", "value": UPLOAD_MOUNT},
+            {"name": "LIFEBOAT_PART_SIZE", "value": str(run.part_size)},
+        ],
+        "volumeMounts": [{"name": "upload", "mountPath": UPLOAD_MOUNT, "readOnly": True}, work],
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # the report, or why the dump failed
+    }
+    # A second attempt would need fresh URLs: Lifeboat decides, not the Job controller.
     pod_labels = labels(run.backup_id, spec)
+    return two_container_job(name, spec.namespace, spec.timeout_s, pod_labels, (engine, uploader), "upload")
+
+
+def run_env(spec: DumpSpec) -> list[dict[str, Any]]:
+    """What both containers of a pod are told: the shared directory and the deadline they both keep."""
+    return [{"name": "LIFEBOAT_WORK", "value": WORK_MOUNT}, {"name": "LIFEBOAT_TIMEOUT", "value": str(spec.timeout_s)}]
+
+
+def two_container_job(
+    name: str,
+    namespace: str,
+    timeout_s: int,
+    pod_labels: dict[str, str],
+    containers: tuple[dict[str, Any], ...],
+    url_volume: str,
+) -> dict[str, Any]:
+    """The Job around a dump's or restore's pod: one attempt (``backoffLimit: 0``, ``restartPolicy: Never``, so a
+    container that fails fails the pod and the Job), the dump's timeout, no service account token, and the run's
+    Secret mounted as ``url_volume`` beside the emptyDir ``work``."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": spec.namespace, "labels": pod_labels},
+        "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
         "spec": {
-            "backoffLimit": 0,  # a second attempt would need fresh URLs: Lifeboat decides, not the Job controller
-            "activeDeadlineSeconds": spec.timeout_s,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": timeout_s,
             "ttlSecondsAfterFinished": JOB_TTL_S,
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,  # the Job needs no Kubernetes API
-                    "containers": [container],
+                    "containers": list(containers),
                     "volumes": [
-                        {"name": "upload", "secret": {"secretName": name, "defaultMode": 0o400}},
+                        {"name": url_volume, "secret": {"secretName": name, "defaultMode": 0o400}},
                         {"name": "work", "emptyDir": {}},
                     ],
                 },
@@ -120,5 +149,10 @@ def connection_env(spec: DumpSpec, host: str) -> list[dict[str, Any]]:
 
 
 def dump_script(spec: DumpSpec) -> str:
-    """The bash script the dump Job runs (its environment as ``dump_job`` sets it)."""
-    return "set -euo pipefail\n" + PREFLIGHT + DUMP_COMMANDS[spec.engine] + UPLOAD
+    """The bash of the dump's engine container (its environment as ``dump_job`` sets it)."""
+    return engine_dump_script(spec.engine)
+
+
+def upload_script(spec: DumpSpec) -> str:
+    """The bash of the dump's uploader container."""
+    return uploader_script(spec.engine)

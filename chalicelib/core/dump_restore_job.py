@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from chalicelib.core.dump_job import BACKUP_ID_LABEL, JOB_TTL_S, MANAGED_BY, WORK_MOUNT, connection_env
-from chalicelib.core.dump_scripts import PREFLIGHT, RESTORE_COMMANDS
+from chalicelib.core.dump_job import BACKUP_ID_LABEL, MANAGED_BY, WORK_MOUNT, connection_env, run_env, two_container_job
+from chalicelib.core.dump_transfer import downloader_script, engine_restore_script
 from chalicelib.core.dumps import ELASTICSEARCH, REDIS, Credentials, DumpSpec
 from chalicelib.core.errors import InvalidPolicy
 
@@ -75,74 +75,58 @@ def restore_job(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> dict[s
             [f"dump {spec.namespace}/{spec.name}: a redis restore keeps each key's database number; give no database"]
         )
     database = restore_database(spec, target)
-    into = DumpSpec(
-        name=spec.name,
-        engine=spec.engine,
+    into = replace(
+        spec,
         namespace=target.namespace,
         service=target.service,
+        selector="",
         port=target.port or spec.port,
         credentials=target.credentials or spec.credentials,
         databases=(database,) if database else (),
-        image=spec.image,
-        timeout_s=spec.timeout_s,
     )
-    script = restore_script(spec)
     env = [
         *connection_env(into, into.service_host() or target.service),
+        *run_env(spec),
         {"name": "LIFEBOAT_SOURCE_DATABASE", "value": spec.databases[0] if spec.databases else ""},
-        {"name": "LIFEBOAT_GET_URL_FILE", "value": f"{DOWNLOAD_MOUNT}/url"},
-        {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
     ]
     if target.create_database and database:
         env.append({"name": "LIFEBOAT_CREATE_DATABASE", "value": "1"})
-    container = {
+    engine = {
         "name": "restore",
         "image": spec.effective_image,
-        "command": ["bash", "-c", script],
+        "command": ["bash", "-c", restore_script(spec)],
         "env": env,
+        "volumeMounts": [{"name": "work", "mountPath": WORK_MOUNT}],
+        # The tool's last words (pg_restore's error) become the pod's termination message when it fails.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    downloader = {
+        "name": "download",
+        "image": spec.effective_uploader_image,
+        "command": ["bash", "-c", download_script(spec)],
+        "env": [*run_env(spec), {"name": "LIFEBOAT_GET_URL_FILE", "value": f"{DOWNLOAD_MOUNT}/url"}],
         "volumeMounts": [
             {"name": "download", "mountPath": DOWNLOAD_MOUNT, "readOnly": True},
             {"name": "work", "mountPath": WORK_MOUNT},
         ],
-        # The tool's last words (pg_restore's error) become the pod's termination message when it fails.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    # A restore half applied is not retried blindly (backoffLimit 0): the user decides.
     pod_labels = restore_labels(backup_id, spec)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": target.namespace, "labels": pod_labels},
-        "spec": {
-            "backoffLimit": 0,  # a restore half applied is not retried blindly: the user decides
-            "activeDeadlineSeconds": spec.timeout_s,
-            "ttlSecondsAfterFinished": JOB_TTL_S,
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "download", "secret": {"secretName": name, "defaultMode": 0o400}},
-                        {"name": "work", "emptyDir": {}},
-                    ],
-                },
-            },
-        },
-    }
+    return two_container_job(name, target.namespace, spec.timeout_s, pod_labels, (engine, downloader), "download")
 
 
 def restore_script(spec: DumpSpec) -> str:
-    """The bash script of the mirror Job: the artifact through its presigned GET URL (a file) into the engine's tool.
+    """The bash of the restore's engine container: ``restore.fifo`` (the downloader's) into the engine's tool.
 
     Environment: LIFEBOAT_HOST/PORT/USER/PASSWORD, LIFEBOAT_DATABASES (the database to restore into),
-    LIFEBOAT_GET_URL_FILE, LIFEBOAT_WORK. Redis: a scratch server in the pod loads the RDB and MIGRATEs every key
+    LIFEBOAT_WORK, LIFEBOAT_TIMEOUT. Redis: a scratch server in the pod loads the RDB and MIGRATEs every key
     to the target. Elasticsearch: the snapshot the artifact names is restored by the target's ``_restore`` API from
     its repository ``lifeboat``, each index renamed ``<database>_<index>`` when a database (a prefix) is given.
     """
-    return (
-        "set -euo pipefail\n"
-        + PREFLIGHT
-        + RESTORE_COMMANDS[spec.engine]
-        + 'curl -fsS --retry 3 "$(head -n 1 "${LIFEBOAT_GET_URL_FILE:?}")" | lifeboat_restore\n'
-    )
+    return engine_restore_script(spec.engine)
+
+
+def download_script(spec: DumpSpec) -> str:
+    """The bash of the restore's downloader container: the presigned GET (LIFEBOAT_GET_URL_FILE) into the FIFO."""
+    return downloader_script(spec.engine)

@@ -23,19 +23,34 @@ POSTGRES, MYSQL, MONGODB, REDIS, ELASTICSEARCH = "postgres", "mysql", "mongodb",
 ENGINES = (POSTGRES, MYSQL, MONGODB, REDIS, ELASTICSEARCH)
 WITH_EVERY_BACKUP = "with-every-backup"
 DUMP_FIELDS = frozenset(
-    {"name", "engine", "namespace", "target", "port", "credentials", "databases", "image", "schedule", "timeout"}
+    {
+        "name",
+        "engine",
+        "namespace",
+        "target",
+        "port",
+        "credentials",
+        "databases",
+        "image",
+        "uploader_image",
+        "schedule",
+        "timeout",
+    }
 )
 TARGET_FIELDS = frozenset({"service", "selector", "port"})
 CREDENTIAL_FIELDS = frozenset({"secret", "user", "user_key", "password_key"})
 DEFAULT_TIMEOUT_S = 3600
 MAX_TIMEOUT_S = 6 * 3600  # a presigned URL lives as long as the run may; six hours bounds what a leaked one allows
-# The images must bring bash, curl and GNU coreutils (split --filter, sha256sum) beside the engine's tool.
+# The engine container runs only the engine's tool: each engine's official image. The uploader (downloader) container
+# beside it brings bash, curl and GNU coreutils (split, sha256sum, mkfifo) and gzip; Debian's image of exactly those,
+# pinned by tag. Elasticsearch's "tool" is its HTTP API, so curl is its engine image too.
+DEFAULT_UPLOADER_IMAGE = "docker.io/library/buildpack-deps:bookworm-curl"
 DEFAULT_IMAGES = {
     POSTGRES: "postgres:16-bookworm",
     MYSQL: "mysql:8.4",
     MONGODB: "mongo:7.0",
     REDIS: "redis:7.2-bookworm",
-    ELASTICSEARCH: "curlimages/curl:8.10.1",
+    ELASTICSEARCH: DEFAULT_UPLOADER_IMAGE,
 }
 DEFAULT_PORTS = {POSTGRES: 5432, MYSQL: 3306, MONGODB: 27017, REDIS: 6379, ELASTICSEARCH: 9200}
 EXTENSIONS = {POSTGRES: "pgdump", MYSQL: "sql.gz", MONGODB: "archive.gz", REDIS: "rdb", ELASTICSEARCH: "snapshot.json"}
@@ -69,6 +84,7 @@ class DumpSpec:
     databases: tuple[str, ...] = ()
     image: str = ""
     timeout_s: int = DEFAULT_TIMEOUT_S
+    uploader_image: str = ""  # the uploader's (a restore's downloader's) image, when not DEFAULT_UPLOADER_IMAGE
 
     @property
     def extension(self) -> str:
@@ -81,6 +97,10 @@ class DumpSpec:
     @property
     def effective_image(self) -> str:
         return self.image or DEFAULT_IMAGES[self.engine]
+
+    @property
+    def effective_uploader_image(self) -> str:
+        return self.uploader_image or DEFAULT_UPLOADER_IMAGE
 
     @property
     def effective_port(self) -> int:
@@ -111,6 +131,8 @@ class DumpSpec:
             data["databases"] = list(self.databases)
         if self.image:
             data["image"] = self.image
+        if self.uploader_image:
+            data["uploader_image"] = self.uploader_image
         return data
 
 
@@ -167,6 +189,11 @@ def _parse_dump(item: Any, where: str, problems: list[str]) -> DumpSpec | None: 
     image = item.get("image", "")
     if not isinstance(image, str):
         problems.append(f"{where}.image: must be an image reference such as postgres:16; got {image!r}")
+    uploader_image = item.get("uploader_image", "")
+    if not isinstance(uploader_image, str):
+        problems.append(
+            f"{where}.uploader_image: must be an image reference with bash, curl and coreutils; got {uploader_image!r}"
+        )
     schedule = item.get("schedule", WITH_EVERY_BACKUP)
     if schedule != WITH_EVERY_BACKUP:
         problems.append(f"{where}.schedule: only {WITH_EVERY_BACKUP!r} is supported; got {schedule!r}")
@@ -189,6 +216,7 @@ def _parse_dump(item: Any, where: str, problems: list[str]) -> DumpSpec | None: 
         databases=databases,
         image=str(image),
         timeout_s=int(timeout),
+        uploader_image=str(uploader_image),
     )
 
 
