@@ -105,10 +105,11 @@ lifeboat_restore() {
     # redis-cli on stdin, so the target's password is never on a command line; keys are quoted for it, and a key
     # whose name holds a newline cannot be listed by --scan one a line, so it is not supported.
     cat > "$LIFEBOAT_WORK/dump.rdb"
-    redis-server --port 6390 --bind 127.0.0.1 --dir "$LIFEBOAT_WORK" --dbfilename dump.rdb --save '' \
+    local port="${LIFEBOAT_SCRATCH_PORT:-6390}"  # the pod's own loopback: any free port
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$LIFEBOAT_WORK" --dbfilename dump.rdb --save '' \
         --appendonly no --logfile "$LIFEBOAT_WORK/scratch.log" &
     local scratch=$!
-    until redis-cli -p 6390 ping 2>/dev/null | grep -q PONG; do
+    until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do
         if ! kill -0 "$scratch" 2>/dev/null; then
             echo "lifeboat: the scratch redis-server did not load the RDB:" \
                 "$(tail -n 1 "$LIFEBOAT_WORK/scratch.log")" >&2
@@ -119,18 +120,18 @@ lifeboat_restore() {
     local auth=""
     if [ -n "${LIFEBOAT_PASSWORD:-}" ]; then auth="AUTH $(lifeboat_quote "$LIFEBOAT_PASSWORD")"; fi
     local db keys=0
-    for db in $(redis-cli -p 6390 info keyspace | sed -n 's/^db\([0-9]*\):.*/\1/p'); do
-        redis-cli -p 6390 -n "$db" --scan --count 1000 | while IFS= read -r key; do
+    for db in $(redis-cli -p "$port" info keyspace | sed -n 's/^db\([0-9]*\):.*/\1/p'); do
+        redis-cli -p "$port" -n "$db" --scan | while IFS= read -r key; do
             printf 'MIGRATE %s %s "" %s 60000 COPY REPLACE %s KEYS %s\n' "$LIFEBOAT_HOST" "$LIFEBOAT_PORT" "$db" \
                 "$auth" "$(lifeboat_quote "$key")"
-        done | redis-cli -p 6390 -n "$db" > "$LIFEBOAT_WORK/migrated"
+        done | redis-cli -p "$port" -n "$db" > "$LIFEBOAT_WORK/migrated"
         if grep -v -x -e OK -e NOKEY "$LIFEBOAT_WORK/migrated" | head -n 1 | grep . >&2; then
             echo "lifeboat: MIGRATE into $LIFEBOAT_HOST:$LIFEBOAT_PORT database $db failed" >&2
             exit 1
         fi
         keys=$(( keys + $(wc -l < "$LIFEBOAT_WORK/migrated") ))
     done
-    redis-cli -p 6390 shutdown nosave > /dev/null 2>&1 || true
+    redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
     wait "$scratch" 2>/dev/null || true
     echo "lifeboat: $keys keys restored"
 }

@@ -120,7 +120,7 @@ def _redis() -> Any:
 def test_the_redis_restore_job_loads_the_rdb_in_a_scratch_server_and_migrates_every_key_to_the_target() -> None:
     job = restore_job("b1", _redis(), RestoreTarget("scratch", "redis-copy"))
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
-    assert "redis-server --port 6390 --bind 127.0.0.1" in script and "--dbfilename dump.rdb" in script
+    assert 'redis-server --port "$port" --bind 127.0.0.1' in script and "--dbfilename dump.rdb" in script
     assert "MIGRATE" in script and "COPY REPLACE" in script
     env = _env(job)
     assert env["LIFEBOAT_HOST"] == "redis-copy.scratch.svc" and env["LIFEBOAT_PORT"] == "6379"
