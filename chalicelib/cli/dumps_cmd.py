@@ -75,7 +75,8 @@ def _spec(services: Any, manifest: Any, record: dict[str, Any]) -> Any:
 
 
 def restore(args: argparse.Namespace, services: Any) -> int:
-    from chalicelib.core.dumps import Credentials, RestoreTarget, restore_database
+    from chalicelib.core.dump_restore_job import RestoreTarget, restore_database
+    from chalicelib.core.dumps import Credentials
     from chalicelib.repository import RepositoryReader
     from chalicelib.repository.presigned import presigned_get
     from chalicelib.repository.repo import MANIFEST_NAME

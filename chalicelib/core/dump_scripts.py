@@ -1,7 +1,8 @@
-"""The bash each dump Job and restore Job runs, per engine (``core/dumps.py`` builds the Jobs around them).
+"""The engine side's bash of each dump Job and restore Job, per engine (``core/dump_job.py`` builds the Jobs).
 
-The connection comes from the Job's environment (``core/dumps._connection_env``); passwords go through the tools'
-environment variables or a file in the work directory, never the command line.
+Only the engine's own tools run here, in the engine's image (no curl): a dump writes to stdout, a restore reads
+stdin, and ``core/dump_transfer.py`` connects them through a FIFO to the uploader or downloader container.
+The connection comes from the Job's environment (``core/dump_job.connection_env``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ lifeboat_dump() {
     read -r -a dbs <<< "$LIFEBOAT_DATABASES"
     if [ "${#dbs[@]}" = 1 ]; then which=("${dbs[0]}")
     elif [ "${#dbs[@]}" -gt 1 ]; then which=(--databases "${dbs[@]}"); fi
+    # The uploader gzips it (COMPRESS below): not every mysql image brings gzip.
     MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysqldump --single-transaction --routines --triggers \\
-        --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" --user="$LIFEBOAT_USER" "${which[@]}" | gzip -c
+        --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" --user="$LIFEBOAT_USER" "${which[@]}"
 }
 """,
     "mongodb": """
@@ -65,57 +67,6 @@ LIFEBOAT_URL="${LIFEBOAT_SCHEME:-http}://$LIFEBOAT_HOST:$LIFEBOAT_PORT"
 """,
 }
 
-# dump | tee (SHA-256, byte count) | split into parts, each PUT with curl to its presigned URL, then the report.
-# First in every Job: an image without the tools the script needs fails at once, saying which one is missing (the
-# engines' official images do not all bring curl; a policy's dumps[].image then names one that does).
-PREFLIGHT = r"""
-for lifeboat_tool in curl sha256sum split mkfifo; do
-    command -v "$lifeboat_tool" > /dev/null 2>&1 || {
-        echo "lifeboat: the image has no $lifeboat_tool; set the dump's image to one with bash, curl and GNU" \
-            "coreutils beside the engine's tools" >&2
-        exit 3
-    }
-done
-"""
-
-UPLOAD = r"""
-W="${LIFEBOAT_WORK:?}"
-U="${LIFEBOAT_UPLOAD_DIR:?}"
-started=$(date +%s)
-rm -f "$W/hash" "$W/count" "$W/parts-done"
-mkfifo "$W/hash" "$W/count"
-sha256sum < "$W/hash" | cut -d' ' -f1 > "$W/sha256" & hash_pid=$!
-wc -c < "$W/count" | tr -d ' ' > "$W/size" & count_pid=$!
-cat > "$W/put-part" <<'EOF'
-set -euo pipefail
-n=$(( 10#${FILE##*part-} ))
-url=$(sed -n "${n}p" "$LIFEBOAT_UPLOAD_DIR/parts")
-if [ -z "$url" ]; then
-    echo "lifeboat: the dump is larger than the $(wc -l < "$LIFEBOAT_UPLOAD_DIR/parts") parts" \
-        "of $LIFEBOAT_PART_SIZE bytes this run was given" >&2
-    exit 1
-fi
-cat > "$LIFEBOAT_WORK/part"
-curl -fsS --retry 3 --retry-all-errors -o /dev/null -T "$LIFEBOAT_WORK/part" "$url"
-rm -f "$LIFEBOAT_WORK/part"
-echo "$n" >> "$LIFEBOAT_WORK/parts-done"
-EOF
-lifeboat_dump | tee "$W/hash" "$W/count" \
-    | split --bytes="${LIFEBOAT_PART_SIZE:?}" --numeric-suffixes=1 --suffix-length=5 \
-        --filter="bash $W/put-part" - "$W/part-"
-wait "$hash_pid" "$count_pid"
-if [ ! -s "$W/parts-done" ]; then  # an empty dump: S3 wants one part, even an empty one
-    FILE="$W/part-00001" bash "$W/put-part" < /dev/null
-fi
-report=$(printf '{"sha256": "%s", "size": %s, "parts": %s, "tool_version": "%s", "duration_s": %s}' \
-    "$(cat "$W/sha256")" "$(cat "$W/size")" "$(wc -l < "$W/parts-done" | tr -d ' ')" \
-    "$(lifeboat_version 2>/dev/null | head -n 1 | tr -d '"\\')" "$(( $(date +%s) - started ))")
-curl -fsS --retry 3 --retry-all-errors -o /dev/null -X PUT -H 'Content-Type: application/json' \
-    --data-binary "$report" "$(head -n 1 "$U/report")"
-echo "$report" > /dev/termination-log 2>/dev/null || true
-echo "$report"
-"""
-
 RESTORE_COMMANDS = {
     "postgres": """
 lifeboat_restore() {
@@ -133,7 +84,8 @@ lifeboat_restore() {
         MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysql --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
             --user="$LIFEBOAT_USER" -e "CREATE DATABASE \\`$LIFEBOAT_DATABASES\\`" < /dev/null
     fi
-    gunzip -c | MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysql --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
+    # The downloader gunzips it (DECOMPRESS below).
+    MYSQL_PWD="${LIFEBOAT_PASSWORD:-}" mysql --host="$LIFEBOAT_HOST" --port="$LIFEBOAT_PORT" \\
         --user="$LIFEBOAT_USER" $LIFEBOAT_DATABASES
 }
 """,
@@ -153,10 +105,11 @@ lifeboat_restore() {
     # redis-cli on stdin, so the target's password is never on a command line; keys are quoted for it, and a key
     # whose name holds a newline cannot be listed by --scan one a line, so it is not supported.
     cat > "$LIFEBOAT_WORK/dump.rdb"
-    redis-server --port 6390 --bind 127.0.0.1 --dir "$LIFEBOAT_WORK" --dbfilename dump.rdb --save '' \
+    local port="${LIFEBOAT_SCRATCH_PORT:-6390}"  # the pod's own loopback: any free port
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$LIFEBOAT_WORK" --dbfilename dump.rdb --save '' \
         --appendonly no --logfile "$LIFEBOAT_WORK/scratch.log" &
     local scratch=$!
-    until redis-cli -p 6390 ping 2>/dev/null | grep -q PONG; do
+    until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do
         if ! kill -0 "$scratch" 2>/dev/null; then
             echo "lifeboat: the scratch redis-server did not load the RDB:" \
                 "$(tail -n 1 "$LIFEBOAT_WORK/scratch.log")" >&2
@@ -167,18 +120,18 @@ lifeboat_restore() {
     local auth=""
     if [ -n "${LIFEBOAT_PASSWORD:-}" ]; then auth="AUTH $(lifeboat_quote "$LIFEBOAT_PASSWORD")"; fi
     local db keys=0
-    for db in $(redis-cli -p 6390 info keyspace | sed -n 's/^db\([0-9]*\):.*/\1/p'); do
-        redis-cli -p 6390 -n "$db" --scan --count 1000 | while IFS= read -r key; do
+    for db in $(redis-cli -p "$port" info keyspace | sed -n 's/^db\([0-9]*\):.*/\1/p'); do
+        redis-cli -p "$port" -n "$db" --scan | while IFS= read -r key; do
             printf 'MIGRATE %s %s "" %s 60000 COPY REPLACE %s KEYS %s\n' "$LIFEBOAT_HOST" "$LIFEBOAT_PORT" "$db" \
                 "$auth" "$(lifeboat_quote "$key")"
-        done | redis-cli -p 6390 -n "$db" > "$LIFEBOAT_WORK/migrated"
+        done | redis-cli -p "$port" -n "$db" > "$LIFEBOAT_WORK/migrated"
         if grep -v -x -e OK -e NOKEY "$LIFEBOAT_WORK/migrated" | head -n 1 | grep . >&2; then
             echo "lifeboat: MIGRATE into $LIFEBOAT_HOST:$LIFEBOAT_PORT database $db failed" >&2
             exit 1
         fi
         keys=$(( keys + $(wc -l < "$LIFEBOAT_WORK/migrated") ))
     done
-    redis-cli -p 6390 shutdown nosave > /dev/null 2>&1 || true
+    redis-cli -p "$port" shutdown nosave > /dev/null 2>&1 || true
     wait "$scratch" 2>/dev/null || true
     echo "lifeboat: $keys keys restored"
 }
@@ -207,3 +160,23 @@ lifeboat_restore() {
 LIFEBOAT_URL="${LIFEBOAT_SCHEME:-http}://$LIFEBOAT_HOST:$LIFEBOAT_PORT"
 """,
 }
+
+# What each engine container runs beside bash, checked before anything else (a missing one is named at once).
+DUMP_TOOLS = {
+    "postgres": ("pg_dump",),
+    "mysql": ("mysqldump",),
+    "mongodb": ("mongodump",),
+    "redis": ("redis-cli", "cat", "rm"),
+    "elasticsearch": ("curl", "grep"),
+}
+RESTORE_TOOLS = {
+    "postgres": ("pg_restore", "createdb"),
+    "mysql": ("mysql",),
+    "mongodb": ("mongorestore",),
+    "redis": ("redis-server", "redis-cli", "cat", "sed", "grep", "wc", "tail", "head"),
+    "elasticsearch": ("curl", "grep", "sed", "head"),
+}
+# The stream between the engine's tool and the stored file, run in the uploader (compress) and the downloader
+# (decompress), whose image has gzip: the stored file is what the extension says (sql.gz for mysql).
+COMPRESS = {"mysql": "gzip -c"}
+DECOMPRESS = {"mysql": "gunzip -c"}

@@ -1,4 +1,4 @@
-"""Database dumps by ephemeral Jobs, the pure part: the policy's ``dumps`` block, the Job and Secret, the scripts.
+"""Database dumps by ephemeral Jobs, the pure part: the policy's ``dumps`` block (the Jobs: ``core/dump_job.py``).
 
 A dump runs the engine's own tool in a Job in the application's namespace and streams its output to S3 through
 presigned multipart upload part URLs made for that one run (one key, short expiry), so no AWS credential ever enters
@@ -11,46 +11,51 @@ the SHA-256 by reading the object back.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.dump_scripts import DUMP_COMMANDS, PREFLIGHT, RESTORE_COMMANDS, UPLOAD
 from chalicelib.core.errors import InvalidPolicy
-from chalicelib.core.scope import OWN_SNAPSHOT_LABEL
 from chalicelib.core.selectors import parse_label_selector
 
 POSTGRES, MYSQL, MONGODB, REDIS, ELASTICSEARCH = "postgres", "mysql", "mongodb", "redis", "elasticsearch"
 ENGINES = (POSTGRES, MYSQL, MONGODB, REDIS, ELASTICSEARCH)
 WITH_EVERY_BACKUP = "with-every-backup"
 DUMP_FIELDS = frozenset(
-    {"name", "engine", "namespace", "target", "port", "credentials", "databases", "image", "schedule", "timeout"}
+    {
+        "name",
+        "engine",
+        "namespace",
+        "target",
+        "port",
+        "credentials",
+        "databases",
+        "image",
+        "uploader_image",
+        "schedule",
+        "timeout",
+    }
 )
 TARGET_FIELDS = frozenset({"service", "selector", "port"})
 CREDENTIAL_FIELDS = frozenset({"secret", "user", "user_key", "password_key"})
 DEFAULT_TIMEOUT_S = 3600
 MAX_TIMEOUT_S = 6 * 3600  # a presigned URL lives as long as the run may; six hours bounds what a leaked one allows
-# The images must bring bash, curl and GNU coreutils (split --filter, sha256sum) beside the engine's tool.
+# The engine container runs only the engine's tool: each engine's official image. The uploader (downloader) container
+# beside it brings bash, curl and GNU coreutils (split, sha256sum, mkfifo) and gzip; Debian's image of exactly those,
+# pinned by tag. Elasticsearch's "tool" is its HTTP API, so curl is its engine image too.
+DEFAULT_UPLOADER_IMAGE = "docker.io/library/buildpack-deps:bookworm-curl"
 DEFAULT_IMAGES = {
     POSTGRES: "postgres:16-bookworm",
     MYSQL: "mysql:8.4",
     MONGODB: "mongo:7.0",
     REDIS: "redis:7.2-bookworm",
-    ELASTICSEARCH: "curlimages/curl:8.10.1",
+    ELASTICSEARCH: DEFAULT_UPLOADER_IMAGE,
 }
 DEFAULT_PORTS = {POSTGRES: 5432, MYSQL: 3306, MONGODB: 27017, REDIS: 6379, ELASTICSEARCH: 9200}
 EXTENSIONS = {POSTGRES: "pgdump", MYSQL: "sql.gz", MONGODB: "archive.gz", REDIS: "rdb", ELASTICSEARCH: "snapshot.json"}
 DEFAULT_USERS = {POSTGRES: "postgres", MYSQL: "root", MONGODB: "root", REDIS: "", ELASTICSEARCH: "elastic"}
 
-BACKUP_ID_LABEL = OWN_SNAPSHOT_LABEL
-DUMP_LABEL = "lifeboat.io/dump"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "lifeboat"}
-UPLOAD_MOUNT = "/var/run/lifeboat/upload"  # the run's Secret: ``parts`` (one URL a line) and ``report``
-WORK_MOUNT = "/var/run/lifeboat/work"  # an emptyDir: one part at a time, the checksum pipes
-DEFAULT_PART_SIZE = 64 << 20
-JOB_TTL_S = 3600  # Lifeboat deletes the Job itself; the TTL only cleans up after a backup that was abandoned
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -79,6 +84,7 @@ class DumpSpec:
     databases: tuple[str, ...] = ()
     image: str = ""
     timeout_s: int = DEFAULT_TIMEOUT_S
+    uploader_image: str = ""  # the uploader's (a restore's downloader's) image, when not DEFAULT_UPLOADER_IMAGE
 
     @property
     def extension(self) -> str:
@@ -91,6 +97,10 @@ class DumpSpec:
     @property
     def effective_image(self) -> str:
         return self.image or DEFAULT_IMAGES[self.engine]
+
+    @property
+    def effective_uploader_image(self) -> str:
+        return self.uploader_image or DEFAULT_UPLOADER_IMAGE
 
     @property
     def effective_port(self) -> int:
@@ -121,6 +131,8 @@ class DumpSpec:
             data["databases"] = list(self.databases)
         if self.image:
             data["image"] = self.image
+        if self.uploader_image:
+            data["uploader_image"] = self.uploader_image
         return data
 
 
@@ -177,6 +189,11 @@ def _parse_dump(item: Any, where: str, problems: list[str]) -> DumpSpec | None: 
     image = item.get("image", "")
     if not isinstance(image, str):
         problems.append(f"{where}.image: must be an image reference such as postgres:16; got {image!r}")
+    uploader_image = item.get("uploader_image", "")
+    if not isinstance(uploader_image, str):
+        problems.append(
+            f"{where}.uploader_image: must be an image reference with bash, curl and coreutils; got {uploader_image!r}"
+        )
     schedule = item.get("schedule", WITH_EVERY_BACKUP)
     if schedule != WITH_EVERY_BACKUP:
         problems.append(f"{where}.schedule: only {WITH_EVERY_BACKUP!r} is supported; got {schedule!r}")
@@ -199,6 +216,7 @@ def _parse_dump(item: Any, where: str, problems: list[str]) -> DumpSpec | None: 
         databases=databases,
         image=str(image),
         timeout_s=int(timeout),
+        uploader_image=str(uploader_image),
     )
 
 
@@ -254,253 +272,3 @@ def _parse_databases(value: Any, engine: str | None, where: str, problems: list[
     if engine == REDIS:
         problems.append(f"{where}: redis dumps every database in one RDB file; leave databases out")
     return tuple(value)
-
-
-# -- one run: the Secret, the Job --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DumpRun:
-    """The presigned URLs of one run of one dump: part N to ``part_urls[N-1]``, the JSON report to ``report_url``."""
-
-    backup_id: str
-    key: str  # the artifact's key, relative to the repository prefix
-    part_urls: tuple[str, ...]
-    report_url: str
-    part_size: int = DEFAULT_PART_SIZE
-
-
-def job_name(backup_id: str, spec: DumpSpec) -> str:
-    """``lifeboat-dump-<name>-<hash>``: one Job per backup and dump, a valid DNS label."""
-    digest = hashlib.sha256(f"{backup_id}/{spec.namespace}/{spec.name}".encode()).hexdigest()[:8]
-    return f"lifeboat-dump-{spec.name[:40]}-{digest}"
-
-
-def labels(backup_id: str, spec: DumpSpec) -> dict[str, str]:
-    return {**MANAGED_BY, BACKUP_ID_LABEL: backup_id, DUMP_LABEL: spec.name}
-
-
-def upload_secret(spec: DumpSpec, run: DumpRun) -> dict[str, Any]:
-    """The Secret holding the run's presigned URLs; it dies with the Job (owner reference set by the caller)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": job_name(run.backup_id, spec),
-            "namespace": spec.namespace,
-            "labels": labels(run.backup_id, spec),
-        },
-        "type": "Opaque",
-        "stringData": {"parts": "\n".join(run.part_urls) + "\n", "report": run.report_url + "\n"},
-    }
-
-
-def dump_job(spec: DumpSpec, run: DumpRun, host: str) -> dict[str, Any]:
-    """The Job that dumps ``spec`` from ``host`` (the Service's DNS name, or a pod's address) into ``run``'s URLs."""
-    name = job_name(run.backup_id, spec)
-    env = [
-        *_connection_env(spec, host),
-        {"name": "LIFEBOAT_UPLOAD_DIR", "value": UPLOAD_MOUNT},
-        {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
-        {"name": "LIFEBOAT_PART_SIZE", "value": str(run.part_size)},
-        {"name": "LIFEBOAT_SNAPSHOT", "value": name},
-    ]
-    container = {
-        "name": "dump",
-        "image": spec.effective_image,
-        "command": ["bash", "-c", dump_script(spec)],
-        "env": env,
-        "volumeMounts": [
-            {"name": "upload", "mountPath": UPLOAD_MOUNT, "readOnly": True},
-            {"name": "work", "mountPath": WORK_MOUNT},
-        ],
-        "terminationMessagePolicy": "File",
-    }
-    pod_labels = labels(run.backup_id, spec)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": spec.namespace, "labels": pod_labels},
-        "spec": {
-            "backoffLimit": 0,  # a second attempt would need fresh URLs: Lifeboat decides, not the Job controller
-            "activeDeadlineSeconds": spec.timeout_s,
-            "ttlSecondsAfterFinished": JOB_TTL_S,
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,  # the Job needs no Kubernetes API
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "upload", "secret": {"secretName": name, "defaultMode": 0o400}},
-                        {"name": "work", "emptyDir": {}},
-                    ],
-                },
-            },
-        },
-    }
-
-
-def _connection_env(spec: DumpSpec, host: str) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "LIFEBOAT_HOST", "value": host},
-        {"name": "LIFEBOAT_PORT", "value": str(spec.effective_port)},
-        {"name": "LIFEBOAT_DATABASES", "value": " ".join(spec.databases)},
-    ]
-    c = spec.credentials
-    if c is None:
-        env.append({"name": "LIFEBOAT_USER", "value": DEFAULT_USERS[spec.engine]})
-        return env
-    if c.user_key:
-        env.append({"name": "LIFEBOAT_USER", "valueFrom": {"secretKeyRef": {"name": c.secret, "key": c.user_key}}})
-    else:
-        env.append({"name": "LIFEBOAT_USER", "value": c.user or DEFAULT_USERS[spec.engine]})
-    env.append({"name": "LIFEBOAT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": c.secret, "key": c.password_key}}})
-    return env
-
-
-# -- the scripts (their bash is in core/dump_scripts.py) -----------------------------------------------------
-
-
-def dump_script(spec: DumpSpec) -> str:
-    """The bash script the dump Job runs (its environment as ``dump_job`` sets it)."""
-    return "set -euo pipefail\n" + PREFLIGHT + DUMP_COMMANDS[spec.engine] + UPLOAD
-
-
-def restore_script(spec: DumpSpec) -> str:
-    """The bash script of the mirror Job: the artifact through its presigned GET URL (a file) into the engine's tool.
-
-    Environment: LIFEBOAT_HOST/PORT/USER/PASSWORD, LIFEBOAT_DATABASES (the database to restore into),
-    LIFEBOAT_GET_URL_FILE, LIFEBOAT_WORK. Redis: a scratch server in the pod loads the RDB and MIGRATEs every key
-    to the target. Elasticsearch: the snapshot the artifact names is restored by the target's ``_restore`` API from
-    its repository ``lifeboat``, each index renamed ``<database>_<index>`` when a database (a prefix) is given.
-    """
-    return (
-        "set -euo pipefail\n"
-        + PREFLIGHT
-        + RESTORE_COMMANDS[spec.engine]
-        + 'curl -fsS --retry 3 "$(head -n 1 "${LIFEBOAT_GET_URL_FILE:?}")" | lifeboat_restore\n'
-    )
-
-
-# -- the mirror: a restore Job -----------------------------------------------------------------------------------
-
-RESTORE_LABEL = "lifeboat.io/dump-restore"
-DOWNLOAD_MOUNT = "/var/run/lifeboat/download"  # the run's Secret: ``url`` (the artifact's presigned GET URL)
-
-
-@dataclass(frozen=True)
-class RestoreTarget:
-    """Where a dump is restored: a Service in a namespace, the database in it, and the Secret with its credentials."""
-
-    namespace: str
-    service: str
-    database: str = ""
-    credentials: Credentials | None = None
-    port: int = 0
-    create_database: bool = False  # create ``database`` first (postgres, mysql): a scratch one, for verification
-
-
-def restore_job_name(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> str:
-    """``lifeboat-restore-<name>-<hash>``: one Job per backup, dump and target, a valid DNS label."""
-    digest = hashlib.sha256(
-        f"{backup_id}/{spec.namespace}/{spec.name}/{target.namespace}/{target.service}/{target.database}".encode()
-    ).hexdigest()[:8]
-    return f"lifeboat-restore-{spec.name[:37]}-{digest}"
-
-
-def restore_labels(backup_id: str, spec: DumpSpec) -> dict[str, str]:
-    return {**MANAGED_BY, BACKUP_ID_LABEL: backup_id, RESTORE_LABEL: spec.name}
-
-
-def restore_secret(backup_id: str, spec: DumpSpec, target: RestoreTarget, url: str) -> dict[str, Any]:
-    """The Secret holding the artifact's presigned GET URL (a bearer token until it expires), the Job's alone."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": restore_job_name(backup_id, spec, target),
-            "namespace": target.namespace,
-            "labels": restore_labels(backup_id, spec),
-        },
-        "type": "Opaque",
-        "stringData": {"url": url + "\n"},
-    }
-
-
-def restore_database(spec: DumpSpec, target: RestoreTarget) -> str:
-    """The database a restore goes into: the target's, else the dump's one (an Elasticsearch dump's indices never)."""
-    if target.database or spec.engine == ELASTICSEARCH:
-        return target.database
-    return spec.databases[0] if len(spec.databases) == 1 else ""
-
-
-def restore_job(backup_id: str, spec: DumpSpec, target: RestoreTarget) -> dict[str, Any]:
-    """The Job that restores ``spec``'s artifact (its URL in ``restore_secret``) into ``target`` with the engine's tool.
-
-    The connection is the dump's own, pointed at the target: its Service's DNS name, the target's database (the
-    dump's when none is given) and the target's credentials (the dump's when none are given), by ``secretKeyRef``.
-    Redis keeps each key's database number, so a target database is refused; for Elasticsearch the database is
-    only the target's (a prefix for the restored indices), never the dump's index list.
-    """
-    name = restore_job_name(backup_id, spec, target)
-    if spec.engine == REDIS and target.database:
-        raise InvalidPolicy(
-            [f"dump {spec.namespace}/{spec.name}: a redis restore keeps each key's database number; give no database"]
-        )
-    database = restore_database(spec, target)
-    into = DumpSpec(
-        name=spec.name,
-        engine=spec.engine,
-        namespace=target.namespace,
-        service=target.service,
-        port=target.port or spec.port,
-        credentials=target.credentials or spec.credentials,
-        databases=(database,) if database else (),
-        image=spec.image,
-        timeout_s=spec.timeout_s,
-    )
-    script = restore_script(spec)
-    env = [
-        *_connection_env(into, into.service_host() or target.service),
-        {"name": "LIFEBOAT_SOURCE_DATABASE", "value": spec.databases[0] if spec.databases else ""},
-        {"name": "LIFEBOAT_GET_URL_FILE", "value": f"{DOWNLOAD_MOUNT}/url"},
-        {"name": "LIFEBOAT_WORK", "value": WORK_MOUNT},
-    ]
-    if target.create_database and database:
-        env.append({"name": "LIFEBOAT_CREATE_DATABASE", "value": "1"})
-    container = {
-        "name": "restore",
-        "image": spec.effective_image,
-        "command": ["bash", "-c", script],
-        "env": env,
-        "volumeMounts": [
-            {"name": "download", "mountPath": DOWNLOAD_MOUNT, "readOnly": True},
-            {"name": "work", "mountPath": WORK_MOUNT},
-        ],
-        # The tool's last words (pg_restore's error) become the pod's termination message when it fails.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    pod_labels = restore_labels(backup_id, spec)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": target.namespace, "labels": pod_labels},
-        "spec": {
-            "backoffLimit": 0,  # a restore half applied is not retried blindly: the user decides
-            "activeDeadlineSeconds": spec.timeout_s,
-            "ttlSecondsAfterFinished": JOB_TTL_S,
-            "template": {
-                "metadata": {"labels": pod_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "download", "secret": {"secretName": name, "defaultMode": 0o400}},
-                        {"name": "work", "emptyDir": {}},
-                    ],
-                },
-            },
-        },
-    }

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.core.dumps import DumpSpec, dump_job, dumps_from_list, job_name, upload_secret
+from chalicelib.core.dump_job import dump_job, job_name, upload_secret
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.core.resources import Resource
 from chalicelib.kube.errors import AlreadyExists, KubeError, NotFound
 from chalicelib.repository.errors import StorageError
@@ -19,6 +20,8 @@ JOBS = Resource("batch", "v1", "Job", "jobs", True, _VERBS)
 SECRETS = Resource("", "v1", "Secret", "secrets", True, _VERBS)
 PODS = Resource("", "v1", "Pod", "pods", True, _VERBS)
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+# The Job controller labels its pods with their Job's name (``batch.kubernetes.io/job-name`` since 1.27, beside it).
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 # Past the Job's own deadline (activeDeadlineSeconds), how long a Job that never even started may keep us waiting.
 START_MARGIN_S = 300
 
@@ -94,12 +97,15 @@ class DumpJobs:
         status = job.get("status") or {}
         if int(status.get("succeeded") or 0) > 0:
             return SUCCEEDED, ""
-        for condition in status.get("conditions") or ():
-            if condition.get("type") == "Failed" and condition.get("status") == "True":
-                reason = condition.get("message") or condition.get("reason") or "failed"
-                return FAILED, f"the Job {pending.job} failed: {reason}"
-        if int(status.get("failed") or 0) > 0:
-            return FAILED, f"the Job {pending.job} failed"
+        failed = [
+            c.get("message") or c.get("reason") or "failed"
+            for c in status.get("conditions") or ()
+            if c.get("type") == "Failed" and c.get("status") == "True"
+        ]
+        if failed or int(status.get("failed") or 0) > 0:
+            # The containers' own words say why: the engine's tool's error, the uploader's "exit status N" of it.
+            why = "; ".join([*failed[:1], *termination_messages(self._client, pending.spec.namespace, pending.job)])
+            return FAILED, f"the Job {pending.job} failed" + (f": {why}" if why else "")
         if now >= pending.deadline:
             return FAILED, f"the Job {pending.job} did not finish within {pending.spec.timeout_s}s"
         return RUNNING, ""
@@ -141,3 +147,20 @@ class DumpJobs:
         if not ready:
             raise DumpError(f"{where}: no running pod in {spec.namespace} matches {spec.selector!r}")
         return str(ready[0]["status"]["podIP"])
+
+
+def termination_messages(client: Any, namespace: str, job: str) -> list[str]:
+    """The termination messages of the Job's pods' containers (``name: message``, each at most 2000 characters)."""
+    for label in JOB_NAME_LABELS:
+        try:
+            pods = client.get(PODS.collection_path(namespace), {"labelSelector": f"{label}={job}"})
+        except KubeError:
+            return []  # the Job's own condition still says it failed
+        messages = [
+            (str(s.get("name") or ""), str(((s.get("state") or {}).get("terminated") or {}).get("message") or ""))
+            for p in pods.get("items") or ()
+            for s in (p.get("status") or {}).get("containerStatuses") or ()
+        ]
+        if any(m.strip() for _, m in messages):
+            return [f"{name}: {m.strip()[-2000:]}" if name else m.strip()[-2000:] for name, m in messages if m.strip()]
+    return []

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from chalicelib.core.dumps import DumpSpec, RestoreTarget, restore_job, restore_secret
+from chalicelib.core.dump_restore_job import RestoreTarget, restore_job, restore_secret
+from chalicelib.core.dumps import DumpSpec
 from chalicelib.kube.errors import AlreadyExists, KubeError, NotFound
-from chalicelib.snapshots.dump_jobs import FAILED, JOBS, PODS, RUNNING, SECRETS, SUCCEEDED
+from chalicelib.snapshots.dump_jobs import FAILED, JOBS, RUNNING, SECRETS, SUCCEEDED, termination_messages
 from chalicelib.snapshots.dumps import DumpError
-
-# The Job controller labels its pods with their Job's name (``batch.kubernetes.io/job-name`` since 1.27, beside it).
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
 class DumpRestores:
@@ -63,7 +61,7 @@ class DumpRestores:
             if c.get("type") == "Failed" and c.get("status") == "True"
         ]
         if failed or int(status.get("failed") or 0) > 0:
-            why = "; ".join([*failed[:1], *self._termination_messages(namespace, job)]) or "failed"
+            why = "; ".join([*failed[:1], *termination_messages(self._client, namespace, job)]) or "failed"
             return FAILED, f"the restore Job {namespace}/{job} failed: {why}"
         return RUNNING, ""
 
@@ -72,18 +70,3 @@ class DumpRestores:
         for resource in (JOBS, SECRETS):
             with contextlib.suppress(NotFound):
                 self._client.delete(resource, job, namespace, propagation_policy="Background")
-
-    def _termination_messages(self, namespace: str, job: str) -> list[str]:
-        for label in JOB_NAME_LABELS:
-            try:
-                pods = self._client.get(PODS.collection_path(namespace), {"labelSelector": f"{label}={job}"})
-            except KubeError:
-                return []  # the Job's own condition still says it failed
-            messages = [
-                str(((s.get("state") or {}).get("terminated") or {}).get("message") or "").strip()
-                for p in pods.get("items") or ()
-                for s in (p.get("status") or {}).get("containerStatuses") or ()
-            ]
-            if any(messages):
-                return [m[-2000:] for m in messages if m]
-        return []

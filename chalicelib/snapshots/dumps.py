@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.core.dumps import DEFAULT_PART_SIZE, DumpRun, DumpSpec
+from chalicelib.core.dump_job import DEFAULT_PART_SIZE, DumpRun
+from chalicelib.core.dumps import DumpSpec
 from chalicelib.repository.artifacts import read_artifact, stat_artifact
 from chalicelib.repository.errors import ObjectNotFound, StorageError
 from chalicelib.repository.presigned import (

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.core.dumps import REDIS, DumpSpec, RestoreTarget, dumps_from_list
+from chalicelib.core.dump_restore_job import RestoreTarget
+from chalicelib.core.dumps import REDIS, DumpSpec, dumps_from_list
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.kube.errors import KubeError
 from chalicelib.repository.presigned import presigned_get

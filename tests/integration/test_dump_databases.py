@@ -4,19 +4,21 @@ through the presigned multipart URLs; the dump restored into a fresh database ma
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chalicelib.core.dumps import DumpSpec, dump_job, dumps_from_list, restore_script, upload_secret
+from chalicelib.core.dump_job import dump_job, upload_secret
+from chalicelib.core.dump_restore_job import RestoreTarget, restore_job, restore_secret
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.repository.presigned import presigned_get
 from chalicelib.repository.store import S3ObjectStore
 from chalicelib.snapshots.dumps import DumpError, DumpUploads
 from tests.support.databases import PASSWORD, Server, mariadb_server, moto_s3_store, mysql, postgres_server, psql
+from tests.support.dump_pods import Ran, run_pod
 
 BUCKET = "dumps-test"
 CLUSTER = "prod"
@@ -44,45 +46,23 @@ def maria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-def run_container(job: dict[str, Any], secret: dict[str, Any], tmp: Path, server: Server) -> subprocess.Popen[str]:
-    """Run the Job's container here: its command, its env (secretKeyRef read from APP_SECRETS), its Secret mounted."""
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    upload, work = tmp / "upload", tmp / "work"
-    upload.mkdir()
-    work.mkdir()
-    for name, text in secret["stringData"].items():
-        (upload / name).write_text(text)
-    env = {"PATH": f"{server.bin_dir}:{os.environ['PATH']}"}
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            env[entry["name"]] = APP_SECRETS[ref["name"]][ref["key"]]
-    # The mounts' paths inside the pod are directories of this test here.
-    env.update(LIFEBOAT_UPLOAD_DIR=str(upload), LIFEBOAT_WORK=str(work))
-    return subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=300)  # type: ignore[return-value]
-
-
 def run_restore(
     spec: DumpSpec, store: S3ObjectStore, key: str, database: str, tmp: Path, server: Server, *, create: bool = False
-) -> None:
-    url_file = tmp / "get-url"
-    url_file.write_text(presigned_get(store, key, expires_s=600) + "\n")
-    (tmp / "restore-work").mkdir(exist_ok=True)
-    env = {
-        "PATH": f"{server.bin_dir}:{os.environ['PATH']}",
-        "LIFEBOAT_HOST": server.host,
-        "LIFEBOAT_PORT": str(server.port),
-        "LIFEBOAT_USER": server.user,
-        "LIFEBOAT_PASSWORD": server.password,
-        "LIFEBOAT_DATABASES": database,
-        "LIFEBOAT_GET_URL_FILE": str(url_file),
-        "LIFEBOAT_WORK": str(tmp / "restore-work"),
-        **({"LIFEBOAT_CREATE_DATABASE": "1"} if create else {}),
-    }
-    done = subprocess.run(["bash", "-c", restore_script(spec)], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+) -> dict[str, Ran]:
+    """The restore Job's two containers (downloader, engine) into ``database`` on ``server``; both must succeed."""
+    target = RestoreTarget("shop", "db", database, port=server.port, create_database=create)
+    url = presigned_get(store, key, expires_s=600)
+    job = restore_job(BACKUP_ID, spec, target)
+    ran = run_pod(
+        job,
+        restore_secret(BACKUP_ID, spec, target, url),
+        tmp / f"restore-{database}",
+        app_secrets=APP_SECRETS,
+        path=server.bin_dir,
+        env={"LIFEBOAT_HOST": server.host},
+    )
+    assert ran["restore"].returncode == 0 and ran["download"].returncode == 0, ran
+    return ran
 
 
 def dump_spec(engine: str, name: str, server: Server, database: str, **extra: Any) -> DumpSpec:
@@ -99,11 +79,17 @@ def dump_spec(engine: str, name: str, server: Server, database: str, **extra: An
     return dumps_from_list([entry])[0]
 
 
-def dump(spec: DumpSpec, store: S3ObjectStore, tmp: Path, server: Server) -> tuple[Any, Any, Any]:
+def dump(spec: DumpSpec, store: S3ObjectStore, tmp: Path, server: Server) -> tuple[Any, Any, dict[str, Ran]]:
+    """The dump Job's two containers (engine, uploader) run at once against ``server``, uploading to ``store``."""
     uploads = DumpUploads(store, part_size=PART, max_size=PART * 8)
     run, upload = uploads.start(CLUSTER, BACKUP_ID, spec)
-    done = run_container(dump_job(spec, run, server.host), upload_secret(spec, run), tmp, server)
-    return uploads, upload, done
+    job = dump_job(spec, run, server.host)
+    ran = run_pod(job, upload_secret(spec, run), tmp / "dump", app_secrets=APP_SECRETS, path=server.bin_dir)
+    return uploads, upload, ran
+
+
+def succeeded(ran: dict[str, Ran]) -> bool:
+    return all(r.returncode == 0 for r in ran.values())
 
 
 def test_postgres_dump_restores_into_a_fresh_database(pg: Server, store: S3ObjectStore, tmp_path: Path) -> None:
@@ -120,7 +106,7 @@ def test_postgres_dump_restores_into_a_fresh_database(pg: Server, store: S3Objec
     spec = dump_spec("postgres", "orders", pg, "shop")
 
     uploads, upload, done = dump(spec, store, tmp_path, pg)
-    assert done.returncode == 0, done.stderr
+    assert succeeded(done), done
     record = uploads.finish(spec, upload)
 
     assert record.state == "completed" and record.key == "dumps/shop/orders.pgdump"
@@ -155,7 +141,7 @@ def test_mysql_dump_restores_into_a_fresh_database(maria: Server, store: S3Objec
     spec = dump_spec("mysql", "catalog", maria, "shop")
 
     uploads, upload, done = dump(spec, store, tmp_path, maria)
-    assert done.returncode == 0, done.stderr
+    assert succeeded(done), done
     record = uploads.finish(spec, upload)
 
     assert record.state == "completed" and record.key == "dumps/shop/catalog.sql.gz"
@@ -173,14 +159,46 @@ def test_mysql_dump_restores_into_a_fresh_database(maria: Server, store: S3Objec
     assert before.startswith(f"{ROWS}\t")
 
 
-def test_a_dump_that_fails_leaves_nothing_and_names_the_dump(pg: Server, store: S3ObjectStore, tmp_path: Path) -> None:
+def test_a_dump_whose_engine_fails_completes_nothing_and_names_the_engine_failure(
+    pg: Server, store: S3ObjectStore, tmp_path: Path
+) -> None:
     spec = dump_spec("postgres", "missing", pg, "no_such_database")
 
-    uploads, upload, done = dump(spec, store, tmp_path, pg)
+    uploads, upload, ran = dump(spec, store, tmp_path, pg)
 
-    assert done.returncode != 0
-    assert "no_such_database" in done.stderr
+    engine, uploader = ran["dump"], ran["upload"]
+    assert engine.returncode == 1 and "no_such_database" in engine.stderr
+    assert uploader.returncode != 0, "the uploader fails too: the pod (and the Job) fails"
+    assert "the engine container's dump failed with exit status 1" in uploader.message
+    assert "no_such_database" in uploader.message, "the termination message quotes the engine's tool"
     with pytest.raises(DumpError, match=r"dump shop/missing: the Job sent no report"):
         uploads.finish(spec, upload)
+    uploads.abort(upload)
     assert not store.exists(upload.key)
     assert not list(store.list(upload.key))
+
+
+def test_an_engine_image_without_its_tool_fails_both_containers_at_once(
+    pg: Server, store: S3ObjectStore, tmp_path: Path
+) -> None:
+    spec = dump_spec("postgres", "notool", pg, "shop")
+    uploads = DumpUploads(store, part_size=PART, max_size=PART * 8)
+    run, upload = uploads.start(CLUSTER, BACKUP_ID, spec)
+    # The engine's image as if it lacked pg_dump: a PATH with bash, head and sleep only.
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    for tool in ("bash", "head", "sleep"):
+        (bare / tool).symlink_to(shutil.which(tool) or tool)
+    ran = run_pod(
+        dump_job(spec, run, pg.host),
+        upload_secret(spec, run),
+        tmp_path,
+        app_secrets=APP_SECRETS,
+        container_env={"dump": {"PATH": str(bare)}},
+        timeout_s=60,
+    )
+
+    assert ran["dump"].returncode == 3 and "image has no pg_dump" in ran["dump"].stderr
+    assert ran["upload"].returncode == 5 and "exit status 3" in ran["upload"].message
+    uploads.abort(upload)
+    assert not store.exists(upload.key)

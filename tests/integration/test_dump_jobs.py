@@ -143,6 +143,50 @@ def test_a_job_that_fails_is_recorded_as_failed_naming_the_dump(
     assert kube_client.get_object(JOBS, pending.job, test_namespace) is None
 
 
+def test_a_failed_job_names_the_engine_failure_from_its_containers_termination_messages(
+    jobs: DumpJobs, kube_client: Any, test_namespace: str, store: S3ObjectStore
+) -> None:
+    spec = spec_in(test_namespace, name="nodb")
+    pending = jobs.start("prod", "20261202T030000Z-cccccc", spec, NOW)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{pending.job}-x7k2p",
+            "namespace": test_namespace,
+            "labels": {"batch.kubernetes.io/job-name": pending.job},
+        },
+        "spec": {"containers": [{"name": "dump", "image": "postgres:16"}, {"name": "upload", "image": "curl"}]},
+    }
+    # The pod needs the namespace's default ServiceAccount (the test server has no controller for it).
+    account = Resource("", "v1", "ServiceAccount", "serviceaccounts", True, frozenset({"create"}))
+    kube_client.create(
+        account, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}, test_namespace
+    )
+    kube_client.create(PODS, pod, test_namespace)
+    engine = {"exitCode": 1, "message": 'pg_dump: error: database "shop" does not exist'}
+    uploader = {"exitCode": 5, "message": "lifeboat: the engine container's dump failed with exit status 1"}
+    statuses = [
+        {"name": "dump", "state": {"terminated": engine}},
+        {"name": "upload", "state": {"terminated": uploader}},
+    ]
+    set_status(
+        kube_client, PODS, pod["metadata"]["name"], test_namespace, {"phase": "Failed", "containerStatuses": statuses}
+    )
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "backoff limit"}
+    set_status(kube_client, JOBS, pending.job, test_namespace, {"failed": 1, "conditions": [failed]})
+
+    state, error = jobs.observe(pending, NOW)
+
+    assert state == FAILED
+    assert error == (
+        f'the Job {pending.job} failed: backoff limit; dump: pg_dump: error: database "shop" does not exist; '
+        "upload: lifeboat: the engine container's dump failed with exit status 1"
+    )
+    assert jobs.settle(pending, state, error).state == "failed"
+    assert not store.exists(pending.upload.key)
+
+
 def test_a_job_past_its_deadline_or_gone_fails(jobs: DumpJobs, kube_client: Any, test_namespace: str) -> None:
     pending = jobs.start("prod", "20261202T030000Z-cccccc", spec_in(test_namespace, name="slow"), NOW)
     assert jobs.observe(pending, NOW + timedelta(seconds=600)) == (RUNNING, "")

@@ -19,7 +19,8 @@ from chalicelib.backup.worker import handle_message
 from chalicelib.cli import dumps_cmd
 from chalicelib.cli.main import main
 from chalicelib.cli.output import EXIT_ERROR, EXIT_OK
-from chalicelib.core.dumps import DumpSpec, dumps_from_list, restore_script
+from chalicelib.core.dump_restore_job import restore_script
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
@@ -153,7 +154,8 @@ def test_a_dump_is_restored_by_a_job_in_the_target_namespace(
     container = job["spec"]["template"]["spec"]["containers"][0]
     spec = DumpSpec(name="orders", engine="mysql", namespace=test_namespace)
     assert container["command"] == ["bash", "-c", restore_script(spec)]
-    assert "mysql --host" in container["command"][2] and "gunzip -c" in container["command"][2]
+    downloader = job["spec"]["template"]["spec"]["containers"][1]
+    assert "mysql --host" in container["command"][2] and "gunzip -c" in downloader["command"][2]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["LIFEBOAT_HOST"] == f"mariadb.{scratch}.svc" and env["LIFEBOAT_DATABASES"] == "shop_copy"
     assert env["LIFEBOAT_PASSWORD"] == {"secretKeyRef": {"name": "scratch-db", "key": "root"}}

@@ -7,19 +7,24 @@ from typing import Any
 
 import pytest
 
-from chalicelib.core.dumps import (
-    DEFAULT_IMAGES,
-    ENGINES,
+from chalicelib.core.dump_job import (
     UPLOAD_MOUNT,
+    WORK_MOUNT,
     DumpRun,
-    DumpSpec,
     dump_job,
     dump_script,
-    dumps_from_list,
     job_name,
-    parse_dumps,
-    restore_script,
+    upload_script,
     upload_secret,
+)
+from chalicelib.core.dump_restore_job import download_script, restore_script
+from chalicelib.core.dumps import (
+    DEFAULT_IMAGES,
+    DEFAULT_UPLOADER_IMAGE,
+    ENGINES,
+    DumpSpec,
+    dumps_from_list,
+    parse_dumps,
 )
 from chalicelib.core.errors import InvalidPolicy
 from chalicelib.core.jobs import BackupJob, ClusterRef
@@ -164,10 +169,13 @@ def test_each_engine_job_is_ephemeral_labelled_and_reads_credentials_from_the_se
     assert job["spec"]["activeDeadlineSeconds"] == spec.timeout_s
     pod = job["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
-    (container,) = pod["containers"]
-    assert container["image"] == DEFAULT_IMAGES[engine]
-    assert container["command"] == ["bash", "-c", dump_script(spec)]
-    env = {e["name"]: e for e in container["env"]}
+    engine_container, uploader = pod["containers"]
+    assert (engine_container["name"], uploader["name"]) == ("dump", "upload")
+    assert engine_container["image"] == DEFAULT_IMAGES[engine]
+    assert engine_container["command"] == ["bash", "-c", dump_script(spec)]
+    assert uploader["image"] == DEFAULT_UPLOADER_IMAGE == "docker.io/library/buildpack-deps:bookworm-curl"
+    assert uploader["command"] == ["bash", "-c", upload_script(spec)]
+    env = {e["name"]: e for e in engine_container["env"]}
     assert env["LIFEBOAT_HOST"]["value"] in ("10.0.0.7", f"{spec.service}.{spec.namespace}.svc")
     if spec.credentials:
         assert env["LIFEBOAT_PASSWORD"] == {
@@ -175,10 +183,35 @@ def test_each_engine_job_is_ephemeral_labelled_and_reads_credentials_from_the_se
             "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}},
         }
         assert env["LIFEBOAT_USER"]["valueFrom"]["secretKeyRef"] == {"name": "db-credentials", "key": "username"}
+    up_env = {e["name"]: e.get("value") for e in uploader["env"]}
+    assert up_env["LIFEBOAT_UPLOAD_DIR"] == UPLOAD_MOUNT and up_env["LIFEBOAT_PART_SIZE"] == str(run.part_size)
+    # Each container sees only what it needs: the database credentials never reach the uploader, the URLs never the
+    # engine; both share the emptyDir and keep the dump's timeout.
+    assert not {"LIFEBOAT_PASSWORD", "LIFEBOAT_USER", "LIFEBOAT_HOST"} & set(up_env)
+    assert "LIFEBOAT_UPLOAD_DIR" not in env
+    for container in (engine_container, uploader):
+        values = {e["name"]: e.get("value") for e in container["env"]}
+        assert values["LIFEBOAT_WORK"] == WORK_MOUNT and values["LIFEBOAT_TIMEOUT"] == str(spec.timeout_s)
+        assert {"name": "work", "mountPath": WORK_MOUNT} in container["volumeMounts"]
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert [m["name"] for m in engine_container["volumeMounts"]] == ["work"]
     # No credential of any kind is in the Job itself: the URLs are in the run's Secret, mounted read-only.
     assert "X-Amz-Signature" not in repr(job)
+    assert "AWS_" not in repr(job) and "aws_access_key" not in repr(job).lower()
     assert {"name": "upload", "secret": {"secretName": name, "defaultMode": 0o400}} in pod["volumes"]
-    assert {"name": "upload", "mountPath": UPLOAD_MOUNT, "readOnly": True} in container["volumeMounts"]
+    assert {"name": "work", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "upload", "mountPath": UPLOAD_MOUNT, "readOnly": True} in uploader["volumeMounts"]
+
+
+def test_a_policy_names_its_uploader_image_and_a_bad_one_is_named() -> None:
+    spec = spec_of("postgres", uploader_image="registry.local/tools/curl:8")
+    assert dumps_from_list([spec.to_dict()])[0] == spec
+    job = dump_job(spec, run_of(spec), "db.shop.svc")
+    images = [c["image"] for c in job["spec"]["template"]["spec"]["containers"]]
+    assert images == ["postgres:16-bookworm", "registry.local/tools/curl:8"]
+    assert "uploader_image" not in spec_of("postgres").to_dict()
+    specs, problems = parse_dumps([{**ENTRIES["postgres"], "uploader_image": 7}])
+    assert specs is None and problems[0].startswith("dumps[0].uploader_image: must be an image reference")
 
 
 def test_the_run_secret_holds_one_url_a_line_and_the_report_url() -> None:
@@ -201,24 +234,32 @@ def test_a_job_name_is_per_backup_and_dump() -> None:
     ("engine", "expected"),
     [
         ("postgres", ["pg_dump --format=custom", 'PGPASSWORD="${LIFEBOAT_PASSWORD:-}"']),
-        ("mysql", ["mysqldump --single-transaction", 'MYSQL_PWD="${LIFEBOAT_PASSWORD:-}"', "gzip -c"]),
+        ("mysql", ["mysqldump --single-transaction", 'MYSQL_PWD="${LIFEBOAT_PASSWORD:-}"']),
         ("mongodb", ["mongodump --archive --gzip", '--config="$LIFEBOAT_WORK/mongo.yaml"']),
         ("redis", ["redis-cli -h", "--rdb", 'REDISCLI_AUTH="${LIFEBOAT_PASSWORD:-}"']),
         ("elasticsearch", ["_snapshot/lifeboat/$LIFEBOAT_SNAPSHOT?wait_for_completion=true"]),
     ],
 )
-def test_each_engine_script_runs_its_own_tool_and_streams_through_the_presigned_parts(
+def test_the_engine_runs_only_its_tool_into_the_fifo_and_the_uploader_streams_it_through_the_parts(
     engine: str, expected: list[str]
 ) -> None:
-    script = dump_script(spec_of(engine))
-    assert script.startswith("set -euo pipefail\n")
+    spec = spec_of(engine)
+    script, upload = dump_script(spec), upload_script(spec)
+    assert script.startswith("set -euo pipefail\n") and upload.startswith("set -euo pipefail\n")
     for text in expected:
-        assert text in script
+        assert text in script and text not in upload
+    assert 'lifeboat_dump > "$W/dump.fifo"' in script
+    assert 'trap \'echo "$?" > "$W/engine.status"\' EXIT' in script
+    if engine != "elasticsearch":  # its tool is the HTTP API: curl is its engine
+        assert "curl" not in script, "the engine's official image has no curl"
     # Streamed: split into parts as it comes, hashed on the way, each part PUT by curl to its URL.
-    assert 'tee "$W/hash" "$W/count"' in script and "sha256sum" in script
-    assert 'split --bytes="${LIFEBOAT_PART_SIZE:?}"' in script
-    assert 'curl -fsS --retry 3 --retry-all-errors -o /dev/null -T "$LIFEBOAT_WORK/part" "$url"' in script
-    assert '"$(head -n 1 "$U/report")"' in script
+    assert 'tee "$W/hash" "$W/count"' in upload and "sha256sum" in upload
+    assert 'split --bytes="${LIFEBOAT_PART_SIZE:?}"' in upload
+    assert 'curl -fsS --retry 3 --retry-all-errors -o /dev/null -T "$LIFEBOAT_WORK/part" "$url"' in upload
+    assert '"$(head -n 1 "$U/report")"' in upload
+    # The report (what makes Lifeboat complete the upload) goes only after the engine's status was 0.
+    assert upload.index('if [ "$engine" != 0 ]') < upload.index('"$(head -n 1 "$U/report")"')
+    assert ("lifeboat_filter() { gzip -c; }" in upload) == (engine == "mysql")
     # A password never appears on a command line.
     assert "--password" not in script and "-p$" not in script
 
@@ -233,10 +274,13 @@ def test_each_engine_script_runs_its_own_tool_and_streams_through_the_presigned_
         ("elasticsearch", "/_restore?wait_for_completion=true"),
     ],
 )
-def test_the_restore_script_pipes_the_presigned_get_into_the_engine_tool(engine: str, tool: str) -> None:
-    script = restore_script(spec_of(engine))
-    assert tool in script
-    assert script.rstrip().endswith("| lifeboat_restore")
+def test_the_restore_engine_reads_the_fifo_the_downloader_fills_from_the_presigned_get(engine: str, tool: str) -> None:
+    spec = spec_of(engine)
+    script, download = restore_script(spec), download_script(spec)
+    assert tool in script and tool not in download
+    assert 'lifeboat_restore < "$W/restore.fifo" &' in script
+    assert 'curl -fsS --retry 3 "$(head -n 1 "${LIFEBOAT_GET_URL_FILE:?}")" | lifeboat_filter' in download
+    assert ("lifeboat_filter() { gunzip -c; }" in download) == (engine == "mysql")
     assert "--password" not in script
 
 
@@ -265,24 +309,69 @@ def test_a_policy_with_dumps_round_trips_and_names_bad_entries() -> None:
         Policy.from_dict({**doc, "dumps": [{"engine": "db2", "namespace": "shop", "target": "db"}]})
 
 
-@pytest.mark.parametrize("which", ["dump", "restore"])
-def test_an_image_without_curl_fails_at_once_naming_it(tmp_path: Path, which: str) -> None:
+def _bin(tmp_path: Path, tools: tuple[str, ...], fakes: tuple[str, ...] = ()) -> Path:
+    """A PATH of its own: symlinks to these tools, and fakes that print nothing."""
     import shutil
-    import subprocess
 
-    from chalicelib.core.dumps import dump_script, restore_script
-
-    # A PATH with bash and coreutils but no curl, as in an engine's official image.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "sha256sum", "split", "mkfifo", "cat", "rm", "date", "wc", "tr", "cut", "head", "sed"):
+    for tool in tools:
         found = shutil.which(tool)
-        if found:
-            (bin_dir / tool).symlink_to(found)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    for fake in fakes:
+        (bin_dir / fake).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / fake).chmod(0o755)
+    return bin_dir
+
+
+def _run(bin_dir: Path, script: str, work: Path, **env: str) -> Any:
+    import subprocess
+
+    work.mkdir(exist_ok=True)
+    env = {"PATH": str(bin_dir), "LIFEBOAT_WORK": str(work), "LIFEBOAT_TIMEOUT": "2", **env}
+    return subprocess.run([str(bin_dir / "bash"), "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+
+COREUTILS = (
+    "bash",
+    "sha256sum",
+    "split",
+    "mkfifo",
+    "cat",
+    "rm",
+    "date",
+    "wc",
+    "tr",
+    "cut",
+    "head",
+    "tail",
+    "sed",
+    "tee",
+)
+
+
+@pytest.mark.parametrize("which", ["upload", "download"])
+def test_an_uploader_image_without_curl_fails_at_once_naming_it(tmp_path: Path, which: str) -> None:
     spec = spec_of("postgres")
-    script = dump_script(spec) if which == "dump" else restore_script(spec)
-    ran = subprocess.run(
-        [str(bin_dir / "bash"), "-c", script], env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=30
-    )
+    script = upload_script(spec) if which == "upload" else download_script(spec)
+    ran = _run(_bin(tmp_path, (*COREUTILS, "sleep")), script, tmp_path / "work")
     assert ran.returncode == 3
-    assert "the image has no curl" in ran.stderr
+    assert f"the {which} container's image has no curl" in ran.stderr
+    status = {"upload": "uploader.status", "download": "download.status"}[which]
+    assert (tmp_path / "work" / status).read_text() == "3\n", "the status the engine container watches"
+
+
+def test_the_engine_container_needs_no_curl_and_gives_up_when_no_uploader_comes(tmp_path: Path) -> None:
+    # The official postgres image: bash, coreutils and pg_dump, no curl.
+    bin_dir = _bin(tmp_path, ("bash", "head", "sleep"), fakes=("pg_dump",))
+    ran = _run(bin_dir, dump_script(spec_of("postgres")), tmp_path / "work")
+    assert ran.returncode == 4, ran.stderr
+    assert "has no" not in ran.stderr
+    assert "the uploader container did not open" in ran.stderr
+    assert (tmp_path / "work" / "engine.status").read_text() == "4\n", "the status the uploader would wait for"
+
+
+def test_an_engine_image_without_its_tool_fails_naming_it(tmp_path: Path) -> None:
+    ran = _run(_bin(tmp_path, ("bash", "head", "sleep")), restore_script(spec_of("postgres")), tmp_path / "work")
+    assert ran.returncode == 3 and "the restore container's image has no pg_restore" in ran.stderr

@@ -12,17 +12,19 @@ from typing import Any, ClassVar
 
 import pytest
 
-from chalicelib.core.dumps import (
+from chalicelib.core.dump_job import WORK_MOUNT
+from chalicelib.core.dump_restore_job import (
     DOWNLOAD_MOUNT,
-    Credentials,
     RestoreTarget,
-    dumps_from_list,
+    download_script,
     restore_job,
     restore_job_name,
     restore_script,
     restore_secret,
 )
+from chalicelib.core.dumps import DEFAULT_UPLOADER_IMAGE, Credentials, dumps_from_list
 from chalicelib.core.errors import InvalidPolicy
+from tests.support.dump_pods import run_pod
 
 
 def _spec(engine: str = "postgres", **extra: Any) -> Any:
@@ -48,7 +50,7 @@ def test_the_restore_job_runs_the_engines_restore_script_against_the_target_serv
     spec = _spec()
     target = RestoreTarget("scratch", "db-copy", "orders_copy")
     job = restore_job("b1", spec, target)
-    container = job["spec"]["template"]["spec"]["containers"][0]
+    container, downloader = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["bash", "-c", restore_script(spec)]
     assert "pg_restore" in container["command"][2]
     assert container["image"] == "postgres:16-bookworm"
@@ -56,14 +58,31 @@ def test_the_restore_job_runs_the_engines_restore_script_against_the_target_serv
     env = _env(job)
     assert env["LIFEBOAT_HOST"] == "db-copy.scratch.svc" and env["LIFEBOAT_PORT"] == "5432"
     assert env["LIFEBOAT_DATABASES"] == "orders_copy" and env["LIFEBOAT_SOURCE_DATABASE"] == "orders"
-    assert env["LIFEBOAT_GET_URL_FILE"] == f"{DOWNLOAD_MOUNT}/url"
+    assert env["LIFEBOAT_WORK"] == WORK_MOUNT and env["LIFEBOAT_TIMEOUT"] == str(spec.timeout_s)
     # The dump's own credentials by reference, since the target names none: never a password in the Job.
     assert env["LIFEBOAT_PASSWORD"] == {"secretKeyRef": {"name": "db", "key": "password"}}
     assert env["LIFEBOAT_USER"] == "app"
     assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
     assert volumes["download"]["secret"]["secretName"] == job["metadata"]["name"]
+    assert volumes["work"] == {"name": "work", "emptyDir": {}}
+    # The downloader: the uploader image, the URL's Secret, no database credentials; the engine: no URL.
+    assert downloader["name"] == "download" and downloader["image"] == DEFAULT_UPLOADER_IMAGE
+    assert downloader["command"] == ["bash", "-c", download_script(spec)]
+    down_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in downloader["env"]}
+    assert down_env["LIFEBOAT_GET_URL_FILE"] == f"{DOWNLOAD_MOUNT}/url" and down_env["LIFEBOAT_WORK"] == WORK_MOUNT
+    assert not {"LIFEBOAT_PASSWORD", "LIFEBOAT_USER", "LIFEBOAT_HOST"} & set(down_env)
+    assert "LIFEBOAT_GET_URL_FILE" not in env
+    assert [m["name"] for m in container["volumeMounts"]] == ["work"]
+    assert {m["name"] for m in downloader["volumeMounts"]} == {"download", "work"}
+    assert (
+        restore_job("b1", _spec(uploader_image="registry.local/curl:8"), target)["spec"]["template"]["spec"][
+            "containers"
+        ][1]["image"]
+        == "registry.local/curl:8"
+    )
 
 
 def test_the_targets_credentials_and_database_replace_the_dumps() -> None:
@@ -101,7 +120,7 @@ def _redis() -> Any:
 def test_the_redis_restore_job_loads_the_rdb_in_a_scratch_server_and_migrates_every_key_to_the_target() -> None:
     job = restore_job("b1", _redis(), RestoreTarget("scratch", "redis-copy"))
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
-    assert "redis-server --port 6390 --bind 127.0.0.1" in script and "--dbfilename dump.rdb" in script
+    assert 'redis-server --port "$port" --bind 127.0.0.1' in script and "--dbfilename dump.rdb" in script
     assert "MIGRATE" in script and "COPY REPLACE" in script
     env = _env(job)
     assert env["LIFEBOAT_HOST"] == "redis-copy.scratch.svc" and env["LIFEBOAT_PORT"] == "6379"
@@ -160,21 +179,20 @@ def test_the_elasticsearch_restore_script_restores_the_named_snapshot_renamed_un
     server = HTTPServer(("127.0.0.1", 0), _Restore)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    (tmp_path / "url").write_text(f"http://127.0.0.1:{port}/artifact\n")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "LIFEBOAT_HOST": "127.0.0.1",
-        "LIFEBOAT_PORT": str(port),
-        "LIFEBOAT_USER": "elastic",
-        "LIFEBOAT_PASSWORD": "pw",
-        "LIFEBOAT_DATABASES": "lifeboat_verify_ab12",
-        "LIFEBOAT_GET_URL_FILE": str(tmp_path / "url"),
-        "LIFEBOAT_WORK": str(tmp_path),
-    }
+    spec = _es()
+    target = RestoreTarget("scratch", "es", "lifeboat_verify_ab12", port=port)
     try:
-        subprocess.run(["bash", "-c", restore_script(_es())], env=env, check=True, capture_output=True, timeout=30)
+        ran = run_pod(
+            restore_job("b1", spec, target),
+            restore_secret("b1", spec, target, f"http://127.0.0.1:{port}/artifact"),
+            tmp_path,
+            app_secrets={},
+            env={"LIFEBOAT_HOST": "127.0.0.1", "LIFEBOAT_PASSWORD": "pw"},
+            timeout_s=30,
+        )
     finally:
         server.shutdown()
+    assert ran["restore"].returncode == 0 and ran["download"].returncode == 0, ran
     path, auth, body = _Restore.seen[-1]
     assert path == "/_snapshot/lifeboat/lifeboat-b1-search/_restore?wait_for_completion=true"
     assert auth == "Basic " + base64.b64encode(b"elastic:pw").decode()
