@@ -162,10 +162,12 @@ _POLICY_CONTENT_TYPES = ["application/json", "application/yaml", "application/x-
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def dispatcher(event: Any) -> dict[str, Any]:
-    """Starts the backups of due policies; racing dispatchers dispatch each scheduled run once."""
+    """Starts the backups of due policies; racing dispatchers dispatch each scheduled run once. Near its deadline a
+    tick stops claiming and leaves the remaining runs due for the next one."""
     from chalicelib.services import get_services
 
-    return dict(get_services().dispatcher().dispatch_due().summary())
+    remaining_ms = getattr(event.context, "get_remaining_time_in_millis", None)
+    return dict(get_services().dispatcher(remaining_ms=remaining_ms).dispatch_due().summary())
 
 
 @app.schedule(Cron(0, 3, "*", "*", "?", "*"))

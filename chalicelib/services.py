@@ -489,7 +489,9 @@ class Services:
         scope = f"s3://{self.settings.bucket}/{self.settings.repository_prefix}"
         return RepositoryLock(LeaseCatalog(self.client("dynamodb"), self.settings.table), scope)
 
-    def dispatcher(self, *, clock: Callable[[], datetime] | None = None) -> Dispatcher:
+    def dispatcher(
+        self, *, clock: Callable[[], datetime] | None = None, remaining_ms: Callable[[], int] | None = None
+    ) -> Dispatcher:
         from chalicelib.backup.queue import BackupWorkQueue
         from chalicelib.scheduling.dispatcher import Dispatcher
         from chalicelib.scheduling.etcd_dispatch import EtcdDispatcher
@@ -498,15 +500,23 @@ class Services:
         queue = BackupWorkQueue(self.client("sqs"), self.settings.backup_queue_url)
         policies, backups, clusters = self.policy_catalog(), self.catalog(), self.cluster_catalog()
         etcd = EtcdDispatcher(self.etcd_schedules(), policies, backups, clusters, queue)
+
         # The verification worker (and the restore engine under it) is built only when a verification is due: a tick
         # with nothing to verify must not pay its imports at cold start.
         def start_verification(*args: Any, **kwargs: Any) -> Any:
             return self.verification_worker().start(*args, **kwargs)
 
         verify = VerifyDispatcher(self.verify_schedules(), policies, start_verification, self.verification_queue())
-        timing = {"clock": clock} if clock is not None else {}
         return Dispatcher(
-            policies, backups, clusters, queue, lock=self.repository_lock(), etcd=etcd, verify=verify, **timing
+            policies,
+            backups,
+            clusters,
+            queue,
+            lock=self.repository_lock(),
+            etcd=etcd,
+            verify=verify,
+            remaining_ms=remaining_ms,
+            clock=clock,
         )
 
     def etcd_schedules(self) -> SideScheduleCatalog:

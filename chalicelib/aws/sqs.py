@@ -38,6 +38,20 @@ class SqsQueue:
             sent += self._send_batch(batch)
         return sent
 
+    def send_batch(self, bodies: Sequence[str]) -> dict[int, str]:
+        """Send up to ten bodies in one request (a refused entry once more); returns the refused ones by position,
+        with SQS's reason. A request that fails as a whole raises (``AwsError``)."""
+        if len(bodies) > BATCH:
+            raise ValueError(f"at most {BATCH} messages per batch, not {len(bodies)}")
+        if not bodies:
+            return {}
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+        failed = self._call("send_message_batch", QueueUrl=self._url, Entries=entries).get("Failed") or []
+        if failed:
+            retry = [e for e in entries if e["Id"] in {f.get("Id") for f in failed}]
+            failed = self._call("send_message_batch", QueueUrl=self._url, Entries=retry).get("Failed") or []
+        return {int(f["Id"]): str(f.get("Message") or f.get("Code") or "refused") for f in failed}
+
     def _send_batch(self, bodies: Sequence[str]) -> int:
         entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
         response = self._call("send_message_batch", QueueUrl=self._url, Entries=entries)

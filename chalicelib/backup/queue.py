@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -31,6 +31,14 @@ class BackupWorkQueue:
         queue = self._require_queue()
         try:
             return queue.send_many(orjson.dumps(message).decode() for message in messages)
+        except AwsError as exc:
+            raise QueueUnavailable(f"could not enqueue backup messages: {exc}") from exc
+
+    def send_batch(self, messages: Sequence[dict[str, Any]]) -> dict[int, str]:
+        """Send up to ten messages in one request; returns why each one not sent was not, by position."""
+        queue = self._require_queue()
+        try:
+            return queue.send_batch([orjson.dumps(message).decode() for message in messages])
         except AwsError as exc:
             raise QueueUnavailable(f"could not enqueue backup messages: {exc}") from exc
 

@@ -214,7 +214,7 @@ def test_a_failed_send_releases_the_claim_so_the_next_minute_retries(env: Env) -
     env.service.apply_document(policy_file({"name": "nightly", "schedule": {"cron": "0 2 * * *"}}))
 
     class DownQueue:
-        def send(self, job: dict[str, Any]) -> str:
+        def send_batch(self, jobs: list[dict[str, Any]]) -> dict[int, str]:
             raise QueueUnavailable("SQS is down")
 
     env.clock.now = utc(2026, 1, 10, 2, 0, 5)
@@ -283,3 +283,72 @@ def test_one_failing_policy_does_not_hold_up_the_others(env: Env) -> None:
     failed = next(o for o in report.outcomes if o.result == "failed")
     assert failed.policy == "b" and "Throttled" in failed.reason
     assert env.policies.get("b").next_run_at == "2026-01-10T02:00:00.000Z"  # still due: retried next minute
+
+
+def test_hundreds_of_due_runs_each_get_one_job_with_a_second_tick_racing(env: Env) -> None:
+    names = [f"p{i:03d}" for i in range(120)]
+    env.service.apply_document(policy_file(*({"name": n, "schedule": {"cron": "0 * * * *"}} for n in names)))
+    env.clock.now = utc(2026, 1, 10, 1, 0, 5)
+    barrier = threading.Barrier(2)
+    reports: list[Any] = []
+    threads = [threading.Thread(target=dispatch, args=(env.dispatcher(), barrier, reports)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results: Counter[str] = Counter()
+    for report in reports:
+        results.update(report.counts())
+    jobs = Counter(BackupJob.from_dict(m).job_id for m in env.messages())
+    assert jobs == Counter(job_id_for(n, utc(2026, 1, 10, 1)) for n in names)  # each one, once
+    assert results["dispatched"] == len(names) and set(results) <= {"dispatched", "lost"}
+    assert results["lost"] > 0, "the two ticks did not contend for the same runs"
+    assert all(env.policies.get(n).runs["dispatched"] == 1 for n in names[:20])
+
+
+def test_a_tick_near_its_deadline_sends_what_it_claimed_and_leaves_the_rest_due(env: Env) -> None:
+    names = [f"p{i:02d}" for i in range(30)]
+    env.service.apply_document(policy_file(*({"name": n, "schedule": {"cron": "0 2 * * *"}} for n in names)))
+    env.clock.now = utc(2026, 1, 10, 2, 0, 5)
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def remaining_ms() -> int:
+        with lock:  # plenty of time for the first 12 claims, then 5 s: under the reserve
+            calls["n"] += 1
+            return 50_000 if calls["n"] <= 12 else 5_000
+
+    queue = BackupWorkQueue(SerializedClient(env.sqs), env.queue_url)
+    tick = Dispatcher(env.policies, env.backups, env.clusters, queue, clock=env.clock, remaining_ms=remaining_ms)
+    report = tick.dispatch_due()
+    assert report.counts() == {"dispatched": 12, "left": 18}
+    sent = {BackupJob.from_dict(m).policy for m in env.messages()}
+    assert sent == {o.policy for o in report.outcomes if o.result == "dispatched"}
+    left = [o.policy for o in report.outcomes if o.result == "left"]
+    assert all(env.policies.get(n).next_run_at == "2026-01-10T02:00:00.000Z" for n in left)  # still due
+    env.clock.now = utc(2026, 1, 10, 2, 1, 5)
+    assert env.dispatcher().dispatch_due().counts() == {"dispatched": 18}
+    assert {BackupJob.from_dict(m).policy for m in env.messages()} == set(left)
+
+
+def test_a_job_sqs_refuses_in_a_batch_gives_back_only_its_own_claim(env: Env) -> None:
+    names = [f"p{i:02d}" for i in range(12)]
+    env.service.apply_document(policy_file(*({"name": n, "schedule": {"cron": "0 2 * * *"}} for n in names)))
+    real = BackupWorkQueue(env.sqs, env.queue_url)
+    batches: list[int] = []
+
+    class RefusesP03:
+        def send_batch(self, jobs: list[dict[str, Any]]) -> dict[int, str]:
+            batches.append(len(jobs))
+            keep = [j for j in jobs if j["policy"] != "p03"]
+            assert real.send_batch(keep) == {}
+            return {i: "InternalError" for i, j in enumerate(jobs) if j["policy"] == "p03"}
+
+    env.clock.now = utc(2026, 1, 10, 2, 0, 5)
+    report = env.dispatcher(queue=RefusesP03()).dispatch_due()
+    assert sorted(batches) == [2, 10]  # ten per SendMessageBatch
+    assert report.counts() == {"dispatched": 11, "failed": 1}
+    assert next(o for o in report.outcomes if o.result == "failed").policy == "p03"
+    assert len(env.messages()) == 11
+    assert env.policies.get("p03").next_run_at == "2026-01-10T02:00:00.000Z"
+    assert env.policies.get("p04").next_run_at == "2026-01-11T02:00:00.000Z"
