@@ -44,8 +44,10 @@ class Capacity:
         return min(self.by_time, self.by_memory)
 
 
-# The slowest rate and the most memory per object of the sweeps of docs/scale.md ("One cluster").
-MEASURED = OneShotMeasure(objects_per_s=9_000, cpu_share=0.55, kb_per_object=0.65, base_mb=73)
+# The worst of two sweeps of 30k/100k/300k objects (docs/scale.md, "One cluster"): the slowest rate (30k, 4,908/s),
+# the highest CPU share, and the steepest line through the peak RSS of the full or no-op backup (0.793 KiB per
+# object above 108 MiB; a 600k run's no-op peak, 572 MiB, is on that line).
+MEASURED = OneShotMeasure(objects_per_s=4_908, cpu_share=0.611, kb_per_object=0.793, base_mb=108.1)
 
 
 def seconds_per_object(measure: OneShotMeasure, memory_mb: int = WORKER_MEMORY_MB) -> float:
