@@ -25,6 +25,9 @@ another fresh child process (the incremental: the parent's trees and the reposit
   noop_300k_peak_rss_mb      peak RSS of that incremental's process; target <= 400
   noop_300k_s                its wall time, and noop_vs_full (its wall time / the first backup's)
 
+With ``--sweep`` it runs one-shot backups of 30,000, 100,000 and 300,000 objects (``--sizes`` to change them), each
+on fresh servers in a fresh child process, and prints a JSON line per size and a summary (bench/scale_sweep.py).
+
 With ``--kubeconfig PATH`` it uses that cluster instead of starting the test server: it creates its objects in
 namespaces of its own (``lifeboat-bench-*``) with plain creates, and deletes them afterwards.
 """
@@ -124,6 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=None, help="default 100,000; 300,000 with --oneshot")
     parser.add_argument("--oneshot", action="store_true", help="only a one-shot backup: its peak RSS and speed")
+    parser.add_argument("--sweep", action="store_true", help="one-shot backups of several sizes (see --sizes)")
+    parser.add_argument("--sizes", default="30000,100000,300000", help="with --sweep: comma-separated object counts")
     parser.add_argument("--noop", action="store_true", help="with --oneshot: then an incremental of the same cluster")
     parser.add_argument("--kubeconfig", metavar="PATH", help="run against this cluster, not the test server")
     parser.add_argument("--namespaces", type=int, default=200)
@@ -133,6 +138,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.objects is None:
         args.objects = 300_000 if args.oneshot else 100_000
+    if args.sweep:
+        from bench.scale_sweep import sweep
+
+        sweep([int(size) for size in args.sizes.split(",")], args.namespaces, args.kubeconfig)
+        return
     if args.oneshot:
         oneshot_only(args)
         return

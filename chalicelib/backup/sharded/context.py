@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.backup.sharded.checkpoints import CheckpointStore
+from chalicelib.core.capacity import oneshot_capacity, shard_threshold
 from chalicelib.core.ids import BlobId
 from chalicelib.core.jobs import ClusterRef, CommitMessage, ShardMessage
 from chalicelib.core.models import BackupState
@@ -35,11 +36,19 @@ CONTEXTS_KEPT = 2
 RUNNING_CHECK_S = 30.0
 
 
+# The objects one backup worker invocation backs up one-shot within a third of its timeout and half its memory, as
+# measured (docs/scale.md, "One cluster"): 520,000, set by memory (by time it would be ~1,000,000). A namespace
+# costs ~4 KiB and no measurable time of a one-shot backup (every type is listed cluster-wide): 10,000 namespaces is
+# the most measured, so more are sharded whatever their objects.
+ONESHOT_MAX_OBJECTS = shard_threshold(oneshot_capacity())
+ONESHOT_MAX_NAMESPACES = 10_000
+
+
 @dataclass(frozen=True)
 class ShardingOptions:
     # A job without "shard" is sharded when it has at least this many namespaces or objects.
-    min_namespaces: int = 200
-    min_objects: int = 250_000
+    min_namespaces: int = ONESHOT_MAX_NAMESPACES
+    min_objects: int = ONESHOT_MAX_OBJECTS
     # A work item (one shard message) gets whole namespaces worth about this many objects, or this share of the
     # cluster's objects when that is fewer (so a cluster still spreads over ~1/share workers); at least one namespace.
     item_objects: int = 25_000
