@@ -72,5 +72,5 @@ def shard_threshold(capacity: Capacity) -> int:
     objects = capacity.objects
     if objects < 100:
         return objects
-    step = 10 ** (len(str(objects)) - 2)
+    step: int = 10 ** (len(str(objects)) - 2)
     return objects // step * step
