@@ -16,8 +16,12 @@ on two servers in the same run, from the same catalog (set up once, then copied 
                hundreds of milliseconds of CPU: the tick is quadratic in moto, not in the dispatcher. These are the
                ``stock_tick_<N>_*`` figures.
 
-``request_ms`` is the baseline that shows the difference: the median latency of one TransactWriteItems (a conditional
-Put), one key Query and one GetItem on each server, on an empty table and on a table of 2,000 items.
+``request_ms`` and ``send_batch_ms`` are the baseline that shows the difference: the median latency of one
+TransactWriteItems (a conditional Put), one key Query and one GetItem on each server, on an empty table and on a
+table of 2,000 items, and of one SendMessageBatch of ten jobs into an empty queue and into one of 500 messages.
+``client_cpu_s`` is the dispatcher's own CPU time in the tick (this process; moto runs in its own), and
+``lambda_cpu_bound_s`` what that CPU alone takes on the dispatcher Lambda's share of a vCPU (its memory / 1,769 MB),
+a lower bound on the tick's time there (the requests' waiting overlaps on the 16 threads, the CPU does not).
 
 Simulated (a minute-by-minute model): the runs the dispatcher sends each minute go to backup workers of the
 configured reserved concurrency; each run takes ``--run-s`` seconds. It reports DynamoDB items and request units
@@ -33,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -125,6 +130,28 @@ def request_ms(endpoint: str, items: int, samples: int = 15) -> dict[str, float]
     return out
 
 
+def send_batch_ms(endpoint: str, queued: int, samples: int = 10) -> dict[str, float]:
+    """Median latency of one SendMessageBatch of ten jobs into an empty queue and into one of ``queued`` messages."""
+    _, sqs = clients(endpoint)
+    url = sqs.create_queue(QueueName=f"lifeboat-probe-{queued}")["QueueUrl"]
+    entries = [{"Id": str(i), "MessageBody": json.dumps({"job_id": f"probe-{i}", "pad": "x" * 600})} for i in range(10)]
+
+    def median_ms() -> float:
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            times.append(time.perf_counter() - started)
+        return round(statistics.median(times) * 1000, 1)
+
+    empty = median_ms()
+    for _ in range(queued // 10 - samples):
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    out = {"empty": empty, f"{queued}_queued": median_ms()}
+    sqs.delete_queue(QueueUrl=url)
+    return out
+
+
 def set_up(endpoint: str, clusters: int, clock: Clock) -> float:
     """``clusters`` registered clusters with one hourly policy each, through the catalog (seconds taken)."""
     from chalicelib.catalog.clusters import ClusterCatalog
@@ -188,13 +215,19 @@ def tick(endpoint: str, timeout_s: int, *, next_tick: bool = False) -> dict[str,
     catalog = (PolicyCatalog(ddb, TABLE), BackupCatalog(ddb, TABLE), ClusterCatalog(ddb, TABLE))
     dispatcher = Dispatcher(*catalog, BackupWorkQueue(sqs, url), clock=clock, remaining_ms=remaining_ms)
     with counting() as calls:
+        cpu = _cpu_s()
         started = time.monotonic()
         report = dispatcher.dispatch_due()
         wall = time.monotonic() - started
+        cpu = _cpu_s() - cpu
     counts = report.counts()
     queued = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     out: dict[str, Any] = {
         "s": round(wall, 2),
+        # The dispatcher's own CPU (this process: moto runs in its own), and what it alone would take on the
+        # dispatcher Lambda's share of a vCPU (its memory size / 1,769 MB), where the requests' waiting overlaps.
+        "client_cpu_s": round(cpu, 2),
+        "lambda_cpu_bound_s": round(cpu / lambda_vcpu(), 1),
         "requests": sum(calls.values()),
         "calls": dict(sorted(calls.items())),
         "claimed": counts.get("dispatched", 0),
@@ -214,6 +247,19 @@ def tick(endpoint: str, timeout_s: int, *, next_tick: bool = False) -> dict[str,
     return out
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def lambda_vcpu(function: str = "dispatcher") -> float:
+    """The share of a vCPU Lambda gives ``function`` (one full vCPU at 1,769 MB, proportionally below)."""
+    from chalicelib.core.capacity import FULL_VCPU_MB
+
+    memory = json.loads((ROOT / ".chalice" / "config.json").read_text())["lambda_functions"][function]
+    return min(1.0, memory["lambda_memory_size"] / FULL_VCPU_MB)
+
+
 def queued_jobs(sqs: Any, url: str) -> list[str]:
     """The job id of every message in the queue (each received once: the visibility timeout outlasts the bench)."""
     ids = []
@@ -229,10 +275,12 @@ def measure_tick(clusters: int) -> dict[str, Any]:
     timeout_s = reserved()["dispatcher"][1]
     # The machine's load when the measurement started: a shared machine's other work slows both servers and client.
     out: dict[str, Any] = {"clusters": clusters, "tick_timeout_s": timeout_s, "loadavg_1m": os.getloadavg()[0]}
+    out["dispatcher_vcpu"] = round(lambda_vcpu(), 3)
     with moto_servers() as endpoints:
         out["request_ms"] = {
             name: {"empty": request_ms(url, 0), "2000_items": request_ms(url, 2000)} for name, url in endpoints.items()
         }
+        out["send_batch_ms"] = {name: send_batch_ms(url, 500) for name, url in endpoints.items()}
         clock = Clock(datetime(2026, 1, 10, 0, 0, 10, tzinfo=UTC))
         out["setup_s"] = round(set_up(endpoints["flat"], clusters, clock), 1)
         out["catalog_items"] = copy_table(endpoints["flat"], endpoints["stock"])
