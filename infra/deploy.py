@@ -72,7 +72,6 @@ def environment() -> dict[str, Any]:
         "LIFEBOAT_BACKUP_QUEUE_URL": {"Ref": "BackupJobsQueue"},
         "LIFEBOAT_RESTORE_QUEUE_URL": {"Ref": "RestoreJobsQueue"},
         "LIFEBOAT_VERIFICATION_QUEUE_URL": {"Ref": "VerificationJobsQueue"},
-        "LIFEBOAT_API_CLIENT_SECRET_ARN": {"Ref": "ApiClientSecret"},
     }
 
 
