@@ -92,6 +92,10 @@ PRIMARY_PARAMETERS: dict[str, Any] = {
 }
 
 
+def _managed(name: str) -> dict[str, str]:
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{name}"}
+
+
 def complete(template: dict[str, Any], infra: dict[str, Any]) -> dict[str, Any]:
     """Rewrite the template `chalice package` produced: roles, environment, VPC settings.
 
@@ -131,6 +135,11 @@ def complete(template: dict[str, Any], infra: dict[str, Any]) -> dict[str, Any]:
         props["Role"] = {"Fn::GetAtt": [f"{lid}Role", "Arn"]}
         variables = props.setdefault("Environment", {}).setdefault("Variables", {})
         variables.update(environment())
+        # In a VPC, Lambda creates the function's network interfaces with its role: the VPC access policy (which
+        # includes the basic one's logging) replaces the basic one.
+        resources[f"{lid}Role"]["Properties"]["ManagedPolicyArns"] = [
+            {"Fn::If": ["HasVpc", _managed("AWSLambdaVPCAccessExecutionRole"), _managed("AWSLambdaBasicExecutionRole")]}
+        ]
         props["VpcConfig"] = {
             "Fn::If": [
                 "HasVpc",

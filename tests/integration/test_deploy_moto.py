@@ -130,4 +130,7 @@ def test_functions_in_a_vpc_get_the_endpoints_they_need(aws: Any, template: Path
         "secretsmanager": "Interface",
         "events": "Interface",
         "kms": "Interface",
+        "ec2": "Interface",
+        "eks": "Interface",
+        "lambda": "Interface",
     }

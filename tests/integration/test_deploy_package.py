@@ -117,6 +117,18 @@ def test_functions_join_the_vpc_only_when_subnets_are_given(packaged: dict[str, 
     assert vpc["Fn::If"][0] == "HasVpc"
     assert vpc["Fn::If"][1]["SubnetIds"] == {"Ref": "SubnetIds"}
     assert template["Parameters"]["SubnetIds"]["Default"] == ""
+    policy = "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+    for lid in _function_ids(template):
+        # Lambda creates a VPC function's network interfaces with the function's role.
+        assert template["Resources"][f"{lid}Role"]["Properties"]["ManagedPolicyArns"] == [
+            {
+                "Fn::If": [
+                    "HasVpc",
+                    {"Fn::Sub": policy + "AWSLambdaVPCAccessExecutionRole"},
+                    {"Fn::Sub": policy + "AWSLambdaBasicExecutionRole"},
+                ]
+            }
+        ], lid
 
 
 def test_merged_template_passes_cfn_lint(packaged: dict[str, Any]) -> None:
