@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib.core.dump_job import dump_job, upload_secret
 from chalicelib.core.dump_restore_job import RestoreTarget, restore_job, restore_secret
-from chalicelib.core.dumps import dumps_from_list
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.repository.presigned import presigned_get
 from chalicelib.repository.store import S3ObjectStore
 from chalicelib.snapshots.dumps import DumpUploads
@@ -26,6 +26,19 @@ BACKUP_ID = "20261202T030000Z-7ed157"
 APP_SECRETS = {"cache-auth": {"password": PASSWORD}}
 
 
+def _spec(name: str, *, timeout: int) -> DumpSpec:
+    """A redis dump of the ``redis`` Service in ``shop``, its password in the ``cache-auth`` Secret."""
+    entry = {
+        "name": name,
+        "engine": "redis",
+        "namespace": "shop",
+        "target": "redis",
+        "credentials": {"secret": "cache-auth", "password_key": "password"},
+        "timeout": timeout,
+    }
+    return dumps_from_list([entry])[0]
+
+
 @pytest.fixture(scope="module")
 def store() -> Iterator[S3ObjectStore]:
     with moto_s3_store(BUCKET) as found:
@@ -33,18 +46,7 @@ def store() -> Iterator[S3ObjectStore]:
 
 
 def test_a_redis_dump_restores_every_database_key_for_key(store: S3ObjectStore, tmp_path: Path) -> None:
-    spec = dumps_from_list(
-        [
-            {
-                "name": "cache",
-                "engine": "redis",
-                "namespace": "shop",
-                "target": "redis",
-                "credentials": {"secret": "cache-auth", "password_key": "password"},
-                "timeout": 120,
-            }
-        ]
-    )[0]
+    spec = _spec("cache", timeout=120)
     with redis_server(tmp_path / "source") as source, redis_server(tmp_path / "copy") as copy:
         for i in range(200):
             redis_cli(source, 0, "SET", f"user:{i}", f'name {i} "quoted" \\ back')
@@ -91,18 +93,7 @@ def test_a_redis_dump_restores_every_database_key_for_key(store: S3ObjectStore, 
 def test_a_restore_whose_target_refuses_fails_and_stops_its_scratch_server(
     store: S3ObjectStore, tmp_path: Path
 ) -> None:
-    spec = dumps_from_list(
-        [
-            {
-                "name": "sessions",
-                "engine": "redis",
-                "namespace": "shop",
-                "target": "redis",
-                "credentials": {"secret": "cache-auth", "password_key": "password"},
-                "timeout": 60,
-            }
-        ]
-    )[0]
+    spec = _spec("sessions", timeout=60)
     with redis_server(tmp_path / "source") as source:
         redis_cli(source, 0, "SET", "k", "v")
         redis_cli(source, 0, "SAVE")
