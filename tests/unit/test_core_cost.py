@@ -132,3 +132,9 @@ def test_cli_estimate_from_a_registered_clusters_backups(
     assert doc["shape"]["change_rate"] == pytest.approx(0.015)
     assert main([*args[:3], "nowhere", *args[4:]]) == 1
     assert "no completed backups" in capsys.readouterr().err
+
+
+def test_a_policy_costs_one_custom_metric() -> None:
+    result = estimate(ClusterShape(objects=10_000), PolicyShape(replica=True), PRICES)
+    [metric] = [line for line in result.lines if line.unit == "metric-month"]
+    assert metric.quantity == 1 and metric.usd == pytest.approx(PRICES["cloudwatch_metric_month"])

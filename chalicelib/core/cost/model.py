@@ -18,7 +18,8 @@ GIB = 1 << 30
 HOURS_PER_MONTH = 730.0
 PACK_TARGET = 4 * MIB
 ALARMS = 14  # AWS::CloudWatch::Alarm resources in infra/lifeboat.yaml
-DEPLOYMENT_METRICS = 29  # add_metric calls with only the service dimension (32 less the 3 per-policy RPO ones)
+DEPLOYMENT_METRICS = 29  # add_metric calls with only the service dimension (30 less the per-policy RPO one)
+POLICY_METRICS = 1  # PolicyRpoMinutes, dimensions cluster and policy (scheduling/status.py)
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,9 @@ def estimate(
             add("EBS", "snapshot copies, replica storage", snap_gb, "GB-month", "ebs_snapshot_gb_month")
             copy_gb = shape.pvcs * shape.pvc_gib * shape.pvc_change_rate * reps
             add("Transfer", "inter-region, snapshot copies", copy_gb, "GB", "transfer_inter_region_gb")
-    # status.py publishes PolicyRpoMinutes, PolicyRpoTargetMinutes and PolicyRpoExceeded per (cluster, policy);
+    # status.py publishes PolicyRpoMinutes per (cluster, policy), its target and flag only as log properties;
     # the backup metrics and the alarms carry only the service dimension: fixed costs of the deployment.
-    add("CloudWatch", "metrics per policy (RPO, target, exceeded)", 3, "metric-month", "cloudwatch_metric_month")
+    add("CloudWatch", "RPO metric per policy", POLICY_METRICS, "metric-month", "cloudwatch_metric_month")
     add(
         "CloudWatch",
         "log ingestion",
