@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chalicelib.core.etcd import MANAGED_AUTH_TYPES
+
 MIB = 1 << 20
 GIB = 1 << 30
 HOURS_PER_MONTH = 730.0
@@ -34,6 +36,16 @@ class ClusterShape:
     etcd_mib: float = 0.0  # an etcd snapshot per run when > 0
     dump_mib: float = 0.0  # database dumps per run
     compression: float = 0.15  # packed bytes / raw canonical JSON bytes (zstd on Kubernetes JSON)
+    # How the cluster is registered (scheduling/clusters.py): "eks" authenticates with IAM and stores nothing;
+    # "kubeconfig_secret" and "token_secret" keep a Secrets Manager secret, read on every connecting invocation.
+    auth: str = "eks"
+
+    @property
+    def stored_secrets(self) -> int:
+        """Secrets Manager secrets the cluster's registration names: its credentials, its etcd client certificate."""
+        if self.auth in MANAGED_AUTH_TYPES:
+            return 0  # and EKS runs etcd: no etcd target, no etcd secret
+        return 1 + (1 if self.etcd_mib else 0)
 
 
 @dataclass(frozen=True)
@@ -239,10 +251,11 @@ def estimate(
         "requests",
         "kms_request",
     )
-    add("Secrets Manager", "kubeconfig secret", 1, "secret-month", "secretsmanager_secret_month")
-    add(
-        "Secrets Manager", "GetSecretValue", runs + policy.verifications_per_month, "requests", "secretsmanager_request"
-    )
+    if shape.stored_secrets:
+        secrets = shape.stored_secrets
+        add("Secrets Manager", "cluster secrets", secrets, "secret-month", "secretsmanager_secret_month")
+        reads = secrets * (runs + policy.verifications_per_month)
+        add("Secrets Manager", "GetSecretValue", reads, "requests", "secretsmanager_request")
     if policy.ebs_snapshots and shape.pvcs:
         snap_gb = shape.pvcs * shape.pvc_gib * (1 + min(policy.retention_runs, runs) * shape.pvc_change_rate)
         add("EBS", "snapshot storage", snap_gb, "GB-month", "ebs_snapshot_gb_month")
