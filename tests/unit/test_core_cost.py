@@ -10,11 +10,13 @@ import pytest
 from chalicelib.cli.main import main
 from chalicelib.core.cost.model import (
     ClusterShape,
+    Estimate,
     PolicyShape,
     backup_requests,
     estimate,
     fixed,
     replication_requests,
+    restore_requests,
     shape_from_backups,
 )
 from chalicelib.core.cost.prices import PRICES, InvalidPrices, with_overrides
@@ -175,3 +177,26 @@ def test_cli_estimate_takes_the_auth_kind(auth: str, secret: bool, capsys: pytes
 def test_cli_estimate_defaults_to_an_eks_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", "estimate", "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["shape"]["auth"] == "eks"
+
+
+def test_a_restore_reads_each_pack_once_and_checkpoints_every_200_objects() -> None:
+    small, large = ClusterShape(objects=400, namespaces=4), ClusterShape(objects=300_000, namespaces=200)
+    assert restore_requests(small).s3_get == 6  # config, manifest, index, root tree, the trees, one pack
+    assert restore_requests(small).ddb_write == 6  # create, claim, 2 checkpoints, finish, event mark
+    assert restore_requests(large).ddb_write == 1 + 1 + 1500 + 2
+    # 300,000 objects: ~44 packs of objects, ~5 of trees; namespaces do not add GETs (their trees are contiguous)
+    assert restore_requests(large).s3_get == 2 + 1 + 1 + 5 + 44
+    assert restore_requests(small, index_files=13).s3_get == 18
+    assert restore_requests(small, seconds=95).ddb_write == 9  # three heartbeats
+
+
+def test_verification_runs_are_priced_as_restores() -> None:
+    shape = ClusterShape(objects=10_000)
+    none = estimate(shape, PolicyShape(verifications_per_month=0), PRICES)
+    four = estimate(shape, PolicyShape(verifications_per_month=4), PRICES)
+
+    def gets(result: Estimate) -> float:
+        return next(line.quantity for line in result.lines if line.item == "GET/HEAD requests")
+
+    # hourly backups: the consolidated index and, on average, 12 more index files since the daily GC
+    assert gets(four) - gets(none) == pytest.approx(4 * restore_requests(shape, index_files=13).s3_get)
