@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,21 +20,27 @@ from chalicelib.core.scope import BackupScope
 
 CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patch"}))
 OBJECTS = 400
-SPREAD_NAMESPACES, SPREAD_PER_NAMESPACE = 4, 100
+SPREAD_PER_NAMESPACE = 100
 
 
-@pytest.fixture
-def many(kube_client: Any) -> Iterator[str]:
+def _fill(kube_client: Any, count: int, value: Callable[[], str]) -> str:
+    """A new namespace holding ``count`` ConfigMaps, each with one ``value()``."""
     ns = f"cost-{uuid.uuid4().hex[:6]}"
     kube_client.create_namespace(ns)
-    for i in range(OBJECTS):
+    for i in range(count):
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": f"cm-{i}", "namespace": ns},
-            "data": {"v": uuid.uuid4().hex * 8},
+            "data": {"v": value()},
         }
         kube_client.create(CM, body, namespace=ns)
+    return ns
+
+
+@pytest.fixture
+def many(kube_client: Any) -> Iterator[str]:
+    ns = _fill(kube_client, OBJECTS, lambda: uuid.uuid4().hex * 8)
     yield ns
     kube_client.delete_namespace(ns)
 
@@ -42,17 +48,7 @@ def many(kube_client: Any) -> Iterator[str]:
 @pytest.fixture
 def spread(kube_client: Any) -> Iterator[list[str]]:
     """Four namespaces of 100 ConfigMaps holding 24 KB of random hex each: two packs (about 5 MB after zstd)."""
-    names = [f"cost-{uuid.uuid4().hex[:6]}" for _ in range(SPREAD_NAMESPACES)]
-    for ns in names:
-        kube_client.create_namespace(ns)
-        for i in range(SPREAD_PER_NAMESPACE):
-            body = {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": f"cm-{i}", "namespace": ns},
-                "data": {"v": os.urandom(12_000).hex()},
-            }
-            kube_client.create(CM, body, namespace=ns)
+    names = [_fill(kube_client, SPREAD_PER_NAMESPACE, lambda: os.urandom(12_000).hex()) for _ in range(4)]
     yield names
     for ns in names:
         kube_client.delete_namespace(ns)
