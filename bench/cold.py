@@ -24,7 +24,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import ROOT  # noqa: E402
 
 ZIPPED_LIMIT = 50 * 2**20  # Lambda's limit on a directly uploaded zip
 UNZIPPED_LIMIT = 250 * 2**20  # Lambda's limit on the unzipped function and its layers

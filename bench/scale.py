@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -231,44 +232,51 @@ def main() -> None:
     print(orjson.dumps(result).decode())
 
 
-def oneshot_only(args: argparse.Namespace) -> None:
-    """One one-shot backup of ``args.objects`` objects in ``args.namespaces`` namespaces, in a fresh process."""
+@dataclass(frozen=True)
+class OneShot:
+    """A one-shot backup of a generated cluster on servers of its own, and optionally a no-op incremental after it."""
+
+    loaded: int
+    load_s: float
+    run: dict[str, Any]
+    noop: dict[str, Any] | None
+    servers_cpu: dict[str, float]
+
+
+def run_oneshot(objects: int, namespaces: int, kubeconfig: str | None, *, prefix: str, noop: bool) -> OneShot:
+    """``objects`` ConfigMaps, Secrets and Deployments of ~1 KiB in ``namespaces`` namespaces, loaded into fresh
+    servers, backed up one-shot in a fresh child process (then, with ``noop``, again into the same repository)."""
     from sandbox.synthetic import synthetic_objects
 
-    deployments = args.objects // 20
-    per_kind = (args.objects - args.namespaces - deployments) // 2
-    objects = synthetic_objects(
-        namespaces=args.namespaces, configmaps=per_kind, secrets=per_kind, deployments=deployments, size_bytes=1024
+    deployments = objects // 20
+    per_kind = (objects - namespaces - deployments) // 2
+    generated = synthetic_objects(
+        namespaces=namespaces, configmaps=per_kind, secrets=per_kind, deployments=deployments, size_bytes=1024
     )
-    workdir = Path(tempfile.mkdtemp(prefix="lifeboat-bench-oneshot-"))
-    with servers(workdir, kubeconfig=args.kubeconfig) as srv:
+    workdir = Path(tempfile.mkdtemp(prefix=f"lifeboat-bench-{prefix}-"))
+    with servers(workdir, kubeconfig=kubeconfig) as srv:
         started = time.perf_counter()
-        loaded = load_objects(srv, objects)
+        loaded = load_objects(srv, generated)
         load_s = time.perf_counter() - started
+
+        def backup(name: str) -> dict[str, Any]:
+            repository = f"scale-{prefix}/lifeboat/v1/"
+            return run_child(
+                "bench.scale_tasks", "oneshot", str(srv.kubeconfig), srv.aws_endpoint, repository,
+                f"{name}-{uuid.uuid4()}", srv.ns("bench-*"),
+            )  # fmt: skip
+
         before = server_cpu()
-        run = run_child(
-            "bench.scale_tasks",
-            "oneshot",
-            str(srv.kubeconfig),
-            srv.aws_endpoint,
-            "scale-oneshot/lifeboat/v1/",
-            f"oneshot-{uuid.uuid4()}",
-            srv.ns("bench-*"),
-        )
+        run = backup(prefix)
         servers_cpu = _delta(before, server_cpu())
-        noop = (
-            run_child(
-                "bench.scale_tasks",
-                "oneshot",
-                str(srv.kubeconfig),
-                srv.aws_endpoint,
-                "scale-oneshot/lifeboat/v1/",
-                f"noop-{uuid.uuid4()}",
-                srv.ns("bench-*"),
-            )
-            if args.noop
-            else None
-        )
+        second = backup("noop") if noop else None
+    return OneShot(loaded, load_s, run, second, servers_cpu)
+
+
+def oneshot_only(args: argparse.Namespace) -> None:
+    """One one-shot backup of ``args.objects`` objects in ``args.namespaces`` namespaces, in a fresh process."""
+    done = run_oneshot(args.objects, args.namespaces, args.kubeconfig, prefix="oneshot", noop=args.noop)
+    loaded, load_s, run, noop, servers_cpu = done.loaded, done.load_s, done.run, done.noop, done.servers_cpu
     assert run["state"] == "Completed", run
     result = {
         "objects": loaded,

@@ -19,52 +19,18 @@ a table and one JSON line per size (``"sweep": objects``) then one summary line 
 
 from __future__ import annotations
 
-import tempfile
-import time
-import uuid
-from pathlib import Path
 from typing import Any
-
-from bench.harness import load_objects, run_child, servers
 
 SIZES = (30_000, 100_000, 300_000)
 
 
 def one_size(objects: int, namespaces: int, kubeconfig: str | None) -> dict[str, Any]:
     """One one-shot backup of ``objects`` objects on servers of its own (started and stopped here)."""
-    from bench.scale import _delta, server_cpu
-    from sandbox.synthetic import synthetic_objects
+    from bench.scale import run_oneshot
 
-    deployments = objects // 20
-    per_kind = (objects - namespaces - deployments) // 2
-    generated = synthetic_objects(
-        namespaces=namespaces, configmaps=per_kind, secrets=per_kind, deployments=deployments, size_bytes=1024
-    )
-    workdir = Path(tempfile.mkdtemp(prefix="lifeboat-bench-sweep-"))
-    with servers(workdir, kubeconfig=kubeconfig) as srv:
-        started = time.perf_counter()
-        loaded = load_objects(srv, generated)
-        load_s = time.perf_counter() - started
-        before = server_cpu()
-        run = run_child(
-            "bench.scale_tasks",
-            "oneshot",
-            str(srv.kubeconfig),
-            srv.aws_endpoint,
-            "scale-sweep/lifeboat/v1/",
-            f"sweep-{uuid.uuid4()}",
-            srv.ns("bench-*"),
-        )
-        servers_cpu = _delta(before, server_cpu())
-        noop = run_child(
-            "bench.scale_tasks",
-            "oneshot",
-            str(srv.kubeconfig),
-            srv.aws_endpoint,
-            "scale-sweep/lifeboat/v1/",
-            f"noop-{uuid.uuid4()}",
-            srv.ns("bench-*"),
-        )
+    done = run_oneshot(objects, namespaces, kubeconfig, prefix="sweep", noop=True)
+    loaded, load_s, run, noop, servers_cpu = done.loaded, done.load_s, done.run, done.noop, done.servers_cpu
+    assert noop is not None
     assert run["state"] == "Completed", run
     assert noop["state"] == "Completed", noop
     backed_up = run["counts"]["objects"]

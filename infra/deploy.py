@@ -72,7 +72,6 @@ def environment() -> dict[str, Any]:
         "LIFEBOAT_BACKUP_QUEUE_URL": {"Ref": "BackupJobsQueue"},
         "LIFEBOAT_RESTORE_QUEUE_URL": {"Ref": "RestoreJobsQueue"},
         "LIFEBOAT_VERIFICATION_QUEUE_URL": {"Ref": "VerificationJobsQueue"},
-        "LIFEBOAT_API_CLIENT_SECRET_ARN": {"Ref": "ApiClientSecret"},
     }
 
 
@@ -91,6 +90,10 @@ PRIMARY_PARAMETERS: dict[str, Any] = {
         "Description": "Security groups for the functions when SubnetIds is set.",
     },
 }
+
+
+def _managed(name: str) -> dict[str, str]:
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::aws:policy/service-role/{name}"}
 
 
 def complete(template: dict[str, Any], infra: dict[str, Any]) -> dict[str, Any]:
@@ -132,6 +135,11 @@ def complete(template: dict[str, Any], infra: dict[str, Any]) -> dict[str, Any]:
         props["Role"] = {"Fn::GetAtt": [f"{lid}Role", "Arn"]}
         variables = props.setdefault("Environment", {}).setdefault("Variables", {})
         variables.update(environment())
+        # In a VPC, Lambda creates the function's network interfaces with its role: the VPC access policy (which
+        # includes the basic one's logging) replaces the basic one.
+        resources[f"{lid}Role"]["Properties"]["ManagedPolicyArns"] = [
+            {"Fn::If": ["HasVpc", _managed("AWSLambdaVPCAccessExecutionRole"), _managed("AWSLambdaBasicExecutionRole")]}
+        ]
         props["VpcConfig"] = {
             "Fn::If": [
                 "HasVpc",

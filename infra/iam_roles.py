@@ -28,6 +28,7 @@ RESOURCES = {
     "replica": ['!Sub "arn:${AWS::Partition}:s3:::lifeboat-${Stage}-replica-${AWS::AccountId}-*/*"'],
     "replica-list": ['!Sub "arn:${AWS::Partition}:s3:::lifeboat-${Stage}-replica-${AWS::AccountId}-*"'],
     "key": ["!GetAtt Key.Arn"],
+    "key-via-services": ["!GetAtt Key.Arn"],
     "replica-key": ["!If [HasReplicaKey, !Ref ReplicaKeyArn, !GetAtt Key.Arn]"],
     "secrets": ['!Sub "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:lifeboat/*"'],
     "api-client-secrets": [
@@ -37,11 +38,25 @@ RESOURCES = {
     "backup-queue": ["!GetAtt BackupJobsQueue.Arn"],
     "restore-queue": ["!GetAtt RestoreJobsQueue.Arn"],
     "verification-queue": ["!GetAtt VerificationJobsQueue.Arn"],
+    "replication-queue": ["!GetAtt ReplicationQueue.Arn"],
     "hooks": ['!Sub "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:lifeboat-hook-*"'],
     "eks": ['!Sub "arn:${AWS::Partition}:eks:*:${AWS::AccountId}:cluster/*"'],
     "snapshots": ['!Sub "arn:${AWS::Partition}:ec2:*::snapshot/*"'],
     "volumes": ['!Sub "arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:volume/*"'],
     "any": ['"*"'],
+}
+
+# A table resource key -> the condition of its statement (YAML lines under "Condition:").
+CONDITIONS = {
+    # The catalog table and the queues are encrypted with the repository key, and DynamoDB and SQS use it with the
+    # caller's permissions; this statement lets a function use the key only through them (never to decrypt an S3
+    # object or call KMS directly).
+    "key-via-services": [
+        "StringEquals:",
+        "  kms:ViaService:",
+        '    - !Sub "dynamodb.${AWS::Region}.amazonaws.com"',
+        '    - !Sub "sqs.${AWS::Region}.amazonaws.com"',
+    ],
 }
 
 
@@ -86,6 +101,8 @@ def section(table: dict[str, dict[str, object]]) -> str:
             lines += ["              - Effect: Allow", "                Action:"]
             lines += [f"                  - {a}" for a in actions]
             lines += ["                Resource:"] + [f"                  - {r}" for r in RESOURCES[key]]
+            if key in CONDITIONS:
+                lines += ["                Condition:"] + [f"                  {c}" for c in CONDITIONS[key]]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,8 @@ from chalicelib.cli.output import EXIT_OK, CliError, console, emit_json, table
 
 
 def add_parser(sub: Any, add_aws_options: Any) -> None:
+    from chalicelib.scheduling.clusters import REGISTRABLE
+
     cost = sub.add_parser("cost", help="what protecting a cluster costs a month").add_subparsers(
         dest="action", required=True
     )
@@ -17,6 +19,13 @@ def add_parser(sub: Any, add_aws_options: Any) -> None:
     add_aws_options(p)
     p.set_defaults(lazy_services=True)  # the catalog is read only with --from-cluster
     p.add_argument("--from-cluster", default=None, metavar="NAME", help="read the shape from NAME's last backups")
+    p.add_argument(
+        "--auth",
+        choices=sorted(REGISTRABLE),
+        default=None,
+        help="how the cluster is registered: eks (IAM, no secret; the default) or a Secrets Manager secret; "
+        "--from-cluster reads it from the registration",
+    )
     p.add_argument("--objects", type=int, default=10000)
     p.add_argument("--avg-object-bytes", type=int, default=4096)
     p.add_argument("--change-rate", type=float, default=0.01, help="fraction of objects changed per run")
@@ -72,6 +81,7 @@ def _shape(args: argparse.Namespace) -> Any:
             pvc_change_rate=args.pvc_change_rate,
             etcd_mib=args.etcd_mib,
             dump_mib=args.dump_mib,
+            auth=args.auth or "eks",
         )
     import dataclasses
 
@@ -84,7 +94,19 @@ def _shape(args: argparse.Namespace) -> Any:
     if not records:
         raise CliError(f"cluster {args.from_cluster!r} has no completed backups to read its shape from")
     shape = shape_from_backups(records)
-    return dataclasses.replace(shape, pvcs=args.pvcs, pvc_gib=args.pvc_gib, etcd_mib=args.etcd_mib)
+    auth = args.auth or _registered_auth(services, args.from_cluster) or "eks"
+    return dataclasses.replace(shape, pvcs=args.pvcs, pvc_gib=args.pvc_gib, etcd_mib=args.etcd_mib, auth=auth)
+
+
+def _registered_auth(services: Any, cluster: str) -> str | None:
+    """The auth kind of the cluster's registration; None for a cluster only seen in backups."""
+    from chalicelib.catalog.errors import RecordNotFound
+
+    try:
+        auth = services.cluster_catalog().get(cluster).auth
+    except RecordNotFound:
+        return None
+    return str(auth["type"]) if auth else None
 
 
 def estimate(args: argparse.Namespace, services: Any) -> int:

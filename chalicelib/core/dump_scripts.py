@@ -109,6 +109,9 @@ lifeboat_restore() {
     redis-server --port "$port" --bind 127.0.0.1 --dir "$LIFEBOAT_WORK" --dbfilename dump.rdb --save '' \
         --appendonly no --logfile "$LIFEBOAT_WORK/scratch.log" &
     local scratch=$!
+    # The restore runs in its own (background) subshell: this trap stops the scratch server however it ends, and
+    # leaves the container's own EXIT trap alone.
+    trap 'kill "$scratch" 2>/dev/null || true' EXIT
     until redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; do
         if ! kill -0 "$scratch" 2>/dev/null; then
             echo "lifeboat: the scratch redis-server did not load the RDB:" \

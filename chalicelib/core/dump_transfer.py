@@ -78,14 +78,17 @@ lifeboat_dump > "$W/dump.fifo" 2> "$W/engine.err" &
 status=0
 lifeboat_watch "$!" "$W/uploader.status" "$W/dump.fifo" || status=$?
 if [ -s "$W/engine.err" ]; then echo "$(< "$W/engine.err")" >&2; fi
-if [ "$status" != 0 ]; then echo "lifeboat: the dump's tool exited with status $status" >&2; fi
+if [ "$status" = 141 ]; then
+    echo "lifeboat: the dump's tool was cut off (SIGPIPE, status 141): the uploader stopped reading" >&2
+elif [ "$status" != 0 ]; then echo "lifeboat: the dump's tool exited with status $status" >&2; fi
 exit "$status"
 """
 
 _UPLOADER = r"""
 U="${LIFEBOAT_UPLOAD_DIR:?}"
 started=$(date +%s)
-rm -f "$W/hash" "$W/count" "$W/parts-done" "$W/dump.fifo"
+rm -f "$W/hash" "$W/count" "$W/parts-done" "$W/dump.fifo" "$W/upload.err"
+lifeboat_upload_said() { tail -n 1 "$W/upload.err" 2>/dev/null || true; }
 mkfifo "$W/hash" "$W/count"
 sha256sum < "$W/hash" > "$W/sha256" & hash_pid=$!
 wc -c < "$W/count" > "$W/size" & count_pid=$!
@@ -95,11 +98,16 @@ n=$(( 10#${FILE##*part-} ))
 url=$(sed -n "${n}p" "$LIFEBOAT_UPLOAD_DIR/parts")
 if [ -z "$url" ]; then
     echo "lifeboat: the dump is larger than the $(wc -l < "$LIFEBOAT_UPLOAD_DIR/parts") parts" \
-        "of $LIFEBOAT_PART_SIZE bytes this run was given" >&2
+        "of $LIFEBOAT_PART_SIZE bytes this run was given" | tee -a "$LIFEBOAT_WORK/upload.err" >&2
     exit 1
 fi
 cat > "$LIFEBOAT_WORK/part"
-curl -fsS --retry 3 --retry-all-errors -o /dev/null -T "$LIFEBOAT_WORK/part" "$url"
+if ! curl -fsS --retry 3 --retry-all-errors -o /dev/null -T "$LIFEBOAT_WORK/part" "$url" \
+    2> "$LIFEBOAT_WORK/part.err"; then
+    echo "lifeboat: the PUT of part $n failed: $(tr '\n' ' ' < "$LIFEBOAT_WORK/part.err")" \
+        | tee -a "$LIFEBOAT_WORK/upload.err" >&2
+    exit 1
+fi
 rm -f "$LIFEBOAT_WORK/part"
 echo "$n" >> "$LIFEBOAT_WORK/parts-done"
 EOF
@@ -120,6 +128,13 @@ if ! lifeboat_await -s "$W/engine.status"; then
     lifeboat_fail "the engine container reported no exit status within ${T}s; the upload is not completed"
 fi
 engine=$(< "$W/engine.status")
+# An upload that broke first closes the FIFO under the engine's tool, which then dies of SIGPIPE (status 141): the
+# upload is what failed, so it is what the message names.
+if [ "$upload" != 0 ] && [ "$engine" = 141 ]; then
+    kill "$hash_pid" "$count_pid" 2>/dev/null || true
+    lifeboat_fail "the upload failed with exit status $upload, which cut off the dump; the upload is not completed:" \
+        "$(lifeboat_upload_said)"
+fi
 if [ "$engine" != 0 ]; then
     kill "$hash_pid" "$count_pid" 2>/dev/null || true
     lifeboat_fail "the engine container's dump failed with exit status $engine; the upload is not completed:" \
@@ -127,7 +142,7 @@ if [ "$engine" != 0 ]; then
 fi
 if [ "$upload" != 0 ]; then
     kill "$hash_pid" "$count_pid" 2>/dev/null || true
-    lifeboat_fail "the upload failed with exit status $upload; the upload is not completed"
+    lifeboat_fail "the upload failed with exit status $upload; the upload is not completed: $(lifeboat_upload_said)"
 fi
 wait "$hash_pid" "$count_pid"
 if [ ! -s "$W/parts-done" ]; then  # an empty dump: S3 wants one part, even an empty one

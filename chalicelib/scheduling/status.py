@@ -117,7 +117,11 @@ class StatusService:
         )
 
     def publish_rpo_metrics(self) -> list[PolicyStatus]:
-        """One EMF document per enabled policy (dimensions cluster, policy) and a total the alarm watches."""
+        """One EMF document per enabled policy (dimensions cluster, policy) and a total the alarm watches.
+
+        Each policy's document holds one metric, PolicyRpoMinutes: every metric with its own dimension values is a
+        custom metric billed monthly, so the target and the exceeded flag are properties of the same log record
+        (searchable in Logs Insights) and the alarm watches the deployment-wide PoliciesOverRpoTarget."""
         from aws_lambda_powertools.metrics import MetricUnit
 
         from chalicelib.observability import metrics
@@ -128,9 +132,8 @@ class StatusService:
             m.add_dimension(name="cluster", value=status.cluster)
             m.add_dimension(name="policy", value=status.name)
             m.add_metric(name="PolicyRpoMinutes", unit=MetricUnit.Count, value=round(status.rpo_minutes, 2))
-            if status.rpo_target_minutes is not None:
-                m.add_metric(name="PolicyRpoTargetMinutes", unit=MetricUnit.Count, value=status.rpo_target_minutes)
-            m.add_metric(name="PolicyRpoExceeded", unit=MetricUnit.Count, value=int(status.rpo_exceeded))
+            m.add_metadata(key="rpo_target_minutes", value=status.rpo_target_minutes)
+            m.add_metadata(key="rpo_exceeded", value=status.rpo_exceeded)
             m.flush_metrics()
         overdue = sum(1 for s in statuses if s.verification is not None and s.verification.overdue)
         if self._verifications is not None:

@@ -172,8 +172,11 @@ def test_scheduled_handlers(client: Client, services: Services, capsys: Any) -> 
     assert rpo.payload == {"policies": 1, "over_target": []}
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     per_policy = next(doc for doc in emf if doc.get("policy") == "shop-nightly")
-    assert per_policy["PolicyRpoTargetMinutes"] in (1500, [1500]) and "PolicyRpoMinutes" in per_policy
-    assert per_policy["cluster"] == "prod"
+    assert per_policy["cluster"] == "prod" and "PolicyRpoMinutes" in per_policy
+    # One custom metric per policy ($0.30 a month each): the target and the flag ride along as log properties.
+    [definition] = per_policy["_aws"]["CloudWatchMetrics"]
+    assert [metric["Name"] for metric in definition["Metrics"]] == ["PolicyRpoMinutes"]
+    assert per_policy["rpo_target_minutes"] == 1500 and per_policy["rpo_exceeded"] is False
     total = next(doc for doc in emf if "PoliciesOverRpoTarget" in doc)
     assert "policy" not in total, "the alarm's metric carries the service dimension only"
     assert total["PoliciesMonitored"] in (1, [1]) and total["PoliciesOverRpoTarget"] in (0, [0])

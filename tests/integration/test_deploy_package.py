@@ -68,7 +68,8 @@ def test_environment_refers_to_the_stack_and_no_account_id_is_typed(packaged: di
     assert env["LIFEBOAT_BUCKET"] == {"Ref": "Bucket"}
     assert env["LIFEBOAT_BACKUP_QUEUE_URL"] == {"Ref": "BackupJobsQueue"}
     assert env["LIFEBOAT_REPLICA_BUCKET"] == {"Ref": "ReplicaBucketName"}
-    assert env["LIFEBOAT_API_CLIENT_SECRET_ARN"] == {"Ref": "ApiClientSecret"}
+    # API clients' keys are per client (`lifeboat api-clients add`), not one secret the stack makes.
+    assert not any("SecretsManager" in r["Type"] for r in template["Resources"].values())
     text = packaged["path"].read_text()
     assert "111111111111" not in text and "222222222222" not in text and "000000000000" not in text
     config = (ROOT / ".chalice" / "config.json").read_text()
@@ -89,12 +90,45 @@ def test_queue_event_sources_reference_the_template_queues(packaged: dict[str, A
     }
 
 
+def test_each_function_may_poll_the_queue_it_reads_and_decrypt_its_messages(packaged: dict[str, Any]) -> None:
+    # A role given to a function replaces the one SAM would create with its SQS poller policy: the role has to grant
+    # the polling itself, or the event source mapping cannot be created.
+    resources = packaged["template"]["Resources"]
+    readers = {
+        lid: event["Properties"]["Queue"]
+        for lid in _function_ids(packaged["template"])
+        for event in resources[lid]["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+    }
+    assert len(readers) == 4
+    for lid, queue in readers.items():
+        statements = [
+            s for p in resources[f"{lid}Role"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
+        ]
+        polling = {a for s in statements if queue in s["Resource"] for a in s["Action"]}
+        assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= polling, lid
+        key = [s for s in statements if {"Fn::GetAtt": ["Key", "Arn"]} in s["Resource"] and "Condition" in s]
+        assert any("kms:Decrypt" in s["Action"] for s in key), lid
+
+
 def test_functions_join_the_vpc_only_when_subnets_are_given(packaged: dict[str, Any]) -> None:
     template = packaged["template"]
     vpc = template["Resources"]["Replicator"]["Properties"]["VpcConfig"]
     assert vpc["Fn::If"][0] == "HasVpc"
     assert vpc["Fn::If"][1]["SubnetIds"] == {"Ref": "SubnetIds"}
     assert template["Parameters"]["SubnetIds"]["Default"] == ""
+    policy = "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+    for lid in _function_ids(template):
+        # Lambda creates a VPC function's network interfaces with the function's role.
+        assert template["Resources"][f"{lid}Role"]["Properties"]["ManagedPolicyArns"] == [
+            {
+                "Fn::If": [
+                    "HasVpc",
+                    {"Fn::Sub": policy + "AWSLambdaVPCAccessExecutionRole"},
+                    {"Fn::Sub": policy + "AWSLambdaBasicExecutionRole"},
+                ]
+            }
+        ], lid
 
 
 def test_merged_template_passes_cfn_lint(packaged: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ uploader to S3 (moto over HTTP), then the RDB through the downloader into a seco
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from chalicelib.core.dump_job import dump_job, upload_secret
 from chalicelib.core.dump_restore_job import RestoreTarget, restore_job, restore_secret
-from chalicelib.core.dumps import dumps_from_list
+from chalicelib.core.dumps import DumpSpec, dumps_from_list
 from chalicelib.repository.presigned import presigned_get
 from chalicelib.repository.store import S3ObjectStore
 from chalicelib.snapshots.dumps import DumpUploads
@@ -25,6 +26,19 @@ BACKUP_ID = "20261202T030000Z-7ed157"
 APP_SECRETS = {"cache-auth": {"password": PASSWORD}}
 
 
+def _spec(name: str, *, timeout: int) -> DumpSpec:
+    """A redis dump of the ``redis`` Service in ``shop``, its password in the ``cache-auth`` Secret."""
+    entry = {
+        "name": name,
+        "engine": "redis",
+        "namespace": "shop",
+        "target": "redis",
+        "credentials": {"secret": "cache-auth", "password_key": "password"},
+        "timeout": timeout,
+    }
+    return dumps_from_list([entry])[0]
+
+
 @pytest.fixture(scope="module")
 def store() -> Iterator[S3ObjectStore]:
     with moto_s3_store(BUCKET) as found:
@@ -32,18 +46,7 @@ def store() -> Iterator[S3ObjectStore]:
 
 
 def test_a_redis_dump_restores_every_database_key_for_key(store: S3ObjectStore, tmp_path: Path) -> None:
-    spec = dumps_from_list(
-        [
-            {
-                "name": "cache",
-                "engine": "redis",
-                "namespace": "shop",
-                "target": "redis",
-                "credentials": {"secret": "cache-auth", "password_key": "password"},
-                "timeout": 120,
-            }
-        ]
-    )[0]
+    spec = _spec("cache", timeout=120)
     with redis_server(tmp_path / "source") as source, redis_server(tmp_path / "copy") as copy:
         for i in range(200):
             redis_cli(source, 0, "SET", f"user:{i}", f'name {i} "quoted" \\ back')
@@ -85,3 +88,27 @@ def test_a_redis_dump_restores_every_database_key_for_key(store: S3ObjectStore, 
         assert all(r.returncode == 0 for r in ran.values()), ran
         assert "lifeboat: 205 keys restored" in ran["restore"].stdout
         assert redis_contents(copy, range(4)) == before
+
+
+def test_a_restore_whose_target_refuses_fails_and_stops_its_scratch_server(
+    store: S3ObjectStore, tmp_path: Path
+) -> None:
+    spec = _spec("sessions", timeout=60)
+    with redis_server(tmp_path / "source") as source:
+        redis_cli(source, 0, "SET", "k", "v")
+        redis_cli(source, 0, "SAVE")
+        store.put("dumps/shop/sessions.rdb", (tmp_path / "source" / "dump.rdb").read_bytes())
+    scratch_port = free_port()
+    target = RestoreTarget("shop", "redis-gone", port=free_port())  # nothing listens there
+    ran = run_pod(
+        restore_job(BACKUP_ID, spec, target),
+        restore_secret(BACKUP_ID, spec, target, presigned_get(store, "dumps/shop/sessions.rdb", expires_s=600)),
+        tmp_path / "restore",
+        app_secrets=APP_SECRETS,
+        env={"LIFEBOAT_HOST": "127.0.0.1", "LIFEBOAT_SCRATCH_PORT": str(scratch_port)},
+        timeout_s=60,
+    )
+    assert ran["restore"].returncode != 0
+    assert "MIGRATE into 127.0.0.1" in ran["restore"].stderr, ran["restore"].stderr
+    scratch = subprocess.run(["redis-cli", "-p", str(scratch_port), "ping"], capture_output=True, text=True)
+    assert "PONG" not in scratch.stdout, "the scratch redis-server outlived its restore"

@@ -35,7 +35,6 @@ UNSUPPORTED_BY_MOTO = {
         "AWS::SQS::QueuePolicy",
         "AWS::CloudWatch::Alarm",
         "AWS::SNS::TopicPolicy",
-        "AWS::SecretsManager::Secret",  # the generated API client secret
     },
     "replica": {"AWS::S3::BucketPolicy"},
 }

@@ -113,9 +113,11 @@ def test_least_privilege_rules_of_the_issue() -> None:
         "maintenance",
     }
     assert {f for f in table if "ec2:DeleteSnapshot" in everything[f]} == {"maintenance"}
-    # The internet-facing API handler: no S3, KMS or EC2 at all; of the secrets, only the API clients' keys, which
-    # verifying a request's signature (and so resolving its grant) needs; never a cluster's credentials.
-    assert not any(a.startswith(("s3:", "ec2:", "kms:")) for a in everything["api_handler"])
+    # The internet-facing API handler: no S3 or EC2 at all, the key only through DynamoDB and SQS; of the secrets,
+    # only the API clients' keys, which verifying a request's signature (and so resolving its grant) needs; never a
+    # cluster's credentials.
+    assert not any(a.startswith(("s3:", "ec2:")) for a in everything["api_handler"])
+    assert not any(a.startswith("kms:") for a in everything["api_handler"] - actions("api_handler", "key-via-services"))
     assert "secrets" not in table["api_handler"]
     assert table["api_handler"]["api-client-secrets"] == ["secretsmanager:GetSecretValue"]
     assert {f for f in table if "api-client-secrets" in table[f]} == {"api_handler"}
@@ -142,3 +144,40 @@ def test_the_roles_section_is_written_from_the_table() -> None:
 
     check = subprocess.run([sys.executable, "infra/iam_roles.py", "--check"], cwd=ROOT)
     assert check.returncode == 0, "the template's roles differ from infra/iam-actions.json: run infra/iam_roles.py"
+
+
+QUEUES = ("backup-queue", "restore-queue", "verification-queue", "replication-queue")
+
+
+def test_the_key_is_granted_through_dynamodb_and_sqs_to_every_function_that_uses_them() -> None:
+    # The catalog table and the queues are encrypted with the repository key: DynamoDB and SQS call KMS with the
+    # caller's permissions, so a function that reads the table or a queue needs kms:Decrypt, and one that sends to
+    # a queue kms:GenerateDataKey too; through those services only.
+    for function, spec in _table().items():
+        uses = bool(spec.get("table")) or any(spec.get(q) for q in QUEUES)
+        sends = any("sqs:SendMessage" in spec.get(q, []) for q in QUEUES)
+        wanted = ["kms:GenerateDataKey", "kms:Decrypt"] if sends else ["kms:Decrypt"] if uses else None
+        assert spec.get("key-via-services") == wanted, function
+    role = _template()["Resources"]["APIHandlerRole"]
+    [statement] = [s for s in _statements(role) if "kms:Decrypt" in _as_list(s["Action"])]
+    assert list(statement["Condition"]["StringEquals"]) == ["kms:ViaService"]
+    text = (ROOT / "infra" / "lifeboat.yaml").read_text()
+    via = (
+        "kms:ViaService:\n"
+        '                      - !Sub "dynamodb.${AWS::Region}.amazonaws.com"\n'
+        '                      - !Sub "sqs.${AWS::Region}.amazonaws.com"\n'
+    )
+    users = sum("key-via-services" in spec for spec in _table().values())
+    assert text.count("kms:ViaService:") == text.count(via) == users
+
+
+def test_each_queue_is_polled_only_by_its_worker() -> None:
+    poll = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    polling = {(f, q) for f, spec in _table().items() for q in QUEUES if poll <= set(spec.get(q, []))}
+    assert polling == {
+        ("backup_worker", "backup-queue"),
+        ("restore_worker", "restore-queue"),
+        ("verification_worker", "verification-queue"),
+        ("replicator", "replication-queue"),
+    }
+    assert not any(set(spec.get(q, [])) & poll for f, spec in _table().items() for q in QUEUES if (f, q) not in polling)

@@ -13,12 +13,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chalicelib.core.etcd import MANAGED_AUTH_TYPES
+
 MIB = 1 << 20
 GIB = 1 << 30
 HOURS_PER_MONTH = 730.0
 PACK_TARGET = 4 * MIB
+TREE_ENTRY_PACKED = 60  # bytes per object in a packed namespace tree (measured: 24,020 bytes for 404 entries)
+RESULTS_PER_CHECKPOINT = 200  # restore/checkpointer.py FLUSH_EVERY: one transaction per 200 objects' results
+HEARTBEAT_S = 30.0  # restore/worker.py HEARTBEAT_EVERY_S
 ALARMS = 14  # AWS::CloudWatch::Alarm resources in infra/lifeboat.yaml
-DEPLOYMENT_METRICS = 29  # add_metric calls with only the service dimension (32 less the 3 per-policy RPO ones)
+DEPLOYMENT_METRICS = 29  # add_metric calls with only the service dimension (30 less the per-policy RPO one)
+POLICY_METRICS = 1  # PolicyRpoMinutes, dimensions cluster and policy (scheduling/status.py)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,16 @@ class ClusterShape:
     etcd_mib: float = 0.0  # an etcd snapshot per run when > 0
     dump_mib: float = 0.0  # database dumps per run
     compression: float = 0.15  # packed bytes / raw canonical JSON bytes (zstd on Kubernetes JSON)
+    # How the cluster is registered (scheduling/clusters.py): "eks" authenticates with IAM and stores nothing;
+    # "kubeconfig_secret" and "token_secret" keep a Secrets Manager secret, read on every connecting invocation.
+    auth: str = "eks"
+
+    @property
+    def stored_secrets(self) -> int:
+        """Secrets Manager secrets the cluster's registration names: its credentials, its etcd client certificate."""
+        if self.auth in MANAGED_AUTH_TYPES:
+            return 0  # and EKS runs etcd: no etcd target, no etcd secret
+        return 1 + (1 if self.etcd_mib else 0)
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,11 @@ def packed_bytes(shape: ClusterShape, fraction: float) -> int:
     return int(shape.objects * fraction * shape.avg_object_bytes * shape.compression)
 
 
+def tree_bytes(shape: ClusterShape, namespaces: int) -> int:
+    """Packed bytes of ``namespaces`` namespace trees (a changed namespace's tree is written whole again)."""
+    return math.ceil(shape.objects * min(1.0, namespaces / max(1, shape.namespaces))) * TREE_ENTRY_PACKED
+
+
 def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: bool = False) -> Requests:
     """One backup in which ``fraction`` of the objects changed (1.0: a full backup with no parent).
 
@@ -88,7 +109,7 @@ def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: boo
     """
     changed = math.ceil(shape.objects * fraction)
     trees = (min(shape.namespaces, changed) + 2) if changed else 0  # changed namespaces, cluster tree, root tree
-    data = packed_bytes(shape, fraction) + trees * 256
+    data = packed_bytes(shape, fraction) + (tree_bytes(shape, trees - 2) + 2 * 256 if changed else 0)
     packs = math.ceil(data / PACK_TARGET) if changed else 0
     parent = fraction < 1.0
     puts = packs + (1 if changed else 0) + 1 + (1 if new_repository else 0)  # packs, index, manifest, config
@@ -125,10 +146,28 @@ def replication_requests(backup: Requests, *, incremental: bool = True) -> Reque
     )
 
 
-def restore_requests(shape: ClusterShape) -> Requests:
-    data = packed_bytes(shape, 1.0)
-    packs = max(1, math.ceil(data / PACK_TARGET))
-    return Requests(s3_get=packs + shape.namespaces + 4, s3_list=1, ddb_write=4, ddb_read=3, sqs=3, events=2)
+def restore_requests(shape: ClusterShape, *, index_files: int = 1, seconds: float = 0.0) -> Requests:
+    """Restoring every object of a full backup: a restore job from its creation to its announcement.
+
+    Measured on moto (tests/integration/test_cost_requests.py): the reader GETs the config, the manifest and each
+    index file (one LIST), the root tree, the scope trees in one batch (one GET per pack holding trees: they are
+    contiguous) and each pack's objects in one GET (the reader fetches a pack whole when most of it is wanted).
+    The job is one transaction to create it, a claim, one transaction per 200 objects' results, a heartbeat every
+    30 s (``seconds``), the finish and the event's mark; a read of the record and one of its done markers; one
+    event. ``index_files``: a repository holds one consolidated index plus one per backup since the last GC.
+    """
+    data_gets = max(1, math.ceil(packed_bytes(shape, 1.0) / PACK_TARGET))
+    tree_gets = max(1, math.ceil(tree_bytes(shape, shape.namespaces) / PACK_TARGET))
+    checkpoints = math.ceil(shape.objects / RESULTS_PER_CHECKPOINT)
+    heartbeats = int(seconds // HEARTBEAT_S)
+    return Requests(
+        s3_get=2 + index_files + 1 + tree_gets + data_gets,  # config, manifest, index files, root tree, trees, packs
+        s3_list=1,
+        ddb_write=1 + 1 + checkpoints + heartbeats + 2,
+        ddb_read=2,
+        sqs=3,  # the API's send, the worker's receive and delete
+        events=1,  # Restore Completed (or Failed)
+    )
 
 
 @dataclass(frozen=True)
@@ -184,7 +223,11 @@ def estimate(
     for k, v in full.scaled(1).items():  # one full a month (a new chain after maintenance)
         month[k] += v
     rep_month = rep.scaled(reps * runs_per_rep)
-    ver = restore_requests(shape).scaled(policy.verifications_per_month)
+    restore_s = speed.startup_s + shape.objects / speed.restore_objects_s
+    # A verification restores the newest backup, reading the index GC consolidated plus, on average, half a day's
+    # backups' index files (GC runs daily).
+    index_files = 1 + math.ceil(policy.runs_per_day / 2)
+    ver = restore_requests(shape, index_files=index_files, seconds=restore_s).scaled(policy.verifications_per_month)
     lines: list[Line] = []
 
     def add(service: str, item: str, qty: float, unit: str, price_key: str) -> None:
@@ -195,7 +238,6 @@ def estimate(
         + shape.objects / speed.incremental_objects_s
         + (shape.objects * shape.change_rate / speed.full_objects_s)
     )
-    restore_s = speed.startup_s + shape.objects / speed.restore_objects_s
     add("Lambda", "backup GB-seconds", runs * backup_s * MEMORY_GB["backup"], "GB-s", "lambda_gb_second")
     rep_s = reps * runs_per_rep * (speed.startup_s + rep.s3_copy * 0.05)
     add("Lambda", "replicator GB-seconds", rep_s * MEMORY_GB["replicator"], "GB-s", "lambda_gb_second")
@@ -238,10 +280,11 @@ def estimate(
         "requests",
         "kms_request",
     )
-    add("Secrets Manager", "kubeconfig secret", 1, "secret-month", "secretsmanager_secret_month")
-    add(
-        "Secrets Manager", "GetSecretValue", runs + policy.verifications_per_month, "requests", "secretsmanager_request"
-    )
+    if shape.stored_secrets:
+        secrets = shape.stored_secrets
+        add("Secrets Manager", "cluster secrets", secrets, "secret-month", "secretsmanager_secret_month")
+        reads = secrets * (runs + policy.verifications_per_month)
+        add("Secrets Manager", "GetSecretValue", reads, "requests", "secretsmanager_request")
     if policy.ebs_snapshots and shape.pvcs:
         snap_gb = shape.pvcs * shape.pvc_gib * (1 + min(policy.retention_runs, runs) * shape.pvc_change_rate)
         add("EBS", "snapshot storage", snap_gb, "GB-month", "ebs_snapshot_gb_month")
@@ -249,9 +292,9 @@ def estimate(
             add("EBS", "snapshot copies, replica storage", snap_gb, "GB-month", "ebs_snapshot_gb_month")
             copy_gb = shape.pvcs * shape.pvc_gib * shape.pvc_change_rate * reps
             add("Transfer", "inter-region, snapshot copies", copy_gb, "GB", "transfer_inter_region_gb")
-    # status.py publishes PolicyRpoMinutes, PolicyRpoTargetMinutes and PolicyRpoExceeded per (cluster, policy);
+    # status.py publishes PolicyRpoMinutes per (cluster, policy), its target and flag only as log properties;
     # the backup metrics and the alarms carry only the service dimension: fixed costs of the deployment.
-    add("CloudWatch", "metrics per policy (RPO, target, exceeded)", 3, "metric-month", "cloudwatch_metric_month")
+    add("CloudWatch", "RPO metric per policy", POLICY_METRICS, "metric-month", "cloudwatch_metric_month")
     add(
         "CloudWatch",
         "log ingestion",
