@@ -352,3 +352,40 @@ def test_a_job_sqs_refuses_in_a_batch_gives_back_only_its_own_claim(env: Env) ->
     assert len(env.messages()) == 11
     assert env.policies.get("p03").next_run_at == "2026-01-10T02:00:00.000Z"
     assert env.policies.get("p04").next_run_at == "2026-01-11T02:00:00.000Z"
+
+
+class Killed(BaseException):
+    """The Lambda stopped mid-tick (its timeout, an out-of-memory kill): nothing after it runs."""
+
+
+def test_a_tick_killed_mid_claims_has_sent_the_jobs_of_all_but_its_last_few_claims(env: Env) -> None:
+    """Jobs go out ten at a time as their claims finish, not after the last claim: a tick killed after 25 claims has
+    sent 20 jobs, and the next tick sends each run nobody claimed, once."""
+    names = [f"p{i:02d}" for i in range(40)]
+    env.service.apply_document(policy_file(*({"name": n, "schedule": {"cron": "0 2 * * *"}} for n in names)))
+    policies = env.policies
+    made = {"claims": 0}
+    lock = threading.Lock()
+
+    class DiesAfter25Claims:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(policies, name)
+
+        def claim(self, *args: Any, **kwargs: Any) -> bool:
+            with lock:
+                made["claims"] += 1
+                if made["claims"] > 25:
+                    raise Killed
+            return policies.claim(*args, **kwargs)
+
+    env.clock.now = utc(2026, 1, 10, 2, 0, 5)
+    queue = BackupWorkQueue(SerializedClient(env.sqs), env.queue_url)
+    with pytest.raises(Killed):
+        Dispatcher(DiesAfter25Claims(), env.backups, env.clusters, queue, clock=env.clock, threads=2).dispatch_due()
+    claimed = {n for n in names if env.policies.get(n).next_run_at != "2026-01-10T02:00:00.000Z"}
+    sent = [BackupJob.from_dict(m).policy for m in env.messages()]
+    assert len(claimed) == 25
+    assert len(sent) == 20 and set(sent) <= claimed
+    env.clock.now = utc(2026, 1, 10, 2, 1, 5)
+    assert env.dispatcher().dispatch_due().counts() == {"dispatched": 15}
+    assert sorted(BackupJob.from_dict(m).policy for m in env.messages()) == sorted(set(names) - claimed)
