@@ -21,7 +21,8 @@ FUNCTIONS = {
     "run_backup": (1024, 900, None),
     "api_handler": (256, 30, None),
     "restore_worker": (1024, 900, None),
-    "dispatcher": (256, 60, None),
+    # One full vCPU: a tick that claims 1,000 due runs spends ~10 s of CPU (docs/scale.md).
+    "dispatcher": (1769, 60, None),
     "maintenance": (1024, 900, None),
     "rpo_monitor": (256, 60, None),
 }
@@ -88,3 +89,14 @@ def test_configured_functions_exist_in_the_app(config: dict[str, Any]) -> None:
 def test_no_stage_logs_at_debug(config: dict[str, Any], stage: str) -> None:
     # DEBUG logs request details (boto3 and powertools log bodies at that level); no deployed stage runs with it.
     assert config["stages"][stage]["environment_variables"]["LOG_LEVEL"] in ("INFO", "WARNING", "ERROR")
+
+
+def test_the_cost_model_prices_each_function_at_its_configured_memory() -> None:
+    from chalicelib.core.cost.model import MEMORY_GB
+
+    config = json.loads((CHALICE_DIR / "config.json").read_text())["lambda_functions"]
+    function = {"backup": "backup_worker", "replicator": "replicator", "dispatcher": "dispatcher",
+                "verification": "verification_worker", "rpo_monitor": "rpo_monitor"}  # fmt: skip
+    assert set(MEMORY_GB) == set(function)
+    for item, name in function.items():
+        assert MEMORY_GB[item] == config[name]["lambda_memory_size"] / 1024, item

@@ -203,7 +203,7 @@ class Estimate:
         }
 
 
-MEMORY_GB = {"backup": 1.0, "replicator": 0.5, "dispatcher": 0.25, "verification": 1.0, "rpo_monitor": 0.25}
+MEMORY_GB = {"backup": 1.0, "replicator": 0.5, "dispatcher": 1769 / 1024, "verification": 1.0, "rpo_monitor": 0.25}
 
 
 def estimate(
@@ -314,9 +314,9 @@ def fixed(prices: Mapping[str, Any], dispatcher_s: float = 0.3) -> Estimate:
         Line(
             "Lambda",
             "dispatcher GB-seconds",
-            ticks * dispatcher_s * 0.25,
+            ticks * dispatcher_s * MEMORY_GB["dispatcher"],
             "GB-s",
-            ticks * dispatcher_s * 0.25 * float(p["lambda_gb_second"]),
+            ticks * dispatcher_s * MEMORY_GB["dispatcher"] * float(p["lambda_gb_second"]),
         ),
         Line(
             "Lambda", "dispatcher and monitor requests", 2 * ticks, "requests", 2 * ticks * float(p["lambda_request"])
