@@ -17,7 +17,7 @@ from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
-from chalicelib.backup.verify import damaged_sample
+from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
@@ -439,12 +439,12 @@ class BackupService:
         if opened.reader is None:
             return
         # The collector sampled the reused blobs per pack as it wrote the trees: no set of them all is kept.
-        damaged = damaged_sample(opened.reader, opened.index, collector.reused_sample(), always=trees)
-        if damaged:
-            packs = sorted({str(opened.index[blob].pack) for blob, _ in damaged})
+        failed = damaged(opened.reader, opened.index, collector.reused_sample(), always=trees)
+        if failed:
+            packs = sorted({str(opened.index[blob].pack) for blob, _ in failed})
             raise BackupError(
-                f"cluster {cluster!r}: {len(damaged)} blob(s) this backup deduplicates against are damaged "
-                f"(packs {', '.join(packs[:3])}; first: {damaged[0][1]}); nothing was committed"
+                f"cluster {cluster!r}: {len(failed)} blob(s) this backup deduplicates against are damaged "
+                f"(packs {', '.join(packs[:3])}; first: {failed[0][1]}); nothing was committed"
             )
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
