@@ -242,11 +242,8 @@ class CompactCollector(ItemCollector):
 
     def _offer(self, blobs: Iterable[BlobId | bytes]) -> None:
         """Offer the blobs (given as ids or as digests) to the reuse sample: it keeps those of ``index`` it picks."""
-        if self._sample is None:
-            return
-        offer = self._sample.offer
-        for blob in blobs:
-            offer(blob)
+        if self._sample is not None:
+            self._sample.offer_all(blobs)
 
     def reused_sample(self) -> list[BlobId]:
         """The ``FrameSample`` of the blobs the trees name that ``index`` held (per pack, those of one window of

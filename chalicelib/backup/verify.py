@@ -34,6 +34,7 @@ class FrameSample:
         self, index: Mapping[BlobId, Any], *, window_bytes: int = WINDOW_BYTES, rng: random.Random | None = None
     ) -> None:
         self._where = _locator(index)
+        self._frames_of = getattr(index, "frames_of_digests", None)
         self._end = getattr(index, "pack_end", None)
         self._window = window_bytes
         self._rng = rng or random.Random()
@@ -42,9 +43,32 @@ class FrameSample:
 
     def offer(self, blob: BlobId | bytes) -> None:
         where = self._where(blob)
-        if where is None:
-            return  # not in the repository before this run: nothing to re-verify
-        pack, frame = where
+        if where is not None:  # else not in the repository before this run: nothing to re-verify
+            self._keep(blob, *where)
+
+    def offer_all(self, blobs: Iterable[BlobId | bytes]) -> None:
+        """``offer`` each of ``blobs``; an index that locates digests in bulk (``IndexMap``) is asked once."""
+        if self._frames_of is None:
+            for blob in blobs:
+                self.offer(blob)
+            return
+        digests: list[bytes] = []
+        for blob in blobs:
+            if isinstance(blob, bytes):
+                digests.append(blob)
+            else:
+                self.offer(blob)
+        packs, window, keep = self._packs, self._window, self._keep
+        for digest, pack, frame in self._frames_of(digests):
+            state = packs.get(pack)
+            if state is None:
+                keep(digest, pack, frame)
+                continue
+            start = state[0]
+            if start is None or start <= frame < start + window:
+                state[1][digest] = None
+
+    def _keep(self, blob: BlobId | bytes, pack: PackId, frame: int) -> None:
         state = self._packs.get(pack)
         if state is None:
             state = self._packs[pack] = (self._start(pack), {}, blob)
@@ -96,8 +120,7 @@ def damaged_sample(
     """Read and re-hash the ``FrameSample`` of ``blobs`` and every blob of ``always`` (the few trees a backup shares
     with an earlier one); the (blob, error) of those that fail."""
     sample = FrameSample(index, window_bytes=window_bytes, rng=rng)
-    for blob in blobs:
-        sample.offer(blob)
+    sample.offer_all(blobs)
     return damaged(reader, index, sample.blobs(), always=always)
 
 

@@ -117,3 +117,18 @@ def test_damaged_sample_reads_the_window_and_the_shared_trees_and_names_what_fai
     assert max(frames) - min(frames) < 4 * FRAME and len(reader.read) <= 4 * PER_FRAME + 1
     assert {b for b, _ in failed} == set(reader.read)
     assert all("damaged" in error for _, error in failed)
+
+
+def test_offering_in_bulk_picks_what_offering_one_at_a_time_picks():
+    index = _index(frames=100)
+    index.add_pack(PACK_B, [PackedBlob(_blob(5000 + i), "data", i * FRAME, FRAME, 4000, 0, 1000) for i in range(50)])
+    offered = [bytes.fromhex(_blob(i)) for i in [*range(0, 400, 2), *range(5000, 5050), 9999]]
+    one, bulk = (FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(seed)) for seed in (4, 4))
+    for digest in offered:
+        one.offer(digest)
+    bulk.offer_all(offered)
+    assert bulk.blobs() == one.blobs()
+    assert {index[b].pack for b in bulk.blobs()} == {PACK_A, PACK_B}
+    mixed = FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(4))
+    mixed.offer_all([_blob(1), *offered])  # an id among digests is looked up too
+    assert set(mixed.blobs()) <= {_blob(1), *(d.hex() for d in offered)} and mixed.blobs()
