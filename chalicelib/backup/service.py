@@ -17,7 +17,7 @@ from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.listing import ListFailure, Page, select_resources, stream_pages
+from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources, stream_pages
 from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
@@ -356,17 +356,23 @@ class BackupService:
 
         from chalicelib.repository import RepositoryWriter
 
-        opened = opening.result() if opening is not None else self._open(record)
-        writer = RepositoryWriter(opened.repo, known=opened.index, **self._writer_options)
-        prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
-        # Compact rows, each scope's tree written and let go in turn: memory per object is a row (docs/architecture.md).
-        collector = CompactCollector(scope, ns_objects, writer, progress=progress, prior=prior, index=opened.index)
-        collector.errors.extend(discovery_errors)
+        # The first pages are fetched while the parent's trees are still being read (the collector needs them).
+        pages = self._start_listing(client, scope, ns_objects, namespaced)
+        try:
+            opened = opening.result() if opening is not None else self._open(record)
+            writer = RepositoryWriter(opened.repo, known=opened.index, **self._writer_options)
+            prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
+            # Compact rows, each scope's tree written and let go in turn: memory per object is a row
+            # (docs/architecture.md).
+            collector = CompactCollector(scope, ns_objects, writer, progress=progress, prior=prior, index=opened.index)
+            collector.errors.extend(discovery_errors)
 
-        self._heartbeat_at = time.monotonic()
-        listed = self._collect(
-            client, collector, namespaces_res, ns_objects, namespaced, cluster_types, cluster, backup_id
-        )
+            self._heartbeat_at = time.monotonic()
+            listed = self._collect(
+                client, collector, pages, namespaces_res, ns_objects, namespaced, cluster_types, cluster, backup_id
+            )
+        finally:
+            pages.close()
         if listed == 0 and collector.errors:
             raise BackupError(
                 f"cluster {cluster!r}: every resource type failed to list: {collector.errors[0]['error']}"
@@ -457,10 +463,20 @@ class BackupService:
         except Exception as exc:
             raise ClusterUnavailable(f"cluster {ref.name!r}: cannot build credentials: {exc}") from exc
 
+    def _start_listing(
+        self, client: Any, scope: BackupScope, ns_objects: dict[str, dict[str, Any]], namespaced: list[Resource]
+    ) -> PageStream:
+        """The namespaced types' pages, listed from now on. None is listed when no namespace is selected: no
+        namespaced object could be kept, and in auto mode none refers to a cluster object either."""
+        types = namespaced if ns_objects else []
+        selector = scope.server_selector()
+        return PageStream(client, types, selector, workers=self._list_workers, page_size=self._page_size)
+
     def _collect(
         self,
         client: Any,
         collector: ItemCollector,
+        pages: PageStream,
         namespaces_res: Resource,
         ns_objects: dict[str, dict[str, Any]],
         namespaced: list[Resource],
@@ -468,10 +484,10 @@ class BackupService:
         cluster: str,
         backup_id: BackupId,
     ) -> int:
-        """List and store everything in scope; returns how many types were listed (Namespaces included)."""
+        """Store everything in scope: the namespaced types' ``pages`` (``_start_listing``), then the cluster types;
+        returns how many types were listed (Namespaces included)."""
         scope = collector.scope
         refs = ReferenceCollector(collector.namespaces)
-        selector = scope.server_selector()
 
         # Namespaces themselves: the containers of everything else, kept in every mode.
         collector.handle_page(Page(namespaces_res, list(ns_objects.values())), refs)
@@ -479,13 +495,12 @@ class BackupService:
         mode = scope.effective_cluster_scoped
         if not ns_objects:
             # No namespace is selected: no namespaced object can be kept, and in auto mode none refers to a cluster
-            # object either. Listing them would be requests for nothing.
+            # object either. Listing them would be requests for nothing (``_start_listing`` lists none).
             listed += len(namespaced)
             namespaced = []
             if mode == "auto":
                 listed += len(cluster_types)
                 cluster_types = []
-        pages = stream_pages(client, namespaced, selector, workers=self._list_workers, page_size=self._page_size)
         listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id)
         if cluster_types:
             # In auto mode the referring types must be read before the types they name, so list in order.
