@@ -507,9 +507,9 @@ class BackupService:
             ordered = cluster_listing_order(cluster_types)
             workers = 1 if mode == "auto" else self._list_workers
             cluster_selector = scope.server_selector() if mode == "on" else SERVER_EXCLUSIONS
-            pages = stream_pages(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
+            cluster_pages = stream_pages(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
             cluster_refs = refs if mode == "auto" else None
-            listed += self._consume(pages, ordered, collector, cluster_refs, cluster, backup_id)
+            listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id)
         return listed
 
     def _open_in_background(self, record: BackupRecord) -> Future[_Opened]:
