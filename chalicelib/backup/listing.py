@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -47,35 +47,17 @@ def select_resources(resources: list[Resource], scope: BackupScope) -> tuple[lis
     return namespaced, cluster
 
 
-def stream_pages(
-    client: Any,
-    resources: list[Resource],
-    selector: str,
-    *,
-    workers: int = 4,
-    page_size: int = 500,
-    namespace: str | None = None,
-    start: Mapping[str, str] | None = None,
-) -> Generator[Page | ListFailure, None, None]:
+class PageStream:
     """Pages of every type in ``resources``, listed by ``workers`` threads; a failed type yields a ListFailure.
 
     Namespaced types are listed in ``namespace`` only when it is given, cluster-wide otherwise. ``start`` maps a
     type (``group_resource``) to the continue token it resumes from. The pages of one type arrive in order, so a
     consumer that stops early resumes each type from the token of the last page it took.
 
-    The queue is bounded so listing never runs far ahead of the consumer: memory stays at a few pages. Listing
-    starts when the first page is asked for; ``PageStream`` starts it at once.
+    Listing starts when the stream is made, so the first pages are fetched while the caller still prepares (a
+    backup reads its parent's trees meanwhile); the queue is bounded, so it never runs far ahead of the consumer:
+    memory stays at a few pages. Iterate it once, or ``close`` it: either stops the listing threads.
     """
-    if resources:
-        yield from PageStream(
-            client, resources, selector, workers=workers, page_size=page_size, namespace=namespace, start=start
-        )
-
-
-class PageStream:
-    """``stream_pages``' pages, listed from the moment the stream is made, so the first pages are fetched while the
-    caller still prepares (a backup reads its parent's trees meanwhile). Iterate it once, or ``close`` it: either
-    stops the listing threads."""
 
     def __init__(
         self,

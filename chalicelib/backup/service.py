@@ -17,7 +17,7 @@ from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources, stream_pages
+from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources
 from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
@@ -507,7 +507,7 @@ class BackupService:
             ordered = cluster_listing_order(cluster_types)
             workers = 1 if mode == "auto" else self._list_workers
             cluster_selector = scope.server_selector() if mode == "on" else SERVER_EXCLUSIONS
-            cluster_pages = stream_pages(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
+            cluster_pages = PageStream(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
             cluster_refs = refs if mode == "auto" else None
             listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id)
         return listed
