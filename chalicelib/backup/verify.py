@@ -12,9 +12,10 @@ from chalicelib.core.ids import BlobId, PackId
 # in one window of this many stored bytes, placed at random, and re-hashes every reused blob in them: one range GET
 # per pack (~20 frames of 1 KiB objects), where 64 random blobs a pack touched a third to a half of its frames in up
 # to ten GETs. Every frame is equally likely to be in the window: a damaged frame is found with probability about
-# window / pack size per backup (1/8 for a full 4 MiB pack, where 64 random blobs found it a third of the time), and
-# as every reused blob in the window is checked, a damaged blob is found as often as its frame (64 random blobs of a
-# pack's ~10,000 found it 0.6 % of the time). The daily sampled ``repo check --read-data`` covers the rest.
+# window / (pack size + window) per backup (1/9 for a full 4 MiB pack, where 64 random blobs found it a third of the
+# time), and as every reused blob in the window is checked, a damaged blob is found as often as its frame (64 random
+# blobs of a pack's ~10,000 found it 0.6 % of the time). The daily sampled ``repo check --read-data`` covers the
+# rest.
 WINDOW_BYTES = 512 << 10
 
 _Location = Callable[[BlobId | bytes], tuple[PackId, int] | None]
