@@ -97,25 +97,6 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         pack, kind, *rest = _ROW.unpack(row)
         return _new_tuple(IndexEntry, (self._packs[pack], _TYPES[kind], *rest))
 
-    def pack_of(self, blob: BlobId) -> PackId | None:
-        """The pack ``blob`` is indexed in, or None: what sampling reused blobs per pack needs, nothing decoded."""
-        digest = blob_digest(blob)
-        row = self._rows.get(digest) if digest is not None else None
-        if row is None:
-            return None
-        if type(row) is not bytes:
-            return row.pack  # type: ignore[union-attr]
-        return self._packs[int.from_bytes(row[:4], "little")]
-
-    def pack_of_digest(self, digest: bytes) -> PackId | None:
-        """``pack_of`` for a blob given by its 32-byte digest."""
-        row = self._rows.get(digest)
-        if row is None:
-            return None
-        if type(row) is not bytes:
-            return row.pack  # type: ignore[union-attr]
-        return self._packs[int.from_bytes(row[:4], "little")]
-
     def frame_of_digest(self, digest: bytes) -> tuple[PackId, int] | None:
         """The pack and frame offset of the blob of this 32-byte digest, or None: what sampling frames needs."""
         row = self._rows.get(digest)
