@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -313,19 +314,17 @@ class BackupService:
         # cluster: read it while discovery and the namespace list run. Not when the backup may be sharded: the plan
         # does not need it, and it would be requests for nothing.
         may_shard = self._sharding is not None and job.shard is not False
-        opening = None if may_shard else self._open_in_background(record)
-        client = self._connect_cluster(job.cluster)
-        try:
-            version = client.version().get("gitVersion", "unknown")
-            resources = client.discover()
-        except Exception as exc:
-            raise ClusterUnavailable(f"cluster {cluster!r}: discovery failed: {exc}") from exc
+        prior_wanted = _Decision()
+        opening = None if may_shard else self._open_in_background(record, prior_wanted)
         scope = job.scope
-        namespaces_res = next((r for r in resources if r.group_resource == "namespaces"), None)
-        if namespaces_res is None:
-            raise BackupError(f"cluster {cluster!r}: discovery did not offer namespaces")
-        ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
-        namespaced, cluster_types = select_resources(resources, scope)
+        try:
+            client, version, resources, namespaces_res = self._discover(job.cluster)
+            ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
+            namespaced, cluster_types = select_resources(resources, scope)
+            # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
+            prior_wanted.decide(bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types)))
+        finally:
+            prior_wanted.decide(False)  # the background read waits for the decision: it must hear, however this ends
         discovery_errors = [
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
@@ -463,12 +462,24 @@ class BackupService:
         except Exception as exc:
             raise ClusterUnavailable(f"cluster {ref.name!r}: cannot build credentials: {exc}") from exc
 
+    def _discover(self, ref: ClusterRef) -> tuple[Any, str, list[Resource], Resource]:
+        """A client of the cluster, its version, the resource types it serves and its Namespaces type."""
+        client = self._connect_cluster(ref)
+        try:
+            version = client.version().get("gitVersion", "unknown")
+            resources = client.discover()
+        except Exception as exc:
+            raise ClusterUnavailable(f"cluster {ref.name!r}: discovery failed: {exc}") from exc
+        namespaces_res = next((r for r in resources if r.group_resource == "namespaces"), None)
+        if namespaces_res is None:
+            raise BackupError(f"cluster {ref.name!r}: discovery did not offer namespaces")
+        return client, version, resources, namespaces_res
+
     def _start_listing(
         self, client: Any, scope: BackupScope, ns_objects: dict[str, dict[str, Any]], namespaced: list[Resource]
     ) -> PageStream:
-        """The namespaced types' pages, listed from now on. None is listed when no namespace is selected: no
-        namespaced object could be kept, and in auto mode none refers to a cluster object either."""
-        types = namespaced if ns_objects else []
+        """The namespaced types' pages (``_listed``), listed from now on."""
+        types, _ = _listed(scope, ns_objects, namespaced, [])
         selector = scope.server_selector()
         return PageStream(client, types, selector, workers=self._list_workers, page_size=self._page_size)
 
@@ -491,16 +502,11 @@ class BackupService:
 
         # Namespaces themselves: the containers of everything else, kept in every mode.
         collector.handle_page(Page(namespaces_res, list(ns_objects.values())), refs)
-        listed = 1
         mode = scope.effective_cluster_scoped
-        if not ns_objects:
-            # No namespace is selected: no namespaced object can be kept, and in auto mode none refers to a cluster
-            # object either. Listing them would be requests for nothing (``_start_listing`` lists none).
-            listed += len(namespaced)
-            namespaced = []
-            if mode == "auto":
-                listed += len(cluster_types)
-                cluster_types = []
+        kept_namespaced, kept_cluster = _listed(scope, ns_objects, namespaced, cluster_types)
+        # Types not listed for want of objects count as listed: none of them failed.
+        listed = 1 + len(namespaced) - len(kept_namespaced) + len(cluster_types) - len(kept_cluster)
+        namespaced, cluster_types = kept_namespaced, kept_cluster
         listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id)
         if cluster_types:
             # In auto mode the referring types must be read before the types they name, so list in order.
@@ -512,20 +518,23 @@ class BackupService:
             listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id)
         return listed
 
-    def _open_in_background(self, record: BackupRecord) -> Future[_Opened]:
+    def _open_in_background(self, record: BackupRecord, prior_wanted: _Decision) -> Future[_Opened]:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-open-repository")
         try:
-            return pool.submit(self._open, record)
+            return pool.submit(self._open, record, prior_wanted)
         finally:
             pool.shutdown(wait=False)  # the one task still runs; nothing else is ever submitted
 
-    def _open(self, record: BackupRecord) -> _Opened:
-        """The repository, its index, and the parent backup's objects (when reuse is on and there is a parent)."""
+    def _open(self, record: BackupRecord, prior_wanted: _Decision | None = None) -> _Opened:
+        """The repository, its index, and the parent backup's objects (when reuse is on, there is a parent, and
+        ``prior_wanted`` decides, once the namespaces are listed, that an object can be listed)."""
         from chalicelib.repository import RepositoryReader
 
         repo = self._open_repository()
         reader = RepositoryReader(repo)
         index = reader.load_index()
+        if prior_wanted is not None and not prior_wanted.wait():
+            return _Opened(repo, index, None, None, reader)
         parent_uid, prior = self._prior(reader, record)
         return _Opened(repo, index, parent_uid, prior, reader)
 
@@ -589,6 +598,33 @@ class BackupService:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
             self._heartbeat_at = time.monotonic()
             self._catalog.heartbeat(cluster, backup_id, now=self._clock(), worker=self._worker)
+
+
+def _listed(
+    scope: BackupScope, ns_objects: Mapping[str, Any], namespaced: list[Resource], cluster_types: list[Resource]
+) -> tuple[list[Resource], list[Resource]]:
+    """The namespaced and cluster-scoped types a backup lists. With no namespace selected, no namespaced object can
+    be kept, and in auto mode none refers to a cluster object either: listing them would be requests for nothing."""
+    if ns_objects:
+        return namespaced, cluster_types
+    return [], [] if scope.effective_cluster_scoped == "auto" else cluster_types
+
+
+class _Decision:
+    """A yes or no one thread gives once and another waits for (the first ``decide`` counts)."""
+
+    def __init__(self) -> None:
+        self._given = threading.Event()
+        self._value = True
+
+    def decide(self, value: bool) -> None:
+        if not self._given.is_set():
+            self._value = value
+            self._given.set()
+
+    def wait(self) -> bool:
+        self._given.wait()
+        return self._value
 
 
 @contextmanager
