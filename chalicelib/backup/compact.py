@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -13,8 +12,8 @@ import orjson
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.reuse import PriorObjects, blob_digest_of, scope_number
 from chalicelib.backup.reuse import entry as packed_entry
-from chalicelib.backup.verify import SAMPLE_PER_PACK
-from chalicelib.core.ids import BlobId, PackId
+from chalicelib.backup.verify import WINDOW_BYTES, FrameSample
+from chalicelib.core.ids import BlobId
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.shards import kind_key
@@ -48,12 +47,12 @@ class CompactCollector(ItemCollector):
         progress: Callable[[int, str], None] | None = None,
         prior: PriorObjects | None = None,
         index: Mapping[BlobId, Any] | None = None,
-        per_pack: int = SAMPLE_PER_PACK,
+        window_bytes: int = WINDOW_BYTES,
         rng: random.Random | None = None,
     ) -> None:
         """``index``: the repository's index as loaded before the backup, the one ``writer`` was given as what it
-        knows; blobs it holds that the trees name are what ``reused_sample`` samples, up to ``per_pack`` per pack
-        (a blob the writer packed as new is never looked up in it)."""
+        knows; blobs it holds that the trees name are what ``reused_sample`` samples, those of one window of
+        ``window_bytes`` per pack (a blob the writer packed as new is never looked up in it)."""
         super().__init__(scope, namespaces, writer, progress=progress, prior=prior)
         self._rows: dict[str, dict[str, list[str]]] = {}  # group_resource -> scope -> rows
         # group_resource -> scope -> uids of the unchanged objects, whose entries are the parent's (``prior``)
@@ -61,8 +60,7 @@ class CompactCollector(ItemCollector):
         self._types: dict[str, Resource] = {}
         self._counts: dict[str, int] = {}
         self._last: str | None = None  # the type of the page being stored
-        self._index = index
-        self._sample = _PackSample(per_pack, rng or random.Random())
+        self._sample = FrameSample(index, window_bytes=window_bytes, rng=rng) if index is not None else None
 
     def _sink(self, res: Resource) -> Callable[[tuple[str, TreeEntry]], None]:
         gr = res.group_resource
@@ -243,86 +241,11 @@ class CompactCollector(ItemCollector):
         return tree.tree_id
 
     def _offer(self, blobs: Iterable[BlobId | bytes]) -> None:
-        """Offer the blobs ``index`` holds (given as ids or as digests) to the reuse sample, by their pack."""
-        if self._index is None:
-            return
-        offer = self._sample.offer
-        by_digest = getattr(self._index, "pack_of_digest", None)
-        by_id = _pack_lookup(self._index)
-        assert by_id is not None
-        for blob in blobs:
-            if isinstance(blob, bytes):
-                pack = by_digest(blob) if by_digest is not None else by_id(BlobId(blob.hex()))
-            else:
-                pack = by_id(blob)
-            if pack is not None:
-                offer(pack, blob)
+        """Offer the blobs (given as ids or as digests) to the reuse sample: it keeps those of ``index`` it picks."""
+        if self._sample is not None:
+            self._sample.offer_all(blobs)
 
     def reused_sample(self) -> list[BlobId]:
-        """Up to ``per_pack`` distinct blobs per pack, at random, of those the trees name that ``index`` held."""
-        return self._sample.blobs()
-
-
-def _pack_lookup(index: Mapping[BlobId, Any] | None) -> Callable[[BlobId], PackId | None] | None:
-    """blob -> its pack in ``index``: an ``IndexMap`` answers without decoding the whole location."""
-    if index is None:
-        return None
-    pack_of = getattr(index, "pack_of", None)
-    if pack_of is not None:
-        return pack_of  # type: ignore[no-any-return]
-
-    def lookup(blob: BlobId) -> PackId | None:
-        where = index.get(blob)
-        return where.pack if where is not None else None
-
-    return lookup
-
-
-class _PackSample:
-    """A reservoir of blobs per pack: a uniform sample of what was offered, in memory bounded by the packs.
-
-    Blobs are offered as hex ids or as 32-byte digests (``blobs`` spells them all as ids). Once a pack's reservoir
-    is full, the next offer that replaces one of its blobs is drawn ahead (Li's algorithm L): the offers in between
-    cost a count, not a random number each.
-    """
-
-    def __init__(self, per_pack: int, rng: random.Random) -> None:
-        self._per_pack = per_pack
-        self._rng = rng
-        # pack -> ([offers so far, the offer number that replaces a kept blob next, the algorithm's weight], kept)
-        self._packs: dict[PackId, tuple[list[Any], list[BlobId | bytes]]] = {}
-
-    def offer(self, pack: PackId, blob: BlobId | bytes) -> None:
-        state = self._packs.get(pack)
-        if state is None:
-            state = self._packs[pack] = ([0, 0, 1.0], [])
-        counts, kept = state
-        counts[0] += 1
-        seen = counts[0]
-        if seen <= self._per_pack:
-            if blob not in kept:
-                kept.append(blob)
-            if seen == self._per_pack:
-                self._skip(counts)
-            return
-        if seen == counts[1]:
-            if blob not in kept:
-                kept[self._rng.randrange(len(kept))] = blob
-            self._skip(counts)
-
-    def _skip(self, counts: list[Any]) -> None:
-        """Draw the next offer that replaces a kept blob (every offer is then equally likely to be kept)."""
-        random = self._rng.random
-        weight = counts[2] * math.exp(math.log(random() or _TINY) / self._per_pack)
-        counts[2] = weight
-        if weight >= 1.0:
-            counts[1] = counts[0] + 1
-            return
-        counts[1] = counts[0] + 1 + int(math.log(random() or _TINY) / math.log1p(-weight))
-
-    def blobs(self) -> list[BlobId]:
-        kept = (blob for _, blobs in self._packs.values() for blob in blobs)
-        return sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in kept})
-
-
-_TINY = 5e-324  # random() may return 0.0, whose log is undefined
+        """The ``FrameSample`` of the blobs the trees name that ``index`` held (per pack, those of one window of
+        frames)."""
+        return self._sample.blobs() if self._sample is not None else []

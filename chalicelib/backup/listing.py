@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -47,72 +47,85 @@ def select_resources(resources: list[Resource], scope: BackupScope) -> tuple[lis
     return namespaced, cluster
 
 
-def stream_pages(
-    client: Any,
-    resources: list[Resource],
-    selector: str,
-    *,
-    workers: int = 4,
-    page_size: int = 500,
-    namespace: str | None = None,
-    start: Mapping[str, str] | None = None,
-) -> Generator[Page | ListFailure, None, None]:
+class PageStream:
     """Pages of every type in ``resources``, listed by ``workers`` threads; a failed type yields a ListFailure.
 
     Namespaced types are listed in ``namespace`` only when it is given, cluster-wide otherwise. ``start`` maps a
     type (``group_resource``) to the continue token it resumes from. The pages of one type arrive in order, so a
     consumer that stops early resumes each type from the token of the last page it took.
 
-    The queue is bounded so listing never runs far ahead of the consumer: memory stays at a few pages.
+    Listing starts when the stream is made, so the first pages are fetched while the caller still prepares (a
+    backup reads its parent's trees meanwhile); the queue is bounded, so it never runs far ahead of the consumer:
+    memory stays at a few pages. Iterate it once, or ``close`` it: either stops the listing threads.
     """
-    if not resources:
-        return
-    out: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * 2))
-    stop = threading.Event()
 
-    def put(item: Any) -> None:
-        while not stop.is_set():
+    def __init__(
+        self,
+        client: Any,
+        resources: list[Resource],
+        selector: str,
+        *,
+        workers: int = 4,
+        page_size: int = 500,
+        namespace: str | None = None,
+        start: Mapping[str, str] | None = None,
+    ) -> None:
+        self._out: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * 2))
+        self._stop = threading.Event()
+        self._feeder: threading.Thread | None = None
+        if not resources:
+            return
+        tokens = start or {}
+
+        def list_one(res: Resource) -> None:
             try:
-                out.put(item, timeout=0.2)
+                pages = client.list_pages(
+                    res.collection_path(namespace),
+                    limit=page_size,
+                    label_selector=selector or None,
+                    continue_token=tokens.get(res.group_resource),
+                )
+                for page in pages:
+                    if self._stop.is_set():
+                        return
+                    self._put(Page(res, page.items, page.restarted, page.continue_token))
+            except Exception as exc:  # noqa: BLE001 -- recorded per type; the backup goes on with the others
+                self._put(ListFailure(res, exc))
+
+        def run_all() -> None:
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lifeboat-list") as pool:
+                    list(pool.map(list_one, resources))
+            finally:
+                self._put(_DONE)
+
+        self._feeder = threading.Thread(target=run_all, name="lifeboat-list-feeder", daemon=True)
+        self._feeder.start()
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._out.put(item, timeout=0.2)
                 return
             except queue.Full:
                 continue
 
-    tokens = start or {}
-
-    def list_one(res: Resource) -> None:
+    def __iter__(self) -> Iterator[Page | ListFailure]:
+        if self._feeder is None:
+            return
         try:
-            pages = client.list_pages(
-                res.collection_path(namespace),
-                limit=page_size,
-                label_selector=selector or None,
-                continue_token=tokens.get(res.group_resource),
-            )
-            for page in pages:
-                if stop.is_set():
+            while True:
+                item = self._out.get()
+                if item is _DONE:
                     return
-                put(Page(res, page.items, page.restarted, page.continue_token))
-        except Exception as exc:  # noqa: BLE001 -- recorded per type; the backup goes on with the others
-            put(ListFailure(res, exc))
-
-    def run_all() -> None:
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="lifeboat-list") as pool:
-                list(pool.map(list_one, resources))
+                yield item
         finally:
-            put(_DONE)
+            self.close()
 
-    feeder = threading.Thread(target=run_all, name="lifeboat-list-feeder", daemon=True)
-    feeder.start()
-    try:
-        while True:
-            item = out.get()
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        feeder.join(timeout=30)
+    def close(self) -> None:
+        self._stop.set()
+        if self._feeder is not None:
+            self._feeder.join(timeout=30)
 
 
 def count_objects(client: Any, resources: list[Resource], *, workers: int = 4) -> dict[str, int | None]:

@@ -12,6 +12,7 @@ from chalicelib.core.packs import BLOB_TYPES
 # pack (its number in ``_packs``), type (its place in _TYPES), frame offset, frame length, frame raw length, offset,
 # raw length: 25 bytes, where an IndexEntry with its own hex blob id costs ~550 bytes a blob.
 _ROW = struct.Struct("<IB5I")
+_FRAME = struct.Struct("<IxI")  # a row's pack number and frame offset
 _TYPES = tuple(sorted(BLOB_TYPES))
 _TYPE_NUMBERS = {name: number for number, name in enumerate(_TYPES)}
 _new_tuple = tuple.__new__
@@ -42,6 +43,7 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         self._rows: dict[bytes, bytes | IndexEntry] = {}
         self._packs: list[PackId] = []
         self._pack_numbers: dict[PackId, int] = {}
+        self._ends: dict[PackId, int] = {}  # pack -> where its last indexed frame ends
 
     def add(self, blob: str, entry: IndexEntry) -> bool:
         """Record where ``blob`` lives unless a location is known already; False when it was (or is no blob id)."""
@@ -49,6 +51,7 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         if digest is None or digest in self._rows:
             return False
         self._rows[digest] = self._row(entry)
+        self._ends[entry.pack] = max(self._ends.get(entry.pack, 0), entry.frame_offset + entry.frame_length)
         return True
 
     def add_pack(self, pack: PackId, blobs: Iterable[tuple[str, str, int, int, int, int, int]]) -> None:
@@ -58,7 +61,10 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         """
         rows, number, pack_row, types = self._rows, self._pack_number(pack), _ROW.pack, _TYPE_NUMBERS
         fromhex = bytes.fromhex
+        end = self._ends.get(pack, 0)
         for blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length in blobs:
+            if frame_offset + frame_length > end:
+                end = frame_offset + frame_length
             # Rows come from a decoded index file (PackedBlob.from_row checked the id is 64 lower-case hex).
             digest = fromhex(blob)
             if digest in rows:
@@ -70,6 +76,7 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
             except (struct.error, KeyError):
                 row = (pack, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length)
                 rows[digest] = _new_tuple(IndexEntry, row)
+        self._ends[pack] = end
 
     def _pack_number(self, pack: PackId) -> int:
         number = self._pack_numbers.get(pack)
@@ -90,24 +97,33 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         pack, kind, *rest = _ROW.unpack(row)
         return _new_tuple(IndexEntry, (self._packs[pack], _TYPES[kind], *rest))
 
-    def pack_of(self, blob: BlobId) -> PackId | None:
-        """The pack ``blob`` is indexed in, or None: what sampling reused blobs per pack needs, nothing decoded."""
-        digest = blob_digest(blob)
-        row = self._rows.get(digest) if digest is not None else None
-        if row is None:
-            return None
-        if type(row) is not bytes:
-            return row.pack  # type: ignore[union-attr]
-        return self._packs[int.from_bytes(row[:4], "little")]
-
-    def pack_of_digest(self, digest: bytes) -> PackId | None:
-        """``pack_of`` for a blob given by its 32-byte digest."""
+    def frame_of_digest(self, digest: bytes) -> tuple[PackId, int] | None:
+        """The pack and frame offset of the blob of this 32-byte digest, or None: what sampling frames needs."""
         row = self._rows.get(digest)
         if row is None:
             return None
         if type(row) is not bytes:
-            return row.pack  # type: ignore[union-attr]
-        return self._packs[int.from_bytes(row[:4], "little")]
+            return row.pack, row.frame_offset  # type: ignore[union-attr]
+        number, frame_offset = _FRAME.unpack_from(row)
+        return self._packs[number], frame_offset
+
+    def frames_of_digests(self, digests: Iterable[bytes]) -> Iterator[tuple[bytes, PackId, int]]:
+        """(digest, pack, frame offset) of each of ``digests`` the index holds, in one loop: a backup asks it for
+        every blob it reuses."""
+        rows, packs, unpack = self._rows, self._packs, _FRAME.unpack_from
+        for digest in digests:
+            row = rows.get(digest)
+            if row is None:
+                continue
+            if type(row) is bytes:
+                number, frame_offset = unpack(row)
+                yield digest, packs[number], frame_offset
+            else:
+                yield digest, row.pack, row.frame_offset  # type: ignore[union-attr]
+
+    def pack_end(self, pack: PackId) -> int | None:
+        """Where the last frame the index names in ``pack`` ends (its data area, as far as the index tells)."""
+        return self._ends.get(pack)
 
     def holds_digest(self, digest: bytes) -> bool:
         """Whether the blob of this 32-byte digest is indexed: the writer's check, without a hex id."""

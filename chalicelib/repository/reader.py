@@ -103,7 +103,7 @@ class RepositoryReader:
             superseded.update(index_file.supersedes)
             for pack, blobs in index_file.packs.items():
                 index.add_pack(pack, blobs)
-                ends[pack] = max(ends.get(pack, 0), max(b.frame_offset + b.frame_length for b in blobs))
+                ends[pack] = index.pack_end(pack) or 0
             del index_file  # one decoded file at a time
         return index, ends, superseded
 

@@ -173,3 +173,55 @@ def test_missing_bucket_fails_without_a_manifest(aws, table, kubeconfig_path, ap
     record = services.backup_service().run(_job(kubeconfig_path, app_ns.namespaces)).record
     assert record.state == "Failed"
     assert "no-such-bucket" in record.failure
+
+
+def test_the_warm_heap_is_left_out_of_garbage_collection_only_while_a_backup_runs(services, kubeconfig_path, app_ns):
+    import gc
+
+    from chalicelib.backup import BackupService
+
+    frozen_while_running: list[int] = []
+
+    def connect(ref: Any) -> Any:
+        frozen_while_running.append(gc.get_freeze_count())
+        return services.connect(ref)
+
+    assert gc.get_freeze_count() == 0
+    svc = BackupService(services.catalog(), lambda: services.repository(create=True), connect)
+    record = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert frozen_while_running and frozen_while_running[0] > 0
+    assert gc.get_freeze_count() == 0, "what the backup found alive is collected again afterwards"
+
+
+def test_namespaced_types_are_listed_while_the_repository_is_still_being_read(services, kubeconfig_path, app_ns):
+    import threading
+
+    from chalicelib.backup import BackupService
+
+    listing = threading.Event()
+
+    class Client:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def list_pages(self, path: str, **kwargs: Any) -> Any:
+            if path != "/api/v1/namespaces":
+                listing.set()
+            return self._inner.list_pages(path, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    seen_while_opening: list[bool] = []
+
+    def open_repository() -> Any:
+        # The repository's side is read in the background; the first pages need not wait for it.
+        seen_while_opening.append(listing.wait(timeout=10))
+        return services.repository(create=True)
+
+    svc = BackupService(services.catalog(), open_repository, lambda ref: Client(services.connect(ref)))
+    record = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert seen_while_opening == [True]
+    assert record.counts["objects"] > len(app_ns.namespaces)

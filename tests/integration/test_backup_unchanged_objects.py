@@ -109,3 +109,26 @@ def test_a_scope_that_selects_no_namespace_lists_only_namespaces(services, kubec
     assert record.state == "Completed", record.failure or record.errors
     assert record.counts["objects"] == 0 and record.counts["namespaces"] == 0
     assert clients[0].lists == ["/api/v1/namespaces"]
+
+
+def test_the_parents_trees_are_read_only_when_an_object_can_be_listed(services, kubeconfig_path, app_ns,
+                                                                      monkeypatch):
+    from chalicelib.backup import service as service_module
+
+    read: list[str] = []
+    load_prior = service_module.load_prior
+
+    def recording(reader: Any, manifest: Any, cluster_uid: str | None) -> Any:
+        read.append(manifest.backup_id)
+        return load_prior(reader, manifest, cluster_uid)
+
+    monkeypatch.setattr(service_module, "load_prior", recording)
+    svc = services.backup_service()
+    first = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    read.clear()
+    empty = svc.run(_job(kubeconfig_path, [f"no-such-namespace-{uuid.uuid4().hex[:6]}-*"])).record
+    assert empty.state == "Completed" and empty.parent == first.backup_id, empty.failure or empty.errors
+    assert read == [], "a backup that can list no object does not read its parent's trees"
+    again = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    assert again.state == "Completed" and again.parent == empty.backup_id
+    assert read == [empty.backup_id]

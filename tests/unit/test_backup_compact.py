@@ -12,6 +12,7 @@ from chalicelib.backup.reuse import PriorObjects
 from chalicelib.core.index_format import IndexEntry
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.trees import decode_tree
+from chalicelib.repository.index_map import IndexMap
 from tests.support.resources import CM, DEPLOY, NS
 from tests.unit.test_backup_reuse import MemoryWriter, _entries
 
@@ -83,24 +84,26 @@ def test_unchanged_objects_reuse_the_prior_entry_in_the_compact_rows_too():
     assert compact.write_trees() == first.write_trees()
 
 
-def test_the_reuse_sample_is_bounded_per_pack_and_names_only_indexed_blobs():
+def test_the_reuse_sample_names_only_indexed_blobs_and_one_window_per_pack():
     full, _ = _both()
     blobs = sorted({e.blob for e in _entries(full)})
-    # Every blob but the last is "in the repository", spread over two packs.
-    index = {b: IndexEntry(f"pack-{i % 2}", "data", 0, 1, 1, 0, 1) for i, b in enumerate(blobs[:-1])}
+    # Every blob but the last is "in the repository", spread over two packs, one frame of 100 bytes each.
+    index = IndexMap()
+    for i, b in enumerate(blobs[:-1]):
+        index.add(b, IndexEntry(f"{i % 2}" * 64, "data", i * 100, 100, 1, 0, 1))
     # The writer knows what the index holds, as a backup's writer does (it is given the same index).
     compact = CompactCollector(
-        BackupScope(), ["a", "b"], MemoryWriter(set(index)), index=index, per_pack=2, rng=random.Random(1)
+        BackupScope(), ["a", "b"], MemoryWriter(set(index)), index=index, window_bytes=250, rng=random.Random(1)
     )
     for page in _pages():
         compact.handle_page(page, None)
     trees = compact.write_trees()
     sample = compact.reused_sample()
-    assert len(sample) == 4 and len(set(sample)) == 4
-    assert set(sample) <= set(index)
-    assert sum(1 for b in sample if index[b].pack == "pack-0") == 2
-    assert blobs[-1] not in sample
+    assert set(sample) <= set(index) and blobs[-1] not in sample
     assert set(trees.values()).isdisjoint(sample)
+    for pack in ("0" * 64, "1" * 64):
+        frames = sorted(index[b].frame_offset for b in sample if index[b].pack == pack)
+        assert frames and frames[-1] - frames[0] < 250, "the blobs of one window of each pack"
 
 
 def test_tree_rows_decode_into_the_entries_the_item_collector_made():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import random
 from typing import Any
 
 import pytest
 
 from chalicelib.backup import compact as compact_module
-from chalicelib.backup.compact import CompactCollector, _PackSample
+from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page
 from chalicelib.backup.reuse import load_prior
@@ -162,49 +161,30 @@ def test_reused_trees_still_offer_their_blobs_to_the_sample():
     trees, writer, reader = _parent()
     blobs = sorted(bid for bid in writer.added if bid not in trees.values())
     index = {b: IndexEntry(f"pack-{i % 2}", "data", 0, 1, 1, 0, 1) for i, b in enumerate(blobs)}
-    again = _again(MemoryWriter(set(writer.added)), reader, _pages(), index=index, per_pack=2, rng=random.Random(3))
+    again = _again(MemoryWriter(set(writer.added)), reader, _pages(), index=index, rng=random.Random(3))
     assert again.write_trees() == trees
-    sample = again.reused_sample()
-    assert len(sample) == 4 and set(sample) <= set(blobs)
-    assert all(blob_id(writer.added[b]) == b for b in sample)
-
-
-def test_the_pack_sample_keeps_every_offer_equally_likely():
-    rng = random.Random(11)
-    kept: collections.Counter[str] = collections.Counter()
-    runs, offers, per_pack = 2000, 100, 5
-    for _ in range(runs):
-        sample = _PackSample(per_pack, rng)
-        for i in range(offers):
-            sample.offer("pack", f"{i:03d}")
-        blobs = sample.blobs()
-        assert len(blobs) == per_pack
-        kept.update(blobs)
-    expected = runs * per_pack / offers  # 100 each
-    first, last = sum(kept[f"{i:03d}"] for i in range(20)), sum(kept[f"{i:03d}"] for i in range(80, 100))
-    assert abs(first - 20 * expected) < 0.15 * 20 * expected
-    assert abs(last - 20 * expected) < 0.15 * 20 * expected
-    assert min(kept.values()) > 0.5 * expected and max(kept.values()) < 1.6 * expected
+    # Packs this small are one window each: every reused blob is in the sample.
+    assert again.reused_sample() == blobs
+    assert all(blob_id(writer.added[b]) == b for b in blobs)
 
 
 class RecordingIndex(dict):
-    """An index that records which blobs were looked up for their pack."""
+    """An index that records which blobs were looked up for their frame."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.asked: list[str] = []
 
-    def pack_of(self, blob: str) -> str | None:
+    def get(self, blob: str, default: Any = None) -> Any:
         self.asked.append(blob)
-        entry = self.get(blob)
-        return entry.pack if entry is not None else None
+        return super().get(blob, default)
 
 
 def test_only_blobs_held_before_the_run_are_looked_up_for_the_sample():
     _, writer, _ = _parent()
     held = [next(bid for bid, data in writer.added.items() if b'"one"' in data and b'"type":"tree"' not in data)]
     index = RecordingIndex({held[0]: IndexEntry("pack-0", "data", 0, 1, 1, 0, 1)})
-    collector = CompactCollector(BackupScope(), ["a", "b"], MemoryWriter(set(held)), index=index, per_pack=2)
+    collector = CompactCollector(BackupScope(), ["a", "b"], MemoryWriter(set(held)), index=index)
     for page in _pages():
         collector.handle_page(page, None)
     collector.write_trees()

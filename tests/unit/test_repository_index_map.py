@@ -101,9 +101,23 @@ def test_the_writer_asks_the_loaded_index_by_digest_and_packs_only_what_it_lacks
     assert writer.stats["blobs_new"] == 1
 
 
-def test_pack_of_names_the_pack_without_the_rest_of_the_location():
+def test_a_frame_is_named_without_the_rest_of_the_location():
     index = IndexMap()
     index.add_pack(PACK_A, _rows(PACK_A, 0, 3))
-    index.add(_blob(7), IndexEntry(PACK_B, "tree", 5 << 32, 10, 20, 3, 4))
-    assert index.pack_of(_blob(1)) == PACK_A and index.pack_of(_blob(7)) == PACK_B
-    assert index.pack_of(_blob(99)) is None and index.pack_of(_blob(1).upper()) is None
+    index.add(_blob(7), IndexEntry(PACK_B, "tree", 5 << 32, 10, 20, 3, 4))  # kept whole: beyond 32 bits
+    assert index.frame_of_digest(bytes.fromhex(_blob(1))) == (PACK_A, 0)
+    assert index.frame_of_digest(bytes.fromhex(_blob(7))) == (PACK_B, 5 << 32)
+    digests = [bytes.fromhex(_blob(i)) for i in (1, 99, 7)]
+    assert list(index.frames_of_digests(digests)) == [(digests[0], PACK_A, 0), (digests[2], PACK_B, 5 << 32)]
+
+
+def test_frames_and_pack_ends_are_answered_from_the_rows():
+    index = IndexMap()
+    index.add_pack(PACK_A, _rows(PACK_A, 0, 30))  # frames at 0, 9000, 18000, each 9000 long
+    index.add(_blob(50), IndexEntry(PACK_B, "data", 4000, 100, 200, 0, 200))
+    index.add(_blob(51), IndexEntry(PACK_B, "data", 0, 4000, 200, 0, 200))
+    assert index.frame_of_digest(bytes.fromhex(_blob(25))) == (PACK_A, 18000)
+    assert index.frame_of_digest(bytes.fromhex(_blob(50))) == (PACK_B, 4000)
+    assert index.frame_of_digest(bytes.fromhex(_blob(99))) is None
+    assert index.pack_end(PACK_A) == 27000 and index.pack_end(PACK_B) == 4100
+    assert index.pack_end("c" * 64) is None

@@ -119,7 +119,7 @@ class ShardJoin:
     def _refuse_damaged_reuse(self, context: Any, manifest: Manifest, token: str) -> BackupRecord | None:
         """Fail the backup before its commit when a sample of what its shards deduplicated against does not read
         (as one-shot backups do, ``backup/verify.py``): the trees it shares with earlier backups are all re-read,
-        and up to ``SAMPLE_PER_PACK`` reused object blobs per pack. The Failed record, or None when all is well."""
+        and the reused object blobs of one window of frames per pack. The Failed record, or None when all is well."""
         from chalicelib.repository import RepositoryReader
         from chalicelib.repository.reach import list_packs, reachable
 

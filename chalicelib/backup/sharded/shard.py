@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.listing import ListFailure, stream_pages
+from chalicelib.backup.listing import ListFailure, PageStream
 from chalicelib.backup.sharded.context import (
     BackupContext,
     BackupContexts,
@@ -292,7 +292,7 @@ class ShardWorker:
         opts = self._options
         done, tokens = progress.done, progress.tokens
         todo = [r for r in work.types if r.group_resource not in done]
-        pages = stream_pages(
+        pages = PageStream(
             client,
             todo,
             work.selector,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.core.canonical import canonical_blob
-from chalicelib.core.index_format import decode_index
+from chalicelib.core.index_format import decode_index, encode_index
 from chalicelib.core.packs import read_pack
 from chalicelib.repository import Repository, RepositoryReader, RepositoryWriter, S3ObjectStore
 from chalicelib.repository.errors import (
@@ -52,8 +52,13 @@ def test_backup_spans_several_content_addressed_packs_and_one_index(
     assert max(frame_counts) >= 3  # packs of several frames...
     assert max(len(blobs) for blobs in frames_of(RepositoryReader(repo).load_index()).values()) >= 2  # ...of many blobs
     assert index_keys == [f"index/{manifest.index_files[0]}"] and len(manifest.index_files) == 1
-    index = decode_index(s3.get_object(Bucket=bucket, Key=PREFIX + index_keys[0])["Body"].read())
+    index_data = s3.get_object(Bucket=bucket, Key=PREFIX + index_keys[0])["Body"].read()
+    index = decode_index(index_data)
     assert {f"packs/{p[:2]}/{p}" for p in index.packs} == set(packs)
+    for key in packs:  # each pack's rows are its header's, in pack order, and the file is encode_index's bytes
+        body = s3.get_object(Bucket=bucket, Key=PREFIX + key)["Body"].read()
+        assert index.packs[key.rsplit("/", 1)[-1]] == read_pack(body)
+    assert encode_index(index.packs) == (manifest.index_files[0], index_data)
     assert set(stored) <= set(index.entries())
     assert keys_under(s3, bucket, "clusters/") == [f"clusters/{CLUSTER}/backups/{manifest.backup_id}/manifest.json"]
 

@@ -1,0 +1,134 @@
+"""The reuse check's sample: per pack, the reused blobs of one window of frames, every frame as likely as another."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+
+from chalicelib.backup.verify import FrameSample, damaged_sample
+from chalicelib.core.index_format import IndexEntry
+from chalicelib.core.packs import PackedBlob
+from chalicelib.repository.errors import BlobCorrupt
+from chalicelib.repository.index_map import IndexMap
+
+PACK_A, PACK_B = "a" * 64, "b" * 64
+FRAME = 1000  # stored bytes of each frame in these packs
+PER_FRAME = 4  # blobs per frame
+
+
+def _blob(i: int) -> str:
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+def _index(frames: int = 100, pack: str = PACK_A, first: int = 0) -> IndexMap:
+    """``frames`` frames of ``PER_FRAME`` blobs each, blobs numbered from ``first`` in pack order."""
+    index = IndexMap()
+    rows = [
+        PackedBlob(_blob(first + i), "data", (i // PER_FRAME) * FRAME, FRAME, 4000, (i % PER_FRAME) * 1000, 1000)
+        for i in range(frames * PER_FRAME)
+    ]
+    index.add_pack(pack, rows)
+    return index
+
+
+def _frame(index: IndexMap, blob: str) -> int:
+    return index[blob].frame_offset
+
+
+def test_the_sample_is_every_offered_blob_of_the_frames_in_one_window():
+    index = _index()
+    sample = FrameSample(index, window_bytes=10 * FRAME, rng=random.Random(5))
+    offered = [_blob(i) for i in range(0, 400, 3)]  # not every blob of the pack is reused
+    for i, blob in enumerate(offered):
+        sample.offer(bytes.fromhex(blob) if i % 2 else blob)  # as digests and as ids alike
+    chosen = sample.blobs()
+    frames = sorted({_frame(index, b) for b in chosen})
+    assert chosen and set(chosen) <= set(offered)
+    assert frames[-1] - frames[0] < 10 * FRAME, "one window of frames"
+    # Every offered blob of those frames is in the sample, so a damaged one is found whenever its frame is read.
+    assert {b for b in offered if frames[0] <= _frame(index, b) <= frames[-1]} == set(chosen)
+
+
+def test_every_frame_of_a_pack_is_as_likely_to_be_read():
+    index = _index(frames=40)
+    reads: collections.Counter[int] = collections.Counter()
+    rng = random.Random(11)
+    runs = 3000
+    for _ in range(runs):
+        sample = FrameSample(index, window_bytes=5 * FRAME, rng=rng)
+        for i in range(160):
+            sample.offer(_blob(i))
+        reads.update({_frame(index, b) for b in sample.blobs()})
+    expected = runs * 5 / (40 + 5 - 1)  # a window starting up to one window short of the pack's start
+    first, middle, last = reads[0], reads[20 * FRAME], reads[39 * FRAME]
+    for count in (first, middle, last):
+        assert abs(count - expected) < 0.15 * expected, (first, middle, last, expected)
+
+
+def test_a_pack_whose_window_holds_no_reused_blob_still_has_one_read():
+    index = _index(frames=100)
+    for seed in range(30):
+        sample = FrameSample(index, window_bytes=2 * FRAME, rng=random.Random(seed))
+        sample.offer(_blob(7))  # one reused blob, in frame 1: the window mostly misses it
+        sample.offer(_blob(399))
+        chosen = sample.blobs()
+        assert chosen and set(chosen) <= {_blob(7), _blob(399)}
+
+
+def test_small_packs_and_unknown_blobs():
+    index = _index(frames=3)
+    index.add_pack(PACK_B, [PackedBlob(_blob(1000), "data", 0, FRAME, 4000, 0, 1000)])
+    sample = FrameSample(index, window_bytes=10 * FRAME, rng=random.Random(1))
+    for i in [*range(12), 1000, 5000]:  # 5000 is not in the repository: nothing to re-verify
+        sample.offer(_blob(i))
+    assert sample.blobs() == sorted(_blob(i) for i in [*range(12), 1000])
+
+
+def test_an_index_that_knows_no_pack_sizes_has_every_offered_blob_read():
+    index = {_blob(i): IndexEntry(PACK_A, "data", i * FRAME, FRAME, 4000, 0, 1000) for i in range(50)}
+    sample = FrameSample(index, window_bytes=FRAME, rng=random.Random(1))
+    for i in range(60):
+        sample.offer(_blob(i))
+    assert sample.blobs() == sorted(_blob(i) for i in range(50))
+
+
+class Reader:
+    def __init__(self, bad: set[str]) -> None:
+        self.bad = bad
+        self.read: list[str] = []
+
+    def try_read_blobs(self, ids, *, where=None):
+        for blob in ids:
+            self.read.append(blob)
+            yield blob, BlobCorrupt(f"blob {blob} is damaged", blob_id=blob) if blob in self.bad else b"{}"
+
+
+def test_damaged_sample_reads_the_window_and_the_shared_trees_and_names_what_fails():
+    index = _index(frames=100)
+    tree = _blob(3)  # a tree the backup shares: always read, wherever it is
+    reused = [_blob(i) for i in range(4, 400)]
+    reader = Reader(bad=set(reused) | {tree})
+    failed = damaged_sample(
+        reader, index, reused, always=[tree, _blob(9999)], window_bytes=4 * FRAME, rng=random.Random(2)
+    )
+    frames = {_frame(index, b) for b in reader.read if b != tree}
+    assert tree in reader.read and _blob(9999) not in reader.read  # an unindexed tree is the reach check's
+    assert max(frames) - min(frames) < 4 * FRAME and len(reader.read) <= 4 * PER_FRAME + 1
+    assert {b for b, _ in failed} == set(reader.read)
+    assert all("damaged" in error for _, error in failed)
+
+
+def test_offering_in_bulk_picks_what_offering_one_at_a_time_picks():
+    index = _index(frames=100)
+    index.add_pack(PACK_B, [PackedBlob(_blob(5000 + i), "data", i * FRAME, FRAME, 4000, 0, 1000) for i in range(50)])
+    offered = [bytes.fromhex(_blob(i)) for i in [*range(0, 400, 2), *range(5000, 5050), 9999]]
+    one, bulk = (FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(seed)) for seed in (4, 4))
+    for digest in offered:
+        one.offer(digest)
+    bulk.offer_all(offered)
+    assert bulk.blobs() == one.blobs()
+    assert {index[b].pack for b in bulk.blobs()} == {PACK_A, PACK_B}
+    mixed = FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(4))
+    mixed.offer_all([_blob(1), *offered])  # an id among digests is looked up too
+    assert set(mixed.blobs()) <= {_blob(1), *(d.hex() for d in offered)} and mixed.blobs()
