@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -45,6 +46,10 @@ JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
 # -- skips -----------------------------------------------------------------------------------------------------------
 
 
+def _applies(applies_to: tuple[str, ...], group_resource: str) -> bool:
+    return applies_to == ANY or group_resource in applies_to
+
+
 @dataclass(frozen=True)
 class Skip:
     reason: str  # a short code, one of restore_plan.Reason
@@ -59,7 +64,7 @@ class SkipRule:
     reason: str
 
     def applies(self, resource: Resource) -> bool:
-        return self.applies_to == ANY or resource.group_resource in self.applies_to
+        return _applies(self.applies_to, resource.group_resource)
 
 
 def _meta(obj: Obj) -> dict[str, Any]:
@@ -171,12 +176,17 @@ SKIP_RULES: tuple[SkipRule, ...] = (
 
 def skip_reason(obj: Obj, resource: Resource, ctx: RestoreContext) -> Skip | None:
     """The first skip rule that matches ``obj`` (a backed-up object, before any transform), or None."""
-    for rule in SKIP_RULES:
-        if rule.applies(resource):
-            detail = rule.check(obj, ctx)
-            if detail is not None:
-                return Skip(rule.reason, detail)
+    for rule in _skip_rules(resource.group_resource):
+        detail = rule.check(obj, ctx)
+        if detail is not None:
+            return Skip(rule.reason, detail)
     return None
+
+
+@lru_cache(maxsize=1024)
+def _skip_rules(group_resource: str) -> tuple[SkipRule, ...]:
+    """The skip rules for one type, in their order: a plan asks once per type, not once per object and rule."""
+    return tuple(r for r in SKIP_RULES if _applies(r.applies_to, group_resource))
 
 
 # -- transforms ------------------------------------------------------------------------------------------------------
@@ -189,7 +199,7 @@ class ItemAction:
     transform: Callable[[Obj, RestoreContext], Obj]
 
     def applies(self, resource: Resource) -> bool:
-        return self.applies_to == ANY or resource.group_resource in self.applies_to
+        return _applies(self.applies_to, resource.group_resource)
 
 
 def reset_metadata(obj: Obj, ctx: RestoreContext) -> Obj:
@@ -338,7 +348,12 @@ ACTIONS: tuple[ItemAction, ...] = (
 def apply_actions(obj: Obj, resource: Resource, ctx: RestoreContext) -> Obj:
     """The object as it should be created on the target cluster; ``obj`` itself is left untouched."""
     out: Obj = orjson.loads(orjson.dumps(obj))
-    for action in ACTIONS:
-        if action.applies(resource):
-            out = action.transform(out, ctx)
+    for action in _actions(resource.group_resource):
+        out = action.transform(out, ctx)
     return out
+
+
+@lru_cache(maxsize=1024)
+def _actions(group_resource: str) -> tuple[ItemAction, ...]:
+    """The item actions for one type, in their order (as ``_skip_rules``)."""
+    return tuple(a for a in ACTIONS if _applies(a.applies_to, group_resource))

@@ -156,10 +156,17 @@ def plan_object(
 ) -> PlanItem:
     """The plan for one backed-up object; ``existing`` is the object of the same target name on the cluster."""
     ctx = ctx or RestoreContext(options=options)
-    obj = {**obj, "kind": obj.get("kind") or resource.kind, "apiVersion": obj.get("apiVersion") or resource.api_version}
+    _, obj = _typed(resource, obj)
     excluded = selection_reason(obj, resource, options)
     if excluded is not None:
         return _skip(resource, obj, options, *excluded)
+    return _plan_selected(obj, resource, options, existing, ctx)
+
+
+def _plan_selected(
+    obj: Obj, resource: Resource, options: RestoreOptions, existing: Obj | None, ctx: RestoreContext
+) -> PlanItem:
+    """``plan_object`` of an object the filters keep, its ``kind`` and ``apiVersion`` filled in."""
     skipped = skip_reason(obj, resource, ctx)
     if skipped is not None:
         return _skip(resource, obj, options, Reason(skipped.reason), skipped.detail)
@@ -342,12 +349,9 @@ def build_plan(
     ``volume_snapshots`` (the manifest's records) adds the snapshots the backup took of its claims
     (``volume_restore.py``), and each claim's plan item says which snapshot it is restored from, or why none.
     """
-    pairs = [
-        (r, {**o, "kind": o.get("kind") or r.kind, "apiVersion": o.get("apiVersion") or r.api_version})
-        for r, o in objects
-    ]
+    pairs = [_typed(r, o) for r, o in objects]
     selected = [(r, o) for r, o in pairs if selection_reason(o, r, options) is None]
-    recorded = recorded_snapshot_objects(volume_snapshots, selected, options)
+    recorded = [_typed(r, o) for r, o in recorded_snapshot_objects(volume_snapshots, selected, options)]
     pairs.extend(recorded)
     selected.extend(recorded)
     ctx = RestoreContext.from_objects(selected, options, backup_id, snapshot_handles)
@@ -361,13 +365,17 @@ def build_plan(
     sources = claim_sources(volume_snapshots)
     lookup: ExistingLookup = existing or (lambda resource, namespace, name: None)
 
+    kept = {id(o) for _, o in selected}
+
     def plan(resource: Resource, obj: Obj) -> PlanItem:
-        item = plan_object(obj, resource, options, None, ctx)
+        if id(obj) not in kept:
+            return plan_object(obj, resource, options, None, ctx)  # the filters' skip, with its reason
+        item = _plan_selected(obj, resource, options, None, ctx)
         if item.action == "create" and existing is not None:
             # Only objects the restore would write are looked up: a dry run of a filtered restore stays cheap.
             live = existing(resource, item.namespace, item.name)
             if live is not None:
-                item = plan_object(obj, resource, options, live, ctx)
+                item = _plan_selected(obj, resource, options, live, ctx)
         if resource.group_resource == "persistentvolumeclaims" and item.action != "skip" and not item.detail:
             item = replace(item, detail=_claim_detail(item, ctx, notes, sources))
         return item
@@ -382,6 +390,15 @@ def build_plan(
         for n in sorted(by_level)
     )
     return RestorePlan(backup_id, options, levels)
+
+
+def _typed(resource: Resource, obj: Obj) -> tuple[Resource, Obj]:
+    """``obj`` (a shallow copy) with its ``kind`` and ``apiVersion``, from its type where the blob has none."""
+    return resource, {
+        **obj,
+        "kind": obj.get("kind") or resource.kind,
+        "apiVersion": obj.get("apiVersion") or resource.api_version,
+    }
 
 
 def _owners_first(items: list[PlanItem]) -> list[PlanItem]:
