@@ -77,7 +77,7 @@ def print_summary(out: Any, result: dict[str, Any]) -> None:
         )
     rpo, verification = result["rpo"], result["verification"]
     out.print(
-        f"RPO {rpo['minutes']} min (target {rpo['target_minutes']}); RTO {verification['rto_s']} s measured by the "
+        f"RPO {rpo['minutes']:.2f} min (target {rpo['target_minutes']}); RTO {verification['rto_s']} s measured by the "
         "verification run",
         highlight=False,
     )
