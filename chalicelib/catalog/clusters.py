@@ -9,6 +9,8 @@ The stored ``auth`` block names where credentials are (an EKS cluster, a secret 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +18,9 @@ from typing import Any
 from chalicelib.catalog import keys
 from chalicelib.catalog.dynamo import decode_item, encode, error_code, iso, query_partition, translate_error
 from chalicelib.catalog.errors import RecordNotFound
+
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+BATCH_GET_ATTEMPTS = 4
 
 # "auth" is a DynamoDB reserved word: expressions name it through "#auth".
 _REGISTRATION = ("#auth", "registered_at", "checked_at", "kubernetes_version", "details", "etcd")
@@ -105,6 +110,27 @@ class ClusterCatalog:
         if record is None or not record.registered:
             raise RecordNotFound(f"cluster {name!r} is not registered (lifeboat clusters add {name} ...)")
         return record
+
+    def get_many(self, names: Iterable[str]) -> dict[str, ClusterRecord]:
+        """The registered clusters among ``names``, by name, in BatchGetItem requests of up to 100 keys (consistent
+        reads, as ``get``). A name missing from the answer is unregistered, or a key DynamoDB left unprocessed after
+        a few tries: the caller asks ``get`` for those."""
+        wanted = sorted(set(names))
+        found: dict[str, ClusterRecord] = {}
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            chunk = [keys.cluster_registry_key(name) for name in wanted[start : start + BATCH_GET_KEYS]]
+            request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                response = self._call("batch_get_item", RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    record = _to_record(decode_item(item))
+                    if record.registered:
+                        found[record.name] = record
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)  # DynamoDB's advice for unprocessed keys: back off, then ask again
+        return found
 
     def list(self) -> list[ClusterRecord]:
         """Every cluster the catalog knows: registered ones and ones only seen in backups, sorted by name."""

@@ -141,7 +141,9 @@ class Dispatcher:
             ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="dispatch") as claims,
             ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send") as senders,
         ):
-            decided = [claims.submit(self._guarded, record, now) for record in self._policies.due(now)]
+            due = list(self._policies.due(now))
+            known = self._registered(due)
+            decided = [claims.submit(self._guarded, record, now, known) for record in due]
             sends = []
             for future in decided:
                 outcome, ready = future.result()
@@ -163,16 +165,30 @@ class Dispatcher:
                 outcomes.extend(side.dispatch_due(now))
         return DispatchReport(iso(now), outcomes)
 
+    def _registered(self, due: list[PolicyRecord]) -> dict[str, Any]:
+        """The due policies' clusters read in batches (100 a request) rather than one GetItem a run; empty when the
+        catalog cannot batch or the batch read fails, and then each run reads its own cluster as before."""
+        get_many = getattr(self._clusters, "get_many", None)
+        if get_many is None or not due:
+            return {}
+        try:
+            return dict(get_many(record.policy.cluster for record in due))
+        except Exception:  # noqa: BLE001 -- an optimisation only: the runs read their clusters one by one instead
+            logger().exception("clusters not read in batches; each run reads its own")
+            return {}
+
     def _near_deadline(self) -> bool:
         return self._remaining_ms is not None and self._remaining_ms() < self._reserve_s * 1000
 
-    def _guarded(self, record: PolicyRecord, now: datetime) -> tuple[Outcome | None, _Claimed | None]:
+    def _guarded(
+        self, record: PolicyRecord, now: datetime, known: dict[str, Any] | None = None
+    ) -> tuple[Outcome | None, _Claimed | None]:
         """One due policy decided and claimed; its failure is its own outcome, not the tick's."""
         if self._near_deadline():
             # Unclaimed, the run stays due: the next minute's tick claims it (late, not lost).
             return self._outcome(record, "left", "the tick neared its deadline; the next tick claims it"), None
         try:
-            return self._dispatch(record, now)
+            return self._dispatch(record, now, known or {})
         except Exception as exc:  # noqa: BLE001 -- one broken policy or a throttled call must not hold up the others
             logger().exception("policy not dispatched", extra={"policy": record.policy.name})
             return self._outcome(record, "failed", f"{type(exc).__name__}: {exc}"), None
@@ -181,7 +197,9 @@ class Dispatcher:
     def _outcome(record: PolicyRecord, result: str, reason: str) -> Outcome:
         return Outcome(record.policy.name, record.policy.cluster, str(record.next_run_at), result, reason)
 
-    def _dispatch(self, record: PolicyRecord, now: datetime) -> tuple[Outcome | None, _Claimed | None]:
+    def _dispatch(
+        self, record: PolicyRecord, now: datetime, known: dict[str, Any]
+    ) -> tuple[Outcome | None, _Claimed | None]:
         policy = record.policy
         if record.next_run_at is None:
             return None, None
@@ -201,7 +219,8 @@ class Dispatcher:
             reason = self._still_active(record, now)
             if not reason:
                 try:
-                    cluster = self._clusters.get(policy.cluster)
+                    # Read in the tick's batch; a cluster it did not return is read on its own (consistently).
+                    cluster = known.get(policy.cluster) or self._clusters.get(policy.cluster)
                     cluster_auth = cluster.auth
                     # Refused when the policy was applied; a cluster re-registered since then just goes without.
                     managed = (cluster.auth or {}).get("type") in MANAGED_AUTH_TYPES

@@ -389,3 +389,67 @@ def test_a_tick_killed_mid_claims_has_sent_the_jobs_of_all_but_its_last_few_clai
     env.clock.now = utc(2026, 1, 10, 2, 1, 5)
     assert env.dispatcher().dispatch_due().counts() == {"dispatched": 15}
     assert sorted(BackupJob.from_dict(m).policy for m in env.messages()) == sorted(set(names) - claimed)
+
+
+def test_a_tick_reads_its_due_policies_clusters_in_batches(env: Env) -> None:
+    names = [f"c{i:03d}" for i in range(150)]
+    for name in names:
+        env.clusters.register(name, EKS, kubernetes_version="v1.31.0", now=env.clock())
+    hourly = {"scope": {"include_namespaces": ["shop*"]}, "schedule": {"cron": "0 * * * *"}}
+    env.service.apply_document({"policies": [{"name": n, "cluster": n, **hourly} for n in names]})
+    calls: Counter[str] = Counter()
+    env.client.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
+    env.clock.now = utc(2026, 1, 10, 1, 0, 5)
+    report = env.dispatcher().dispatch_due()
+    assert report.counts() == {"dispatched": 150}
+    # 100 keys a request, and no cluster read a run (a read per run would be 150 GetItems)
+    assert calls["BatchGetItem"] == 2 and calls["GetItem"] <= 1, calls
+    assert sorted(BackupJob.from_dict(m).cluster.name for m in env.messages()) == names
+
+
+def test_a_cluster_the_batch_read_leaves_out_is_read_on_its_own(env: Env) -> None:
+    from chalicelib.catalog.errors import Throttled
+
+    env.service.apply_document(policy_file({"name": "nightly", "schedule": {"cron": "0 2 * * *"}}))
+    clusters = env.clusters
+
+    class Partial:
+        """DynamoDB left the key unprocessed every time: ``get_many`` answers without it."""
+
+        def get_many(self, names: Any) -> dict[str, Any]:
+            list(names)
+            return {}
+
+        def get(self, name: str) -> Any:
+            return clusters.get(name)
+
+    class Broken(Partial):
+        def get_many(self, names: Any) -> dict[str, Any]:
+            raise Throttled("DynamoDB throttled a request")
+
+    for catalog in (Partial(), Broken()):
+        env.clock.now = env.clock.now.replace(day=env.clock.now.day + 1, hour=2, second=5)
+        queue = BackupWorkQueue(env.sqs, env.queue_url)
+        report = Dispatcher(env.policies, env.backups, catalog, queue, clock=env.clock).dispatch_due()
+        assert report.counts() == {"dispatched": 1}, type(catalog).__name__
+        env.messages()
+
+
+def test_unprocessed_keys_are_asked_again() -> None:
+    class Stub:
+        def __init__(self) -> None:
+            self.requests: list[int] = []
+
+        def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 -- botocore's name
+            asked = RequestItems["t"]["Keys"]
+            assert RequestItems["t"]["ConsistentRead"] is True
+            self.requests.append(len(asked))
+            first, rest = asked[0], asked[1:]
+            name = first["sk"]["S"].removeprefix("CLUSTER#")
+            item = {**first, "cluster": {"S": name}, "auth": {"M": {"type": {"S": "eks"}}}}
+            unprocessed = {"t": {"Keys": rest, "ConsistentRead": True}} if rest else {}
+            return {"Responses": {"t": [item]}, "UnprocessedKeys": unprocessed}
+
+    stub = Stub()
+    found = ClusterCatalog(stub, "t").get_many(["a", "b", "c", "a"])
+    assert sorted(found) == ["a", "b", "c"] and stub.requests == [3, 2, 1]
