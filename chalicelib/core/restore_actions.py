@@ -63,9 +63,6 @@ class SkipRule:
     check: Callable[[Obj, RestoreContext], str | None]  # the detail when the object is skipped
     reason: str
 
-    def applies(self, resource: Resource) -> bool:
-        return _applies(self.applies_to, resource.group_resource)
-
 
 def _meta(obj: Obj) -> dict[str, Any]:
     meta = obj.get("metadata")
@@ -197,9 +194,6 @@ class ItemAction:
     name: str
     applies_to: tuple[str, ...]
     transform: Callable[[Obj, RestoreContext], Obj]
-
-    def applies(self, resource: Resource) -> bool:
-        return _applies(self.applies_to, resource.group_resource)
 
 
 def reset_metadata(obj: Obj, ctx: RestoreContext) -> Obj:
