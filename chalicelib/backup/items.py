@@ -50,6 +50,7 @@ class ItemCollector:
         self.reused = 0  # objects whose blob came from ``prior``
         self._progress = progress
         self._prior = prior
+        self._unread: list[dict[str, Any]] = []  # see ``take_unread``
 
     # -- pages --------------------------------------------------------------------------------------------------
 
@@ -59,7 +60,7 @@ class ItemCollector:
         res = page.resource
         if page.restarted:
             self.drop(res, namespace)
-        self._store(res, self._selected(res, page.items, refs), self._sink(res))
+        self._store(res, self._selected(res, page.items, refs), self._sink(res), metadata_only=page.metadata_only)
         self.objects = self._count()
         if self._progress is not None:
             self._progress(self.objects, res.group_resource)
@@ -92,6 +93,12 @@ class ItemCollector:
                     selected.append((CLUSTER_SCOPE, obj, obj.get("metadata") or {}))
         return selected
 
+    def take_unread(self) -> list[dict[str, Any]]:
+        """The objects of the pages of metadata stored since the last call that are not unchanged, as listed (their
+        metadata): ``handle_page`` left them for the caller to read whole and hand over in a page of their own."""
+        unread, self._unread = self._unread, []
+        return unread
+
     def _sink(self, res: Resource) -> Callable[[tuple[str, TreeEntry]], None]:
         """Where ``_store`` puts each (scope, entry) of ``res``: here, the type's list in ``entries``."""
         return self.entries.setdefault(res.group_resource, []).append
@@ -116,15 +123,19 @@ class ItemCollector:
         res: Resource,
         selected: list[tuple[str, dict[str, Any], dict[str, Any]]],
         append: Callable[[tuple[str, TreeEntry]], None],
+        *,
+        metadata_only: bool = False,
     ) -> None:
         """Entries for the selected objects: an unchanged one (``prior``) reuses its entry, the rest are sanitized,
-        serialized, hashed and packed."""
+        serialized, hashed and packed. ``metadata_only``: the page was listed as metadata, and what is not unchanged
+        is left for ``take_unread``."""
         group, plural, version, kind, api_version = res.group, res.plural, res.version, res.kind, res.api_version
         prior = self._prior.packed(res) if self._prior is not None else None
         add_bytes = self.writer.add_bytes
         reuse = self._reuse_sink(res) if prior else None
         append_held = self._held_sink(res, append)
         holds_digest = _digest_check(self.writer)
+        unread = self._unread
         raw = dedup = reused = 0
         for scope_key, obj, meta in selected:
             uid = meta.get("uid") or ""
@@ -141,6 +152,9 @@ class ItemCollector:
                     reused += 1
                     reuse(scope_key, uid, value)  # type: ignore[misc]
                     continue
+            if metadata_only:
+                unread.append(obj)  # only its metadata was listed: the caller reads it whole (``take_unread``)
+                continue
             data = canonical_json(sanitize_for_backup(obj, kind, api_version))
             bid, new = add_bytes(data)
             size = len(data)

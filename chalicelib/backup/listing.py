@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +20,14 @@ class Page:
     """One page of raw objects of one type; ``restarted`` means discard what this type gave before.
 
     ``continue_token`` resumes the type's list after this page; None means this page was its last.
+    ``metadata_only``: the items are the objects' metadata alone (``PartialObjectMetadata``).
     """
 
     resource: Resource
     items: list[dict[str, Any]]
     restarted: bool = False
     continue_token: str | None = None
+    metadata_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class PageStream:
     Listing starts when the stream is made, so the first pages are fetched while the caller still prepares (a
     backup reads its parent's trees meanwhile); the queue is bounded, so it never runs far ahead of the consumer:
     memory stays at a few pages. Iterate it once, or ``close`` it: either stops the listing threads.
+
+    ``metadata_first`` maps a type to what ``iter_pages`` takes as its ``metadata_first`` (None: list it whole).
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class PageStream:
         page_size: int = 500,
         namespace: str | None = None,
         start: Mapping[str, str] | None = None,
+        metadata_first: Callable[[Resource], Callable[[list[dict[str, Any]]], bool] | None] | None = None,
     ) -> None:
         self._out: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * 2))
         self._stop = threading.Event()
@@ -79,16 +84,19 @@ class PageStream:
 
         def list_one(res: Resource) -> None:
             try:
+                first = metadata_first(res) if metadata_first is not None else None
                 pages = client.list_pages(
                     res.collection_path(namespace),
                     limit=page_size,
                     label_selector=selector or None,
                     continue_token=tokens.get(res.group_resource),
+                    **({"metadata_first": first} if first is not None else {}),
                 )
                 for page in pages:
                     if self._stop.is_set():
                         return
-                    self._put(Page(res, page.items, page.restarted, page.continue_token))
+                    partial = getattr(page, "metadata_only", False)
+                    self._put(Page(res, page.items, page.restarted, page.continue_token, partial))
             except Exception as exc:  # noqa: BLE001 -- recorded per type; the backup goes on with the others
                 self._put(ListFailure(res, exc))
 

@@ -19,6 +19,7 @@ from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources
+from chalicelib.backup.metadata_first import MetadataFirst, read_whole
 from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
@@ -356,7 +357,10 @@ class BackupService:
         from chalicelib.repository import RepositoryWriter
 
         # The first pages are fetched while the parent's trees are still being read (the collector needs them).
-        pages = self._start_listing(client, scope, ns_objects, namespaced)
+        # An incremental lists metadata first: what its parent holds unchanged needs nothing more.
+        first = self._metadata_first(record, scope, ns_objects, opening, cluster_uid)
+        pages = self._start_listing(client, scope, ns_objects, namespaced, first)
+        getter = ThreadPoolExecutor(max_workers=self._list_workers, thread_name_prefix="lifeboat-get")
         try:
             opened = opening.result() if opening is not None else self._open(record)
             writer = RepositoryWriter(opened.repo, known=opened.index, **self._writer_options)
@@ -368,10 +372,20 @@ class BackupService:
 
             self._heartbeat_at = time.monotonic()
             listed = self._collect(
-                client, collector, pages, namespaces_res, ns_objects, namespaced, cluster_types, cluster, backup_id
+                client,
+                collector,
+                pages,
+                namespaces_res,
+                ns_objects,
+                namespaced,
+                cluster_types,
+                cluster,
+                backup_id,
+                read=lambda res, listed: read_whole(client, res, listed, getter),
             )
         finally:
             pages.close()
+            getter.shutdown(wait=False, cancel_futures=True)
         if listed == 0 and collector.errors:
             raise BackupError(
                 f"cluster {cluster!r}: every resource type failed to list: {collector.errors[0]['error']}"
@@ -475,13 +489,44 @@ class BackupService:
             raise BackupError(f"cluster {ref.name!r}: discovery did not offer namespaces")
         return client, version, resources, namespaces_res
 
+    def _metadata_first(
+        self,
+        record: BackupRecord,
+        scope: BackupScope,
+        ns_objects: Mapping[str, Any],
+        opening: Future[_Opened] | None,
+        cluster_uid: str | None,
+    ) -> MetadataFirst | None:
+        """What lists the namespaced types as metadata first: an incremental's, whose parent is read by ``opening``
+        (None: a full backup, or a sharded one, lists whole)."""
+        if opening is None or not self._reuse_unchanged or not record.parent or not cluster_uid:
+            return None
+
+        def prior() -> PriorObjects | None:
+            opened = opening.result()
+            return opened.prior if opened.parent_cluster_uid == cluster_uid else None
+
+        return MetadataFirst(scope, frozenset(ns_objects), prior)
+
     def _start_listing(
-        self, client: Any, scope: BackupScope, ns_objects: dict[str, dict[str, Any]], namespaced: list[Resource]
+        self,
+        client: Any,
+        scope: BackupScope,
+        ns_objects: dict[str, dict[str, Any]],
+        namespaced: list[Resource],
+        metadata_first: MetadataFirst | None = None,
     ) -> PageStream:
         """The namespaced types' pages (``_listed``), listed from now on."""
         types, _ = _listed(scope, ns_objects, namespaced, [])
         selector = scope.server_selector()
-        return PageStream(client, types, selector, workers=self._list_workers, page_size=self._page_size)
+        return PageStream(
+            client,
+            types,
+            selector,
+            workers=self._list_workers,
+            page_size=self._page_size,
+            metadata_first=metadata_first,
+        )
 
     def _collect(
         self,
@@ -494,9 +539,12 @@ class BackupService:
         cluster_types: list[Resource],
         cluster: str,
         backup_id: BackupId,
+        *,
+        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
     ) -> int:
         """Store everything in scope: the namespaced types' ``pages`` (``_start_listing``), then the cluster types;
-        returns how many types were listed (Namespaces included)."""
+        returns how many types were listed (Namespaces included). ``read`` reads whole the objects of a type whose
+        metadata a page of metadata listed (``metadata_first.read_whole``)."""
         scope = collector.scope
         refs = ReferenceCollector(collector.namespaces)
 
@@ -507,7 +555,7 @@ class BackupService:
         # Types not listed for want of objects count as listed: none of them failed.
         listed = 1 + len(namespaced) - len(kept_namespaced) + len(cluster_types) - len(kept_cluster)
         namespaced, cluster_types = kept_namespaced, kept_cluster
-        listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id)
+        listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id, read)
         if cluster_types:
             # In auto mode the referring types must be read before the types they name, so list in order.
             ordered = cluster_listing_order(cluster_types)
@@ -582,17 +630,32 @@ class BackupService:
         refs: ReferenceCollector | None,
         cluster: str,
         backup_id: BackupId,
+        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
     ) -> int:
-        failed = 0
+        failed: set[str] = set()
         for item in pages:
+            res = item.resource
+            if res.group_resource in failed:
+                continue  # what is left of a type that failed
             if isinstance(item, ListFailure):
-                failed += 1
-                collector.fail(item.resource, item.error)
+                failed.add(res.group_resource)
+                collector.fail(res, item.error)
                 continue
             collector.handle_page(item, refs)
+            unread = collector.take_unread() if item.metadata_only else []
+            if unread:
+                try:
+                    if read is None:
+                        raise BackupError("the page lists only metadata, and nothing reads objects whole")
+                    whole = read(res, unread)
+                except Exception as exc:  # noqa: BLE001 -- recorded per type, as a list that fails is
+                    failed.add(res.group_resource)
+                    collector.fail(res, f"reading a changed object whole failed: {exc}")
+                    continue
+                collector.handle_page(Page(res, whole), refs)
             self._maybe_heartbeat(cluster, backup_id)
         # Used to tell "nothing could be listed" (Failed) from "some types failed" (PartiallyFailed).
-        return len(resources) - failed
+        return len(resources) - len(failed)
 
     def _maybe_heartbeat(self, cluster: str, backup_id: BackupId) -> None:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:

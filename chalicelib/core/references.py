@@ -107,6 +107,12 @@ _REFERS: dict[str, Callable[[ReferenceCollector, dict[str, Any]], None]] = {
 }
 
 
+def names_other_objects(resource: Resource) -> bool:
+    """Whether objects of the namespaced type ``resource`` name cluster objects a backup may take along (so the
+    backup reads more of them than their metadata)."""
+    return resource.group_resource in _REFERS
+
+
 def cluster_listing_order(resources: list[Resource]) -> list[Resource]:
     """Cluster-scoped types ordered so that referring types come before the types they name."""
     rank = {gr: i for i, gr in enumerate(REFERRING_FIRST)}

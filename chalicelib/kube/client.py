@@ -115,13 +115,14 @@ class KubeClient:
         body: Any = None,
         content_type: str = JSON,
         retries: int | None = None,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         """One API call, retried on 429/5xx (and connection failures where safe); the parsed JSON answer."""
         import urllib3
 
         method = method.upper()
         url = self.server + path + (f"?{urlencode(_query(params))}" if params else "")
-        headers = {"Accept": JSON, "User-Agent": USER_AGENT}
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
         payload: bytes | None = None
         if body is not None:
             payload = body if isinstance(body, bytes) else orjson.dumps(body)
@@ -238,16 +239,18 @@ class KubeClient:
         label_selector: str | None = None,
         field_selector: str | None = None,
         continue_token: str | None = None,
+        metadata_first: Callable[[list[dict[str, Any]]], bool] | None = None,
     ) -> Iterator[ListPage]:
         """Pages of a collection, from ``continue_token`` when given; see ``ListPage.restarted`` for what a 410 on a
-        continue token means to a consumer."""
+        continue token means to a consumer, and ``iter_pages`` for ``metadata_first``."""
         return iter_pages(
-            lambda p, params: self.request("GET", p, params=params),
+            lambda p, params, accept=JSON: self.request("GET", p, params=params, accept=accept),
             path,
             limit=limit,
             label_selector=label_selector,
             field_selector=field_selector,
             continue_token=continue_token,
+            metadata_first=metadata_first,
         )
 
     # -- cluster ----------------------------------------------------------------------------------------------------

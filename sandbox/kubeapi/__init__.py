@@ -2,7 +2,9 @@
 
 It speaks the kube-apiserver REST API over HTTPS on 127.0.0.1 for everything Lifeboat uses: discovery, CRUD with
 the real status codes and `Status` bodies, list paging with `limit`/`continue` (etcd's token format, 410 Expired
-after a simulated compaction), label and field selectors, resourceVersion conflicts, status/scale subresources,
+after a simulated compaction), lists as object metadata only (`Accept: ...;as=PartialObjectMetadataList;
+g=meta.k8s.io;v=v1`, 406 for a transformation it does not know), label and field selectors, resourceVersion
+conflicts, status/scale subresources,
 server-side defaults, namespace lifecycle, a Pod's ServiceAccount admission (refused when the account is missing) and
 CustomResourceDefinitions. The same integration tests run against a real cluster, so where behaviour is implemented
 it follows the real server.
@@ -14,12 +16,12 @@ against. It also runs on aiohttp's event loop, while this server must be usable 
 process and benchmarks alike. The standard library's threaded HTTP server with orjson does the job in a few
 hundred lines per concern.
 
-Not implemented (documented gaps): watch, protobuf, version conversion (an object reads the same at every served
-version, only apiVersion changes), OpenAPI schemas and pruning of custom resources, garbage collection through
-ownerReferences, controllers other than namespace lifecycle (no ReplicaSets or Pods appear for a Deployment; the
-serviceaccount controller's `default` account only with `namespace_controllers=True`), the token volume and image
-pull secrets ServiceAccount admission adds to a Pod, and strategic merge patch list merging (served as a JSON merge
-patch).
+Not implemented (documented gaps): watch, protobuf, `as=Table` and a single object as metadata, version conversion
+(an object reads the same at every served version, only apiVersion changes), OpenAPI schemas and pruning of custom
+resources, garbage collection through ownerReferences, controllers other than namespace lifecycle (no ReplicaSets or
+Pods appear for a Deployment; the serviceaccount controller's `default` account only with
+`namespace_controllers=True`), the token volume and image pull secrets ServiceAccount admission adds to a Pod, and
+strategic merge patch list merging (served as a JSON merge patch).
 """
 
 from __future__ import annotations

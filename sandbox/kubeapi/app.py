@@ -168,7 +168,7 @@ class App:
                 raise _unsupported_patch()
             return _json(*api.scale(rtype, version, ns, name or "", method, content_type, raw, dry_run=dry_run))
         if verb == "list":
-            return _json(*api.list(rtype, version, ns, query))
+            return _json(*api.list(rtype, version, ns, query, metadata_only=_wants_partial_list(headers)))
         if verb == "get":
             return _json(*api.get(rtype, version, ns, name or ""))
         if verb == "create":
@@ -248,6 +248,29 @@ def _json(code: int, body: bytes) -> Reply:
 
 def _media_type(headers: Mapping[str, str], default: str = "") -> str:
     return (headers.get("Content-Type") or default).split(";")[0].strip().lower()
+
+
+def _wants_partial_list(headers: Mapping[str, str]) -> bool:
+    """Whether ``Accept`` asks for a list as object metadata only, as kube-apiserver reads it: the first media range
+    it can serve wins, and ``as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`` on JSON is one. A range
+    asking for a transformation this server does not know is skipped; with nothing left it answers 406."""
+    accept = headers.get("Accept") or ""
+    if "as=" not in accept:
+        return False
+    for media_range in accept.split(","):
+        media, *params = (part.strip() for part in media_range.split(";"))
+        if media.lower() not in ("application/json", "*/*", "application/*"):
+            continue
+        options = dict(p.partition("=")[::2] for p in params)
+        options.pop("q", None)
+        if not options.get("as"):
+            return False
+        if (options.get("as"), options.get("g"), options.get("v")) in _PARTIAL_LISTS:
+            return True
+    raise ApiError(406, f"only the following media types are accepted: {JSON}, {JSON};as=PartialObjectMetadataList")
+
+
+_PARTIAL_LISTS = {("PartialObjectMetadataList", "meta.k8s.io", "v1")}
 
 
 def _unsupported_patch() -> ApiError:

@@ -138,13 +138,31 @@ def list_page(store: Store, bucket: Bucket, query: ListQuery) -> Page:
     return page
 
 
-def render_list(rtype: ResourceType, version: str, page: Page, item_prefix: bytes | None) -> bytes:
-    """The list body; item_prefix (`{"kind":..,"apiVersion":..,`) is given only for custom resources."""
+PARTIAL_ITEM_PREFIX = b'{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",'
+
+
+def render_partial_list(page: Page) -> bytes:
+    """The list body as a ``PartialObjectMetadataList`` (``Accept: application/json;as=PartialObjectMetadataList;
+    g=meta.k8s.io;v=v1``): each item is its kind, apiVersion and metadata, nothing else, as kube-apiserver serves it."""
+    head = orjson.dumps(
+        {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": _list_meta(page)}
+    )
+    items = b",".join(PARTIAL_ITEM_PREFIX + s.metadata_body()[1:] for s in page.items)
+    return head[:-1] + b',"items":[' + items + b"]}"
+
+
+def _list_meta(page: Page) -> dict[str, Any]:
     meta: dict[str, Any] = {"resourceVersion": str(page.rv)}
     if page.continue_token:
         meta["continue"] = page.continue_token
     if page.remaining is not None:
         meta["remainingItemCount"] = page.remaining
+    return meta
+
+
+def render_list(rtype: ResourceType, version: str, page: Page, item_prefix: bytes | None) -> bytes:
+    """The list body; item_prefix (`{"kind":..,"apiVersion":..,`) is given only for custom resources."""
+    meta = _list_meta(page)
     head = orjson.dumps({"kind": rtype.list_kind, "apiVersion": rtype.api_version(version), "metadata": meta})
     if item_prefix is None:
         items = b",".join(s.body for s in page.items)

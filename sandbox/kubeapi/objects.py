@@ -183,10 +183,21 @@ class ObjectAPI:
             stored = self.current(rtype, namespace, name)
         return 200, render(rtype, version, stored)
 
-    def list(self, rtype: ResourceType, version: str, namespace: str | None, query: Mapping[str, str]) -> Response:
+    def list(
+        self,
+        rtype: ResourceType,
+        version: str,
+        namespace: str | None,
+        query: Mapping[str, str],
+        *,
+        metadata_only: bool = False,
+    ) -> Response:
+        """A page of the collection; ``metadata_only``: as a ``PartialObjectMetadataList``."""
         parsed = listing.ListQuery.parse(rtype, namespace, query)
         with self.store.lock:
             page = listing.list_page(self.store, self.store.bucket(rtype), parsed)
+        if metadata_only:
+            return 200, listing.render_partial_list(page)
         prefix = type_prefix(rtype, version) if rtype.custom else None
         return 200, listing.render_list(rtype, version, page, prefix)
 

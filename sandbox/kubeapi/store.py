@@ -19,16 +19,24 @@ from sandbox.kubeapi.catalog import ResourceType
 class Stored:
     """One object as stored: its JSON (metadata first, no kind/apiVersion) and what lists filter on."""
 
-    __slots__ = ("body", "labels", "rv")
+    __slots__ = ("_metadata", "body", "labels", "rv")
 
     def __init__(self, body: bytes, labels: dict[str, str], rv: int) -> None:
         self.body = body
         self.labels = labels
         self.rv = rv
+        self._metadata: bytes | None = None
 
     @classmethod
     def of(cls, obj: dict[str, Any], rv: int) -> Stored:
         return cls(orjson.dumps(obj), dict(obj["metadata"].get("labels") or {}), rv)
+
+    def metadata_body(self) -> bytes:
+        """``{"metadata":{...}}`` of this object alone: what a list as ``PartialObjectMetadataList`` serves of it
+        (made on first use; a stored version never changes)."""
+        if self._metadata is None:
+            self._metadata = orjson.dumps({"metadata": orjson.loads(self.body)["metadata"]})
+        return self._metadata
 
     def load(self) -> dict[str, Any]:
         """A private, mutable copy of the object (parsing the bytes is the cheapest deep copy)."""

@@ -34,8 +34,9 @@ class Client:
         content_type: str | None = JSON,
         token: str | None = "",
         raw: bytes | None = None,
+        accept: str | None = None,
     ) -> tuple[int, Any, urllib3.HTTPHeaderDict]:
-        headers = {}
+        headers = {"Accept": accept} if accept else {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token or self.server.token}"
         if content_type and (body is not None or raw is not None):

@@ -110,3 +110,54 @@ def test_list_page_is_fast(api: Client, server: KubeAPIServer) -> None:
         assert status == 200 and len(body["items"]) == 500
     # A few ms per page on a laptop; the bound is loose so a busy CI machine does not flake.
     assert (time.perf_counter() - start) / 10 < 0.25
+
+
+PARTIAL = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+def test_lists_as_object_metadata_only(api: Client, server: KubeAPIServer, ns: str) -> None:
+    labels = [{"tier": "a" if i % 2 else "b"} for i in range(7)]
+    server.load(
+        [
+            {**cm(f"m{i}", big="x" * 2000), "metadata": {"name": f"m{i}", "namespace": ns, "labels": labels[i]}}
+            for i in range(7)
+        ]
+    )
+    patched = {"metadata": {"annotations": {"edited": "yes"}}}
+    api.call("PATCH", f"/api/v1/namespaces/{ns}/configmaps/m1", patched, content_type="application/merge-patch+json")
+    path = f"/api/v1/namespaces/{ns}/configmaps?limit=3"
+    full: list[dict] = []
+    token = ""
+    while True:
+        status, page, _ = api.call("GET", path + (f"&continue={token}" if token else ""))
+        full.extend(page["items"])
+        token = page["metadata"].get("continue", "")
+        if not token:
+            break
+    # Pages as metadata, then the same list's next page whole: a continue token serves either form.
+    status, first, _ = api.call("GET", path, accept=f"{PARTIAL},application/json")
+    assert status == 200
+    assert (first["kind"], first["apiVersion"]) == ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    assert first["metadata"]["remainingItemCount"] == len(full) - 3
+    assert all(set(item) == {"kind", "apiVersion", "metadata"} for item in first["items"])
+    assert {(i["kind"], i["apiVersion"]) for i in first["items"]} == {("PartialObjectMetadata", "meta.k8s.io/v1")}
+    assert [i["metadata"] for i in first["items"]] == [i["metadata"] for i in full[:3]]
+    status, second, _ = api.call("GET", f"{path}&continue={first['metadata']['continue']}")
+    assert second["kind"] == "ConfigMapList" and second["items"] == full[3:6]
+    # A selected list as metadata holds what the full one holds.
+    selected = api.call("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=tier%3Da", accept=PARTIAL)[1]
+    assert [i["metadata"]["name"] for i in selected["items"]] == ["m1", "m3", "m5"]
+    # The edited object's metadata is its current version's.
+    assert selected["items"][0]["metadata"] == next(i["metadata"] for i in full if i["metadata"]["name"] == "m1")
+    assert selected["items"][0]["metadata"]["annotations"] == {"edited": "yes"}
+
+
+def test_accept_ranges_as_the_api_server_reads_them(api: Client, ns: str) -> None:
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    assert api.call("GET", path, accept=f"application/json,{PARTIAL}")[1]["kind"] == "ConfigMapList"
+    assert api.call("GET", path, accept=PARTIAL.replace(";", " ; "))[1]["kind"] == "PartialObjectMetadataList"
+    unknown = "application/json;as=Table;g=meta.k8s.io;v=v1"
+    assert api.call("GET", path, accept=f"{unknown},application/json")[1]["kind"] == "ConfigMapList"
+    status, body, _ = api.call("GET", path, accept=unknown)
+    assert status == 406
+    assert_status(body, 406, "NotAcceptable")
