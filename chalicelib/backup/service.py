@@ -579,7 +579,7 @@ class BackupService:
         from chalicelib.repository import RepositoryReader
 
         repo = self._open_repository()
-        reader = RepositoryReader(repo)
+        reader = RepositoryReader(repo, reuse_loaded_index=True)
         index = reader.load_index()
         if prior_wanted is not None and not prior_wanted.wait():
             return _Opened(repo, index, None, None, reader)

@@ -44,9 +44,20 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         self._packs: list[PackId] = []
         self._pack_numbers: dict[PackId, int] = {}
         self._ends: dict[PackId, int] = {}  # pack -> where its last indexed frame ends
+        self._frozen = False
+
+    def freeze(self) -> IndexMap:
+        """Refuse every later ``add``: a loaded index is shared (readers of one process), never changed."""
+        self._frozen = True
+        return self
+
+    def _check_open(self) -> None:
+        if self._frozen:
+            raise RuntimeError("a loaded index is not changed: add to a copy")
 
     def add(self, blob: str, entry: IndexEntry) -> bool:
         """Record where ``blob`` lives unless a location is known already; False when it was (or is no blob id)."""
+        self._check_open()
         digest = blob_digest(blob)
         if digest is None or digest in self._rows:
             return False
@@ -54,20 +65,33 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
         self._ends[entry.pack] = max(self._ends.get(entry.pack, 0), entry.frame_offset + entry.frame_length)
         return True
 
-    def add_pack(self, pack: PackId, blobs: Iterable[tuple[str, str, int, int, int, int, int]]) -> None:
-        """Every (blob, type, frame offset, frame length, frame raw length, offset, raw length) of one pack.
+    def copy(self) -> IndexMap:
+        """An independent map holding the same locations, open to ``add`` (the rows are immutable and shared)."""
+        other = IndexMap()
+        other._rows = dict(self._rows)
+        other._packs = list(self._packs)
+        other._pack_numbers = dict(self._pack_numbers)
+        other._ends = dict(self._ends)
+        return other
+
+    def add_pack(self, pack: PackId, blobs: Iterable[tuple[str, str, int, int, int, int, int]]) -> int:
+        """Every (blob, type, frame offset, frame length, frame raw length, offset, raw length) of one pack; returns
+        how many of its blobs had a location already (which they keep).
 
         The loop a load runs once per blob: no call per row beyond the row's encoding.
         """
+        self._check_open()
         rows, number, pack_row, types = self._rows, self._pack_number(pack), _ROW.pack, _TYPE_NUMBERS
         fromhex = bytes.fromhex
         end = self._ends.get(pack, 0)
+        known = 0
         for blob, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length in blobs:
             if frame_offset + frame_length > end:
                 end = frame_offset + frame_length
             # Rows come from a decoded index file (PackedBlob.from_row checked the id is 64 lower-case hex).
             digest = fromhex(blob)
             if digest in rows:
+                known += 1
                 continue
             try:
                 rows[digest] = pack_row(
@@ -77,6 +101,7 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
                 row = (pack, kind, frame_offset, frame_length, frame_raw_length, offset, raw_length)
                 rows[digest] = _new_tuple(IndexEntry, row)
         self._ends[pack] = end
+        return known
 
     def _pack_number(self, pack: PackId) -> int:
         number = self._pack_numbers.get(pack)

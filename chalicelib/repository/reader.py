@@ -55,8 +55,19 @@ class RebuiltIndex:
 class RepositoryReader:
     """Read side of a repository. The index is loaded once per instance (one Lambda invocation)."""
 
-    def __init__(self, repo: Repository, *, threads: int = 4, frame_cache_bytes: int = FRAME_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        threads: int = 4,
+        frame_cache_bytes: int = FRAME_CACHE_BYTES,
+        reuse_loaded_index: bool = False,
+    ) -> None:
+        """``reuse_loaded_index``: start from the index this process loaded last of the same repository, reading
+        only the index files written since (``_LastLoaded``); a backup's choice. Without it every file is read and
+        checked against its name again, as a repository check needs."""
         self.repo = repo
+        self._reuse_loaded = reuse_loaded_index
         self._store = repo.store
         self._threads = threads
         self._frames = FrameCache(frame_cache_bytes)
@@ -79,16 +90,54 @@ class RepositoryReader:
                 return self._index
             # Only hex names can be index files; anything else (a folder marker, a stray upload) is not ours.
             keys = [k for k in self._store.list(INDEX_DIR) if is_hex_id(k[len(INDEX_DIR) :])]
-            with ThreadPoolExecutor(max_workers=self._threads) as pool:
-                names = [k[len(INDEX_DIR) :] for k in keys]
-                data = dict(zip(names, pool.map(self._read_index_file, keys), strict=True))
-            index, ends, superseded = self._merge(data, frozenset())
-            if superseded & data.keys():
-                # Rare (a consolidation not yet cleaned up): the files a later one supersedes were merged too.
-                index, ends, _ = self._merge(data, frozenset(superseded))
-            self._index_data = data
-            self._index, self._pack_ends = index, ends
-            return index
+            names = frozenset(k[len(INDEX_DIR) :] for k in keys)
+            identity = getattr(self._store, "identity", None) if self._reuse_loaded else None
+            kept = _LAST_LOADED.take(identity, names) if identity else None
+            loaded = None
+            data: dict[str, bytes] = {}
+            if kept is not None:
+                # Read and merge only the files added since this process last loaded the index.
+                data = self._read_index_files(sorted(names - kept.data.keys()))
+                loaded = self._extend(kept, data)
+                data = {**kept.data, **data}  # if that would not do: every file, none read twice
+            if loaded is None:
+                data = {**data, **self._read_index_files(sorted(names - data.keys()))}
+                index, ends, superseded = self._merge(data, frozenset())
+                if superseded & data.keys():
+                    # Rare (a consolidation not yet cleaned up): the files a later one supersedes were merged too.
+                    index, ends, _ = self._merge(data, frozenset(superseded))
+                loaded = _Loaded(index.freeze(), ends, data, frozenset(superseded))
+            if identity:
+                _LAST_LOADED.keep(identity, loaded)
+            self._index_data = loaded.data
+            self._index, self._pack_ends = loaded.index, loaded.ends
+            return self._index
+
+    def _read_index_files(self, names: list[str]) -> dict[str, bytes]:
+        """The bytes of these index files, each checked against its name."""
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=self._threads) as pool:
+            return dict(zip(names, pool.map(self._read_index_file, [INDEX_DIR + n for n in names]), strict=True))
+
+    def _extend(self, loaded: _Loaded, data: dict[str, bytes]) -> _Loaded | None:
+        """``loaded`` with the index files of ``data`` merged in, or None when that would not give what a merge of
+        every file gives: a file added supersedes another or is superseded, or names a blob already located (the
+        merge's sorted order decides which location wins)."""
+        if not data:
+            return loaded
+        if loaded.superseded.intersection(data):
+            return None
+        index, ends = loaded.index.copy(), dict(loaded.ends)
+        for name in sorted(data):
+            index_file = _decode_index_file(name, data[name])
+            if index_file.supersedes:
+                return None
+            for pack, blobs in index_file.packs.items():
+                if index.add_pack(pack, blobs):
+                    return None
+                ends[pack] = index.pack_end(pack) or 0
+        return _Loaded(index.freeze(), ends, {**loaded.data, **data}, loaded.superseded)
 
     def _merge(self, data: dict[str, bytes], skip: frozenset[str]) -> tuple[IndexMap, dict[PackId, int], set[str]]:
         """The index of the files in ``data`` not in ``skip``, each pack's data end, and what those files supersede."""
@@ -372,6 +421,48 @@ def _decode_tree(tree_id: BlobId, data: bytes, where: str | None) -> list[TreeEn
     except (FormatError, KeyError, TypeError, ValueError) as exc:
         context = f" ({where})" if where else ""
         raise RepositoryCorrupt(f"blob {tree_id}{context} is not a scope tree: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A loaded index: the map, each pack's data end, every file's bytes by name, what the files supersede."""
+
+    index: IndexMap
+    ends: dict[PackId, int]
+    data: dict[str, bytes]
+    superseded: frozenset[str]
+
+
+class _LastLoaded:
+    """The last index this process loaded, by repository: a warm function's next backup of the same repository
+    reads only the index files written since. Index files are named by their content's hash and never change,
+    so what it holds of a file still listed is that file; it is of no use once a file it holds is gone (garbage
+    collection, consolidation). A loaded map is frozen: readers share it, and a load that adds files merges them
+    into a copy. Its ``ends`` and ``data`` are not changed either."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._identity: str | None = None
+        self._loaded: _Loaded | None = None
+
+    def take(self, identity: str, names: frozenset[str]) -> _Loaded | None:
+        """What was kept of ``identity`` if every file it holds is among ``names`` (still listed), else None."""
+        with self._lock:
+            loaded = self._loaded if self._identity == identity else None
+        if loaded is None or not loaded.data.keys() <= names:
+            return None
+        return loaded
+
+    def keep(self, identity: str, loaded: _Loaded) -> None:
+        with self._lock:
+            self._identity, self._loaded = identity, loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._identity, self._loaded = None, None
+
+
+_LAST_LOADED = _LastLoaded()
 
 
 def _decode_index_file(name: str, data: bytes) -> IndexFile:

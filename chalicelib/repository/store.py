@@ -71,6 +71,11 @@ class S3ObjectStore:
     def __repr__(self) -> str:
         return f"S3ObjectStore(s3://{self.bucket}/{self.prefix})"
 
+    @property
+    def identity(self) -> str:
+        """Which repository this is, for what a process keeps of it between invocations (the last index loaded)."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
     def put(self, key: str, data: bytes, *, create_only: bool = True) -> None:
         params: dict[str, Any] = {
             "Bucket": self.bucket,

@@ -106,6 +106,7 @@ def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: boo
     Measured on moto (tests/integration/test_cost_requests.py): trees are blobs inside the packs, so the PUTs are
     the packs, one index file and the manifest (and the repository's config the first time); an incremental reads
     its parent's manifest, index and trees (6 GETs for one namespace; one more per further changed namespace tree).
+    These are a cold worker's: a warm one reads only the index files written since its last backup of the repository.
     """
     changed = math.ceil(shape.objects * fraction)
     trees = (min(shape.namespaces, changed) + 2) if changed else 0  # changed namespaces, cluster tree, root tree
