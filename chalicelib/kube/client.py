@@ -260,7 +260,9 @@ class KubeClient:
 
     def discover(self) -> list[Resource]:
         """Every top-level resource type; groups that failed are skipped and listed in ``discovery_errors``."""
-        resources, errors = discover(lambda path: self.request("GET", path, retries=DISCOVERY_RETRIES))
+        resources, errors = discover(
+            lambda path, accept=JSON: self.request("GET", path, retries=DISCOVERY_RETRIES, accept=accept)
+        )
         self.discovery_errors = errors
         return resources
 

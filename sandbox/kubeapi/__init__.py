@@ -1,13 +1,12 @@
 """An in-memory Kubernetes API server for tests, the local sandbox and benchmarks.
 
-It speaks the kube-apiserver REST API over HTTPS on 127.0.0.1 for everything Lifeboat uses: discovery, CRUD with
-the real status codes and `Status` bodies, list paging with `limit`/`continue` (etcd's token format, 410 Expired
-after a simulated compaction), lists as object metadata only (`Accept: ...;as=PartialObjectMetadataList;
-g=meta.k8s.io;v=v1`, 406 for a transformation it does not know), label and field selectors, resourceVersion
-conflicts, status/scale subresources,
-server-side defaults, namespace lifecycle, a Pod's ServiceAccount admission (refused when the account is missing) and
-CustomResourceDefinitions. The same integration tests run against a real cluster, so where behaviour is implemented
-it follows the real server.
+It speaks the kube-apiserver REST API over HTTPS on 127.0.0.1 for everything Lifeboat uses: discovery (per group,
+and aggregated as `APIGroupDiscoveryList` v2), CRUD with the real status codes and `Status` bodies, list paging with
+`limit`/`continue` (etcd's token format, 410 Expired after a simulated compaction), lists as object metadata only
+(`Accept: ...;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`, 406 for a transformation it does not know), label
+and field selectors, resourceVersion conflicts, status/scale subresources, server-side defaults, namespace
+lifecycle, a Pod's ServiceAccount admission (refused when the account is missing) and CustomResourceDefinitions. The
+same integration tests run against a real cluster, so where behaviour is implemented it follows the real server.
 
 Why not kmock (installed, and a fine mock for operators): it keeps objects as plain dicts and serves lists without
 `limit`/`continue`, without a real resourceVersion and without selectors or kube-apiserver's Status reasons and

@@ -21,7 +21,14 @@ from sandbox.kubeapi.errors import (
 )
 from sandbox.kubeapi.faults import Faults, ForbidRule, RequestRecord
 from sandbox.kubeapi.objects import ObjectAPI
-from sandbox.kubeapi.registry import core_versions_doc, group_doc, group_list_doc, resource_list_doc, version_doc
+from sandbox.kubeapi.registry import (
+    aggregated_discovery_doc,
+    core_versions_doc,
+    group_doc,
+    group_list_doc,
+    resource_list_doc,
+    version_doc,
+)
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -54,6 +61,8 @@ class App:
         self.requests: list[RequestRecord] = []
         self.requests_lock = threading.Lock()
         self.exec_handlers = podexec.ExecHandlers()
+        self.aggregated_discovery = True  # False: /api and /apis as a server before v1.26 serves them
+        self.stale_discovery: frozenset[str] = frozenset()  # group/versions aggregated discovery marks Stale
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: Mapping[str, str], raw: bytes) -> Reply:
         reply = self._handle(method, path, query, headers, raw)
@@ -114,6 +123,12 @@ class App:
                 doc = version_doc()
             elif route.kind == "health":
                 return 200, TEXT, {}, b"ok"
+            elif (
+                route.kind in ("core", "groups") and self.aggregated_discovery and _wants_aggregated_discovery(headers)
+            ):
+                core, stale = route.kind == "core", self.stale_discovery
+                body = orjson.dumps(aggregated_discovery_doc(self.registry, core=core, stale=stale))
+                return 200, AGGREGATED_TYPE, {}, body
             elif route.kind == "core":
                 doc = core_versions_doc(self.server_address)
             elif route.kind == "groups":
@@ -251,12 +266,22 @@ def _media_type(headers: Mapping[str, str], default: str = "") -> str:
 
 
 def _wants_partial_list(headers: Mapping[str, str]) -> bool:
-    """Whether ``Accept`` asks for a list as object metadata only, as kube-apiserver reads it: the first media range
-    it can serve wins, and ``as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`` on JSON is one. A range
-    asking for a transformation this server does not know is skipped; with nothing left it answers 406."""
+    """Whether ``Accept`` asks for a list as object metadata only (``PartialObjectMetadataList``)."""
+    return _transformation(headers, _PARTIAL_LISTS) is not None
+
+
+def _wants_aggregated_discovery(headers: Mapping[str, str]) -> bool:
+    """Whether ``Accept`` asks ``/api`` or ``/apis`` for every group's resources at once (``APIGroupDiscoveryList``)."""
+    return _transformation(headers, _AGGREGATED_DISCOVERY) is not None
+
+
+def _transformation(headers: Mapping[str, str], known: set[tuple[str, str, str]]) -> tuple[str, str, str] | None:
+    """The (as, g, v) ``Accept`` asks for, as kube-apiserver reads it: the first media range it can serve wins,
+    a plain JSON one (None) included. A range asking for a transformation this server does not serve here is
+    skipped; with nothing left it answers 406."""
     accept = headers.get("Accept") or ""
     if "as=" not in accept:
-        return False
+        return None
     for media_range in accept.split(","):
         media, *params = (part.strip() for part in media_range.split(";"))
         if media.lower() not in ("application/json", "*/*", "application/*"):
@@ -264,13 +289,16 @@ def _wants_partial_list(headers: Mapping[str, str]) -> bool:
         options = dict(p.partition("=")[::2] for p in params)
         options.pop("q", None)
         if not options.get("as"):
-            return False
-        if (options.get("as"), options.get("g"), options.get("v")) in _PARTIAL_LISTS:
-            return True
+            return None
+        wanted = (options.get("as", ""), options.get("g", ""), options.get("v", ""))
+        if wanted in known:
+            return wanted
     raise ApiError(406, f"only the following media types are accepted: {JSON}, {JSON};as=PartialObjectMetadataList")
 
 
 _PARTIAL_LISTS = {("PartialObjectMetadataList", "meta.k8s.io", "v1")}
+_AGGREGATED_DISCOVERY = {("APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2")}
+AGGREGATED_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
 def _unsupported_patch() -> ApiError:

@@ -140,6 +140,54 @@ def resource_list_doc(registry: Registry, group: str, version: str) -> dict[str,
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries}
 
 
+def aggregated_discovery_doc(registry: Registry, *, core: bool, stale: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``/api`` (``core``) or ``/apis`` as an ``APIGroupDiscoveryList`` (apidiscovery.k8s.io/v2, GA in v1.30): every
+    group with its versions, preferred first, and each version's resources with their subresources. The
+    group/versions in ``stale`` are marked as those of an aggregated API server that does not answer are."""
+    groups = {"": ["v1"]} if core else registry.group_versions()
+    items = []
+    for group, versions in groups.items():
+        served = [
+            {
+                "version": version,
+                "resources": [
+                    _resource_discovery(t, group, version)
+                    for t in sorted(registry.resources_at(group, version), key=lambda t: t.plural)
+                ],
+                "freshness": "Stale" if (f"{group}/{version}" if group else version) in stale else "Current",
+            }
+            for version in versions
+        ]
+        items.append({"metadata": {"name": group} if group else {}, "versions": served})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items}
+
+
+def _resource_discovery(rtype: ResourceType, group: str, version: str) -> dict[str, Any]:
+    kind = {"group": group, "version": version, "kind": rtype.kind}
+    entry: dict[str, Any] = {
+        "resource": rtype.plural,
+        "responseKind": kind,
+        "scope": "Namespaced" if rtype.namespaced else "Cluster",
+        "singularResource": rtype.singular,
+        "verbs": list(rtype.verbs),
+    }
+    if rtype.short_names:
+        entry["shortNames"] = list(rtype.short_names)
+    if rtype.categories:
+        entry["categories"] = list(rtype.categories)
+    subresources: list[dict[str, Any]] = []
+    if rtype.status:
+        subresources.append({"subresource": "status", "responseKind": kind, "verbs": list(SUB_VERBS)})
+    if rtype.scale:
+        scale = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+        subresources.append({"subresource": "scale", "responseKind": scale, "verbs": list(SUB_VERBS)})
+    for name, verbs in rtype.extra_subresources:
+        subresources.append({"subresource": name.partition("/")[2], "responseKind": kind, "verbs": list(verbs)})
+    if subresources:
+        entry["subresources"] = sorted(subresources, key=lambda sub: sub["subresource"])
+    return entry
+
+
 def _group_doc(group: str, versions: list[str]) -> dict[str, Any]:
     listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
     return {"name": group, "versions": listed, "preferredVersion": listed[0]}

@@ -170,6 +170,13 @@ class KubeAPIServer:
     def allow_all(self) -> None:
         self._app.forbidden.clear()
 
+    def serve_discovery(self, *, aggregated: bool = True, stale: Iterable[str] = ()) -> None:
+        """Serve ``/api`` and ``/apis`` as aggregated discovery (a v1.30 server's default) or only as the plain
+        documents (a server before v1.26); ``stale``: group/versions (``apps/v1``, ``v1``) the aggregated document
+        marks Stale, as it does those of an aggregated API server that does not answer."""
+        self._app.aggregated_discovery = aggregated
+        self._app.stale_discovery = frozenset(stale)
+
     def expire_continue_tokens(self) -> None:
         """Every continue token handed out so far now answers 410 Expired, as after an etcd compaction."""
         with self._store.lock:

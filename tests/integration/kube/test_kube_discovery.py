@@ -79,15 +79,50 @@ def test_wait_for_polls_until_the_deadline(client: KubeClient, sleeps: Sleeps) -
 
 @pytest.mark.fakeonly
 def test_unavailable_group_is_skipped_and_recorded(fake: Any, client: KubeClient, sleeps: Sleeps) -> None:
+    fake.serve_discovery(aggregated=False)  # a server before v1.26: a request per group
     fake.faults.inject(503, method="GET", path=r"^/apis/apps/v1$", count=10)
-
-    resources = client.discover()
+    try:
+        resources = client.discover()
+    finally:
+        fake.serve_discovery()
 
     assert not any(r.group == "apps" for r in resources)
     assert any(r.plural == "configmaps" for r in resources)
     assert [group for group, _ in client.discovery_errors] == ["apps/v1"]
     assert "503" in client.discovery_errors[0][1]
     assert len(sleeps) == 1  # one quick second try, not a full backoff per broken group
+
+
+@pytest.mark.fakeonly
+def test_a_stale_group_of_aggregated_discovery_is_skipped_and_recorded(fake: Any, client: KubeClient) -> None:
+    fake.serve_discovery(stale=["apps/v1"])
+    try:
+        resources = client.discover()
+    finally:
+        fake.serve_discovery()
+    assert not any(r.group == "apps" for r in resources)
+    assert any(r.plural == "configmaps" for r in resources)
+    assert client.discovery_errors == [("apps/v1", "discovery is stale: its aggregated API server did not answer")]
+
+
+@pytest.mark.fakeonly
+def test_aggregated_discovery_finds_what_a_request_per_group_finds_in_two_requests(
+    fake: Any, client: KubeClient
+) -> None:
+    fake.clear_requests()
+    aggregated = client.discover()
+    paths = [r.path for r in fake.requests]
+    fake.serve_discovery(aggregated=False)
+    try:
+        fake.clear_requests()
+        plain = client.discover()
+        plain_paths = [r.path for r in fake.requests]
+    finally:
+        fake.serve_discovery()
+    assert paths == ["/api", "/apis"]
+    assert len(plain_paths) > 10 and plain_paths[:2] == ["/api", "/apis"]
+    assert len(aggregated) == len(plain) and set(aggregated) == set(plain)
+    assert client.discovery_errors == []
 
 
 def crd(group: str) -> dict[str, Any]:

@@ -67,6 +67,33 @@ def test_group_discovery(api: Client) -> None:
     assert status == 404 and body == b"404 page not found\n"
 
 
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+
+
+def test_aggregated_discovery(api: Client) -> None:
+    status, core, headers = api.call("GET", "/api", accept=AGGREGATED)
+    assert status == 200 and headers["Content-Type"].startswith("application/json;g=apidiscovery.k8s.io;v=v2")
+    assert (core["kind"], core["apiVersion"]) == ("APIGroupDiscoveryList", "apidiscovery.k8s.io/v2")
+    (item,) = core["items"]
+    assert item["metadata"] == {} and [v["version"] for v in item["versions"]] == ["v1"]
+    pods = next(r for r in item["versions"][0]["resources"] if r["resource"] == "pods")
+    assert pods["responseKind"] == {"group": "", "version": "v1", "kind": "Pod"} and pods["scope"] == "Namespaced"
+    assert {"log", "status", "exec"} <= {sub["subresource"] for sub in pods["subresources"]}
+    groups = {g["metadata"]["name"]: g for g in api.call("GET", "/apis", accept=AGGREGATED)[1]["items"]}
+    plain = api.call("GET", "/apis")[1]["groups"]
+    assert list(groups) == [g["name"] for g in plain]  # the same groups, in the same order
+    assert [v["version"] for v in groups["autoscaling"]["versions"]] == ["v2", "v1"]  # preferred first
+    apps = {r["resource"]: r for r in groups["apps"]["versions"][0]["resources"]}
+    assert apps["deployments"]["shortNames"] == ["deploy"] and apps["deployments"]["verbs"] == list(
+        {r["name"]: r for r in api.call("GET", "/apis/apps/v1")[1]["resources"]}["deployments"]["verbs"]
+    )
+    scale = next(sub for sub in apps["deployments"]["subresources"] if sub["subresource"] == "scale")
+    assert scale["responseKind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    assert {g["versions"][0]["freshness"] for g in groups.values()} == {"Current"}
+    nodes = next(r for r in item["versions"][0]["resources"] if r["resource"] == "nodes")
+    assert nodes["scope"] == "Cluster"
+
+
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
