@@ -111,11 +111,8 @@ def resource_list_doc(registry: Registry, group: str, version: str) -> dict[str,
             "namespaced": rtype.namespaced,
             "kind": rtype.kind,
             "verbs": list(rtype.verbs),
+            **_names(rtype),
         }
-        if rtype.short_names:
-            main["shortNames"] = list(rtype.short_names)
-        if rtype.categories:
-            main["categories"] = list(rtype.categories)
         if rtype.storable:
             main["storageVersionHash"] = _storage_hash(rtype, version)
         entries.append(main)
@@ -170,11 +167,8 @@ def _resource_discovery(rtype: ResourceType, group: str, version: str) -> dict[s
         "scope": "Namespaced" if rtype.namespaced else "Cluster",
         "singularResource": rtype.singular,
         "verbs": list(rtype.verbs),
+        **_names(rtype),
     }
-    if rtype.short_names:
-        entry["shortNames"] = list(rtype.short_names)
-    if rtype.categories:
-        entry["categories"] = list(rtype.categories)
     subresources: list[dict[str, Any]] = []
     if rtype.status:
         subresources.append({"subresource": "status", "responseKind": kind, "verbs": list(SUB_VERBS)})
@@ -186,6 +180,16 @@ def _resource_discovery(rtype: ResourceType, group: str, version: str) -> dict[s
     if subresources:
         entry["subresources"] = sorted(subresources, key=lambda sub: sub["subresource"])
     return entry
+
+
+def _names(rtype: ResourceType) -> dict[str, list[str]]:
+    """The short names and categories a discovery entry gives, when the type has any."""
+    names: dict[str, list[str]] = {}
+    if rtype.short_names:
+        names["shortNames"] = list(rtype.short_names)
+    if rtype.categories:
+        names["categories"] = list(rtype.categories)
+    return names
 
 
 def _group_doc(group: str, versions: list[str]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -77,14 +79,21 @@ def test_wait_for_polls_until_the_deadline(client: KubeClient, sleeps: Sleeps) -
     assert sleeps == [0.5, 0.5]
 
 
-@pytest.mark.fakeonly
-def test_unavailable_group_is_skipped_and_recorded(fake: Any, client: KubeClient, sleeps: Sleeps) -> None:
-    fake.serve_discovery(aggregated=False)  # a server before v1.26: a request per group
-    fake.faults.inject(503, method="GET", path=r"^/apis/apps/v1$", count=10)
+@contextlib.contextmanager
+def _discovery(fake: Any, **how: Any) -> Iterator[None]:
+    """The test server serving discovery ``how`` (``serve_discovery``), then as it does by default again."""
+    fake.serve_discovery(**how)
     try:
-        resources = client.discover()
+        yield
     finally:
         fake.serve_discovery()
+
+
+@pytest.mark.fakeonly
+def test_unavailable_group_is_skipped_and_recorded(fake: Any, client: KubeClient, sleeps: Sleeps) -> None:
+    fake.faults.inject(503, method="GET", path=r"^/apis/apps/v1$", count=10)
+    with _discovery(fake, aggregated=False):  # a server before v1.26: a request per group
+        resources = client.discover()
 
     assert not any(r.group == "apps" for r in resources)
     assert any(r.plural == "configmaps" for r in resources)
@@ -95,11 +104,8 @@ def test_unavailable_group_is_skipped_and_recorded(fake: Any, client: KubeClient
 
 @pytest.mark.fakeonly
 def test_a_stale_group_of_aggregated_discovery_is_skipped_and_recorded(fake: Any, client: KubeClient) -> None:
-    fake.serve_discovery(stale=["apps/v1"])
-    try:
+    with _discovery(fake, stale=["apps/v1"]):
         resources = client.discover()
-    finally:
-        fake.serve_discovery()
     assert not any(r.group == "apps" for r in resources)
     assert any(r.plural == "configmaps" for r in resources)
     assert client.discovery_errors == [("apps/v1", "discovery is stale: its aggregated API server did not answer")]
@@ -112,13 +118,10 @@ def test_aggregated_discovery_finds_what_a_request_per_group_finds_in_two_reques
     fake.clear_requests()
     aggregated = client.discover()
     paths = [r.path for r in fake.requests]
-    fake.serve_discovery(aggregated=False)
-    try:
+    with _discovery(fake, aggregated=False):
         fake.clear_requests()
         plain = client.discover()
         plain_paths = [r.path for r in fake.requests]
-    finally:
-        fake.serve_discovery()
     assert paths == ["/api", "/apis"]
     assert len(plain_paths) > 10 and plain_paths[:2] == ["/api", "/apis"]
     assert len(aggregated) == len(plain) and set(aggregated) == set(plain)
