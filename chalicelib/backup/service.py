@@ -114,6 +114,9 @@ class BackupService:
         now = self._clock()
         cluster = job.cluster.name
         parent = resource_parent(self._catalog, cluster)
+        # A fresh worker token fences the job: once another delivery takes it over, this worker's writes are refused.
+        # A new job's record is created Running for it; a redelivered one's is taken over (or left to its worker).
+        token = uuid.uuid4().hex
         record, created = self._catalog.claim_job(
             job.job_id,
             cluster,
@@ -122,26 +125,26 @@ class BackupService:
             parent=parent.backup_id if parent else None,
             now=now,
             extra={"kind": "etcd"} if job.etcd_only else None,
+            worker=token,
         )
-        retrying = not created and _retry_pending(record, job)
-        if not created and not retrying and not self._should_take_over(record):
-            return BackupOutcome(record, created=False)
-        extra = {"retry": {**record.extra["retry"], "pending": False}} if retrying else None
-        # A fresh worker token fences the job: once another delivery takes it over, this worker's writes are refused.
-        token = uuid.uuid4().hex
-        try:
-            record = self._catalog.transition(
-                cluster,
-                record.backup_id,
-                BackupState.RUNNING,
-                now=self._clock(),
-                worker=record.worker,
-                claim=token,
-                started_at=self._clock(),
-                extra=extra,
-            )
-        except WorkerSuperseded as exc:
-            return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=False)
+        if not created:
+            retrying = _retry_pending(record, job)
+            if not retrying and not self._should_take_over(record):
+                return BackupOutcome(record, created=False)
+            extra = {"retry": {**record.extra["retry"], "pending": False}} if retrying else None
+            try:
+                record = self._catalog.transition(
+                    cluster,
+                    record.backup_id,
+                    BackupState.RUNNING,
+                    now=self._clock(),
+                    worker=record.worker,
+                    claim=token,
+                    started_at=self._clock(),
+                    extra=extra,
+                )
+            except WorkerSuperseded as exc:
+                return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=False)
         self._worker = token
         self._hook_run = None
         outcome = self._run_claimed(job, record, progress, created=created)

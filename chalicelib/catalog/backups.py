@@ -76,22 +76,31 @@ class BackupCatalog:
         parent: str | None = None,
         now: datetime,
         extra: dict[str, Any] | None = None,
+        worker: str | None = None,
     ) -> tuple[BackupRecord, bool]:
-        """Create the Pending record for a job, once: a re-delivered job returns (existing record, False)."""
+        """Create the Pending record for a job, once: a re-delivered job returns (existing record, False).
+
+        With ``worker`` (a fresh worker token) the record is created Running for that worker instead, started and
+        heartbeating now: the claim and the transition a worker would make next, in one write (and announced as
+        the transition would be)."""
         if not job_id:
             raise ValueError("job_id must be non-empty")
         keys.check_part("cluster", cluster)
         keys.check_part("backup id", backup_id)
         stamp = iso(now)
+        started = stamp if worker is not None else None
         record = BackupRecord(
             cluster=cluster,
             backup_id=backup_id,
-            state=BackupState.PENDING,
+            state=BackupState.RUNNING if worker is not None else BackupState.PENDING,
             job_id=job_id,
             policy=policy,
             parent=parent,
             created_at=stamp,
             extra=dict(extra or {}),
+            started_at=started,
+            heartbeat_at=started,
+            worker=worker,
         )
         not_exists = "attribute_not_exists(pk)"
         job_item = {**keys.job_key(job_id), "type": {"S": "job"}, "cluster": {"S": cluster}}
@@ -117,6 +126,8 @@ class BackupCatalog:
         for _attempt in range(_CLAIM_ATTEMPTS):
             try:
                 self._client.transact_write_items(TransactItems=items)
+                if worker is not None and self._on_transition is not None:
+                    self._on_transition(record, True)
                 return record, True
             except ClientError as exc:
                 if error_code(exc) != "TransactionCanceledException":
@@ -259,9 +270,7 @@ class BackupCatalog:
         except ConditionFailed as exc:
             raise RecordNotFound(f"backup {cluster}/{backup_id} not found") from exc
 
-    def clear_damaged(
-        self, cluster: str, backup_id: str, *, repaired: Sequence[str], now: datetime
-    ) -> BackupRecord:
+    def clear_damaged(self, cluster: str, backup_id: str, *, repaired: Sequence[str], now: datetime) -> BackupRecord:
         """Remove the damaged mark of a backup whose damaged blobs were all repaired, and note the repair in
         ``extra.repaired`` (when, how many blobs, the first few ids). Never touches ``state``."""
         stamp = iso(now)
@@ -418,7 +427,18 @@ class BackupCatalog:
             "version": {"N": "1"},
             "updated_at": {"S": record.created_at},
         }
-        for name in ("cluster", "backup_id", "state", "job_id", "policy", "parent", "created_at"):
+        for name in (
+            "cluster",
+            "backup_id",
+            "state",
+            "job_id",
+            "policy",
+            "parent",
+            "created_at",
+            "started_at",
+            "heartbeat_at",
+            "worker",
+        ):
             value = getattr(record, name)
             if value is not None:
                 item[name] = {"S": str(value)}

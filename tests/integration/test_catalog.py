@@ -18,6 +18,7 @@ from chalicelib.catalog import (
     Throttled,
 )
 from chalicelib.catalog.backups import MAX_ERRORS
+from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.catalog.schema import TTL_ATTRIBUTE, create_table, table_definition
 from chalicelib.core.models import BackupState
 
@@ -98,6 +99,26 @@ def test_claim_creates_a_pending_record(catalog: BackupCatalog) -> None:
     assert catalog.get("prod", backup_id(0)) == record
     assert record.policy == "hourly" and record.parent == "p-1"
     assert record.created_at == "2026-11-22T10:15:00.000Z"
+
+
+def test_a_claim_for_a_worker_creates_the_record_running_for_it_in_one_write(dynamodb: Any, table: str) -> None:
+    announced: list[tuple[str, bool]] = []
+    catalog = BackupCatalog(dynamodb, table, on_transition=lambda r, started: announced.append((r.state, started)))
+    record, created = catalog.claim_job("job-1", "prod", backup_id(0), now=NOW, worker="token-a")
+    assert created and record.state == S.RUNNING and record.worker == "token-a"
+    assert record.started_at == record.heartbeat_at == record.created_at == "2026-11-22T10:15:00.000Z"
+    assert catalog.get("prod", backup_id(0)) == record
+    assert announced == [(S.RUNNING, True)]  # announced as the claim's transition would be: Backup Started
+    assert catalog.latest("prod", states=[S.RUNNING]) == record  # indexed under its state
+    # Fenced from the start: another token's writes are refused, the claimant's go through.
+    with pytest.raises(WorkerSuperseded):
+        catalog.heartbeat("prod", backup_id(0), NOW, worker="token-b")
+    done = catalog.transition("prod", backup_id(0), S.COMPLETED, now=NOW, worker="token-a")
+    assert done.state == S.COMPLETED
+    # A redelivery finds the claim and creates nothing, running or not.
+    again, created_again = catalog.claim_job("job-1", "prod", backup_id(1), now=NOW, worker="token-c")
+    assert not created_again and again.backup_id == backup_id(0) and again.worker == "token-a"
+    assert announced == [(S.RUNNING, True), (S.COMPLETED, False)]
 
 
 def test_redelivered_job_returns_the_first_record_and_creates_no_second_backup(catalog: BackupCatalog) -> None:

@@ -120,7 +120,7 @@ def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: boo
         s3_put=puts,
         s3_get=gets,
         s3_list=1,  # the index files
-        ddb_write=5,  # claim (transaction), running, commit (transaction), lease, lease release
+        ddb_write=4,  # claim as Running (transaction), commit (transaction), lease, lease release
         ddb_read=3,  # parent lookup, latest, record
         sqs=3,  # send, receive, delete (the worker path; the one-shot CLI has none)
         events=2,  # Backup Started, Backup Completed
