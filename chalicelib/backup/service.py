@@ -543,7 +543,7 @@ class BackupService:
         cluster: str,
         backup_id: BackupId,
         *,
-        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]],
     ) -> int:
         """Store everything in scope: the namespaced types' ``pages`` (``_start_listing``), then the cluster types;
         returns how many types were listed (Namespaces included). ``read`` reads whole the objects of a type whose
@@ -566,7 +566,7 @@ class BackupService:
             cluster_selector = scope.server_selector() if mode == "on" else SERVER_EXCLUSIONS
             cluster_pages = PageStream(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
             cluster_refs = refs if mode == "auto" else None
-            listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id)
+            listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id, read)
         return listed
 
     def _open_in_background(self, record: BackupRecord, prior_wanted: _Decision) -> Future[_Opened]:
@@ -633,7 +633,7 @@ class BackupService:
         refs: ReferenceCollector | None,
         cluster: str,
         backup_id: BackupId,
-        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]],
     ) -> int:
         failed: set[str] = set()
         for item in pages:
@@ -648,8 +648,6 @@ class BackupService:
             unread = collector.take_unread() if item.metadata_only else []
             if unread:
                 try:
-                    if read is None:
-                        raise BackupError("the page lists only metadata, and nothing reads objects whole")
                     whole = read(res, unread)
                 except Exception as exc:  # noqa: BLE001 -- recorded per type, as a list that fails is
                     failed.add(res.group_resource)

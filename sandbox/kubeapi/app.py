@@ -293,7 +293,8 @@ def _transformation(headers: Mapping[str, str], known: set[tuple[str, str, str]]
         wanted = (options.get("as", ""), options.get("g", ""), options.get("v", ""))
         if wanted in known:
             return wanted
-    raise ApiError(406, f"only the following media types are accepted: {JSON}, {JSON};as=PartialObjectMetadataList")
+    served = ", ".join(f"{JSON};as={as_};g={g};v={v}" for as_, g, v in sorted(known))
+    raise ApiError(406, f"only the following media types are accepted: {JSON}, {served}")
 
 
 _PARTIAL_LISTS = {("PartialObjectMetadataList", "meta.k8s.io", "v1")}
