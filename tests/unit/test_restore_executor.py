@@ -4,6 +4,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from chalicelib.core.resources import Resource
 from chalicelib.core.restore_jobs import RestoreState
 from chalicelib.core.restore_options import RestoreOptions
@@ -89,3 +91,47 @@ def test_run_parallel_bounds_concurrency_and_honours_stop() -> None:
     assert 1 < peak <= 4
     stopped = list(run_parallel(items, apply, concurrency=4, stop=lambda: True))
     assert stopped == []
+
+
+def _restore_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("lifeboat-restore-")]
+
+
+def test_run_parallel_takes_no_more_than_the_caller_has_received_plus_concurrency() -> None:
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def apply(planned: PlanItem) -> ObjectResult:
+        with lock:
+            taken.append(planned.name)
+        return ObjectResult.of(planned, Outcome.CREATED, "new")
+
+    results = run_parallel([item(f"cm-{i}") for i in range(50)], apply, concurrency=4)
+    first = next(results)
+    time.sleep(0.05)  # the workers had time to take everything they were allowed to
+    assert first.name in taken
+    assert len(taken) <= 1 + 4  # the one received, and a window of four more
+    results.close()  # an early close stops the taking and waits for the workers
+    assert len(taken) <= 1 + 4 + 4
+    assert _restore_threads() == []
+
+
+def test_run_parallel_raises_what_apply_raised_and_stops_taking() -> None:
+    calls: list[str] = []
+
+    def apply(planned: PlanItem) -> ObjectResult:
+        calls.append(planned.name)
+        if planned.name == "cm-3":
+            raise RuntimeError("the applier broke on cm-3")
+        return ObjectResult.of(planned, Outcome.CREATED, "new")
+
+    items = [item(f"cm-{i}") for i in range(200)]
+    with pytest.raises(RuntimeError, match="cm-3"):
+        list(run_parallel(items, apply, concurrency=2))
+    assert len(calls) < len(items)
+    assert _restore_threads() == []
+
+
+def test_run_parallel_refuses_a_concurrency_below_one() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        next(run_parallel([item("a")], lambda p: ObjectResult.of(p, Outcome.CREATED, "new"), concurrency=0))
