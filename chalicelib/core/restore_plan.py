@@ -418,7 +418,11 @@ def _owners_first(items: list[PlanItem]) -> list[PlanItem]:
                     moved = True
         if not moved:
             break
-    return [replace(i, rank=rank[i.source_uid]) if i.source_uid in rank else i for i in items]
+    # Most items keep the rank they started with: ``order`` gives it without a copy of the item.
+    return [
+        replace(i, rank=rank[i.source_uid]) if i.source_uid in rank and rank[i.source_uid] != (i.level, 0) else i
+        for i in items
+    ]
 
 
 def _claim_detail(

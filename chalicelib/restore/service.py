@@ -26,6 +26,7 @@ from chalicelib.observability import logger
 from chalicelib.repository.errors import RepositoryError
 from chalicelib.restore.errors import BackupUnreadable, ClusterUnavailable, NothingToRestore
 from chalicelib.restore.executor import ObjectApplier, run_parallel
+from chalicelib.restore.gc_policy import rare_full_collections
 from chalicelib.restore.results import ObjectResult, Outcome, RestoreResult, final_state
 
 # Above this many objects of one collection, a dry run lists the collection instead of GETting each.
@@ -211,6 +212,28 @@ class RestoreService:
         the plan, with the body of every object, once the selection is read and verified and before the first write.
         Raises BackupUnreadable before any write when a blob of the selection is missing or corrupt.
         """
+        with rare_full_collections():  # the selection and its plan live to the end (gc_policy.py)
+            return self._run(
+                manifest,
+                options,
+                progress=progress,
+                on_result=on_result,
+                completed=completed,
+                stop=stop,
+                on_plan=on_plan,
+            )
+
+    def _run(
+        self,
+        manifest: Manifest,
+        options: RestoreOptions,
+        *,
+        progress: Callable[[int, int], None] | None,
+        on_result: Callable[[ObjectResult], None] | None,
+        completed: set[str] | None,
+        stop: Callable[[], bool] | None,
+        on_plan: Callable[[RestorePlan], None] | None,
+    ) -> RestoreResult:
         started = _iso(self._clock())
 
         def result(state: RestoreState, **fields: Any) -> RestoreResult:
