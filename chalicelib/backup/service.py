@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.compact import CompactCollector
@@ -47,6 +47,9 @@ CLUSTER_ID_NAMESPACE = "kube-system"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,25 @@ class BackupService:
         self._hooks = hooks
         # The hooks of the backup this service is running: post hooks run once it ends, if its pre phase began.
         self._hook_run: tuple[HookPlan, Any, HookContext] | None = None
+        # The repository's side of the backup this service is running, read while its job is claimed (``run``).
+        self._opening: tuple[Future[_Opened], _Decision[BackupRecord | None]] | None = None
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
     def run(self, job: BackupJob, *, progress: Callable[[int, str], None] | None = None) -> BackupOutcome:
+        # The repository's side (config, index, then the parent's trees) needs nothing from the catalog or the
+        # cluster: it is read while the parent is looked up and the job claimed. Not for an etcd-only backup (it
+        # stores no objects), nor when the backup may be sharded (the plan does not need it).
+        one_shot = not job.etcd_only and not (self._sharding is not None and job.shard is not False)
+        self._opening = self._open_in_background() if one_shot else None
+        try:
+            return self._claim_and_run(job, progress)
+        finally:
+            if self._opening is not None:
+                self._opening[1].decide(None)  # the background read waits for its record: it must hear, however
+                self._opening = None  # this ends (a duplicate job, a failed claim)
+
+    def _claim_and_run(self, job: BackupJob, progress: Callable[[int, str], None] | None) -> BackupOutcome:
         now = self._clock()
         cluster = job.cluster.name
         parent = resource_parent(self._catalog, cluster)
@@ -314,21 +332,25 @@ class BackupService:
             if adopted is not None:
                 return adopted
         self._start_hooks(job, record)
-        # The repository's side (config, index, the parent's trees) is a few S3 round trips that need nothing from the
-        # cluster: read it while discovery and the namespace list run. Not when the backup may be sharded: the plan
-        # does not need it, and it would be requests for nothing.
+        # The repository's side, started by ``run``, goes on while discovery and the namespace list run.
         may_shard = self._sharding is not None and job.shard is not False
-        prior_wanted = _Decision()
-        opening = None if may_shard else self._open_in_background(record, prior_wanted)
+        if may_shard:
+            opening = None
+        else:
+            if self._opening is None:
+                self._opening = self._open_in_background()
+            opening, prior_of = self._opening
         scope = job.scope
         try:
             client, version, resources, namespaces_res = self._discover(job.cluster)
             ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
             namespaced, cluster_types = select_resources(resources, scope)
             # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
-            prior_wanted.decide(bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types)))
+            if opening is not None and (bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))):
+                prior_of.decide(record)
         finally:
-            prior_wanted.decide(False)  # the background read waits for the decision: it must hear, however this ends
+            if opening is not None:
+                prior_of.decide(None)  # the background read waits for its record: it must hear, however this ends
         discovery_errors = [
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
@@ -365,7 +387,7 @@ class BackupService:
         pages = self._start_listing(client, scope, ns_objects, namespaced, first)
         getter = ThreadPoolExecutor(max_workers=self._list_workers, thread_name_prefix="lifeboat-get")
         try:
-            opened = opening.result() if opening is not None else self._open(record)
+            opened = opening.result() if opening is not None else self._open(lambda: record)
             writer = RepositoryWriter(opened.repo, known=opened.index, **self._writer_options)
             prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
             # Compact rows, each scope's tree written and let go in turn: memory per object is a row
@@ -569,22 +591,26 @@ class BackupService:
             listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id, read)
         return listed
 
-    def _open_in_background(self, record: BackupRecord, prior_wanted: _Decision) -> Future[_Opened]:
+    def _open_in_background(self) -> tuple[Future[_Opened], _Decision[BackupRecord | None]]:
+        """``_open`` on a thread of its own, and the decision it waits for before reading a parent: the record
+        whose parent's objects to read, once the backup is claimed and an object can be listed (None: none)."""
+        prior_of: _Decision[BackupRecord | None] = _Decision()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-open-repository")
         try:
-            return pool.submit(self._open, record, prior_wanted)
+            return pool.submit(self._open, prior_of.wait), prior_of
         finally:
             pool.shutdown(wait=False)  # the one task still runs; nothing else is ever submitted
 
-    def _open(self, record: BackupRecord, prior_wanted: _Decision | None = None) -> _Opened:
-        """The repository, its index, and the parent backup's objects (when reuse is on, there is a parent, and
-        ``prior_wanted`` decides, once the namespaces are listed, that an object can be listed)."""
+    def _open(self, prior_of: Callable[[], BackupRecord | None]) -> _Opened:
+        """The repository, its index, and the objects of the parent of the record ``prior_of`` gives (when reuse
+        is on and the record has a parent)."""
         from chalicelib.repository import RepositoryReader
 
         repo = self._open_repository()
         reader = RepositoryReader(repo, reuse_loaded_index=True)
         index = reader.load_index()
-        if prior_wanted is not None and not prior_wanted.wait():
+        record = prior_of()
+        if record is None:
             return _Opened(repo, index, None, None, reader)
         parent_uid, prior = self._prior(reader, record)
         return _Opened(repo, index, parent_uid, prior, reader)
@@ -674,21 +700,23 @@ def _listed(
     return [], [] if scope.effective_cluster_scoped == "auto" else cluster_types
 
 
-class _Decision:
-    """A yes or no one thread gives once and another waits for (the first ``decide`` counts)."""
+class _Decision(Generic[_T]):
+    """A value one thread gives once and another waits for (the first ``decide`` counts)."""
 
     def __init__(self) -> None:
         self._given = threading.Event()
-        self._value = True
+        self._lock = threading.Lock()
+        self._value: _T | None = None
 
-    def decide(self, value: bool) -> None:
-        if not self._given.is_set():
-            self._value = value
-            self._given.set()
+    def decide(self, value: _T) -> None:
+        with self._lock:
+            if not self._given.is_set():
+                self._value = value
+                self._given.set()
 
-    def wait(self) -> bool:
+    def wait(self) -> _T:
         self._given.wait()
-        return self._value
+        return self._value  # type: ignore[return-value]
 
 
 @contextmanager

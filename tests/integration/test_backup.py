@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -38,9 +39,25 @@ def test_full_backup_of_the_sample_app(services, kubeconfig_path, app_ns):
     names = {(e.kind, scope, e.name) for scope, e in entries}
     shop = app_ns.namespaces[0]
     kinds = {e.kind for _, e in entries}
-    for kind in ("Deployment", "StatefulSet", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim",
-                 "ServiceAccount", "Role", "RoleBinding", "CronJob", "HorizontalPodAutoscaler", "NetworkPolicy",
-                 "PodDisruptionBudget", "Ingress", "Namespace", "CustomResourceDefinition", "Widget"):
+    for kind in (
+        "Deployment",
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "PersistentVolumeClaim",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "CronJob",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Ingress",
+        "Namespace",
+        "CustomResourceDefinition",
+        "Widget",
+    ):
         assert kind in kinds, kind
     assert not any(name == "scratch-cache" for _, _, name in names), "exclusion label must be honoured"
     assert ("Namespace", "", shop) in names
@@ -48,8 +65,9 @@ def test_full_backup_of_the_sample_app(services, kubeconfig_path, app_ns):
     assert record.stats["bytes_uploaded"] > 0
 
 
-def test_noop_incremental_costs_one_manifest_and_a_change_costs_its_blob_and_trees(services, kubeconfig_path,
-                                                                                   app_ns, kube_client):
+def test_noop_incremental_costs_one_manifest_and_a_change_costs_its_blob_and_trees(
+    services, kubeconfig_path, app_ns, kube_client
+):
     svc = services.backup_service()
     first = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
     second = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
@@ -62,8 +80,11 @@ def test_noop_incremental_costs_one_manifest_and_a_change_costs_its_blob_and_tre
 
     cm = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patch"}))
     shop = app_ns.namespaces[0]
-    existing = [o for o in kube_client.get(cm.collection_path(shop))["items"]
-                if (o["metadata"].get("labels") or {}).get("lifeboat.io/exclude") != "true"]
+    existing = [
+        o
+        for o in kube_client.get(cm.collection_path(shop))["items"]
+        if (o["metadata"].get("labels") or {}).get("lifeboat.io/exclude") != "true"
+    ]
     target = existing[0]["metadata"]["name"]
     kube_client.patch(cm, target, {"data": {"changed": uuid.uuid4().hex}}, namespace=shop)
     third = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
@@ -225,3 +246,47 @@ def test_namespaced_types_are_listed_while_the_repository_is_still_being_read(se
     assert record.state == "Completed", record.failure or record.errors
     assert seen_while_opening == [True]
     assert record.counts["objects"] > len(app_ns.namespaces)
+
+
+def test_the_repository_is_read_while_the_job_is_claimed_and_a_duplicate_leaves_no_reader_behind(
+    services, kubeconfig_path, app_ns
+):
+    import threading
+
+    from chalicelib.backup import BackupService
+
+    catalog = services.catalog()
+    claimed = threading.Event()
+    opened_before_claim: list[bool] = []
+
+    class Catalog:
+        def claim_job(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return catalog.claim_job(*args, **kwargs)
+            finally:
+                claimed.set()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(catalog, name)
+
+    def open_repository() -> Any:
+        opened_before_claim.append(not claimed.is_set())
+        return services.repository(create=True)
+
+    def readers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("lifeboat-open-repository")]
+
+    svc = BackupService(Catalog(), open_repository, services.connect)
+    job = _job(kubeconfig_path, app_ns.namespaces, job_id="claimed-while-reading")
+    first = svc.run(job)
+    assert first.created and first.record.state == "Completed", first.record.failure or first.record.errors
+    assert opened_before_claim == [True]
+
+    # A duplicate delivery of a finished job: its background read is told there is nothing to read, and ends.
+    claimed.clear()
+    again = svc.run(job)
+    assert not again.created and again.record.backup_id == first.record.backup_id
+    deadline = time.monotonic() + 10
+    while readers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert readers() == []
