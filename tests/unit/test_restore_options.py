@@ -105,3 +105,34 @@ def test_resource_filters() -> None:
     assert not RestoreOptions(exclude_resources=("Deployment",)).resource_selected(deploy)
     assert not RestoreOptions(exclude_resources=("namespaces",)).resource_selected(ns)
     assert not RestoreOptions().resource_selected(events)
+
+
+def test_filters_answer_each_namespace_and_type_once_and_the_same_as_the_patterns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fnmatch
+
+    calls: list[tuple[str, str]] = []
+    real = fnmatch.fnmatchcase
+
+    def counting(name: str, pattern: str) -> bool:
+        calls.append((name, pattern))
+        return real(name, pattern)
+
+    monkeypatch.setattr(fnmatch, "fnmatchcase", counting)
+    options = RestoreOptions.from_dict(
+        {"include_namespaces": ["shop*"], "exclude_namespaces": ["shop-old"], "exclude_resources": ["secrets"]}
+    )
+    answers = [options.namespace_selected(ns) for ns in ["shop", "shop-old", "db", "shop", "shop-old", "db"] * 50]
+    assert answers[:3] == [True, False, False]
+    assert answers == answers[:3] * 100
+    assert len(calls) == 5  # shop: include + exclude; shop-old: include + exclude; db: include only
+    secrets = Resource("", "v1", "Secret", "secrets", True, frozenset())
+    configmaps = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset())
+    assert [options.resource_selected(r) for r in (secrets, configmaps, secrets)] == [False, True, False]
+    # A changed copy answers for itself.
+    import dataclasses
+
+    assert dataclasses.replace(options, exclude_namespaces=()).namespace_selected("shop-old") is True
+    assert options.namespace_selected("shop-old") is False
+    assert options.selector is options.selector
