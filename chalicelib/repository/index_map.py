@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
+from operator import add
 
 from chalicelib.core.ids import BlobId, PackId
-from chalicelib.core.index_format import IndexEntry
-from chalicelib.core.packs import BLOB_TYPES
+from chalicelib.core.index_format import BLOB_TYPE_CODES, IndexEntry, PackSection
 
 # pack (its number in ``_packs``), type (its place in _TYPES), frame offset, frame length, frame raw length, offset,
 # raw length: 25 bytes, where an IndexEntry with its own hex blob id costs ~550 bytes a blob.
 _ROW = struct.Struct("<IB5I")
 _FRAME = struct.Struct("<IxI")  # a row's pack number and frame offset
-_TYPES = tuple(sorted(BLOB_TYPES))
+_TYPES = BLOB_TYPE_CODES  # a row's type number is the binary index file's type code
 _TYPE_NUMBERS = {name: number for number, name in enumerate(_TYPES)}
 _new_tuple = tuple.__new__
 
@@ -102,6 +103,27 @@ class IndexMap(Mapping[BlobId, IndexEntry]):
                 rows[digest] = _new_tuple(IndexEntry, row)
         self._ends[pack] = end
         return known
+
+    def add_section(self, pack: PackId, section: PackSection) -> int:
+        """``add_pack`` for a pack of a binary index file as it holds it: its rows go in a column at a time, with no
+        Python per row, unless a blob of it has a location already or a value does not fit a row (then row by
+        row, as ``add_pack``)."""
+        self._check_open()
+        digests, columns = section.digests, section.columns
+        keys = [digests[i : i + 32] for i in range(0, len(digests), 32)]
+        frame_offsets, frame_lengths = columns[1], columns[2]
+        end = max(map(add, frame_offsets, frame_lengths))
+        try:
+            values = list(map(_ROW.pack, repeat(self._pack_number(pack)), *columns))
+        except struct.error:
+            values = []
+        fresh = dict(zip(keys, values, strict=False))
+        rows = self._rows
+        if len(values) == len(keys) == len(fresh) and rows.keys().isdisjoint(fresh):
+            rows.update(fresh)
+            self._ends[pack] = max(self._ends.get(pack, 0), end)
+            return 0
+        return self.add_pack(pack, section.blobs())
 
     def _pack_number(self, pack: PackId) -> int:
         number = self._pack_numbers.get(pack)

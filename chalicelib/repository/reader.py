@@ -133,8 +133,8 @@ class RepositoryReader:
             index_file = _decode_index_file(name, data[name])
             if index_file.supersedes:
                 return None
-            for pack, blobs in index_file.packs.items():
-                if index.add_pack(pack, blobs):
+            for pack, known in _add_file(index, index_file):
+                if known:
                     return None
                 ends[pack] = index.pack_end(pack) or 0
         return _Loaded(index.freeze(), ends, {**loaded.data, **data}, loaded.superseded)
@@ -150,8 +150,7 @@ class RepositoryReader:
                 continue
             index_file = _decode_index_file(name, data[name])
             superseded.update(index_file.supersedes)
-            for pack, blobs in index_file.packs.items():
-                index.add_pack(pack, blobs)
+            for pack, _ in _add_file(index, index_file):
                 ends[pack] = index.pack_end(pack) or 0
             del index_file  # one decoded file at a time
         return index, ends, superseded
@@ -463,6 +462,17 @@ class _LastLoaded:
 
 
 _LAST_LOADED = _LastLoaded()
+
+
+def _add_file(index: IndexMap, index_file: IndexFile) -> Iterator[tuple[PackId, int]]:
+    """Each pack of ``index_file`` added to ``index``, with how many of its blobs had a location already: a binary
+    file's packs as it holds them (``IndexMap.add_section``), a JSON file's rows one by one."""
+    if index_file.sections is not None:
+        for pack, section in index_file.sections.items():
+            yield pack, index.add_section(pack, section)
+        return
+    for pack, blobs in index_file.packs.items():
+        yield pack, index.add_pack(pack, blobs)
 
 
 def _decode_index_file(name: str, data: bytes) -> IndexFile:

@@ -121,3 +121,35 @@ def test_frames_and_pack_ends_are_answered_from_the_rows():
     assert index.frame_of_digest(bytes.fromhex(_blob(99))) is None
     assert index.pack_end(PACK_A) == 27000 and index.pack_end(PACK_B) == 4100
     assert index.pack_end("c" * 64) is None
+
+
+def _section(pack: str, rows: list[PackedBlob]) -> object:
+    from chalicelib.core.index_format import decode_index
+
+    sections = decode_index(encode_index({pack: rows})[1]).sections
+    assert sections is not None
+    return sections[pack]
+
+
+def test_a_binary_file_s_packs_go_in_whole_and_read_as_row_by_row():
+    by_rows, by_sections = IndexMap(), IndexMap()
+    packs = [(PACK_A, _rows(PACK_A, 0, 30)), (PACK_B, _rows(PACK_B, 20, 20))]  # blobs 20..29 twice
+    known = []
+    for pack, rows in packs:
+        by_rows.add_pack(pack, rows)
+        known.append(by_sections.add_section(pack, _section(pack, rows)))  # type: ignore[arg-type]
+    assert known == [0, 10]  # the second pack's overlap goes row by row: the first location wins
+    assert dict(by_sections) == dict(by_rows) and len(by_sections) == 40
+    assert by_sections.pack_end(PACK_A) == by_rows.pack_end(PACK_A) == 3 * 9000
+    assert by_sections[_blob(25)].pack == PACK_A
+    with pytest.raises(RuntimeError):
+        by_sections.freeze().add_section(PACK_A, _section(PACK_A, _rows(PACK_A, 50, 1)))  # type: ignore[arg-type]
+
+
+def test_a_binary_row_beyond_32_bits_is_kept_whole():
+    far = [PackedBlob(_blob(1), "tree", 5 << 32, 10, 20, 3, 4), PackedBlob(_blob(2), "data", 0, 10, 20, 0, 4)]
+    index = IndexMap()
+    assert index.add_section(PACK_A, _section(PACK_A, far)) == 0  # type: ignore[arg-type]
+    assert index[_blob(1)] == IndexEntry(PACK_A, "tree", 5 << 32, 10, 20, 3, 4)  # type: ignore[arg-type]
+    assert index[_blob(2)] == IndexEntry(PACK_A, "data", 0, 10, 20, 0, 4)  # type: ignore[arg-type]
+    assert index.pack_end(PACK_A) == (5 << 32) + 10

@@ -265,3 +265,61 @@ def test_rebuild_lists_a_pack_with_a_broken_trailer_as_unreadable(
 
     assert list(rebuilt.unreadable) == [key] and "magic" in rebuilt.unreadable[key]
     assert len(rebuilt.entries) < len(RepositoryReader(repo).load_index())
+
+
+def _json_blob_rows(blobs: Any) -> bytes:
+    """A pack's rows as a version 1 (JSON) index file spelled them."""
+    import orjson
+
+    return orjson.dumps(list(blobs), default=list)
+
+
+def _json_index_rows(packs: Any, supersedes: Any = ()) -> tuple[str, bytes]:
+    """A version 1 index file, as the writer wrote it before index files were binary."""
+    import hashlib
+
+    import orjson
+    import zstandard
+
+    parts = [b'{"version":1,"packs":[']
+    for i, (pack, rows) in enumerate(sorted(packs.items())):
+        parts += [b"," if i else b"", b'{"id":', orjson.dumps(pack), b',"blobs":', rows, b"}"]
+    parts += [b'],"supersedes":', orjson.dumps(sorted(set(supersedes))), b"}"]
+    data = zstandard.ZstdCompressor(level=1).compress(b"".join(parts))
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def test_a_repository_written_with_json_index_files_reads_the_same_beside_binary_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chalicelib.repository import writer as writer_module
+
+    repo = Repository.open(MemoryObjectStore(), create=True)
+    with monkeypatch.context() as patched:
+        patched.setattr(writer_module, "encode_blob_rows", _json_blob_rows)
+        patched.setattr(writer_module, "encode_index_rows", _json_index_rows)
+        manifest, stored = write_small_backup(repo, RepositoryWriter(repo, pack_target_bytes=1200))
+    (old_file,) = manifest.index_files
+    import orjson
+    import zstandard
+
+    assert zstandard.ZstdDecompressor().decompress(repo.store.get(repo.index_key(old_file)))[:1] == b"{"
+    json_only = dict(RepositoryReader(repo).load_index())
+
+    # A later backup writes a binary index file beside it.
+    writer = RepositoryWriter(repo)
+    new_blob, fresh = writer.add_bytes(b'{"kind":"ConfigMap","metadata":{"name":"later"}}')
+    assert fresh
+    (new_file,) = writer.finish()
+    assert zstandard.ZstdDecompressor().decompress(repo.store.get(repo.index_key(new_file)))[:4] == b"LBIX"
+
+    reader = RepositoryReader(repo)
+    index = reader.load_index()
+    assert len(index) == len(json_only) + 1
+    assert {blob: index[blob] for blob in json_only} == json_only
+    walked = {entry.blob for _, entry in reader.walk(manifest)}
+    objects = {blob: orjson.loads(data) for blob, data in reader.read_blobs(walked)}
+    assert objects and all(objects[blob] == stored[blob] for blob in objects if blob in stored)
+    assert len([blob for blob in objects if blob in stored]) == len(stored)
+    assert reader.read_blob(new_blob).startswith(b'{"kind":"ConfigMap"')
+    assert check_repository(RepositoryReader(repo)).problems == []
