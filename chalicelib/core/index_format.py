@@ -4,12 +4,12 @@ An index file (version 2) is one zstd frame of little-endian binary::
 
     "LBIX" | version (uint32, 2) | pack count (uint32) | supersedes count (uint32)
     supersedes: one 32-byte index id per file it replaces, sorted
-    per pack, sorted by id: pack id (32 bytes) | blob count n (uint32)
-                            | n blob ids (32 bytes each) | n rows (ROW: 25 bytes each)
+    per pack, sorted by id: pack id (32 bytes) | blob count n (uint32) | n blob ids (32 bytes each)
+                            | n types (uint8: 0 data, 1 tree) | n frame offsets (uint64)
+                            | n frame lengths | n frame raw lengths | n offsets in the frame | n raw lengths (uint32)
 
-a row being the blob's type (0 data, 1 tree), frame offset (uint64), frame length, frame raw length, offset in the
-frame and raw length (uint32 each): the pack header's row (``core/packs.py``) in binary. It is named by the SHA-256
-of its (compressed) bytes, so a reader can tell a damaged file from a good one.
+the pack header's rows (``core/packs.py``) in binary, a column at a time. It is named by the SHA-256 of its
+(compressed) bytes, so a reader can tell a damaged file from a good one.
 
 Version 1 files, one zstd frame of JSON, are still read::
 
@@ -18,15 +18,18 @@ Version 1 files, one zstd frame of JSON, are still read::
                 "blobs": [[blob id, type, frame offset, frame length, frame raw length, offset, raw length], ...]}],
      "supersedes": [<index id>, ...]}
 
-A binary file is checked a column at a time in C (no Python per row) and its rows go into an ``IndexMap`` as they
-are (``PackSection``): loading a JSON file built a Python list and strings for every row, and checked each in
-Python (~3 µs a row, ~370 bytes a row while it was decoded).
+A binary file's columns are read into ``array`` objects and checked with C functions, and its rows go into an
+``IndexMap`` without a Python object per row (``PackSection``), so nothing of a load is work for the cyclic garbage
+collector: loading a JSON file built a Python list and strings for every row, and checked each in Python (~3 µs a
+row, ~370 bytes a row while it was decoded).
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+import sys
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -45,7 +48,12 @@ JSON_INDEX_VERSION = 1  # the JSON index files written before, still read
 INDEX_MAGIC = b"LBIX"
 _HEAD = struct.Struct("<4sIII")  # magic, version, pack count, supersedes count
 _COUNT = struct.Struct("<I")
-ROW = struct.Struct("<BQIIII")  # type, frame offset, frame length, frame raw length, offset, raw length
+# A pack's columns after its blob ids: type codes, then the array typecodes of frame offsets, frame lengths, frame
+# raw lengths, offsets and raw lengths (little-endian; 1 + 8 + 4 * 4 = 25 bytes a blob).
+_NUMBER_TYPES = ("Q", "I", "I", "I", "I")
+_ROW_BYTES = 1 + sum(array(t).itemsize for t in _NUMBER_TYPES)
+if _ROW_BYTES != 25:  # pragma: no cover - array's "Q" and "I" are 8 and 4 bytes on every platform Lambda runs
+    raise ImportError(f"index rows need 8- and 4-byte array items, this platform gives a {_ROW_BYTES}-byte row")
 BLOB_TYPE_CODES = ("data", "tree")  # a row's type byte is the type's place here
 _TYPE_CODE = {name: code for code, name in enumerate(BLOB_TYPE_CODES)}
 _ID = 32  # bytes of a pack, blob or index id
@@ -74,23 +82,22 @@ class IndexEntry(NamedTuple):
 
 
 class PackSection(NamedTuple):
-    """One pack's blobs as a binary index file holds them, checked: the blob ids (32 bytes each, concatenated) and
-    their rows (``ROW`` each, concatenated). Only the bytes are kept: a file's columns of Python integers would be
-    ~190 bytes a row for every pack at once; each pack's are made again when it is added or read (~0.2 µs a row).
-    """
+    """One pack's blobs as a binary index file holds them, checked: the blob ids (32 bytes each, concatenated), the
+    type codes, and the frame offsets, frame lengths, frame raw lengths, offsets and raw lengths as arrays."""
 
     digests: bytes
-    rows: bytes | memoryview
+    codes: bytes
+    numbers: tuple[array[int], ...]
 
     @property
-    def columns(self) -> tuple[tuple[int, ...], ...]:
+    def columns(self) -> tuple[Any, ...]:
         """(type codes, frame offsets, frame lengths, frame raw lengths, offsets, raw lengths)."""
-        return tuple(zip(*ROW.iter_unpack(self.rows), strict=True))
+        return (self.codes, *self.numbers)
 
     def blobs(self) -> list[PackedBlob]:
-        digests, (codes, *numbers) = self.digests, self.columns
+        digests = self.digests
         ids = [digests[i : i + _ID].hex() for i in range(0, len(digests), _ID)]
-        rows = zip(ids, map(BLOB_TYPE_CODES.__getitem__, codes), *numbers, strict=True)
+        rows = zip(ids, map(BLOB_TYPE_CODES.__getitem__, self.codes), *self.numbers, strict=True)
         return list(map(_new_tuple, repeat(PackedBlob), rows))
 
 
@@ -147,9 +154,13 @@ def encode_blob_rows(blobs: Iterable[PackedBlob]) -> bytes:
     if not rows:
         raise ValueError("an index never names a pack without blobs")
     ids, kinds, *numbers = zip(*rows, strict=True)
-    digests = bytes.fromhex("".join(ids))
-    packed = b"".join(map(ROW.pack, map(_TYPE_CODE.__getitem__, kinds), *numbers))
-    return _COUNT.pack(len(rows)) + digests + packed
+    parts = [_COUNT.pack(len(rows)), bytes.fromhex("".join(ids)), bytes(map(_TYPE_CODE.__getitem__, kinds))]
+    for typecode, column in zip(_NUMBER_TYPES, numbers, strict=True):
+        values = array(typecode, column)
+        if sys.byteorder != "little":
+            values.byteswap()
+        parts.append(values.tobytes())
+    return b"".join(parts)
 
 
 def encode_index_rows(packs: Mapping[PackId, bytes], supersedes: Iterable[str] = ()) -> tuple[str, bytes]:
@@ -229,10 +240,18 @@ def _decode_binary(raw: bytes) -> IndexFile:
         if count == 0:
             raise FormatError(f"index names pack {pack.hex()} without any blob")
         digests_at = at + _ID + _COUNT.size
-        rows_at = digests_at + _ID * count
-        at = rows_at + ROW.size * count
-        _need(raw, at, f"the {count} blobs of pack {pack.hex()}")
-        section = PackSection(raw[digests_at:rows_at], view[rows_at:at])
+        codes_at = digests_at + _ID * count
+        _need(raw, codes_at + _ROW_BYTES * count, f"the {count} blobs of pack {pack.hex()}")
+        at = codes_at + count
+        numbers = []
+        for typecode in _NUMBER_TYPES:
+            column = array(typecode)
+            column.frombytes(view[at : at + column.itemsize * count])
+            if sys.byteorder != "little":
+                column.byteswap()
+            numbers.append(column)
+            at += column.itemsize * count
+        section = PackSection(raw[digests_at:codes_at], raw[codes_at : codes_at + count], tuple(numbers))
         _check_columns(pack.hex(), section.digests, section.columns)
         sections[PackId(pack.hex())] = section
         previous = pack
@@ -246,7 +265,7 @@ def _need(raw: bytes, end: int, what: str) -> None:
         raise FormatError(f"index file ends before {what}")
 
 
-def _check_columns(pack: str, digests: bytes, columns: tuple[tuple[int, ...], ...]) -> None:
+def _check_columns(pack: str, digests: bytes, columns: tuple[Any, ...]) -> None:
     """The checks ``PackedBlob.from_rows`` makes of a JSON row, a column at a time with ``map`` over C functions;
     ``FormatError`` names the first bad row. A binary field cannot be negative, nor a blob id malformed."""
     codes, _, frame_lengths, frame_raw_lengths, offsets, raw_lengths = columns

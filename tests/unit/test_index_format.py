@@ -69,8 +69,12 @@ def test_the_file_has_the_documented_binary_layout() -> None:
             bytes.fromhex(PACK_A),
             struct.pack("<I", 2),
             bytes.fromhex(f"{1:064x}") + bytes.fromhex(f"{2:064x}"),
-            struct.pack("<BQIIII", 0, 0, 30, 100, 0, 11),
-            struct.pack("<BQIIII", 1, 1 << 33, 30, 100, 11, 12),
+            bytes([0, 1]),  # types
+            struct.pack("<2Q", 0, 1 << 33),  # frame offsets
+            struct.pack("<2I", 30, 30),  # frame lengths
+            struct.pack("<2I", 100, 100),  # frame raw lengths
+            struct.pack("<2I", 0, 11),  # offsets
+            struct.pack("<2I", 11, 12),  # raw lengths
         ]
     )
     assert raw == expected
@@ -133,13 +137,13 @@ def _binary(*parts: bytes) -> bytes:
 
 
 def _pack(pack: str, *rows: tuple[int, int, int, int, int, int], count: int | None = None) -> bytes:
+    """A pack's part of a binary index file: its id, count, blob ids, then each field's column."""
     digests = b"".join(bytes([n]) * 32 for n in range(1, len(rows) + 1))
-    return (
-        bytes.fromhex(pack)
-        + struct.pack("<I", len(rows) if count is None else count)
-        + digests
-        + b"".join(struct.pack("<BQIIII", *row) for row in rows)
-    )
+    columns = list(zip(*rows, strict=True)) or [()] * 6
+    n = len(rows)
+    fields = [bytes(columns[0]), struct.pack(f"<{n}Q", *columns[1])]
+    fields += [struct.pack(f"<{n}I", *column) for column in columns[2:]]
+    return bytes.fromhex(pack) + struct.pack("<I", n if count is None else count) + digests + b"".join(fields)
 
 
 _GOOD_ROW = (0, 0, 30, 100, 0, 10)
