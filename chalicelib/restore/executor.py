@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import replace
 from queue import SimpleQueue
 from typing import Any
@@ -202,7 +202,9 @@ def run_parallel(
             slots.release()  # its own slot, taken by the take() that ended it
             finished.put((None, None))
 
-    workers = [threading.Thread(target=work, name=f"lifeboat-restore-{n}", daemon=True) for n in range(concurrency)]
+    # A level of a few objects (namespaces, CRDs) needs no more threads than it has objects.
+    threads = min(concurrency, max(1, len(items))) if isinstance(items, Sized) else concurrency
+    workers = [threading.Thread(target=work, name=f"lifeboat-restore-{n}", daemon=True) for n in range(threads)]
     for worker in workers:
         worker.start()
     running = len(workers)

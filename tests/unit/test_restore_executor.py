@@ -135,3 +135,24 @@ def test_run_parallel_raises_what_apply_raised_and_stops_taking() -> None:
 def test_run_parallel_refuses_a_concurrency_below_one() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         next(run_parallel([item("a")], lambda p: ObjectResult.of(p, Outcome.CREATED, "new"), concurrency=0))
+
+
+def test_run_parallel_starts_no_more_threads_than_a_level_has_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+
+    def apply(planned: PlanItem) -> ObjectResult:
+        return ObjectResult.of(planned, Outcome.CREATED, "new")
+
+    results = list(run_parallel([item("a"), item("b")], apply, concurrency=16))
+    assert sorted(r.name for r in results) == ["a", "b"]
+    assert len([n for n in started if n.startswith("lifeboat-restore-")]) == 2
+    many = list(run_parallel((item(f"cm-{i}") for i in range(40)), apply, concurrency=4))  # not sized: the bound
+    assert len(many) == 40
+    assert len([n for n in started if n.startswith("lifeboat-restore-")]) == 2 + 4
