@@ -332,24 +332,19 @@ class BackupService:
             if adopted is not None:
                 return adopted
         self._start_hooks(job, record)
-        # The repository's side, started by ``run``, goes on while discovery and the namespace list run.
-        may_shard = self._sharding is not None and job.shard is not False
-        if may_shard:
-            opening = None
-        else:
-            if self._opening is None:
-                self._opening = self._open_in_background()
-            opening, prior_of = self._opening
+        # The repository's side, started by ``run`` (None when the backup may be sharded), goes on meanwhile.
+        opening, prior_of = self._opening if self._opening is not None else (None, None)
         scope = job.scope
         try:
             client, version, resources, namespaces_res = self._discover(job.cluster)
             ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
             namespaced, cluster_types = select_resources(resources, scope)
             # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
-            if opening is not None and (bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))):
+            listable = bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))
+            if prior_of is not None and listable:
                 prior_of.decide(record)
         finally:
-            if opening is not None:
+            if prior_of is not None:
                 prior_of.decide(None)  # the background read waits for its record: it must hear, however this ends
         discovery_errors = [
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
