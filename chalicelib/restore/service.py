@@ -75,6 +75,10 @@ class RestoreService:
 
     def plan(self, manifest: Manifest, options: RestoreOptions) -> RestorePlan:
         """What a restore would do, from the backup and the objects on the cluster; only GETs reach the cluster."""
+        with rare_full_collections():  # the selection and its plan are held whole (gc_policy.py)
+            return self._plan(manifest, options)
+
+    def _plan(self, manifest: Manifest, options: RestoreOptions) -> RestorePlan:
         objects = self._resolve(self._load(manifest, options), self._served())
         handles = snapshot_handles(self._volume_snapshots(manifest))
         recorded = self._volume_snapshots(manifest)

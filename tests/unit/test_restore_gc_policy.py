@@ -45,7 +45,7 @@ def test_the_thresholds_come_back_after_an_error_and_after_the_last_of_concurren
     assert gc.get_threshold() == before
 
 
-def test_a_restore_runs_with_rare_full_collections() -> None:
+def test_a_restore_and_its_plan_run_with_rare_full_collections() -> None:
     from chalicelib.restore import service
 
     seen: list[tuple[int, int, int]] = []
@@ -58,8 +58,14 @@ def test_a_restore_runs_with_rare_full_collections() -> None:
             seen.append(gc.get_threshold())
             return "result"
 
+        def _plan(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            seen.append(gc.get_threshold())
+            return "plan"
+
     before = gc.get_threshold()
     outcome: object = Probe().run(object(), object())  # type: ignore[arg-type]
     assert outcome == "result"
-    assert seen == [(before[0], before[1], max(before[2], FULL_COLLECTION_AFTER))]
+    plan: object = Probe().plan(object(), object())  # type: ignore[arg-type]
+    assert plan == "plan"  # a dry run's plan, asked for on its own, runs under the same policy
+    assert seen == [(before[0], before[1], max(before[2], FULL_COLLECTION_AFTER))] * 2
     assert gc.get_threshold() == before
