@@ -93,7 +93,9 @@ def _as_mapping(text_or_dict: str | bytes | Mapping[str, Any]) -> Mapping[str, A
     import yaml
 
     try:
-        config = yaml.safe_load(text_or_dict)
+        # libyaml's parser where PyYAML was built with it (its wheels are): the same safe loading, ~10x faster than
+        # the pure-Python one, which every backup paid for its cluster's kubeconfig.
+        config = yaml.load(text_or_dict, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         # Only the problem and position: the parser's own message quotes the offending line, which may hold a token.
         mark = getattr(exc, "problem_mark", None)

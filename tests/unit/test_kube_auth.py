@@ -135,6 +135,13 @@ def test_malformed_yaml_reports_position_but_not_content() -> None:
     assert "super-secret-value" not in str(err.value)
 
 
+def test_a_kubeconfig_cannot_build_python_objects() -> None:
+    # The fast (libyaml) loader is the safe one: a Python tag is refused, not instantiated.
+    text = "clusters: !!python/object/apply:os.getpid []\n"
+    with pytest.raises(InvalidKubeconfig, match="not valid YAML at line 1"):
+        load_kubeconfig(text)
+
+
 @pytest.mark.parametrize("text", ["- just\n- a list\n", "plain string"])
 def test_kubeconfig_must_be_a_mapping(text: str) -> None:
     with pytest.raises(InvalidKubeconfig, match="must be a mapping"):
