@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -388,13 +389,22 @@ class BackupCatalog:
         }
         return sorted(str(decode_item(item)["cluster"]) for item in self._query_all(query))
 
-    def latest(self, cluster: str, states: Iterable[BackupState] = DEFAULT_LATEST_STATES) -> BackupRecord | None:
-        """The newest backup of a cluster in one of ``states`` (the parent of an incremental backup), or None."""
+    def latest(
+        self,
+        cluster: str,
+        states: Iterable[BackupState] = DEFAULT_LATEST_STATES,
+        *,
+        indexed: Callable[[BackupRecord], None] | None = None,
+    ) -> BackupRecord | None:
+        """The newest backup of a cluster in one of ``states`` (the parent of an incremental backup), or None.
+
+        ``indexed`` is told of the newest record as the state index has it, before a consistent read confirms it
+        (the index is eventually consistent): a caller may start on it, and must check it against the answer."""
         wanted = frozenset(BackupState(s) for s in states)
         if not wanted:
             return None
-        candidates: builtins.list[str] = []
-        for state in wanted:
+
+        def newest(state: BackupState) -> builtins.list[dict[str, Any]]:
             page = self._call(
                 "query",
                 TableName=self._table,
@@ -404,11 +414,23 @@ class BackupCatalog:
                 ScanIndexForward=False,
                 Limit=1,
             )
-            candidates.extend(str(decode_item(i)["backup_id"]) for i in page.get("Items", []))
+            return [decode_item(i) for i in page.get("Items", [])]
+
+        # One query per state, at once: every backup looks its parent up before it is claimed.
+        states_wanted = sorted(wanted)
+        if len(states_wanted) == 1:
+            found = [newest(states_wanted[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=len(states_wanted), thread_name_prefix="lifeboat-latest") as pool:
+                found = list(pool.map(newest, states_wanted))
+        candidates = {str(item["backup_id"]): item for items in found for item in items}
         if candidates:
+            newest_id = max(candidates)
+            if indexed is not None:
+                indexed(_to_record(candidates[newest_id]))
             # The index is eventually consistent: trust it only if a consistent read agrees.
             try:
-                record = self.get(cluster, max(candidates))
+                record = self.get(cluster, newest_id)
             except RecordNotFound:
                 record = None
             if record is not None and record.state in wanted:

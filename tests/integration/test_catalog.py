@@ -369,6 +369,27 @@ def test_latest_ignores_an_expired_backup(catalog: BackupCatalog) -> None:
     assert latest is not None and latest.backup_id == older
 
 
+def test_latest_asks_for_each_state_at_once(dynamodb: Any, table: str) -> None:
+    import threading
+
+    both = threading.Barrier(2, timeout=10)  # broken, and the test failed, if the second query waits for the first
+
+    class Client:
+        def query(self, **kwargs: Any) -> Any:
+            if kwargs.get("IndexName"):
+                both.wait()
+            return dynamodb.query(**kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(dynamodb, name)
+
+    writer = BackupCatalog(dynamodb, table)
+    make(writer, "prod", 0, S.COMPLETED)
+    partial = make(writer, "prod", 1, S.PARTIALLY_FAILED)
+    latest = BackupCatalog(Client(), table).latest("prod")
+    assert latest is not None and latest.backup_id == partial
+
+
 # -- DynamoDB failures --------------------------------------------------------------------------------------------
 
 
