@@ -23,13 +23,19 @@ from chalicelib.core.models import BackupRecord
 from chalicelib.core.trees import encode_root
 
 
-def resource_parent(catalog: Any, cluster: str) -> BackupRecord | None:
+def resource_parent(
+    catalog: Any, cluster: str, *, guess: Callable[[str | None], None] | None = None
+) -> BackupRecord | None:
     """The newest restorable resource backup of ``cluster``: the parent of its next backup.
 
     An etcd-only backup holds no objects, so it never is one; it records as its own parent the resource backup that
-    was newest when it ran, which is the answer when it is now the newest backup.
+    was newest when it ran, which is the answer when it is now the newest backup. ``guess`` is told the parent's id
+    as the catalog's state index names it, before it is confirmed (``BackupCatalog.latest``'s ``indexed``).
     """
-    latest: BackupRecord | None = catalog.latest(cluster)
+    indexed = None
+    if guess is not None:
+        indexed = lambda record: guess(record.parent if record.etcd_only else record.backup_id)  # noqa: E731
+    latest: BackupRecord | None = catalog.latest(cluster, indexed=indexed)
     if latest is None or not latest.etcd_only:
         return latest
     if not latest.parent:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -11,12 +10,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
+from chalicelib.backup.head_start import ClusterView, HeadStart, Opened, in_background
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources
 from chalicelib.backup.metadata_first import MetadataFirst, read_whole
@@ -47,20 +47,6 @@ CLUSTER_ID_NAMESPACE = "kube-system"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class _Opened:
-    """What a one-shot backup reads from the repository before it stores anything."""
-
-    repo: Any
-    index: Mapping[BlobId, Any]  # blob id -> where it is: what the writer skips
-    parent_cluster_uid: str | None  # the cluster the parent backup was taken of; reuse needs it to be this one
-    prior: PriorObjects | None
-    reader: Any = None  # the reader that loaded ``index`` (re-verifies a sample of what the backup reuses)
 
 
 @dataclass(frozen=True)
@@ -110,28 +96,40 @@ class BackupService:
         self._hooks = hooks
         # The hooks of the backup this service is running: post hooks run once it ends, if its pre phase began.
         self._hook_run: tuple[HookPlan, Any, HookContext] | None = None
-        # The repository's side of the backup this service is running, read while its job is claimed (``run``).
-        self._opening: tuple[Future[_Opened], _Decision[BackupRecord | None]] | None = None
+        # What the backup this service is running reads of the cluster and the repository while its job is claimed.
+        self._head: HeadStart | None = None
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
     def run(self, job: BackupJob, *, progress: Callable[[int, str], None] | None = None) -> BackupOutcome:
-        # The repository's side (config, index, then the parent's trees) needs nothing from the catalog or the
-        # cluster: it is read while the parent is looked up and the job claimed. Not for an etcd-only backup (it
-        # stores no objects), nor when the backup may be sharded (the plan does not need it).
-        one_shot = not job.etcd_only and not (self._sharding is not None and job.shard is not False)
-        self._opening = self._open_in_background() if one_shot else None
-        try:
-            return self._claim_and_run(job, progress)
-        finally:
-            if self._opening is not None:
-                self._opening[1].decide(None)  # the background read waits for its record: it must hear, however
-                self._opening = None  # this ends (a duplicate job, a failed claim)
+        # The cluster's side (discovery, the namespace list) and the repository's (config, index, then the parent's
+        # trees) need nothing from the catalog: they are read while the parent is looked up and the job claimed
+        # (``head_start.py``). Neither for an etcd-only backup (it calls no Kubernetes API and stores no objects);
+        # not the repository's when the backup may be sharded (the plan does not need it).
+        with _heap_frozen():
+            if not job.etcd_only:
+                one_shot = not (self._sharding is not None and job.shard is not False)
+                cluster = job.cluster.name
+                self._head = HeadStart(
+                    lambda: self._read_cluster(job),
+                    (lambda guess, parent: self._open(cluster, parent, guess)) if one_shot else None,
+                )
+            try:
+                return self._claim_and_run(job, progress)
+            finally:
+                if self._head is not None:
+                    self._head.end()  # the background reads wait for the parent: they must hear, however this
+                    self._head = None  # ends (a duplicate job, a failed claim)
 
     def _claim_and_run(self, job: BackupJob, progress: Callable[[int, str], None] | None) -> BackupOutcome:
         now = self._clock()
         cluster = job.cluster.name
-        parent = resource_parent(self._catalog, cluster)
+        head = self._head if self._reuse_unchanged else None
+        parent = resource_parent(self._catalog, cluster, guess=head.guess.decide if head is not None else None)
+        if self._head is not None:
+            parent_id = parent.backup_id if parent is not None and self._reuse_unchanged else None
+            self._head.guess.decide(parent_id)  # when the index named none: no guess was made
+            self._head.parent.decide(parent_id)
         # A fresh worker token fences the job: once another delivery takes it over, this worker's writes are refused.
         # A new job's record is created Running for it; a redelivered one's is taken over (or left to its worker).
         token = uuid.uuid4().hex
@@ -173,8 +171,7 @@ class BackupService:
     ) -> BackupOutcome:
         cluster = job.cluster.name
         try:
-            with _heap_frozen():
-                executed = self._execute(job, record, progress, created=created)
+            executed = self._execute(job, record, progress, created=created)
             return BackupOutcome(executed, created=created)
         except WorkerSuperseded as exc:
             return BackupOutcome(self._superseded(cluster, record.backup_id, exc), created=created)
@@ -333,19 +330,12 @@ class BackupService:
                 return adopted
         self._start_hooks(job, record)
         # The repository's side, started by ``run`` (None when the backup may be sharded), goes on meanwhile.
-        opening, prior_of = self._opening if self._opening is not None else (None, None)
+        opening = self._head.opening if self._head is not None else None
         scope = job.scope
-        try:
-            client, version, resources, namespaces_res = self._discover(job.cluster)
-            ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
-            namespaced, cluster_types = select_resources(resources, scope)
-            # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
-            listable = bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))
-            if prior_of is not None and listable:
-                prior_of.decide(record)
-        finally:
-            if prior_of is not None:
-                prior_of.decide(None)  # the background read waits for its record: it must hear, however this ends
+        view = self._head.cluster.result() if self._head is not None and self._head.cluster else self._read_cluster(job)
+        client, version, namespaces_res = view.client, view.version, view.namespaces_res
+        ns_objects, cluster_uid = view.ns_objects, view.cluster_uid
+        namespaced, cluster_types = view.namespaced, view.cluster_types
         discovery_errors = [
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
@@ -382,9 +372,11 @@ class BackupService:
         pages = self._start_listing(client, scope, ns_objects, namespaced, first)
         getter = ThreadPoolExecutor(max_workers=self._list_workers, thread_name_prefix="lifeboat-get")
         try:
-            opened = opening.result() if opening is not None else self._open(lambda: record)
+            opened = opening.result() if opening is not None else self._open(cluster, lambda: record.parent)
             writer = RepositoryWriter(opened.repo, known=opened.index, **self._writer_options)
-            prior = opened.prior if opened.parent_cluster_uid == cluster_uid else None
+            # The parent's objects as read before the claim, provided they are of the backup the record names (a
+            # job taken over keeps the parent it was claimed with).
+            prior = opened.prior_for(record.parent, cluster_uid)
             # Compact rows, each scope's tree written and let go in turn: memory per object is a row
             # (docs/architecture.md).
             collector = CompactCollector(scope, ns_objects, writer, progress=progress, prior=prior, index=opened.index)
@@ -475,7 +467,7 @@ class BackupService:
         return committed.record
 
     def _refuse_damaged_reuse(
-        self, opened: _Opened, collector: CompactCollector, trees: list[BlobId], cluster: str
+        self, opened: Opened, collector: CompactCollector, trees: list[BlobId], cluster: str
     ) -> None:
         """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
         a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup."""
@@ -496,6 +488,18 @@ class BackupService:
         except Exception as exc:
             raise ClusterUnavailable(f"cluster {ref.name!r}: cannot build credentials: {exc}") from exc
 
+    def _read_cluster(self, job: BackupJob) -> ClusterView:
+        """The cluster's side of the backup: a client, discovery and the selected namespaces."""
+        client, version, resources, namespaces_res = self._discover(job.cluster)
+        scope = job.scope
+        ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
+        namespaced, cluster_types = select_resources(resources, scope)
+        # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
+        listable = bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))
+        return ClusterView(
+            client, version, namespaces_res, ns_objects, cluster_uid, namespaced, cluster_types, listable
+        )
+
     def _discover(self, ref: ClusterRef) -> tuple[Any, str, list[Resource], Resource]:
         """A client of the cluster, its version, the resource types it serves and its Namespaces type."""
         client = self._connect_cluster(ref)
@@ -514,7 +518,7 @@ class BackupService:
         record: BackupRecord,
         scope: BackupScope,
         ns_objects: Mapping[str, Any],
-        opening: Future[_Opened] | None,
+        opening: Future[Opened] | None,
         cluster_uid: str | None,
     ) -> MetadataFirst | None:
         """What lists the namespaced types as metadata first: an incremental's, whose parent is read by ``opening``
@@ -523,8 +527,7 @@ class BackupService:
             return None
 
         def prior() -> PriorObjects | None:
-            opened = opening.result()
-            return opened.prior if opened.parent_cluster_uid == cluster_uid else None
+            return opening.result().prior_for(record.parent, cluster_uid)
 
         return MetadataFirst(scope, frozenset(ns_objects), prior)
 
@@ -586,40 +589,51 @@ class BackupService:
             listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id, read)
         return listed
 
-    def _open_in_background(self) -> tuple[Future[_Opened], _Decision[BackupRecord | None]]:
-        """``_open`` on a thread of its own, and the decision it waits for before reading a parent: the record
-        whose parent's objects to read, once the backup is claimed and an object can be listed (None: none)."""
-        prior_of: _Decision[BackupRecord | None] = _Decision()
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-open-repository")
-        try:
-            return pool.submit(self._open, prior_of.wait), prior_of
-        finally:
-            pool.shutdown(wait=False)  # the one task still runs; nothing else is ever submitted
-
-    def _open(self, prior_of: Callable[[], BackupRecord | None]) -> _Opened:
-        """The repository, its index, and the objects of the parent of the record ``prior_of`` gives (when reuse
-        is on and the record has a parent)."""
+    def _open(
+        self, cluster: str, parent_to_read: Callable[[], str | None], guess: Callable[[], str | None] | None = None
+    ) -> Opened:
+        """The repository, its index, and the objects of the backup of ``cluster`` that ``parent_to_read`` names,
+        once it does (None: none). ``guess`` names the parent earlier, unconfirmed: its manifest is read while the
+        index loads, and its trees once it has; they are kept only if ``parent_to_read`` names the same backup."""
         from chalicelib.repository import RepositoryReader
 
         repo = self._open_repository()
         reader = RepositoryReader(repo, reuse_loaded_index=True)
+        if not self._reuse_unchanged:
+            return Opened(repo, reader.load_index(), None, None, reader)
+        early = guess or parent_to_read
+        manifest = in_background(lambda: self._parent_manifest(reader, cluster, early()), "lifeboat-read-parent")
         index = reader.load_index()
-        record = prior_of()
-        if record is None:
-            return _Opened(repo, index, None, None, reader)
-        parent_uid, prior = self._prior(reader, record)
-        return _Opened(repo, index, parent_uid, prior, reader)
+        read, parent_manifest = manifest.result()
+        parent_uid, prior = self._prior(reader, parent_manifest)
+        parent = parent_to_read() if guess is not None else read
+        if parent != read:
+            # The catalog's index named a backup the consistent read did not confirm: read the confirmed one.
+            parent_uid, prior = self._prior(reader, self._parent_manifest(reader, cluster, parent)[1])
+        if parent is None:
+            return Opened(repo, index, None, None, reader)
+        return Opened(repo, index, parent_uid, prior, reader, parent)
 
-    def _prior(self, reader: Any, record: BackupRecord) -> tuple[str | None, PriorObjects | None]:
-        """The parent backup's cluster uid and objects (None, None: every object takes the full path)."""
-        if not self._reuse_unchanged or not record.parent:
-            return None, None
+    @staticmethod
+    def _parent_manifest(reader: Any, cluster: str, parent: str | None) -> tuple[str | None, Any]:
+        """(``parent``, its manifest); None for the manifest when there is no parent or it cannot be read."""
         from chalicelib.repository.errors import RepositoryError
 
+        if parent is None:
+            return None, None
         try:
-            manifest = reader.load_manifest(record.cluster, record.parent)
-            if not manifest.cluster_uid:
-                return None, None
+            return parent, reader.load_manifest(cluster, parent)
+        except RepositoryError:
+            return parent, None  # reuse is only a shortcut: without the parent, every object takes the full path
+
+    def _prior(self, reader: Any, manifest: Any) -> tuple[str | None, PriorObjects | None]:
+        """The cluster uid and objects of the backup ``manifest`` describes (None, None: every object takes the full
+        path)."""
+        from chalicelib.repository.errors import RepositoryError
+
+        if manifest is None or not manifest.cluster_uid:
+            return None, None
+        try:
             return manifest.cluster_uid, load_prior(reader, manifest, manifest.cluster_uid)
         except RepositoryError:
             # Reuse is only a shortcut: a parent that cannot be read makes this backup a full one, not a failed one.
@@ -693,25 +707,6 @@ def _listed(
     if ns_objects:
         return namespaced, cluster_types
     return [], [] if scope.effective_cluster_scoped == "auto" else cluster_types
-
-
-class _Decision(Generic[_T]):
-    """A value one thread gives once and another waits for (the first ``decide`` counts)."""
-
-    def __init__(self) -> None:
-        self._given = threading.Event()
-        self._lock = threading.Lock()
-        self._value: _T | None = None
-
-    def decide(self, value: _T) -> None:
-        with self._lock:
-            if not self._given.is_set():
-                self._value = value
-                self._given.set()
-
-    def wait(self) -> _T:
-        self._given.wait()
-        return self._value  # type: ignore[return-value]
 
 
 @contextmanager

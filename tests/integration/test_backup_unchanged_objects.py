@@ -6,6 +6,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from chalicelib.backup import BackupService
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.resources import Resource
@@ -13,6 +15,22 @@ from chalicelib.core.scope import BackupScope
 from chalicelib.services import Services
 
 CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patch"}))
+
+
+@pytest.fixture
+def trees_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The backups whose trees a backup reads as its parent's objects, in order."""
+    from chalicelib.backup import service as service_module
+
+    read: list[str] = []
+    load_prior = service_module.load_prior
+
+    def recording(reader: Any, manifest: Any, cluster_uid: str | None) -> Any:
+        read.append(manifest.backup_id)
+        return load_prior(reader, manifest, cluster_uid)
+
+    monkeypatch.setattr(service_module, "load_prior", recording)
+    return read
 
 
 def _job(kubeconfig_path: Any, namespaces: list[str]) -> BackupJob:
@@ -113,17 +131,8 @@ def test_a_scope_that_selects_no_namespace_lists_only_namespaces(services, kubec
 
 
 def test_the_parents_trees_are_read_only_when_an_object_can_be_listed(services, kubeconfig_path, app_ns,
-                                                                      monkeypatch):
-    from chalicelib.backup import service as service_module
-
-    read: list[str] = []
-    load_prior = service_module.load_prior
-
-    def recording(reader: Any, manifest: Any, cluster_uid: str | None) -> Any:
-        read.append(manifest.backup_id)
-        return load_prior(reader, manifest, cluster_uid)
-
-    monkeypatch.setattr(service_module, "load_prior", recording)
+                                                                      trees_read):
+    read = trees_read
     svc = services.backup_service()
     first = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
     read.clear()
@@ -143,3 +152,67 @@ def _next_second() -> None:
     started = int(time.time())
     while int(time.time()) == started:
         time.sleep(0.02)
+
+
+def _guessing(catalog: Any, guessed: Any) -> Any:
+    """``catalog``, whose state index names ``guessed(parent)`` as the newest backup: a stale index entry."""
+
+    class Catalog:
+        def latest(self, cluster: str, *args: Any, indexed: Any = None, **kwargs: Any) -> Any:
+            record = catalog.latest(cluster, *args, **kwargs)
+            if indexed is not None and record is not None:
+                indexed(guessed(record))
+            return record
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(catalog, name)
+
+    return Catalog()
+
+
+def test_the_parent_named_by_the_index_is_read_before_it_is_confirmed(services, kubeconfig_path, app_ns,
+                                                                     trees_read, monkeypatch):
+    read = trees_read
+    catalog = services.catalog()
+    first = services.backup_service().run(_job(kubeconfig_path, app_ns.namespaces)).record
+    _next_second()
+    get = catalog.get
+    read_before_confirmed: list[bool] = []
+
+    def confirming_late(cluster: str, backup_id: str) -> Any:
+        # The consistent read of the parent answers only once its trees were read on the index's word.
+        deadline = time.monotonic() + 10
+        while not read and time.monotonic() < deadline:
+            time.sleep(0.01)
+        read_before_confirmed.append(bool(read))
+        return get(cluster, backup_id)
+
+    monkeypatch.setattr(catalog, "get", confirming_late)
+    svc = BackupService(catalog, lambda: services.repository(create=True), services.connect)
+    record = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    assert record.state == "Completed" and record.parent == first.backup_id, record.failure or record.errors
+    assert read_before_confirmed[:1] == [True], "the parent's trees were read before the consistent read answered"
+    assert read == [first.backup_id], "and only once"
+    assert record.stats["objects_reused"] == record.counts["objects"]
+
+
+def test_a_parent_the_consistent_read_does_not_confirm_gives_way_to_the_confirmed_one(
+    services, kubeconfig_path, app_ns, trees_read
+):
+    from dataclasses import replace
+
+    read = trees_read
+    svc = services.backup_service()
+    older = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    _next_second()
+    newer = svc.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    _next_second()
+    read.clear()
+
+    # The index still names the older backup (say the newer one's state change has not reached it yet).
+    stale = _guessing(services.catalog(), lambda record: replace(record, backup_id=older.backup_id))
+    guessed = BackupService(stale, lambda: services.repository(create=True), services.connect)
+    record = guessed.run(_job(kubeconfig_path, app_ns.namespaces)).record
+    assert record.state == "Completed" and record.parent == newer.backup_id, record.failure or record.errors
+    assert read == [older.backup_id, newer.backup_id], "the guess is read, then the confirmed parent"
+    assert record.stats["objects_reused"] == record.counts["objects"]
