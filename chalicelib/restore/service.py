@@ -87,6 +87,10 @@ class RestoreService:
         )
         wanted = {(i.resource, i.namespace, i.name) for i in draft.items if i.action == "create"}
         live = self._get_all(wanted)
+        if not live:
+            # None of the objects it would create is there (a restore into new namespaces, or a new cluster): the
+            # draft, which assumed nothing exists, is the plan. Planning again would cost as much as the draft.
+            return draft
         return build_plan(
             objects,
             options,

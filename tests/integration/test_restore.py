@@ -177,6 +177,33 @@ def test_dry_run_only_reads(kube_client: KubeClient, kube_server: Any, new_names
     assert kube_client.get_object(resource_of(ns(name)), name) is None
 
 
+def test_a_plan_with_nothing_on_the_cluster_is_built_once(
+    kube_client: KubeClient, new_namespace: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.core import restore_plan
+    from chalicelib.restore import service as service_module
+
+    name = new_namespace()
+    backup = make_backup(app(name))
+    built: list[bool] = []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs.get("existing") is not None)
+        return restore_plan.build_plan(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "build_plan", counting)
+    service = RestoreService(backup.reader(), kube_client)
+    plan = service.plan(backup.manifest, RestoreOptions())
+    assert built == [False], "nothing to look up on the cluster: the draft is the plan"
+    assert {i.action for i in plan.items} == {"create"} and len(plan.items) == len(app(name))
+
+    assert service.run(backup.manifest, RestoreOptions()).state == RestoreState.COMPLETED
+    built.clear()
+    again = service.plan(backup.manifest, RestoreOptions())
+    assert built == [False, True], "what is on the cluster now is planned against"
+    assert {i.action for i in again.items} == {"skip"}
+
+
 def test_existing_objects_skip_or_update(kube_client: KubeClient, new_namespace: Callable[[], str]) -> None:
     name = new_namespace()
     objects = [ns(name), cm("settings", name, mode="production"), cm("flags", name, beta="off")]
