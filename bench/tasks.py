@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,23 @@ def _count_requests(clients: list[object]) -> list[int]:
     return sent
 
 
+AWS_LATENCY_ENV = "LIFEBOAT_BENCH_AWS_LATENCY_MS"
+
+
+def _emulate_aws_latency(clients: list[object]) -> None:
+    """With ``LIFEBOAT_BENCH_AWS_LATENCY_MS`` set, every request of these clients waits that long before it is
+    sent, off the GIL, as a round trip to AWS would (moto on the same machine answers in a millisecond or two)."""
+    latency_ms = float(os.environ.get(AWS_LATENCY_ENV) or 0)
+    if latency_ms <= 0:
+        return
+
+    def wait(**_: object) -> None:
+        time.sleep(latency_ms / 1000)
+
+    for client in clients:
+        client.meta.events.register("before-send", wait)  # type: ignore[attr-defined]
+
+
 def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces: str = "bench-*") -> dict[str, object]:
     import resource
 
@@ -138,6 +156,7 @@ def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces:
 
     services.catalog()
     sent = _count_requests([services.client("s3"), services.client("dynamodb")])
+    _emulate_aws_latency([services.client(name) for name in ("s3", "dynamodb", "events")])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     record = service.run(job).record
