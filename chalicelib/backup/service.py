@@ -26,7 +26,7 @@ from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
-from chalicelib.core.references import ReferenceCollector, cluster_listing_order
+from chalicelib.core.references import ReferenceCollector, referring_first
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import EXCLUDE_LABEL, SERVER_EXCLUSIONS, BackupScope
 from chalicelib.observability import logger
@@ -579,14 +579,24 @@ class BackupService:
         listed = 1 + len(namespaced) - len(kept_namespaced) + len(cluster_types) - len(kept_cluster)
         namespaced, cluster_types = kept_namespaced, kept_cluster
         listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id, read)
-        if cluster_types:
-            # In auto mode the referring types must be read before the types they name, so list in order.
-            ordered = cluster_listing_order(cluster_types)
-            workers = 1 if mode == "auto" else self._list_workers
-            cluster_selector = scope.server_selector() if mode == "on" else SERVER_EXCLUSIONS
-            cluster_pages = PageStream(client, ordered, cluster_selector, workers=workers, page_size=self._page_size)
-            cluster_refs = refs if mode == "auto" else None
-            listed += self._consume(cluster_pages, ordered, collector, cluster_refs, cluster, backup_id, read)
+
+        def list_cluster(types: list[Resource], selector: str, cluster_refs: ReferenceCollector | None) -> int:
+            """List and store cluster-scoped ``types``, several at once: how many were listed."""
+            if not types:
+                return 0
+            pages = PageStream(client, types, selector, workers=self._list_workers, page_size=self._page_size)
+            return self._consume(pages, types, collector, cluster_refs, cluster, backup_id, read)
+
+        if cluster_types and mode == "auto":
+            # The referring types are read before the types they name; of those, only the types something kept
+            # names hold an object the backup keeps (what the namespaced objects name is known by now).
+            referring, named = referring_first(cluster_types)
+            listed += list_cluster(referring, SERVER_EXCLUSIONS, refs)
+            wanted = refs.referred(named)
+            listed += len(named) - len(wanted)  # not listed for want of a referring object: none of them failed
+            listed += list_cluster(wanted, SERVER_EXCLUSIONS, refs)
+        elif cluster_types:
+            listed += list_cluster(cluster_types, scope.server_selector(), None)
         return listed
 
     def _open(

@@ -69,6 +69,11 @@ class ReferenceCollector:
     def _ingress(self, obj: dict[str, Any]) -> None:
         self._want("ingressclasses.networking.k8s.io", (obj.get("spec") or {}).get("ingressClassName"))
 
+    def referred(self, resources: list[Resource]) -> list[Resource]:
+        """Those of ``resources`` (cluster types, none of them referring) whose objects something kept names, once
+        the referring types were read: in auto mode no object of the others is wanted, so they need no list."""
+        return [r for r in resources if r.group_resource != "namespaces" and self.wanted.get(r.group_resource)]
+
     def wants(self, resource: Resource, obj: dict[str, Any]) -> bool:
         """Whether a cluster-scoped object is referred to; observes its own references when it is."""
         gr = resource.group_resource
@@ -111,6 +116,13 @@ def names_other_objects(resource: Resource) -> bool:
     """Whether objects of the namespaced type ``resource`` name cluster objects a backup may take along (so the
     backup reads more of them than their metadata)."""
     return resource.group_resource in _REFERS
+
+
+def referring_first(resources: list[Resource]) -> tuple[list[Resource], list[Resource]]:
+    """(the cluster-scoped types of ``resources`` that refer to other cluster types, the rest): in auto mode the
+    first are read (in any order: none names another of them) before anything of the rest is wanted or not."""
+    referring = [r for r in resources if r.group_resource in REFERRING_FIRST]
+    return referring, [r for r in resources if r.group_resource not in REFERRING_FIRST]
 
 
 def cluster_listing_order(resources: list[Resource]) -> list[Resource]:

@@ -115,6 +115,35 @@ def test_namespace_scope_auto_brings_referenced_cluster_objects_only(services, k
     assert not any(kind == "Namespace" and name != shop for kind, name in cluster_objects)
 
 
+def test_namespace_scope_auto_lists_only_the_cluster_types_something_names(services, kubeconfig_path, app_ns):
+    from chalicelib.backup import BackupService
+
+    listed: list[str] = []
+
+    class Client:
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def list_pages(self, path: str, **kwargs: Any) -> Any:
+            listed.append(path)
+            return self._inner.list_pages(path, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    shop = app_ns.namespaces[0]
+    svc = BackupService(
+        services.catalog(), lambda: services.repository(create=True), lambda ref: Client(services.connect(ref))
+    )
+    record = svc.run(_job(kubeconfig_path, [shop], cluster_scoped="auto")).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings" in listed, "a referring type is always read"
+    assert "/apis/rbac.authorization.k8s.io/v1/clusterroles" in listed, "a RoleBinding of the namespace names one"
+    assert "/apis/scheduling.k8s.io/v1/priorityclasses" not in listed, "nothing kept names a PriorityClass"
+    kinds = {e.kind for scope, e in _walk(services, record) if scope == ""}
+    assert "ClusterRole" in kinds and "PriorityClass" not in kinds
+
+
 @pytest.mark.fakeonly
 def test_forbidden_type_is_recorded_and_the_rest_is_backed_up(services, kubeconfig_path, app_ns, fake_kube):
     fake_kube.forbid("secrets")

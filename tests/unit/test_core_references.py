@@ -62,3 +62,25 @@ def test_a_page_wants_its_types_crd_only_when_it_kept_an_object():
     collector.handle_page(Page(WIDGETS, [_obj("w"), _obj("v")]), refs)
     collector.handle_page(Page(PVC, [_obj("data", spec={"volumeName": "pv-1"})]), refs)
     assert refs.wanted == {CRDS: {"widgets.example.com"}, "persistentvolumes": {"pv-1"}}
+
+
+def test_only_the_cluster_types_something_names_are_worth_listing_in_auto_mode():
+    from chalicelib.core.references import referring_first
+
+    def cluster(plural: str, group: str = "") -> Resource:
+        return Resource(group, "v1", plural.title(), plural, False, frozenset({"list"}))
+
+    crb = cluster("clusterrolebindings", "rbac.authorization.k8s.io")
+    roles = cluster("clusterroles", "rbac.authorization.k8s.io")
+    pvs, classes = cluster("persistentvolumes"), cluster("storageclasses", "storage.k8s.io")
+    priorities = cluster("priorityclasses", "scheduling.k8s.io")
+    referring, named = referring_first([roles, priorities, crb, classes, pvs])
+    assert referring == [crb, pvs] and named == [roles, priorities, classes]
+
+    refs = ReferenceCollector(frozenset({"shop"}))
+    assert refs.referred(named) == [], "nothing kept names a cluster object: no list is worth making"
+    refs.observe(RB, _obj("b", roleRef={"kind": "ClusterRole", "name": "view"}))
+    assert refs.referred(named) == [roles]
+    pv = {"metadata": {"name": "pv-1"}, "spec": {"claimRef": {"namespace": "shop"}, "storageClassName": "gp3"}}
+    assert refs.wants(pvs, pv)
+    assert refs.referred(named) == [roles, classes]
