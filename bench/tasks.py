@@ -70,8 +70,12 @@ def _in_namespace(path: str, namespace: str) -> str:
 
 def raw_list_all_types(kubeconfig: str, namespaces: str = "bench-*") -> dict[str, object]:
     """The second baseline: plain paged GETs (limit=500, the backup's label selector) of every type the backup
-    lists, one after the other, as discovery offers them; JSON parsed, nothing else."""
+    lists, one after the other, as discovery offers them; JSON parsed, nothing else. Of the cluster types, in the
+    auto mode of a namespace scope, the backup lists the referring ones and those something kept names: of the
+    benchmark's objects, the Deployments name their CRD (any type of a group might be a custom one), nothing
+    else."""
     from chalicelib.backup.listing import select_resources
+    from chalicelib.core.references import referring_first
     from chalicelib.core.scope import BackupScope
     from chalicelib.kube import KubeClient
 
@@ -80,6 +84,9 @@ def raw_list_all_types(kubeconfig: str, namespaces: str = "bench-*") -> dict[str
     started = time.perf_counter()
     resources = client.discover()
     namespaced, cluster = select_resources(resources, scope)
+    if scope.effective_cluster_scoped == "auto":
+        crds = "customresourcedefinitions.apiextensions.k8s.io"
+        cluster = referring_first(cluster)[0] + [r for r in cluster if r.group_resource == crds]
     types = [r for r in resources if r.group_resource == "namespaces"] + namespaced + cluster
     selector = scope.server_selector()
     objects = requests = 0
