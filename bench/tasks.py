@@ -76,6 +76,7 @@ def raw_list_all_types(kubeconfig: str, namespaces: str = "bench-*") -> dict[str
     else."""
     from chalicelib.backup.listing import select_resources
     from chalicelib.core.references import referring_first
+    from chalicelib.core.restore_order import CRD_RESOURCE
     from chalicelib.core.scope import BackupScope
     from chalicelib.kube import KubeClient
 
@@ -85,8 +86,7 @@ def raw_list_all_types(kubeconfig: str, namespaces: str = "bench-*") -> dict[str
     resources = client.discover()
     namespaced, cluster = select_resources(resources, scope)
     if scope.effective_cluster_scoped == "auto":
-        crds = "customresourcedefinitions.apiextensions.k8s.io"
-        cluster = referring_first(cluster)[0] + [r for r in cluster if r.group_resource == crds]
+        cluster = referring_first(cluster)[0] + [r for r in cluster if r.group_resource == CRD_RESOURCE]
     types = [r for r in resources if r.group_resource == "namespaces"] + namespaced + cluster
     selector = scope.server_selector()
     objects = requests = 0

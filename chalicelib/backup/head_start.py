@@ -93,20 +93,20 @@ class HeadStart:
 
     ``read_cluster()`` gives the ``ClusterView``; ``open_repository(guess_to_read, parent_to_read)`` the
     ``Opened`` repository, reading the parent ``guess_to_read()`` names (None: none) and keeping it only if it is
-    the one ``parent_to_read()`` confirms. Either may be None: an etcd-only backup reads neither, a backup that may
-    be sharded only the cluster. The caller decides ``guess`` when the catalog's index names the parent and
-    ``parent`` once a consistent read confirms it; ``end`` tells the reads that nobody waits for them any more.
+    the one ``parent_to_read()`` confirms; None for a backup that may be sharded (the plan does not need it). The
+    caller decides ``guess`` when the catalog's index names the parent and ``parent`` once a consistent read
+    confirms it; ``end`` tells the reads that nobody waits for them any more.
     """
 
     def __init__(
         self,
-        read_cluster: Callable[[], ClusterView] | None,
+        read_cluster: Callable[[], ClusterView],
         open_repository: Callable[[Callable[[], str | None], Callable[[], str | None]], Opened] | None,
     ) -> None:
         self.guess: Decision[str | None] = Decision()
         self.parent: Decision[str | None] = Decision()
         self._ended = threading.Event()
-        self.cluster = in_background(read_cluster, "lifeboat-read-cluster") if read_cluster is not None else None
+        self.cluster = in_background(read_cluster, "lifeboat-read-cluster")
         self.opening: Future[Opened] | None = None
         if open_repository is not None:
             self.opening = in_background(
@@ -120,14 +120,11 @@ class HeadStart:
         parent = decision.wait()
         if parent is None or self._ended.is_set():
             return None
-        if self.cluster is not None:
-            try:
-                listable = self.cluster.result().listable
-            except Exception:  # noqa: BLE001 -- the backup hears of it from the cluster's side, and fails
-                return None
-            if not listable:
-                return None
-        return None if self._ended.is_set() else parent
+        try:
+            listable = self.cluster.result().listable
+        except Exception:  # noqa: BLE001 -- the backup hears of it from the cluster's side, and fails
+            return None
+        return parent if listable and not self._ended.is_set() else None
 
     def end(self) -> None:
         """The run is over (committed, failed, or a duplicate): a read still waiting for its parent reads none."""

@@ -124,10 +124,10 @@ class BackupService:
     def _claim_and_run(self, job: BackupJob, progress: Callable[[int, str], None] | None) -> BackupOutcome:
         now = self._clock()
         cluster = job.cluster.name
-        head = self._head if self._reuse_unchanged else None
+        head = self._head if self._reuse_unchanged else None  # without reuse no parent is read
         parent = resource_parent(self._catalog, cluster, guess=head.guess.decide if head is not None else None)
         if self._head is not None:
-            parent_id = parent.backup_id if parent is not None and self._reuse_unchanged else None
+            parent_id = parent.backup_id if parent is not None and head is not None else None
             self._head.guess.decide(parent_id)  # when the index named none: no guess was made
             self._head.parent.decide(parent_id)
         # A fresh worker token fences the job: once another delivery takes it over, this worker's writes are refused.
@@ -332,7 +332,7 @@ class BackupService:
         # The repository's side, started by ``run`` (None when the backup may be sharded), goes on meanwhile.
         opening = self._head.opening if self._head is not None else None
         scope = job.scope
-        view = self._head.cluster.result() if self._head is not None and self._head.cluster else self._read_cluster(job)
+        view = self._head.cluster.result() if self._head is not None else self._read_cluster(job)
         client, version, namespaces_res = view.client, view.version, view.namespaces_res
         ns_objects, cluster_uid = view.ns_objects, view.cluster_uid
         namespaced, cluster_types = view.namespaced, view.cluster_types
