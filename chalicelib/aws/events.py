@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from chalicelib.aws.errors import AwsUnavailable, translate
@@ -47,14 +51,45 @@ class LifeboatEvents:
         self._bus.put(SOURCE, detail_type, detail)
 
 
+# The pool this thread's announcements go to within ``announcing_in_background`` (absent: put them at once).
+_background = threading.local()
+
+
+@contextmanager
+def announcing_in_background() -> Iterator[None]:
+    """Within the block, this thread's ``announce`` calls hand their events to a thread of their own, which puts
+    them in the order announced, so the work goes on meanwhile (a put is a round trip to EventBridge); the block
+    ends once every one is put or logged as lost, so none is left behind when a Lambda invocation returns. A block
+    within another is the outer one; other threads announce as they would without it."""
+    if getattr(_background, "pool", None) is not None:
+        yield
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-events")
+    _background.pool = pool
+    try:
+        yield
+    finally:
+        _background.pool = None
+        pool.shutdown(wait=True)
+
+
 def announce(publisher: Publisher | None, event: Event | None) -> bool:
-    """Publish ``event`` (nothing without a publisher or an event); True when it was put.
+    """Publish ``event`` (nothing without a publisher or an event); True when it was put, or handed to the thread
+    that puts it (``announcing_in_background``).
 
     The work an event reports is already recorded when it is announced: a bus that refuses it (throttled, down,
     misconfigured) is logged and never fails that work.
     """
     if publisher is None or event is None:
         return False
+    pool: ThreadPoolExecutor | None = getattr(_background, "pool", None)
+    if pool is not None:
+        pool.submit(_put, publisher, event)
+        return True
+    return _put(publisher, event)
+
+
+def _put(publisher: Publisher, event: Event) -> bool:
     try:
         publisher.publish(event.detail_type, event.detail)
     except Exception as exc:  # noqa: BLE001 - a lost event is logged, the outcome stays recorded

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.aws.events import announcing_in_background
 from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
@@ -106,7 +107,8 @@ class BackupService:
         # trees) need nothing from the catalog: they are read while the parent is looked up and the job claimed
         # (``head_start.py``). Neither for an etcd-only backup (it calls no Kubernetes API and stores no objects);
         # not the repository's when the backup may be sharded (the plan does not need it).
-        with _heap_frozen():
+        # The claim's "Started" event is put while the backup goes on, its "Completed" one before run returns.
+        with _heap_frozen(), announcing_in_background():
             if not job.etcd_only:
                 one_shot = not (self._sharding is not None and job.shard is not False)
                 cluster = job.cluster.name

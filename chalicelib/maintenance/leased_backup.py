@@ -24,6 +24,7 @@ import secrets
 import threading
 from typing import Any
 
+from chalicelib.aws.events import announcing_in_background
 from chalicelib.core.models import TERMINAL
 from chalicelib.maintenance.lock import HeldLease, RepositoryLock
 
@@ -42,20 +43,22 @@ class LeasedBackupService:
         self._guard = threading.Lock()
 
     def run(self, job: Any, **kwargs: Any) -> Any:
-        held = self._acquire(str(job.job_id))
-        final = False
-        try:
-            outcome = self._inner.run(job, **kwargs)
-            final = outcome.record.state in TERMINAL
-            return outcome
-        except BaseException:
-            final = True  # nothing of ours continues; a redelivery re-reads the index under a new lease
-            raise
-        finally:
-            if final:
-                held.release()
-            else:
-                held.detach()
+        # The backup's last event is put while the lease is released (``announcing_in_background``).
+        with announcing_in_background():
+            held = self._acquire(str(job.job_id))
+            final = False
+            try:
+                outcome = self._inner.run(job, **kwargs)
+                final = outcome.record.state in TERMINAL
+                return outcome
+            except BaseException:
+                final = True  # nothing of ours continues; a redelivery re-reads the index under a new lease
+                raise
+            finally:
+                if final:
+                    held.release()
+                else:
+                    held.detach()
 
     def run_shard(self, message: Any, **kwargs: Any) -> Any:
         """One shard of a sharded backup under the backup's shared lease; the lease then covers the hand-over to
