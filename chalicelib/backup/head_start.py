@@ -7,10 +7,12 @@ and claims the job (three DynamoDB requests and an event, ~50-70 ms):
 - the repository's side of a one-shot backup: its config and index, and the parent's manifest and trees once the
   parent is looked up and the namespace list shows that an object can be listed (an empty scope's backup never
   reads them). The parent is read as soon as the catalog's index names it (``guess``), while a consistent read
-  confirms it (``parent``); in the rare case the index was stale, the confirmed parent is read after all.
+  confirms it (``parent``); in the rare case the index was stale, the confirmed parent is read after all;
+- the listing of a one-shot backup that runs no pre hook, once the cluster is read and the parent guessed: the
+  listing only reads the cluster, and its pages wait in a bounded queue until the claimed job stores them.
 
 A duplicate delivery that finds its job taken has read them for nothing, and is told so: a read that has not come
-to the parent's trees yet does not read them.
+to the parent's trees yet does not read them, and the listing stops.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ClusterView:
     namespaced: list[Resource]  # the types in scope
     cluster_types: list[Resource]
     listable: bool  # whether any object can be listed (else the parent's trees are not worth reading)
+    hook_plan: Any = None  # the backup's hooks (``backup.hooks.HookPlan``), when the deployment runs hooks
 
 
 class Decision(Generic[_T]):
@@ -93,19 +96,23 @@ class HeadStart:
 
     ``read_cluster()`` gives the ``ClusterView``; ``open_repository(guess_to_read, parent_to_read)`` the
     ``Opened`` repository, reading the parent ``guess_to_read()`` names (None: none) and keeping it only if it is
-    the one ``parent_to_read()`` confirms; None for a backup that may be sharded (the plan does not need it). The
-    caller decides ``guess`` when the catalog's index names the parent and ``parent`` once a consistent read
-    confirms it; ``end`` tells the reads that nobody waits for them any more.
+    the one ``parent_to_read()`` confirms; None for a backup that may be sharded (the plan does not need it).
+    ``start_listing(view, guess)`` starts the listing (a ``PageStream``, or None when it must wait for the claim)
+    once the cluster is read and the parent guessed (None: none, so the objects are listed whole). The caller
+    decides ``guess`` when the catalog's index names the parent and ``parent`` once a consistent read confirms it;
+    ``end`` tells the reads that nobody waits for them any more, and stops the listing.
     """
 
     def __init__(
         self,
         read_cluster: Callable[[], ClusterView],
         open_repository: Callable[[Callable[[], str | None], Callable[[], str | None]], Opened] | None,
+        start_listing: Callable[[ClusterView, str | None], Any] | None = None,
     ) -> None:
         self.guess: Decision[str | None] = Decision()
         self.parent: Decision[str | None] = Decision()
         self._ended = threading.Event()
+        self._lock = threading.Lock()
         self.cluster = in_background(read_cluster, "lifeboat-read-cluster")
         self.opening: Future[Opened] | None = None
         if open_repository is not None:
@@ -113,6 +120,16 @@ class HeadStart:
                 lambda: open_repository(lambda: self._to_read(self.guess), lambda: self._to_read(self.parent)),
                 "lifeboat-open-repository",
             )
+        self.listing: Future[Any] | None = None
+        if start_listing is not None:
+            self.listing = in_background(lambda: self._list(start_listing), "lifeboat-start-listing")
+
+    def _list(self, start_listing: Callable[[ClusterView, str | None], Any]) -> Any:
+        """The listing ``start_listing`` starts, or None once the run has ended (a duplicate job)."""
+        view = self.cluster.result()
+        guess = self.guess.wait()
+        with self._lock:  # ``end`` either comes first, and nothing is listed, or stops what was started
+            return None if self._ended.is_set() else start_listing(view, guess)
 
     def _to_read(self, decision: Decision[str | None]) -> str | None:
         """The parent ``decision`` names, for the repository's side to read: once it is decided, and only when an
@@ -127,7 +144,17 @@ class HeadStart:
         return parent if listable and not self._ended.is_set() else None
 
     def end(self) -> None:
-        """The run is over (committed, failed, or a duplicate): a read still waiting for its parent reads none."""
-        self._ended.set()
+        """The run is over (committed, failed, or a duplicate): a read still waiting for its parent reads none, and
+        a listing started for it stops (closing it again is harmless)."""
+        with self._lock:
+            self._ended.set()
         self.guess.decide(None)
         self.parent.decide(None)
+        if self.listing is not None:
+            self.listing.add_done_callback(_close_listing)
+
+
+def _close_listing(listing: Future[Any]) -> None:
+    stream = None if listing.exception() is not None else listing.result()
+    if stream is not None:
+        stream.close()

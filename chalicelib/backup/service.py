@@ -99,6 +99,7 @@ class BackupService:
         self._hook_run: tuple[HookPlan, Any, HookContext] | None = None
         # What the backup this service is running reads of the cluster and the repository while its job is claimed.
         self._head: HeadStart | None = None
+        self._claiming_at: datetime | None = None
 
     # -- job lifecycle -------------------------------------------------------------------------------------------
 
@@ -106,7 +107,8 @@ class BackupService:
         # The cluster's side (discovery, the namespace list) and the repository's (config, index, then the parent's
         # trees) need nothing from the catalog: they are read while the parent is looked up and the job claimed
         # (``head_start.py``). Neither for an etcd-only backup (it calls no Kubernetes API and stores no objects);
-        # not the repository's when the backup may be sharded (the plan does not need it).
+        # not the repository's when the backup may be sharded (the plan does not need it). A one-shot backup that
+        # runs no pre hook starts listing then too, once the cluster is read and the parent guessed.
         # The claim's "Started" event is put while the backup goes on, its "Completed" one before run returns.
         with _heap_frozen(), announcing_in_background():
             if not job.etcd_only:
@@ -115,6 +117,7 @@ class BackupService:
                 self._head = HeadStart(
                     lambda: self._read_cluster(job),
                     (lambda guess, parent: self._open(cluster, parent, guess)) if one_shot else None,
+                    (lambda view, guess: self._list_early(job, view, guess)) if one_shot else None,
                 )
             try:
                 return self._claim_and_run(job, progress)
@@ -125,6 +128,7 @@ class BackupService:
 
     def _claim_and_run(self, job: BackupJob, progress: Callable[[int, str], None] | None) -> BackupOutcome:
         now = self._clock()
+        self._claiming_at = now  # before the parent is guessed, so before a listing started early (``_list_early``)
         cluster = job.cluster.name
         head = self._head if self._reuse_unchanged else None  # without reuse no parent is read
         parent = resource_parent(self._catalog, cluster, guess=head.guess.decide if head is not None else None)
@@ -194,14 +198,23 @@ class BackupService:
         context = HookContext(record.backup_id, job.cluster.name, job.policy)
         self._hook_run = (HookPlan(job.hooks.pre, job.hooks.post), None, context)
 
-    def _pre_hooks(self, job: BackupJob, client: Any, namespaces: Iterable[str]) -> list[dict[str, str]]:
-        """Run the pre hooks (the policy's, then the pods' Velero annotations); their errors, or HookFailed."""
+    def _hook_plan(self, job: BackupJob, client: Any, namespaces: Iterable[str]) -> Any:
+        """The backup's hooks: the policy's, then those the pods' Velero annotations ask for (None: no hook runner)."""
+        if self._hooks is None:
+            return None
+        return self._hooks.plan(job.hooks, client, namespaces, job.scope.label_selector or "")
+
+    def _pre_hooks(self, job: BackupJob, view: ClusterView) -> list[dict[str, str]]:
+        """Run the pre hooks of the plan the cluster's side read; their errors, or HookFailed."""
         if self._hooks is None or self._hook_run is None:
             return []
         from chalicelib.core.hooks import PRE
 
         context = self._hook_run[2]
-        plan = self._hooks.plan(job.hooks, client, namespaces, job.scope.label_selector or "")
+        plan = view.hook_plan
+        if plan is None:
+            plan = self._hook_plan(job, view.client, view.ns_objects)
+        client = view.client
         self._hook_run = (plan, client, context)
         errors = [{"resource": "hook/annotations", "error": warning} for warning in plan.warnings]
         return errors + self._hooks.run(PRE, plan.pre, context, client)
@@ -342,7 +355,7 @@ class BackupService:
             {"resource": str(failure[0]), "error": f"discovery failed: {failure[1]}"}
             for failure in getattr(client, "discovery_errors", []) or []
         ]
-        discovery_errors.extend(self._pre_hooks(job, client, ns_objects))
+        discovery_errors.extend(self._pre_hooks(job, view))
         if self._sharding is not None:
             planner = self._sharding.planner()
             shard, type_counts = planner.wants_shards(job, client, namespaced, len(ns_objects))
@@ -368,10 +381,15 @@ class BackupService:
 
         from chalicelib.repository import RepositoryWriter
 
-        # The first pages are fetched while the parent's trees are still being read (the collector needs them).
-        # An incremental lists metadata first: what its parent holds unchanged needs nothing more.
-        first = self._metadata_first(record, scope, ns_objects, opening, cluster_uid)
-        pages = self._start_listing(client, scope, ns_objects, namespaced, first)
+        # The first pages are fetched while the parent's trees are still being read (the collector needs them),
+        # since before the claim when no pre hook ran (``_list_early``). An incremental lists metadata first: what
+        # its parent holds unchanged needs nothing more.
+        pages = self._head.listing.result() if self._head is not None and self._head.listing is not None else None
+        if pages is not None and self._claiming_at is not None:
+            started_at = min(started_at, self._claiming_at)  # the objects were listed from then on
+        else:
+            first = self._metadata_first(record.parent, scope, ns_objects, opening, cluster_uid)
+            pages = self._start_listing(client, scope, ns_objects, namespaced, first)
         getter = ThreadPoolExecutor(max_workers=self._list_workers, thread_name_prefix="lifeboat-get")
         try:
             opened = opening.result() if opening is not None else self._open(cluster, lambda: record.parent)
@@ -499,7 +517,15 @@ class BackupService:
         # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
         listable = bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))
         return ClusterView(
-            client, version, namespaces_res, ns_objects, cluster_uid, namespaced, cluster_types, listable
+            client,
+            version,
+            namespaces_res,
+            ns_objects,
+            cluster_uid,
+            namespaced,
+            cluster_types,
+            listable,
+            self._hook_plan(job, client, ns_objects),
         )
 
     def _discover(self, ref: ClusterRef) -> tuple[Any, str, list[Resource], Resource]:
@@ -517,21 +543,34 @@ class BackupService:
 
     def _metadata_first(
         self,
-        record: BackupRecord,
+        parent: str | Callable[[], str | None] | None,
         scope: BackupScope,
         ns_objects: Mapping[str, Any],
         opening: Future[Opened] | None,
         cluster_uid: str | None,
     ) -> MetadataFirst | None:
-        """What lists the namespaced types as metadata first: an incremental's, whose parent is read by ``opening``
-        (None: a full backup, or a sharded one, lists whole)."""
-        if opening is None or not self._reuse_unchanged or not record.parent or not cluster_uid:
+        """What lists the namespaced types as metadata first: an incremental's, whose parent (its id, or what gives
+        it once confirmed) is read by ``opening`` (None: a full backup, or a sharded one, lists whole)."""
+        if opening is None or not self._reuse_unchanged or not parent or not cluster_uid:
             return None
 
         def prior() -> PriorObjects | None:
-            return opening.result().prior_for(record.parent, cluster_uid)
+            return opening.result().prior_for(parent() if callable(parent) else parent, cluster_uid)
 
         return MetadataFirst(scope, frozenset(ns_objects), prior)
+
+    def _list_early(self, job: BackupJob, view: ClusterView, guess: str | None) -> PageStream | None:
+        """The listing of a one-shot backup, started before its job is claimed: only reads of the cluster, kept in
+        a bounded queue until the claimed job stores them; metadata first when a parent is guessed (a wrong guess
+        costs requests, never an object: the collector decides what is read whole). None when a pre hook is to
+        run first (listing waits for it)."""
+        if view.hook_plan is not None and view.hook_plan.pre:
+            return None
+        head = self._head
+        opening = head.opening if head is not None else None
+        parent = (lambda: head.parent.wait()) if guess is not None and head is not None else None
+        first = self._metadata_first(parent, job.scope, view.ns_objects, opening, view.cluster_uid)
+        return self._start_listing(view.client, job.scope, view.ns_objects, view.namespaced, first)
 
     def _start_listing(
         self,

@@ -130,6 +130,23 @@ def test_webhooks_are_signed_and_post_hooks_get_the_outcome(hooked, kubeconfig_p
     assert post == {**pre, "phase": "post", "state": "Completed"}
 
 
+def test_nothing_is_listed_before_a_pre_hook_ran(hooked, kubeconfig_path, app_ns, receiver, monkeypatch):
+    from chalicelib.backup import BackupService
+
+    hooks_called: list[int] = []  # how many hooks the receiver had been sent when each listing started
+    start = BackupService._start_listing
+
+    def recording(self: BackupService, *args: Any, **kwargs: Any) -> Any:
+        hooks_called.append(len(receiver.calls))
+        return start(self, *args, **kwargs)
+
+    monkeypatch.setattr(BackupService, "_start_listing", recording)
+    hooks = {"pre": [{"webhook": {"url": receiver.url}}]}
+    record = hooked.backup_service().run(_job(kubeconfig_path, app_ns.namespaces, hooks)).record
+    assert record.state == "Completed", record.failure or record.errors
+    assert hooks_called == [1], "the objects were listed only after the pre hook was called"
+
+
 def test_failing_pre_hook_fails_the_backup_and_post_hooks_still_run(
     hooked, kubeconfig_path, app_ns, receiver, exec_handlers
 ):
