@@ -13,6 +13,9 @@ from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 
 _DONE = object()
+# A whole page counts as this many pages of metadata against a PageStream's budget (an object's metadata is a few
+# hundred bytes of it).
+WHOLE_PAGE_UNITS = 4
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,8 @@ class Page:
     """One page of raw objects of one type; ``restarted`` means discard what this type gave before.
 
     ``continue_token`` resumes the type's list after this page; None means this page was its last.
-    ``metadata_only``: the items are the objects' metadata alone (``PartialObjectMetadata``).
+    ``metadata_only``: the items are the objects' metadata alone (``PartialObjectMetadata``). ``requested_with``
+    asks for this page again, whole (None: it was the first page of its list, which cannot be asked for again).
     """
 
     resource: Resource
@@ -28,6 +32,7 @@ class Page:
     restarted: bool = False
     continue_token: str | None = None
     metadata_only: bool = False
+    requested_with: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ class PageStream:
 
     Listing starts when the stream is made, so the first pages are fetched while the caller still prepares (a
     backup reads its parent's trees meanwhile); the queue is bounded, so it never runs far ahead of the consumer:
-    memory stays at a few pages. Iterate it once, or ``close`` it: either stops the listing threads.
+    memory stays at a few pages. A page of metadata (``PartialObjectMetadata``, a few hundred bytes an object)
+    counts as a ``WHOLE_PAGE_UNITS``-th of a whole page: ``workers * 2`` whole pages wait at most, or four times as
+    many of metadata. Iterate it once, or ``close`` it: either stops the listing threads.
 
     ``metadata_first`` maps a type to what ``iter_pages`` takes as its ``metadata_first`` (None: list it whole).
     """
@@ -75,7 +82,10 @@ class PageStream:
         start: Mapping[str, str] | None = None,
         metadata_first: Callable[[Resource], Callable[[list[dict[str, Any]]], bool] | None] | None = None,
     ) -> None:
-        self._out: queue.Queue[Any] = queue.Queue(maxsize=max(2, workers * 2))
+        self._out: queue.SimpleQueue[tuple[Any, int]] = queue.SimpleQueue()
+        self._budget = max(2, workers * 2) * WHOLE_PAGE_UNITS
+        self._held = 0  # units of the pages put and not yet taken
+        self._room = threading.Condition()
         self._stop = threading.Event()
         self._feeder: threading.Thread | None = None
         if not resources:
@@ -96,7 +106,8 @@ class PageStream:
                     if self._stop.is_set():
                         return
                     partial = getattr(page, "metadata_only", False)
-                    self._put(Page(res, page.items, page.restarted, page.continue_token, partial))
+                    again = getattr(page, "requested_with", None)
+                    self._put(Page(res, page.items, page.restarted, page.continue_token, partial, again))
             except Exception as exc:  # noqa: BLE001 -- recorded per type; the backup goes on with the others
                 self._put(ListFailure(res, exc))
 
@@ -111,19 +122,27 @@ class PageStream:
         self._feeder.start()
 
     def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._out.put(item, timeout=0.2)
+        """Queue ``item`` once there is room for it (a page that alone exceeds the budget waits for an empty queue);
+        nothing once the stream is closed."""
+        units = _units(item)
+        with self._room:
+            while self._held and self._held + units > self._budget and not self._stop.is_set():
+                self._room.wait(timeout=0.2)
+            if self._stop.is_set():
                 return
-            except queue.Full:
-                continue
+            self._held += units
+        self._out.put((item, units))
 
     def __iter__(self) -> Iterator[Page | ListFailure]:
         if self._feeder is None:
             return
         try:
             while True:
-                item = self._out.get()
+                item, units = self._out.get()
+                if units:
+                    with self._room:
+                        self._held -= units
+                        self._room.notify_all()
                 if item is _DONE:
                     return
                 yield item
@@ -132,8 +151,18 @@ class PageStream:
 
     def close(self) -> None:
         self._stop.set()
+        with self._room:
+            self._room.notify_all()
         if self._feeder is not None:
             self._feeder.join(timeout=30)
+
+
+def _units(item: Any) -> int:
+    """What ``item`` counts against a ``PageStream``'s budget: a whole page ``WHOLE_PAGE_UNITS``, one of metadata 1,
+    a failure or the end nothing (they always get through)."""
+    if not isinstance(item, Page):
+        return 0
+    return 1 if item.metadata_only else WHOLE_PAGE_UNITS
 
 
 def count_objects(client: Any, resources: list[Resource], *, workers: int = 4) -> dict[str, int | None]:

@@ -4,7 +4,9 @@ The API server sends ~300 bytes of metadata instead of the whole object, and the
 types listed so are the namespaced ones the backup reads nothing else of (``MetadataFirst.wants``); what a page
 holds that is not unchanged is read with one GET per object (``read_whole``), unless there are too many of them:
 then the listing thread reads that page again whole, with the continue token it came with, and the rest of the
-type's list whole too (``iter_pages``).
+type's list whole too (``iter_pages``). While the parent's entries are still being read, the listing threads do
+not wait for them: each page is kept as metadata, and the collector, which has the entries, reads what is not
+unchanged (``read_changed``): the page again whole, with the token it was asked for with, when that is most of it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
+from chalicelib.backup.listing import Page
 from chalicelib.backup.reuse import PriorObjects, same_state
 from chalicelib.core.references import names_other_objects
 from chalicelib.core.resources import Resource
@@ -27,15 +30,23 @@ class MetadataFirst:
     """For ``PageStream``: the types to list as metadata first, and per type whether a page of metadata will do.
 
     ``prior`` gives the parent backup's entries once they are read (None: no reuse, so no page will do); it is
-    called from the listing threads, which wait for it on their first page. Whether a page will do is an estimate
-    (the uid and resourceVersion against the parent's entries): what must be read whole is decided again by the
-    collector (``ItemCollector.take_unread``), so a wrong estimate costs requests, never an object.
+    called from the listing threads, which wait for it on their first page unless ``ready`` says it is not read
+    yet: then the page will do, as the collector reads whole what it must (``read_changed``). Whether a page will do
+    is an estimate (the uid and resourceVersion against the parent's entries): what must be read whole is decided
+    again by the collector (``ItemCollector.take_unread``), so a wrong estimate costs requests, never an object.
     """
 
-    def __init__(self, scope: BackupScope, namespaces: frozenset[str], prior: Callable[[], PriorObjects | None]):
+    def __init__(
+        self,
+        scope: BackupScope,
+        namespaces: frozenset[str],
+        prior: Callable[[], PriorObjects | None],
+        ready: Callable[[], bool] | None = None,
+    ):
         self._scope = scope
         self._namespaces = namespaces
         self._prior = prior
+        self._ready = ready
 
     def __call__(self, res: Resource) -> Callable[[list[dict[str, Any]]], bool] | None:
         if not wants(res):
@@ -45,6 +56,8 @@ class MetadataFirst:
     def _will_do(self, res: Resource, items: list[dict[str, Any]]) -> bool:
         if not items:
             return True  # an empty type costs its one request, without waiting for the parent
+        if self._ready is not None and not self._ready():
+            return True  # the collector, which will have the parent's entries, reads whole what it must
         try:
             prior = self._prior()
         except Exception:  # noqa: BLE001 -- the backup hears of a parent it cannot read from the collector
@@ -52,7 +65,7 @@ class MetadataFirst:
         packed = prior.packed(res) if prior is not None else None
         if not packed:
             return False
-        allowed = max(MIN_GETS_PER_PAGE, len(items) // GET_FRACTION)
+        allowed = allowed_gets(len(items))
         namespaces, selected = self._namespaces, self._scope.object_selected
         misses = 0
         for obj in items:
@@ -66,6 +79,11 @@ class MetadataFirst:
                 if misses > allowed:
                     return False
         return True
+
+
+def allowed_gets(listed: int) -> int:
+    """How many objects of a page of ``listed`` are read with a GET each; more, and the page is read again whole."""
+    return max(MIN_GETS_PER_PAGE, listed // GET_FRACTION)
 
 
 def wants(res: Resource) -> bool:
@@ -88,3 +106,46 @@ def read_whole(client: Any, res: Resource, listed: list[dict[str, Any]], pool: E
         return whole
 
     return [obj for obj in pool.map(read, listed) if obj is not None]
+
+
+def read_changed(
+    client: Any,
+    res: Resource,
+    listed: list[dict[str, Any]],
+    page: Page,
+    pool: Executor,
+    *,
+    path: str,
+    label_selector: str | None,
+    page_size: int,
+) -> list[dict[str, Any]]:
+    """The objects of ``page`` (of metadata, listed from ``path``) whose metadata ``listed`` holds, read whole: the
+    page again, with the continue token it was asked for with (the same snapshot, one request), when more of them
+    than ``allowed_gets`` are; else, or when it was its list's first page (asked for again it would be a new
+    snapshot) or the server has forgotten the token, one GET each (``read_whole``)."""
+    from chalicelib.kube.errors import Gone
+    from chalicelib.kube.paging import iter_pages
+
+    token = page.requested_with
+    if token and len(listed) > allowed_gets(len(page.items)):
+        pages = iter_pages(
+            lambda p, params: client.get(p, params),
+            path,
+            limit=page_size,
+            label_selector=label_selector,
+            continue_token=token,
+            max_restarts=0,
+        )
+        try:
+            again = next(pages)  # only this page: the list is not followed further
+        except Gone:
+            return read_whole(client, res, listed, pool)
+        wanted = {(obj.get("metadata") or {}).get("uid") for obj in listed}
+        whole = [obj for obj in again.items if (obj.get("metadata") or {}).get("uid") in wanted]
+        if len(whole) == len(wanted):
+            return whole
+        # Not what the same snapshot holds (a server that answered otherwise): what is missing is read by GET.
+        found = {(obj.get("metadata") or {}).get("uid") for obj in whole}
+        missing = [obj for obj in listed if (obj.get("metadata") or {}).get("uid") not in found]
+        return whole + read_whole(client, res, missing, pool)
+    return read_whole(client, res, listed, pool)

@@ -20,7 +20,7 @@ from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.head_start import ClusterView, HeadStart, Opened, in_background
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources
-from chalicelib.backup.metadata_first import MetadataFirst, read_whole
+from chalicelib.backup.metadata_first import MetadataFirst, read_changed
 from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
@@ -413,7 +413,16 @@ class BackupService:
                 cluster_types,
                 cluster,
                 backup_id,
-                read=lambda res, listed: read_whole(client, res, listed, getter),
+                read=lambda res, listed, page: read_changed(
+                    client,
+                    res,
+                    listed,
+                    page,
+                    getter,
+                    path=res.collection_path(),  # as ``_start_listing`` lists them: cluster-wide
+                    label_selector=scope.server_selector() or None,
+                    page_size=self._page_size,
+                ),
             )
         finally:
             pages.close()
@@ -557,7 +566,8 @@ class BackupService:
         def prior() -> PriorObjects | None:
             return opening.result().prior_for(parent() if callable(parent) else parent, cluster_uid)
 
-        return MetadataFirst(scope, frozenset(ns_objects), prior)
+        # The listing does not wait for the parent's trees: until they are read, pages are kept as metadata.
+        return MetadataFirst(scope, frozenset(ns_objects), prior, ready=opening.done)
 
     def _list_early(self, job: BackupJob, view: ClusterView, guess: str | None) -> PageStream | None:
         """The listing of a one-shot backup, started before its job is claimed: only reads of the cluster, kept in
@@ -604,7 +614,7 @@ class BackupService:
         cluster: str,
         backup_id: BackupId,
         *,
-        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]],
+        read: Callable[[Resource, list[dict[str, Any]], Page], list[dict[str, Any]]],
     ) -> int:
         """Store everything in scope: the namespaced types' ``pages`` (``_start_listing``), then the cluster types;
         returns how many types were listed (Namespaces included). ``read`` reads whole the objects of a type whose
@@ -719,7 +729,7 @@ class BackupService:
         refs: ReferenceCollector | None,
         cluster: str,
         backup_id: BackupId,
-        read: Callable[[Resource, list[dict[str, Any]]], list[dict[str, Any]]],
+        read: Callable[[Resource, list[dict[str, Any]], Page], list[dict[str, Any]]],
     ) -> int:
         failed: set[str] = set()
         for item in pages:
@@ -734,7 +744,7 @@ class BackupService:
             unread = collector.take_unread() if item.metadata_only else []
             if unread:
                 try:
-                    whole = read(res, unread)
+                    whole = read(res, unread, item)
                 except Exception as exc:  # noqa: BLE001 -- recorded per type, as a list that fails is
                     failed.add(res.group_resource)
                     collector.fail(res, f"reading a changed object whole failed: {exc}")

@@ -25,7 +25,8 @@ class ListPage:
 
     ``continue_token`` fetches the page after this one (None on the last page): a consumer that stops between pages
     keeps it to resume the list later, from another process. ``metadata_only``: the items are
-    ``PartialObjectMetadata`` (kind, apiVersion and metadata of each object, nothing else).
+    ``PartialObjectMetadata`` (kind, apiVersion and metadata of each object, nothing else). ``requested_with``
+    asks for this very page again (the same snapshot), whole.
     """
 
     items: list[dict[str, Any]]
@@ -33,6 +34,7 @@ class ListPage:
     restarted: bool = False
     continue_token: str | None = None
     metadata_only: bool = False
+    requested_with: str | None = None  # the continue token this page was asked for with (None: the first page)
 
 
 def iter_pages(
@@ -68,6 +70,7 @@ def iter_pages(
     restarted = False
     partial = metadata_first is not None
     while True:
+        requested_with = token
         params = dict(base, **({"continue": token} if token else {}))
         try:
             body = get(path, params, METADATA_ACCEPT) if partial else get(path, params)
@@ -93,6 +96,7 @@ def iter_pages(
             restarted=restarted,
             continue_token=token,
             metadata_only=metadata_only,
+            requested_with=requested_with,
         )
         restarted = False
         if token is None:

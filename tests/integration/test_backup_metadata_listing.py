@@ -85,8 +85,32 @@ def _edit(kube_client: Any, namespace: str, numbers: range | list[int]) -> None:
         kube_client.patch(CM, f"cm-{i:02d}", {"data": {"edited": uuid.uuid4().hex}}, namespace=namespace)
 
 
+def _parent_read(monkeypatch: pytest.MonkeyPatch, ready: Any) -> None:
+    """The listing threads find the parent's entries read when ``ready`` says so (None: they wait for them)."""
+    from chalicelib.backup.metadata_first import MetadataFirst
+
+    init = MetadataFirst.__init__
+
+    def with_ready(self: MetadataFirst, scope: Any, namespaces: Any, prior: Any, **_: Any) -> None:
+        init(self, scope, namespaces, prior, ready=ready)
+
+    monkeypatch.setattr(MetadataFirst, "__init__", with_ready)
+
+
+@pytest.fixture
+def parent_read_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing threads wait for the parent's entries, so each page of metadata is judged by them."""
+    _parent_read(monkeypatch, None)
+
+
+@pytest.fixture
+def parent_read_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing threads never find the parent's entries read: every page is kept as metadata."""
+    _parent_read(monkeypatch, lambda: False)
+
+
 def test_changed_objects_are_read_whole_and_the_backup_equals_a_full_one(
-    services, kubeconfig_path, kube_client, namespace
+    services, kubeconfig_path, kube_client, namespace, parent_read_first
 ):
     clients: list[RecordingClient] = []
     svc = _service(services, clients)
@@ -110,6 +134,34 @@ def test_changed_objects_are_read_whole_and_the_backup_equals_a_full_one(
     assert full.root_tree == incremental.root_tree
     assert full.counts == incremental.counts | {"blobs_new": 0}
     assert full.kinds == incremental.kinds and full.errors == incremental.errors == []
+
+
+def test_pages_listed_before_the_parent_is_read_are_completed_by_the_collector(
+    services, kubeconfig_path, kube_client, namespace, parent_read_late
+):
+    clients: list[RecordingClient] = []
+    svc = _service(services, clients)
+    assert svc.run(_job(kubeconfig_path, namespace)).record.state == "Completed"
+
+    # Six objects of the first page changed: GETs (asked for again, a first page would start a new snapshot); two
+    # of the second: GETs; six of the third: that page again whole, with its token, in one request.
+    edited = [*range(0, 6), 11, 12, *range(21, 27)]
+    _edit(kube_client, namespace, edited)
+    incremental = _manifest(services, svc.run(_job(kubeconfig_path, namespace)).record)
+    client = clients[1]
+    configmaps = [partial for path, partial in client.pages if path.endswith("/configmaps")]
+    assert configmaps and all(configmaps), "every page was kept as metadata: the listing never waited"
+    pages_again = [path for path in client.gets if path == CM.collection_path()]
+    object_gets = sorted(path for path in client.gets if path != CM.collection_path())
+    assert object_gets == [CM.object_path(f"cm-{i:02d}", namespace) for i in (0, 1, 2, 3, 4, 5, 11, 12)]
+    assert len(pages_again) == 1
+    assert incremental.stats["objects_reused"] == incremental.counts["objects"] - len(edited)
+
+    full = _manifest(
+        services, _service(services, [], reuse_unchanged=False).run(_job(kubeconfig_path, namespace)).record
+    )
+    assert full.root_tree == incremental.root_tree
+    assert full.counts == incremental.counts | {"blobs_new": 0}
 
 
 def test_a_full_backup_lists_whole(services, kubeconfig_path, namespace):

@@ -9,11 +9,11 @@ import pytest
 
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page
-from chalicelib.backup.metadata_first import MetadataFirst, read_whole, wants
+from chalicelib.backup.metadata_first import MetadataFirst, read_changed, read_whole, wants
 from chalicelib.backup.reuse import PriorObjects
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
-from chalicelib.kube.errors import Forbidden, NotFound
+from chalicelib.kube.errors import Forbidden, Gone, NotFound
 from chalicelib.kube.paging import METADATA_ACCEPT, iter_pages
 from tests.unit.test_backup_reuse import CM, MemoryWriter, _cm, _collect, _entries
 
@@ -55,6 +55,24 @@ def test_a_page_will_do_while_few_objects_changed():
     assert will_do(changed[1:])  # 4 GETs will do
     elsewhere = [_partial({"metadata": {**o["metadata"], "namespace": "other"}}) for o in objs]
     assert will_do(elsewhere)  # objects the backup does not keep need nothing
+
+
+def test_while_the_parents_entries_are_being_read_a_page_will_do_without_waiting_for_them():
+    objs = [_cm(f"cm-{i}", uid=f"u-{i}") for i in range(64)]
+    _, prior = _backed_up(objs)
+    asked: list[bool] = []
+    ready = [False]
+
+    def reading() -> PriorObjects:
+        asked.append(True)
+        return prior
+
+    will_do = MetadataFirst(BackupScope(), frozenset({"shop"}), reading, ready=lambda: ready[0])(CM_GET)
+    assert will_do is not None
+    changed = [_partial(_cm(f"cm-{i}", uid=f"u-{i}", rv="11")) for i in range(64)]
+    assert will_do(changed) and asked == []  # kept as metadata: the collector reads whole what changed
+    ready[0] = True
+    assert not will_do(changed) and asked == [True]  # once read, the entries judge the page
 
 
 def test_without_the_parents_entries_no_page_of_objects_will_do():
@@ -179,3 +197,61 @@ def test_an_object_deleted_since_the_list_is_left_out():
 def test_a_failed_read_raises():
     with ThreadPoolExecutor(1) as pool, pytest.raises(Forbidden):
         read_whole(_Client({}, fail=Forbidden('configmaps "app" is forbidden')), CM_GET, [_partial(_cm())], pool)
+
+
+class _PagingClient(_Client):
+    """Also serves the configmaps collection: the page a continue token names, or Gone for ``expired``."""
+
+    def __init__(self, objects: dict[str, dict[str, Any]], page: list[dict[str, Any]]) -> None:
+        super().__init__(objects)
+        self.page = page
+        self.pages_again: list[str | None] = []
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
+        if params is None:
+            return super().get(path)
+        self.pages_again.append(params.get("continue"))
+        if params.get("continue") == "expired":
+            raise Gone("the continue token is too old")
+        return {"kind": "ConfigMapList", "apiVersion": "v1", "items": [dict(o) for o in self.page], "metadata": {}}
+
+
+def _changed_page(token: str | None) -> tuple[list[dict[str, Any]], Page, dict[str, dict[str, Any]]]:
+    objs = [_cm(f"cm-{i}", uid=f"u-{i}", rv="11", data="edited") for i in range(8)]
+    listed = [_partial(o) for o in objs[:6]]  # six of the eight changed: more than a page of 8 allows GETs for
+    page = Page(CM_GET, [_partial(o) for o in objs], metadata_only=True, requested_with=token)
+    return listed, page, {o["metadata"]["name"]: o for o in objs}
+
+
+def _read(client: Any, listed: list[dict[str, Any]], page: Page) -> list[dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return read_changed(
+            client, CM_GET, listed, page, pool, path="/api/v1/configmaps", label_selector=None, page_size=8
+        )
+
+
+def test_a_page_most_of_which_changed_is_read_again_whole_with_its_token():
+    listed, page, objects = _changed_page("t-2")
+    client = _PagingClient(objects, list(objects.values()))
+    whole = _read(client, listed, page)
+    assert client.pages_again == ["t-2"] and client.paths == []  # one request, no GET
+    assert [o["metadata"]["name"] for o in whole] == [f"cm-{i}" for i in range(6)]
+    assert all(o["kind"] == "ConfigMap" and o["data"] == {"k": "edited"} for o in whole)  # whole, typed
+
+
+def test_a_first_page_or_a_forgotten_token_is_read_by_get():
+    for token, asked in ((None, []), ("expired", ["expired"])):
+        listed, page, objects = _changed_page(token)
+        client = _PagingClient(objects, list(objects.values()))
+        whole = _read(client, listed, page)
+        assert client.pages_again == asked  # a first page asked for again would start another snapshot
+        assert sorted(client.paths) == [f"/api/v1/namespaces/shop/configmaps/cm-{i}" for i in range(6)]
+        assert sorted(o["metadata"]["name"] for o in whole) == [f"cm-{i}" for i in range(6)]
+
+
+def test_what_a_page_read_again_lacks_is_read_by_get():
+    listed, page, objects = _changed_page("t-2")
+    client = _PagingClient(objects, [objects[f"cm-{i}"] for i in range(3)])  # a server that answered otherwise
+    whole = _read(client, listed, page)
+    assert sorted(client.paths) == [f"/api/v1/namespaces/shop/configmaps/cm-{i}" for i in (3, 4, 5)]
+    assert sorted(o["metadata"]["name"] for o in whole) == [f"cm-{i}" for i in range(6)]
