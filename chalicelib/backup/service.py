@@ -5,31 +5,29 @@ from __future__ import annotations
 import gc
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.aws.events import announcing_in_background
+from chalicelib.backup.collect import Listing, listed_types, metadata_first
 from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_manifest, iso, take_etcd_snapshot
 from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.head_start import ClusterView, HeadStart, Opened, in_background
-from chalicelib.backup.items import ItemCollector
-from chalicelib.backup.listing import ListFailure, Page, PageStream, select_resources
-from chalicelib.backup.metadata_first import MetadataFirst, read_changed
+from chalicelib.backup.listing import PageStream, select_resources
+from chalicelib.backup.metadata_first import read_changed
 from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
-from chalicelib.core.references import ReferenceCollector, referring_first
 from chalicelib.core.resources import Resource
-from chalicelib.core.scope import EXCLUDE_LABEL, SERVER_EXCLUSIONS, BackupScope
 from chalicelib.observability import logger
 from chalicelib.retry import MAX_ATTEMPTS, describe, is_transient, retry_delay_s
 
@@ -43,7 +41,6 @@ HEARTBEAT_STALE_S = 300
 HEARTBEAT_EVERY_S = 30
 
 # The namespace whose uid names the cluster (as Velero does): it exists from a cluster's creation to its end.
-CLUSTER_ID_NAMESPACE = "kube-system"
 
 
 def _utcnow() -> datetime:
@@ -88,6 +85,7 @@ class BackupService:
         self._clock = clock
         self._list_workers = list_workers
         self._page_size = page_size
+        self._listing = Listing(workers=list_workers, page_size=page_size)
         self._writer_options = writer_options or {}
         self._sharding = sharding
         self._reuse_unchanged = reuse_unchanged
@@ -388,8 +386,9 @@ class BackupService:
         if pages is not None and self._claiming_at is not None:
             started_at = min(started_at, self._claiming_at)  # the objects were listed from then on
         else:
-            first = self._metadata_first(record.parent, scope, ns_objects, opening, cluster_uid)
-            pages = self._start_listing(client, scope, ns_objects, namespaced, first)
+            parent = record.parent if self._reuse_unchanged else None  # without reuse every type is listed whole
+            first = metadata_first(parent, scope, ns_objects, opening, cluster_uid)
+            pages = self._listing.start(client, scope, ns_objects, namespaced, first)
         getter = ThreadPoolExecutor(max_workers=self._list_workers, thread_name_prefix="lifeboat-get")
         try:
             opened = opening.result() if opening is not None else self._open(cluster, lambda: record.parent)
@@ -403,7 +402,7 @@ class BackupService:
             collector.errors.extend(discovery_errors)
 
             self._heartbeat_at = time.monotonic()
-            listed = self._collect(
+            listed = self._listing.collect(
                 client,
                 collector,
                 pages,
@@ -411,18 +410,17 @@ class BackupService:
                 ns_objects,
                 namespaced,
                 cluster_types,
-                cluster,
-                backup_id,
                 read=lambda res, listed, page: read_changed(
                     client,
                     res,
                     listed,
                     page,
                     getter,
-                    path=res.collection_path(),  # as ``_start_listing`` lists them: cluster-wide
+                    path=res.collection_path(),  # as ``Listing.start`` lists them: cluster-wide
                     label_selector=scope.server_selector() or None,
                     page_size=self._page_size,
                 ),
+                heartbeat=lambda: self._maybe_heartbeat(cluster, backup_id),
             )
         finally:
             pages.close()
@@ -521,10 +519,10 @@ class BackupService:
         """The cluster's side of the backup: a client, discovery and the selected namespaces."""
         client, version, resources, namespaces_res = self._discover(job.cluster)
         scope = job.scope
-        ns_objects, cluster_uid = self._list_namespaces(client, namespaces_res, scope)
+        ns_objects, cluster_uid = self._listing.namespaces(client, namespaces_res, scope)
         namespaced, cluster_types = select_resources(resources, scope)
         # The parent's trees are read only when an object can be listed: an empty scope's backup skips them.
-        listable = bool(ns_objects) or any(_listed(scope, ns_objects, namespaced, cluster_types))
+        listable = bool(ns_objects) or any(listed_types(scope, ns_objects, namespaced, cluster_types))
         return ClusterView(
             client,
             version,
@@ -550,25 +548,6 @@ class BackupService:
             raise BackupError(f"cluster {ref.name!r}: discovery did not offer namespaces")
         return client, version, resources, namespaces_res
 
-    def _metadata_first(
-        self,
-        parent: str | Callable[[], str | None] | None,
-        scope: BackupScope,
-        ns_objects: Mapping[str, Any],
-        opening: Future[Opened] | None,
-        cluster_uid: str | None,
-    ) -> MetadataFirst | None:
-        """What lists the namespaced types as metadata first: an incremental's, whose parent (its id, or what gives
-        it once confirmed) is read by ``opening`` (None: a full backup, or a sharded one, lists whole)."""
-        if opening is None or not self._reuse_unchanged or not parent or not cluster_uid:
-            return None
-
-        def prior() -> PriorObjects | None:
-            return opening.result().prior_for(parent() if callable(parent) else parent, cluster_uid)
-
-        # The listing does not wait for the parent's trees: until they are read, pages are kept as metadata.
-        return MetadataFirst(scope, frozenset(ns_objects), prior, ready=opening.done)
-
     def _list_early(self, job: BackupJob, view: ClusterView, guess: str | None) -> PageStream | None:
         """The listing of a one-shot backup, started before its job is claimed: only reads of the cluster, kept in
         a bounded queue until the claimed job stores them; metadata first when a parent is guessed (a wrong guess
@@ -578,77 +557,10 @@ class BackupService:
             return None
         head = self._head
         opening = head.opening if head is not None else None
-        parent = (lambda: head.parent.wait()) if guess is not None and head is not None else None
-        first = self._metadata_first(parent, job.scope, view.ns_objects, opening, view.cluster_uid)
-        return self._start_listing(view.client, job.scope, view.ns_objects, view.namespaced, first)
-
-    def _start_listing(
-        self,
-        client: Any,
-        scope: BackupScope,
-        ns_objects: dict[str, dict[str, Any]],
-        namespaced: list[Resource],
-        metadata_first: MetadataFirst | None = None,
-    ) -> PageStream:
-        """The namespaced types' pages (``_listed``), listed from now on."""
-        types, _ = _listed(scope, ns_objects, namespaced, [])
-        selector = scope.server_selector()
-        return PageStream(
-            client,
-            types,
-            selector,
-            workers=self._list_workers,
-            page_size=self._page_size,
-            metadata_first=metadata_first,
-        )
-
-    def _collect(
-        self,
-        client: Any,
-        collector: ItemCollector,
-        pages: PageStream,
-        namespaces_res: Resource,
-        ns_objects: dict[str, dict[str, Any]],
-        namespaced: list[Resource],
-        cluster_types: list[Resource],
-        cluster: str,
-        backup_id: BackupId,
-        *,
-        read: Callable[[Resource, list[dict[str, Any]], Page], list[dict[str, Any]]],
-    ) -> int:
-        """Store everything in scope: the namespaced types' ``pages`` (``_start_listing``), then the cluster types;
-        returns how many types were listed (Namespaces included). ``read`` reads whole the objects of a type whose
-        metadata a page of metadata listed (``metadata_first.read_whole``)."""
-        scope = collector.scope
-        refs = ReferenceCollector(collector.namespaces)
-
-        # Namespaces themselves: the containers of everything else, kept in every mode.
-        collector.handle_page(Page(namespaces_res, list(ns_objects.values())), refs)
-        mode = scope.effective_cluster_scoped
-        kept_namespaced, kept_cluster = _listed(scope, ns_objects, namespaced, cluster_types)
-        # Types not listed for want of objects count as listed: none of them failed.
-        listed = 1 + len(namespaced) - len(kept_namespaced) + len(cluster_types) - len(kept_cluster)
-        namespaced, cluster_types = kept_namespaced, kept_cluster
-        listed += self._consume(pages, namespaced, collector, refs, cluster, backup_id, read)
-
-        def list_cluster(types: list[Resource], selector: str, cluster_refs: ReferenceCollector | None) -> int:
-            """List and store cluster-scoped ``types``, several at once: how many were listed."""
-            if not types:
-                return 0
-            pages = PageStream(client, types, selector, workers=self._list_workers, page_size=self._page_size)
-            return self._consume(pages, types, collector, cluster_refs, cluster, backup_id, read)
-
-        if cluster_types and mode == "auto":
-            # The referring types are read before the types they name; of those, only the types something kept
-            # names hold an object the backup keeps (what the namespaced objects name is known by now).
-            referring, named = referring_first(cluster_types)
-            listed += list_cluster(referring, SERVER_EXCLUSIONS, refs)
-            wanted = refs.referred(named)
-            listed += len(named) - len(wanted)  # not listed for want of a referring object: none of them failed
-            listed += list_cluster(wanted, SERVER_EXCLUSIONS, refs)
-        elif cluster_types:
-            listed += list_cluster(cluster_types, scope.server_selector(), None)
-        return listed
+        reuse = guess is not None and head is not None and self._reuse_unchanged
+        parent = (lambda: head.parent.wait()) if reuse and head is not None else None
+        first = metadata_first(parent, job.scope, view.ns_objects, opening, view.cluster_uid)
+        return self._listing.start(view.client, job.scope, view.ns_objects, view.namespaced, first)
 
     def _open(
         self, cluster: str, parent_to_read: Callable[[], str | None], guess: Callable[[], str | None] | None = None
@@ -700,74 +612,10 @@ class BackupService:
             # Reuse is only a shortcut: a parent that cannot be read makes this backup a full one, not a failed one.
             return None, None
 
-    def _list_namespaces(
-        self, client: Any, res: Resource, scope: BackupScope
-    ) -> tuple[dict[str, dict[str, Any]], str | None]:
-        """Selected namespaces by name (a namespace labelled with the exclusion label is left out whole), and the
-        cluster's identity: the uid of its kube-system namespace (None when there is none)."""
-        selected: dict[str, dict[str, Any]] = {}
-        cluster_uid: str | None = None
-        for page in client.list_pages(res.collection_path(), limit=self._page_size):
-            if page.restarted:
-                selected.clear()
-            for obj in page.items:
-                meta = obj.get("metadata") or {}
-                name = meta.get("name", "")
-                if name == CLUSTER_ID_NAMESPACE:
-                    cluster_uid = str(meta.get("uid") or "") or None
-                if (meta.get("labels") or {}).get(EXCLUDE_LABEL) == "true":
-                    continue
-                if scope.namespace_selected(name):
-                    selected[name] = obj
-        return selected, cluster_uid
-
-    def _consume(
-        self,
-        pages: Any,
-        resources: list[Resource],
-        collector: ItemCollector,
-        refs: ReferenceCollector | None,
-        cluster: str,
-        backup_id: BackupId,
-        read: Callable[[Resource, list[dict[str, Any]], Page], list[dict[str, Any]]],
-    ) -> int:
-        failed: set[str] = set()
-        for item in pages:
-            res = item.resource
-            if res.group_resource in failed:
-                continue  # what is left of a type that failed
-            if isinstance(item, ListFailure):
-                failed.add(res.group_resource)
-                collector.fail(res, item.error)
-                continue
-            collector.handle_page(item, refs)
-            unread = collector.take_unread() if item.metadata_only else []
-            if unread:
-                try:
-                    whole = read(res, unread, item)
-                except Exception as exc:  # noqa: BLE001 -- recorded per type, as a list that fails is
-                    failed.add(res.group_resource)
-                    collector.fail(res, f"reading a changed object whole failed: {exc}")
-                    continue
-                collector.handle_page(Page(res, whole), refs)
-            self._maybe_heartbeat(cluster, backup_id)
-        # Used to tell "nothing could be listed" (Failed) from "some types failed" (PartiallyFailed).
-        return len(resources) - len(failed)
-
     def _maybe_heartbeat(self, cluster: str, backup_id: BackupId) -> None:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:
             self._heartbeat_at = time.monotonic()
             self._catalog.heartbeat(cluster, backup_id, now=self._clock(), worker=self._worker)
-
-
-def _listed(
-    scope: BackupScope, ns_objects: Mapping[str, Any], namespaced: list[Resource], cluster_types: list[Resource]
-) -> tuple[list[Resource], list[Resource]]:
-    """The namespaced and cluster-scoped types a backup lists. With no namespace selected, no namespaced object can
-    be kept, and in auto mode none refers to a cluster object either: listing them would be requests for nothing."""
-    if ns_objects:
-        return namespaced, cluster_types
-    return [], [] if scope.effective_cluster_scoped == "auto" else cluster_types
 
 
 @contextmanager

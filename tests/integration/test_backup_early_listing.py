@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.backup import BackupService
+from chalicelib.backup.collect import Listing
 from chalicelib.core.jobs import BackupJob, ClusterRef
 from chalicelib.core.scope import BackupScope
 from chalicelib.services import Services
@@ -36,15 +37,15 @@ class Listings:
 @pytest.fixture
 def listings(monkeypatch: pytest.MonkeyPatch) -> Listings:
     seen = Listings()
-    start = BackupService._start_listing
+    start = Listing.start
 
-    def recording(self: BackupService, *args: Any, **kwargs: Any) -> Any:
+    def recording(self: Listing, *args: Any, **kwargs: Any) -> Any:
         stream = start(self, *args, **kwargs)
         seen.streams.append(stream)
         seen.started.set()
         return stream
 
-    monkeypatch.setattr(BackupService, "_start_listing", recording)
+    monkeypatch.setattr(Listing, "start", recording)
     return seen
 
 

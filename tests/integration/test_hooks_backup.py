@@ -131,16 +131,16 @@ def test_webhooks_are_signed_and_post_hooks_get_the_outcome(hooked, kubeconfig_p
 
 
 def test_nothing_is_listed_before_a_pre_hook_ran(hooked, kubeconfig_path, app_ns, receiver, monkeypatch):
-    from chalicelib.backup import BackupService
+    from chalicelib.backup.collect import Listing
 
     hooks_called: list[int] = []  # how many hooks the receiver had been sent when each listing started
-    start = BackupService._start_listing
+    start = Listing.start
 
-    def recording(self: BackupService, *args: Any, **kwargs: Any) -> Any:
+    def recording(self: Listing, *args: Any, **kwargs: Any) -> Any:
         hooks_called.append(len(receiver.calls))
         return start(self, *args, **kwargs)
 
-    monkeypatch.setattr(BackupService, "_start_listing", recording)
+    monkeypatch.setattr(Listing, "start", recording)
     hooks = {"pre": [{"webhook": {"url": receiver.url}}]}
     record = hooked.backup_service().run(_job(kubeconfig_path, app_ns.namespaces, hooks)).record
     assert record.state == "Completed", record.failure or record.errors
