@@ -33,7 +33,7 @@ class Client:
 def _settled(client: Client) -> int:
     """How many pages the stream fetched while nobody took any, once it stops fetching."""
     seen, still = -1, 0
-    while still < 5:
+    while still < 10:  # half a second without a new page
         time.sleep(0.05)
         still = still + 1 if client.served == seen else 0
         seen = client.served
