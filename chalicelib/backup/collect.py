@@ -4,13 +4,13 @@ handed to the collector that stores it (``BackupService`` starts, opens and comm
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from chalicelib.backup.head_start import Opened
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import ListFailure, Page, PageStream
-from chalicelib.backup.metadata_first import MetadataFirst
+from chalicelib.backup.metadata_first import MetadataFirst, read_changed
 from chalicelib.backup.reuse import PriorObjects
 from chalicelib.core.references import ReferenceCollector, referring_first
 from chalicelib.core.resources import Resource
@@ -69,6 +69,25 @@ class Listing:
             page_size=self.page_size,
             metadata_first=metadata_first,
         )
+
+    def read_changed(self, client: Any, scope: BackupScope, pool: Executor) -> ReadWhole:
+        """What reads whole the changed objects of a page of metadata ``start`` listed (``read_changed``: the page
+        again from the same cluster-wide collection, or a GET each on ``pool``)."""
+        selector = scope.server_selector() or None
+
+        def read(res: Resource, listed: list[dict[str, Any]], page: Page) -> list[dict[str, Any]]:
+            return read_changed(
+                client,
+                res,
+                listed,
+                page,
+                pool,
+                path=res.collection_path(),
+                label_selector=selector,
+                page_size=self.page_size,
+            )
+
+        return read
 
     def collect(
         self,

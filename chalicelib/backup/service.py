@@ -20,7 +20,6 @@ from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.head_start import ClusterView, HeadStart, Opened, in_background
 from chalicelib.backup.listing import PageStream, select_resources
-from chalicelib.backup.metadata_first import read_changed
 from chalicelib.backup.reuse import PriorObjects, load_prior
 from chalicelib.backup.verify import damaged
 from chalicelib.catalog.errors import WorkerSuperseded
@@ -209,10 +208,7 @@ class BackupService:
         from chalicelib.core.hooks import PRE
 
         context = self._hook_run[2]
-        plan = view.hook_plan
-        if plan is None:
-            plan = self._hook_plan(job, view.client, view.ns_objects)
-        client = view.client
+        plan, client = view.hook_plan, view.client  # planned with the cluster read (``_read_cluster``)
         self._hook_run = (plan, client, context)
         errors = [{"resource": "hook/annotations", "error": warning} for warning in plan.warnings]
         return errors + self._hooks.run(PRE, plan.pre, context, client)
@@ -410,16 +406,7 @@ class BackupService:
                 ns_objects,
                 namespaced,
                 cluster_types,
-                read=lambda res, listed, page: read_changed(
-                    client,
-                    res,
-                    listed,
-                    page,
-                    getter,
-                    path=res.collection_path(),  # as ``Listing.start`` lists them: cluster-wide
-                    label_selector=scope.server_selector() or None,
-                    page_size=self._page_size,
-                ),
+                read=self._listing.read_changed(client, scope, getter),
                 heartbeat=lambda: self._maybe_heartbeat(cluster, backup_id),
             )
         finally:
@@ -556,10 +543,10 @@ class BackupService:
         if view.hook_plan is not None and view.hook_plan.pre:
             return None
         head = self._head
-        opening = head.opening if head is not None else None
-        reuse = guess is not None and head is not None and self._reuse_unchanged
-        parent = (lambda: head.parent.wait()) if reuse and head is not None else None
-        first = metadata_first(parent, job.scope, view.ns_objects, opening, view.cluster_uid)
+        if head is None:
+            return None  # only a run's head start lists early
+        parent = head.parent.wait if guess is not None and self._reuse_unchanged else None
+        first = metadata_first(parent, job.scope, view.ns_objects, head.opening, view.cluster_uid)
         return self._listing.start(view.client, job.scope, view.ns_objects, view.namespaced, first)
 
     def _open(
