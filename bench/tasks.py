@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,13 @@ from typing import Any
 import orjson
 
 from bench.harness import peak_rss_mb
+
+
+def _cpu_since(usage: Any) -> float:
+    """This process's CPU seconds (user + sys) since ``usage`` (a ``resource.getrusage`` result)."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return (now.ru_utime - usage.ru_utime) + (now.ru_stime - usage.ru_stime)
+
 
 RAW_PATHS = ("/api/v1/namespaces", "/api/v1/configmaps", "/api/v1/secrets", "/apis/apps/v1/deployments")
 
@@ -133,8 +141,6 @@ def _emulate_aws_latency(clients: list[object]) -> None:
 
 
 def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces: str = "bench-*") -> dict[str, object]:
-    import resource
-
     from chalicelib.core.jobs import BackupJob, ClusterRef
     from chalicelib.core.scope import BackupScope
     from chalicelib.services import Services
@@ -168,11 +174,9 @@ def backup(kubeconfig: str, endpoint: str, prefix: str, job_id: str, namespaces:
     started = time.perf_counter()
     record = service.run(job).record
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     return {
         "wall_s": wall,
-        "cpu_s": cpu,
+        "cpu_s": _cpu_since(usage),
         "aws_requests": sent[0],
         "backup_id": record.backup_id,
         "cluster": record.cluster,
@@ -263,10 +267,12 @@ def raw_create(kubeconfig: str, prefix: str, owner: str = "") -> dict[str, objec
 
     namespaces = [o for o in objects if o["kind"] == "Namespace"]
     rest = [o for o in objects if o["kind"] != "Namespace"]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as ex:
         created = sum(ex.map(create, namespaces)) + sum(ex.map(create, rest))
-    return {"wall_s": time.perf_counter() - started, "objects": created, "peak_rss_mb": peak_rss_mb()}
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "objects": created, "cpu_s": _cpu_since(usage), "peak_rss_mb": peak_rss_mb()}
 
 
 def restore(
@@ -297,12 +303,14 @@ def restore(
         {"namespace_mapping": mapping, "include_namespaces": [f"{owner}bench-*"], "dry_run": dry_run == "dry"}
     )
     service = RestoreService(reader, client, concurrency=16)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     manifest = reader.load_manifest(cluster, backup_id)
     result = service.run(manifest, options)
     wall = time.perf_counter() - started
     return {
         "wall_s": wall,
+        "cpu_s": _cpu_since(usage),
         "state": str(result.state),
         "counts": result.counts(),
         "failures": len(result.failures),

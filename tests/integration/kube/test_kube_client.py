@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
+import ssl
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -219,6 +222,41 @@ def test_one_client_serves_many_threads(client: KubeClient, test_namespace: str)
         list(pool.map(lambda n: client.create(CONFIGMAPS, configmap(n, test_namespace)), names))
         fetched = list(pool.map(lambda n: client.get_object(CONFIGMAPS, n, test_namespace), names))
     assert [obj["metadata"]["name"] for obj in fetched if obj] == names
+
+
+def test_a_write_request_goes_out_in_one_write(
+    client: KubeClient, test_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Head and body leave in one sendall (one TLS record), large bodies included; what arrives is intact."""
+    client.version()  # the connection is open before the writes are counted
+    writes = _count_writes(monkeypatch)
+    big = dict(configmap("big", test_namespace), data={"k": "x" * 200_000})
+    client.create(CONFIGMAPS, configmap("small", test_namespace))
+    client.create(CONFIGMAPS, big)
+    client.patch(CONFIGMAPS, "small", {"data": {"extra": "1"}}, test_namespace)
+    assert len(writes) == 3
+    client.get_object(CONFIGMAPS, "small", test_namespace)  # no body: one write as before
+    assert len(writes) == 4
+    fetched = client.get_object(CONFIGMAPS, "big", test_namespace)
+    assert fetched is not None and fetched["data"] == {"k": "x" * 200_000}
+    small = client.get_object(CONFIGMAPS, "small", test_namespace)
+    assert small is not None and small["data"] == {"k": "small", "extra": "1"}
+
+
+def _count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the sendall calls this thread makes from now on, over TLS or plain TCP."""
+    writes: list[int] = []
+    me = threading.get_ident()
+    for cls in (ssl.SSLSocket, socket.socket):
+        original = cls.sendall
+
+        def counted(sock: Any, data: Any, *args: Any, _original: Any = original) -> Any:
+            if threading.get_ident() == me:
+                writes.append(len(data))
+            return _original(sock, data, *args)
+
+        monkeypatch.setattr(cls, "sendall", counted)
+    return writes
 
 
 def other_ca() -> bytes:
