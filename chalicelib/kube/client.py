@@ -28,7 +28,7 @@ from chalicelib.kube.errors import (
 )
 from chalicelib.kube.paging import ListPage, iter_pages
 from chalicelib.kube.podexec import MAX_OUTPUT, STDERR, STDOUT, SUBPROTOCOLS, ExecResult, ExecTimeout, exit_code
-from chalicelib.kube.wire import send_in_one_write
+from chalicelib.kube.wire import lean_connections
 from chalicelib.observability import logger
 
 JSON = "application/json"
@@ -103,7 +103,7 @@ class KubeClient:
             self._tmpdir = tempfile.mkdtemp(prefix="lifeboat-kube-")
             configuration.cert_file = _private_file(self._tmpdir, "client.crt", credentials.client_cert)
             configuration.key_file = _private_file(self._tmpdir, "client.key", credentials.client_key)
-        return send_in_one_write(RESTClientObject(configuration).pool_manager)
+        return lean_connections(RESTClientObject(configuration).pool_manager)
 
     # -- HTTP -------------------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from chalicelib.kube.wire import send_in_one_write
+from chalicelib.kube.wire import LeanResponse, lean_connections, parse_headers
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -38,8 +39,16 @@ class _Echo(BaseHTTPRequestHandler):
     do_PUT = do_POST
 
     def do_GET(self) -> None:
+        if self.path == "/chunked":
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Folded: one\r\n two\r\n\r\n"
+                b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            )
+            return
         self.send_response(200)
         self.send_header("Content-Length", "2")
+        self.send_header("Warning", "299 - one")
+        self.send_header("Warning", "299 - two")
         self.end_headers()
         self.wfile.write(b"ok")
 
@@ -71,7 +80,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 
 def test_a_bytes_body_leaves_with_its_head(server: str, writes: list[bytes]) -> None:
-    pool = send_in_one_write(urllib3.PoolManager())
+    pool = lean_connections(urllib3.PoolManager())
     for body in (b'{"a": 1}', b"x" * 300_000):
         response = pool.urlopen("POST", server + "/objects", body=body, headers={"Content-Type": "application/json"})
         assert (response.status, response.data) == (200, body)
@@ -80,7 +89,7 @@ def test_a_bytes_body_leaves_with_its_head(server: str, writes: list[bytes]) -> 
 
 
 def test_requests_without_a_bytes_body_are_sent_as_before(server: str, writes: list[bytes]) -> None:
-    pool = send_in_one_write(urllib3.PoolManager())
+    pool = lean_connections(urllib3.PoolManager())
     assert pool.urlopen("GET", server + "/version").data == b"ok"
     assert len(writes) == 1
     chunked = pool.urlopen("POST", server + "/objects", body=iter([b"one", b"two"]))
@@ -90,7 +99,7 @@ def test_requests_without_a_bytes_body_are_sent_as_before(server: str, writes: l
 
 
 def test_a_failed_request_leaves_nothing_held_for_the_next(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    pool = send_in_one_write(urllib3.PoolManager())
+    pool = lean_connections(urllib3.PoolManager())
     original = http.client.HTTPConnection.send
     calls = {"n": 0}
 
@@ -110,10 +119,42 @@ def test_a_failed_request_leaves_nothing_held_for_the_next(server: str, monkeypa
 def test_each_pool_keeps_its_own_classes() -> None:
     plain = urllib3.PoolManager()
     before = dict(plain.pool_classes_by_scheme)
-    send_in_one_write(plain)
-    proxy = send_in_one_write(urllib3.ProxyManager("http://127.0.0.1:3128"))
+    lean_connections(plain)
+    proxy = lean_connections(urllib3.ProxyManager("http://127.0.0.1:3128"))
     assert isinstance(proxy, urllib3.ProxyManager)
     for manager in (plain, proxy):
         for scheme, pool_cls in manager.pool_classes_by_scheme.items():
             assert issubclass(pool_cls, before[scheme])
             assert issubclass(pool_cls.ConnectionCls, before[scheme].ConnectionCls)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Type: application/json\r\nContent-Length: 12\r\nDate: Fri, 04 Dec 2026 04:00:00 GMT\r\n\r\n",
+        b"Audit-Id: 1f2e\r\nWarning: 299 - a\r\nWarning: 299 - b\r\nX-Empty:\r\nX-Spaces:  \t v  \r\n\r\n",
+        b"Retry-After: 1\nContent-Length: 0\n\n",  # bare LF line ends
+        b"X-Latin: caf\xe9\r\n\r\n",
+        b"X-Folded: one\r\n two\r\nContent-Length: 3\r\n\r\n",  # an obsolete folded line: the stdlib's parser
+        b"Not a header\r\nContent-Length: 3\r\n\r\n",  # no name: the stdlib's parser, with its defect
+        b"\r\n",
+    ],
+)
+def test_headers_are_parsed_as_the_standard_library_parses_them(head: bytes) -> None:
+    ours, theirs = parse_headers(io.BytesIO(head + b"body")), http.client.parse_headers(io.BytesIO(head + b"body"))
+    assert isinstance(ours, http.client.HTTPMessage)
+    assert list(ours.items()) == list(theirs.items())
+    assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
+    assert ours.get_payload() == theirs.get_payload()
+    assert ours.get_all("warning") == theirs.get_all("warning")
+
+
+def test_responses_are_read_with_the_lean_parser(server: str) -> None:
+    pool = lean_connections(urllib3.PoolManager())
+    response = pool.urlopen("GET", server + "/version")
+    assert isinstance(response._original_response, LeanResponse)
+    assert response.headers.getlist("Warning") == ["299 - one", "299 - two"]
+    chunked = pool.urlopen("GET", server + "/chunked")
+    assert chunked.data == b"abcde"
+    plain = urllib3.PoolManager().urlopen("GET", server + "/chunked")
+    assert list(chunked.headers.items()) == list(plain.headers.items()) and chunked.headers["X-Folded"] == "one two"
