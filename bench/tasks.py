@@ -14,7 +14,7 @@ import orjson
 from bench.harness import peak_rss_mb
 
 
-def _cpu_since(usage: Any) -> float:
+def _cpu_since(usage: resource.struct_rusage) -> float:
     """This process's CPU seconds (user + sys) since ``usage`` (a ``resource.getrusage`` result)."""
     now = resource.getrusage(resource.RUSAGE_SELF)
     return (now.ru_utime - usage.ru_utime) + (now.ru_stime - usage.ru_stime)
