@@ -28,7 +28,6 @@ from chalicelib.kube.errors import (
 )
 from chalicelib.kube.paging import ListPage, iter_pages
 from chalicelib.kube.podexec import MAX_OUTPUT, STDERR, STDOUT, SUBPROTOCOLS, ExecResult, ExecTimeout, exit_code
-from chalicelib.kube.wire import lean_connections
 from chalicelib.observability import logger
 
 JSON = "application/json"
@@ -96,6 +95,8 @@ class KubeClient:
         """The official client's urllib3 pool manager: it already turns kubeconfig TLS settings into pool options."""
         from kubernetes.client.configuration import Configuration
         from kubernetes.client.rest import RESTClientObject
+
+        from chalicelib.kube.wire import lean_connections  # http.client with it: loaded when a client is built
 
         configuration = Configuration(host=self.server, proxy=credentials.proxy_url)
         configuration.verify_ssl = not credentials.insecure_skip_tls_verify

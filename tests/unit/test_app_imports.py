@@ -36,3 +36,12 @@ def test_the_dispatchers_clients_are_botocore_and_load_no_backup_pipeline() -> N
     unwanted = {"boto3", "s3transfer", "chalicelib.backup.service", "chalicelib.verification.worker"}
     assert sorted(loaded & unwanted) == []
     assert sorted(name for name in loaded if name.startswith("chalicelib.restore")) == []
+
+
+def test_importing_the_kube_client_loads_no_http_library() -> None:
+    # urllib3, http.client and the client's connections load when a client is built, not when a module using it
+    # is imported (the verification modules import it at their top).
+    code = "import json, sys; import chalicelib.kube.client; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    assert sorted(loaded & {"urllib3", "http.client", "email.parser", "kubernetes", "chalicelib.kube.wire"}) == []
