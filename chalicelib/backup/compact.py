@@ -17,24 +17,24 @@ from chalicelib.core.ids import BlobId
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.core.shards import kind_key
-from chalicelib.core.trees import TreeEntry, encode_tree
+from chalicelib.core.trees import TreeEntry, encode_tree, encode_tree_text
 
 _new_entry = tuple.__new__
 
 
 class CompactCollector(ItemCollector):
     """An ``ItemCollector`` whose entries cost one string each: ``[name, blob, size, uid, resourceVersion]``
-    as JSON, kept per type and scope, decoded back into ``TreeEntry`` values one scope at a time when its tree is
-    written, then let go.
+    as JSON, kept per type and scope, joined into its scope's tree one scope at a time, then let go.
 
     A ``TreeEntry`` with its own strings costs ~600 bytes and keeps the listed page's name, uid and
     resourceVersion strings alive; a row costs ~180. The group, version, kind and resource of a row are its
     type's: ``_store`` makes fresh entries from the type, and ``PriorObjects.for_type`` only hands out entries of
-    the type as it is served now. Trees are encoded by ``encode_tree`` from the decoded entries, so their bytes are
-    the ones an ``ItemCollector`` writes for the same objects.
+    the type as it is served now. A tree is its rows' text sorted and joined (``encode_tree_text``), or, when that
+    order might not be the entries', ``encode_tree`` of the decoded rows: its bytes are the ones an
+    ``ItemCollector`` writes for the same objects either way.
 
     Namespaced types are listed cluster-wide (one list per type, not one per type and namespace), so a namespace is
-    complete only when every type is: rows are held until ``write_trees``. While it decodes, it samples the blobs
+    complete only when every type is: rows are held until ``write_trees``. As it writes them, it samples the blobs
     the backup reuses from the repository (``reused_sample``), instead of keeping a set of them.
     """
 
@@ -141,33 +141,54 @@ class CompactCollector(ItemCollector):
         held = (self._rows, self._hits)
         return sorted({key for by_type in held for scopes in by_type.values() for key, rows in scopes.items() if rows})
 
-    def _take(self, scope_key: str) -> tuple[list[TreeEntry], list[BlobId | bytes]]:
-        """The entries of one scope, decoded, and the blobs among them that were held before this run (as ids, or
-        as digests): their rows are let go."""
-        entries: list[TreeEntry] = []
+    def _take(self, scope_key: str) -> tuple[list[tuple[str, str, str, str, list[str]]], list[BlobId | bytes]]:
+        """The rows of one scope as ``encode_tree_text`` takes them (per type, each entry's JSON text), and the
+        blobs among them that were held before this run (as ids, or as digests): the held rows are let go."""
+        types: list[tuple[str, str, str, str, list[str]]] = []
         held: list[BlobId | bytes] = []
-        loads = orjson.loads
+        loads, dumps = orjson.loads, orjson.dumps
         for gr, scopes in self._rows.items():
             rows = scopes.pop(scope_key, None)
             if not rows:
                 continue
             res = self._types[gr]
-            g, r, v, k = res.group, res.plural, res.version, res.kind
+            texts: list[str] = []
             for row in rows:
-                n, b, s, u, rv, *was_held = loads(row)
-                entries.append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
-                if was_held:
-                    held.append(b)
+                if row[-2] != '"':  # not a resourceVersion last: maybe the sixth field, its blob was held already
+                    fields = loads(row)
+                    if len(fields) == 6:
+                        held.append(fields[1])
+                        row = dumps(fields[:5]).decode()
+                texts.append(row)
+            types.append((res.group, res.version, res.kind, res.plural, texts))
         for gr, scopes in self._hits.items():
             uids = scopes.pop(scope_key, None)
             if uids:
                 res = self._types[gr]
                 packed = self._packed(res)
+                texts = []
                 for uid in uids:
                     value = packed[uid]
-                    entries.append(packed_entry(res, uid, value))
+                    e = packed_entry(res, uid, value)
+                    texts.append(dumps((e.name, e.blob, e.size, uid, e.resource_version)).decode())
                     held.append(blob_digest_of(value))
-        return entries, held
+                types.append((res.group, res.version, res.kind, res.plural, texts))
+        return types, held
+
+    @staticmethod
+    def _encode(types: list[tuple[str, str, str, str, list[str]]]) -> tuple[BlobId, bytes]:
+        """The scope tree of these rows: joined as text, or, when their text's order might not be their entries'
+        (``encode_tree_text``), decoded into entries and encoded (the same bytes either way)."""
+        built = encode_tree_text(types)
+        if built is not None:
+            return built
+        loads = orjson.loads
+        entries = []
+        for g, v, k, r, rows in types:
+            for row in rows:
+                n, b, s, u, rv = loads(row)
+                entries.append(_new_entry(TreeEntry, (g, r, n, v, k, b, s, u, rv)))
+        return encode_tree(entries)
 
     def _packed(self, res: Resource) -> dict[str, bytes]:
         packed = self._prior.packed(res) if self._prior is not None else None
@@ -202,9 +223,9 @@ class CompactCollector(ItemCollector):
             if reused is not None:
                 trees[scope_key] = reused
                 continue
-            entries, held = self._take(scope_key)
+            types, held = self._take(scope_key)
             self._offer(held)
-            trees[scope_key] = self.add_tree(*encode_tree(entries))
+            trees[scope_key] = self.add_tree(*self._encode(types))
         self._rows.clear()
         self._hits.clear()
         return trees

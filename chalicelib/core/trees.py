@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
 
-from chalicelib.core.canonical import canonical_blob
+from chalicelib.core.canonical import blob_id, canonical_blob
 from chalicelib.core.errors import FormatError
 from chalicelib.core.ids import BlobId
 from chalicelib.core.sanitize import SANITIZER_VERSION
@@ -68,6 +69,40 @@ def encode_tree(entries: list[TreeEntry]) -> tuple[BlobId, bytes]:
     """Canonical bytes of a scope tree and its blob id."""
     rows = [[g, v, k, r, n, b, s, u, rv] for g, r, n, v, k, b, s, u, rv in sorted(entries)]
     return canonical_blob({"type": "tree", "v": TREE_VERSION, "sanitizer": SANITIZER_VERSION, "entries": rows})
+
+
+# What follows the last row of a tree's canonical JSON: its other keys, in sorted order.
+_TREE_TAIL = f'],"sanitizer":{SANITIZER_VERSION},"type":"tree","v":{TREE_VERSION}}}'
+
+
+def encode_tree_text(types: Iterable[tuple[str, str, str, str, list[str]]]) -> tuple[BlobId, bytes] | None:
+    """``encode_tree`` of entries given as text: per type (group, version, kind, resource), each entry's
+    ``[name, blob, size, uid, resourceVersion]`` as its JSON text (``orjson.dumps``, decoded). The same bytes and id,
+    built by sorting and joining the rows' text instead of decoding, sorting and encoding entries; None when the
+    text's order might not be the entries' (then ``encode_tree`` must be used).
+
+    Sorted as text, rows of one type are in the entries' order when no two share a name and no name, uid or
+    resourceVersion holds a character the text escapes (it would show as a backslash) or one sorting before the
+    quote that closes a name (a space, '!'): the names decide, as in the entries' order, a name before any longer
+    name it begins. Types go in (group, resource) order, which must be unique per type, as in a backup.
+    """
+    ordered = sorted(types, key=lambda t: (t[0], t[3]))
+    if len({(t[0], t[3]) for t in ordered}) != len(ordered):
+        return None
+    parts: list[str] = []
+    for group, version, kind, resource, rows in ordered:
+        if not rows:
+            continue
+        prefix = orjson.dumps([group, version, kind, resource]).decode()[:-1] + ","
+        rows = sorted(rows)
+        parts.append(prefix + ("," + prefix).join([row[1:] for row in rows]))
+        if len({row[2 : row.find('"', 2)] for row in rows}) != len(rows):
+            return None  # a name twice: its rows' order would be their blobs', sizes' ... as text
+    body = ",".join(parts)
+    if "\\" in body or " " in body or "!" in body:
+        return None
+    data = ('{"entries":[' + body + _TREE_TAIL).encode()
+    return blob_id(data), data
 
 
 def _tree_doc(data: bytes) -> dict[str, Any]:

@@ -112,3 +112,37 @@ def test_tree_rows_decode_into_the_entries_the_item_collector_made():
     trees = compact.write_trees()
     for scope_key, tree_id in trees.items():
         assert sorted(decode_tree(writer.added[tree_id])) == sorted(full.scope_entries()[scope_key])
+
+
+def test_trees_are_joined_as_text_and_decoded_only_when_the_text_order_might_differ(monkeypatch):
+    import chalicelib.backup.compact as compact_module
+
+    decoded: list[int] = []
+    encode = compact_module.encode_tree
+
+    def counting(entries: Any) -> Any:
+        decoded.append(len(entries))
+        return encode(entries)
+
+    monkeypatch.setattr(compact_module, "encode_tree", counting)
+    full, compact = _both()
+    assert compact.write_trees() == full.write_trees() and decoded == []
+    # A name with a space sorts otherwise as text: that scope's tree is made from entries, the same bytes.
+    odd = [_obj("web app", "a"), _obj("web", "a", rv="3")]
+    full, compact = _both()
+    for collector in (full, compact):
+        collector.handle_page(Page(CM, odd), None)
+    assert compact.write_trees() == full.write_trees() and decoded == [5]
+
+
+def test_held_blobs_are_offered_to_the_sample_and_left_out_of_the_tree_rows():
+    full, _ = _both()
+    index = IndexMap()
+    blobs = sorted({e.blob for e in _entries(full)})
+    for i, b in enumerate(blobs):
+        index.add(b, IndexEntry("0" * 64, "data", i * 10, 10, 1, 0, 1))
+    compact = CompactCollector(BackupScope(), ["a", "b"], MemoryWriter(set(index)), index=index, window_bytes=1 << 20)
+    for page in _pages():
+        compact.handle_page(page, None)
+    assert compact.write_trees() == full.write_trees()
+    assert compact.reused_sample() == blobs

@@ -15,7 +15,6 @@ from chalicelib.backup.reuse import load_prior
 from chalicelib.core.canonical import blob_id
 from chalicelib.core.index_format import IndexEntry
 from chalicelib.core.scope import BackupScope
-from chalicelib.core.trees import encode_tree
 from tests.support.resources import CM, DEPLOY, NS
 from tests.unit.test_backup_reuse import MemoryWriter, ParentManifest
 
@@ -83,11 +82,13 @@ def _fresh_trees(pages: list[Page]) -> dict[str, str]:
 def _count_encodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     encoded: list[int] = []
 
-    def counting(entries: Any) -> Any:
-        encoded.append(len(entries))
-        return encode_tree(entries)
+    encode = compact_module.CompactCollector._encode
 
-    monkeypatch.setattr(compact_module, "encode_tree", counting)
+    def counting(types: Any) -> Any:
+        encoded.append(sum(len(rows) for *_, rows in types))
+        return encode(types)
+
+    monkeypatch.setattr(compact_module.CompactCollector, "_encode", staticmethod(counting))
     return encoded
 
 
