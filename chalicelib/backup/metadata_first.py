@@ -24,6 +24,10 @@ from chalicelib.core.scope import BackupScope
 # A page of metadata will do while this few of its objects need a GET; more, and reading it again whole is cheaper.
 MIN_GETS_PER_PAGE = 4
 GET_FRACTION = 16  # ... or one object in this many of the page
+# A page of more objects than this is judged by one object in SAMPLE_STRIDE, each miss counting for as many: the
+# collector compares every object again anyway (``ItemCollector._store``), so an exact count would do that twice.
+SAMPLE_FROM = 128
+SAMPLE_STRIDE = 8
 
 
 class MetadataFirst:
@@ -33,7 +37,8 @@ class MetadataFirst:
     called from the listing threads, which wait for it on their first page unless ``ready`` says it is not read
     yet: then the page will do, as the collector reads whole what it must (``read_changed``). Whether a page will do
     is an estimate (the uid and resourceVersion against the parent's entries): what must be read whole is decided
-    again by the collector (``ItemCollector.take_unread``), so a wrong estimate costs requests, never an object.
+    again by the collector (``ItemCollector.take_unread``), so a wrong estimate costs requests, never an object; a
+    large page is judged by a sample of its objects (``SAMPLE_STRIDE``).
     """
 
     def __init__(
@@ -67,15 +72,16 @@ class MetadataFirst:
             return False
         allowed = allowed_gets(len(items))
         namespaces, selected = self._namespaces, self._scope.object_selected
+        weight = SAMPLE_STRIDE if len(items) > SAMPLE_FROM else 1
         misses = 0
-        for obj in items:
+        for obj in items[::weight]:
             meta = obj.get("metadata") or {}
             if meta.get("namespace", "") not in namespaces or not selected(obj):
                 continue
             value = packed.get(meta.get("uid") or "")
             rv = meta.get("resourceVersion") or ""
             if value is None or not rv or not same_state(value, rv, meta.get("name", "")):
-                misses += 1
+                misses += weight
                 if misses > allowed:
                     return False
         return True

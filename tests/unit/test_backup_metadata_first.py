@@ -10,7 +10,7 @@ import pytest
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.listing import Page
 from chalicelib.backup.metadata_first import MetadataFirst, read_changed, read_whole, wants
-from chalicelib.backup.reuse import PriorObjects
+from chalicelib.backup.reuse import PriorObjects, same_state
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
 from chalicelib.kube.errors import Forbidden, Gone, NotFound
@@ -255,3 +255,27 @@ def test_what_a_page_read_again_lacks_is_read_by_get():
     whole = _read(client, listed, page)
     assert sorted(client.paths) == [f"/api/v1/namespaces/shop/configmaps/cm-{i}" for i in (3, 4, 5)]
     assert sorted(o["metadata"]["name"] for o in whole) == [f"cm-{i}" for i in range(6)]
+
+
+def test_a_large_page_is_judged_by_a_sample_of_its_objects(monkeypatch):
+    import chalicelib.backup.metadata_first as metadata_first
+
+    objs = [_cm(f"cm-{i}", uid=f"u-{i}") for i in range(512)]
+    _, prior = _backed_up(objs)
+    compared: list[str] = []
+
+    def counting(value: bytes, rv: str, name: str) -> bool:
+        compared.append(name)
+        return same_state(value, rv, name)
+
+    monkeypatch.setattr(metadata_first, "same_state", counting)
+    will_do = MetadataFirst(BackupScope(), frozenset({"shop"}), lambda: prior)(CM_GET)
+    assert will_do is not None
+    page = [_partial(o) for o in objs]
+    assert will_do(page) and compared == [f"cm-{i}" for i in range(0, 512, 8)]
+    # A third of the page changed: the sample sees it, and the page is read again whole.
+    changed = [_partial(_cm(f"cm-{i}", uid=f"u-{i}", rv="11")) if i % 3 == 0 else o for i, o in enumerate(page)]
+    assert not will_do(changed)
+    # One object in a hundred: a GET each will do, whichever of them the sample sees.
+    few = [_partial(_cm(f"cm-{i}", uid=f"u-{i}", rv="11")) if i % 100 == 0 else o for i, o in enumerate(page)]
+    assert will_do(few)
