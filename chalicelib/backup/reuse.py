@@ -15,7 +15,7 @@ from chalicelib.core.trees import TREE_VERSION, TreeEntry, read_tree_rows
 # parent's scope tree the row came from (``NO_SCOPE``: unknown); the name is the rest.
 _HEAD = struct.Struct("<IBH")
 _SIZE = struct.Struct("<I")
-_DIGEST = 32
+_DIGEST = DIGEST_SIZE = 32  # bytes of the blob's digest, first in a packed entry
 RV_LENGTH_AT = _DIGEST + 4  # the byte holding the resourceVersion's length
 SCOPE_AT = RV_LENGTH_AT + 1  # the two bytes holding the scope tree's number
 STATE_AT = _DIGEST + _HEAD.size  # resourceVersion then name: what a listed object is compared with
@@ -140,9 +140,10 @@ def blob_digest_of(value: bytes) -> bytes:
     return value[:_DIGEST]
 
 
-def scope_number(value: bytes) -> int:
-    """The number of the parent's scope tree a packed entry came from (``NO_SCOPE``: unknown)."""
-    return int.from_bytes(value[SCOPE_AT : SCOPE_AT + 2], "little")
+def scope_field(number: int) -> bytes:
+    """The bytes ``value[SCOPE_AT : SCOPE_AT + 2]`` of a packed entry that came from the parent's scope tree
+    ``number`` (``NO_SCOPE``: unknown)."""
+    return number.to_bytes(2, "little")
 
 
 def entry(res: Resource, uid: str, value: bytes) -> TreeEntry:
