@@ -95,9 +95,12 @@ def encode_tree_text(types: Iterable[tuple[str, str, str, str, list[str]]]) -> t
             continue
         prefix = orjson.dumps([group, version, kind, resource]).decode()[:-1] + ","
         rows = sorted(rows)
-        parts.append(prefix + ("," + prefix).join([row[1:] for row in rows]))
+        joined = prefix + ("," + prefix).join([row[1:] for row in rows])
+        if joined.count(prefix + '"') != len(rows):
+            return None  # a name that is not a string (a quote would follow the prefix)
         if len({row[2 : row.find('"', 2)] for row in rows}) != len(rows):
             return None  # a name twice: its rows' order would be their blobs', sizes' ... as text
+        parts.append(joined)
     body = ",".join(parts)
     if "\\" in body or " " in body or "!" in body:
         return None

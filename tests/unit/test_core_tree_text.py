@@ -81,6 +81,12 @@ def test_a_name_twice_or_a_character_out_of_order_is_refused():
         assert encode_tree_text(_as_text(odd)) is None, name
 
 
+def test_a_name_that_is_not_a_string_is_refused():
+    rows = [orjson.dumps((name, "ab" * 32, 1, f"u-{i}", "1")).decode() for i, name in enumerate(["a", None, 7])]
+    assert encode_tree_text([("", "v1", "ConfigMap", "configmaps", rows)]) is None
+    assert encode_tree_text([("", "v1", "ConfigMap", "configmaps", rows[:1])]) is not None
+
+
 def test_two_types_of_one_group_and_resource_are_refused():
     rows = [orjson.dumps(("a", "ab" * 32, 1, "u", "1")).decode()]
     types = [("", "v1", "ConfigMap", "configmaps", rows), ("", "v2", "Other", "configmaps", rows)]
