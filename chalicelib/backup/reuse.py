@@ -15,10 +15,10 @@ from chalicelib.core.trees import TREE_VERSION, TreeEntry, read_tree_rows
 # parent's scope tree the row came from (``NO_SCOPE``: unknown); the name is the rest.
 _HEAD = struct.Struct("<IBH")
 _SIZE = struct.Struct("<I")
-_DIGEST = DIGEST_SIZE = 32  # bytes of the blob's digest, first in a packed entry
-RV_LENGTH_AT = _DIGEST + 4  # the byte holding the resourceVersion's length
+DIGEST_SIZE = 32  # bytes of the blob's digest, first in a packed entry
+RV_LENGTH_AT = DIGEST_SIZE + 4  # the byte holding the resourceVersion's length
 SCOPE_AT = RV_LENGTH_AT + 1  # the two bytes holding the scope tree's number
-STATE_AT = _DIGEST + _HEAD.size  # resourceVersion then name: what a listed object is compared with
+STATE_AT = DIGEST_SIZE + _HEAD.size  # resourceVersion then name: what a listed object is compared with
 NO_SCOPE = 0xFFFF
 _new_entry = tuple.__new__
 
@@ -93,7 +93,7 @@ class PriorObjects:
             except (AttributeError, TypeError, ValueError, struct.error):
                 continue
             # fromhex also reads upper case and spaces: only the canonical spelling names a blob.
-            if len(digest) == _DIGEST and digest.hex() == blob:
+            if len(digest) == DIGEST_SIZE and digest.hex() == blob:
                 table[uid] = value
                 kept += 1
         return kept
@@ -132,12 +132,12 @@ def same_state(value: bytes, rv: str, name: str) -> bool:
 
 def blob_size(value: bytes) -> int:
     """The blob size a packed entry records."""
-    return int(_SIZE.unpack_from(value, _DIGEST)[0])
+    return int(_SIZE.unpack_from(value, DIGEST_SIZE)[0])
 
 
 def blob_digest_of(value: bytes) -> bytes:
     """The 32-byte digest of the blob a packed entry names."""
-    return value[:_DIGEST]
+    return value[:DIGEST_SIZE]
 
 
 def scope_field(number: int) -> bytes:
@@ -148,9 +148,9 @@ def scope_field(number: int) -> bytes:
 
 def entry(res: Resource, uid: str, value: bytes) -> TreeEntry:
     """The tree entry a packed entry of ``res`` stands for."""
-    size, rv_length, _ = _HEAD.unpack_from(value, _DIGEST)
+    size, rv_length, _ = _HEAD.unpack_from(value, DIGEST_SIZE)
     name_at = STATE_AT + rv_length
-    blob = BlobId(value[:_DIGEST].hex())
+    blob = BlobId(value[:DIGEST_SIZE].hex())
     rv, name = value[STATE_AT:name_at].decode(), value[name_at:].decode()
     return _new_entry(TreeEntry, (res.group, res.plural, name, res.version, res.kind, blob, size, uid, rv))
 
@@ -173,10 +173,10 @@ class _TypeEntries(Mapping[str, TreeEntry]):
         return self._entry(uid, value)
 
     def _entry(self, uid: str, value: bytes) -> TreeEntry:
-        size, rv_length, _ = _HEAD.unpack_from(value, _DIGEST)
+        size, rv_length, _ = _HEAD.unpack_from(value, DIGEST_SIZE)
         name_at = STATE_AT + rv_length
         group, resource, version, kind = self._type
-        blob = BlobId(value[:_DIGEST].hex())
+        blob = BlobId(value[:DIGEST_SIZE].hex())
         rv, name = value[STATE_AT:name_at].decode(), value[name_at:].decode()
         return _new_entry(TreeEntry, (group, resource, name, version, kind, blob, size, uid, rv))
 
