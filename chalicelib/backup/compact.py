@@ -143,7 +143,7 @@ class CompactCollector(ItemCollector):
 
     def _take(self, scope_key: str) -> tuple[list[tuple[str, str, str, str, list[str]]], list[BlobId | bytes]]:
         """The rows of one scope as ``encode_tree_text`` takes them (per type, each entry's JSON text), and the
-        blobs among them that were held before this run (as ids, or as digests): the held rows are let go."""
+        blobs among them that were held before this run (as ids, or as digests): the scope's rows are let go."""
         types: list[tuple[str, str, str, str, list[str]]] = []
         held: list[BlobId | bytes] = []
         loads, dumps = orjson.loads, orjson.dumps
