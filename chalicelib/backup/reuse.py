@@ -197,7 +197,7 @@ def load_prior(reader: Any, manifest: Any, cluster_uid: str | None) -> PriorObje
     if not cluster_uid or getattr(manifest, "cluster_uid", None) != cluster_uid:
         return None
     prior = PriorObjects()
-    root = reader.root(manifest)
+    root = reader.root(manifest, with_trees=True)
     scopes = {tree: scope for scope, tree in root.items()}
     where = f"trees of backup {manifest.cluster}/{manifest.backup_id}"
     for tree_id, data in reader.read_blobs(root.values(), where=where):

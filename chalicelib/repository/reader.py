@@ -39,6 +39,11 @@ _WHOLE_PACK_SHARE = 0.5
 _RANGE_GAP = 64 << 10
 _TAIL_GUESS = 64 << 10  # most pack headers fit; a longer one costs a second, exact, read
 FRAME_CACHE_BYTES = 16 << 20  # decompressed frames kept per reader: 256 frames of 64 KiB
+# A backup's writer packs its scope trees last, then its root: a root read for its trees (``root(with_trees=True)``)
+# is fetched with the bytes before it, this many per object of the backup (a tree row's compressed share, with room
+# to spare), at most TREES_AHEAD_MAX, so that the one GET brings the trees along.
+TREES_AHEAD_PER_OBJECT = 128
+TREES_AHEAD_MAX = 4 << 20
 
 _Frame = list[tuple[BlobId, IndexEntry]]  # the wanted blobs of one frame
 _new_tuple = tuple.__new__
@@ -74,6 +79,8 @@ class RepositoryReader:
         self._index: IndexMap | None = None
         self._pack_ends: dict[PackId, int] = {}
         self._index_data: dict[str, bytes] = {}  # index id -> the file's (compressed) bytes, verified
+        # (pack, start, bytes) fetched along with a root read for its trees: the next ``try_read_blobs`` takes it.
+        self._span: tuple[PackId, int, bytes] | None = None
         self._lock = threading.Lock()
 
     # -- index ------------------------------------------------------------------------------------------------
@@ -207,6 +214,7 @@ class RepositoryReader:
         At most ``threads`` GETs run at once, and as many more are queued.
         """
         index = self.load_index()
+        span, self._span = self._span, None
         by_pack: dict[PackId, dict[int, _Frame]] = {}
         for blob in dict.fromkeys(ids):
             entry = index.get(blob)
@@ -219,10 +227,14 @@ class RepositoryReader:
             to_fetch: list[_Frame] = []
             for wanted in frames.values():
                 cached = self._frames.get((pack, wanted[0][1].frame_offset))
-                if cached is None:
+                if cached is not None:
+                    yield from _verify_all(wanted, cached, where)
+                    continue
+                spanned = self._from_span(span, pack, wanted, where) if span is not None else None
+                if spanned is None:
                     to_fetch.append(wanted)
                 else:
-                    yield from _verify_all(wanted, cached, where)
+                    yield from spanned
             if to_fetch:
                 tasks.extend(self._plan(pack, to_fetch))
         with ThreadPoolExecutor(max_workers=self._threads) as pool:
@@ -269,15 +281,32 @@ class RepositoryReader:
                 out.extend((blob, _pack_missing(blob, pack, where)) for blob, _ in wanted)
             return out
         for wanted in frames:
-            entry = wanted[0][1]
-            at = entry.frame_offset - start
-            try:
-                frame = self._decompress(entry, data[at : at + entry.frame_length])
-            except FormatError as exc:
-                out.extend((blob, _frame_corrupt(blob, e, exc, where)) for blob, e in wanted)
-                continue
-            out.extend(_verify_all(wanted, frame, where))
+            out.extend(self._read_frame(wanted, data, start, where))
         return out
+
+    def _read_frame(
+        self, wanted: _Frame, data: bytes, start: int, where: str | None
+    ) -> list[tuple[BlobId, bytes | RepositoryError]]:
+        """The wanted blobs of one frame, from ``data``: bytes of its pack fetched from offset ``start``."""
+        entry = wanted[0][1]
+        at = entry.frame_offset - start
+        try:
+            frame = self._decompress(entry, data[at : at + entry.frame_length])
+        except FormatError as exc:
+            return [(blob, _frame_corrupt(blob, e, exc, where)) for blob, e in wanted]
+        return _verify_all(wanted, frame, where)
+
+    def _from_span(
+        self, span: tuple[PackId, int, bytes], pack: PackId, wanted: _Frame, where: str | None
+    ) -> list[tuple[BlobId, bytes | RepositoryError]] | None:
+        """The wanted blobs of one frame from ``span`` (fetched with a root), or None when it does not hold the frame
+        whole."""
+        span_pack, start, data = span
+        entry = wanted[0][1]
+        end = entry.frame_offset + entry.frame_length
+        if span_pack != pack or entry.frame_offset < start or end > start + len(data):
+            return None
+        return self._read_frame(wanted, data, start, where)
 
     def _decompress(self, entry: IndexEntry, data: bytes) -> bytes:
         """The frame ``entry`` names, from its compressed bytes, kept in the frame cache; raises ``FormatError``."""
@@ -294,6 +323,25 @@ class RepositoryReader:
         return entry
 
     # -- backups ----------------------------------------------------------------------------------------------
+
+    def _root_with_trees(self, manifest: Manifest, where: str) -> bytes:
+        """The root tree's bytes, verified, fetched together with what precedes its frame (kept as the span)."""
+        root = manifest.root_tree
+        entry = self._entry(root, where)
+        objects = manifest.counts.get("objects", 0)
+        ahead = min(TREES_AHEAD_MAX, objects * TREES_AHEAD_PER_OBJECT) if isinstance(objects, int) else 0
+        if self._frames.get((entry.pack, entry.frame_offset)) is not None or ahead <= 0:
+            return self.read_blob(root, where=where)
+        start, end = max(0, entry.frame_offset - ahead), entry.frame_offset + entry.frame_length - 1
+        try:
+            data = self._store.get_range(self.repo.pack_key(entry.pack), start, end)
+        except ObjectNotFound:
+            raise _pack_missing(root, entry.pack, where) from None
+        self._span = (entry.pack, start, data)
+        result = self._read_frame([(root, entry)], data, start, where)[0][1]
+        if isinstance(result, RepositoryError):
+            raise result
+        return result
 
     def list_backups(self, cluster: str | None = None) -> list[tuple[str, str]]:
         """(cluster, backup id) of every committed backup (one with a manifest), sorted."""
@@ -319,10 +367,14 @@ class RepositoryReader:
             )
         return manifest
 
-    def root(self, manifest: Manifest) -> dict[str, BlobId]:
-        """Scope ("" for cluster-scoped objects, else the namespace) -> tree blob id."""
+    def root(self, manifest: Manifest, *, with_trees: bool = False) -> dict[str, BlobId]:
+        """Scope ("" for cluster-scoped objects, else the namespace) -> tree blob id.
+
+        ``with_trees``: the scope trees are read next (``read_blobs``), so the root's frame is fetched with the bytes
+        before it in its pack, where its backup's writer put the trees (``TREES_AHEAD_PER_OBJECT``): the next
+        ``try_read_blobs`` takes the frames it holds whole from them, without a GET of its own."""
         where = f"root tree of backup {manifest.cluster}/{manifest.backup_id}"
-        data = self.read_blob(manifest.root_tree, where=where)
+        data = self._root_with_trees(manifest, where) if with_trees else self.read_blob(manifest.root_tree, where=where)
         try:
             return decode_root(data)
         except (FormatError, KeyError, TypeError, AttributeError) as exc:

@@ -135,7 +135,7 @@ class FakeReader:
         self.tree_id = blob_id(tree)
         self.blobs = {self.tree_id: tree}
 
-    def root(self, manifest: Any) -> dict[str, str]:
+    def root(self, manifest: Any, *, with_trees: bool = False) -> dict[str, str]:
         return {"shop": self.tree_id}
 
     def read_blobs(self, ids: Any, *, where: str | None = None) -> Any:

@@ -48,7 +48,7 @@ class TreeReader:
         self.trees = trees
         self.blobs = blobs
 
-    def root(self, manifest: Any) -> dict[str, str]:
+    def root(self, manifest: Any, *, with_trees: bool = False) -> dict[str, str]:
         return dict(self.trees)
 
     def read_blobs(self, ids: Any, *, where: str | None = None) -> Any:

@@ -156,6 +156,60 @@ def _a_data_blob(reader: RepositoryReader, manifest: Manifest) -> TreeEntry:
     return next(e for scope, e in reader.walk(manifest) if scope == "shop")
 
 
+def _trees_read(reader: RepositoryReader, manifest: Manifest, **root_options: Any) -> dict[Any, Any]:
+    """A backup's root and scope trees as ``load_prior`` reads them: the root, then its trees in one call."""
+    root = reader.root(manifest, **root_options)
+    return dict(reader.try_read_blobs(root.values(), where="trees"))
+
+
+def test_a_root_read_for_its_trees_brings_them_in_the_same_get(store: S3ObjectStore) -> None:
+    # Written as a backup is (the trees packed last, then the root): one pack holds the trees and the root, in
+    # frames of their own.
+    repo = Repository.open(store, create=True)
+    manifest, _ = write_small_backup(repo, RepositoryWriter(repo, frame_target_bytes=512))
+    plain, spanned = FailingStore(store, fail_under="\0"), FailingStore(store, fail_under="\0")
+
+    expected = _trees_read(RepositoryReader(Repository.open(plain)), manifest)
+    trees = _trees_read(RepositoryReader(Repository.open(spanned)), manifest, with_trees=True)
+
+    assert trees == expected and len(trees) == 3  # the cluster scope, billing and shop
+    assert all(isinstance(data, bytes) for data in trees.values())
+    assert len(plain.gets) == 2  # the root's frame, then the trees
+    assert len(spanned.gets) == 1  # the root's frame and what precedes it
+    (_, start, end), (_, root_start, root_end) = spanned.gets[0], plain.gets[0]
+    assert start < root_start and end == root_end
+
+
+def test_trees_the_root_was_not_fetched_with_are_read_as_before(
+    store: S3ObjectStore, written: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, _ = written  # small packs: the trees are spread over several, the root's holds only the last ones
+    expected = _trees_read(RepositoryReader(Repository.open(store)), manifest)
+
+    spanned = FailingStore(store, fail_under="\0")
+    assert _trees_read(RepositoryReader(Repository.open(spanned)), manifest, with_trees=True) == expected
+    monkeypatch.setattr(reader_module, "TREES_AHEAD_MAX", 0)  # nothing ahead: the root alone
+    alone = FailingStore(store, fail_under="\0")
+    assert _trees_read(RepositoryReader(Repository.open(alone)), manifest, with_trees=True) == expected
+    assert len(spanned.gets) < len(alone.gets)
+
+
+def test_a_damaged_tree_fetched_with_the_root_is_refused(s3: Any, bucket: str, store: S3ObjectStore) -> None:
+    repo = Repository.open(store, create=True)
+    manifest, _ = write_small_backup(repo, RepositoryWriter(repo, frame_target_bytes=512))
+    reader = RepositoryReader(repo)
+    root_pack = reader.load_index()[manifest.root_tree].pack
+    tree_id = next(t for t in reader.root(manifest).values() if reader.load_index()[t].pack == root_pack)
+    _damage(s3, bucket, repo.pack_key(root_pack), reader.load_index()[tree_id].frame_offset)
+    counting = FailingStore(store, fail_under="\0")
+
+    trees = _trees_read(RepositoryReader(Repository.open(counting)), manifest, with_trees=True)
+
+    assert len(counting.gets) == 1
+    assert isinstance(trees[tree_id], BlobCorrupt) and tree_id in str(trees[tree_id])
+    assert all(isinstance(data, bytes) for t, data in trees.items() if t != tree_id)
+
+
 def test_damaged_frame_is_blob_corrupt_naming_each_of_its_blobs(
     s3: Any, bucket: str, repo: Repository, written: Any
 ) -> None:
