@@ -12,7 +12,7 @@ import orjson
 from chalicelib.backup.items import ItemCollector
 from chalicelib.backup.reuse import DIGEST_SIZE, SCOPE_AT, PriorObjects, blob_digest_of, scope_field
 from chalicelib.backup.reuse import entry as packed_entry
-from chalicelib.backup.verify import WINDOW_BYTES, FrameSample
+from chalicelib.backup.verify import WINDOW_BYTES, EarlyCheck, FrameSample
 from chalicelib.core.ids import BlobId
 from chalicelib.core.resources import Resource
 from chalicelib.core.scope import BackupScope
@@ -49,10 +49,13 @@ class CompactCollector(ItemCollector):
         index: Mapping[BlobId, Any] | None = None,
         window_bytes: int = WINDOW_BYTES,
         rng: random.Random | None = None,
+        early: EarlyCheck | None = None,
     ) -> None:
         """``index``: the repository's index as loaded before the backup, the one ``writer`` was given as what it
         knows; blobs it holds that the trees name are what ``reused_sample`` samples, those of one window of
-        ``window_bytes`` per pack (a blob the writer packed as new is never looked up in it)."""
+        ``window_bytes`` per pack (a blob the writer packed as new is never looked up in it). ``early``: the
+        sample of the parent's blobs (``prior``'s) being read meanwhile: the sample takes its windows, and a blob
+        reused from the parent is in the sample when it is in that one (the window is the same)."""
         super().__init__(scope, namespaces, writer, progress=progress, prior=prior)
         self._rows: dict[str, dict[str, list[str]]] = {}  # group_resource -> scope -> rows
         # group_resource -> scope -> uids of the unchanged objects, whose entries are the parent's (``prior``)
@@ -60,7 +63,12 @@ class CompactCollector(ItemCollector):
         self._types: dict[str, Resource] = {}
         self._counts: dict[str, int] = {}
         self._last: str | None = None  # the type of the page being stored
-        self._sample = FrameSample(index, window_bytes=window_bytes, rng=rng) if index is not None else None
+        starts = early.starts if early is not None else None
+        self._sample = (
+            FrameSample(index, window_bytes=window_bytes, rng=rng, starts=starts) if index is not None else None
+        )
+        self._early = early
+        self._early_hits: set[bytes] = set()  # digests of reused parent blobs in the early check's sample
 
     def _sink(self, res: Resource) -> Callable[[tuple[str, TreeEntry]], None]:
         gr = res.group_resource
@@ -141,11 +149,15 @@ class CompactCollector(ItemCollector):
         held = (self._rows, self._hits)
         return sorted({key for by_type in held for scopes in by_type.values() for key, rows in scopes.items() if rows})
 
-    def _take(self, scope_key: str) -> tuple[list[tuple[str, str, str, str, list[str]]], list[BlobId | bytes]]:
-        """The rows of one scope as ``encode_tree_text`` takes them (per type, each entry's JSON text), and the
-        blobs among them that were held before this run (as ids, or as digests): the scope's rows are let go."""
+    def _take(
+        self, scope_key: str
+    ) -> tuple[list[tuple[str, str, str, str, list[str]]], list[BlobId | bytes], list[bytes]]:
+        """The rows of one scope as ``encode_tree_text`` takes them (per type, each entry's JSON text), the blobs
+        among them that were held before this run (as ids), and the digests of those reused from the parent: the
+        scope's rows are let go."""
         types: list[tuple[str, str, str, str, list[str]]] = []
         held: list[BlobId | bytes] = []
+        reused: list[bytes] = []
         loads, dumps = orjson.loads, orjson.dumps
         for gr, scopes in self._rows.items():
             rows = scopes.pop(scope_key, None)
@@ -171,9 +183,9 @@ class CompactCollector(ItemCollector):
                     value = packed[uid]
                     e = packed_entry(res, uid, value)
                     texts.append(dumps((e.name, e.blob, e.size, uid, e.resource_version)).decode())
-                    held.append(blob_digest_of(value))
+                    reused.append(blob_digest_of(value))
                 types.append((res.group, res.version, res.kind, res.plural, texts))
-        return types, held
+        return types, held, reused
 
     @staticmethod
     def _encode(types: list[tuple[str, str, str, str, list[str]]]) -> tuple[BlobId, bytes]:
@@ -219,12 +231,13 @@ class CompactCollector(ItemCollector):
         backup, every one unchanged, has that tree again: it is named, not decoded, encoded and hashed again."""
         trees: dict[str, BlobId] = {}
         for scope_key in self._scope_keys():
-            reused = self._parent_tree(scope_key)
-            if reused is not None:
-                trees[scope_key] = reused
+            tree = self._parent_tree(scope_key)
+            if tree is not None:
+                trees[scope_key] = tree
                 continue
-            types, held = self._take(scope_key)
+            types, held, reused = self._take(scope_key)
             self._offer(held)
+            self._offer_reused(reused)
             trees[scope_key] = self.add_tree(*self._encode(types))
         self._rows.clear()
         self._hits.clear()
@@ -246,7 +259,7 @@ class CompactCollector(ItemCollector):
         hits = [(gr, scopes[scope_key]) for gr, scopes in self._hits.items() if scopes.get(scope_key)]
         if sum(len(uids) for _, uids in hits) != tree.rows:
             return None
-        digests: list[BlobId | bytes] = []
+        digests: list[bytes] = []
         number = scope_field(tree.number)
         for gr, uids in hits:
             packed = self._packed(self._types[gr])
@@ -257,7 +270,7 @@ class CompactCollector(ItemCollector):
             digests.extend([value[:DIGEST_SIZE] for value in values])
         for scopes in self._hits.values():
             scopes.pop(scope_key, None)
-        self._offer(digests)
+        self._offer_reused(digests)
         # Held already (checked above): what writing it again would count, without its bytes.
         self.bytes_raw += tree.size
         self.bytes_dedup += tree.size
@@ -268,7 +281,18 @@ class CompactCollector(ItemCollector):
         if self._sample is not None:
             self._sample.offer_all(blobs)
 
+    def _offer_reused(self, digests: list[bytes]) -> None:
+        """Offer the digests of blobs reused from the parent: with an early check, which offered each of them in
+        the same windows, those in its sample are this sample's (one set intersection, not a lookup each)."""
+        sampled = self._early.sampled() if self._early is not None else None
+        if sampled is None:
+            self._offer(digests)
+        elif self._sample is not None:
+            self._early_hits.update(sampled.intersection(digests))
+
     def reused_sample(self) -> list[BlobId]:
         """The ``FrameSample`` of the blobs the trees name that ``index`` held (per pack, those of one window of
         frames)."""
-        return self._sample.blobs() if self._sample is not None else []
+        if self._sample is None:
+            return []
+        return sorted({*self._sample.blobs(), *(BlobId(digest.hex()) for digest in self._early_hits)})

@@ -40,6 +40,7 @@ class Opened:
     prior: PriorObjects | None
     reader: Any = None  # the reader that loaded ``index`` (re-verifies a sample of what the backup reuses)
     parent_id: str | None = None  # the backup ``prior`` holds the objects of
+    early: Any = None  # the sample of ``prior``'s blobs being re-verified meanwhile (``verify.EarlyCheck``)
 
     def prior_for(self, parent_id: str | None, cluster_uid: str | None) -> PriorObjects | None:
         """``prior`` when it is of backup ``parent_id`` of the cluster whose uid is ``cluster_uid``, else None."""

@@ -113,6 +113,12 @@ class PriorObjects:
     def __len__(self) -> int:
         return sum(len(t) for t in self._types.values())
 
+    def digests(self) -> Iterator[bytes]:
+        """The 32-byte digest of every entry's blob (an entry per object: a blob shared by objects comes again)."""
+        for table in self._types.values():
+            for value in table.values():
+                yield value[:DIGEST_SIZE]
+
 
 class ParentTree(NamedTuple):
     """One scope tree of the parent backup: its id and size, its rows (all kept), its number in packed entries."""

@@ -21,7 +21,7 @@ from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
 from chalicelib.backup.head_start import ClusterView, HeadStart, Opened, in_background
 from chalicelib.backup.listing import PageStream, select_resources
 from chalicelib.backup.reuse import PriorObjects, load_prior
-from chalicelib.backup.verify import damaged
+from chalicelib.backup.verify import EarlyCheck, damaged
 from chalicelib.catalog.errors import WorkerSuperseded
 from chalicelib.core.ids import BackupId, BlobId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
@@ -392,9 +392,18 @@ class BackupService:
             # The parent's objects as read before the claim, provided they are of the backup the record names (a
             # job taken over keeps the parent it was claimed with).
             prior = opened.prior_for(record.parent, cluster_uid)
+            early = opened.early if prior is not None else None  # the sample of the parent's blobs, being read
             # Compact rows, each scope's tree written and let go in turn: memory per object is a row
             # (docs/architecture.md).
-            collector = CompactCollector(scope, ns_objects, writer, progress=progress, prior=prior, index=opened.index)
+            collector = CompactCollector(
+                scope,
+                ns_objects,
+                writer,
+                progress=progress,
+                prior=prior,
+                index=opened.index,
+                early=early,
+            )
             collector.errors.extend(discovery_errors)
 
             self._heartbeat_at = time.monotonic()
@@ -423,7 +432,7 @@ class BackupService:
         root_id = collector.write_root(trees)
         self._maybe_heartbeat(cluster, backup_id)
         index_files = writer.finish()
-        self._refuse_damaged_reuse(opened, collector, [*trees.values(), root_id], cluster)
+        self._refuse_damaged_reuse(opened, collector, [*trees.values(), root_id], cluster, early)
         self._maybe_heartbeat(cluster, backup_id)
         etcd = take_etcd_snapshot(self._etcd_snapshot, job.cluster, backup_id, opened.repo.store, collector.errors)
         finished_at = self._clock()
@@ -481,14 +490,16 @@ class BackupService:
         return committed.record
 
     def _refuse_damaged_reuse(
-        self, opened: Opened, collector: CompactCollector, trees: list[BlobId], cluster: str
+        self, opened: Opened, collector: CompactCollector, trees: list[BlobId], cluster: str, early: Any = None
     ) -> None:
         """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
-        a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup."""
+        a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup.
+        ``early``: the ``EarlyCheck`` of the parent's blobs, whose results need not be read again."""
         if opened.reader is None:
             return
         # The collector sampled the reused blobs per pack as it wrote the trees: no set of them all is kept.
-        failed = damaged(opened.reader, opened.index, collector.reused_sample(), always=trees)
+        checked = early.results() if early is not None else None
+        failed = damaged(opened.reader, opened.index, collector.reused_sample(), always=trees, checked=checked)
         if failed:
             packs = sorted({str(opened.index[blob].pack) for blob, _ in failed})
             raise BackupError(
@@ -572,7 +583,9 @@ class BackupService:
             parent_uid, prior = self._prior(reader, self._parent_manifest(reader, cluster, parent)[1])
         if parent is None:
             return Opened(repo, index, None, None, reader)
-        return Opened(repo, index, parent_uid, prior, reader, parent)
+        # The sample of the parent's blobs is read while the backup lists (``verify.EarlyCheck``).
+        check = EarlyCheck(reader, index, prior.digests()) if prior is not None and len(prior) else None
+        return Opened(repo, index, parent_uid, prior, reader, parent, check)
 
     @staticmethod
     def _parent_manifest(reader: Any, cluster: str, parent: str | None) -> tuple[str | None, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -32,13 +33,22 @@ class FrameSample:
     when none is. A pack no larger than the window, or whose size ``index`` does not know, is its own window."""
 
     def __init__(
-        self, index: Mapping[BlobId, Any], *, window_bytes: int = WINDOW_BYTES, rng: random.Random | None = None
+        self,
+        index: Mapping[BlobId, Any],
+        *,
+        window_bytes: int = WINDOW_BYTES,
+        rng: random.Random | None = None,
+        starts: Callable[[], Mapping[PackId, int | None]] | None = None,
     ) -> None:
+        """``starts``: gives the windows to take in the packs it names (another sample's ``starts``), instead of new
+        ones; called when the first blob is kept."""
         self._where = _locator(index)
         self._frames_of = getattr(index, "frames_of_digests", None)
         self._end = getattr(index, "pack_end", None)
         self._window = window_bytes
         self._rng = rng or random.Random()
+        self._given_by = starts
+        self._given: Mapping[PackId, int | None] | None = None if starts is not None else {}
         # pack -> (window start, or None: the whole pack; the kept blobs; the first blob offered)
         self._packs: dict[PackId, tuple[int | None, dict[BlobId | bytes, None], BlobId | bytes]] = {}
 
@@ -78,6 +88,10 @@ class FrameSample:
             kept[blob] = None
 
     def _start(self, pack: PackId) -> int | None:
+        if self._given is None:
+            self._given = self._given_by() if self._given_by is not None else {}
+        if pack in self._given:
+            return self._given[pack]
         end = self._end(pack) if self._end is not None else None
         if end is None or end <= self._window:
             return None
@@ -87,6 +101,10 @@ class FrameSample:
     def blobs(self) -> list[BlobId]:
         chosen = (blob for _, kept, first in self._packs.values() for blob in (kept or (first,)))
         return sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in chosen})
+
+    def starts(self) -> dict[PackId, int | None]:
+        """The window taken in each pack offered a blob (None: the whole pack), for another sample to take too."""
+        return {pack: state[0] for pack, state in self._packs.items()}
 
 
 def _locator(index: Mapping[BlobId, Any]) -> _Location:
@@ -126,14 +144,99 @@ def damaged_sample(
 
 
 def damaged(
-    reader: Any, index: Mapping[BlobId, Any], sample: Iterable[BlobId], *, always: Iterable[BlobId] = ()
+    reader: Any,
+    index: Mapping[BlobId, Any],
+    sample: Iterable[BlobId],
+    *,
+    always: Iterable[BlobId] = (),
+    checked: Mapping[BlobId, str | None] | None = None,
 ) -> list[tuple[BlobId, str]]:
     """Read and re-hash ``sample`` (a ``FrameSample``'s blobs) and the blobs of ``always`` that ``index`` holds;
-    the (blob, error) of those that fail."""
+    the (blob, error) of those that fail. ``checked``: blobs read and re-hashed already in this run (an
+    ``EarlyCheck``'s results: blob -> its error, None when it read), which are not read again."""
+    wanted = sorted({b for b in always if b in index} | set(sample))
+    checked = checked or {}
+    failed = [(b, error) for b in wanted if (error := checked.get(b)) is not None]
+    failed.extend(_read_failures(reader, [b for b in wanted if b not in checked]).items())
+    return sorted(failed)
+
+
+def _read_failures(reader: Any, blobs: list[BlobId]) -> dict[BlobId, str]:
+    """Read and re-hash ``blobs``: the error of each that fails."""
     from chalicelib.repository.errors import RepositoryError
 
-    wanted = sorted({b for b in always if b in index} | set(sample))
+    if not blobs:
+        return {}
     where = "a blob this backup deduplicates against"
-    return [(b, str(r)) for b, r in reader.try_read_blobs(wanted, where=where) if isinstance(r, RepositoryError)]
+    return {b: str(r) for b, r in reader.try_read_blobs(blobs, where=where) if isinstance(r, RepositoryError)}
 
 
+class EarlyCheck:
+    """The sample of a parent's blobs, read and re-hashed in the background while the backup lists.
+
+    An incremental backup reuses most of its parent's blobs. Once the parent's trees are loaded, every blob they
+    name is offered to a ``FrameSample`` on a thread of its own, whose blobs are then read there. The backup's own
+    sample, taken as its trees are written, takes the same windows (``starts``): a blob it reuses from the parent
+    is in it exactly when it is in this one (``sampled``; a set intersection instead of offering it again), and was
+    read already (``results``); only the rest are read before the commit. Each pack's window is still placed at
+    random, so a damaged frame is found as often as before; a blob read early that the backup does not reuse
+    after all is not in its sample, and not its concern, as before.
+    """
+
+    def __init__(
+        self,
+        reader: Any,
+        index: Mapping[BlobId, Any],
+        digests: Iterable[bytes],
+        *,
+        window_bytes: int = WINDOW_BYTES,
+        rng: random.Random | None = None,
+    ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._starts: dict[PackId, int | None] = {}
+        self._sampled: frozenset[bytes] | None = None
+        self._offered = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-check-parent")
+        try:
+            self._future = pool.submit(self._run, reader, index, digests, window_bytes, rng)
+        finally:
+            pool.shutdown(wait=False)  # the one task still runs; nothing else is submitted
+
+    def _run(
+        self,
+        reader: Any,
+        index: Mapping[BlobId, Any],
+        digests: Iterable[bytes],
+        window_bytes: int,
+        rng: random.Random | None,
+    ) -> dict[BlobId, str | None]:
+        try:
+            sample = FrameSample(index, window_bytes=window_bytes, rng=rng)
+            sample.offer_all(digests)
+            blobs = sample.blobs()
+            self._starts, self._sampled = sample.starts(), frozenset(bytes.fromhex(b) for b in blobs)
+        finally:
+            self._offered.set()
+        failures = _read_failures(reader, blobs)
+        return {b: failures.get(b) for b in blobs}
+
+    def starts(self) -> dict[PackId, int | None]:
+        """The window of each pack the parent's blobs are in (``FrameSample.starts``), once they are offered; empty
+        when that failed."""
+        self._offered.wait()
+        return self._starts
+
+    def sampled(self) -> frozenset[bytes] | None:
+        """The digests of the blobs of the sample, once they are offered; None when that failed (then the backup's
+        sample takes windows of its own, and its blobs are read before the commit)."""
+        self._offered.wait()
+        return self._sampled
+
+    def results(self) -> dict[BlobId, str | None]:
+        """Blob -> its error (None: it read and hashed to its id); empty when the reads themselves failed (the
+        store unreachable, say): then every blob of the backup's sample is read before the commit."""
+        try:
+            return self._future.result()
+        except Exception:  # noqa: BLE001 -- a shortcut only: the blobs are read again, and that failure is heard
+            return {}

@@ -74,3 +74,26 @@ def test_a_damaged_parent_tree_is_not_reused_or_deduplicated_against(
     # one's id, so the new backup would reach it: it must not commit.
     assert second.state == BackupState.FAILED and "damaged" in (second.failure or "")
     assert second.manifest_key is None
+
+
+def test_an_unchanged_backup_has_read_its_sample_of_the_parent_before_it_writes_its_trees(
+    services: Services, kubeconfig_path: Any, app_ns: Any, monkeypatch: Any
+) -> None:
+    from chalicelib.backup import service as service_module
+
+    first = _backup(services, kubeconfig_path, app_ns.namespaces)
+    seen: list[tuple[list[str], dict[str, Any]]] = []
+    original = service_module.damaged
+
+    def spy(reader: Any, index: Any, sample: Any, **kwargs: Any) -> Any:
+        seen.append((list(sample), dict(kwargs.get("checked") or {})))
+        return original(reader, index, sample, **kwargs)
+
+    monkeypatch.setattr(service_module, "damaged", spy)
+    second = _backup(services, kubeconfig_path, app_ns.namespaces)
+
+    assert second.state == BackupState.COMPLETED and second.parent == first.backup_id
+    [(sample, checked)] = seen
+    # Every blob of the sample was read while the backup listed, and read well: none is read again before the commit.
+    assert sample and set(sample) <= set(checked)
+    assert all(error is None for error in checked.values())

@@ -191,3 +191,35 @@ def test_only_blobs_held_before_the_run_are_looked_up_for_the_sample():
     collector.write_trees()
     assert index.asked == held
     assert collector.reused_sample() == held
+
+
+class EarlyStub:
+    """An early check whose sample holds ``sampled`` (None: its offers failed)."""
+
+    def __init__(self, sampled: frozenset[bytes] | None) -> None:
+        self._sampled = sampled
+
+    def starts(self) -> dict[str, int | None]:
+        return {}
+
+    def sampled(self) -> frozenset[bytes] | None:
+        return self._sampled
+
+
+def test_with_an_early_check_the_reused_parent_blobs_in_its_sample_are_the_sample():
+    trees, writer, reader = _parent()
+    blobs = sorted(bid for bid in writer.added if bid not in trees.values())
+    index = {b: IndexEntry("pack-0", "data", 0, 1, 1, 0, 1) for b in blobs}
+    two = next(bid for bid, data in writer.added.items() if b'"two"' in data and b'"type":"tree"' not in data)
+    pages = _pages(two=_obj("two", "a", rv="2", data="y"))  # changed: its parent blob is not reused
+    early = frozenset(bytes.fromhex(b) for b in blobs[::2]) | {bytes.fromhex(two)}
+
+    again = _again(MemoryWriter(set(writer.added)), reader, pages, index=index, early=EarlyStub(early))
+    again.write_trees()
+    # The parent blobs it reuses that the early sample holds; not the changed object's old blob, which it holds too.
+    assert again.reused_sample() == sorted(b.hex() for b in early if b.hex() != two)
+
+    # An early check whose offers failed leaves the sample to the collector: every reused blob (one small pack).
+    fallback = _again(MemoryWriter(set(writer.added)), reader, pages, index=index, early=EarlyStub(None))
+    fallback.write_trees()
+    assert fallback.reused_sample() == [b for b in blobs if b != two]

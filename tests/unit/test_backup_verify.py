@@ -5,8 +5,9 @@ from __future__ import annotations
 import collections
 import hashlib
 import random
+from typing import Any
 
-from chalicelib.backup.verify import FrameSample, damaged_sample
+from chalicelib.backup.verify import EarlyCheck, FrameSample, damaged, damaged_sample
 from chalicelib.core.index_format import IndexEntry
 from chalicelib.core.packs import PackedBlob
 from chalicelib.repository.errors import BlobCorrupt
@@ -132,3 +133,66 @@ def test_offering_in_bulk_picks_what_offering_one_at_a_time_picks():
     mixed = FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(4))
     mixed.offer_all([_blob(1), *offered])  # an id among digests is looked up too
     assert set(mixed.blobs()) <= {_blob(1), *(d.hex() for d in offered)} and mixed.blobs()
+
+
+def test_a_sample_given_another_samples_windows_takes_the_same_ones():
+    index = _index(frames=100)
+    index.add_pack(PACK_B, [PackedBlob(_blob(5000 + i), "data", i * FRAME, FRAME, 4000, 0, 1000) for i in range(50)])
+    parent = [bytes.fromhex(_blob(i)) for i in range(400)]
+    first = FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(3))
+    first.offer_all(parent)
+    starts = first.starts()
+    assert list(starts) == [PACK_A] and starts[PACK_A] is not None  # a window, not the whole pack
+    # Another backup's sample (other blobs, another random generator) in the same windows: where both offered a
+    # blob, the same blobs are kept; a pack the first never saw gets a window of its own.
+    reused = [bytes.fromhex(_blob(i)) for i in [*range(0, 400, 2), 5001]]
+    later = FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(99), starts=lambda: starts)
+    later.offer_all(reused)
+    kept = set(later.blobs())
+    in_a = {b for b in kept if index[b].pack == PACK_A}
+    assert in_a == {b for b in first.blobs() if bytes.fromhex(b) in reused}
+    assert later.starts()[PACK_A] == starts[PACK_A] and PACK_B in later.starts()
+    assert _blob(5001) in kept  # PACK_B: its only offered blob
+
+
+def test_blobs_checked_already_are_not_read_again_and_their_failures_count():
+    index = _index(frames=10)
+    sample = [_blob(i) for i in range(8)]
+    checked = {_blob(0): None, _blob(1): f"blob {_blob(1)} is damaged", _blob(2): None}
+    reader = Reader(bad={_blob(5)})
+    failed = damaged(reader, index, sample, always=[_blob(30)], checked=checked)
+    assert sorted(reader.read) == sorted([*sample[3:], _blob(30)])
+    assert failed == sorted([(_blob(1), checked[_blob(1)]), (_blob(5), f"blob {_blob(5)} is damaged")])
+    reader.read.clear()
+    assert damaged(reader, index, sample[:3], checked=checked) == [(_blob(1), checked[_blob(1)])]
+    assert reader.read == []  # nothing left to read
+
+
+class Unreachable(Reader):
+    def try_read_blobs(self, ids, *, where=None):
+        raise ConnectionError("the store is unreachable")
+
+
+def test_the_early_check_reads_the_parents_sample_in_the_background():
+    index = _index(frames=100)
+    parent = [bytes.fromhex(_blob(i)) for i in range(400)]
+    reader = Reader(bad={_blob(i) for i in range(0, 400, 5)})
+    early = EarlyCheck(reader, index, parent, window_bytes=8 * FRAME, rng=random.Random(7))
+    results = early.results()
+    same = FrameSample(index, window_bytes=8 * FRAME, rng=random.Random(7))
+    same.offer_all(parent)
+    assert early.starts() == same.starts()
+    assert early.sampled() == frozenset(bytes.fromhex(b) for b in same.blobs())
+    assert sorted(results) == same.blobs() == sorted(reader.read)
+    assert {b for b, error in results.items() if error} == {b for b in results if b in reader.bad}
+    # A store that cannot be read gives no results: the backup's own check then reads its sample itself.
+    broken = EarlyCheck(Unreachable(set()), index, parent, window_bytes=8 * FRAME, rng=random.Random(7))
+    assert broken.results() == {} and broken.starts() == same.starts()
+
+    def failing() -> Any:
+        yield bytes.fromhex(_blob(0))
+        raise RuntimeError("the parent's entries could not be read")
+
+    # Offers that fail leave no sample: the backup's own takes windows of its own, and reads its blobs itself.
+    unsampled = EarlyCheck(reader, index, failing(), window_bytes=8 * FRAME)
+    assert unsampled.sampled() is None and unsampled.starts() == {} and unsampled.results() == {}

@@ -105,7 +105,8 @@ def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: boo
 
     Measured on moto (tests/integration/test_cost_requests.py): trees are blobs inside the packs, so the PUTs are
     the packs, one index file and the manifest (and the repository's config the first time); an incremental reads
-    its parent's manifest, index and trees (6 GETs for one namespace; one more per further changed namespace tree).
+    its parent's manifest, index, and root with its trees (one range GET, ``RepositoryReader.root(with_trees=True)``),
+    and a sample of the blobs it reuses (5 GETs for one namespace; one more per further changed namespace tree).
     These are a cold worker's: a warm one reads only the index files written since its last backup of the repository.
     """
     changed = math.ceil(shape.objects * fraction)
@@ -115,7 +116,7 @@ def backup_requests(shape: ClusterShape, fraction: float, *, new_repository: boo
     parent = fraction < 1.0
     puts = packs + (1 if changed else 0) + 1 + (1 if new_repository else 0)  # packs, index, manifest, config
     puts += (1 if shape.etcd_mib else 0) + (1 if shape.dump_mib else 0)
-    gets = (5 + shape.namespaces) if parent else 1  # parent's manifest, index, root, cluster and namespace trees
+    gets = (4 + shape.namespaces) if parent else 1  # config, parent's manifest, index, root and trees, sample
     return Requests(
         s3_put=puts,
         s3_get=gets,
