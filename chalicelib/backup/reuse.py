@@ -113,6 +113,10 @@ class PriorObjects:
     def __len__(self) -> int:
         return sum(len(t) for t in self._types.values())
 
+    def tree_ids(self) -> list[BlobId]:
+        """The parent's scope trees whose rows ``add_tree`` kept."""
+        return [tree.tree_id for tree in self._trees.values()]
+
     def digests(self) -> Iterator[bytes]:
         """The 32-byte digest of every entry's blob (an entry per object: a blob shared by objects comes again)."""
         for table in self._types.values():

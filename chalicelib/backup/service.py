@@ -580,11 +580,16 @@ class BackupService:
         parent = parent_to_read() if guess is not None else read
         if parent != read:
             # The catalog's index named a backup the consistent read did not confirm: read the confirmed one.
-            parent_uid, prior = self._prior(reader, self._parent_manifest(reader, cluster, parent)[1])
+            parent_manifest = self._parent_manifest(reader, cluster, parent)[1]
+            parent_uid, prior = self._prior(reader, parent_manifest)
         if parent is None:
             return Opened(repo, index, None, None, reader)
-        # The sample of the parent's blobs is read while the backup lists (``verify.EarlyCheck``).
-        check = EarlyCheck(reader, index, prior.digests()) if prior is not None and len(prior) else None
+        check = None
+        if prior is not None and len(prior):
+            # The sample of the parent's blobs is read while the backup lists; its root and trees, hash-checked as
+            # they were loaded just now, count as read (``verify.EarlyCheck``).
+            verified = [parent_manifest.root_tree, *prior.tree_ids()]
+            check = EarlyCheck(reader, index, prior.digests(), verified=verified)
         return Opened(repo, index, parent_uid, prior, reader, parent, check)
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from chalicelib.core.ids import BlobId, PackId
@@ -102,6 +102,13 @@ class FrameSample:
         chosen = (blob for _, kept, first in self._packs.values() for blob in (kept or (first,)))
         return sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in chosen})
 
+    def blobs_by_pack(self) -> list[list[BlobId]]:
+        """``blobs``, those of each pack apart (each sorted)."""
+        return [
+            sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in kept or (first,)})
+            for _, kept, first in self._packs.values()
+        ]
+
     def starts(self) -> dict[PackId, int | None]:
         """The window taken in each pack offered a blob (None: the whole pack), for another sample to take too."""
         return {pack: state[0] for pack, state in self._packs.items()}
@@ -171,16 +178,22 @@ def _read_failures(reader: Any, blobs: list[BlobId]) -> dict[BlobId, str]:
     return {b: str(r) for b, r in reader.try_read_blobs(blobs, where=where) if isinstance(r, RepositoryError)}
 
 
+# Packs whose sample an early check reads in one ``try_read_blobs`` (its GETs run at once; what it plans for them,
+# per blob, is held only for those packs).
+EARLY_PACKS_AT_ONCE = 4
+
+
 class EarlyCheck:
     """The sample of a parent's blobs, read and re-hashed in the background while the backup lists.
 
     An incremental backup reuses most of its parent's blobs. Once the parent's trees are loaded, every blob they
-    name is offered to a ``FrameSample`` on a thread of its own, whose blobs are then read there. The backup's own
-    sample, taken as its trees are written, takes the same windows (``starts``): a blob it reuses from the parent
-    is in it exactly when it is in this one (``sampled``; a set intersection instead of offering it again), and was
-    read already (``results``); only the rest are read before the commit. Each pack's window is still placed at
-    random, so a damaged frame is found as often as before; a blob read early that the backup does not reuse
-    after all is not in its sample, and not its concern, as before.
+    name is offered to a ``FrameSample`` on a thread of its own, whose blobs are then read there, a few packs at a
+    time. The backup's own sample, taken as its trees are written, takes the same windows (``starts``): a blob it
+    reuses from the parent is in it exactly when it is in this one (``sampled``; a set intersection instead of
+    offering it again), and was read already (``results``); only the rest are read before the commit. Each pack's
+    window is still placed at random, so a damaged frame is found as often as before; a blob read early that the
+    backup does not reuse after all is not in its sample, and not its concern, as before. ``verified``: blobs this
+    run has read and hash-checked already (the parent's root and trees, as they were loaded), which count as read.
     """
 
     def __init__(
@@ -189,11 +202,13 @@ class EarlyCheck:
         index: Mapping[BlobId, Any],
         digests: Iterable[bytes],
         *,
+        verified: Iterable[BlobId] = (),
         window_bytes: int = WINDOW_BYTES,
         rng: random.Random | None = None,
     ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        self._verified = frozenset(verified)
         self._starts: dict[PackId, int | None] = {}
         self._sampled: frozenset[bytes] | None = None
         self._offered = threading.Event()
@@ -210,16 +225,22 @@ class EarlyCheck:
         digests: Iterable[bytes],
         window_bytes: int,
         rng: random.Random | None,
-    ) -> dict[BlobId, str | None]:
+    ) -> dict[BlobId, str]:
         try:
             sample = FrameSample(index, window_bytes=window_bytes, rng=rng)
             sample.offer_all(digests)
-            blobs = sample.blobs()
-            self._starts, self._sampled = sample.starts(), frozenset(bytes.fromhex(b) for b in blobs)
+            by_pack = sample.blobs_by_pack()
+            sampled = frozenset(bytes.fromhex(b) for blobs in by_pack for b in blobs)
+            self._starts, self._sampled = sample.starts(), sampled
+            del sample
         finally:
             self._offered.set()
-        failures = _read_failures(reader, blobs)
-        return {b: failures.get(b) for b in blobs}
+        failures: dict[BlobId, str] = {}
+        for at in range(0, len(by_pack), EARLY_PACKS_AT_ONCE):
+            failures.update(
+                _read_failures(reader, [b for blobs in by_pack[at : at + EARLY_PACKS_AT_ONCE] for b in blobs])
+            )
+        return failures
 
     def starts(self) -> dict[PackId, int | None]:
         """The window of each pack the parent's blobs are in (``FrameSample.starts``), once they are offered; empty
@@ -233,10 +254,45 @@ class EarlyCheck:
         self._offered.wait()
         return self._sampled
 
-    def results(self) -> dict[BlobId, str | None]:
-        """Blob -> its error (None: it read and hashed to its id); empty when the reads themselves failed (the
-        store unreachable, say): then every blob of the backup's sample is read before the commit."""
+    def results(self) -> Mapping[BlobId, str | None]:
+        """Blob -> its error (None: it read and hashed to its id), for the blobs of the sample and ``verified``;
+        only ``verified`` when the reads themselves failed (the store unreachable, say): then every blob of the
+        backup's sample is read before the commit."""
         try:
-            return self._future.result()
+            failures = self._future.result()
         except Exception:  # noqa: BLE001 -- a shortcut only: the blobs are read again, and that failure is heard
-            return {}
+            return Checked(frozenset(), {}, self._verified)
+        return Checked(self._sampled or frozenset(), failures, self._verified)
+
+
+class Checked(Mapping[BlobId, "str | None"]):
+    """Blobs read and re-hashed in this run, blob -> its error (None: it read), kept as the digests of those read
+    and the errors of those that failed: an early check of a large parent reads tens of thousands."""
+
+    def __init__(self, digests: frozenset[bytes], failures: Mapping[BlobId, str], verified: frozenset[BlobId]) -> None:
+        self._digests = digests
+        self._failures = failures
+        self._verified = verified
+
+    def __contains__(self, blob: object) -> bool:
+        if blob in self._failures or blob in self._verified:
+            return True
+        try:
+            return isinstance(blob, str) and bytes.fromhex(blob) in self._digests
+        except ValueError:
+            return False
+
+    def __getitem__(self, blob: BlobId) -> str | None:
+        if blob not in self:
+            raise KeyError(blob)
+        return self._failures.get(blob)
+
+    def __iter__(self) -> Iterator[BlobId]:
+        yield from self._verified
+        for digest in self._digests:
+            blob = BlobId(digest.hex())
+            if blob not in self._verified:
+                yield blob
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

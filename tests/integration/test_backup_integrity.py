@@ -82,18 +82,20 @@ def test_an_unchanged_backup_has_read_its_sample_of_the_parent_before_it_writes_
     from chalicelib.backup import service as service_module
 
     first = _backup(services, kubeconfig_path, app_ns.namespaces)
-    seen: list[tuple[list[str], dict[str, Any]]] = []
+    seen: list[tuple[list[str], list[str], dict[str, Any]]] = []
     original = service_module.damaged
 
     def spy(reader: Any, index: Any, sample: Any, **kwargs: Any) -> Any:
-        seen.append((list(sample), dict(kwargs.get("checked") or {})))
+        seen.append((list(sample), list(kwargs.get("always") or ()), dict(kwargs.get("checked") or {})))
         return original(reader, index, sample, **kwargs)
 
     monkeypatch.setattr(service_module, "damaged", spy)
     second = _backup(services, kubeconfig_path, app_ns.namespaces)
 
     assert second.state == BackupState.COMPLETED and second.parent == first.backup_id
-    [(sample, checked)] = seen
-    # Every blob of the sample was read while the backup listed, and read well: none is read again before the commit.
+    [(sample, trees, checked)] = seen
+    # Every blob of the sample was read while the backup listed, and read well, and the trees it shares with its
+    # parent (all of them, the root too) were hash-checked as the parent's were loaded: none is read again.
     assert sample and set(sample) <= set(checked)
+    assert trees and set(trees) <= set(checked)
     assert all(error is None for error in checked.values())

@@ -7,7 +7,7 @@ import hashlib
 import random
 from typing import Any
 
-from chalicelib.backup.verify import EarlyCheck, FrameSample, damaged, damaged_sample
+from chalicelib.backup.verify import Checked, EarlyCheck, FrameSample, damaged, damaged_sample
 from chalicelib.core.index_format import IndexEntry
 from chalicelib.core.packs import PackedBlob
 from chalicelib.repository.errors import BlobCorrupt
@@ -185,9 +185,12 @@ def test_the_early_check_reads_the_parents_sample_in_the_background():
     assert early.sampled() == frozenset(bytes.fromhex(b) for b in same.blobs())
     assert sorted(results) == same.blobs() == sorted(reader.read)
     assert {b for b, error in results.items() if error} == {b for b in results if b in reader.bad}
-    # A store that cannot be read gives no results: the backup's own check then reads its sample itself.
-    broken = EarlyCheck(Unreachable(set()), index, parent, window_bytes=8 * FRAME, rng=random.Random(7))
-    assert broken.results() == {} and broken.starts() == same.starts()
+    # A store that cannot be read gives no results but what was verified already: the backup's own check then
+    # reads its sample itself.
+    tree = _blob(9000)
+    unreachable = Unreachable(set())
+    broken = EarlyCheck(unreachable, index, parent, verified=[tree], window_bytes=8 * FRAME, rng=random.Random(7))
+    assert dict(broken.results()) == {tree: None} and broken.starts() == same.starts()
 
     def failing() -> Any:
         yield bytes.fromhex(_blob(0))
@@ -196,3 +199,11 @@ def test_the_early_check_reads_the_parents_sample_in_the_background():
     # Offers that fail leave no sample: the backup's own takes windows of its own, and reads its blobs itself.
     unsampled = EarlyCheck(reader, index, failing(), window_bytes=8 * FRAME)
     assert unsampled.sampled() is None and unsampled.starts() == {} and unsampled.results() == {}
+
+
+def test_checked_blobs_are_the_sample_read_and_what_was_verified_before():
+    read, failed, tree = _blob(1), _blob(2), _blob(3)
+    checked = Checked(frozenset({bytes.fromhex(read), bytes.fromhex(failed)}), {failed: "damaged"}, frozenset({tree}))
+    assert checked[read] is None and checked[tree] is None and checked[failed] == "damaged"
+    assert sorted(checked) == sorted([read, failed, tree]) and len(checked) == 3
+    assert _blob(4) not in checked and "not hex" not in checked and checked.get(_blob(4), "unread") == "unread"
