@@ -1,8 +1,10 @@
 """Where a backup's CPU goes: the 10,000 objects of ``bench/backup.py``; a full backup, then no-op incrementals,
 each in a child process as ``bench.tasks backup`` runs it, with every thread under cProfile (``--profile``).
 
-Prints each run's CPU µs per object (as bench/backup.py computes it) and, profiled, the top functions by own time
-over all threads, and which modules the run imported (their import is CPU the backup pays on a fresh process).
+Prints each run's CPU µs per object (as bench/backup.py computes it), the CPU of each kind of thread (the main
+thread while the backup runs, and every thread the backup started that had ended when it returned, by name) and,
+profiled, the top functions by own time over all threads, and which modules the run imported (their import is CPU
+the backup pays on a fresh process).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import cProfile
 import io
 import os
 import pstats
+import re
 import sys
 import tempfile
 import threading
@@ -61,6 +64,7 @@ def _run(
         f"{result['cpu_s'] / objects * 1e6:.1f} µs CPU/object, reused {result['stats'].get('objects_reused')}, "
         f"puts {result['stats'].get('puts')}, gc {result['gc']}, stages (ms CPU) {result['stages']}"
     )
+    print("   threads (ms CPU):", ", ".join(f"{name} {ms}" for name, ms in result["threads"].items()))
     if stats is not None:
         out = io.StringIO()
         pstats.Stats(str(stats), stream=out).sort_stats("tottime").print_stats(args.top)
@@ -81,11 +85,21 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
     original_run = BackupService.run
     imported: list[str] = []
 
+    threads: dict[str, float] = {}
+
+    def timed_thread(self: threading.Thread) -> None:
+        try:
+            original_thread_run(self)
+        finally:
+            kind = re.sub(r"(_\d+|-\d+(_\d+)?)$", "", self.name)
+            with lock:
+                threads[kind] = threads.get(kind, 0.0) + time.thread_time()
+
     def profiled_thread(self: threading.Thread) -> None:
         profile = cProfile.Profile(time.thread_time)
         with lock:
             profiles.append(profile)
-        profile.runcall(original_thread_run, self)
+        profile.runcall(timed_thread, self)
 
     def profiled_run(self: BackupService, *args: Any, **kwargs: Any) -> Any:
         before = set(sys.modules)
@@ -101,8 +115,13 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
         elif mode.startswith("freeze"):
             gc.freeze()
             gc.set_threshold(int(mode[len("freeze") :]), 10, 10)
+        main_started = time.thread_time()
         if not stats:
-            result = original_run(self, *args, **kwargs)
+            threading.Thread.run = timed_thread  # type: ignore[method-assign]
+            try:
+                result = original_run(self, *args, **kwargs)
+            finally:
+                threading.Thread.run = original_thread_run  # type: ignore[method-assign]
         else:
             threading.Thread.run = profiled_thread  # type: ignore[method-assign]
             profile = cProfile.Profile(time.thread_time)
@@ -111,6 +130,7 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
                 result = profile.runcall(original_run, self, *args, **kwargs)
             finally:
                 threading.Thread.run = original_thread_run  # type: ignore[method-assign]
+        threads["main"] = time.thread_time() - main_started
         imported.extend(sorted(set(sys.modules) - before))
         return result
 
@@ -122,6 +142,8 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
     gc_time = _time_gc()
     result = tasks.backup(kubeconfig, endpoint, prefix, job_id, namespaces)
     result["imported"] = imported
+    with lock:
+        result["threads"] = {name: round(cpu * 1000, 1) for name, cpu in sorted(threads.items())}
     result["gc"] = gc_time
     result["stages"] = stages
     if stats:
