@@ -490,7 +490,12 @@ class BackupService:
         return committed.record
 
     def _refuse_damaged_reuse(
-        self, opened: Opened, collector: CompactCollector, trees: list[BlobId], cluster: str, early: Any = None
+        self,
+        opened: Opened,
+        collector: CompactCollector,
+        trees: list[BlobId],
+        cluster: str,
+        early: EarlyCheck | None = None,
     ) -> None:
         """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
         a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup.

@@ -99,8 +99,7 @@ class FrameSample:
         return self._rng.randrange(1 - self._window, end)
 
     def blobs(self) -> list[BlobId]:
-        chosen = (blob for _, kept, first in self._packs.values() for blob in (kept or (first,)))
-        return sorted({BlobId(blob.hex()) if isinstance(blob, bytes) else blob for blob in chosen})
+        return sorted({blob for blobs in self.blobs_by_pack() for blob in blobs})
 
     def blobs_by_pack(self) -> list[list[BlobId]]:
         """``blobs``, those of each pack apart (each sorted)."""
@@ -162,7 +161,8 @@ def damaged(
     the (blob, error) of those that fail. ``checked``: blobs read and re-hashed already in this run (an
     ``EarlyCheck``'s results: blob -> its error, None when it read), which are not read again."""
     wanted = sorted({b for b in always if b in index} | set(sample))
-    checked = checked or {}
+    if checked is None:
+        checked = {}
     failed = [(b, error) for b in wanted if (error := checked.get(b)) is not None]
     failed.extend(_read_failures(reader, [b for b in wanted if b not in checked]).items())
     return sorted(failed)
@@ -206,17 +206,15 @@ class EarlyCheck:
         window_bytes: int = WINDOW_BYTES,
         rng: random.Random | None = None,
     ) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from chalicelib.backup.head_start import in_background
 
         self._verified = frozenset(verified)
         self._starts: dict[PackId, int | None] = {}
         self._sampled: frozenset[bytes] | None = None
         self._offered = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeboat-check-parent")
-        try:
-            self._future = pool.submit(self._run, reader, index, digests, window_bytes, rng)
-        finally:
-            pool.shutdown(wait=False)  # the one task still runs; nothing else is submitted
+        self._future = in_background(
+            lambda: self._run(reader, index, digests, window_bytes, rng), "lifeboat-check-parent"
+        )
 
     def _run(
         self,
