@@ -28,6 +28,7 @@ from chalicelib.repository.errors import (
 )
 from chalicelib.repository.frame_cache import FrameCache
 from chalicelib.repository.index_map import IndexMap
+from chalicelib.repository.last_loaded import LAST_LOADED, Loaded
 from chalicelib.repository.reach import reachable
 from chalicelib.repository.repo import INDEX_DIR, PACKS_DIR, Repository
 
@@ -69,7 +70,7 @@ class RepositoryReader:
         reuse_loaded_index: bool = False,
     ) -> None:
         """``reuse_loaded_index``: start from the index this process loaded last of the same repository, reading
-        only the index files written since (``_LastLoaded``); a backup's choice. Without it every file is read and
+        only the index files written since (``LastLoaded``); a backup's choice. Without it every file is read and
         checked against its name again, as a repository check needs."""
         self.repo = repo
         self._reuse_loaded = reuse_loaded_index
@@ -99,7 +100,7 @@ class RepositoryReader:
             keys = [k for k in self._store.list(INDEX_DIR) if is_hex_id(k[len(INDEX_DIR) :])]
             names = frozenset(k[len(INDEX_DIR) :] for k in keys)
             identity = getattr(self._store, "identity", None) if self._reuse_loaded else None
-            kept = _LAST_LOADED.take(identity, names) if identity else None
+            kept = LAST_LOADED.take(identity, names) if identity else None
             loaded = None
             data: dict[str, bytes] = {}
             if kept is not None:
@@ -113,9 +114,9 @@ class RepositoryReader:
                 if superseded & data.keys():
                     # Rare (a consolidation not yet cleaned up): the files a later one supersedes were merged too.
                     index, ends, _ = self._merge(data, frozenset(superseded))
-                loaded = _Loaded(index.freeze(), ends, data, frozenset(superseded))
+                loaded = Loaded(index.freeze(), ends, data, frozenset(superseded))
             if identity:
-                _LAST_LOADED.keep(identity, loaded)
+                LAST_LOADED.keep(identity, loaded)
             self._index_data = loaded.data
             self._index, self._pack_ends = loaded.index, loaded.ends
             return self._index
@@ -127,7 +128,7 @@ class RepositoryReader:
         with ThreadPoolExecutor(max_workers=self._threads) as pool:
             return dict(zip(names, pool.map(self._read_index_file, [INDEX_DIR + n for n in names]), strict=True))
 
-    def _extend(self, loaded: _Loaded, data: dict[str, bytes]) -> _Loaded | None:
+    def _extend(self, loaded: Loaded, data: dict[str, bytes]) -> Loaded | None:
         """``loaded`` with the index files of ``data`` merged in, or None when that would not give what a merge of
         every file gives: a file added supersedes another or is superseded, or names a blob already located (the
         merge's sorted order decides which location wins)."""
@@ -144,7 +145,7 @@ class RepositoryReader:
                 if known:
                     return None
                 ends[pack] = index.pack_end(pack) or 0
-        return _Loaded(index.freeze(), ends, {**loaded.data, **data}, loaded.superseded)
+        return Loaded(index.freeze(), ends, {**loaded.data, **data}, loaded.superseded)
 
     def _merge(self, data: dict[str, bytes], skip: frozenset[str]) -> tuple[IndexMap, dict[PackId, int], set[str]]:
         """The index of the files in ``data`` not in ``skip``, each pack's data end, and what those files supersede."""
@@ -472,48 +473,6 @@ def _decode_tree(tree_id: BlobId, data: bytes, where: str | None) -> list[TreeEn
     except (FormatError, KeyError, TypeError, ValueError) as exc:
         context = f" ({where})" if where else ""
         raise RepositoryCorrupt(f"blob {tree_id}{context} is not a scope tree: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """A loaded index: the map, each pack's data end, every file's bytes by name, what the files supersede."""
-
-    index: IndexMap
-    ends: dict[PackId, int]
-    data: dict[str, bytes]
-    superseded: frozenset[str]
-
-
-class _LastLoaded:
-    """The last index this process loaded, by repository: a warm function's next backup of the same repository
-    reads only the index files written since. Index files are named by their content's hash and never change,
-    so what it holds of a file still listed is that file; it is of no use once a file it holds is gone (garbage
-    collection, consolidation). A loaded map is frozen: readers share it, and a load that adds files merges them
-    into a copy. Its ``ends`` and ``data`` are not changed either."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._identity: str | None = None
-        self._loaded: _Loaded | None = None
-
-    def take(self, identity: str, names: frozenset[str]) -> _Loaded | None:
-        """What was kept of ``identity`` if every file it holds is among ``names`` (still listed), else None."""
-        with self._lock:
-            loaded = self._loaded if self._identity == identity else None
-        if loaded is None or not loaded.data.keys() <= names:
-            return None
-        return loaded
-
-    def keep(self, identity: str, loaded: _Loaded) -> None:
-        with self._lock:
-            self._identity, self._loaded = identity, loaded
-
-    def clear(self) -> None:
-        with self._lock:
-            self._identity, self._loaded = None, None
-
-
-_LAST_LOADED = _LastLoaded()
 
 
 def _add_file(index: IndexMap, index_file: IndexFile) -> Iterator[tuple[PackId, int]]:

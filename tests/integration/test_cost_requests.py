@@ -82,23 +82,23 @@ def _agree(predicted: Any, measured: dict[str, int], what: str) -> None:
 
 
 def test_predicted_puts_agree_with_measured(services: Any, kubeconfig_path: Any, many: str, kube_client: Any) -> None:
-    from chalicelib.repository import reader
+    from chalicelib.repository import last_loaded
 
     svc = services.backup_service()
     measured: dict[str, collections.Counter[str]] = {}
-    reader._LAST_LOADED.clear()
+    last_loaded.LAST_LOADED.clear()
     with counting() as calls:
         record = svc.run(_job(kubeconfig_path, many)).record
     assert record.state == "Completed", record.failure
     measured["full"] = calls
     # The model counts a cold worker's requests: each backup runs as the first of its process.
-    reader._LAST_LOADED.clear()
+    last_loaded.LAST_LOADED.clear()
     with counting() as calls:
         svc.run(_job(kubeconfig_path, many))
     measured["noop"] = calls
     for i in range(OBJECTS // 100):
         kube_client.patch(CM, f"cm-{i}", {"data": {"changed": uuid.uuid4().hex}}, namespace=many)
-    reader._LAST_LOADED.clear()
+    last_loaded.LAST_LOADED.clear()
     with counting() as calls:
         svc.run(_job(kubeconfig_path, many))
     measured["one_percent"] = calls

@@ -10,8 +10,7 @@ import pytest
 
 from chalicelib.core.index_format import encode_index
 from chalicelib.core.packs import PackedBlob
-from chalicelib.repository import Repository, RepositoryReader, RepositoryWriter, S3ObjectStore
-from chalicelib.repository import reader as reader_module
+from chalicelib.repository import Repository, RepositoryReader, RepositoryWriter, S3ObjectStore, last_loaded
 from chalicelib.repository.errors import RepositoryCorrupt
 from chalicelib.repository.repo import INDEX_DIR
 from tests.support.repository import PREFIX
@@ -31,9 +30,9 @@ class CountingStore(S3ObjectStore):
 
 @pytest.fixture(autouse=True)
 def _forget_loaded_index() -> Iterator[None]:
-    reader_module._LAST_LOADED.clear()
+    last_loaded.LAST_LOADED.clear()
     yield
-    reader_module._LAST_LOADED.clear()
+    last_loaded.LAST_LOADED.clear()
 
 
 @pytest.fixture
