@@ -40,9 +40,8 @@ _WHOLE_PACK_SHARE = 0.5
 _RANGE_GAP = 64 << 10
 _TAIL_GUESS = 64 << 10  # most pack headers fit; a longer one costs a second, exact, read
 FRAME_CACHE_BYTES = 16 << 20  # decompressed frames kept per reader: 256 frames of 64 KiB
-# A backup's writer packs its scope trees last, then its root: a root read for its trees (``root(with_trees=True)``)
-# is fetched with the bytes before it, this many per object of the backup (a tree row's compressed share, with room
-# to spare), at most TREES_AHEAD_MAX, so that the one GET brings the trees along.
+# A backup's writer packs its scope trees last, then its root: a root read for its trees comes with this many bytes
+# before it per object of the backup (a tree row's compressed share, and room to spare), at most TREES_AHEAD_MAX.
 TREES_AHEAD_PER_OBJECT = 128
 TREES_AHEAD_MAX = 4 << 20
 
