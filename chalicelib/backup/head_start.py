@@ -101,7 +101,8 @@ class HeadStart:
     ``start_listing(view, guess)`` starts the listing (a ``PageStream``, or None when it must wait for the claim)
     once the cluster is read and the parent guessed (None: none, so the objects are listed whole). The caller
     decides ``guess`` when the catalog's index names the parent and ``parent`` once a consistent read confirms it;
-    ``end`` tells the reads that nobody waits for them any more, and stops the listing.
+    ``end`` tells the reads that nobody waits for them any more, and stops the listing and the early check of the
+    parent's sample (``Opened.early``).
     """
 
     def __init__(
@@ -153,6 +154,14 @@ class HeadStart:
         self.parent.decide(None)
         if self.listing is not None:
             self.listing.add_done_callback(_close_listing)
+        if self.opening is not None:
+            self.opening.add_done_callback(_stop_early_check)
+
+
+def _stop_early_check(opening: Future[Opened]) -> None:
+    opened = None if opening.exception() is not None else opening.result()
+    if opened is not None and opened.early is not None:
+        opened.early.stop()
 
 
 def _close_listing(listing: Future[Any]) -> None:

@@ -212,6 +212,7 @@ class EarlyCheck:
         self._starts: dict[PackId, int | None] = {}
         self._sampled: frozenset[bytes] | None = None
         self._offered = threading.Event()
+        self._stopped = threading.Event()
         self._future = in_background(
             lambda: self._run(reader, index, digests, window_bytes, rng), "lifeboat-check-parent"
         )
@@ -235,10 +236,16 @@ class EarlyCheck:
             self._offered.set()
         failures: dict[BlobId, str] = {}
         for at in range(0, len(by_pack), EARLY_PACKS_AT_ONCE):
+            if self._stopped.is_set():
+                raise EarlyCheckStopped("the backup ended before its early check did")
             failures.update(
                 _read_failures(reader, [b for blobs in by_pack[at : at + EARLY_PACKS_AT_ONCE] for b in blobs])
             )
         return failures
+
+    def stop(self) -> None:
+        """The backup has ended (committed, failed, or a duplicate): reads not yet begun are not made."""
+        self._stopped.set()
 
     def starts(self) -> dict[PackId, int | None]:
         """The window of each pack the parent's blobs are in (``FrameSample.starts``), once they are offered; empty
@@ -261,6 +268,10 @@ class EarlyCheck:
         except Exception:  # noqa: BLE001 -- a shortcut only: the blobs are read again, and that failure is heard
             return Checked(frozenset(), {}, self._verified)
         return Checked(self._sampled or frozenset(), failures, self._verified)
+
+
+class EarlyCheckStopped(Exception):
+    """An early check stopped before it had read its sample (``EarlyCheck.stop``)."""
 
 
 class Checked(Mapping[BlobId, "str | None"]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import random
+import threading
 from typing import Any
 
 from chalicelib.backup.verify import Checked, EarlyCheck, FrameSample, damaged, damaged_sample
@@ -207,3 +208,35 @@ def test_checked_blobs_are_the_sample_read_and_what_was_verified_before():
     assert checked[read] is None and checked[tree] is None and checked[failed] == "damaged"
     assert sorted(checked) == sorted([read, failed, tree]) and len(checked) == 3
     assert _blob(4) not in checked and "not hex" not in checked and checked.get(_blob(4), "unread") == "unread"
+
+
+class Blocking(Reader):
+    """A reader whose first read waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.calls = 0
+        self.reading, self.release = threading.Event(), threading.Event()
+
+    def try_read_blobs(self, ids, *, where=None):
+        self.calls += 1
+        self.reading.set()
+        assert self.release.wait(timeout=10)
+        yield from super().try_read_blobs(ids, where=where)
+
+
+def test_an_early_check_stopped_makes_no_more_reads():
+    index = IndexMap()
+    packs = [f"{i:064x}" for i in range(12)]  # three rounds of reads, four packs each
+    for n, pack in enumerate(packs):
+        index.add_pack(
+            pack, [PackedBlob(_blob(1000 * n + i), "data", i * FRAME, FRAME, 4000, 0, 1000) for i in range(3)]
+        )
+    reader = Blocking()
+    parent = [bytes.fromhex(_blob(1000 * n + i)) for n in range(12) for i in range(3)]
+    early = EarlyCheck(reader, index, parent, verified=[_blob(9)], window_bytes=8 * FRAME, rng=random.Random(1))
+    assert reader.reading.wait(timeout=10)
+    early.stop()  # the backup ended while the first four packs were being read
+    reader.release.set()
+    assert dict(early.results()) == {_blob(9): None}  # nothing it read counts any more: only what was verified
+    assert reader.calls == 1 and len(reader.read) == 4 * 3
