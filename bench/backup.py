@@ -18,6 +18,20 @@ Prints a table and, last, one JSON line:
   empty_scope_requests       its AWS requests (S3 + DynamoDB)
   raw_list_all_types_s       plain paged GETs of every type the backup lists (discovery included): the second baseline
 
+What the backup's CPU is made of, each part measured alone (bench/floor.py), µs per object of the full backup:
+  cpu_us_per_object_fixed    the empty-scope backup's CPU (claim, lease, index, manifest, catalog, events, discovery)
+  cpu_us_per_object_list_metadata / _list_whole  listing the namespaced types as the backup does, pages dropped:
+                             as metadata (a no-op) / whole (a full backup)
+  cpu_us_per_object_stages_noop / _stages_full   the backup's per-object stages in one process, without HTTP
+                             (bench/items_cpu.py)
+  cpu_us_per_object_library_full  the library calls alone a new object cannot skip: sanitize, canonical JSON,
+                             SHA-256, zstd on its frame
+  cpu_us_per_object_noop_floor  fixed + list_metadata: no way of comparing the objects takes a no-op below it
+  cpu_us_per_object_full_floor  fixed + list_whole + library_full: the same for a full backup
+  full_cpu_per_wall          the full backup's CPU / its wall time: near 1, it runs on one core's worth of CPU
+  full_vs_raw_list_floor     full_floor's CPU / the raw list's wall time: while full_cpu_per_wall is at most 1, the
+                             lowest full_vs_raw_list this backup's work allows on this machine
+
 ``--kubeconfig PATH`` runs the same measurements against that cluster instead of the test server: the objects go
 into namespaces of the benchmark's own (``lifeboat-bench-*``), created with plain creates and deleted afterwards.
 ``--aws-latency-ms MS`` makes every AWS request of the backups wait that long first, as a round trip to AWS would
@@ -91,21 +105,23 @@ def main() -> None:
             ),
             key=lambda r: r["wall_s"],
         )
-        empty = min(
-            (
-                run_child(
-                    "bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"empty-{uuid.uuid4()}", "none-*"
-                )
-                for _ in range(RUNS)
-            ),
-            key=lambda r: r["wall_s"],
-        )
+        empties = [
+            run_child("bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"empty-{uuid.uuid4()}", "none-*")
+            for _ in range(RUNS)
+        ]
+        empty = min(empties, key=lambda r: r["wall_s"])
+        # The parts a backup is made of, each alone (bench/floor.py): the listing, as a no-op and as a full backup.
+        listing = {
+            mode: min(run_child("bench.floor", "list", kubeconfig, mode, pattern)["cpu_s"] for _ in range(RUNS))
+            for mode in ("metadata", "whole")
+        }
         changed = mutate_fraction(objects, 0.01, seed=7)
         replace_objects(srv, changed)
         incr = run_child(
             "bench.tasks", "backup", kubeconfig, srv.aws_endpoint, prefix, f"incr-{uuid.uuid4()}", pattern
         )
 
+    stages = run_child("bench.floor", "stages")
     raw_best = min(r["wall_s"] for r in raw)
     full_best = full["wall_s"]
     touched = {o["metadata"]["namespace"] for o in changed}
@@ -132,6 +148,26 @@ def main() -> None:
         "raw_list_all_types_s": round(min(r["wall_s"] for r in raw_all), 3),
         "raw_list_all_types_requests": raw_all[0]["requests"],
     }
+    per_object = 1e6 / objects
+    parts = {
+        "fixed": min(r["cpu_s"] for r in empties) * per_object,
+        "list_metadata": listing["metadata"] * per_object,
+        "list_whole": listing["whole"] * per_object,
+        "stages_noop": stages["stages_noop"],
+        "stages_full": stages["stages_full"],
+        "library_full": stages["library_full"],
+    }
+    result.update({f"cpu_us_per_object_{name}": round(value, 1) for name, value in parts.items()})
+    noop_floor = parts["fixed"] + parts["list_metadata"]
+    full_floor = parts["fixed"] + parts["list_whole"] + parts["library_full"]
+    result.update(
+        {
+            "cpu_us_per_object_noop_floor": round(noop_floor, 1),
+            "cpu_us_per_object_full_floor": round(full_floor, 1),
+            "full_cpu_per_wall": round(full["cpu_s"] / full_best, 2),
+            "full_vs_raw_list_floor": round(full_floor * objects / 1e6 / raw_best, 2),
+        }
+    )
     table = Table(title="Backup benchmark (10,000 objects, 20 namespaces)")
     table.add_column("measure")
     table.add_column("value", justify="right")
