@@ -135,9 +135,11 @@ def child(stats: str, kubeconfig: str, endpoint: str, prefix: str, job_id: str, 
         return result
 
     BackupService.run = profiled_run  # type: ignore[method-assign]
+    from chalicelib.backup import service
     from chalicelib.backup.collect import Listing
 
-    stages = _time_stages(BackupService, ("_refuse_damaged_reuse", "_open", "_execute"))
+    stages = _time_stages(BackupService, ("_open", "_execute"))
+    _time_stages(service, ("refuse_damaged_reuse",), stages)  # called by its name in the service module
     _time_stages(Listing, ("namespaces", "collect"), stages)
     gc_time = _time_gc()
     result = tasks.backup(kubeconfig, endpoint, prefix, job_id, namespaces)

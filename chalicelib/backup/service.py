@@ -18,12 +18,11 @@ from chalicelib.backup.commit import EtcdSnapshotFn, build_manifest, commit_mani
 from chalicelib.backup.compact import CompactCollector
 from chalicelib.backup.errors import BackupError, ClusterUnavailable
 from chalicelib.backup.etcd_only import resource_parent, run_etcd_only
-from chalicelib.backup.head_start import ClusterView, HeadStart, Opened, in_background
+from chalicelib.backup.head_start import ClusterView, HeadStart, Opened
 from chalicelib.backup.listing import PageStream, select_resources
-from chalicelib.backup.reuse import PriorObjects, load_prior
-from chalicelib.backup.verify import EarlyCheck, damaged
+from chalicelib.backup.opening import open_repository, refuse_damaged_reuse
 from chalicelib.catalog.errors import WorkerSuperseded
-from chalicelib.core.ids import BackupId, BlobId, new_backup_id
+from chalicelib.core.ids import BackupId, new_backup_id
 from chalicelib.core.jobs import BackupJob, ClusterRef, CommitMessage, ShardMessage, VolumesMessage
 from chalicelib.core.models import TERMINAL, BackupRecord, BackupState
 from chalicelib.core.resources import Resource
@@ -432,7 +431,7 @@ class BackupService:
         root_id = collector.write_root(trees)
         self._maybe_heartbeat(cluster, backup_id)
         index_files = writer.finish()
-        self._refuse_damaged_reuse(opened, collector, [*trees.values(), root_id], cluster, early)
+        refuse_damaged_reuse(opened, collector, [*trees.values(), root_id], cluster, early)
         self._maybe_heartbeat(cluster, backup_id)
         etcd = take_etcd_snapshot(self._etcd_snapshot, job.cluster, backup_id, opened.repo.store, collector.errors)
         finished_at = self._clock()
@@ -488,29 +487,6 @@ class BackupService:
             worker=self._worker,
         )
         return committed.record
-
-    def _refuse_damaged_reuse(
-        self,
-        opened: Opened,
-        collector: CompactCollector,
-        trees: list[BlobId],
-        cluster: str,
-        early: EarlyCheck | None = None,
-    ) -> None:
-        """Fail the backup before its commit when a sample of the blobs it deduplicates against does not read:
-        a manifest reaching a damaged blob would be unrestorable, and would hide the damage behind a new backup.
-        ``early``: the ``EarlyCheck`` of the parent's blobs, whose results need not be read again."""
-        if opened.reader is None:
-            return
-        # The collector sampled the reused blobs per pack as it wrote the trees: no set of them all is kept.
-        checked = early.results() if early is not None else None
-        failed = damaged(opened.reader, opened.index, collector.reused_sample(), always=trees, checked=checked)
-        if failed:
-            packs = sorted({str(opened.index[blob].pack) for blob, _ in failed})
-            raise BackupError(
-                f"cluster {cluster!r}: {len(failed)} blob(s) this backup deduplicates against are damaged "
-                f"(packs {', '.join(packs[:3])}; first: {failed[0][1]}); nothing was committed"
-            )
 
     def _connect_cluster(self, ref: ClusterRef) -> Any:
         try:
@@ -568,59 +544,10 @@ class BackupService:
     def _open(
         self, cluster: str, parent_to_read: Callable[[], str | None], guess: Callable[[], str | None] | None = None
     ) -> Opened:
-        """The repository, its index, and the objects of the backup of ``cluster`` that ``parent_to_read`` names,
-        once it does (None: none). ``guess`` names the parent earlier, unconfirmed: its manifest is read while the
-        index loads, and its trees once it has; they are kept only if ``parent_to_read`` names the same backup."""
-        from chalicelib.repository import RepositoryReader
-
-        repo = self._open_repository()
-        reader = RepositoryReader(repo, reuse_loaded_index=True)
-        if not self._reuse_unchanged:
-            return Opened(repo, reader.load_index(), None, None, reader)
-        early = guess or parent_to_read
-        manifest = in_background(lambda: self._parent_manifest(reader, cluster, early()), "lifeboat-read-parent")
-        index = reader.load_index()
-        read, parent_manifest = manifest.result()
-        parent_uid, prior = self._prior(reader, parent_manifest)
-        parent = parent_to_read() if guess is not None else read
-        if parent != read:
-            # The catalog's index named a backup the consistent read did not confirm: read the confirmed one.
-            parent_manifest = self._parent_manifest(reader, cluster, parent)[1]
-            parent_uid, prior = self._prior(reader, parent_manifest)
-        if parent is None:
-            return Opened(repo, index, None, None, reader)
-        check = None
-        if prior is not None and len(prior):
-            # The sample of the parent's blobs is read while the backup lists; its root and trees, hash-checked as
-            # they were loaded just now, count as read (``verify.EarlyCheck``).
-            verified = [parent_manifest.root_tree, *prior.tree_ids()]
-            check = EarlyCheck(reader, index, prior.digests(), verified=verified)
-        return Opened(repo, index, parent_uid, prior, reader, parent, check)
-
-    @staticmethod
-    def _parent_manifest(reader: Any, cluster: str, parent: str | None) -> tuple[str | None, Any]:
-        """(``parent``, its manifest); None for the manifest when there is no parent or it cannot be read."""
-        from chalicelib.repository.errors import RepositoryError
-
-        if parent is None:
-            return None, None
-        try:
-            return parent, reader.load_manifest(cluster, parent)
-        except RepositoryError:
-            return parent, None  # reuse is only a shortcut: without the parent, every object takes the full path
-
-    def _prior(self, reader: Any, manifest: Any) -> tuple[str | None, PriorObjects | None]:
-        """The cluster uid and objects of the backup ``manifest`` describes (None, None: every object takes the full
-        path)."""
-        from chalicelib.repository.errors import RepositoryError
-
-        if manifest is None or not manifest.cluster_uid:
-            return None, None
-        try:
-            return manifest.cluster_uid, load_prior(reader, manifest, manifest.cluster_uid)
-        except RepositoryError:
-            # Reuse is only a shortcut: a parent that cannot be read makes this backup a full one, not a failed one.
-            return None, None
+        """The repository's side of the backup (``opening.open_repository``), in the calling thread."""
+        return open_repository(
+            self._open_repository(), cluster, parent_to_read, guess, reuse_unchanged=self._reuse_unchanged
+        )
 
     def _maybe_heartbeat(self, cluster: str, backup_id: BackupId) -> None:
         if time.monotonic() - self._heartbeat_at >= HEARTBEAT_EVERY_S:

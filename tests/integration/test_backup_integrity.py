@@ -79,18 +79,18 @@ def test_a_damaged_parent_tree_is_not_reused_or_deduplicated_against(
 def test_an_unchanged_backup_has_read_its_sample_of_the_parent_before_it_writes_its_trees(
     services: Services, kubeconfig_path: Any, app_ns: Any, monkeypatch: Any
 ) -> None:
-    from chalicelib.backup import service as service_module
+    from chalicelib.backup import opening
 
     first = _backup(services, kubeconfig_path, app_ns.namespaces)
     seen: list[tuple[list[str], list[str], dict[str, Any]]] = []
-    original = service_module.damaged
+    original = opening.damaged
 
     def spy(reader: Any, index: Any, sample: Any, **kwargs: Any) -> Any:
         shared = [tree for tree in kwargs.get("always") or () if tree in index]  # held before this backup
         seen.append((list(sample), shared, dict(kwargs.get("checked") or {})))
         return original(reader, index, sample, **kwargs)
 
-    monkeypatch.setattr(service_module, "damaged", spy)
+    monkeypatch.setattr(opening, "damaged", spy)
     second = _backup(services, kubeconfig_path, app_ns.namespaces)
 
     assert second.state == BackupState.COMPLETED and second.parent == first.backup_id

@@ -20,16 +20,16 @@ CM = Resource("", "v1", "ConfigMap", "configmaps", True, frozenset({"get", "patc
 @pytest.fixture
 def trees_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The backups whose trees a backup reads as its parent's objects, in order."""
-    from chalicelib.backup import service as service_module
+    from chalicelib.backup import opening
 
     read: list[str] = []
-    load_prior = service_module.load_prior
+    load_prior = opening.load_prior
 
     def recording(reader: Any, manifest: Any, cluster_uid: str | None) -> Any:
         read.append(manifest.backup_id)
         return load_prior(reader, manifest, cluster_uid)
 
-    monkeypatch.setattr(service_module, "load_prior", recording)
+    monkeypatch.setattr(opening, "load_prior", recording)
     return read
 
 
