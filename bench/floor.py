@@ -74,7 +74,7 @@ def list_cpu(kubeconfig: str, mode: str, pattern: str) -> dict[str, Any]:
         "wall_s": time.perf_counter() - wall,
         "objects": objects,
         "pages": pages,
-        "metadata_pages": metadata_pages,  # served as object metadata (all of them, as metadata)
+        "metadata_pages": metadata_pages,  # the pages the server sent as object metadata
     }
 
 
