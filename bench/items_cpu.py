@@ -97,6 +97,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(" ".join(f"{k}={v:.2f}" for k, v in best_stages(args.runs).items()))
+
+
+def best_stages(runs: int) -> dict[str, float]:
+    """Each stage's best of ``runs``, µs per object, and the totals of those (``full_total``, ``noop_total``)."""
     from sandbox.synthetic import synthetic_objects
 
     objects = list(
@@ -105,7 +110,7 @@ def main() -> None:
         )
     )
     best: dict[str, float] = {}
-    for _ in range(args.runs):
+    for _ in range(runs):
         namespaces, listed = pages(copy.deepcopy(objects))
         repo = Repository.open(MemoryObjectStore(), create=True)
         full = run(repo, namespaces, listed, None)
@@ -121,7 +126,7 @@ def main() -> None:
                 best[key] = min(best.get(key, float("inf")), result[stage] / n * 1e6)
     best["full_total"] = best["full_open"] + best["full_pages"] + best["full_trees"]
     best["noop_total"] = best["noop_open"] + best["noop_pages"] + best["noop_trees"]
-    print(" ".join(f"{k}={v:.2f}" for k, v in best.items()))
+    return best
 
 
 if __name__ == "__main__":
