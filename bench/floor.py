@@ -31,12 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
+from bench.tasks import _cpu_since  # noqa: E402
+
 RUNS = 3
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def list_cpu(kubeconfig: str, mode: str, pattern: str) -> dict[str, Any]:
@@ -59,7 +56,7 @@ def list_cpu(kubeconfig: str, mode: str, pattern: str) -> dict[str, Any]:
     namespaced, _ = select_resources(resources, scope)
     every_page_will_do = (lambda res: lambda items: True) if mode == "metadata" else None
     gc.freeze()  # as a backup runs (``service._heap_frozen``): the collector's passes leave the warm heap alone
-    started, wall = _cpu(), time.perf_counter()
+    started, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     objects = pages = metadata_pages = 0
     stream = listing.start(client, scope, ns_objects, namespaced, every_page_will_do)  # type: ignore[arg-type]
     for page in stream:
@@ -69,7 +66,7 @@ def list_cpu(kubeconfig: str, mode: str, pattern: str) -> dict[str, Any]:
         pages += 1
         metadata_pages += page.metadata_only
     return {
-        "cpu_s": _cpu() - started,
+        "cpu_s": _cpu_since(started),
         "wall_s": time.perf_counter() - wall,
         "objects": objects,
         "pages": pages,
